@@ -1,0 +1,240 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Version is the env file format this booted reads.
+const Version = 1
+
+// Provider types an env file may name.
+const (
+	ProviderLocal     = "local"
+	ProviderStatic    = "static"
+	ProviderVBox      = "vbox"
+	ProviderBaremetal = "baremetal"
+	ProviderQemu      = "qemu"
+)
+
+// Role names every env file knows. Other role names are allowed too.
+const (
+	RoleLoadBalancers = "loadbalancers"
+	RoleWorkers       = "workers"
+)
+
+// Env is one environment: the hosts of its roles, how they are provisioned
+// and reached, and how long each stage may take.
+type Env struct {
+	// Version of the file format; must be Version.
+	Version  int              `yaml:"version"`
+	Provider Provider         `yaml:"provider"`
+	Callback Callback         `yaml:"callback"`
+	SSH      SSH              `yaml:"ssh"`
+	Timeouts Timeouts         `yaml:"timeouts"`
+	Roles    map[string]*Role `yaml:"roles"`
+
+	// Name is the environment's name: the file name without ".yaml".
+	Name string `yaml:"-"`
+	// Path is the file the environment was read from.
+	Path string `yaml:"-"`
+}
+
+// Provider says how hosts are made. Exactly the section named by Type is used.
+type Provider struct {
+	Type   string  `yaml:"type"`
+	Local  *Local  `yaml:"local"`
+	Static *Static `yaml:"static"`
+	VBox   *VBox   `yaml:"vbox"`
+}
+
+// Local configures the local provider: network namespaces on a bridge.
+type Local struct {
+	// Subnet of the environment's bridge, e.g. 10.77.0.0/24. The bridge takes
+	// the first address; hosts get addresses from .10 upwards.
+	Subnet string `yaml:"subnet"`
+}
+
+// Static lists machines that already exist.
+type Static struct {
+	// KnownHosts is the known_hosts file holding the hosts' keys; empty means
+	// ~/.ssh/known_hosts.
+	KnownHosts string       `yaml:"known_hosts"`
+	Hosts      []StaticHost `yaml:"hosts"`
+}
+
+// StaticHost is one existing machine.
+type StaticHost struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"`
+	Port    int    `yaml:"port"`
+}
+
+// VBox configures VirtualBox VMs built with kickstart.
+type VBox struct {
+	OSType    string  `yaml:"os_type"`
+	CPUs      int     `yaml:"cpus"`
+	MemoryMB  int     `yaml:"memory_mb"`
+	DiskGB    int     `yaml:"disk_gb"`
+	ISO       string  `yaml:"iso"`
+	Kickstart string  `yaml:"kickstart"`
+	Network   VBoxNet `yaml:"network"`
+}
+
+// VBoxNet is the VM's second NIC, the one the hosts are reached on.
+type VBoxNet struct {
+	// Mode is "hostonly" or "bridged".
+	Mode string `yaml:"mode"`
+	// Name is the host-only network or the host interface to bridge to.
+	Name string `yaml:"name"`
+	// Subnet the VMs' addresses come from.
+	Subnet string `yaml:"subnet"`
+}
+
+// Callback is where hosts phone home: the controller's nginx.
+type Callback struct {
+	// Address nginx listens on. Empty means the local bridge's address.
+	Address string `yaml:"address"`
+	// Port nginx listens on. Zero means 8077.
+	Port int `yaml:"port"`
+	// Retry is how long a host keeps retrying its phone-home. Zero means 2m.
+	Retry Duration `yaml:"retry"`
+}
+
+// SSH says how booted logs in to hosts.
+type SSH struct {
+	// User to log in as. Empty means root.
+	User string `yaml:"user"`
+	// Key is the private deploy key. Empty means inventory/ENV/id_ed25519,
+	// generated on first use.
+	Key string `yaml:"key"`
+	// Port sshd listens on. Zero means 22.
+	Port int `yaml:"port"`
+}
+
+// Timeouts bound each stage. Zero values take the defaults shown.
+type Timeouts struct {
+	// Boot: from start to phone-home (default 2m); past it a host is failed.
+	Boot Duration `yaml:"boot"`
+	// SSH: to connect and handshake with one host (default 10s).
+	SSH Duration `yaml:"ssh"`
+	// Ping: to wait for an ICMP echo reply (default 2s).
+	Ping Duration `yaml:"ping"`
+	// Command: for one command on one host (default 5m).
+	Command Duration `yaml:"command"`
+}
+
+// Role is a group of hosts that run the same service.
+type Role struct {
+	// Hosts names the role's hosts. When empty, names are Prefix1..PrefixN.
+	Hosts  []string `yaml:"hosts"`
+	Prefix string   `yaml:"prefix"`
+	// Count is how many hosts env:startAll brings up. Zero means
+	// len(Hosts), or Min when Hosts is empty.
+	Count int `yaml:"count"`
+	Min   int `yaml:"min"`
+	Max   int `yaml:"max"`
+	// Service and Version run on the role's hosts.
+	Service string `yaml:"service"`
+	Version string `yaml:"version"`
+}
+
+// Duration is a time.Duration written as "90s" or "2m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (write e.g. 90s or 2m)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// HostNames returns the names of the first n hosts of the role.
+func (r *Role) HostNames(n int) []string {
+	if len(r.Hosts) > 0 {
+		if n > len(r.Hosts) {
+			n = len(r.Hosts)
+		}
+		return append([]string(nil), r.Hosts[:n]...)
+	}
+	out := make([]string, 0, n)
+	for i := 1; i <= n; i++ {
+		out = append(out, fmt.Sprintf("%s%d", r.Prefix, i))
+	}
+	return out
+}
+
+// AllNames returns every host name the role may ever have (up to Max).
+func (r *Role) AllNames() []string {
+	if len(r.Hosts) > 0 {
+		return append([]string(nil), r.Hosts...)
+	}
+	return r.HostNames(r.Max)
+}
+
+// RoleOf returns the role of the named host and whether the env declares it.
+func (e *Env) RoleOf(host string) (string, bool) {
+	for name, r := range e.Roles {
+		for _, h := range r.AllNames() {
+			if h == host {
+				return name, true
+			}
+		}
+	}
+	return "", false
+}
+
+// RoleNames returns role names in the order hosts are brought up: workers
+// first, load balancers last, others in between in name order.
+func (e *Env) RoleNames() []string {
+	var mid []string
+	for name := range e.Roles {
+		if name != RoleWorkers && name != RoleLoadBalancers {
+			mid = append(mid, name)
+		}
+	}
+	sortStrings(mid)
+	var out []string
+	if _, ok := e.Roles[RoleWorkers]; ok {
+		out = append(out, RoleWorkers)
+	}
+	out = append(out, mid...)
+	if _, ok := e.Roles[RoleLoadBalancers]; ok {
+		out = append(out, RoleLoadBalancers)
+	}
+	return out
+}
+
+// Gateway returns the local bridge's address (the first of the subnet).
+func (l *Local) Gateway() (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(l.Subnet)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	p = p.Masked()
+	return netip.PrefixFrom(p.Addr().Next(), p.Bits()), nil
+}
+
+// CallbackAddr returns the host:port hosts phone home to.
+func (e *Env) CallbackAddr() string {
+	return fmt.Sprintf("%s:%d", e.Callback.Address, e.Callback.Port)
+}
+
+// CallbackURL returns the URL hosts phone home to.
+func (e *Env) CallbackURL() string {
+	return "http://" + e.CallbackAddr() + "/booted/"
+}

@@ -1,0 +1,137 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `version: 1
+provider:
+  type: local
+  local:
+    subnet: 10.77.0.0/24
+roles:
+  loadbalancers:
+    hosts: [lb1]
+    min: 1
+    max: 1
+  workers:
+    prefix: w
+    count: 2
+    min: 2
+    max: 6
+    service: hello
+    version: v1
+`
+
+// Ensure the shipped env files all load.
+func TestLoad_ShippedEnvs(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "envs")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		name := strings.TrimSuffix(e.Name(), ".yaml")
+		if _, err := Load(dir, name); err != nil {
+			t.Errorf("%s: %v", e.Name(), err)
+		}
+	}
+	env, err := Load(dir, "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := env.Roles[RoleWorkers]
+	if w.Min != 2 || w.Max != 6 || len(env.Roles[RoleLoadBalancers].Hosts) != 1 {
+		t.Errorf("local.yaml: want 1 load balancer and workers min 2 max 6, got %+v", w)
+	}
+}
+
+func TestParse_Defaults(t *testing.T) {
+	env, err := Parse("x.yaml", "x", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Callback.Address != "10.77.0.1" || env.Callback.Port != 8077 {
+		t.Errorf("callback = %s, want 10.77.0.1:8077", env.CallbackAddr())
+	}
+	if env.SSH.User != "root" || env.SSH.Port != 22 || env.Timeouts.Boot.D() != 2*time.Minute {
+		t.Errorf("defaults not applied: %+v %+v", env.SSH, env.Timeouts)
+	}
+	if got := env.Roles[RoleWorkers].HostNames(2); strings.Join(got, ",") != "w1,w2" {
+		t.Errorf("HostNames(2) = %v", got)
+	}
+	if got := env.Roles[RoleWorkers].AllNames(); len(got) != 6 || got[5] != "w6" {
+		t.Errorf("AllNames = %v", got)
+	}
+	if r, ok := env.RoleOf("w5"); !ok || r != RoleWorkers {
+		t.Errorf("RoleOf(w5) = %q %v", r, ok)
+	}
+	if got := env.RoleNames(); strings.Join(got, ",") != "workers,loadbalancers" {
+		t.Errorf("RoleNames = %v", got)
+	}
+}
+
+func TestParse_Errors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(string) string
+		want []string // every one must appear in the error
+	}{
+		{"UnknownField", func(s string) string { return strings.Replace(s, "    min: 2\n", "    min: 2\n    mni: 3\n", 1) },
+			[]string{"x.yaml:15: field mni is not known"}},
+		{"MissingVersion", func(s string) string { return strings.Replace(s, "version: 1\n", "", 1) },
+			[]string{"version: missing"}},
+		{"NewerVersion", func(s string) string { return strings.Replace(s, "version: 1", "version: 2", 1) },
+			[]string{"x.yaml:1: version: this booted reads version 1 files, not 2"}},
+		{"BadSubnet", func(s string) string { return strings.Replace(s, "10.77.0.0/24", "10.77.0.0/33", 1) },
+			[]string{"x.yaml:5: provider.local.subnet"}},
+		{"UnknownProvider", func(s string) string { return strings.Replace(s, "type: local", "type: ec2", 1) },
+			[]string{`x.yaml:3: provider.type: "ec2" is not a provider`}},
+		{"MaxBelowMin", func(s string) string { return strings.Replace(s, "max: 6", "max: 1", 1) },
+			[]string{"x.yaml:15: roles.workers.max: 1 is less than min (2)", "roles.workers.count: 2 is outside min..max"}},
+		{"ManyAtOnce", func(s string) string {
+			s = strings.Replace(s, "max: 6", "max: 1", 1)
+			s = strings.Replace(s, "version: v1", "version: \"\"", 1)
+			return strings.Replace(s, "hosts: [lb1]", "hosts: [LB_1]", 1)
+		}, []string{"roles.workers.max", "roles.workers.version: missing", `x.yaml:8: roles.loadbalancers.hosts[0]: "LB_1" is not a valid host name`}},
+		{"DuplicateHost", func(s string) string { return strings.Replace(s, "hosts: [lb1]", "hosts: [w1]", 1) },
+			[]string{"host w1 is also in role"}},
+		{"NoWorkers", func(s string) string { return strings.Replace(s, "  workers:", "  others:", 1) },
+			[]string{"roles: missing the workers role"}},
+		{"BadDuration", func(s string) string { return s + "timeouts:\n  boot: soon\n" },
+			[]string{`x.yaml:19: "soon" is not a duration`}},
+		{"WrongType", func(s string) string { return strings.Replace(s, "min: 2", "min: two", 1) },
+			[]string{"x.yaml:14: cannot unmarshal"}},
+		{"StaticWithoutHosts", func(s string) string {
+			return strings.Replace(strings.Replace(s, "type: local", "type: static", 1), "  local:\n    subnet: 10.77.0.0/24\n", "", 1)
+		}, []string{"provider.static.hosts: missing", "callback.address: missing"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", "x", []byte(tc.edit(good)))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoad_Missing(t *testing.T) {
+	_, err := Load(t.TempDir(), "nope")
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml does not exist") {
+		t.Errorf("err = %v", err)
+	}
+	if _, err := Load(t.TempDir(), "../etc"); err == nil || !strings.Contains(err.Error(), "environment name") {
+		t.Errorf("err = %v", err)
+	}
+}
