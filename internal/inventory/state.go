@@ -1,0 +1,75 @@
+package inventory
+
+import "fmt"
+
+// State is where a host is in its lifecycle.
+type State string
+
+// The lifecycle: requested → provisioning → booting → booted → ready →
+// serving → draining → stopped → terminated, and failed (with the reason)
+// when a stage goes wrong or passes its timeout.
+const (
+	Requested    State = "requested"
+	Provisioning State = "provisioning"
+	Booting      State = "booting"
+	Booted       State = "booted"
+	Ready        State = "ready"
+	Serving      State = "serving"
+	Draining     State = "draining"
+	Stopped      State = "stopped"
+	Terminated   State = "terminated"
+	Failed       State = "failed"
+)
+
+// States lists every state in lifecycle order.
+var States = []State{Requested, Provisioning, Booting, Booted, Ready, Serving, Draining, Stopped, Terminated, Failed}
+
+// transitions says which states each state may move to. Staying in the same
+// state (a host phoning home again, say) is always allowed.
+var transitions = map[State][]State{
+	Requested:    {Provisioning, Booting, Failed, Terminated},
+	Provisioning: {Booting, Stopped, Failed, Terminated},
+	Booting:      {Booted, Stopped, Failed, Terminated},
+	Booted:       {Ready, Booting, Stopped, Failed, Terminated},
+	Ready:        {Serving, Booted, Booting, Stopped, Failed, Terminated},
+	Serving:      {Draining, Ready, Booted, Booting, Failed},
+	Draining:     {Stopped, Serving, Ready, Failed},
+	Stopped:      {Booting, Provisioning, Failed, Terminated},
+	Failed:       {Booting, Provisioning, Booted, Ready, Stopped, Terminated},
+	Terminated:   {Requested, Provisioning, Booting},
+}
+
+// initial lists the states a host may be first recorded in.
+var initial = map[State]bool{Requested: true, Provisioning: true, Booting: true, Booted: true, Stopped: true}
+
+// CanMove reports whether the lifecycle allows from → to.
+func CanMove(from, to State) bool {
+	if from == to {
+		return true
+	}
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// TransitionError is returned when a change is not allowed by the lifecycle.
+type TransitionError struct {
+	Host     string
+	From, To State
+}
+
+func (e *TransitionError) Error() string {
+	if e.From == "" {
+		return fmt.Sprintf("host %s: cannot be recorded as %s first", e.Host, e.To)
+	}
+	return fmt.Sprintf("host %s: the lifecycle does not allow %s → %s", e.Host, e.From, e.To)
+}
+
+// Valid reports whether s is a known state.
+func (s State) Valid() bool {
+	_, ok := transitions[s]
+	return ok
+}

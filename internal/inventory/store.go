@@ -1,0 +1,373 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
+)
+
+// ErrNotFound is returned when a host is not in the inventory.
+var ErrNotFound = errors.New("not in the inventory")
+
+// Host is one host of one environment.
+type Host struct {
+	Env        string            `json:"env"`
+	Name       string            `json:"name"`
+	Role       string            `json:"role"`
+	Provider   string            `json:"provider"`
+	ProviderID string            `json:"providerId,omitempty"`
+	Addr       string            `json:"ip"`
+	Port       int               `json:"port,omitempty"`
+	MAC        string            `json:"mac,omitempty"`
+	HostKey    string            `json:"hostKey"`
+	State      State             `json:"state"`
+	Reason     string            `json:"reason,omitempty"`
+	Attrs      map[string]string `json:"attrs,omitempty"`
+	// Since is when the host entered its state.
+	Since   time.Time `json:"since"`
+	Updated time.Time `json:"updated"`
+}
+
+// Event is one recorded change.
+type Event struct {
+	ID     int64     `json:"id"`
+	Time   time.Time `json:"time"`
+	Env    string    `json:"env"`
+	Host   string    `json:"host,omitempty"`
+	Kind   string    `json:"kind"`
+	From   State     `json:"from,omitempty"`
+	To     State     `json:"to,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Store is the inventory database.
+type Store struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS hosts (
+	env TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL DEFAULT '',
+	provider TEXT NOT NULL DEFAULT '', provider_id TEXT NOT NULL DEFAULT '',
+	addr TEXT NOT NULL DEFAULT '', port INTEGER NOT NULL DEFAULT 0, mac TEXT NOT NULL DEFAULT '',
+	host_key TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
+	attrs TEXT NOT NULL DEFAULT '{}', since INTEGER NOT NULL, updated INTEGER NOT NULL,
+	PRIMARY KEY (env, name));
+CREATE TABLE IF NOT EXISTS events (
+	id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, env TEXT NOT NULL,
+	host TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL, from_state TEXT NOT NULL DEFAULT '',
+	to_state TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS events_env_host ON events (env, host, id);
+CREATE TABLE IF NOT EXISTS counters (
+	env TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (env, name));
+CREATE TABLE IF NOT EXISTS kv (
+	env TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (env, key));
+`
+
+// Open opens (creating if needed) the store at path, e.g. inventory/booted.db.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	// Create the file ourselves so that it is private from the start.
+	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		f.Close()
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("inventory %s: %w", path, err)
+	}
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("inventory %s: %w", path, err)
+	}
+	return &Store{db: db, now: time.Now}, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Tx is one transaction: everything done through it is committed together.
+type Tx struct {
+	tx  *sql.Tx
+	ctx context.Context
+	now time.Time
+}
+
+// Update runs fn in one write transaction, committed if fn returns nil.
+func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	t, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			t.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			t.Rollback()
+			return
+		}
+		err = t.Commit()
+	}()
+	return fn(&Tx{tx: t, ctx: ctx, now: s.now()})
+}
+
+// Hosts returns the hosts of env by name.
+func (s *Store) Hosts(ctx context.Context, env string) (hs []Host, err error) {
+	err = s.Update(ctx, func(tx *Tx) error { hs, err = tx.Hosts(env); return err })
+	return hs, err
+}
+
+// Host returns one host, or ErrNotFound.
+func (s *Store) Host(ctx context.Context, env, name string) (h Host, err error) {
+	err = s.Update(ctx, func(tx *Tx) error { h, err = tx.Host(env, name); return err })
+	return h, err
+}
+
+// Events returns the last limit events of env (of one host if host is set),
+// oldest first.
+func (s *Store) Events(ctx context.Context, env, host string, limit int) ([]Event, error) {
+	q := `SELECT id, time, env, host, kind, from_state, to_state, detail FROM events WHERE env = ?`
+	args := []any{env}
+	if host != "" {
+		q += ` AND host = ?`
+		args = append(args, host)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var t int64
+		if err := rows.Scan(&e.ID, &t, &e.Env, &e.Host, &e.Kind, &e.From, &e.To, &e.Detail); err != nil {
+			return nil, err
+		}
+		e.Time = time.Unix(0, t)
+		out = append(out, e)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, rows.Err()
+}
+
+// Counters returns the counters of env.
+func (s *Store) Counters(ctx context.Context, env string) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, value FROM counters WHERE env = ?`, env)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var n string
+		var v int64
+		if err := rows.Scan(&n, &v); err != nil {
+			return nil, err
+		}
+		out[n] = v
+	}
+	return out, rows.Err()
+}
+
+// Transition moves a host to state to, recording why.
+func (s *Store) Transition(ctx context.Context, env, name string, to State, reason string) error {
+	return s.Update(ctx, func(tx *Tx) error {
+		return tx.Modify(env, name, func(h *Host) error {
+			h.State, h.Reason = to, reason
+			return nil
+		})
+	})
+}
+
+const hostCols = `env, name, role, provider, provider_id, addr, port, mac, host_key, state, reason, attrs, since, updated`
+
+func scanHost(sc interface{ Scan(...any) error }) (Host, error) {
+	var h Host
+	var attrs string
+	var since, updated int64
+	err := sc.Scan(&h.Env, &h.Name, &h.Role, &h.Provider, &h.ProviderID, &h.Addr, &h.Port, &h.MAC, &h.HostKey, &h.State, &h.Reason, &attrs, &since, &updated)
+	if err != nil {
+		return h, err
+	}
+	h.Since, h.Updated = time.Unix(0, since), time.Unix(0, updated)
+	if attrs != "" && attrs != "{}" {
+		if err := json.Unmarshal([]byte(attrs), &h.Attrs); err != nil {
+			return h, fmt.Errorf("host %s: attributes: %w", h.Name, err)
+		}
+	}
+	return h, nil
+}
+
+// Hosts returns the hosts of env by name.
+func (tx *Tx) Hosts(env string) ([]Host, error) {
+	rows, err := tx.tx.QueryContext(tx.ctx, `SELECT `+hostCols+` FROM hosts WHERE env = ? ORDER BY name`, env)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	defer rows.Close()
+	var out []Host
+	for rows.Next() {
+		h, err := scanHost(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// Host returns one host, or an error wrapping ErrNotFound.
+func (tx *Tx) Host(env, name string) (Host, error) {
+	h, err := scanHost(tx.tx.QueryRowContext(tx.ctx, `SELECT `+hostCols+` FROM hosts WHERE env = ? AND name = ?`, env, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, fmt.Errorf("host %s of %s: %w", name, env, ErrNotFound)
+	}
+	return h, err
+}
+
+// Modify changes one host through fn, creating it (with state Requested
+// unless fn sets another) when it is not there yet. A state change is
+// checked against the lifecycle and recorded as an event.
+func (tx *Tx) Modify(env, name string, fn func(h *Host) error) error {
+	old, err := tx.Host(env, name)
+	exists := err == nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	h := old
+	if !exists {
+		h = Host{Env: env, Name: name, State: Requested}
+	}
+	h.Attrs = cloneMap(old.Attrs)
+	if err := fn(&h); err != nil {
+		return err
+	}
+	h.Env, h.Name = env, name
+	if !h.State.Valid() {
+		return fmt.Errorf("host %s: unknown state %q", name, h.State)
+	}
+	switch {
+	case !exists && !initial[h.State]:
+		return &TransitionError{Host: name, To: h.State}
+	case exists && !CanMove(old.State, h.State):
+		return &TransitionError{Host: name, From: old.State, To: h.State}
+	}
+	if !exists || old.State != h.State {
+		h.Since = tx.now
+		if h.State != Failed {
+			if h.Reason == old.Reason {
+				h.Reason = ""
+			}
+		}
+		from := old.State
+		if !exists {
+			from = ""
+		}
+		if err := tx.Record(Event{Env: env, Host: name, Kind: "state", From: from, To: h.State, Detail: h.Reason}); err != nil {
+			return err
+		}
+	}
+	h.Updated = tx.now
+	attrs, _ := json.Marshal(h.Attrs)
+	if h.Attrs == nil {
+		attrs = []byte("{}")
+	}
+	_, err = tx.tx.ExecContext(tx.ctx, `INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (env, name) DO UPDATE SET role=excluded.role, provider=excluded.provider, provider_id=excluded.provider_id,
+		addr=excluded.addr, port=excluded.port, mac=excluded.mac, host_key=excluded.host_key, state=excluded.state, reason=excluded.reason,
+		attrs=excluded.attrs, since=excluded.since, updated=excluded.updated`,
+		h.Env, h.Name, h.Role, h.Provider, h.ProviderID, h.Addr, h.Port, h.MAC, h.HostKey, string(h.State), h.Reason, string(attrs), h.Since.UnixNano(), h.Updated.UnixNano())
+	if err != nil {
+		return fmt.Errorf("inventory: host %s: %w", name, err)
+	}
+	return nil
+}
+
+// Forget removes a host's record; its events stay.
+func (tx *Tx) Forget(env, name, why string) error {
+	if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM hosts WHERE env = ? AND name = ?`, env, name); err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	return tx.Record(Event{Env: env, Host: name, Kind: "forgotten", Detail: why})
+}
+
+// Record appends an event.
+func (tx *Tx) Record(e Event) error {
+	if e.Time.IsZero() {
+		e.Time = tx.now
+	}
+	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO events (time, env, host, kind, from_state, to_state, detail) VALUES (?,?,?,?,?,?,?)`,
+		e.Time.UnixNano(), e.Env, e.Host, e.Kind, string(e.From), string(e.To), e.Detail)
+	if err != nil {
+		return fmt.Errorf("inventory: event: %w", err)
+	}
+	return nil
+}
+
+// Count adds n to a counter of env.
+func (tx *Tx) Count(env, name string, n int64) error {
+	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO counters (env, name, value) VALUES (?,?,?)
+		ON CONFLICT (env, name) DO UPDATE SET value = value + excluded.value`, env, name, n)
+	if err != nil {
+		return fmt.Errorf("inventory: counter: %w", err)
+	}
+	return nil
+}
+
+// Get reads a value stored with Put into v; found is false when there is none.
+func (tx *Tx) Get(env, key string, v any) (found bool, err error) {
+	var s string
+	err = tx.tx.QueryRowContext(tx.ctx, `SELECT value FROM kv WHERE env = ? AND key = ?`, env, key).Scan(&s)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inventory: %w", err)
+	}
+	return true, json.Unmarshal([]byte(s), v)
+}
+
+// Put stores v (as JSON) under key for env.
+func (tx *Tx) Put(env, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = tx.tx.ExecContext(tx.ctx, `INSERT INTO kv (env, key, value) VALUES (?,?,?)
+		ON CONFLICT (env, key) DO UPDATE SET value = excluded.value`, env, key, string(b))
+	if err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	return nil
+}
+
+// Now is the time of the transaction.
+func (tx *Tx) Now() time.Time { return tx.now }
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,150 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func openTest(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestCanMove(t *testing.T) {
+	for _, tc := range []struct {
+		from, to State
+		ok       bool
+	}{
+		{Requested, Provisioning, true},
+		{Booting, Booted, true},
+		{Booted, Ready, true},
+		{Ready, Serving, true},
+		{Serving, Draining, true},
+		{Draining, Stopped, true},
+		{Stopped, Terminated, true},
+		{Booting, Failed, true},
+		{Failed, Booting, true},
+		{Booted, Booted, true},
+		{Requested, Serving, false},
+		{Booting, Ready, false},
+		{Serving, Stopped, false},
+		{Terminated, Serving, false},
+		{Stopped, Ready, false},
+	} {
+		if got := CanMove(tc.from, tc.to); got != tc.ok {
+			t.Errorf("CanMove(%s, %s) = %v, want %v", tc.from, tc.to, got, tc.ok)
+		}
+	}
+	for _, s := range States {
+		if !s.Valid() {
+			t.Errorf("%s not valid", s)
+		}
+	}
+}
+
+func TestStore_LifecycleAndEvents(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, filepath.Join(t.TempDir(), "booted.db"))
+	err := s.Update(ctx, func(tx *Tx) error {
+		return tx.Modify("local", "w1", func(h *Host) error { h.Role, h.State = "workers", Booting; return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Transition(ctx, "local", "w1", Serving, ""); err == nil {
+		t.Fatal("booting → serving was allowed")
+	} else {
+		var te *TransitionError
+		if !errors.As(err, &te) || te.From != Booting {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	h, err := s.Host(ctx, "local", "w1")
+	if err != nil || h.State != Booting || h.Role != "workers" {
+		t.Fatalf("refused change altered the host: %+v %v", h, err)
+	}
+	for _, st := range []State{Booted, Ready} {
+		if err := s.Transition(ctx, "local", "w1", st, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Transition(ctx, "local", "w1", Failed, "no ping reply"); err != nil {
+		t.Fatal(err)
+	}
+	h, _ = s.Host(ctx, "local", "w1")
+	if h.State != Failed || h.Reason != "no ping reply" {
+		t.Fatalf("host %+v", h)
+	}
+	if err := s.Transition(ctx, "local", "w1", Booting, ""); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ = s.Host(ctx, "local", "w1"); h.Reason != "" {
+		t.Errorf("reason kept after leaving failed: %q", h.Reason)
+	}
+	evs, err := s.Events(ctx, "local", "w1", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, fmt.Sprintf("%s>%s", e.From, e.To))
+	}
+	want := ">booting booting>booted booted>ready ready>failed failed>booting"
+	if fmt.Sprint(got) != "["+want+"]" {
+		t.Errorf("events %v, want %s", got, want)
+	}
+	if _, err := s.Host(ctx, "local", "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("err = %v", err)
+	}
+	err = s.Update(ctx, func(tx *Tx) error {
+		return tx.Modify("local", "w9", func(h *Host) error { h.State = Serving; return nil })
+	})
+	if err == nil {
+		t.Error("a host was first recorded as serving")
+	}
+}
+
+// Ensure that two handles on one file (as the CLI and the daemon have)
+// can write at once without "database is locked" and without losing updates.
+func TestStore_ConcurrentWriters(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "booted.db")
+	a, b := openTest(t, path), openTest(t, path)
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for i, s := range []*Store{a, b, a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 100; j++ {
+				errs <- s.Update(ctx, func(tx *Tx) error {
+					if err := tx.Count("local", "n", 1); err != nil {
+						return err
+					}
+					return tx.Modify("local", fmt.Sprintf("h%d-%d", i, j), func(h *Host) error { h.State = Booting; return nil })
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := a.Counters(ctx, "local")
+	hs, _ := b.Hosts(ctx, "local")
+	if c["n"] != 400 || len(hs) != 400 {
+		t.Errorf("counter %d, hosts %d; want 400 each", c["n"], len(hs))
+	}
+}
