@@ -1,0 +1,221 @@
+// Package controller runs the controller's nginx for one environment: the
+// server hosts phone home to (each callback becomes a line of the boot log)
+// and that serves their rendered kickstart files.
+//
+// nginx runs as a daemon with its own prefix under inventory/ENV/nginx and
+// is found again through its pid file, so that every booted command (and the
+// monitor daemon) shares it.
+package controller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"booted/internal/bootlog"
+)
+
+// Controller is the controller nginx of one environment.
+type Controller struct {
+	Env string
+	// Listen is the address:port nginx listens on.
+	Listen string
+	// Dir holds nginx.conf, the pid file, the error log and temp files.
+	Dir string
+	// BootLog is the log callbacks are written to.
+	BootLog string
+	// KickstartDir is served under /kickstart/.
+	KickstartDir string
+	// Template is nginx/controller.conf.tmpl.
+	Template string
+	// Now is the clock used to name rotated logs; nil means time.Now.
+	Now func() time.Time
+}
+
+func nginxBin() string {
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p
+	}
+	return "/usr/sbin/nginx"
+}
+
+func (c *Controller) conf() string { return filepath.Join(c.Dir, "nginx.conf") }
+
+// Render returns the nginx configuration.
+func (c *Controller) Render() ([]byte, error) {
+	src, err := os.ReadFile(c.Template)
+	if err != nil {
+		return nil, fmt.Errorf("controller nginx template: %w", err)
+	}
+	t, err := template.New(filepath.Base(c.Template)).Option("missingkey=error").Parse(string(src))
+	if err != nil {
+		return nil, fmt.Errorf("controller nginx template %s: %w", c.Template, err)
+	}
+	var b bytes.Buffer
+	err = t.Execute(&b, map[string]string{
+		"Env": c.Env, "Dir": c.Dir, "Listen": c.Listen, "BootLog": c.BootLog,
+		"KickstartDir": c.KickstartDir, "LogFormat": bootlog.LogFormat,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("controller nginx template %s: %w", c.Template, err)
+	}
+	return b.Bytes(), nil
+}
+
+// PID returns the pid of the running nginx master, or 0.
+func (c *Controller) PID() int {
+	b, err := os.ReadFile(filepath.Join(c.Dir, "nginx.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmd, []byte(c.conf())) {
+		return 0 // gone, or the pid now belongs to another process
+	}
+	return pid
+}
+
+// writeConf renders the configuration, checks it with nginx -t and only
+// then puts it in place; a configuration that fails the check is never used.
+func (c *Controller) writeConf(ctx context.Context) error {
+	for _, d := range []string{c.Dir, filepath.Join(c.Dir, "tmp"), c.KickstartDir, filepath.Dir(c.BootLog)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	conf, err := c.Render()
+	if err != nil {
+		return err
+	}
+	next := c.conf() + ".next"
+	if err := os.WriteFile(next, conf, 0o644); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, nginxBin(), "-t", "-q", "-p", c.Dir, "-c", next, "-e", filepath.Join(c.Dir, "error.log")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("controller nginx of %s: the new configuration fails nginx -t (kept the old one): %s", c.Env, bytes.TrimSpace(out))
+	}
+	return os.Rename(next, c.conf())
+}
+
+// Ensure starts nginx if it is not running.
+func (c *Controller) Ensure(ctx context.Context) error {
+	if c.PID() != 0 {
+		return nil
+	}
+	if err := c.writeConf(ctx); err != nil {
+		return err
+	}
+	return c.start(ctx)
+}
+
+func (c *Controller) start(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, nginxBin(), "-p", c.Dir, "-c", c.conf(), "-e", filepath.Join(c.Dir, "error.log")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("start controller nginx of %s on %s: %v: %s", c.Env, c.Listen, err, bytes.TrimSpace(out))
+	}
+	return c.waitListening(ctx)
+}
+
+func (c *Controller) waitListening(ctx context.Context) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		d := net.Dialer{Timeout: 200 * time.Millisecond}
+		conn, err := d.DialContext(ctx, "tcp", c.Listen)
+		if err == nil {
+			conn.Close()
+			if c.PID() != 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("controller nginx of %s does not answer on %s (see %s): %v", c.Env, c.Listen, filepath.Join(c.Dir, "error.log"), err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Restart starts a new boot log, keeping the old one as BOOTLOG.TIMESTAMP
+// (returned, or "" when there was none), and (re)starts nginx with a fresh
+// configuration. A running nginx is restarted gracefully (it reopens its
+// logs and reloads), so that no callback is refused meanwhile.
+func (c *Controller) Restart(ctx context.Context) (string, error) {
+	if err := c.writeConf(ctx); err != nil {
+		return "", err
+	}
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	rotated := ""
+	if st, err := os.Stat(c.BootLog); err == nil && st.Size() > 0 {
+		rotated = bootlog.RotatedName(c.BootLog, now())
+		if err := os.Rename(c.BootLog, rotated); err != nil {
+			return "", err
+		}
+	}
+	pid := c.PID()
+	if pid == 0 {
+		return rotated, c.start(ctx)
+	}
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil { // reopen the logs
+		return rotated, fmt.Errorf("controller nginx of %s (pid %d): reopen logs: %w", c.Env, pid, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil { // reload the configuration
+		return rotated, fmt.Errorf("controller nginx of %s (pid %d): reload: %w", c.Env, pid, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(c.BootLog); err == nil {
+			return rotated, c.waitListening(ctx)
+		}
+		if time.Now().After(deadline) {
+			return rotated, fmt.Errorf("controller nginx of %s (pid %d) did not reopen %s", c.Env, pid, c.BootLog)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop stops nginx (gracefully, then by force after 5 s).
+func (c *Controller) Stop(ctx context.Context) error {
+	pid := c.PID()
+	if pid == 0 {
+		return nil
+	}
+	syscall.Kill(pid, syscall.SIGQUIT)
+	deadline := time.Now().Add(5 * time.Second)
+	for c.PID() == pid {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			time.Sleep(100 * time.Millisecond)
+			if c.PID() == pid {
+				return errors.New("controller nginx would not stop")
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}

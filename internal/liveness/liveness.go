@@ -1,0 +1,65 @@
+// Package liveness tells whether hosts are up: an ICMP echo (pro-bing, raw
+// sockets, so root or CAP_NET_RAW is needed) and an SSH login checked
+// against the host's pinned key.
+package liveness
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	probing "github.com/prometheus-community/pro-bing"
+
+	"booted/internal/remote"
+)
+
+// Ping sends count echo requests to each address at once and returns, for
+// each, nil if at least one reply came back within timeout.
+func Ping(ctx context.Context, addrs []string, count int, timeout time.Duration) map[string]error {
+	out := make(map[string]error, len(addrs))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256) // each pinger holds a raw socket
+	for _, a := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			err := ping(ctx, a, count, timeout)
+			mu.Lock()
+			out[a] = err
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func ping(ctx context.Context, addr string, count int, timeout time.Duration) error {
+	p, err := probing.NewPinger(addr)
+	if err != nil {
+		return err
+	}
+	p.SetPrivileged(true)
+	p.SetLogger(probing.NoopLogger{})
+	p.Count, p.Interval, p.Timeout = count, 100*time.Millisecond, timeout
+	if err := p.RunWithContext(ctx); err != nil {
+		return fmt.Errorf("ping %s: %w (booted pings with raw sockets: run as root)", addr, err)
+	}
+	if p.Statistics().PacketsRecv == 0 {
+		return fmt.Errorf("no reply to ping within %v", timeout)
+	}
+	return nil
+}
+
+// SSH logs in to t and closes the connection: the host answers SSH with its
+// pinned key and takes the deploy key.
+func SSH(ctx context.Context, t remote.Target, a remote.Auth, timeout time.Duration) error {
+	c, err := remote.Dial(ctx, t, a, timeout)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}

@@ -1,0 +1,393 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"text/template"
+	"time"
+
+	"booted/internal/config"
+	"booted/internal/provider"
+)
+
+// Provider makes local hosts for one environment.
+type Provider struct {
+	env     string
+	subnet  netip.Prefix
+	gateway netip.Prefix
+	dir     string
+	bridge  string
+	sshPort int
+}
+
+var _ provider.Provider = (*Provider)(nil)
+
+// New returns the local provider of env, keeping host state under
+// hostsDir (inventory/ENV/hosts).
+func New(env *config.Env, hostsDir string) (*Provider, error) {
+	if env.Provider.Local == nil {
+		return nil, fmt.Errorf("%s: provider.local is missing", env.Path)
+	}
+	gw, err := env.Provider.Local.Gateway()
+	if err != nil {
+		return nil, fmt.Errorf("%s: provider.local.subnet: %w", env.Path, err)
+	}
+	abs, err := filepath.Abs(hostsDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{
+		env: env.Name, subnet: gw.Masked(), gateway: gw, dir: abs,
+		bridge: bridgeName(env.Name), sshPort: env.SSH.Port,
+	}, nil
+}
+
+// Bridge returns the name of the environment's bridge.
+func (p *Provider) Bridge() string { return p.bridge }
+
+// record is what Build remembers of a host, in hosts/NAME/host.json.
+type record struct {
+	Name  string `json:"name"`
+	Addr  string `json:"addr"`
+	MAC   string `json:"mac"`
+	Netns string `json:"netns"`
+	Veth  string `json:"veth"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func (p *Provider) hostDir(name string) string { return filepath.Join(p.dir, name) }
+
+func (p *Provider) load(name string) (record, error) {
+	var r record
+	b, err := os.ReadFile(filepath.Join(p.hostDir(name), "host.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return r, fmt.Errorf("host %s: %w", name, provider.ErrNoInstance)
+	}
+	if err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("host %s: %s: %w", name, filepath.Join(p.hostDir(name), "host.json"), err)
+	}
+	return r, nil
+}
+
+// allocate gives name a record with a free address, under the env's lock.
+func (p *Provider) allocate(name string) (record, error) {
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return record{}, err
+	}
+	unlock, err := lockFile(filepath.Join(p.dir, ".lock"))
+	if err != nil {
+		return record{}, err
+	}
+	defer unlock()
+	if r, err := p.load(name); err == nil {
+		return r, nil
+	}
+	used := map[netip.Addr]bool{}
+	ents, _ := os.ReadDir(p.dir)
+	for _, e := range ents {
+		if r, err := p.load(e.Name()); err == nil {
+			if a, err := netip.ParseAddr(r.Addr); err == nil {
+				used[a] = true
+			}
+		}
+	}
+	a := p.subnet.Addr()
+	for i := 0; i < 10; i++ {
+		a = a.Next()
+	}
+	for ; p.subnet.Contains(a) && used[a]; a = a.Next() {
+	}
+	if !p.subnet.Contains(a) || !p.subnet.Contains(a.Next()) { // keep the broadcast address free
+		return record{}, fmt.Errorf("host %s: no free address left in %s", name, p.subnet)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(p.env + "/" + name))
+	s := h.Sum32()
+	r := record{
+		Name:  name,
+		Addr:  a.String(),
+		MAC:   fmt.Sprintf("02:b0:%02x:%02x:%02x:%02x", byte(s>>24), byte(s>>16), byte(s>>8), byte(s)),
+		Netns: "booted-" + p.env + "-" + name,
+		Veth:  shortName("bv", p.env, name),
+	}
+	dir := p.hostDir(name)
+	for _, d := range []string{"root/.ssh", "opt", "etc-booted", "etc-ssh", "var-log", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, "fs", d), 0o755); err != nil {
+			return r, err
+		}
+	}
+	for d, mode := range map[string]os.FileMode{"": 0o700, "fs/root": 0o700, "fs/root/.ssh": 0o700, "fs/tmp": 0o1777} {
+		if err := os.Chmod(filepath.Join(dir, d), mode); err != nil {
+			return r, err
+		}
+	}
+	b, _ := json.MarshalIndent(r, "", "  ")
+	if err := writeFile(filepath.Join(dir, "host.json"), b, 0o600); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// Build makes the host's files and network (namespace, veth, address)
+// without booting it.
+func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instance, error) {
+	if !nameRE.MatchString(s.Name) {
+		return provider.Instance{}, fmt.Errorf("host name %q: use lower-case letters, digits and '-'", s.Name)
+	}
+	for _, d := range []string{"/etc/booted", "/run/sshd"} { // mount point; sshd's privilege-separation dir
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return provider.Instance{}, err
+		}
+	}
+	r, err := p.allocate(s.Name)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	if err := p.writeFiles(r, s); err != nil {
+		return provider.Instance{}, fmt.Errorf("host %s: %w", s.Name, err)
+	}
+	if err := p.ensureBridge(ctx); err != nil {
+		return provider.Instance{}, err
+	}
+	if err := p.ensureNetns(ctx, r); err != nil {
+		return provider.Instance{}, fmt.Errorf("host %s: %w", s.Name, err)
+	}
+	return p.instance(r), nil
+}
+
+func (p *Provider) writeFiles(r record, s provider.Spec) error {
+	dir := p.hostDir(r.Name)
+	fs := filepath.Join(dir, "fs")
+	if len(s.AuthorizedKey) > 0 {
+		if err := writeFile(filepath.Join(fs, "root/.ssh/authorized_keys"), s.AuthorizedKey, 0o600); err != nil {
+			return err
+		}
+	}
+	if len(s.PhoneHome) > 0 {
+		if err := writeFile(filepath.Join(fs, "etc-booted/phone-home.sh"), s.PhoneHome, 0o700); err != nil {
+			return err
+		}
+	}
+	data := map[string]any{"Name": r.Name, "Env": p.env, "Addr": r.Addr, "Port": p.sshPort, "FS": fs}
+	var b bytes.Buffer
+	if err := sshdConfig.Execute(&b, data); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(fs, "etc-ssh/sshd_config"), b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	b.Reset()
+	if err := bootScript.Execute(&b, data); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(dir, "boot.sh"), b.Bytes(), 0o700)
+}
+
+func (p *Provider) ensureNetns(ctx context.Context, r record) error {
+	if netnsInode(r.Netns) != 0 && linkExists(r.Veth) {
+		return nil
+	}
+	if netnsInode(r.Netns) != 0 { // half made: start again
+		ip(ctx, "", "netns", "del", r.Netns)
+	}
+	if err := ip(ctx, "", "netns", "add", r.Netns); err != nil {
+		return err
+	}
+	err := ip(ctx, fmt.Sprintf("link add %s type veth peer name %sp netns %s\nlink set %s master %s up\n", r.Veth, r.Veth, r.Netns, r.Veth, p.bridge))
+	if err == nil {
+		err = ip(ctx, fmt.Sprintf("link set %sp name eth0\nlink set eth0 address %s\naddr add %s/%d dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via %s\n",
+			r.Veth, r.MAC, r.Addr, p.subnet.Bits(), p.gateway.Addr()), "-n", r.Netns)
+	}
+	if err != nil {
+		ip(context.WithoutCancel(ctx), "", "netns", "del", r.Netns)
+		return err
+	}
+	return nil
+}
+
+// Start boots the host: brings its link up, mounts its directories, sets
+// its hostname, starts sshd and runs the phone-home script.
+func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instance, error) {
+	inst, err := p.Build(ctx, s)
+	if err != nil {
+		return inst, err
+	}
+	r, err := p.load(s.Name)
+	if err != nil {
+		return inst, err
+	}
+	if len(pidsIn(netnsInode(r.Netns))) > 0 {
+		return inst, nil // already running
+	}
+	if err := ip(ctx, "", "-n", r.Netns, "link", "set", "eth0", "up"); err != nil {
+		return inst, fmt.Errorf("host %s: %w", s.Name, err)
+	}
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(bctx, "ip", "netns", "exec", r.Netns,
+		"unshare", "--mount", "--uts", "--propagation", "private", "/bin/sh", filepath.Join(p.hostDir(s.Name), "boot.sh"))
+	cmd.WaitDelay = 2 * time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		killAll(context.WithoutCancel(ctx), netnsInode(r.Netns), time.Second)
+		return inst, fmt.Errorf("host %s: boot failed: %v: %s", s.Name, err, bytes.TrimSpace(out))
+	}
+	inst.State = provider.Running
+	return inst, nil
+}
+
+// Stop kills every process of the host and takes its link down.
+func (p *Provider) Stop(ctx context.Context, name string) error {
+	r, err := p.load(name)
+	if err != nil {
+		return err
+	}
+	ino := netnsInode(r.Netns)
+	if ino == 0 {
+		return nil
+	}
+	if err := killAll(ctx, ino, 3*time.Second); err != nil {
+		return fmt.Errorf("host %s: %w", name, err)
+	}
+	if err := ip(ctx, "", "-n", r.Netns, "link", "set", "eth0", "down"); err != nil {
+		return fmt.Errorf("host %s: %w", name, err)
+	}
+	return nil
+}
+
+// Delete stops the host and removes its namespace, veth and files.
+func (p *Provider) Delete(ctx context.Context, name string) error {
+	r, err := p.load(name)
+	if errors.Is(err, provider.ErrNoInstance) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ino := netnsInode(r.Netns); ino != 0 {
+		if err := killAll(ctx, ino, 3*time.Second); err != nil {
+			return fmt.Errorf("host %s: %w", name, err)
+		}
+		if err := ip(ctx, "", "netns", "del", r.Netns); err != nil {
+			return fmt.Errorf("host %s: %w", name, err)
+		}
+	}
+	if linkExists(r.Veth) {
+		ip(ctx, "", "link", "del", r.Veth)
+	}
+	return os.RemoveAll(p.hostDir(name))
+}
+
+// List returns every host of the environment.
+func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
+	ents, err := os.ReadDir(p.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []provider.Instance
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		r, err := p.load(e.Name())
+		if err != nil {
+			continue
+		}
+		out = append(out, p.instance(r))
+	}
+	return out, nil
+}
+
+// Teardown deletes every host of the environment and its bridge.
+func (p *Provider) Teardown(ctx context.Context) error {
+	insts, err := p.List(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, in := range insts {
+		errs = append(errs, p.Delete(ctx, in.Name))
+	}
+	if linkExists(p.bridge) {
+		errs = append(errs, ip(ctx, "", "link", "del", p.bridge))
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Provider) instance(r record) provider.Instance {
+	st := provider.Off
+	if len(pidsIn(netnsInode(r.Netns))) > 0 {
+		st = provider.Running
+	}
+	return provider.Instance{Name: r.Name, ID: r.Netns, Addr: r.Addr, MAC: r.MAC, State: st}
+}
+
+// writeFile writes atomically (temporary file, then rename).
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+var funcs = template.FuncMap{"q": shellQuote}
+
+var sshdConfig = template.Must(template.New("sshd").Parse(`# sshd of local host {{.Name}} ({{.Env}}), written by booted: key-only login.
+ListenAddress {{.Addr}}
+Port {{.Port}}
+HostKey /etc/ssh/ssh_host_ed25519_key
+PidFile /etc/booted/sshd.pid
+AuthorizedKeysFile .ssh/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes yes
+PrintMotd no
+MaxStartups 256
+MaxSessions 64
+Subsystem sftp internal-sftp
+`))
+
+var bootScript = template.Must(template.New("boot").Funcs(funcs).Parse(`#!/bin/sh
+# Boot of local host {{.Name}} ({{.Env}}), written by booted. It runs inside
+# the host's own network, mount and UTS namespaces.
+set -eu
+fs={{q .FS}}
+for d in root opt etc/booted etc/ssh var/log tmp; do
+	mount --bind "$fs/$(echo "$d" | tr / -)" "/$d"
+done
+hostname {{.Name}}
+[ -s /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -C root@{{.Name}} -f /etc/ssh/ssh_host_ed25519_key
+/usr/sbin/sshd -f /etc/ssh/sshd_config -E /var/log/sshd.log
+if [ -x /etc/booted/phone-home.sh ]; then
+	setsid /etc/booted/phone-home.sh </dev/null >>/var/log/booted-phone-home.log 2>&1 &
+fi
+`))
+
+// Prepare creates the environment's bridge, which the controller's nginx
+// listens on.
+func (p *Provider) Prepare(ctx context.Context) error { return p.ensureBridge(ctx) }

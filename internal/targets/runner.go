@@ -1,0 +1,186 @@
+package targets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+
+	"booted/internal/bootlog"
+	"booted/internal/config"
+	"booted/internal/controller"
+	"booted/internal/discovery"
+	"booted/internal/inventory"
+	"booted/internal/provider"
+	"booted/internal/provider/local"
+	"booted/internal/secrets"
+)
+
+// Settings, each an environment variable.
+const (
+	// EnvOutput set to "json" makes listings print JSON instead of a table.
+	EnvOutput = "BOOTED_OUTPUT"
+	// EnvInventory is the directory of runtime state; default ./inventory.
+	EnvInventory = "BOOTED_INVENTORY"
+	// EnvRoot is the project directory holding envs/, kickstart/ and nginx/;
+	// default the current directory.
+	EnvRoot = "BOOTED_ROOT"
+)
+
+// Runner carries what every target needs.
+type Runner struct {
+	// Root holds envs/, kickstart/ and nginx/.
+	Root string
+	// Inventory is the runtime state directory.
+	Inventory string
+	// JSON makes listings print JSON.
+	JSON bool
+	Out  io.Writer
+	Err  io.Writer
+}
+
+// FromEnviron makes a Runner from the BOOTED_* variables.
+func FromEnviron() *Runner {
+	r := &Runner{Root: os.Getenv(EnvRoot), Inventory: os.Getenv(EnvInventory), Out: os.Stdout, Err: os.Stderr}
+	if r.Root == "" {
+		r.Root = "."
+	}
+	if r.Inventory == "" {
+		r.Inventory = filepath.Join(r.Root, "inventory")
+	}
+	r.JSON = strings.EqualFold(os.Getenv(EnvOutput), "json")
+	return r
+}
+
+// session is one target's view of one environment.
+type session struct {
+	r          *Runner
+	env        *config.Env
+	dir        string // inventory/ENV
+	store      *inventory.Store
+	prov       provider.Provider
+	secret     []byte
+	signer     ssh.Signer
+	authorized []byte
+	ctl        *controller.Controller
+}
+
+func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
+	env, err := config.Load(filepath.Join(r.Root, "envs"), envName)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(r.Inventory, env.Name)
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, err
+	}
+	os.Chmod(r.Inventory, 0o711)
+	store, err := inventory.Open(ctx, filepath.Join(r.Inventory, "booted.db"))
+	if err != nil {
+		return nil, err
+	}
+	s := &session{r: r, env: env, dir: dir, store: store}
+	fail := func(err error) (*session, error) { store.Close(); return nil, err }
+	if s.secret, err = secrets.EnvSecret(filepath.Join(dir, "secret")); err != nil {
+		return fail(err)
+	}
+	keyPath := env.SSH.Key
+	if keyPath == "" {
+		keyPath = filepath.Join(dir, "id_ed25519")
+	}
+	if s.signer, s.authorized, err = secrets.DeployKey(keyPath, "booted@"+env.Name); err != nil {
+		return fail(err)
+	}
+	if s.prov, err = newProvider(env, dir); err != nil {
+		return fail(err)
+	}
+	s.ctl = &controller.Controller{
+		Env: env.Name, Listen: env.CallbackAddr(), Dir: filepath.Join(dir, "nginx"),
+		BootLog: filepath.Join(dir, "booted.log"), KickstartDir: filepath.Join(dir, "kickstart"),
+		Template: filepath.Join(r.Root, "nginx", "controller.conf.tmpl"),
+	}
+	if abs, err := filepath.Abs(s.ctl.Dir); err == nil {
+		s.ctl.Dir = abs
+		s.ctl.BootLog = filepath.Join(filepath.Dir(abs), "booted.log")
+		s.ctl.KickstartDir = filepath.Join(filepath.Dir(abs), "kickstart")
+	}
+	return s, nil
+}
+
+func (s *session) Close() error { return s.store.Close() }
+
+// newProvider is the registry of providers.
+func newProvider(env *config.Env, dir string) (provider.Provider, error) {
+	switch env.Provider.Type {
+	case config.ProviderLocal:
+		return local.New(env, filepath.Join(dir, "hosts"))
+	default:
+		return nil, fmt.Errorf("%s: provider %q is not available in this version of booted (available: local)", env.Path, env.Provider.Type)
+	}
+}
+
+// preparer is implemented by providers that must set something up (a
+// bridge, say) before the controller's nginx can listen.
+type preparer interface {
+	Prepare(ctx context.Context) error
+}
+
+// startController makes sure the controller's nginx is up.
+func (s *session) startController(ctx context.Context) error {
+	if p, ok := s.prov.(preparer); ok {
+		if err := p.Prepare(ctx); err != nil {
+			return err
+		}
+	}
+	return s.ctl.Ensure(ctx)
+}
+
+// spec is what the provider needs to make host name.
+func (s *session) spec(name string) (provider.Spec, error) {
+	role, _ := s.env.RoleOf(name)
+	ph, err := bootlog.PhoneHome{
+		URL: s.env.CallbackURL(), Env: s.env.Name, Name: name,
+		Token: bootlog.Token(s.secret, s.env.Name, name), Retry: s.env.Callback.Retry.D(),
+	}.Render(filepath.Join(s.r.Root, "kickstart", "phone-home.sh.tmpl"))
+	if err != nil {
+		return provider.Spec{}, err
+	}
+	return provider.Spec{Name: name, Role: role, PhoneHome: ph, AuthorizedKey: s.authorized}, nil
+}
+
+func (s *session) discoverer() *discovery.Discoverer {
+	return &discovery.Discoverer{
+		Store: s.store, Env: s.env.Name, Secret: s.secret, Log: s.ctl.BootLog,
+		Declared: s.env.RoleOf, Provider: s.env.Provider.Type,
+		Logf: func(f string, a ...any) { fmt.Fprintf(s.r.Err, f+"\n", a...) },
+	}
+}
+
+// withEnv opens envName, runs fn and closes it.
+func (r *Runner) withEnv(ctx context.Context, envName string, fn func(s *session) error) error {
+	s, err := r.open(ctx, envName)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
+}
+
+// names splits "w1,w2" into host names.
+func names(arg string) ([]string, error) {
+	var out []string
+	for _, n := range strings.Split(arg, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no host name given")
+	}
+	return out, nil
+}
