@@ -1,0 +1,238 @@
+package local_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"booted/internal/provider"
+	"booted/internal/provider/local"
+	"booted/internal/provider/providertest"
+	"booted/internal/remote"
+	"booted/internal/secrets"
+	"booted/internal/testutil"
+)
+
+type fixture struct {
+	proj   *testutil.Project
+	prov   *local.Provider
+	signer ssh.Signer
+	pub    []byte
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	testutil.RequireLocalHosts(t)
+	proj := testutil.NewProject(t, testutil.DefaultEnv)
+	prov, err := local.New(proj.Config(t), filepath.Join(proj.Inventory, proj.Env, "hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, pub, err := secrets.DeployKey(filepath.Join(proj.Inventory, proj.Env, "id_ed25519"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{proj, prov, signer, pub}
+}
+
+func (f *fixture) spec(name string) provider.Spec {
+	return provider.Spec{Name: name, AuthorizedKey: f.pub}
+}
+
+// run logs in to a local host with the key its sshd generated at boot.
+func (f *fixture) run(name, addr, cmd string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(f.proj.Inventory, f.proj.Env, "hosts", name, "fs/etc-ssh/ssh_host_ed25519_key.pub"))
+	if err != nil {
+		return "", err
+	}
+	key, _, _, _, err := ssh.ParseAuthorizedKey(b)
+	if err != nil {
+		return "", err
+	}
+	c, err := remote.Dial(context.Background(), remote.Target{Name: name, Addr: addr, HostKey: key}, remote.Auth{User: "root", Signer: f.signer}, 3*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	out, err := s.CombinedOutput(cmd)
+	return string(out), err
+}
+
+func TestConformance(t *testing.T) {
+	testutil.RequireLocalHosts(t)
+	providertest.Run(t, func(t *testing.T) providertest.Subject {
+		f := newFixture(t)
+		return providertest.Subject{
+			Provider: f.prov,
+			Spec:     f.spec,
+			Run:      func(in provider.Instance, cmd string) (string, error) { return f.run(in.Name, in.Addr, cmd) },
+		}
+	})
+}
+
+// Ensure hosts do not see each other's files nor the machine's /root, run
+// their phone-home script at boot, and that stopping kills every process.
+func TestLocal_IsolationAndStop(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	marker := []byte("#!/bin/sh\necho phoned > /var/log/marker\n")
+	var insts []provider.Instance
+	for _, n := range []string{"a1", "a2"} {
+		s := f.spec(n)
+		s.PhoneHome = marker
+		in, err := f.prov.Start(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		insts = append(insts, in)
+	}
+	waitSSH(t, f, insts[0])
+	waitSSH(t, f, insts[1])
+	if _, err := f.run("a1", insts[0].Addr, "echo one > /opt/file; echo one > /root/file"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.run("a2", insts[1].Addr, "ls /opt /root; hostname; ip -4 -o addr show eth0; ip route")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "file") {
+		t.Errorf("a2 sees a1's files:\n%s", out)
+	}
+	if !strings.Contains(out, "a2\n") || !strings.Contains(out, insts[1].Addr+"/24") || !strings.Contains(out, "default via "+f.proj.Gateway) {
+		t.Errorf("a2's hostname, address or route is wrong:\n%s", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(f.proj.Inventory, f.proj.Env, "hosts/a1/fs/opt/file")); err != nil || string(b) != "one\n" {
+		t.Errorf("a1's /opt is not its own directory: %q %v", b, err)
+	}
+	// the machine's own /root must not be the host's
+	if out, _ := f.run("a1", insts[0].Addr, "ls -A /root"); strings.Contains(out, ".bashrc") || strings.Contains(out, ".profile") {
+		t.Errorf("the machine's /root shows in the host: %s", out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(f.proj.Inventory, f.proj.Env, "hosts/a1/fs/var-log/marker"))
+		if string(b) == "phoned\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the phone-home script did not run at boot")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A process started over SSH, detached, must die with the host.
+	out, err = f.run("a1", insts[0].Addr, "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(out)
+	if _, err := os.Stat("/proc/" + pid); err != nil {
+		t.Fatalf("sleep %s not running: %v", pid, err)
+	}
+	if err := f.prov.Stop(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile("/proc/" + pid + "/cmdline"); err == nil && len(b) > 0 {
+		t.Errorf("process %s (%q) survived the host's stop", pid, b)
+	}
+	if err := exec.Command("ping", "-c1", "-W1", insts[0].Addr).Run(); err == nil {
+		t.Error("a stopped host answers ping")
+	}
+	if err := f.prov.Delete(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/run/netns/" + insts[0].ID); err == nil {
+		t.Error("namespace left after delete")
+	}
+	if _, err := os.Stat(filepath.Join(f.proj.Inventory, f.proj.Env, "hosts/a1")); err == nil {
+		t.Error("files left after delete")
+	}
+}
+
+func waitSSH(t *testing.T, f *fixture, in provider.Instance) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := f.run(in.Name, in.Addr, "true")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host %s: no SSH: %v", in.Name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestLocal_RefusesOverlappingSubnet(t *testing.T) {
+	testutil.RequireLocalHosts(t)
+	proj := testutil.NewProject(t, testutil.DefaultEnv)
+	// A second environment on the first one's subnet must be refused.
+	other := *proj.Config(t)
+	other.Name = proj.Env + "x"
+	prov, err := local.New(&other, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = prov.Prepare(context.Background())
+	if err == nil {
+		prov.Teardown(context.Background())
+		t.Fatal("an overlapping subnet was accepted")
+	}
+	if !strings.Contains(err.Error(), "overlaps") || !strings.Contains(err.Error(), "provider.local.subnet") {
+		t.Errorf("error does not say what to do: %v", err)
+	}
+}
+
+// Twenty hosts, started at once, must come up well under 10 s.
+func TestLocal_TwentyHosts(t *testing.T) {
+	f := newFixture(t)
+	start := time.Now()
+	startHosts(t, f, 20)
+	t.Logf("20 hosts built and booted in %v", time.Since(start).Round(time.Millisecond))
+}
+
+func startHosts(t testing.TB, f *fixture, n int) {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.prov.Start(context.Background(), f.spec("n"+strconv.Itoa(i)))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLocal_Start20 measures building and booting 20 hosts at once.
+func BenchmarkLocal_Start20(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		f := newFixture(b)
+		b.StartTimer()
+		startHosts(b, f, 20)
+		b.StopTimer()
+		f.prov.Teardown(context.Background())
+		f.prov.Prepare(context.Background())
+	}
+}

@@ -1,0 +1,183 @@
+// Package testutil holds helpers for booted's tests: a throw-away project
+// root with its own environment (unique name, free subnet) whose hosts,
+// bridge and nginx are removed when the test ends.
+package testutil
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"booted/internal/config"
+	"booted/internal/controller"
+	"booted/internal/provider/local"
+)
+
+// InCI reports whether the tests run in CI, where nothing may be skipped.
+func InCI() bool { return os.Getenv("CI") != "" }
+
+// RequireLocalHosts skips the test on a developer machine that cannot run
+// local hosts (not root, or sshd, nginx, ip, curl or unshare missing), and
+// fails it in CI, where it must run.
+func RequireLocalHosts(t testing.TB) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root (network namespaces and raw ICMP need it)")
+	}
+	for _, c := range []string{"/usr/sbin/sshd", "/usr/sbin/nginx", "ip", "curl", "unshare", "ssh-keygen"} {
+		if _, err := exec.LookPath(c); err != nil {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("needs %s; `go run mage.go test` as root installs the packages", strings.Join(missing, ", "))
+	if InCI() {
+		t.Fatalf("CI must run this test, but it %s", msg)
+	}
+	t.Skip("skipped: this machine lacks what it " + msg)
+}
+
+// RepoRoot returns the directory holding go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Dir(file)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+// Project is a throw-away project root with one environment.
+type Project struct {
+	Root      string // envs/, kickstart/, nginx/
+	Inventory string
+	Env       string
+	Subnet    string
+	// Gateway is the bridge's address.
+	Gateway string
+}
+
+// EnvFile is the body of the env file after its provider section; the
+// provider section (local, with a free subnet) is written by NewProject.
+type EnvFile string
+
+// DefaultEnv has one load balancer and workers w1..w4 (count 2).
+const DefaultEnv EnvFile = `timeouts:
+  boot: 20s
+  ssh: 5s
+  ping: 1s
+roles:
+  loadbalancers:
+    hosts: [lb1]
+    min: 1
+    max: 1
+  workers:
+    prefix: w
+    count: 2
+    min: 1
+    max: 4
+`
+
+// NewProject makes a project root in a temporary directory with a copy of
+// the repository's kickstart/ and nginx/ templates, and an environment with
+// a unique name on a free subnet. Hosts, bridge and nginx go when t ends.
+func NewProject(t testing.TB, body EnvFile) *Project {
+	t.Helper()
+	repo := RepoRoot(t)
+	root := t.TempDir()
+	os.Chmod(root, 0o711)
+	for _, d := range []string{"kickstart", "nginx", "services"} {
+		if _, err := os.Stat(filepath.Join(repo, d)); err != nil {
+			continue
+		}
+		if out, err := exec.Command("cp", "-r", filepath.Join(repo, d), filepath.Join(root, d)).CombinedOutput(); err != nil {
+			t.Fatalf("copy %s: %v: %s", d, err, out)
+		}
+	}
+	os.MkdirAll(filepath.Join(root, "envs"), 0o755)
+	b := make([]byte, 3)
+	rand.Read(b)
+	p := &Project{Root: root, Inventory: filepath.Join(root, "inventory"), Env: "t" + hex.EncodeToString(b)}
+	h := fnv.New32a()
+	h.Write([]byte(t.Name() + p.Env))
+	seed := int(h.Sum32())
+	ctx := context.Background()
+	var lastErr error
+	for i := 0; i < 40; i++ {
+		n := (seed + i*7919) % 4000
+		p.Subnet = fmt.Sprintf("10.%d.%d.0/24", 200+n/250, n%250)
+		p.Gateway = fmt.Sprintf("10.%d.%d.1", 200+n/250, n%250)
+		p.WriteEnv(t, body)
+		env := p.Config(t)
+		prov, err := local.New(env, filepath.Join(p.Inventory, p.Env, "hosts"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lastErr = prov.Prepare(ctx); lastErr == nil {
+			t.Cleanup(func() { p.teardown(t, prov) })
+			return p
+		}
+	}
+	t.Fatalf("no free subnet for the test environment: %v", lastErr)
+	return nil
+}
+
+// WriteEnv (re)writes the env file with the given body.
+func (p *Project) WriteEnv(t testing.TB, body EnvFile) {
+	t.Helper()
+	head := fmt.Sprintf("version: 1\nprovider:\n  type: local\n  local:\n    subnet: %s\ncallback:\n  retry: 30s\n", p.Subnet)
+	if err := os.WriteFile(filepath.Join(p.Root, "envs", p.Env+".yaml"), []byte(head+string(body)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Config loads the environment.
+func (p *Project) Config(t testing.TB) *config.Env {
+	t.Helper()
+	env, err := config.Load(filepath.Join(p.Root, "envs"), p.Env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// Controller returns the environment's controller nginx, as booted sets it up.
+func (p *Project) Controller(t testing.TB) *controller.Controller {
+	env := p.Config(t)
+	dir := filepath.Join(p.Inventory, p.Env)
+	return &controller.Controller{
+		Env: p.Env, Listen: env.CallbackAddr(), Dir: filepath.Join(dir, "nginx"),
+		BootLog: filepath.Join(dir, "booted.log"), KickstartDir: filepath.Join(dir, "kickstart"),
+		Template: filepath.Join(p.Root, "nginx", "controller.conf.tmpl"),
+	}
+}
+
+func (p *Project) teardown(t testing.TB, prov *local.Provider) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Controller(t).Stop(ctx); err != nil {
+		t.Errorf("cleanup: stop nginx: %v", err)
+	}
+	if err := prov.Teardown(ctx); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+}
