@@ -182,16 +182,52 @@ func (c *Controller) Restart(ctx context.Context) (string, error) {
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil { // reload the configuration
 		return rotated, fmt.Errorf("controller nginx of %s (pid %d): reload: %w", c.Env, pid, err)
 	}
+	// Wait until no nginx process writes to the old log any more.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := os.Stat(c.BootLog); err == nil {
+		_, err := os.Stat(c.BootLog)
+		if err == nil && (rotated == "" || !holdsOpen(pid, rotated)) {
 			return rotated, c.waitListening(ctx)
 		}
 		if time.Now().After(deadline) {
 			return rotated, fmt.Errorf("controller nginx of %s (pid %d) did not reopen %s", c.Env, pid, c.BootLog)
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return rotated, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
+}
+
+// holdsOpen reports whether the nginx master pid or one of its workers has
+// path open.
+func holdsOpen(pid int, path string) bool {
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		n, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		if n != pid {
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
+			i := bytes.LastIndexByte(stat, ')')
+			if err != nil || i < 0 {
+				continue
+			}
+			f := strings.Fields(string(stat[i+1:]))
+			if len(f) < 2 || f[1] != strconv.Itoa(pid) {
+				continue
+			}
+		}
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", n))
+		for _, fd := range fds {
+			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", n, fd.Name())); err == nil && l == path {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Stop stops nginx (gracefully, then by force after 5 s).

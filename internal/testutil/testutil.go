@@ -104,7 +104,9 @@ func NewProject(t testing.TB, body EnvFile) *Project {
 	t.Helper()
 	repo := RepoRoot(t)
 	root := t.TempDir()
+	// nginx workers run unprivileged and must reach served files.
 	os.Chmod(root, 0o711)
+	os.Chmod(filepath.Dir(root), 0o711)
 	for _, d := range []string{"kickstart", "nginx", "services"} {
 		if _, err := os.Stat(filepath.Join(repo, d)); err != nil {
 			continue

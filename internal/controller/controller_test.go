@@ -1,0 +1,207 @@
+package controller_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"booted/internal/bootlog"
+	"booted/internal/controller"
+	"booted/internal/testutil"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestRender_Golden(t *testing.T) {
+	c := &controller.Controller{
+		Env: "local", Listen: "10.77.0.1:8077", Dir: "/srv/inventory/local/nginx",
+		BootLog: "/srv/inventory/local/booted.log", KickstartDir: "/srv/inventory/local/kickstart",
+		Template: filepath.Join(testutil.RepoRoot(t), "nginx", "controller.conf.tmpl"),
+	}
+	got, err := c.Render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "controller.conf.golden")
+	if *update {
+		os.WriteFile(golden, got, 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("rendered config differs from %s (run go test -update to accept):\n%s", golden, got)
+	}
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func newController(t *testing.T) *controller.Controller {
+	testutil.RequireLocalHosts(t)
+	p := testutil.NewProject(t, testutil.DefaultEnv)
+	c := p.Controller(t)
+	c.Listen = freePort(t) // loopback: this test needs no hosts
+	t.Cleanup(func() { c.Stop(context.Background()) })
+	return c
+}
+
+func get(t *testing.T, c *controller.Controller, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + c.Listen + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// logLines returns the lines of the log once it has at least want of them
+// (nginx writes a line after it has answered), or after 3 s.
+func logLines(t *testing.T, path string, want int) []string {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		l := readLines(t, path)
+		if len(l) >= want || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func readLines(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
+
+// Ensure that whatever a client sends, each callback is one valid JSON line
+// that keeps the arguments as sent, and that kickstart files are served.
+func TestController_LogCannotBeBroken(t *testing.T) {
+	c := newController(t)
+	ctx := context.Background()
+	if err := c.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A raw request line no HTTP library would send.
+	conn, err := net.Dial("tcp", c.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET /booted/?name=\"},{\"x\\\"\x01&token=\xff HTTP/1.0\r\n\r\n")
+	io.ReadAll(conn)
+	conn.Close()
+	nasty := []string{`a"b`, `c\d`, "e\nf", "g\x00h", "\xff\xfe", `{"time":"x"}`, strings.Repeat("z", 3000)}
+	for _, n := range nasty {
+		code, _ := get(t, c, "/booted/?name="+url.QueryEscape(n)+"&token=t")
+		if code != 200 {
+			t.Fatalf("callback answered %d", code)
+		}
+	}
+	lines := logLines(t, c.BootLog, len(nasty))
+	if len(lines) < len(nasty) {
+		t.Fatalf("%d lines for %d callbacks:\n%s", len(lines), len(nasty), strings.Join(lines, "\n"))
+	}
+	for i, l := range lines {
+		var rec map[string]string
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("line %d is not JSON: %v\n%s", i, err, l)
+		}
+		if j := i - (len(lines) - len(nasty)); j >= 0 {
+			i := j
+			q, _ := url.ParseQuery(rec["args"])
+			if q.Get("name") != strings.ToValidUTF8(nasty[i], "\uFFFD") && q.Get("name") != nasty[i] {
+				t.Errorf("line %d: name %q, sent %q", i, q.Get("name"), nasty[i])
+			}
+		}
+		if _, err := bootlog.ParseLine([]byte(l)); err == nil {
+			t.Errorf("line %d parsed as a callback without a key", i)
+		}
+	}
+	os.WriteFile(filepath.Join(c.KickstartDir, "w1.ks"), []byte("text\n"), 0o644)
+	if code, body := get(t, c, "/kickstart/w1.ks"); code != 200 || body != "text\n" {
+		t.Errorf("kickstart: %d %q", code, body)
+	}
+	if code, _ := get(t, c, "/etc/passwd"); code != 404 {
+		t.Errorf("other paths answer %d, want 404", code)
+	}
+}
+
+// Ensure a restart keeps the old log under a timestamped name, starts a new
+// one, and that a configuration failing nginx -t is never applied.
+func TestController_RestartAndBadConfig(t *testing.T) {
+	c := newController(t)
+	ctx := context.Background()
+	c.Now = func() time.Time { return time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC) }
+	if _, err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.PID()
+	get(t, c, "/booted/?name=before")
+	logLines(t, c.BootLog, 1)
+	old, err := c.Restart(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := c.BootLog + ".20261122T100000.000000000Z"; old != want {
+		t.Errorf("rotated to %q, want %q", old, want)
+	}
+	get(t, c, "/booted/?name=after")
+	if l := logLines(t, old, 1); len(l) != 1 || !strings.Contains(l[0], "before") {
+		t.Errorf("old log holds %q", l)
+	}
+	if l := logLines(t, c.BootLog, 1); len(l) != 1 || !strings.Contains(l[0], "after") {
+		t.Errorf("new log holds %q", l)
+	}
+	if c.PID() != pid {
+		t.Errorf("restart replaced the master (pid %d → %d); callbacks would be refused meanwhile", pid, c.PID())
+	}
+	conf, _ := os.ReadFile(filepath.Join(c.Dir, "nginx.conf"))
+	bad := filepath.Join(t.TempDir(), "bad.tmpl")
+	src, _ := os.ReadFile(c.Template)
+	os.WriteFile(bad, bytes.Replace(src, []byte("worker_connections 1024;"), []byte("worker_connections 1024; no_such_directive on;"), 1), 0o644)
+	c.Template = bad
+	if _, err := c.Restart(ctx); err == nil || !strings.Contains(err.Error(), "nginx -t") {
+		t.Fatalf("bad configuration: err = %v", err)
+	}
+	now, _ := os.ReadFile(filepath.Join(c.Dir, "nginx.conf"))
+	if !bytes.Equal(conf, now) {
+		t.Error("a configuration that failed nginx -t replaced the good one")
+	}
+	if code, _ := get(t, c, "/booted/?name=still"); code != 200 {
+		t.Errorf("nginx stopped serving after a refused configuration: %d", code)
+	}
+	if err := c.Stop(ctx); err != nil || c.PID() != 0 {
+		t.Errorf("stop: %v, pid %d", err, c.PID())
+	}
+}
