@@ -1,0 +1,313 @@
+package discovery_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"booted/internal/bootlog"
+	"booted/internal/discovery"
+	"booted/internal/inventory"
+	"booted/internal/testutil"
+)
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+func newKey(t testing.TB) ssh.PublicKey {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func logLine(remote, args string) string {
+	b, _ := json.Marshal(map[string]string{"time": "2026-11-22T10:00:00+00:00", "remote": remote, "method": "GET", "args": args, "status": "200"})
+	return string(b) + "\n"
+}
+
+func newDiscoverer(t testing.TB, log string) *discovery.Discoverer {
+	store, err := inventory.Open(context.Background(), filepath.Join(t.TempDir(), "booted.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return &discovery.Discoverer{
+		Store: store, Env: "local", Secret: secret, Log: log, Provider: "local", Poll: 5 * time.Millisecond,
+		Declared: func(n string) (string, bool) {
+			if strings.HasPrefix(n, "w") || strings.HasPrefix(n, "h") {
+				return "workers", true
+			}
+			return "", false
+		},
+	}
+}
+
+func TestDiscoverer_AcceptsOnlyGoodCallbacks(t *testing.T) {
+	ctx := context.Background()
+	log := filepath.Join(t.TempDir(), "booted.log")
+	d := newDiscoverer(t, log)
+	k1, k2 := newKey(t), newKey(t)
+	lines := logLine("10.77.0.11", bootlog.Query("w1", bootlog.Token(secret, "local", "w1"), k1)) +
+		logLine("10.77.0.66", bootlog.Query("w2", bootlog.Token(secret, "local", "w1"), k2)) + // w1's token for w2
+		logLine("10.77.0.66", bootlog.Query("w3", bootlog.Token([]byte("guessed-secret-guessed-secret-xx"), "local", "w3"), k2)) +
+		logLine("10.77.0.67", bootlog.Query("x9", bootlog.Token(secret, "local", "x9"), k2)) + // not declared
+		logLine("10.77.0.68", "name=w4&token=abc") + // no key
+		"this is not json\n" +
+		`{"time":"2026-11-22T10:00:00+00:00","remote":"10.0.0.1"` + "\n"
+	os.WriteFile(log, []byte(lines), 0o644)
+	if err := d.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CatchUp(ctx); err != nil { // nothing new: nothing counted twice
+		t.Fatal(err)
+	}
+	hosts, _ := d.Store.Hosts(ctx, "local")
+	if len(hosts) != 1 || hosts[0].Name != "w1" {
+		t.Fatalf("hosts = %+v, want only w1", hosts)
+	}
+	h := hosts[0]
+	if h.State != inventory.Booted || h.Addr != "10.77.0.11" || h.Role != "workers" || h.HostKey != strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k1))) {
+		t.Errorf("w1 recorded as %+v", h)
+	}
+	c, _ := d.Store.Counters(ctx, "local")
+	want := map[string]int64{discovery.CountAccepted: 1, discovery.CountForged: 2, discovery.CountUnknown: 1, discovery.CountMalformed: 1, discovery.CountGarbled: 2}
+	for k, v := range want {
+		if c[k] != v {
+			t.Errorf("%s = %d, want %d (all: %v)", k, c[k], v, c)
+		}
+	}
+	// A host that is draining may not be booted by a callback.
+	d.Store.Transition(ctx, "local", "w1", inventory.Ready, "")
+	d.Store.Transition(ctx, "local", "w1", inventory.Serving, "")
+	d.Store.Transition(ctx, "local", "w1", inventory.Draining, "")
+	f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(logLine("10.77.0.11", bootlog.Query("w1", bootlog.Token(secret, "local", "w1"), k1)))
+	f.Close()
+	d.CatchUp(ctx)
+	if h, _ := d.Store.Host(ctx, "local", "w1"); h.State != inventory.Draining {
+		t.Errorf("draining host moved to %s by a callback", h.State)
+	}
+	if c, _ := d.Store.Counters(ctx, "local"); c[discovery.CountRefused] != 1 {
+		t.Errorf("refused = %d", c[discovery.CountRefused])
+	}
+}
+
+// Ensure two followers of one log (the CLI and the daemon) take each line once.
+func TestDiscoverer_TwoFollowersTakeEachLineOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := filepath.Join(t.TempDir(), "booted.log")
+	os.WriteFile(log, nil, 0o644)
+	a := newDiscoverer(t, log)
+	b := *a // same store, own follower
+	var wg sync.WaitGroup
+	for _, d := range []*discovery.Discoverer{a, &b} {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.Run(ctx) }()
+	}
+	f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+	const n = 300
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("h%d", i)
+		f.WriteString(logLine("10.0.0.1", bootlog.Query(name, bootlog.Token(secret, "local", name), newKey(t))))
+	}
+	f.Close()
+	waitAccepted(t, a, n)
+	cancel()
+	wg.Wait()
+	assertBootedOnce(t, a, n)
+}
+
+func waitAccepted(t testing.TB, d *discovery.Discoverer, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := d.Store.Counters(context.Background(), d.Env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c[discovery.CountAccepted] >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("accepted %d callbacks, want %d", c[discovery.CountAccepted], n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// assertBootedOnce checks n hosts are booted, each by exactly one event.
+func assertBootedOnce(t *testing.T, d *discovery.Discoverer, n int) {
+	t.Helper()
+	ctx := context.Background()
+	hosts, _ := d.Store.Hosts(ctx, d.Env)
+	if len(hosts) != n {
+		t.Errorf("%d hosts recorded, want %d", len(hosts), n)
+	}
+	evs, _ := d.Store.Events(ctx, d.Env, "", 10*n)
+	per := map[string]int{}
+	for _, e := range evs {
+		if e.Kind == "state" && e.To == inventory.Booted {
+			per[e.Host]++
+		}
+	}
+	var twice []string
+	for h, c := range per {
+		if c != 1 {
+			twice = append(twice, h)
+		}
+	}
+	sort.Strings(twice)
+	if len(per) != n || len(twice) > 0 {
+		t.Errorf("%d hosts booted by events, want %d; taken more than once: %v", len(per), n, twice)
+	}
+	c, _ := d.Store.Counters(ctx, d.Env)
+	if c[discovery.CountAccepted] != int64(n) {
+		t.Errorf("accepted %d, want %d", c[discovery.CountAccepted], n)
+	}
+}
+
+// Ensure 1,000 callbacks sent to a real nginx while it is restarted twice
+// are all discovered, none twice.
+func TestDiscoverer_ThousandCallbacksAcrossRestarts(t *testing.T) {
+	testutil.RequireLocalHosts(t)
+	proj := testutil.NewProject(t, testutil.DefaultEnv)
+	ctl := proj.Controller(t)
+	ctl.Listen = freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := ctl.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Stop(context.Background()) })
+	d := newDiscoverer(t, ctl.BootLog)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+
+	const n = 1000
+	key := newKey(t)
+	client := &http.Client{Timeout: 5 * time.Second}
+	jobs := make(chan int)
+	var failed sync.Map
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				name := fmt.Sprintf("h%d", i)
+				u := "http://" + ctl.Listen + "/booted/?" + bootlog.Query(name, bootlog.Token(secret, "local", name), key)
+				var err error
+				for try := 0; try < 20; try++ { // hosts retry, as the phone-home script does
+					var resp *http.Response
+					if resp, err = client.Get(u); err == nil {
+						resp.Body.Close()
+						if resp.StatusCode == 200 {
+							break
+						}
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				if err != nil {
+					failed.Store(name, err)
+				}
+			}
+		}()
+	}
+	restarts := 0
+	for i := 0; i < n; i++ {
+		if i == n/3 || i == 2*n/3 {
+			if _, err := ctl.Restart(ctx); err != nil {
+				t.Fatal(err)
+			}
+			restarts++
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	failed.Range(func(k, v any) bool { t.Errorf("callback %v not sent: %v", k, v); return true })
+	waitAccepted(t, d, n)
+	cancel()
+	<-done
+	assertBootedOnce(t, d, n)
+	rotated, _ := filepath.Glob(ctl.BootLog + ".*")
+	t.Logf("%d callbacks, %d restarts, %d rotated logs", n, restarts, len(rotated))
+	if len(rotated) != 2 {
+		t.Errorf("%d rotated logs, want 2", len(rotated))
+	}
+}
+
+func freePort(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// BenchmarkDiscoveryLatency measures the time from a callback sent to the
+// controller's nginx to the host recorded as booted; it reports p50 and p99.
+func BenchmarkDiscoveryLatency(b *testing.B) {
+	testutil.RequireLocalHosts(b)
+	proj := testutil.NewProject(b, testutil.DefaultEnv)
+	ctl := proj.Controller(b)
+	ctl.Listen = freePort(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := ctl.Ensure(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ctl.Stop(context.Background()) })
+	d := newDiscoverer(b, ctl.BootLog)
+	d.Poll = 0 // the default, as booted runs it
+	booted := make(chan string, 16)
+	d.OnBooted = func(names []string) {
+		for _, n := range names {
+			booted <- n
+		}
+	}
+	go d.Run(ctx)
+	key := newKey(b)
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("h%d", i)
+		start := time.Now()
+		resp, err := http.Get("http://" + ctl.Listen + "/booted/?" + bootlog.Query(name, bootlog.Token(secret, "local", name), key))
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		select {
+		case got := <-booted:
+			if got != name {
+				b.Fatalf("booted %s, want %s", got, name)
+			}
+		case <-time.After(10 * time.Second):
+			b.Fatalf("%s never recorded", name)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
