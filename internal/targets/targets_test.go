@@ -1,0 +1,179 @@
+package targets
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+
+	"booted/internal/bootlog"
+	"booted/internal/testutil"
+)
+
+type fixture struct {
+	proj *testutil.Project
+	r    *Runner
+	out  *bytes.Buffer
+}
+
+func newFixture(t *testing.T, body testutil.EnvFile) *fixture {
+	t.Helper()
+	testutil.RequireLocalHosts(t)
+	proj := testutil.NewProject(t, body)
+	out := &bytes.Buffer{}
+	return &fixture{proj: proj, out: out, r: &Runner{Root: proj.Root, Inventory: proj.Inventory, Out: out, Err: testWriter{t}}}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func (f *fixture) hosts(t *testing.T) map[string]hostRow {
+	t.Helper()
+	f.r.JSON = true
+	defer func() { f.r.JSON = false }()
+	f.out.Reset()
+	if err := f.r.HostsList(context.Background(), f.proj.Env); err != nil {
+		t.Fatal(err)
+	}
+	var rows []hostRow
+	if err := json.Unmarshal(f.out.Bytes(), &rows); err != nil {
+		t.Fatalf("hosts:list JSON: %v\n%s", err, f.out)
+	}
+	m := map[string]hostRow{}
+	for _, r := range rows {
+		m[r.Name] = r
+	}
+	return m
+}
+
+func (f *fixture) must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%v\noutput:\n%s", err, f.out)
+	}
+}
+
+// The first check: start three hosts, hosts:reset lists them ready
+// with their addresses, and plain ssh works with strict host key checking
+// against inventory/ENV/known_hosts.
+func TestTargets_StartResetSSH(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "w1"))
+	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "w2,lb1"))
+	f.must(t, f.r.HostsReset(ctx, f.proj.Env))
+	hosts := f.hosts(t)
+	if len(hosts) != 3 {
+		t.Fatalf("hosts: %+v", hosts)
+	}
+	for _, n := range []string{"w1", "w2", "lb1"} {
+		h := hosts[n]
+		if h.State != "ready" || h.IP == "" || !strings.HasPrefix(h.HostKey, "ssh-ed25519 ") {
+			t.Errorf("%s: %+v", n, h)
+		}
+	}
+	if hosts["lb1"].Role != "loadbalancers" || hosts["w1"].Role != "workers" {
+		t.Errorf("roles: %+v", hosts)
+	}
+	dir := filepath.Join(f.proj.Inventory, f.proj.Env)
+	out, err := exec.Command("ssh", "-o", "UserKnownHostsFile="+filepath.Join(dir, "known_hosts"), "-o", "StrictHostKeyChecking=yes",
+		"-o", "BatchMode=yes", "-o", "GlobalKnownHostsFile=/dev/null", "-i", filepath.Join(dir, "id_ed25519"),
+		"root@"+hosts["w2"].IP, "hostname").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "w2" {
+		t.Fatalf("ssh: %v: %s", err, out)
+	}
+	for _, p := range []string{"secret", "id_ed25519"} {
+		if st, err := os.Stat(filepath.Join(dir, p)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v %v", p, st.Mode().Perm(), err)
+		}
+	}
+
+	// A callback with a wrong token, sent from inside a host, makes no host.
+	ns := "booted-" + f.proj.Env + "-w1"
+	forged := bootlog.Query("w3", strings.Repeat("ab", 32), mustKey(t, hosts["w1"].HostKey))
+	if out, err := exec.Command("ip", "netns", "exec", ns, "curl", "-fsS", "http://"+f.proj.Gateway+":8077/booted/?"+forged).CombinedOutput(); err != nil {
+		t.Fatalf("curl from w1: %v: %s", err, out)
+	}
+	f.out.Reset()
+	f.must(t, f.r.HostsLogged(ctx, f.proj.Env))
+	if strings.Contains(f.out.String(), "w3") {
+		t.Errorf("forged callback made a host:\n%s", f.out)
+	}
+	if !strings.Contains(f.out.String(), "rejected callbacks: 1 (forged 1,") {
+		t.Errorf("rejected count not shown:\n%s", f.out)
+	}
+
+	// Stop, start again, delete.
+	f.must(t, f.r.ImageStop(ctx, f.proj.Env, "w1"))
+	if h := f.hosts(t)["w1"]; h.State != "stopped" {
+		t.Errorf("after image:stop: %+v", h)
+	}
+	f.must(t, f.r.HostsFilter(ctx, f.proj.Env))
+	if h := f.hosts(t)["w1"]; h.State != "stopped" {
+		t.Errorf("hosts:filter touched a stopped host: %+v", h)
+	}
+	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "w1"))
+	f.must(t, f.r.HostsLogged(ctx, f.proj.Env))
+	f.must(t, f.r.HostsFilter(ctx, f.proj.Env))
+	if h := f.hosts(t)["w1"]; h.State != "ready" {
+		t.Errorf("after a second boot: %+v", h)
+	}
+	f.must(t, f.r.ImageDel(ctx, f.proj.Env, "w1"))
+	if h := f.hosts(t)["w1"]; h.State != "terminated" {
+		t.Errorf("after image:del: %+v", h)
+	}
+	if _, err := os.Stat("/run/netns/" + ns); err == nil {
+		t.Error("namespace left after image:del")
+	}
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.ImageList(ctx, f.proj.Env))
+	var imgs []imageRow
+	if err := json.Unmarshal(f.out.Bytes(), &imgs); err != nil || len(imgs) != 2 {
+		t.Errorf("image:list after del: %v %s", err, f.out)
+	}
+}
+
+// A host that never phones home becomes failed after the boot timeout.
+func TestTargets_BootTimeout(t *testing.T) {
+	f := newFixture(t, testutil.EnvFile(strings.Replace(string(testutil.DefaultEnv), "boot: 20s", "boot: 1s", 1)))
+	os.WriteFile(filepath.Join(f.proj.Root, "kickstart", "phone-home.sh.tmpl"), []byte("#!/bin/sh\n# broken image: never calls\nexit 0\n"), 0o644)
+	ctx := context.Background()
+	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "w1"))
+	f.must(t, f.r.HostsLogged(ctx, f.proj.Env))
+	h := f.hosts(t)["w1"]
+	if h.State != "failed" || !strings.Contains(h.Reason, "no phone-home within 1s") {
+		t.Errorf("w1: %+v", h)
+	}
+}
+
+func TestTargets_BadEnvIsExplained(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	err := f.r.HostsList(context.Background(), "nope")
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml does not exist") {
+		t.Errorf("err = %v", err)
+	}
+	os.WriteFile(filepath.Join(f.proj.Root, "envs", "bad.yaml"), []byte("version: 1\nprovider: {type: vbox}\nroles: {}\n"), 0o644)
+	err = f.r.ImageStart(context.Background(), "bad", "w1")
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml:2: provider.vbox: missing") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func mustKey(t *testing.T, authorized string) ssh.PublicKey {
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(authorized))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
