@@ -29,9 +29,52 @@ func Test(ctx context.Context) error { return targets.Test(ctx, os.Stdout) }
 // Env brings whole environments up and down.
 type Env mg.Namespace
 
-// StartAll starts every host of every role of ENV, waits for each to phone home and checks it answers ping and SSH.
+// StartAll starts every host of every role of ENV, waits for phone-home, checks ping and SSH, deploys, starts and tests each role's service.
 func (Env) StartAll(ctx context.Context, env string) error {
 	return targets.FromEnviron().EnvStartAll(ctx, env)
+}
+
+// StartMin is env:startAll with the minimum number of hosts of each role.
+func (Env) StartMin(ctx context.Context, env string) error {
+	return targets.FromEnviron().EnvStartMin(ctx, env)
+}
+
+// StartWorker (re)starts host HOST of ENV and its role's service.
+func (Env) StartWorker(ctx context.Context, env, host string) error {
+	return targets.FromEnviron().EnvStartWorker(ctx, env, host)
+}
+
+// Stop stops the services and then every host of ENV, load balancers first.
+func (Env) Stop(ctx context.Context, env string) error {
+	return targets.FromEnviron().EnvStop(ctx, env)
+}
+
+// Status shows the hosts of ENV by role and state with the version and health of their service.
+func (Env) Status(ctx context.Context, env string) error {
+	return targets.FromEnviron().EnvStatus(ctx, env)
+}
+
+// Service deploys, starts, stops and tests services (services/SVC/service.yaml).
+type Service mg.Namespace
+
+// Deploy builds VERSION (git tag or commit) of SVC once and puts it on every host of ENV (or ENV/ROLE) running SVC, then (re)starts it. BOOTED_PARALLEL, BOOTED_RETRY=failed.
+func (Service) Deploy(ctx context.Context, env, svc, version string) error {
+	return targets.FromEnviron().ServiceDeploy(ctx, env, svc, version)
+}
+
+// Start (re)starts SVC on every host of ENV (or ENV/ROLE) that runs it and waits for its health check. BOOTED_RETRY=failed.
+func (Service) Start(ctx context.Context, env, svc string) error {
+	return targets.FromEnviron().ServiceStart(ctx, env, svc)
+}
+
+// Stop stops SVC on every host of ENV (or ENV/ROLE) that runs it. BOOTED_RETRY=failed.
+func (Service) Stop(ctx context.Context, env, svc string) error {
+	return targets.FromEnviron().ServiceStop(ctx, env, svc)
+}
+
+// Test runs SVC's service.yaml checks against every host of ENV running it; non-zero exit on failure; JUnit XML to BOOTED_JUNIT.
+func (Service) Test(ctx context.Context, env, svc string) error {
+	return targets.FromEnviron().ServiceTest(ctx, env, svc)
 }
 
 // Hosts finds and checks the hosts of an environment.
@@ -50,6 +93,11 @@ func (Hosts) Logged(ctx context.Context, env string) error {
 // Filter pings every discovered host of ENV and logs in with SSH against its pinned key; passing hosts are ready.
 func (Hosts) Filter(ctx context.Context, env string) error {
 	return targets.FromEnviron().HostsFilter(ctx, env)
+}
+
+// Run runs shell command CMD on every host of ENV (or ENV/ROLE), output prefixed by host. BOOTED_PARALLEL (default 64), BOOTED_RETRY=failed.
+func (Hosts) Run(ctx context.Context, env, cmd string) error {
+	return targets.FromEnviron().HostsRun(ctx, env, cmd)
 }
 
 // Clear forgets the discovered hosts of ENV; hosts:logged then reads the live boot log again from its start.

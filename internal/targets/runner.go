@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -30,6 +31,17 @@ const (
 	// EnvRoot is the project directory holding envs/, kickstart/ and nginx/;
 	// default the current directory.
 	EnvRoot = "BOOTED_ROOT"
+	// EnvParallel bounds how many hosts an operation works on at once;
+	// default 64.
+	EnvParallel = "BOOTED_PARALLEL"
+	// EnvRetry set to "failed" runs a target only on the hosts it failed on
+	// last time.
+	EnvRetry = "BOOTED_RETRY"
+	// EnvJUnit is a file service:test writes JUnit XML to.
+	EnvJUnit = "BOOTED_JUNIT"
+	// EnvAcceptNew set to 1 pins the key of a static host seen for the first
+	// time instead of refusing it.
+	EnvAcceptNew = "BOOTED_ACCEPT_NEW"
 )
 
 // Runner carries what every target needs.
@@ -40,8 +52,16 @@ type Runner struct {
 	Inventory string
 	// JSON makes listings print JSON.
 	JSON bool
-	Out  io.Writer
-	Err  io.Writer
+	// Parallel bounds concurrent hosts; zero means 64.
+	Parallel int
+	// RetryFailed runs multi-host targets only on the hosts they failed on.
+	RetryFailed bool
+	// JUnit, if set, is where service:test writes JUnit XML.
+	JUnit string
+	// AcceptNew pins unknown static hosts' keys on first use.
+	AcceptNew bool
+	Out       io.Writer
+	Err       io.Writer
 }
 
 // FromEnviron makes a Runner from the BOOTED_* variables.
@@ -54,6 +74,10 @@ func FromEnviron() *Runner {
 		r.Inventory = filepath.Join(r.Root, "inventory")
 	}
 	r.JSON = strings.EqualFold(os.Getenv(EnvOutput), "json")
+	r.Parallel, _ = strconv.Atoi(os.Getenv(EnvParallel))
+	r.RetryFailed = os.Getenv(EnvRetry) == "failed"
+	r.JUnit = os.Getenv(EnvJUnit)
+	r.AcceptNew = os.Getenv(EnvAcceptNew) == "1"
 	return r
 }
 

@@ -1,0 +1,167 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// ErrUnreachable wraps a failure to reach a host at all (TCP connect or
+// handshake timing out), as opposed to a failure once connected.
+var ErrUnreachable = errors.New("unreachable")
+
+// Pool keeps one connection per host, so that the steps of one operation
+// (mkdir, upload, switch, start, check) share it. Close ends them all.
+type Pool struct {
+	auth    Auth
+	timeout time.Duration
+
+	mu    sync.Mutex
+	conns map[string]*ssh.Client
+}
+
+// NewPool returns a pool that logs in with auth, giving each dial timeout.
+func NewPool(auth Auth, timeout time.Duration) *Pool {
+	return &Pool{auth: auth, timeout: timeout, conns: map[string]*ssh.Client{}}
+}
+
+// Client returns the connection to t, dialing it the first time.
+func (p *Pool) Client(ctx context.Context, t Target) (*ssh.Client, error) {
+	p.mu.Lock()
+	c := p.conns[t.Name]
+	p.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := Dial(ctx, t, p.auth, p.timeout)
+	if err != nil {
+		var ne net.Error
+		var oe *net.OpError
+		if errors.As(err, &oe) || (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", ErrUnreachable, err)
+		}
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old := p.conns[t.Name]; old != nil {
+		c.Close()
+		return old, nil
+	}
+	p.conns[t.Name] = c
+	return c, nil
+}
+
+// Drop closes and forgets the connection to host name.
+func (p *Pool) Drop(name string) {
+	p.mu.Lock()
+	c := p.conns[name]
+	delete(p.conns, name)
+	p.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// Close closes every connection.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for n, c := range p.conns {
+		c.Close()
+		delete(p.conns, n)
+	}
+}
+
+// wrapper runs the command ($1) in its own process group and kills that
+// group when the session's stdin closes (the client cancelled, or its
+// connection dropped) or a TERM arrives, so that no remote process outlives
+// a cancelled operation.
+const wrapper = `exec 3<&0
+set -m
+sh -c "$1" </dev/null &
+p=$!
+{ while read -r _ <&3; do :; done; kill -TERM -$p 2>/dev/null; sleep 2; kill -KILL -$p 2>/dev/null; } >/dev/null 2>&1 &
+w=$!
+trap 'kill -TERM -$p 2>/dev/null' TERM HUP INT
+wait $p
+rc=$?
+kill $w 2>/dev/null
+exit $rc`
+
+// Command returns the remote command line that runs cmd under the wrapper.
+func Command(cmd string) string {
+	return "sh -c " + quote(wrapper) + " booted " + quote(cmd)
+}
+
+func quote(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, `'\''`...)
+		} else {
+			out = append(out, s[i])
+		}
+	}
+	return string(append(out, '\''))
+}
+
+// ExitError is a remote command's non-zero exit.
+type ExitError struct {
+	Status int
+	Signal string
+}
+
+func (e *ExitError) Error() string {
+	if e.Signal != "" {
+		return "killed by signal " + e.Signal
+	}
+	return fmt.Sprintf("exit status %d", e.Status)
+}
+
+// Run runs cmd on c with stdout and stderr going to the given writers. When
+// ctx ends first, the remote command and everything it started are killed,
+// and Run returns ctx's error.
+func Run(ctx context.Context, c *ssh.Client, cmd string, stdout, stderr io.Writer) error {
+	s, err := c.NewSession()
+	if err != nil {
+		return fmt.Errorf("open session: %w", err)
+	}
+	defer s.Close()
+	stdin, hold := io.Pipe()
+	s.Stdin, s.Stdout, s.Stderr = stdin, stdout, stderr
+	if err := s.Start(Command(cmd)); err != nil {
+		hold.Close()
+		return fmt.Errorf("start: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	select {
+	case err := <-done:
+		hold.Close()
+		return exitErr(err)
+	case <-ctx.Done():
+		s.Signal(ssh.SIGTERM)
+		hold.Close() // EOF on the wrapper's stdin: it kills the command's group
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+		return ctx.Err()
+	}
+}
+
+func exitErr(err error) error {
+	var ee *ssh.ExitError
+	if errors.As(err, &ee) {
+		return &ExitError{Status: ee.ExitStatus(), Signal: ee.Signal()}
+	}
+	return err
+}

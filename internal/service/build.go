@@ -1,0 +1,141 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Artifact is one built version.
+type Artifact struct {
+	Service string
+	Version string
+	Commit  string
+	// Path of the binary on the controller.
+	Path   string
+	SHA256 string
+}
+
+// ErrUnknownVersion is returned for a version that is not a tag or commit.
+var ErrUnknownVersion = errors.New("unknown version")
+
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$`)
+
+// repo returns the repository holding the source.
+func (d *Def) repo(root string) string {
+	if d.Repo != "" {
+		return d.Repo
+	}
+	return root
+}
+
+// Resolve returns the commit VERSION names, failing with ErrUnknownVersion
+// before anything is built or touched.
+func (d *Def) Resolve(ctx context.Context, root, version string) (string, error) {
+	if !versionRE.MatchString(version) {
+		return "", fmt.Errorf("%w %q of %s: a version is a git tag or commit", ErrUnknownVersion, version, d.Name)
+	}
+	out, err := exec.CommandContext(ctx, "git", "-C", d.repo(root), "rev-parse", "--verify", "--quiet", version+"^{commit}").Output()
+	if err != nil {
+		return "", fmt.Errorf("%w %q of %s: not a tag or commit of %s (git tag -l lists the tags)", ErrUnknownVersion, version, d.Name, d.repo(root))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Build builds version once into cacheDir/NAME/VERSION-COMMIT/ and returns
+// the artifact; a version already built is taken from the cache.
+func (d *Def) Build(ctx context.Context, root, cacheDir, version string, log io.Writer) (*Artifact, error) {
+	commit, err := d.Resolve(ctx, root, version)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cacheDir, d.Name, version+"-"+commit[:12])
+	a := &Artifact{Service: d.Name, Version: version, Commit: commit, Path: filepath.Join(dir, d.Name)}
+	if sum, err := os.ReadFile(a.Path + ".sha256"); err == nil {
+		if got, err := fileSHA256(a.Path); err == nil && got == strings.TrimSpace(string(sum)) {
+			a.SHA256 = got
+			return a, nil
+		}
+	}
+	src, err := os.MkdirTemp("", "booted-build-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(src)
+	// The source of exactly that commit: git archive of the service's path.
+	archive := exec.CommandContext(ctx, "git", "-C", d.repo(root), "archive", "--format=tar", commit, d.Path)
+	untar := exec.CommandContext(ctx, "tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	untar.Stdin = pipe
+	var aerr, terr bytes.Buffer
+	archive.Stderr, untar.Stderr = &aerr, &terr
+	if err := untar.Start(); err != nil {
+		return nil, err
+	}
+	if err := archive.Run(); err != nil {
+		untar.Wait()
+		return nil, fmt.Errorf("build %s %s: git archive %s: %v: %s", d.Name, version, d.Path, err, bytes.TrimSpace(aerr.Bytes()))
+	}
+	if err := untar.Wait(); err != nil {
+		return nil, fmt.Errorf("build %s %s: untar: %v: %s", d.Name, version, err, bytes.TrimSpace(terr.Bytes()))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cmdline, err := render(d.BuildCmd, map[string]any{"Version": version, "Commit": commit, "Output": a.Path + ".tmp"})
+	if err != nil {
+		return nil, fmt.Errorf("%s/service.yaml: build: %w", d.Dir, err)
+	}
+	cmd := exec.CommandContext(ctx, "sh", "-c", cmdline)
+	cmd.Dir = filepath.Join(src, d.Path)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(&out, log), io.MultiWriter(&out, log)
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("build %s %s (%s): %v\n%s", d.Name, version, commit[:12], err, tail(out.String(), 20))
+	}
+	sum, err := fileSHA256(a.Path + ".tmp")
+	if err != nil {
+		return nil, fmt.Errorf("build %s %s: the build command wrote no %s: %w", d.Name, version, a.Path, err)
+	}
+	if err := os.Rename(a.Path+".tmp", a.Path); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(a.Path+".sha256", []byte(sum+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	a.SHA256 = sum
+	return a, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,224 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/pkg/sftp"
+
+	"booted/internal/remote"
+)
+
+// supervisor runs a service, restarts it when it dies (1 s apart, up to
+// 30 s when it keeps dying at once), and stops it (TERM) when told to.
+const supervisor = `#!/bin/sh
+# booted-supervise NAME RUNDIR LOG COMMAND, written by booted.
+name=$1 run=$2 log=$3 cmd=$4
+mkdir -p "$run" "$(dirname "$log")"
+echo $$ > "$run/supervisor.pid"
+stopping=0 child=
+trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
+delay=1
+while :; do
+	started=$(date +%s)
+	sh -c "exec $cmd" </dev/null >>"$log" 2>&1 &
+	child=$!
+	echo "$child" > "$run/pid"
+	wait "$child"; rc=$?
+	while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
+	[ "$stopping" = 1 ] && break
+	echo "$(date -u +%FT%TZ) booted-supervise: $name exited ($rc); restarting in ${delay}s" >>"$log"
+	sleep "$delay" & s=$!; wait $s; kill $s 2>/dev/null
+	[ "$stopping" = 1 ] && break
+	if [ $(( $(date +%s) - started )) -gt 10 ]; then delay=1; elif [ "$delay" -lt 30 ]; then delay=$((delay * 2)); fi
+done
+rm -f "$run/pid" "$run/supervisor.pid"
+`
+
+const supervisorPath = "/opt/booted/bin/booted-supervise"
+
+// Deploy puts the artifact in releases/VERSION on the host, uploading it
+// only when the host does not have that checksum yet, and switches the
+// current link to it atomically. It keeps the newest Keep releases (and the
+// previous one). It returns whether it uploaded.
+func (d *Def) Deploy(ctx context.Context, s *remote.Session, a *Artifact) (bool, error) {
+	rel := d.release(a.Version)
+	have, _ := s.Output(ctx, "cat "+q(rel+"/.sha256")+" 2>/dev/null || true")
+	uploaded := false
+	if strings.TrimSpace(have) != a.SHA256 {
+		if err := d.upload(ctx, s, a); err != nil {
+			return false, fmt.Errorf("host %s: upload %s %s: %w", s.Target.Name, d.Name, a.Version, err)
+		}
+		uploaded = true
+	}
+	script := fmt.Sprintf(`set -e
+cd %s
+if [ -L current ]; then old=$(readlink current); [ "$old" = releases/%s ] || ln -sfn "$old" previous; fi
+ln -sfn releases/%s current.tmp
+mv -T current.tmp current
+cur=$(readlink current); prev=$(readlink previous 2>/dev/null || true)
+ls -1t releases | tail -n +%d | while read -r r; do
+	[ "releases/$r" = "$cur" ] || [ "releases/$r" = "$prev" ] || rm -rf "releases/$r"
+done`, q(d.base()), a.Version, a.Version, d.Keep+1)
+	if err := s.Run(ctx, script); err != nil {
+		return uploaded, fmt.Errorf("host %s: switch %s to %s: %w", s.Target.Name, d.Name, a.Version, err)
+	}
+	return uploaded, nil
+}
+
+func (d *Def) upload(ctx context.Context, s *remote.Session, a *Artifact) error {
+	rel := d.release(a.Version)
+	if err := s.Run(ctx, "mkdir -p "+q(rel)); err != nil {
+		return err
+	}
+	c, err := s.Client(ctx)
+	if err != nil {
+		return err
+	}
+	sc, err := sftp.NewClient(c)
+	if err != nil {
+		return fmt.Errorf("sftp: %w", err)
+	}
+	defer sc.Close()
+	stop := context.AfterFunc(ctx, func() { sc.Close() })
+	defer stop()
+	src, err := os.Open(a.Path)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tmp := path.Join(rel, d.Name+".tmp")
+	dst, err := sc.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("sftp create %s: %w", tmp, err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return fmt.Errorf("sftp write %s: %w", tmp, err)
+	}
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	// Check what arrived, then put it in place with its checksum.
+	script := fmt.Sprintf(`set -e
+cd %s
+sum=$(sha256sum %s.tmp | cut -d' ' -f1)
+[ "$sum" = %s ] || { echo "checksum mismatch after upload: $sum" >&2; exit 1; }
+chmod 755 %s.tmp
+mv -f %s.tmp %s
+echo %s > .sha256`, q(rel), d.Name, a.SHA256, d.Name, d.Name, d.Name, a.SHA256)
+	return s.Run(ctx, script)
+}
+
+// ensureSupervisor writes the supervisor script if the host's copy differs.
+func ensureSupervisor(ctx context.Context, s *remote.Session) error {
+	h := sha256.Sum256([]byte(supervisor))
+	want := hex.EncodeToString(h[:])
+	script := fmt.Sprintf(`set -e
+if [ "$(sha256sum %[1]s 2>/dev/null | cut -d' ' -f1)" != %[2]s ]; then
+	mkdir -p %[3]s
+	cat > %[1]s.tmp <<'BOOTED_EOF'
+%[4]sBOOTED_EOF
+	chmod 755 %[1]s.tmp
+	mv -f %[1]s.tmp %[1]s
+fi`, supervisorPath, want, path.Dir(supervisorPath), supervisor)
+	return s.Run(ctx, script)
+}
+
+// State is what runs of a service on a host.
+type State struct {
+	Running bool
+	PID     int
+	Version string
+}
+
+// Status reads the service's state on the host.
+func (d *Def) Status(ctx context.Context, s *remote.Session) (State, error) {
+	out, err := s.Output(ctx, fmt.Sprintf(`cd %s 2>/dev/null || exit 0
+sp=$(cat run/supervisor.pid 2>/dev/null || true)
+if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null; then echo running $(cat run/pid 2>/dev/null || echo 0) $(cat run/version 2>/dev/null || echo -); fi`, q(d.base())))
+	if err != nil {
+		return State{}, err
+	}
+	f := strings.Fields(out)
+	if len(f) == 3 && f[0] == "running" {
+		pid, _ := strconv.Atoi(f[1])
+		return State{Running: true, PID: pid, Version: f[2]}, nil
+	}
+	return State{}, nil
+}
+
+// Start (re)starts the current release under the supervisor and returns
+// the service's PID. A service already running the current release is left
+// alone unless restart is set.
+func (d *Def) Start(ctx context.Context, s *remote.Session, restart bool) (State, error) {
+	cur, err := s.Output(ctx, "readlink "+q(d.current())+" || true")
+	if err != nil {
+		return State{}, err
+	}
+	version := strings.TrimPrefix(strings.TrimSpace(cur), "releases/")
+	if version == "" {
+		return State{}, fmt.Errorf("host %s: %s is not deployed (run service:deploy first)", s.Target.Name, d.Name)
+	}
+	st, err := d.Status(ctx, s)
+	if err != nil {
+		return st, err
+	}
+	if st.Running && st.Version == version && !restart {
+		return st, nil
+	}
+	if st.Running {
+		if _, err := d.Stop(ctx, s); err != nil {
+			return st, err
+		}
+	}
+	if err := ensureSupervisor(ctx, s); err != nil {
+		return State{}, fmt.Errorf("host %s: install supervisor: %w", s.Target.Name, err)
+	}
+	start, err := d.startCommand()
+	if err != nil {
+		return State{}, fmt.Errorf("%s/service.yaml: start: %w", d.Dir, err)
+	}
+	script := fmt.Sprintf(`set -e
+cd %[1]s/releases/%[2]s
+mkdir -p %[3]s
+rm -f %[3]s/pid
+echo %[2]s > %[3]s/version
+setsid %[4]s %[5]s %[3]s %[6]s %[7]s </dev/null >/dev/null 2>&1 &
+i=0
+while [ ! -s %[3]s/pid ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+cat %[3]s/pid`, q(d.base()), version, q(d.runDir()), supervisorPath, d.Name, q(d.logFile()), q(start))
+	out, err := s.Output(ctx, script)
+	if err != nil {
+		return State{}, fmt.Errorf("host %s: start %s: %w", s.Target.Name, d.Name, err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(out))
+	return State{Running: true, PID: pid, Version: version}, nil
+}
+
+// Stop stops the service (TERM, then KILL after 10 s) and returns the PID it had.
+func (d *Def) Stop(ctx context.Context, s *remote.Session) (int, error) {
+	st, err := d.Status(ctx, s)
+	if err != nil || !st.Running {
+		return 0, err
+	}
+	script := fmt.Sprintf(`cd %s
+sp=$(cat run/supervisor.pid)
+kill -TERM "$sp" 2>/dev/null || exit 0
+i=0
+while kill -0 "$sp" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+if kill -0 "$sp" 2>/dev/null; then kill -KILL "$sp" $(cat run/pid 2>/dev/null); rm -f run/pid run/supervisor.pid; fi`, q(d.base()))
+	if err := s.Run(ctx, script); err != nil {
+		return st.PID, fmt.Errorf("host %s: stop %s: %w", s.Target.Name, d.Name, err)
+	}
+	return st.PID, nil
+}
+
+func q(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

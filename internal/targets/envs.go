@@ -1,0 +1,219 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"booted/internal/config"
+	"booted/internal/inventory"
+)
+
+// EnvStartAll starts every host of every role of ENV (the count of each
+// role: workers first, load balancers last), waits for each to phone home
+// and checks it answers ping and SSH, then deploys each role's configured
+// service version, starts it and tests it. Re-running it skips what is done.
+func (r *Runner) EnvStartAll(ctx context.Context, envName string) error {
+	return r.envStart(ctx, envName, func(rl *config.Role) int { return rl.Count })
+}
+
+// EnvStartMin is EnvStartAll with the minimum number of hosts of each role.
+func (r *Runner) EnvStartMin(ctx context.Context, envName string) error {
+	return r.envStart(ctx, envName, func(rl *config.Role) int { return rl.Min })
+}
+
+func (r *Runner) envStart(ctx context.Context, envName string, count func(*config.Role) int) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		var names []string
+		for _, role := range s.env.RoleNames() {
+			rl := s.env.Roles[role]
+			names = append(names, rl.HostNames(count(rl))...)
+		}
+		if err := s.bootHosts(ctx, names); err != nil {
+			return err
+		}
+		return s.deployRoles(ctx, names)
+	})
+}
+
+// bootHosts starts hosts, discovers them and checks them; it fails naming
+// the hosts that did not become ready.
+func (s *session) bootHosts(ctx context.Context, names []string) error {
+	if err := s.startController(ctx); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := s.start(ctx, n); err != nil {
+			return err
+		}
+	}
+	if err := s.logged(ctx); err != nil {
+		return err
+	}
+	if err := s.filter(ctx); err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	hosts, err := s.store.Hosts(ctx, s.env.Name)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, h := range hosts {
+		if want[h.Name] && h.State != inventory.Ready && h.State != inventory.Serving {
+			failed = append(failed, fmt.Sprintf("%s (%s: %s)", h.Name, h.State, h.Reason))
+		}
+	}
+	if len(failed) > 0 {
+		s.printHosts(ctx)
+		return fmt.Errorf("%s: %d hosts did not come up: %s", s.env.Name, len(failed), strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// deployRoles deploys, starts and tests each role's service on the named hosts.
+func (s *session) deployRoles(ctx context.Context, names []string) error {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	for _, role := range s.env.RoleNames() {
+		rl := s.env.Roles[role]
+		if rl.Service == "" {
+			continue
+		}
+		def, err := s.loadService(rl.Service)
+		if err != nil {
+			return err
+		}
+		hosts, err := s.selectHosts(ctx, role, func(h inventory.Host) bool { return want[h.Name] })
+		if err != nil {
+			return err
+		}
+		if len(hosts) == 0 {
+			continue
+		}
+		if err := s.deploy(ctx, def, rl.Version, hosts); err != nil {
+			return err
+		}
+		if err := s.test(ctx, def, hosts); err != nil {
+			return err
+		}
+		if !s.r.JSON {
+			for _, h := range hosts {
+				fmt.Fprintf(s.r.Out, "%s on %s: curl %s/\n", def.Name, h.Name, def.URL(h.Addr))
+			}
+		}
+	}
+	return nil
+}
+
+// EnvStartWorker (re)starts one host of ENV and its role's service.
+func (r *Runner) EnvStartWorker(ctx context.Context, envName, host string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		if _, ok := s.env.RoleOf(host); !ok {
+			return fmt.Errorf("%s: %s is not a host of any role", s.env.Path, host)
+		}
+		if err := s.bootHosts(ctx, []string{host}); err != nil {
+			return err
+		}
+		return s.deployRoles(ctx, []string{host})
+	})
+}
+
+// EnvStop stops the services and then every host of ENV (load balancers
+// first, workers last).
+func (r *Runner) EnvStop(ctx context.Context, envName string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		roles := s.env.RoleNames()
+		var errs []string
+		for i := len(roles) - 1; i >= 0; i-- {
+			rl := s.env.Roles[roles[i]]
+			hosts, err := s.selectHosts(ctx, roles[i], func(h inventory.Host) bool { return h.State != inventory.Stopped })
+			if err != nil {
+				return err
+			}
+			if rl.Service != "" && len(hosts) > 0 {
+				def, err := s.loadService(rl.Service)
+				if err != nil {
+					return err
+				}
+				if err := s.stopService(ctx, def, hosts); err != nil {
+					errs = append(errs, err.Error())
+				}
+			}
+			insts, err := s.prov.List(ctx)
+			if err != nil {
+				return err
+			}
+			for _, in := range insts {
+				if role, _ := s.env.RoleOf(in.Name); role == roles[i] {
+					if err := s.stop(ctx, in.Name); err != nil {
+						errs = append(errs, err.Error())
+					}
+				}
+			}
+		}
+		if err := s.printHosts(ctx); err != nil {
+			return err
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("env:stop %s: %s", envName, strings.Join(errs, "; "))
+		}
+		return nil
+	})
+}
+
+type statusRow struct {
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	State   string `json:"state"`
+	IP      string `json:"ip"`
+	Service string `json:"service,omitempty"`
+	Version string `json:"version,omitempty"`
+	Health  string `json:"health,omitempty"`
+}
+
+// EnvStatus shows the hosts of ENV by role and state, and the version and
+// health of the service on each.
+func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		hosts, err := s.store.Hosts(ctx, s.env.Name)
+		if err != nil {
+			return err
+		}
+		rows := make([]statusRow, len(hosts))
+		var wg sync.WaitGroup
+		for i, h := range hosts {
+			rows[i] = statusRow{Name: h.Name, Role: h.Role, State: string(h.State), IP: h.Addr}
+			rl := s.env.Roles[h.Role]
+			if rl == nil || rl.Service == "" || h.State == inventory.Terminated || h.State == inventory.Stopped {
+				continue
+			}
+			def, err := s.loadService(rl.Service)
+			if err != nil {
+				return err
+			}
+			rows[i].Service = def.Name
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rows[i].Health = "ok"
+				if _, err := def.Get(ctx, h.Addr, def.Health.Path); err != nil {
+					rows[i].Health = "down: " + err.Error()
+				}
+				rows[i].Version, _ = def.Get(ctx, h.Addr, "/version")
+			}()
+		}
+		wg.Wait()
+		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Role > rows[j].Role })
+		return printRows(r, rows, []string{"NAME", "ROLE", "STATE", "IP", "SERVICE", "VERSION", "HEALTH"}, func(x statusRow) []string {
+			return []string{x.Name, x.Role, x.State, x.IP, x.Service, x.Version, x.Health}
+		})
+	})
+}

@@ -1,0 +1,150 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"booted/internal/inventory"
+	"booted/internal/remote"
+	"booted/internal/report"
+)
+
+// selectHosts returns the hosts of sel ("ENV" or "ENV/ROLE") that can be
+// worked on: recorded, not terminated, with an address.
+func (s *session) selectHosts(ctx context.Context, role string, only func(inventory.Host) bool) ([]inventory.Host, error) {
+	hosts, err := s.store.Hosts(ctx, s.env.Name)
+	if err != nil {
+		return nil, err
+	}
+	var out []inventory.Host
+	for _, h := range hosts {
+		if h.State == inventory.Terminated || h.Addr == "" || (role != "" && h.Role != role) {
+			continue
+		}
+		if only == nil || only(h) {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// splitSel splits "ENV/ROLE".
+func splitSel(sel string) (env, role string) {
+	env, role, _ = strings.Cut(sel, "/")
+	return env, role
+}
+
+type opOptions struct {
+	// live shows the progress display; off when the hosts' output is the display.
+	live bool
+	// output gives each host's stdout and stderr.
+	output func(host string) (io.Writer, io.Writer)
+}
+
+// op runs step on hosts with bounded parallelism and a per-host timeout,
+// shows progress and a recap, keeps the list of hosts that did not succeed
+// (for BOOTED_RETRY=failed) and returns an error naming them.
+func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, o opOptions, step func(ctx context.Context, rs *remote.Session, h inventory.Host) error) ([]remote.Result, error) {
+	key := "failed/" + title
+	if s.r.RetryFailed {
+		var prev []string
+		if err := s.store.Update(ctx, func(tx *inventory.Tx) error { _, err := tx.Get(s.env.Name, key, &prev); return err }); err != nil {
+			return nil, err
+		}
+		want := map[string]bool{}
+		for _, n := range prev {
+			want[n] = true
+		}
+		var keep []inventory.Host
+		for _, h := range hosts {
+			if want[h.Name] {
+				keep = append(keep, h)
+			}
+		}
+		if len(keep) == 0 {
+			fmt.Fprintf(s.r.Out, "%s: no failed hosts to retry\n", title)
+			return nil, nil
+		}
+		hosts = keep
+	}
+	byName := map[string]inventory.Host{}
+	var targets []remote.Target
+	var results []remote.Result
+	for _, h := range hosts {
+		t, err := target(h)
+		if err != nil {
+			results = append(results, remote.Result{Host: h.Name, Status: remote.Skipped, Error: "no pinned host key: it has not phoned home", Err: err})
+			continue
+		}
+		byName[h.Name] = h
+		targets = append(targets, t)
+	}
+	pool := remote.NewPool(s.auth(), s.env.Timeouts.SSH.D())
+	defer pool.Close()
+	opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}
+	var prog *report.Progress
+	if o.live {
+		prog = report.NewProgress(s.r.Out, title, len(targets), s.r.JSON)
+		opt.OnStart, opt.OnDone = prog.Start, prog.Done
+	}
+	if o.output != nil {
+		opt.Output = o.output
+	}
+	results = append(results, pool.Each(ctx, targets, opt, func(ctx context.Context, rs *remote.Session) error {
+		return step(ctx, rs, byName[rs.Target.Name])
+	})...)
+	if prog != nil {
+		prog.Close()
+	}
+	sort.SliceStable(results, func(i, j int) bool { return results[i].Host < results[j].Host })
+	bad := report.Recap(s.r.Out, title, results, s.r.JSON)
+	if err := s.store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error { return tx.Put(s.env.Name, key, bad) }); err != nil {
+		return results, err
+	}
+	if err := ctx.Err(); err != nil {
+		return results, fmt.Errorf("%s: %w", title, err)
+	}
+	if len(bad) > 0 {
+		return results, fmt.Errorf("%s failed on %d of %d hosts: %s (BOOTED_RETRY=failed runs it again on just those)", title, len(bad), len(results), strings.Join(bad, ", "))
+	}
+	return results, nil
+}
+
+// HostsRun runs a shell command on every host of ENV (or of one role, with
+// ENV/ROLE), printing each output line prefixed with the host's name.
+func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
+	envName, role := splitSel(sel)
+	return r.withEnv(ctx, envName, func(s *session) error {
+		hosts, err := s.selectHosts(ctx, role, nil)
+		if err != nil {
+			return err
+		}
+		if len(hosts) == 0 {
+			return fmt.Errorf("%s: no hosts to run on (hosts:list %s shows the inventory)", sel, envName)
+		}
+		width := 0
+		for _, h := range hosts {
+			width = max(width, len(h.Name))
+		}
+		var mu sync.Mutex
+		var prefixers []*report.Prefixer
+		_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: func(host string) (io.Writer, io.Writer) {
+			p := fmt.Sprintf("%-*s | ", width, host)
+			o, e := report.NewPrefixer(r.Out, &mu, p), report.NewPrefixer(r.Err, &mu, p)
+			mu.Lock()
+			prefixers = append(prefixers, o, e)
+			mu.Unlock()
+			return o, e
+		}}, func(ctx context.Context, rs *remote.Session, _ inventory.Host) error {
+			return rs.Run(ctx, cmd)
+		})
+		for _, p := range prefixers {
+			p.Flush()
+		}
+		return err
+	})
+}

@@ -1,0 +1,236 @@
+package targets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"sync"
+
+	"booted/internal/inventory"
+	"booted/internal/remote"
+	"booted/internal/service"
+)
+
+// serviceHosts returns the hosts whose role runs svc (only role, if given).
+func (s *session) serviceHosts(ctx context.Context, svc, role string) ([]inventory.Host, error) {
+	roles := map[string]bool{}
+	for name, r := range s.env.Roles {
+		if r.Service == svc && (role == "" || role == name) {
+			roles[name] = true
+		}
+	}
+	if len(roles) == 0 {
+		return nil, fmt.Errorf("%s: no role of %s runs %s (set roles.ROLE.service in the env file)", s.env.Path, s.env.Name, svc)
+	}
+	return s.selectHosts(ctx, "", func(h inventory.Host) bool { return roles[h.Role] })
+}
+
+func (s *session) loadService(svc string) (*service.Def, error) {
+	return service.Load(s.r.Root, svc)
+}
+
+// build builds (or takes from the cache) version of def.
+func (s *session) buildArtifact(ctx context.Context, def *service.Def, version string) (*service.Artifact, error) {
+	a, err := def.Build(ctx, s.r.Root, filepath.Join(s.r.Inventory, "artifacts"), version, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	if !s.r.JSON {
+		fmt.Fprintf(s.r.Out, "%s %s: commit %s, sha256 %s\n", def.Name, version, a.Commit[:12], a.SHA256[:16])
+	}
+	return a, nil
+}
+
+// ServiceDeploy builds VERSION of SVC once, puts it on every host of ENV that
+// runs SVC (ENV/ROLE for one role) that does not have it yet, switches them
+// to it and (re)starts it; hosts that pass the health check are serving.
+func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) error {
+	envName, role := splitSel(sel)
+	return r.withEnv(ctx, envName, func(s *session) error {
+		def, err := s.loadService(svc)
+		if err != nil {
+			return err
+		}
+		hosts, err := s.serviceHosts(ctx, svc, role)
+		if err != nil {
+			return err
+		}
+		return s.deploy(ctx, def, version, hosts)
+	})
+}
+
+func (s *session) deploy(ctx context.Context, def *service.Def, version string, hosts []inventory.Host) error {
+	if _, err := def.Resolve(ctx, s.r.Root, version); err != nil {
+		return err // before anything is touched
+	}
+	a, err := s.buildArtifact(ctx, def, version)
+	if err != nil {
+		return err
+	}
+	_, err = s.op(ctx, "service:deploy "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
+		uploaded, err := def.Deploy(ctx, rs, a)
+		if err != nil {
+			return err
+		}
+		st, err := s.startOne(ctx, def, rs, h, false)
+		if err != nil {
+			return err
+		}
+		what := "unchanged"
+		if uploaded {
+			what = "uploaded"
+		}
+		rs.Note = fmt.Sprintf("%s %s, %s, pid %d", def.Name, a.Version, what, st.PID)
+		return nil
+	})
+	return err
+}
+
+// startOne starts the service on one host, waits for its health check and
+// marks the host serving.
+func (s *session) startOne(ctx context.Context, def *service.Def, rs *remote.Session, h inventory.Host, restart bool) (service.State, error) {
+	st, err := def.Start(ctx, rs, restart)
+	if err != nil {
+		return st, err
+	}
+	if err := def.WaitHealthy(ctx, h.Addr); err != nil {
+		return st, fmt.Errorf("host %s: %s %s started (pid %d) but %w", h.Name, def.Name, st.Version, st.PID, err)
+	}
+	return st, s.walk(ctx, h.Name, inventory.Ready, inventory.Serving)
+}
+
+// walk moves a host through the given states, skipping those it is past.
+func (s *session) walk(ctx context.Context, name string, path ...inventory.State) error {
+	return s.store.Update(ctx, func(tx *inventory.Tx) error {
+		h, err := tx.Host(s.env.Name, name)
+		if err != nil {
+			return err
+		}
+		for i, st := range path {
+			if h.State == st || (i < len(path)-1 && !inventory.CanMove(h.State, st)) {
+				continue // already there, or past this step
+			}
+			if err := tx.Modify(s.env.Name, name, func(h *inventory.Host) error { h.State, h.Reason = st, ""; return nil }); err != nil {
+				return err
+			}
+			h.State = st
+		}
+		return nil
+	})
+}
+
+// ServiceStart (re)starts SVC on every host of ENV that runs it.
+func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
+	envName, role := splitSel(sel)
+	return r.withEnv(ctx, envName, func(s *session) error {
+		def, err := s.loadService(svc)
+		if err != nil {
+			return err
+		}
+		hosts, err := s.serviceHosts(ctx, svc, role)
+		if err != nil {
+			return err
+		}
+		_, err = s.op(ctx, "service:start "+svc, hosts, opOptions{live: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
+			st, err := s.startOne(ctx, def, rs, h, true)
+			if err == nil {
+				rs.Note = fmt.Sprintf("running %s, pid %d", st.Version, st.PID)
+			}
+			return err
+		})
+		return err
+	})
+}
+
+// ServiceStop stops SVC on every host of ENV that runs it.
+func (r *Runner) ServiceStop(ctx context.Context, sel, svc string) error {
+	envName, role := splitSel(sel)
+	return r.withEnv(ctx, envName, func(s *session) error {
+		def, err := s.loadService(svc)
+		if err != nil {
+			return err
+		}
+		hosts, err := s.serviceHosts(ctx, svc, role)
+		if err != nil {
+			return err
+		}
+		return s.stopService(ctx, def, hosts)
+	})
+}
+
+func (s *session) stopService(ctx context.Context, def *service.Def, hosts []inventory.Host) error {
+	_, err := s.op(ctx, "service:stop "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
+		pid, err := def.Stop(ctx, rs)
+		if err != nil {
+			return err
+		}
+		rs.Note = "not running"
+		if pid != 0 {
+			rs.Note = fmt.Sprintf("stopped (was pid %d)", pid)
+		}
+		if h.State == inventory.Serving {
+			return s.walk(ctx, h.Name, inventory.Draining, inventory.Ready)
+		}
+		return nil
+	})
+	return err
+}
+
+// ServiceTest runs the checks of SVC's service.yaml against every host of
+// ENV that runs it; it fails if any check fails, and writes JUnit XML to
+// BOOTED_JUNIT when set.
+func (r *Runner) ServiceTest(ctx context.Context, sel, svc string) error {
+	envName, role := splitSel(sel)
+	return r.withEnv(ctx, envName, func(s *session) error {
+		def, err := s.loadService(svc)
+		if err != nil {
+			return err
+		}
+		hosts, err := s.serviceHosts(ctx, svc, role)
+		if err != nil {
+			return err
+		}
+		return s.test(ctx, def, hosts)
+	})
+}
+
+func (s *session) test(ctx context.Context, def *service.Def, hosts []inventory.Host) error {
+	var mu sync.Mutex
+	results := map[string][]service.CheckResult{}
+	hostErrs := map[string]error{}
+	var names []string
+	for _, h := range hosts {
+		names = append(names, h.Name)
+	}
+	sort.Strings(names)
+	_, err := s.op(ctx, "service:test "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
+		rr := def.RunChecks(ctx, h.Name, h.Addr)
+		mu.Lock()
+		results[h.Name] = rr
+		mu.Unlock()
+		var errs []error
+		for _, c := range rr {
+			if c.Err != nil {
+				errs = append(errs, fmt.Errorf("check %q: %w", c.Check.Name, c.Err))
+			}
+		}
+		rs.Note = fmt.Sprintf("%d/%d checks passed", len(rr)-len(errs), len(rr))
+		if len(errs) > 0 {
+			err := fmt.Errorf("host %s: %d of %d checks failed: %w", h.Name, len(errs), len(rr), errors.Join(errs...))
+			mu.Lock()
+			hostErrs[h.Name] = err
+			mu.Unlock()
+			return err
+		}
+		return nil
+	})
+	if s.r.JUnit != "" {
+		if jerr := service.WriteJUnit(s.r.JUnit, def.Name, results, hostErrs, names); jerr != nil {
+			return errors.Join(err, fmt.Errorf("write JUnit %s: %w", s.r.JUnit, jerr))
+		}
+	}
+	return err
+}
