@@ -80,13 +80,13 @@ func (p *Pool) Close() {
 	}
 }
 
-// wrapper runs the command ($1) in its own process group and kills that
+// wrapper runs the command ($1) in its own process group (setsid, which
+// does not fork in a background job) and kills that
 // group when the session's stdin closes (the client cancelled, or its
 // connection dropped) or a TERM arrives, so that no remote process outlives
 // a cancelled operation.
 const wrapper = `exec 3<&0
-set -m
-sh -c "$1" </dev/null &
+setsid sh -c "$1" </dev/null &
 p=$!
 { while read -r _ <&3; do :; done; kill -TERM -$p 2>/dev/null; sleep 2; kill -KILL -$p 2>/dev/null; } >/dev/null 2>&1 &
 w=$!

@@ -58,6 +58,10 @@ func (d *Def) Build(ctx context.Context, root, cacheDir, version string, log io.
 	if err != nil {
 		return nil, err
 	}
+	cacheDir, err = filepath.Abs(cacheDir)
+	if err != nil {
+		return nil, err
+	}
 	dir := filepath.Join(cacheDir, d.Name, version+"-"+commit[:12])
 	a := &Artifact{Service: d.Name, Version: version, Commit: commit, Path: filepath.Join(dir, d.Name)}
 	if sum, err := os.ReadFile(a.Path + ".sha256"); err == nil {

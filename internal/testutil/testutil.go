@@ -183,3 +183,29 @@ func (p *Project) teardown(t testing.TB, prov *local.Provider) {
 		t.Errorf("cleanup: %v", err)
 	}
 }
+
+// ServiceEnv is DefaultEnv with the workers running hello v1.
+const ServiceEnv EnvFile = DefaultEnv + `    service: hello
+    version: v1
+`
+
+// GitInit makes the project root a git repository holding services/ with
+// the given tags, each on its own commit (the service's versions).
+func (p *Project) GitInit(t testing.TB, tags ...string) {
+	t.Helper()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", p.Root, "-c", "user.name=booted-test", "-c", "user.email=test@booted.invalid", "-c", "commit.gpgsign=false"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	for i, tag := range tags {
+		f := filepath.Join(p.Root, "services", "hello", "RELEASE")
+		os.WriteFile(f, []byte(tag+"\n"), 0o644)
+		git("add", "services")
+		git("commit", "-q", "-m", fmt.Sprintf("release %d", i))
+		git("tag", tag)
+	}
+}

@@ -1,0 +1,245 @@
+package targets
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"booted/internal/inventory"
+	"booted/internal/report"
+	"booted/internal/testutil"
+)
+
+// lastSummary parses the JSON recap a multi-host target printed last.
+func lastSummary(t *testing.T, out string) report.Summary {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var s report.Summary
+		if json.Unmarshal([]byte(lines[i]), &s) == nil && s.Operation != "" {
+			return s
+		}
+	}
+	t.Fatalf("no JSON recap in:\n%s", out)
+	return report.Summary{}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// The services issue's checks, in the order a user would meet them.
+func TestTargets_Services(t *testing.T) {
+	f := newFixture(t, testutil.ServiceEnv)
+	f.proj.GitInit(t, "v1", "v2")
+	ctx := context.Background()
+	env := f.proj.Env
+
+	// env:startAll brings it all up, deploys v1 and tests it.
+	f.must(t, f.r.EnvStartAll(ctx, env))
+	hosts := f.hosts(t)
+	for _, w := range []string{"w1", "w2"} {
+		if hosts[w].State != "serving" {
+			t.Errorf("%s is %s, want serving", w, hosts[w].State)
+		}
+		if got := httpGet(t, "http://"+hosts[w].IP+":8080/"); got != "Hello World!\n" {
+			t.Errorf("curl %s: %q", w, got)
+		}
+	}
+	if hosts["lb1"].State != "ready" {
+		t.Errorf("lb1 is %s", hosts["lb1"].State)
+	}
+	// Re-running is safe: nothing is uploaded or restarted again.
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.EnvStartAll(ctx, env))
+	if strings.Contains(f.out.String(), "uploaded") {
+		t.Errorf("second env:startAll uploaded again:\n%s", f.out)
+	}
+
+	// Deploy v2: every worker reports it; deploying it again uploads nothing.
+	f.out.Reset()
+	f.must(t, f.r.ServiceDeploy(ctx, env, "hello", "v2"))
+	sum := lastSummary(t, f.out.String())
+	if sum.OK != 2 || !strings.Contains(sum.Results[0].Note, "uploaded") {
+		t.Errorf("deploy v2: %+v", sum)
+	}
+	f.junit(t, ctx, 2)
+	for _, w := range []string{"w1", "w2"} {
+		if got := httpGet(t, "http://"+hosts[w].IP+":8080/version"); got != "v2\n" {
+			t.Errorf("%s /version = %q after deploying v2", w, got)
+		}
+	}
+	f.out.Reset()
+	f.must(t, f.r.ServiceDeploy(ctx, env, "hello", "v2"))
+	for _, r := range lastSummary(t, f.out.String()).Results {
+		if !strings.Contains(r.Note, "unchanged") {
+			t.Errorf("redeploying v2 on %s: %s", r.Host, r.Note)
+		}
+	}
+
+	// An unknown version fails before anything is touched.
+	if err := f.r.ServiceDeploy(ctx, env, "hello", "v9"); err == nil || !strings.Contains(err.Error(), `unknown version "v9"`) {
+		t.Errorf("unknown version: %v", err)
+	}
+
+	// One worker stopped: the others are deployed, the stopped one is
+	// unreachable and the target fails; once it is back, BOOTED_RETRY=failed
+	// deploys only to it.
+	f.r.JSON = false
+	f.must(t, f.r.ImageStop(ctx, env, "w2"))
+	f.r.JSON = true
+	f.out.Reset()
+	err := f.r.ServiceDeploy(ctx, env, "hello", "v1")
+	if err == nil || !strings.Contains(err.Error(), "w2") {
+		t.Fatalf("deploy with w2 stopped: err = %v", err)
+	}
+	sum = lastSummary(t, f.out.String())
+	if sum.OK != 1 || len(sum.Unreachable) != 1 || sum.Unreachable[0] != "w2" {
+		t.Errorf("deploy with w2 stopped: %+v", sum)
+	}
+	f.r.JSON = false
+	f.must(t, f.r.ImageStart(ctx, env, "w2"))
+	f.must(t, f.r.HostsLogged(ctx, env))
+	f.must(t, f.r.HostsFilter(ctx, env))
+	f.r.JSON, f.r.RetryFailed = true, true
+	f.out.Reset()
+	f.must(t, f.r.ServiceDeploy(ctx, env, "hello", "v1"))
+	sum = lastSummary(t, f.out.String())
+	if len(sum.Results) != 1 || sum.Results[0].Host != "w2" || sum.OK != 1 {
+		t.Errorf("retry of failed hosts: %+v", sum)
+	}
+	f.r.RetryFailed = false
+	if got := httpGet(t, "http://"+hosts["w2"].IP+":8080/version"); got != "v1\n" {
+		t.Errorf("w2 /version = %q after the retry", got)
+	}
+
+	// service:stop, then service:test fails and says so in JUnit.
+	f.must(t, f.r.ServiceStop(ctx, env+"/workers", "hello"))
+	if err := f.r.ServiceTest(ctx, env, "hello"); err == nil {
+		t.Error("service:test passed with the service stopped")
+	}
+	f.must(t, f.r.ServiceStart(ctx, env, "hello"))
+	f.must(t, f.r.ServiceTest(ctx, env, "hello"))
+	f.out.Reset()
+	f.must(t, f.r.EnvStatus(ctx, env))
+	var st []statusRow
+	if err := json.Unmarshal(f.out.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range st {
+		if r.Role == "workers" && (r.Version != "v1" || r.Health != "ok") {
+			t.Errorf("env:status %+v", r)
+		}
+	}
+}
+
+// junit runs service:test with BOOTED_JUNIT and checks the file parses with
+// one passing suite per worker.
+func (f *fixture) junit(t *testing.T, ctx context.Context, workers int) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "junit.xml")
+	f.r.JUnit = path
+	defer func() { f.r.JUnit = "" }()
+	f.must(t, f.r.ServiceTest(ctx, f.proj.Env, "hello"))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Suites []struct {
+			Name     string `xml:"name,attr"`
+			Tests    int    `xml:"tests,attr"`
+			Failures int    `xml:"failures,attr"`
+			Cases    []struct {
+				Name string `xml:"name,attr"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("JUnit does not parse: %v\n%s", err, b)
+	}
+	if len(doc.Suites) != workers {
+		t.Fatalf("%d suites, want %d", len(doc.Suites), workers)
+	}
+	for _, s := range doc.Suites {
+		if s.Tests != 4 || s.Failures != 0 || len(s.Cases) != 4 || !strings.HasPrefix(s.Name, "hello@w") {
+			t.Errorf("suite %+v", s)
+		}
+	}
+}
+
+// A host whose key changed is refused, loudly and by name; Ctrl-C during a
+// long hosts:run ends the remote commands within a few seconds.
+func TestTargets_KeyChangeAndCancel(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	env := f.proj.Env
+	f.must(t, f.r.ImageStart(ctx, env, "w1,w2"))
+	f.must(t, f.r.HostsReset(ctx, env))
+
+	// Cancel a long command.
+	cctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- f.r.HostsRun(cctx, env, "echo started; sleep 60") }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(f.out.String(), "started") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	start := time.Now()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Error("a cancelled hosts:run succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("hosts:run did not return after cancel")
+	}
+	t.Logf("hosts:run returned %v after cancel", time.Since(start).Round(time.Millisecond))
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, env, "pgrep -x sleep | wc -l"))
+	if strings.Contains(f.out.String(), "| 1") {
+		t.Errorf("remote sleep survived the cancel:\n%s", f.out)
+	}
+
+	// Change w1's pinned key: every connection to it is refused.
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	k, _ := ssh.NewPublicKey(pub)
+	f.r.withEnv(ctx, env, func(s *session) error {
+		return s.store.Update(ctx, func(tx *inventory.Tx) error {
+			return tx.Modify(env, "w1", func(h *inventory.Host) error {
+				h.HostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+				return nil
+			})
+		})
+	})
+	f.out.Reset()
+	err := f.r.HostsRun(ctx, env, "true")
+	if err == nil || !strings.Contains(err.Error(), "w1") || strings.Contains(err.Error(), "w2") {
+		t.Errorf("err = %v", err)
+	}
+	if !strings.Contains(f.out.String(), "host w1 (") || !strings.Contains(f.out.String(), "HOST KEY CHANGED") {
+		t.Errorf("the refusal does not name the host and the change:\n%s", f.out)
+	}
+}
