@@ -110,7 +110,7 @@ func TestParse_Errors(t *testing.T) {
 			[]string{"x.yaml:14: cannot unmarshal"}},
 		{"StaticWithoutHosts", func(s string) string {
 			return strings.Replace(strings.Replace(s, "type: local", "type: static", 1), "  local:\n    subnet: 10.77.0.0/24\n", "", 1)
-		}, []string{"provider.static.hosts: missing", "callback.address: missing"}},
+		}, []string{"provider.static.hosts: missing"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("x.yaml", "x", []byte(tc.edit(good)))

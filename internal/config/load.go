@@ -269,7 +269,7 @@ func (e *Env) validate() []*Error {
 	default:
 		bad("provider.type", "%q is not a provider: use one of %s", p.Type, strings.Join(knownTypes, ", "))
 	}
-	if p.Type != ProviderLocal && e.Callback.Address == "" {
+	if p.Type != ProviderLocal && p.Type != ProviderStatic && e.Callback.Address == "" {
 		bad("callback.address", "missing: the address hosts reach the controller's nginx at")
 	}
 	if e.Callback.Port < 1 || e.Callback.Port > 65535 {

@@ -40,7 +40,7 @@ var transitions = map[State][]State{
 }
 
 // initial lists the states a host may be first recorded in.
-var initial = map[State]bool{Requested: true, Provisioning: true, Booting: true, Booted: true, Stopped: true}
+var initial = map[State]bool{Requested: true, Provisioning: true, Booting: true, Booted: true, Stopped: true, Failed: true}
 
 // CanMove reports whether the lifecycle allows from → to.
 func CanMove(from, to State) bool {

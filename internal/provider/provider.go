@@ -39,8 +39,14 @@ const (
 	Off     State = "stopped"
 )
 
-// ErrNoInstance is returned for a host the provider has not made.
-var ErrNoInstance = errors.New("no such instance")
+// Errors providers return.
+var (
+	// ErrNoInstance is returned for a host the provider has not made.
+	ErrNoInstance = errors.New("no such instance")
+	// ErrUnsupported is returned for what a provider cannot do (powering
+	// off a static machine, say).
+	ErrUnsupported = errors.New("not supported by this provider")
+)
 
 // Provider makes, starts, stops and deletes hosts. Every method is
 // idempotent: building what exists, starting what runs or stopping what is

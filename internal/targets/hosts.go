@@ -16,6 +16,7 @@ import (
 	"booted/internal/discovery"
 	"booted/internal/inventory"
 	"booted/internal/liveness"
+	"booted/internal/provider/static"
 	"booted/internal/remote"
 )
 
@@ -93,6 +94,9 @@ func (s *session) printRejected(ctx context.Context) error {
 
 // logged catches up with the boot log, then waits for booting hosts.
 func (s *session) logged(ctx context.Context) error {
+	if k, ok := s.prov.(knower); ok {
+		return s.discoverKnown(ctx, k)
+	}
 	d := s.discoverer()
 	timeout := s.env.Timeouts.Boot.D()
 	for {
@@ -341,3 +345,73 @@ func (r *Runner) NginxRestart(ctx context.Context, envName string) error {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// discoverKnown records hosts whose keys are known beforehand (static
+// machines): with their key from the known_hosts file, or pinned on first
+// use with BOOTED_ACCEPT_NEW=1; a host with no known key is failed with
+// what to do. With names, only those hosts.
+func (s *session) discoverKnown(ctx context.Context, k knower, names ...string) error {
+	known, err := k.Known(ctx)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	for _, kn := range known {
+		if len(want) > 0 && !want[kn.Name] {
+			continue
+		}
+		role, _ := s.env.RoleOf(kn.Name)
+		key, reason, event := kn.Key, "", ""
+		pinKey := "pinned/" + kn.Name
+		if key == nil { // pinned on first use earlier?
+			var pinned string
+			if err := s.store.Update(ctx, func(tx *inventory.Tx) error { _, err := tx.Get(s.env.Name, pinKey, &pinned); return err }); err != nil {
+				return err
+			}
+			if pinned != "" {
+				key, _, _, _, _ = ssh.ParseAuthorizedKey([]byte(pinned))
+			}
+		}
+		if key == nil && s.r.AcceptNew {
+			key, err = static.FetchKey(ctx, kn.Addr, kn.Port, s.env.Timeouts.SSH.D())
+			if err != nil {
+				reason = fmt.Sprintf("BOOTED_ACCEPT_NEW: could not read its host key: %v", err)
+			} else {
+				event = "pinned on first use: " + ssh.FingerprintSHA256(key)
+			}
+		}
+		if key == nil && reason == "" {
+			reason = fmt.Sprintf("host key unknown: %s has no key for %s; add it (ssh-keyscan -p %d %s >> %s) or run with BOOTED_ACCEPT_NEW=1 to pin it on first use",
+				k.KnownHostsFile(), kn.Addr, kn.Port, kn.Addr, k.KnownHostsFile())
+		}
+		err := s.store.Update(ctx, func(tx *inventory.Tx) error {
+			if event != "" {
+				if err := tx.Record(inventory.Event{Env: s.env.Name, Host: kn.Name, Kind: "host-key-pinned", Detail: event}); err != nil {
+					return err
+				}
+				if err := tx.Put(s.env.Name, pinKey, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))); err != nil {
+					return err
+				}
+			}
+			return tx.Modify(s.env.Name, kn.Name, func(h *inventory.Host) error {
+				h.Role, h.Provider, h.Addr, h.Port = role, s.env.Provider.Type, kn.Addr, kn.Port
+				if key == nil {
+					h.State, h.Reason = inventory.Failed, reason
+					return nil
+				}
+				h.HostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
+				if h.State != inventory.Ready && h.State != inventory.Serving {
+					h.State, h.Reason = inventory.Booted, ""
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

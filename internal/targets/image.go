@@ -104,6 +104,12 @@ func (r *Runner) ImageStart(ctx context.Context, envName, hosts string) error {
 
 // start boots one host and moves it to booting, unless it already runs.
 func (s *session) start(ctx context.Context, name string) error {
+	if k, ok := s.prov.(knower); ok {
+		if _, err := s.prov.Start(ctx, provider.Spec{Name: name}); err != nil {
+			return err
+		}
+		return s.discoverKnown(ctx, k, name)
+	}
 	if err := s.build(ctx, name); err != nil {
 		return err
 	}
@@ -159,6 +165,10 @@ func (r *Runner) ImageStop(ctx context.Context, envName, hosts string) error {
 
 func (s *session) stop(ctx context.Context, name string) error {
 	if err := s.prov.Stop(ctx, name); err != nil {
+		if errors.Is(err, provider.ErrUnsupported) {
+			fmt.Fprintf(s.r.Err, "%v\n", err)
+			return nil
+		}
 		if errors.Is(err, provider.ErrNoInstance) {
 			return fmt.Errorf("host %s of %s: nothing to stop: it was never built (see image:list %s)", name, s.env.Name, s.env.Name)
 		}

@@ -19,6 +19,7 @@ import (
 	"booted/internal/inventory"
 	"booted/internal/provider"
 	"booted/internal/provider/local"
+	"booted/internal/provider/static"
 	"booted/internal/secrets"
 )
 
@@ -143,8 +144,10 @@ func newProvider(env *config.Env, dir string) (provider.Provider, error) {
 	switch env.Provider.Type {
 	case config.ProviderLocal:
 		return local.New(env, filepath.Join(dir, "hosts"))
+	case config.ProviderStatic:
+		return static.New(env)
 	default:
-		return nil, fmt.Errorf("%s: provider %q is not available in this version of booted (available: local)", env.Path, env.Provider.Type)
+		return nil, fmt.Errorf("%s: provider %q is not available in this version of booted (available: local, static)", env.Path, env.Provider.Type)
 	}
 }
 
@@ -154,8 +157,19 @@ type preparer interface {
 	Prepare(ctx context.Context) error
 }
 
-// startController makes sure the controller's nginx is up.
+// knower is implemented by providers whose hosts do not phone home: their
+// keys are known beforehand (static machines and their known_hosts).
+type knower interface {
+	Known(ctx context.Context) ([]static.Known, error)
+	KnownHostsFile() string
+}
+
+// startController makes sure the controller's nginx is up, for providers
+// whose hosts phone home.
 func (s *session) startController(ctx context.Context) error {
+	if _, ok := s.prov.(knower); ok {
+		return nil
+	}
 	if p, ok := s.prov.(preparer); ok {
 		if err := p.Prepare(ctx); err != nil {
 			return err

@@ -1,0 +1,83 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"booted/internal/testutil"
+)
+
+// The static provider, against machines that already exist (two local
+// hosts of another environment, reached by address).
+func TestTargets_StaticHosts(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "w1,w2"))
+	f.must(t, f.r.HostsReset(ctx, f.proj.Env))
+	local := f.hosts(t)
+	dir := filepath.Join(f.proj.Inventory, f.proj.Env)
+
+	// known_hosts knows only the first machine.
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(kh, []byte(local["w1"].IP+" "+local["w1"].HostKey+"\n"), 0o600)
+	name := f.proj.Env + "s"
+	os.WriteFile(filepath.Join(f.proj.Root, "envs", name+".yaml"), []byte(fmt.Sprintf(`version: 1
+provider:
+  type: static
+  static:
+    known_hosts: %s
+    hosts:
+      - {name: s1, address: %s}
+      - {name: s2, address: %s, port: 22}
+ssh:
+  key: %s
+timeouts: {ssh: 5s, ping: 1s}
+roles:
+  workers:
+    hosts: [s1, s2]
+    min: 1
+    max: 2
+`, kh, local["w1"].IP, local["w2"].IP, filepath.Join(dir, "id_ed25519"))), 0o644)
+
+	f.must(t, f.r.HostsReset(ctx, name))
+	f.proj.Env, name = name, f.proj.Env // f.hosts lists f.proj.Env
+	hosts := f.hosts(t)
+	if hosts["s1"].State != "ready" {
+		t.Errorf("s1: %+v", hosts["s1"])
+	}
+	if s2 := hosts["s2"]; s2.State != "failed" || !strings.Contains(s2.Reason, "host key unknown") || !strings.Contains(s2.Reason, "BOOTED_ACCEPT_NEW=1") {
+		t.Errorf("an unknown host was not refused with what to do: %+v", s2)
+	}
+	f.r.AcceptNew = true
+	f.must(t, f.r.HostsReset(ctx, f.proj.Env))
+	f.r.AcceptNew = false
+	if s2 := f.hosts(t)["s2"]; s2.State != "ready" || s2.HostKey != local["w2"].HostKey {
+		t.Errorf("BOOTED_ACCEPT_NEW=1 did not pin s2's key: %+v", s2)
+	}
+	// The pin holds without the variable.
+	f.must(t, f.r.HostsReset(ctx, f.proj.Env))
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, f.proj.Env, "hostname"))
+	if out := f.out.String(); !strings.Contains(out, "s1 | w1") || !strings.Contains(out, "s2 | w2") {
+		t.Errorf("hosts:run output:\n%s", out)
+	}
+	// booted does not power static machines, and says so.
+	f.must(t, f.r.ImageStop(ctx, f.proj.Env, "s1"))
+	if h := f.hosts(t)["s1"]; h.State != "ready" {
+		t.Errorf("image:stop changed a static host to %s", h.State)
+	}
+	// known_hosts now says s1 has another key: it is refused.
+	os.WriteFile(kh, []byte(local["w1"].IP+" "+local["w2"].HostKey+"\n"), 0o600)
+	f.must(t, f.r.HostsLogged(ctx, f.proj.Env))
+	if err := f.r.HostsFilter(ctx, f.proj.Env); err != nil {
+		t.Fatal(err)
+	}
+	if s1 := f.hosts(t)["s1"]; s1.State != "failed" || !strings.Contains(s1.Reason, "HOST KEY CHANGED") {
+		t.Errorf("s1 with a changed key: %+v", s1)
+	}
+	f.proj.Env = name
+}
