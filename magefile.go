@@ -145,3 +145,11 @@ type Nginx mg.Namespace
 func (Nginx) Restart(ctx context.Context, env string) error {
 	return targets.FromEnviron().NginxRestart(ctx, env)
 }
+
+// Bench measures booted against its peers.
+type Bench mg.Namespace
+
+// Fanout makes N local hosts and times uname -r and a 10 MB copy on all of them with a plain Go loop, booted, parallel-ssh and ansible (medians, side by side). BOOTED_BENCH_RUNS (5).
+func (Bench) Fanout(ctx context.Context, n int) error {
+	return targets.FromEnviron().BenchFanout(ctx, n)
+}

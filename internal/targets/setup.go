@@ -54,6 +54,12 @@ func Setup(ctx context.Context, out io.Writer) error {
 	if len(pkgs) == 0 {
 		return nil
 	}
+	return aptInstall(ctx, out, pkgs)
+}
+
+// aptInstall installs Debian packages as root, keeping their daemons from
+// starting (booted runs its own nginx and sshd instances).
+func aptInstall(ctx context.Context, out io.Writer, pkgs []string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("booted needs these Debian packages: run as root, or install them with: sudo apt-get install %s", strings.Join(pkgs, " "))
 	}
