@@ -49,6 +49,11 @@ func (Env) Stop(ctx context.Context, env string) error {
 	return targets.FromEnviron().EnvStop(ctx, env)
 }
 
+// Destroy deletes every host of ENV, stops its controller nginx and removes its bridge (local).
+func (Env) Destroy(ctx context.Context, env string) error {
+	return targets.FromEnviron().EnvDestroy(ctx, env)
+}
+
 // Status shows the hosts of ENV by role and state with the version and health of their service.
 func (Env) Status(ctx context.Context, env string) error {
 	return targets.FromEnviron().EnvStatus(ctx, env)

@@ -139,11 +139,17 @@ type State struct {
 	Version string
 }
 
-// Status reads the service's state on the host.
+// Status reads the service's state on the host: from systemd where the
+// host runs it, else from the supervisor's pid files.
 func (d *Def) Status(ctx context.Context, s *remote.Session) (State, error) {
 	out, err := s.Output(ctx, fmt.Sprintf(`cd %s 2>/dev/null || exit 0
+v=$(cat run/version 2>/dev/null || echo -)
+if [ -d /run/systemd/system ]; then
+	if systemctl is-active --quiet %s; then echo running $(systemctl show -p MainPID --value %s) $v; fi
+	exit 0
+fi
 sp=$(cat run/supervisor.pid 2>/dev/null || true)
-if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null; then echo running $(cat run/pid 2>/dev/null || echo 0) $(cat run/version 2>/dev/null || echo -); fi`, q(d.base())))
+if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null; then echo running $(cat run/pid 2>/dev/null || echo 0) $v; fi`, q(d.base()), d.unit(), d.unit()))
 	if err != nil {
 		return State{}, err
 	}
@@ -153,6 +159,34 @@ if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null; then echo running $(cat run/pid 2>
 		return State{Running: true, PID: pid, Version: f[2]}, nil
 	}
 	return State{}, nil
+}
+
+// unit is the systemd unit's name.
+func (d *Def) unit() string { return "booted-" + d.Name + ".service" }
+
+// Unit returns the systemd unit booted installs on hosts that run systemd.
+func (d *Def) Unit() (string, error) {
+	start, err := d.startCommand()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf(`# Written by booted: the %[1]s service.
+[Unit]
+Description=booted service %[1]s
+After=network-online.target
+
+[Service]
+WorkingDirectory=%[2]s
+ExecStart=/bin/sh -c %[3]s
+Restart=always
+RestartSec=1
+TimeoutStopSec=10
+StandardOutput=append:%[4]s
+StandardError=inherit
+
+[Install]
+WantedBy=multi-user.target
+`, d.Name, d.current(), q("exec "+start), d.logFile()), nil
 }
 
 // Start (re)starts the current release under the supervisor and returns
@@ -186,15 +220,28 @@ func (d *Def) Start(ctx context.Context, s *remote.Session, restart bool) (State
 	if err != nil {
 		return State{}, fmt.Errorf("%s/service.yaml: start: %w", d.Dir, err)
 	}
+	unit, err := d.Unit()
+	if err != nil {
+		return State{}, fmt.Errorf("%s/service.yaml: start: %w", d.Dir, err)
+	}
 	script := fmt.Sprintf(`set -e
 cd %[1]s/releases/%[2]s
-mkdir -p %[3]s
-rm -f %[3]s/pid
+mkdir -p %[3]s /var/log/booted
 echo %[2]s > %[3]s/version
+if [ -d /run/systemd/system ]; then
+	cat > /etc/systemd/system/%[8]s.tmp <<'BOOTED_EOF'
+%[9]sBOOTED_EOF
+	mv -f /etc/systemd/system/%[8]s.tmp /etc/systemd/system/%[8]s
+	systemctl daemon-reload
+	systemctl restart %[8]s
+	systemctl show -p MainPID --value %[8]s
+	exit 0
+fi
+rm -f %[3]s/pid
 setsid %[4]s %[5]s %[3]s %[6]s %[7]s </dev/null >/dev/null 2>&1 &
 i=0
 while [ ! -s %[3]s/pid ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-cat %[3]s/pid`, q(d.base()), version, q(d.runDir()), supervisorPath, d.Name, q(d.logFile()), q(start))
+cat %[3]s/pid`, q(d.base()), version, q(d.runDir()), supervisorPath, d.Name, q(d.logFile()), q(start), d.unit(), unit)
 	out, err := s.Output(ctx, script)
 	if err != nil {
 		return State{}, fmt.Errorf("host %s: start %s: %w", s.Target.Name, d.Name, err)
@@ -210,11 +257,12 @@ func (d *Def) Stop(ctx context.Context, s *remote.Session) (int, error) {
 		return 0, err
 	}
 	script := fmt.Sprintf(`cd %s
+if [ -d /run/systemd/system ]; then exec systemctl stop %s; fi
 sp=$(cat run/supervisor.pid)
 kill -TERM "$sp" 2>/dev/null || exit 0
 i=0
 while kill -0 "$sp" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-if kill -0 "$sp" 2>/dev/null; then kill -KILL "$sp" $(cat run/pid 2>/dev/null); rm -f run/pid run/supervisor.pid; fi`, q(d.base()))
+if kill -0 "$sp" 2>/dev/null; then kill -KILL "$sp" $(cat run/pid 2>/dev/null); rm -f run/pid run/supervisor.pid; fi`, q(d.base()), d.unit())
 	if err := s.Run(ctx, script); err != nil {
 		return st.PID, fmt.Errorf("host %s: stop %s: %w", s.Target.Name, d.Name, err)
 	}

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"booted/internal/config"
 	"booted/internal/inventory"
+	"booted/internal/provider"
 )
 
 // EnvStartAll starts every host of every role of ENV (the count of each
@@ -215,5 +217,46 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 		return printRows(r, rows, []string{"NAME", "ROLE", "STATE", "IP", "SERVICE", "VERSION", "HEALTH"}, func(x statusRow) []string {
 			return []string{x.Name, x.Role, x.State, x.IP, x.Service, x.Version, x.Health}
 		})
+	})
+}
+
+// teardowner is implemented by providers that own more than their hosts
+// (the local provider's bridge).
+type teardowner interface {
+	Teardown(ctx context.Context) error
+}
+
+// EnvDestroy deletes every host of ENV the provider made (the inventory
+// keeps them as terminated), stops the controller's nginx and removes what
+// else the provider set up (the local bridge).
+func (r *Runner) EnvDestroy(ctx context.Context, envName string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		insts, err := s.prov.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, in := range insts {
+			if err := s.prov.Delete(ctx, in.Name); err != nil {
+				if errors.Is(err, provider.ErrUnsupported) {
+					continue
+				}
+				return err
+			}
+			if err := s.moveTo(ctx, in.Name, inventory.Terminated, "env:destroy"); err != nil {
+				return err
+			}
+		}
+		if err := s.ctl.Stop(ctx); err != nil {
+			return err
+		}
+		if t, ok := s.prov.(teardowner); ok {
+			if err := t.Teardown(ctx); err != nil {
+				return err
+			}
+		}
+		if !r.JSON {
+			fmt.Fprintf(r.Out, "%s: deleted %d hosts\n", envName, len(insts))
+		}
+		return nil
 	})
 }

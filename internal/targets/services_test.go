@@ -140,6 +140,25 @@ func TestTargets_Services(t *testing.T) {
 	}
 	f.must(t, f.r.ServiceStart(ctx, env, "hello"))
 	f.must(t, f.r.ServiceTest(ctx, env, "hello"))
+
+	// The supervisor restarts a service that dies.
+	f.r.JSON = false
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, env+"/workers", "cat /opt/booted/hello/run/pid; kill -9 $(cat /opt/booted/hello/run/pid)"))
+	before := f.out.String()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.out.Reset()
+		err := f.r.HostsRun(ctx, env+"/workers", "cat /opt/booted/hello/run/pid; curl -fsS http://localhost:8080/healthz")
+		if err == nil && f.out.String() != before && strings.Count(f.out.String(), "| ok") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service not restarted after kill -9:\nbefore %s\nnow %s", before, f.out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	f.r.JSON = true
 	f.out.Reset()
 	f.must(t, f.r.EnvStatus(ctx, env))
 	var st []statusRow

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -17,6 +18,13 @@ func Test(ctx context.Context, out io.Writer) error {
 	args := []string{"test", "-count=1", "-timeout", "30m", "./..."}
 	if v := os.Getenv("BOOTED_TEST_ARGS"); v != "" {
 		args = append([]string{"test"}, strings.Fields(v)...)
+	}
+	// services/hello is a module of its own: its tests first.
+	hello := exec.CommandContext(ctx, "go", "test", "-count=1", "./...")
+	hello.Dir = "services/hello"
+	hello.Stdout, hello.Stderr = out, out
+	if err := hello.Run(); err != nil {
+		return fmt.Errorf("services/hello tests: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Stdout, cmd.Stderr = out, out

@@ -1,0 +1,81 @@
+package report
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"booted/internal/remote"
+)
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// Ensure the live display keeps redrawing while one host is slow, and
+// names the slow host.
+func TestProgress_SlowHostDoesNotBlock(t *testing.T) {
+	out := &lockedBuf{}
+	p := &Progress{out: out, title: "deploy", total: 3, tty: true, running: map[string]time.Time{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+	go p.loop()
+	p.Start("slow")
+	p.Start("w1")
+	p.Start("w2")
+	p.Done(remote.Result{Host: "w1", Status: remote.OK})
+	p.Done(remote.Result{Host: "w2", Status: remote.Failed, Error: "boom"})
+	time.Sleep(500 * time.Millisecond)
+	got := out.String()
+	p.Close()
+	if !strings.Contains(got, "deploy: 2/3 done, 1 running, 1 failed (slow") {
+		t.Errorf("display:\n%q", got)
+	}
+	if !strings.Contains(got, "w2: failed: boom\n") {
+		t.Errorf("failure not shown above the status line:\n%q", got)
+	}
+}
+
+func TestRecap(t *testing.T) {
+	var b bytes.Buffer
+	bad := Recap(&b, "service:deploy hello", []remote.Result{
+		{Host: "w1", Status: remote.OK, Duration: 1200 * time.Millisecond, Note: "uploaded"},
+		{Host: "w2", Status: remote.Unreachable, Error: "unreachable: dial tcp: connection refused", Err: errors.New("x")},
+		{Host: "w3", Status: remote.Failed, Error: "exit status 1", Stderr: "line one\nline two"},
+	}, false)
+	got := b.String()
+	for _, want := range []string{
+		"recap service:deploy hello: 1 ok, 1 failed, 1 unreachable, 0 skipped",
+		"w1  ok           1.2s  uploaded",
+		"w2  unreachable  0s    unreachable: dial tcp: connection refused",
+		"| line two",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("recap lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Join(bad, ",") != "w2,w3" {
+		t.Errorf("bad = %v", bad)
+	}
+}
+
+func TestPrefixer(t *testing.T) {
+	var b bytes.Buffer
+	var mu sync.Mutex
+	p := NewPrefixer(&b, &mu, "w1 | ")
+	p.Write([]byte("one\ntw"))
+	p.Write([]byte("o\nthree"))
+	p.Flush()
+	if b.String() != "w1 | one\nw1 | two\nw1 | three\n" {
+		t.Errorf("%q", b.String())
+	}
+}

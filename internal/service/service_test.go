@@ -1,0 +1,117 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"booted/internal/testutil"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func TestLoad_Hello(t *testing.T) {
+	d, err := Load(testutil.RepoRoot(t), "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Port != 8080 || d.Keep != 3 || len(d.Checks) != 4 || d.Path != "services/hello" {
+		t.Errorf("hello: %+v", d)
+	}
+}
+
+func TestLoad_Errors(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "services", "svc")
+	os.MkdirAll(dir, 0o755)
+	for name, tc := range map[string]struct{ body, want string }{
+		"Unknown field": {"name: svc\nport: 1\nbuild: b\nstart: s\nprot: 2\n", "field prot not found"},
+		"Bad port":      {"name: svc\nport: 0\nbuild: b\nstart: s\n", "port: 0 is not a TCP port"},
+		"No build":      {"name: svc\nport: 80\nstart: s\n", "build: missing"},
+		"Wrong name":    {"name: other\nport: 80\nbuild: b\nstart: s\n", `name: "other" must be the directory's name`},
+		"Keep one":      {"name: svc\nport: 80\nbuild: b\nstart: s\nkeep: 1\n", "keep at least 2"},
+		"Bad check":     {"name: svc\nport: 80\nbuild: b\nstart: s\nchecks: [{name: x}]\n", "checks[0]: a check needs"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			os.WriteFile(filepath.Join(dir, "service.yaml"), []byte(tc.body), 0o644)
+			_, err := Load(root, "svc")
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "service.yaml") {
+				t.Errorf("err = %v, want %q naming the file", err, tc.want)
+			}
+		})
+	}
+	if _, err := Load(root, "nope"); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("missing service: %v", err)
+	}
+}
+
+func TestUnit_Golden(t *testing.T) {
+	d, err := Load(testutil.RepoRoot(t), "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Unit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "booted-hello.service.golden")
+	if *update {
+		os.WriteFile(golden, []byte(got), 0o644)
+	}
+	want, _ := os.ReadFile(golden)
+	if got != string(want) {
+		t.Errorf("unit differs from %s (go test -update to accept):\n%s", golden, got)
+	}
+}
+
+// Ensure a version is built once from exactly its commit, cached, and that
+// an unknown version fails before building.
+func TestBuild_VersionsAndCache(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("needs git")
+	}
+	proj := &testutil.Project{Root: t.TempDir()}
+	exec.Command("cp", "-r", filepath.Join(testutil.RepoRoot(t), "services"), proj.Root).Run()
+	proj.GitInit(t, "v1", "v2")
+	d, err := Load(proj.Root, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cache := t.TempDir()
+	a1, err := d.Build(ctx, proj.Root, cache, "v1", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := d.Build(ctx, proj.Root, cache, "v2", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a1.Commit == a2.Commit || a1.SHA256 == a2.SHA256 {
+		t.Errorf("v1 and v2 built alike: %+v %+v", a1, a2)
+	}
+	out, err := exec.Command(a1.Path, "-h").CombinedOutput()
+	if !strings.Contains(string(out), "-addr") {
+		t.Errorf("artifact does not run: %v %s", err, out)
+	}
+	st, _ := os.Stat(a1.Path)
+	again, err := d.Build(ctx, proj.Root, cache, "v1", io.Discard)
+	if err != nil || again.SHA256 != a1.SHA256 {
+		t.Fatal(err)
+	}
+	if st2, _ := os.Stat(again.Path); !st2.ModTime().Equal(st.ModTime()) {
+		t.Error("a cached version was built again")
+	}
+	if _, err := d.Build(ctx, proj.Root, cache, "v3", io.Discard); !errors.Is(err, ErrUnknownVersion) {
+		t.Errorf("unknown version: %v", err)
+	}
+	if _, err := d.Build(ctx, proj.Root, cache, "--upload-pack=x", io.Discard); !errors.Is(err, ErrUnknownVersion) {
+		t.Errorf("option-like version: %v", err)
+	}
+}
