@@ -36,10 +36,15 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 			return err
 		}
 		fmt.Fprintf(r.Out, "bench: %d hosts ready in %v\n", n, time.Since(start).Round(time.Millisecond))
-		defer func() {
+		defer func() { // the bench hosts, their nginx and bridge go
+			cctx := context.WithoutCancel(ctx)
 			for _, name := range names {
-				s.prov.Delete(context.WithoutCancel(ctx), name)
-				s.moveTo(context.WithoutCancel(ctx), name, inventory.Terminated, "bench done")
+				s.prov.Delete(cctx, name)
+				s.moveTo(cctx, name, inventory.Terminated, "bench done")
+			}
+			s.ctl.Stop(cctx)
+			if t, ok := s.prov.(teardowner); ok {
+				t.Teardown(cctx)
 			}
 		}()
 		hosts, err := s.selectHosts(ctx, "workers", func(h inventory.Host) bool { return h.State == inventory.Ready })

@@ -44,8 +44,7 @@ roles:
 `, kh, local["w1"].IP, local["w2"].IP, filepath.Join(dir, "id_ed25519"))), 0o644)
 
 	f.must(t, f.r.HostsReset(ctx, name))
-	f.proj.Env, name = name, f.proj.Env // f.hosts lists f.proj.Env
-	hosts := f.hosts(t)
+	hosts := f.hostsOf(t, name)
 	if hosts["s1"].State != "ready" {
 		t.Errorf("s1: %+v", hosts["s1"])
 	}
@@ -53,31 +52,30 @@ roles:
 		t.Errorf("an unknown host was not refused with what to do: %+v", s2)
 	}
 	f.r.AcceptNew = true
-	f.must(t, f.r.HostsReset(ctx, f.proj.Env))
+	f.must(t, f.r.HostsReset(ctx, name))
 	f.r.AcceptNew = false
-	if s2 := f.hosts(t)["s2"]; s2.State != "ready" || s2.HostKey != local["w2"].HostKey {
+	if s2 := f.hostsOf(t, name)["s2"]; s2.State != "ready" || s2.HostKey != local["w2"].HostKey {
 		t.Errorf("BOOTED_ACCEPT_NEW=1 did not pin s2's key: %+v", s2)
 	}
 	// The pin holds without the variable.
-	f.must(t, f.r.HostsReset(ctx, f.proj.Env))
+	f.must(t, f.r.HostsReset(ctx, name))
 	f.out.Reset()
-	f.must(t, f.r.HostsRun(ctx, f.proj.Env, "hostname"))
+	f.must(t, f.r.HostsRun(ctx, name, "hostname"))
 	if out := f.out.String(); !strings.Contains(out, "s1 | w1") || !strings.Contains(out, "s2 | w2") {
 		t.Errorf("hosts:run output:\n%s", out)
 	}
 	// booted does not power static machines, and says so.
-	f.must(t, f.r.ImageStop(ctx, f.proj.Env, "s1"))
-	if h := f.hosts(t)["s1"]; h.State != "ready" {
+	f.must(t, f.r.ImageStop(ctx, name, "s1"))
+	if h := f.hostsOf(t, name)["s1"]; h.State != "ready" {
 		t.Errorf("image:stop changed a static host to %s", h.State)
 	}
 	// known_hosts now says s1 has another key: it is refused.
 	os.WriteFile(kh, []byte(local["w1"].IP+" "+local["w2"].HostKey+"\n"), 0o600)
-	f.must(t, f.r.HostsLogged(ctx, f.proj.Env))
-	if err := f.r.HostsFilter(ctx, f.proj.Env); err != nil {
+	f.must(t, f.r.HostsLogged(ctx, name))
+	if err := f.r.HostsFilter(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	if s1 := f.hosts(t)["s1"]; s1.State != "failed" || !strings.Contains(s1.Reason, "HOST KEY CHANGED") {
+	if s1 := f.hostsOf(t, name)["s1"]; s1.State != "failed" || !strings.Contains(s1.Reason, "HOST KEY CHANGED") {
 		t.Errorf("s1 with a changed key: %+v", s1)
 	}
-	f.proj.Env = name
 }

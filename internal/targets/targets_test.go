@@ -55,10 +55,16 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func (f *fixture) hosts(t *testing.T) map[string]hostRow {
 	t.Helper()
+	return f.hostsOf(t, f.proj.Env)
+}
+
+// hostsOf returns the inventory of an environment by host name.
+func (f *fixture) hostsOf(t *testing.T, env string) map[string]hostRow {
+	t.Helper()
 	f.r.JSON = true
 	defer func() { f.r.JSON = false }()
 	f.out.Reset()
-	if err := f.r.HostsList(context.Background(), f.proj.Env); err != nil {
+	if err := f.r.HostsList(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	var rows []hostRow

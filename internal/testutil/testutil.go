@@ -135,7 +135,8 @@ func NewProject(t testing.TB, body EnvFile) *Project {
 			t.Fatal(err)
 		}
 		if lastErr = prov.Prepare(ctx); lastErr == nil {
-			t.Cleanup(func() { p.teardown(t, prov) })
+			ctl := p.Controller(t)
+			t.Cleanup(func() { teardown(t, ctl, prov) })
 			return p
 		}
 	}
@@ -173,10 +174,10 @@ func (p *Project) Controller(t testing.TB) *controller.Controller {
 	}
 }
 
-func (p *Project) teardown(t testing.TB, prov *local.Provider) {
+func teardown(t testing.TB, ctl *controller.Controller, prov *local.Provider) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := p.Controller(t).Stop(ctx); err != nil {
+	if err := ctl.Stop(ctx); err != nil {
 		t.Errorf("cleanup: stop nginx: %v", err)
 	}
 	if err := prov.Teardown(ctx); err != nil {
