@@ -30,35 +30,72 @@ var ErrUnknownVersion = errors.New("unknown version")
 
 var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$`)
 
-// repo returns the repository holding the source.
-func (d *Def) repo(root string) string {
-	if d.Repo != "" {
-		return d.Repo
+// repo returns the local repository holding the source: the project's own,
+// a local directory named by repo:, or a mirror of repo: (a URL) kept
+// under cacheDir/repos and fetched when a version is not in it yet.
+func (d *Def) repo(ctx context.Context, root, cacheDir string, fetch bool) (string, error) {
+	if d.Repo == "" {
+		return root, nil
 	}
-	return root
+	if st, err := os.Stat(d.Repo); err == nil && st.IsDir() {
+		return d.Repo, nil
+	}
+	mirror := filepath.Join(cacheDir, "repos", d.Name+".git")
+	var cmd *exec.Cmd
+	if _, err := os.Stat(mirror); err != nil {
+		if err := os.MkdirAll(filepath.Dir(mirror), 0o755); err != nil {
+			return "", err
+		}
+		cmd = exec.CommandContext(ctx, "git", "clone", "--quiet", "--mirror", "--", d.Repo, mirror)
+	} else if fetch {
+		cmd = exec.CommandContext(ctx, "git", "-C", mirror, "fetch", "--quiet", "--prune", "--tags", "origin")
+	} else {
+		return mirror, nil
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%s: repo %s: %v: %s", d.Name, d.Repo, err, bytes.TrimSpace(out))
+	}
+	return mirror, nil
 }
 
 // Resolve returns the commit VERSION names, failing with ErrUnknownVersion
 // before anything is built or touched.
-func (d *Def) Resolve(ctx context.Context, root, version string) (string, error) {
+func (d *Def) Resolve(ctx context.Context, root, cacheDir, version string) (string, error) {
 	if !versionRE.MatchString(version) {
 		return "", fmt.Errorf("%w %q of %s: a version is a git tag or commit", ErrUnknownVersion, version, d.Name)
 	}
-	out, err := exec.CommandContext(ctx, "git", "-C", d.repo(root), "rev-parse", "--verify", "--quiet", version+"^{commit}").Output()
-	if err != nil {
-		return "", fmt.Errorf("%w %q of %s: not a tag or commit of %s (git tag -l lists the tags)", ErrUnknownVersion, version, d.Name, d.repo(root))
+	for _, fetch := range []bool{false, true} {
+		repo, err := d.repo(ctx, root, cacheDir, fetch)
+		if err != nil {
+			return "", err
+		}
+		out, err := exec.CommandContext(ctx, "git", "-C", repo, "rev-parse", "--verify", "--quiet", version+"^{commit}").Output()
+		if err == nil {
+			return strings.TrimSpace(string(out)), nil
+		}
+		if repo == root || repo == d.Repo {
+			break // a local repository: nothing to fetch
+		}
 	}
-	return strings.TrimSpace(string(out)), nil
+	where := d.Repo
+	if where == "" {
+		where = root
+	}
+	return "", fmt.Errorf("%w %q of %s: not a tag or commit of %s (git tag -l lists the tags)", ErrUnknownVersion, version, d.Name, where)
 }
 
 // Build builds version once into cacheDir/NAME/VERSION-COMMIT/ and returns
 // the artifact; a version already built is taken from the cache.
 func (d *Def) Build(ctx context.Context, root, cacheDir, version string, log io.Writer) (*Artifact, error) {
-	commit, err := d.Resolve(ctx, root, version)
+	cacheDir, err := filepath.Abs(cacheDir)
 	if err != nil {
 		return nil, err
 	}
-	cacheDir, err = filepath.Abs(cacheDir)
+	commit, err := d.Resolve(ctx, root, cacheDir, version)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := d.repo(ctx, root, cacheDir, false)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +113,7 @@ func (d *Def) Build(ctx context.Context, root, cacheDir, version string, log io.
 	}
 	defer os.RemoveAll(src)
 	// The source of exactly that commit: git archive of the service's path.
-	archive := exec.CommandContext(ctx, "git", "-C", d.repo(root), "archive", "--format=tar", commit, d.Path)
+	archive := exec.CommandContext(ctx, "git", "-C", repo, "archive", "--format=tar", commit, d.Path)
 	untar := exec.CommandContext(ctx, "tar", "-x", "-C", src)
 	pipe, err := archive.StdoutPipe()
 	if err != nil {

@@ -115,3 +115,32 @@ func TestBuild_VersionsAndCache(t *testing.T) {
 		t.Errorf("option-like version: %v", err)
 	}
 }
+
+// Ensure a service whose source is another repository (repo: URL, the
+// seed's HELLO_REPO) is mirrored, and fetched again for a new tag.
+func TestBuild_FromRepoURL(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("needs git")
+	}
+	src := &testutil.Project{Root: t.TempDir()}
+	exec.Command("cp", "-r", filepath.Join(testutil.RepoRoot(t), "services"), src.Root).Run()
+	src.GitInit(t, "v1")
+	d, err := Load(src.Root, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Repo = "file://" + src.Root
+	ctx := context.Background()
+	cache, root := t.TempDir(), t.TempDir() // root: a project without the source
+	if _, err := d.Build(ctx, root, cache, "v1", io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	src.GitInit(t) // no-op re-init
+	exec.Command("git", "-C", src.Root, "tag", "v1b", "v1").Run()
+	if _, err := d.Build(ctx, root, cache, "v1b", io.Discard); err != nil {
+		t.Fatalf("a tag made after the mirror was not fetched: %v", err)
+	}
+	if _, err := d.Build(ctx, root, cache, "v9", io.Discard); !errors.Is(err, ErrUnknownVersion) {
+		t.Errorf("unknown version: %v", err)
+	}
+}

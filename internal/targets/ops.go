@@ -131,20 +131,23 @@ func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
 			width = max(width, len(h.Name))
 		}
 		var mu sync.Mutex
-		var prefixers []*report.Prefixer
+		prefixers := map[string][2]*report.Prefixer{}
 		_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: func(host string) (io.Writer, io.Writer) {
 			p := fmt.Sprintf("%-*s | ", width, host)
 			o, e := report.NewPrefixer(r.Out, &mu, p), report.NewPrefixer(r.Err, &mu, p)
 			mu.Lock()
-			prefixers = append(prefixers, o, e)
+			prefixers[host] = [2]*report.Prefixer{o, e}
 			mu.Unlock()
 			return o, e
-		}}, func(ctx context.Context, rs *remote.Session, _ inventory.Host) error {
-			return rs.Run(ctx, cmd)
+		}}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
+			err := rs.Run(ctx, cmd)
+			mu.Lock()
+			ps := prefixers[h.Name]
+			mu.Unlock()
+			ps[0].Flush()
+			ps[1].Flush()
+			return err
 		})
-		for _, p := range prefixers {
-			p.Flush()
-		}
 		return err
 	})
 }

@@ -28,13 +28,16 @@ func (s *session) serviceHosts(ctx context.Context, svc, role string) ([]invento
 	return s.selectHosts(ctx, "", func(h inventory.Host) bool { return roles[h.Role] })
 }
 
+// artifacts is where builds (and mirrors of services' repositories) are kept.
+func (s *session) artifacts() string { return filepath.Join(s.r.Inventory, "artifacts") }
+
 func (s *session) loadService(svc string) (*service.Def, error) {
 	return service.Load(s.r.Root, svc)
 }
 
 // build builds (or takes from the cache) version of def.
 func (s *session) buildArtifact(ctx context.Context, def *service.Def, version string) (*service.Artifact, error) {
-	a, err := def.Build(ctx, s.r.Root, filepath.Join(s.r.Inventory, "artifacts"), version, io.Discard)
+	a, err := def.Build(ctx, s.r.Root, s.artifacts(), version, io.Discard)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +66,7 @@ func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) er
 }
 
 func (s *session) deploy(ctx context.Context, def *service.Def, version string, hosts []inventory.Host) error {
-	if _, err := def.Resolve(ctx, s.r.Root, version); err != nil {
+	if _, err := def.Resolve(ctx, s.r.Root, s.artifacts(), version); err != nil {
 		return err // before anything is touched
 	}
 	a, err := s.buildArtifact(ctx, def, version)

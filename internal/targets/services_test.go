@@ -262,3 +262,29 @@ func TestTargets_KeyChangeAndCancel(t *testing.T) {
 		t.Errorf("the refusal does not name the host and the change:\n%s", f.out)
 	}
 }
+
+// env:startMin, env:startWorker and env:stop compose the same steps.
+func TestTargets_EnvMinWorkerStop(t *testing.T) {
+	f := newFixture(t, testutil.ServiceEnv)
+	f.proj.GitInit(t, "v1")
+	ctx := context.Background()
+	env := f.proj.Env
+	f.must(t, f.r.EnvStartMin(ctx, env)) // workers min 1, load balancer min 1
+	hosts := f.hosts(t)
+	if len(hosts) != 2 || hosts["w1"].State != "serving" || hosts["lb1"].State != "ready" {
+		t.Fatalf("after env:startMin: %+v", hosts)
+	}
+	f.must(t, f.r.EnvStartWorker(ctx, env, "w3"))
+	if h := f.hosts(t)["w3"]; h.State != "serving" || httpGet(t, "http://"+h.IP+":8080/version") != "v1\n" {
+		t.Errorf("after env:startWorker w3: %+v", h)
+	}
+	if err := f.r.EnvStartWorker(ctx, env, "w9"); err == nil {
+		t.Error("env:startWorker started a host no role has")
+	}
+	f.must(t, f.r.EnvStop(ctx, env))
+	for n, h := range f.hosts(t) {
+		if h.State != "stopped" {
+			t.Errorf("after env:stop %s is %s", n, h.State)
+		}
+	}
+}
