@@ -9,20 +9,26 @@ import (
 	"booted/internal/provider"
 )
 
-// ImageBuild makes hosts (comma-separated names) without starting them.
-func (r *Runner) ImageBuild(ctx context.Context, envName, hosts string) error {
+// eachHost opens ENV and calls fn for each of the comma-separated hosts,
+// then lists the environment's hosts.
+func (r *Runner) eachHost(ctx context.Context, envName, hosts string, fn func(s *session, name string) error) error {
 	ns, err := names(hosts)
 	if err != nil {
 		return err
 	}
 	return r.withEnv(ctx, envName, func(s *session) error {
 		for _, n := range ns {
-			if err := s.build(ctx, n); err != nil {
+			if err := fn(s, n); err != nil {
 				return err
 			}
 		}
 		return r.imageList(ctx, s)
 	})
+}
+
+// ImageBuild makes hosts (comma-separated names) without starting them.
+func (r *Runner) ImageBuild(ctx context.Context, envName, hosts string) error {
+	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error { return s.build(ctx, n) })
 }
 
 func (s *session) build(ctx context.Context, name string) error {
@@ -85,20 +91,15 @@ func (s *session) setState(ctx context.Context, name, role string, st inventory.
 // ImageStart boots hosts (comma-separated names), building them first if
 // needed. A host already running is left alone.
 func (r *Runner) ImageStart(ctx context.Context, envName, hosts string) error {
-	ns, err := names(hosts)
-	if err != nil {
-		return err
-	}
-	return r.withEnv(ctx, envName, func(s *session) error {
-		if err := s.startController(ctx); err != nil {
-			return err
-		}
-		for _, n := range ns {
-			if err := s.start(ctx, n); err != nil {
+	started := false
+	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error {
+		if !started {
+			if err := s.startController(ctx); err != nil {
 				return err
 			}
+			started = true
 		}
-		return r.imageList(ctx, s)
+		return s.start(ctx, n)
 	})
 }
 
@@ -149,18 +150,7 @@ func (s *session) start(ctx context.Context, name string) error {
 
 // ImageStop powers hosts off (comma-separated names).
 func (r *Runner) ImageStop(ctx context.Context, envName, hosts string) error {
-	ns, err := names(hosts)
-	if err != nil {
-		return err
-	}
-	return r.withEnv(ctx, envName, func(s *session) error {
-		for _, n := range ns {
-			if err := s.stop(ctx, n); err != nil {
-				return err
-			}
-		}
-		return r.imageList(ctx, s)
-	})
+	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error { return s.stop(ctx, n) })
 }
 
 func (s *session) stop(ctx context.Context, name string) error {
@@ -211,20 +201,11 @@ func (s *session) moveTo(ctx context.Context, name string, to inventory.State, r
 // ImageDel deletes hosts (comma-separated names): their namespace or VM and
 // files. The inventory keeps them as terminated.
 func (r *Runner) ImageDel(ctx context.Context, envName, hosts string) error {
-	ns, err := names(hosts)
-	if err != nil {
-		return err
-	}
-	return r.withEnv(ctx, envName, func(s *session) error {
-		for _, n := range ns {
-			if err := s.prov.Delete(ctx, n); err != nil {
-				return err
-			}
-			if err := s.moveTo(ctx, n, inventory.Terminated, ""); err != nil {
-				return err
-			}
+	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error {
+		if err := s.prov.Delete(ctx, n); err != nil {
+			return err
 		}
-		return r.imageList(ctx, s)
+		return s.moveTo(ctx, n, inventory.Terminated, "")
 	})
 }
 

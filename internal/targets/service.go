@@ -47,10 +47,9 @@ func (s *session) buildArtifact(ctx context.Context, def *service.Def, version s
 	return a, nil
 }
 
-// ServiceDeploy builds VERSION of SVC once, puts it on every host of ENV that
-// runs SVC (ENV/ROLE for one role) that does not have it yet, switches them
-// to it and (re)starts it; hosts that pass the health check are serving.
-func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) error {
+// withService opens ENV of sel ("ENV" or "ENV/ROLE"), loads SVC and the
+// hosts that run it, and calls fn.
+func (r *Runner) withService(ctx context.Context, sel, svc string, fn func(s *session, def *service.Def, hosts []inventory.Host) error) error {
 	envName, role := splitSel(sel)
 	return r.withEnv(ctx, envName, func(s *session) error {
 		def, err := s.loadService(svc)
@@ -61,6 +60,15 @@ func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) er
 		if err != nil {
 			return err
 		}
+		return fn(s, def, hosts)
+	})
+}
+
+// ServiceDeploy builds VERSION of SVC once, puts it on every host of ENV that
+// runs SVC (ENV/ROLE for one role) that does not have it yet, switches them
+// to it and (re)starts it; hosts that pass the health check are serving.
+func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) error {
+	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		return s.deploy(ctx, def, version, hosts)
 	})
 }
@@ -127,17 +135,8 @@ func (s *session) walk(ctx context.Context, name string, path ...inventory.State
 
 // ServiceStart (re)starts SVC on every host of ENV that runs it.
 func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
-	envName, role := splitSel(sel)
-	return r.withEnv(ctx, envName, func(s *session) error {
-		def, err := s.loadService(svc)
-		if err != nil {
-			return err
-		}
-		hosts, err := s.serviceHosts(ctx, svc, role)
-		if err != nil {
-			return err
-		}
-		_, err = s.op(ctx, "service:start "+svc, hosts, opOptions{live: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
+	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
+		_, err := s.op(ctx, "service:start "+svc, hosts, opOptions{live: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
 			st, err := s.startOne(ctx, def, rs, h, true)
 			if err == nil {
 				rs.Note = fmt.Sprintf("running %s, pid %d", st.Version, st.PID)
@@ -150,16 +149,7 @@ func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
 
 // ServiceStop stops SVC on every host of ENV that runs it.
 func (r *Runner) ServiceStop(ctx context.Context, sel, svc string) error {
-	envName, role := splitSel(sel)
-	return r.withEnv(ctx, envName, func(s *session) error {
-		def, err := s.loadService(svc)
-		if err != nil {
-			return err
-		}
-		hosts, err := s.serviceHosts(ctx, svc, role)
-		if err != nil {
-			return err
-		}
+	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		return s.stopService(ctx, def, hosts)
 	})
 }
@@ -186,16 +176,7 @@ func (s *session) stopService(ctx context.Context, def *service.Def, hosts []inv
 // ENV that runs it; it fails if any check fails, and writes JUnit XML to
 // BOOTED_JUNIT when set.
 func (r *Runner) ServiceTest(ctx context.Context, sel, svc string) error {
-	envName, role := splitSel(sel)
-	return r.withEnv(ctx, envName, func(s *session) error {
-		def, err := s.loadService(svc)
-		if err != nil {
-			return err
-		}
-		hosts, err := s.serviceHosts(ctx, svc, role)
-		if err != nil {
-			return err
-		}
+	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		return s.test(ctx, def, hosts)
 	})
 }
