@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"os"
+	"time"
 
 	"github.com/magefile/mage/mg"
 
@@ -62,7 +63,7 @@ func (Env) Status(ctx context.Context, env string) error {
 // Service deploys, starts, stops and tests services (services/SVC/service.yaml).
 type Service mg.Namespace
 
-// Deploy builds VERSION (git tag or commit) of SVC once and puts it on every host of ENV (or ENV/ROLE) running SVC, then (re)starts it. BOOTED_PARALLEL, BOOTED_RETRY=failed.
+// Deploy builds VERSION (git tag or commit) of SVC once and rolls it out to ENV (or ENV/ROLE) in batches out of the load balancer (BOOTED_BATCH: 1, N, N%, all), rolling back a failed batch. BOOTED_RETRY=failed.
 func (Service) Deploy(ctx context.Context, env, svc, version string) error {
 	return targets.FromEnviron().ServiceDeploy(ctx, env, svc, version)
 }
@@ -75,6 +76,11 @@ func (Service) Start(ctx context.Context, env, svc string) error {
 // Stop stops SVC on every host of ENV (or ENV/ROLE) that runs it. BOOTED_RETRY=failed.
 func (Service) Stop(ctx context.Context, env, svc string) error {
 	return targets.FromEnviron().ServiceStop(ctx, env, svc)
+}
+
+// Rollback switches every host of ENV running SVC back to its previous release, one batch at a time (BOOTED_BATCH).
+func (Service) Rollback(ctx context.Context, env, svc string) error {
+	return targets.FromEnviron().ServiceRollback(ctx, env, svc)
 }
 
 // Test runs SVC's service.yaml checks against every host of ENV running it; non-zero exit on failure; JUnit XML to BOOTED_JUNIT.
@@ -153,6 +159,11 @@ func (Nginx) Restart(ctx context.Context, env string) error {
 
 // Bench measures booted against its peers.
 type Bench mg.Namespace
+
+// Load sends RATE requests a second for DURATION (e.g. 30s) to ENV's load balancer and prints requests, failures and p50/p95/p99. BOOTED_LOAD_PATH (/).
+func (Bench) Load(ctx context.Context, env string, d time.Duration, rate int) error {
+	return targets.FromEnviron().BenchLoad(ctx, env, d, rate)
+}
 
 // Fanout makes N local hosts and times uname -r and a 10 MB copy on all of them with a plain Go loop, booted, parallel-ssh and ansible (medians, side by side). BOOTED_BENCH_RUNS (5).
 func (Bench) Fanout(ctx context.Context, n int) error {

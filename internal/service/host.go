@@ -42,7 +42,8 @@ done
 rm -f "$run/pid" "$run/supervisor.pid"
 `
 
-const supervisorPath = "/opt/booted/bin/booted-supervise"
+// SupervisorPath is where booted's supervisor script lives on hosts.
+const SupervisorPath = "/opt/booted/bin/booted-supervise"
 
 // Deploy puts the artifact in releases/VERSION on the host, uploading it
 // only when the host does not have that checksum yet, and switches the
@@ -117,8 +118,8 @@ echo %s > .sha256`, q(rel), d.Name, a.SHA256, d.Name, d.Name, d.Name, a.SHA256)
 	return s.Run(ctx, script)
 }
 
-// ensureSupervisor writes the supervisor script if the host's copy differs.
-func ensureSupervisor(ctx context.Context, s *remote.Session) error {
+// EnsureSupervisor writes the supervisor script if the host's copy differs.
+func EnsureSupervisor(ctx context.Context, s *remote.Session) error {
 	h := sha256.Sum256([]byte(supervisor))
 	want := hex.EncodeToString(h[:])
 	script := fmt.Sprintf(`set -e
@@ -128,7 +129,7 @@ if [ "$(sha256sum %[1]s 2>/dev/null | cut -d' ' -f1)" != %[2]s ]; then
 %[4]sBOOTED_EOF
 	chmod 755 %[1]s.tmp
 	mv -f %[1]s.tmp %[1]s
-fi`, supervisorPath, want, path.Dir(supervisorPath), supervisor)
+fi`, SupervisorPath, want, path.Dir(SupervisorPath), supervisor)
 	return s.Run(ctx, script)
 }
 
@@ -213,7 +214,7 @@ func (d *Def) Start(ctx context.Context, s *remote.Session, restart bool) (State
 			return st, err
 		}
 	}
-	if err := ensureSupervisor(ctx, s); err != nil {
+	if err := EnsureSupervisor(ctx, s); err != nil {
 		return State{}, fmt.Errorf("host %s: install supervisor: %w", s.Target.Name, err)
 	}
 	start, err := d.startCommand()
@@ -241,7 +242,7 @@ rm -f %[3]s/pid
 setsid %[4]s %[5]s %[3]s %[6]s %[7]s </dev/null >/dev/null 2>&1 &
 i=0
 while [ ! -s %[3]s/pid ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-cat %[3]s/pid`, q(d.base()), version, q(d.runDir()), supervisorPath, d.Name, q(d.logFile()), q(start), d.unit(), unit)
+cat %[3]s/pid`, q(d.base()), version, q(d.runDir()), SupervisorPath, d.Name, q(d.logFile()), q(start), d.unit(), unit)
 	out, err := s.Output(ctx, script)
 	if err != nil {
 		return State{}, fmt.Errorf("host %s: start %s: %w", s.Target.Name, d.Name, err)
@@ -270,3 +271,22 @@ if kill -0 "$sp" 2>/dev/null; then kill -KILL "$sp" $(cat run/pid 2>/dev/null); 
 }
 
 func q(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Rollback switches the host back to its previous release (the one current
+// pointed to before the last deploy; the two swap, so rolling back twice
+// goes forward again) and restarts the service. It returns the version it
+// switched to.
+func (d *Def) Rollback(ctx context.Context, s *remote.Session) (string, error) {
+	out, err := s.Output(ctx, fmt.Sprintf(`set -e
+cd %s
+prev=$(readlink previous 2>/dev/null) || { echo "no previous release to roll back to" >&2; exit 1; }
+cur=$(readlink current)
+ln -sfn "$prev" current.tmp
+mv -T current.tmp current
+ln -sfn "$cur" previous
+basename "$prev"`, q(d.base())))
+	if err != nil {
+		return "", fmt.Errorf("host %s: roll %s back: %w", s.Target.Name, d.Name, err)
+	}
+	return strings.TrimSpace(out), nil
+}

@@ -112,6 +112,13 @@ func (s *session) deployRoles(ctx context.Context, names []string) error {
 			}
 		}
 	}
+	// The load balancers come up after the workers.
+	if err := s.updateLB(ctx); err != nil {
+		return err
+	}
+	if url, err := s.lbURL(ctx); err == nil && !s.r.JSON {
+		fmt.Fprintf(s.r.Out, "load balancer: curl %s/\n", url)
+	}
 	return nil
 }
 
@@ -134,6 +141,9 @@ func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
 		roles := s.env.RoleNames()
 		var errs []string
+		if err := s.stopLB(ctx); err != nil { // the load balancers go down first
+			errs = append(errs, err.Error())
+		}
 		for i := len(roles) - 1; i >= 0; i-- {
 			rl := s.env.Roles[roles[i]]
 			hosts, err := s.selectHosts(ctx, roles[i], func(h inventory.Host) bool { return h.State != inventory.Stopped })
@@ -179,6 +189,8 @@ type statusRow struct {
 	Service string `json:"service,omitempty"`
 	Version string `json:"version,omitempty"`
 	Health  string `json:"health,omitempty"`
+	// Routes is what a load balancer routes to now.
+	Routes string `json:"routes,omitempty"`
 }
 
 // EnvStatus shows the hosts of ENV by role and state, and the version and
@@ -213,9 +225,16 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 			}()
 		}
 		wg.Wait()
+		for lbName, ups := range s.routes(ctx) {
+			for i := range rows {
+				if rows[i].Name == lbName {
+					rows[i].Routes = strings.Join(ups, " ")
+				}
+			}
+		}
 		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Role > rows[j].Role })
-		return printRows(r, rows, []string{"NAME", "ROLE", "STATE", "IP", "SERVICE", "VERSION", "HEALTH"}, func(x statusRow) []string {
-			return []string{x.Name, x.Role, x.State, x.IP, x.Service, x.Version, x.Health}
+		return printRows(r, rows, []string{"NAME", "ROLE", "STATE", "IP", "SERVICE", "VERSION", "HEALTH", "ROUTES TO"}, func(x statusRow) []string {
+			return []string{x.Name, x.Role, x.State, x.IP, x.Service, x.Version, x.Health, x.Routes}
 		})
 	})
 }

@@ -195,7 +195,9 @@ func (s *session) filter(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	lost := false
 	err = s.store.Update(ctx, func(tx *inventory.Tx) error {
+		lost = false
 		for i, h := range check {
 			cur, err := tx.Host(s.env.Name, h.Name)
 			if err != nil || cur.State != h.State {
@@ -204,6 +206,7 @@ func (s *session) filter(ctx context.Context) error {
 			err = tx.Modify(s.env.Name, h.Name, func(h *inventory.Host) error {
 				switch {
 				case results[i] != nil:
+					lost = lost || h.State == inventory.Serving
 					h.State, h.Reason = inventory.Failed, "liveness: "+results[i].Error()
 				case h.State == inventory.Booted || h.State == inventory.Failed:
 					h.State, h.Reason = inventory.Ready, ""
@@ -218,6 +221,11 @@ func (s *session) filter(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if lost { // a serving host failed: the load balancers must not route to it
+		if err := s.updateLB(ctx); err != nil {
+			return err
+		}
 	}
 	return s.writeKnownHosts(ctx)
 }

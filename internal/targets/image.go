@@ -164,7 +164,14 @@ func (s *session) stop(ctx context.Context, name string) error {
 		}
 		return err
 	}
-	return s.moveTo(ctx, name, inventory.Stopped, "")
+	h, err := s.store.Host(ctx, s.env.Name, name)
+	if err := s.moveTo(ctx, name, inventory.Stopped, ""); err != nil {
+		return err
+	}
+	if err == nil && h.State == inventory.Serving {
+		return s.updateLB(ctx) // the serving set changed
+	}
+	return nil
 }
 
 // moveTo walks a host to stopped or terminated through the states the

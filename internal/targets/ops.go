@@ -39,6 +39,9 @@ func splitSel(sel string) (env, role string) {
 }
 
 type opOptions struct {
+	// keepList: the caller filters for BOOTED_RETRY and saves the failed
+	// hosts itself (an operation made of several ops).
+	keepList bool
 	// live shows the progress display; off when the hosts' output is the display.
 	live bool
 	// output gives each host's stdout and stderr.
@@ -49,27 +52,11 @@ type opOptions struct {
 // shows progress and a recap, keeps the list of hosts that did not succeed
 // (for BOOTED_RETRY=failed) and returns an error naming them.
 func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, o opOptions, step func(ctx context.Context, rs *remote.Session, h inventory.Host) error) ([]remote.Result, error) {
-	key := "failed/" + title
-	if s.r.RetryFailed {
-		var prev []string
-		if err := s.store.Update(ctx, func(tx *inventory.Tx) error { _, err := tx.Get(s.env.Name, key, &prev); return err }); err != nil {
+	if !o.keepList {
+		var err error
+		if hosts, err = s.retryFilter(ctx, title, hosts); err != nil || len(hosts) == 0 {
 			return nil, err
 		}
-		want := map[string]bool{}
-		for _, n := range prev {
-			want[n] = true
-		}
-		var keep []inventory.Host
-		for _, h := range hosts {
-			if want[h.Name] {
-				keep = append(keep, h)
-			}
-		}
-		if len(keep) == 0 {
-			fmt.Fprintf(s.r.Out, "%s: no failed hosts to retry\n", title)
-			return nil, nil
-		}
-		hosts = keep
 	}
 	byName := map[string]inventory.Host{}
 	var targets []remote.Target
@@ -102,8 +89,10 @@ func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, 
 	}
 	sort.SliceStable(results, func(i, j int) bool { return results[i].Host < results[j].Host })
 	bad := report.Recap(s.r.Out, title, results, s.r.JSON)
-	if err := s.store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error { return tx.Put(s.env.Name, key, bad) }); err != nil {
-		return results, err
+	if !o.keepList {
+		if err := s.saveFailed(ctx, title, bad); err != nil {
+			return results, err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return results, fmt.Errorf("%s: %w", title, err)
@@ -112,6 +101,37 @@ func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, 
 		return results, fmt.Errorf("%s failed on %d of %d hosts: %s (BOOTED_RETRY=failed runs it again on just those)", title, len(bad), len(results), strings.Join(bad, ", "))
 	}
 	return results, nil
+}
+
+// retryFilter keeps, with BOOTED_RETRY=failed, only the hosts title failed
+// on last time.
+func (s *session) retryFilter(ctx context.Context, title string, hosts []inventory.Host) ([]inventory.Host, error) {
+	if !s.r.RetryFailed {
+		return hosts, nil
+	}
+	var prev []string
+	if err := s.store.Update(ctx, func(tx *inventory.Tx) error { _, err := tx.Get(s.env.Name, "failed/"+title, &prev); return err }); err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, n := range prev {
+		want[n] = true
+	}
+	var keep []inventory.Host
+	for _, h := range hosts {
+		if want[h.Name] {
+			keep = append(keep, h)
+		}
+	}
+	if len(keep) == 0 {
+		fmt.Fprintf(s.r.Out, "%s: no failed hosts to retry\n", title)
+	}
+	return keep, nil
+}
+
+// saveFailed keeps the hosts title did not succeed on, for BOOTED_RETRY=failed.
+func (s *session) saveFailed(ctx context.Context, title string, bad []string) error {
+	return s.store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error { return tx.Put(s.env.Name, "failed/"+title, bad) })
 }
 
 // HostsRun runs a shell command on every host of ENV (or of one role, with

@@ -40,6 +40,9 @@ const (
 	EnvRetry = "BOOTED_RETRY"
 	// EnvJUnit is a file service:test writes JUnit XML to.
 	EnvJUnit = "BOOTED_JUNIT"
+	// EnvBatch is the size of a rolling deploy's batches: a count, a
+	// percentage ("25%") or "all"; default 1.
+	EnvBatch = "BOOTED_BATCH"
 	// EnvAcceptNew set to 1 pins the key of a static host seen for the first
 	// time instead of refusing it.
 	EnvAcceptNew = "BOOTED_ACCEPT_NEW"
@@ -61,8 +64,10 @@ type Runner struct {
 	JUnit string
 	// AcceptNew pins unknown static hosts' keys on first use.
 	AcceptNew bool
-	Out       io.Writer
-	Err       io.Writer
+	// Batch is BOOTED_BATCH.
+	Batch string
+	Out   io.Writer
+	Err   io.Writer
 }
 
 // FromEnviron makes a Runner from the BOOTED_* variables.
@@ -79,6 +84,7 @@ func FromEnviron() *Runner {
 	r.RetryFailed = os.Getenv(EnvRetry) == "failed"
 	r.JUnit = os.Getenv(EnvJUnit)
 	r.AcceptNew = os.Getenv(EnvAcceptNew) == "1"
+	r.Batch = os.Getenv(EnvBatch)
 	return r
 }
 
