@@ -51,7 +51,10 @@ const SupervisorPath = "/opt/booted/bin/booted-supervise"
 // previous one). It returns whether it uploaded.
 func (d *Def) Deploy(ctx context.Context, s *remote.Session, a *Artifact) (bool, error) {
 	rel := d.release(a.Version)
-	have, _ := s.Output(ctx, "cat "+q(rel+"/.sha256")+" 2>/dev/null || true")
+	have, err := s.Output(ctx, "cat "+q(rel+"/.sha256")+" 2>/dev/null || true")
+	if err != nil {
+		return false, err
+	}
 	uploaded := false
 	if strings.TrimSpace(have) != a.SHA256 {
 		if err := d.upload(ctx, s, a); err != nil {

@@ -51,6 +51,7 @@ func httpGet(t *testing.T, url string) string {
 func TestTargets_Services(t *testing.T) {
 	f := newFixture(t, testutil.ServiceEnv)
 	f.proj.GitInit(t, "v1", "v2")
+	f.r.Batch = "all" // all at once: one recap to read (rolling batches: lb_test.go)
 	ctx := context.Background()
 	env := f.proj.Env
 
@@ -65,7 +66,7 @@ func TestTargets_Services(t *testing.T) {
 			t.Errorf("curl %s: %q", w, got)
 		}
 	}
-	if hosts["lb1"].State != "ready" {
+	if hosts["lb1"].State != "serving" {
 		t.Errorf("lb1 is %s", hosts["lb1"].State)
 	}
 	// Re-running is safe: nothing is uploaded or restarted again.
@@ -271,7 +272,7 @@ func TestTargets_EnvMinWorkerStop(t *testing.T) {
 	env := f.proj.Env
 	f.must(t, f.r.EnvStartMin(ctx, env)) // workers min 1, load balancer min 1
 	hosts := f.hosts(t)
-	if len(hosts) != 2 || hosts["w1"].State != "serving" || hosts["lb1"].State != "ready" {
+	if len(hosts) != 2 || hosts["w1"].State != "serving" || hosts["lb1"].State != "serving" {
 		t.Fatalf("after env:startMin: %+v", hosts)
 	}
 	f.must(t, f.r.EnvStartWorker(ctx, env, "w3"))
