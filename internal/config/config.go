@@ -37,6 +37,9 @@ type Env struct {
 	SSH      SSH              `yaml:"ssh"`
 	Timeouts Timeouts         `yaml:"timeouts"`
 	Roles    map[string]*Role `yaml:"roles"`
+	// Monitor is the scaling policy of monitor:run; the workers role's min
+	// and max bound it.
+	Monitor Monitor `yaml:"monitor"`
 
 	// Name is the environment's name: the file name without ".yaml".
 	Name string `yaml:"-"`
@@ -237,4 +240,102 @@ func (e *Env) CallbackAddr() string {
 // CallbackURL returns the URL hosts phone home to.
 func (e *Env) CallbackURL() string {
 	return "http://" + e.CallbackAddr() + "/booted/"
+}
+
+// Monitor is the monitor daemon's policy. Zero values take the defaults shown.
+type Monitor struct {
+	// Interval between measurements (default 5s).
+	Interval Duration `yaml:"interval"`
+	// SLA the service must hold, measured through the load balancer.
+	SLA SLA `yaml:"sla"`
+	// BreachIntervals: how many intervals in a row a breach must last
+	// before a worker is added (default 2).
+	BreachIntervals int `yaml:"breach_intervals"`
+	// CalmIntervals: how many intervals in a row p95 must stay under
+	// LowWater × SLA before a worker is removed (default 3).
+	CalmIntervals int     `yaml:"calm_intervals"`
+	LowWater      float64 `yaml:"low_water"`
+	// CooldownUp and CooldownDown: the least time after a scaling action
+	// before the next one up (default 15s) or down (default 30s).
+	CooldownUp   Duration `yaml:"cooldown_up"`
+	CooldownDown Duration `yaml:"cooldown_down"`
+	// Warmup: a new worker's first moments, during which measurements do
+	// not count (default 5s).
+	Warmup Duration `yaml:"warmup"`
+	// UnhealthyIntervals: a worker failing its health check this many
+	// intervals in a row is replaced (default 2).
+	UnhealthyIntervals int `yaml:"unhealthy_intervals"`
+	// ProbeRate: the monitor's own requests per second (default 10).
+	ProbeRate float64 `yaml:"probe_rate"`
+	// ProbePath is what the probes request (default /).
+	ProbePath string `yaml:"probe_path"`
+	// Listen is where /metrics and the status page are served (default
+	// 127.0.0.1:9177).
+	Listen string `yaml:"listen"`
+}
+
+// SLA is what the service must hold.
+type SLA struct {
+	// P95 latency (default 200ms).
+	P95 Duration `yaml:"p95"`
+	// ErrorRate: the largest share of failed requests (default 0.01).
+	ErrorRate float64 `yaml:"error_rate"`
+}
+
+func (m *Monitor) applyDefaults() {
+	def := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&m.Interval, 5*time.Second)
+	def(&m.SLA.P95, 200*time.Millisecond)
+	def(&m.CooldownUp, 15*time.Second)
+	def(&m.CooldownDown, 30*time.Second)
+	def(&m.Warmup, 5*time.Second)
+	if m.SLA.ErrorRate == 0 {
+		m.SLA.ErrorRate = 0.01
+	}
+	if m.BreachIntervals == 0 {
+		m.BreachIntervals = 2
+	}
+	if m.CalmIntervals == 0 {
+		m.CalmIntervals = 3
+	}
+	if m.LowWater == 0 {
+		m.LowWater = 0.5
+	}
+	if m.UnhealthyIntervals == 0 {
+		m.UnhealthyIntervals = 2
+	}
+	if m.ProbeRate == 0 {
+		m.ProbeRate = 10
+	}
+	if m.ProbePath == "" {
+		m.ProbePath = "/"
+	}
+	if m.Listen == "" {
+		m.Listen = "127.0.0.1:9177"
+	}
+}
+
+func (m *Monitor) validate(bad func(field, format string, args ...any)) {
+	if m.Interval.D() < 500*time.Millisecond {
+		bad("monitor.interval", "%v is too short: use 500ms or more", m.Interval.D())
+	}
+	if m.SLA.ErrorRate < 0 || m.SLA.ErrorRate >= 1 {
+		bad("monitor.sla.error_rate", "%v: use a share between 0 and 1, e.g. 0.01", m.SLA.ErrorRate)
+	}
+	if m.LowWater <= 0 || m.LowWater >= 1 {
+		bad("monitor.low_water", "%v: use a share between 0 and 1, e.g. 0.5", m.LowWater)
+	}
+	if m.BreachIntervals < 1 || m.CalmIntervals < 1 || m.UnhealthyIntervals < 1 {
+		bad("monitor", "breach_intervals, calm_intervals and unhealthy_intervals must be at least 1")
+	}
+	if m.ProbeRate < 0 || m.ProbeRate > 1000 {
+		bad("monitor.probe_rate", "%v: use 0 to 1000 requests a second", m.ProbeRate)
+	}
+	if !strings.HasPrefix(m.ProbePath, "/") {
+		bad("monitor.probe_path", "%q must start with /", m.ProbePath)
+	}
 }

@@ -184,6 +184,7 @@ func (e *Env) applyDefaults() {
 	def(&e.Timeouts.SSH, 10*time.Second)
 	def(&e.Timeouts.Ping, 2*time.Second)
 	def(&e.Timeouts.Command, 5*time.Minute)
+	e.Monitor.applyDefaults()
 	for _, r := range e.Roles {
 		if r == nil {
 			continue
@@ -286,6 +287,7 @@ func (e *Env) validate() []*Error {
 			bad(t.f, "must be positive")
 		}
 	}
+	e.Monitor.validate(bad)
 	if len(e.Roles) == 0 {
 		bad("roles", "missing: an environment needs at least the %s role", RoleWorkers)
 	} else if _, ok := e.Roles[RoleWorkers]; !ok {
