@@ -169,3 +169,16 @@ func (Bench) Load(ctx context.Context, env string, d time.Duration, rate int) er
 func (Bench) Fanout(ctx context.Context, n int) error {
 	return targets.FromEnviron().BenchFanout(ctx, n)
 }
+
+// Monitor keeps environments inside their SLA.
+type Monitor mg.Namespace
+
+// Run runs the monitor daemon for ENV until Ctrl-C or SIGTERM: it scales workers to hold the env file's SLA and replaces dead ones. SIGHUP reloads; BOOTED_DRY_RUN=1 only logs.
+func (Monitor) Run(ctx context.Context, env string) error {
+	return targets.FromEnviron().MonitorRun(ctx, env)
+}
+
+// Status prints the monitor's last measurements and decision for ENV, and the recent events.
+func (Monitor) Status(ctx context.Context, env string) error {
+	return targets.FromEnviron().MonitorStatus(ctx, env)
+}

@@ -147,7 +147,7 @@ func Decide(p config.Monitor, min, max int, st State, m Measure) Decision {
 	case d.Breach >= p.BreachIntervals && n >= max:
 		d.Why = measured + fmt.Sprintf(": over the SLA, but already at max %d", max)
 	case d.Breach >= p.BreachIntervals && st.Now.Sub(st.LastUp) < p.CooldownUp.D():
-		d.Why = measured + fmt.Sprintf(": over the SLA, cooling down after the last scale-up (%v left)", (p.CooldownUp.D() - st.Now.Sub(st.LastUp)).Round(time.Second))
+		d.Why = measured + fmt.Sprintf(": over the SLA, cooling down after the last scale-up (%v left)", (p.CooldownUp.D()-st.Now.Sub(st.LastUp)).Round(time.Second))
 	case d.Breach >= p.BreachIntervals:
 		return up(measured + fmt.Sprintf(": over the SLA for %d intervals", d.Breach))
 	case d.Calm >= p.CalmIntervals && n <= min:

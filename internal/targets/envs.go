@@ -125,14 +125,20 @@ func (s *session) deployRoles(ctx context.Context, names []string) error {
 // EnvStartWorker (re)starts one host of ENV and its role's service.
 func (r *Runner) EnvStartWorker(ctx context.Context, envName, host string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		if _, ok := s.env.RoleOf(host); !ok {
-			return fmt.Errorf("%s: %s is not a host of any role", s.env.Path, host)
-		}
-		if err := s.bootHosts(ctx, []string{host}); err != nil {
-			return err
-		}
-		return s.deployRoles(ctx, []string{host})
+		return s.startWorker(ctx, host)
 	})
+}
+
+// startWorker boots one host, deploys its role's service and puts it in
+// the load balancer: env:startWorker, and the monitor's scale-up.
+func (s *session) startWorker(ctx context.Context, host string) error {
+	if _, ok := s.env.RoleOf(host); !ok {
+		return fmt.Errorf("%s: %s is not a host of any role", s.env.Path, host)
+	}
+	if err := s.bootHosts(ctx, []string{host}); err != nil {
+		return err
+	}
+	return s.deployRoles(ctx, []string{host})
 }
 
 // EnvStop stops the services and then every host of ENV (load balancers

@@ -1,0 +1,254 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"booted/internal/config"
+	"booted/internal/inventory"
+)
+
+// Env is what the daemon needs from an environment; the targets package
+// implements it with the same functions as the Mage targets.
+type Env interface {
+	// Policy returns the env file's policy and the workers' min and max
+	// (read again on SIGHUP).
+	Policy() (p config.Monitor, min, max int, names []string)
+	// Measure measures the service through the load balancer for d.
+	Measure(ctx context.Context, d time.Duration) (Measure, error)
+	// Workers returns the workers, with whether each serving one is healthy.
+	Workers(ctx context.Context) ([]Worker, map[string]bool, error)
+	// Do carries an action out.
+	Do(ctx context.Context, a Action) error
+	// Load and Save keep the daemon's state in the inventory.
+	Load(ctx context.Context) (Saved, error)
+	Save(ctx context.Context, s Saved) error
+	// Event records what the daemon decided or did.
+	Event(ctx context.Context, kind, host, detail string) error
+}
+
+// Saved is the state that survives a restart of the daemon.
+type Saved struct {
+	LastUp   time.Time `json:"lastUp"`
+	LastDown time.Time `json:"lastDown"`
+	Breach   int       `json:"breach"`
+	Calm     int       `json:"calm"`
+	InFlight *Action   `json:"inFlight,omitempty"`
+	// Last is the last interval, for monitor:status.
+	Last *Status `json:"last,omitempty"`
+}
+
+// Status is one interval as monitor:status shows it.
+type Status struct {
+	Time     time.Time      `json:"time"`
+	Measure  Measure        `json:"measure"`
+	Workers  map[string]int `json:"workers"`
+	Decision string         `json:"decision"`
+	Action   *Action        `json:"action,omitempty"`
+}
+
+// Daemon runs the monitor loop.
+type Daemon struct {
+	Env    Env
+	DryRun bool
+	Log    *slog.Logger
+	// Reload, when it receives, makes the daemon read its policy again.
+	Reload <-chan struct{}
+
+	mu        sync.Mutex
+	saved     Saved
+	unhealthy map[string]int
+	actions   map[string]int
+	wg        sync.WaitGroup
+}
+
+// Run measures, decides and acts every interval until ctx ends. An action
+// in flight when the daemon stopped (or died) is carried out again first:
+// actions are idempotent, so this finishes it rather than repeating it.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.unhealthy, d.actions = map[string]int{}, map[string]int{}
+	saved, err := d.Env.Load(ctx)
+	if err != nil {
+		return err
+	}
+	d.saved = saved
+	p, min, max, names := d.Env.Policy()
+	srv, err := d.serve(p.Listen)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if a := saved.InFlight; a != nil {
+		d.Log.Info("reconciling the action in flight when the daemon stopped", "kind", a.Kind, "host", a.Host)
+		d.Env.Event(ctx, "monitor-reconcile", a.Host, fmt.Sprintf("%s started %s before a restart: carrying it out again", a.Kind, a.Start.Format(time.RFC3339)))
+		d.start(ctx, *a)
+	}
+	defer d.wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.Reload:
+			p, min, max, names = d.Env.Policy()
+			d.Log.Info("policy reloaded", "min", min, "max", max, "sla", p.SLA.P95.D())
+			d.Env.Event(ctx, "monitor-reload", "", fmt.Sprintf("policy reloaded: min %d, max %d, SLA p95 %v", min, max, p.SLA.P95.D()))
+		default:
+		}
+		if err := d.interval(ctx, p, min, max, names); err != nil && ctx.Err() == nil {
+			d.Log.Error("interval failed", "err", err)
+			d.Env.Event(ctx, "monitor-error", "", err.Error())
+			select {
+			case <-ctx.Done():
+			case <-time.After(p.Interval.D()):
+			}
+		}
+	}
+}
+
+func (d *Daemon) interval(ctx context.Context, p config.Monitor, min, max int, names []string) (err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			err = fmt.Errorf("panic: %v", x) // one bad interval must not kill the daemon
+		}
+	}()
+	m, err := d.Env.Measure(ctx, p.Interval.D())
+	if err != nil {
+		return err
+	}
+	workers, healthy, err := d.Env.Workers(ctx)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	counts := map[string]int{}
+	for i, w := range workers {
+		counts[string(w.State)]++
+		if w.State == inventory.Serving && !healthy[w.Name] {
+			d.unhealthy[w.Name]++
+		} else {
+			delete(d.unhealthy, w.Name)
+		}
+		workers[i].UnhealthyFor = d.unhealthy[w.Name]
+	}
+	st := State{Now: time.Now(), Workers: workers, Names: names, LastUp: d.saved.LastUp, LastDown: d.saved.LastDown,
+		Breach: d.saved.Breach, Calm: d.saved.Calm, InFlight: d.saved.InFlight}
+	dec := Decide(p, min, max, st, m)
+	d.saved.Breach, d.saved.Calm = dec.Breach, dec.Calm
+	prev := ""
+	if d.saved.Last != nil {
+		prev = d.saved.Last.Decision
+	}
+	d.saved.Last = &Status{Time: st.Now, Measure: m, Workers: counts, Decision: dec.Why, Action: dec.Action}
+	d.Log.Info("interval", "requests", m.Requests, "p95", m.P95, "errors", m.ErrorRate, "serving", counts[string(inventory.Serving)], "decision", dec.Why)
+	if dec.Action != nil || (dec.Why != prev && !strings.HasPrefix(dec.Why, "p95")) {
+		d.Env.Event(ctx, "monitor-decision", "", dec.Why)
+	}
+	if dec.Action != nil {
+		a := *dec.Action
+		a.Start = st.Now
+		if d.DryRun {
+			d.Log.Info("dry run: would act", "kind", a.Kind, "host", a.Host, "reason", a.Reason)
+			d.Env.Event(ctx, "monitor-dry-run", a.Host, "would "+a.Kind+": "+a.Reason)
+			d.finished(a, st.Now) // cooldowns apply as if it had been done
+		} else {
+			d.saved.InFlight = &a
+			if err := d.Env.Save(ctx, d.saved); err != nil {
+				return err
+			}
+			d.start(ctx, a)
+		}
+	}
+	return d.Env.Save(ctx, d.saved)
+}
+
+// start carries an action out in the background; d.mu may be held.
+func (d *Daemon) start(ctx context.Context, a Action) {
+	d.saved.InFlight = &a
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.Env.Event(ctx, "monitor-action", a.Host, a.Kind+" started: "+a.Reason)
+		err := d.Env.Do(ctx, a)
+		if ctx.Err() != nil {
+			// Abandoned on shutdown: InFlight stays saved and the next
+			// start carries it out again.
+			d.Env.Event(context.WithoutCancel(ctx), "monitor-action", a.Host, a.Kind+" abandoned on shutdown; it resumes when the daemon starts again")
+			return
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err != nil {
+			d.Log.Error("action failed", "kind", a.Kind, "host", a.Host, "err", err)
+			d.Env.Event(ctx, "monitor-action", a.Host, fmt.Sprintf("%s failed after %v: %v", a.Kind, time.Since(a.Start).Round(time.Millisecond), err))
+		} else {
+			d.Env.Event(ctx, "monitor-action", a.Host, fmt.Sprintf("%s done in %v", a.Kind, time.Since(a.Start).Round(time.Millisecond)))
+		}
+		d.actions[a.Kind]++
+		d.finished(a, time.Now())
+		d.saved.InFlight = nil
+		d.Env.Save(ctx, d.saved)
+	}()
+}
+
+func (d *Daemon) finished(a Action, t time.Time) {
+	switch a.Kind {
+	case ScaleUp, CancelDrain, Replace:
+		d.saved.LastUp = t
+	case ScaleDown:
+		d.saved.LastDown = t
+	}
+}
+
+// serve starts /metrics (Prometheus text format) and a status page.
+func (d *Daemon) serve(addr string) (*http.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("monitor: listen on %s (monitor.listen in the env file): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintln(w, "# HELP booted_workers Workers of the environment by lifecycle state.\n# TYPE booted_workers gauge")
+		if last := d.saved.Last; last != nil {
+			for _, s := range inventory.States {
+				fmt.Fprintf(w, "booted_workers{state=%q} %d\n", s, last.Workers[string(s)])
+			}
+			fmt.Fprintf(w, "# HELP booted_latency_seconds Latency through the load balancer over the last interval.\n# TYPE booted_latency_seconds gauge\n")
+			fmt.Fprintf(w, "booted_latency_seconds{quantile=\"0.5\"} %g\nbooted_latency_seconds{quantile=\"0.95\"} %g\n", last.Measure.P50.Seconds(), last.Measure.P95.Seconds())
+			fmt.Fprintf(w, "# HELP booted_error_rate Share of failed requests over the last interval.\n# TYPE booted_error_rate gauge\nbooted_error_rate %g\n", last.Measure.ErrorRate)
+		}
+		fmt.Fprintln(w, "# HELP booted_scaling_actions_total Scaling actions carried out, by kind.\n# TYPE booted_scaling_actions_total counter")
+		kinds := []string{ScaleUp, ScaleDown, Replace, CancelDrain}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			fmt.Fprintf(w, "booted_scaling_actions_total{kind=%q} %d\n", k, d.actions[k])
+		}
+		inflight := 0
+		if d.saved.InFlight != nil {
+			inflight = 1
+		}
+		fmt.Fprintf(w, "# HELP booted_action_in_flight Whether a scaling action is under way.\n# TYPE booted_action_in_flight gauge\nbooted_action_in_flight %d\n", inflight)
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(d.saved)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	return srv, nil
+}
