@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,9 +59,11 @@ func load(t *testing.T, url string, d time.Duration) (stop func() *loadgen.Stats
 		}
 		done <- st
 	}()
-	return func() *loadgen.Stats {
-		cancel()
-		return <-done
+	var once sync.Once
+	var st *loadgen.Stats
+	return func() *loadgen.Stats { // may be called more than once
+		once.Do(func() { cancel(); st = <-done })
+		return st
 	}
 }
 

@@ -276,9 +276,18 @@ func (r *Runner) MonitorStatus(ctx context.Context, envName string) error {
 		if err != nil {
 			return err
 		}
-		evs, err := s.store.Events(ctx, s.env.Name, "", 30)
+		all, err := s.store.Events(ctx, s.env.Name, "", 1000)
 		if err != nil {
 			return err
+		}
+		var evs []inventory.Event
+		for _, e := range all {
+			if strings.HasPrefix(e.Kind, "monitor") || e.Kind == "state" {
+				evs = append(evs, e)
+			}
+		}
+		if len(evs) > 40 {
+			evs = evs[len(evs)-40:]
 		}
 		if r.JSON {
 			return json.NewEncoder(r.Out).Encode(map[string]any{"state": sv, "events": evs})
@@ -295,9 +304,6 @@ func (r *Runner) MonitorStatus(ctx context.Context, envName string) error {
 		}
 		fmt.Fprintln(r.Out, "recent events:")
 		for _, e := range evs {
-			if !strings.HasPrefix(e.Kind, "monitor") && e.Kind != "state" {
-				continue
-			}
 			what := e.Detail
 			if e.Kind == "state" {
 				what = fmt.Sprintf("%s → %s %s", e.From, e.To, e.Detail)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -24,9 +25,36 @@ var version = "dev"
 // maxName bounds the name a client may send.
 const maxName = 256
 
-func handler() http.Handler {
+// load makes response time grow with load, to exercise autoscaling: each
+// request of / takes base × max(1, rate/capacity), rate being the requests
+// of the last second. capacity 0 turns it off.
+type load struct {
+	base     time.Duration
+	capacity float64
+	mu       sync.Mutex
+	recent   []time.Time
+}
+
+func (l *load) delay() time.Duration {
+	if l == nil || l.capacity <= 0 {
+		return 0
+	}
+	l.mu.Lock()
+	now := time.Now()
+	i := 0
+	for i < len(l.recent) && now.Sub(l.recent[i]) > time.Second {
+		i++
+	}
+	l.recent = append(l.recent[i:], now)
+	rate := float64(len(l.recent))
+	l.mu.Unlock()
+	return time.Duration(float64(l.base) * max(1, rate/l.capacity))
+}
+
+func handler(l *load) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(l.delay())
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
@@ -61,8 +89,11 @@ func handler() http.Handler {
 
 func main() {
 	addr := flag.String("addr", ":8080", "address to listen on")
+	l := &load{}
+	flag.DurationVar(&l.base, "base", 0, "simulated work per request of / (with -capacity)")
+	flag.Float64Var(&l.capacity, "capacity", 0, "requests a second served in -base; more take longer in proportion (0: off)")
 	flag.Parse()
-	srv := &http.Server{Addr: *addr, Handler: handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: *addr, Handler: handler(l), ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	go func() {

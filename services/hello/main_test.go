@@ -6,10 +6,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHello(t *testing.T) {
-	srv := httptest.NewServer(handler())
+	srv := httptest.NewServer(handler(nil))
 	defer srv.Close()
 	for _, tc := range []struct {
 		name, method, path, body string
@@ -38,5 +39,19 @@ func TestHello(t *testing.T) {
 				t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, resp.StatusCode, b, tc.status, tc.want)
 			}
 		})
+	}
+}
+
+func TestLoadGrowsResponseTime(t *testing.T) {
+	l := &load{base: 10 * time.Millisecond, capacity: 5}
+	if d := l.delay(); d != 10*time.Millisecond {
+		t.Errorf("first request: %v", d)
+	}
+	var d time.Duration
+	for i := 0; i < 19; i++ {
+		d = l.delay()
+	}
+	if d != 40*time.Millisecond { // 20 requests in a second, capacity 5: 4×
+		t.Errorf("under load: %v, want 40ms", d)
 	}
 }

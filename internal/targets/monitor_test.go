@@ -1,0 +1,289 @@
+package targets
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"booted/internal/inventory"
+	"booted/internal/monitor"
+	"booted/internal/testutil"
+)
+
+func monitorEnvFile(t *testing.T) testutil.EnvFile {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return testutil.EnvFile(`timeouts:
+  boot: 20s
+  ssh: 5s
+  ping: 1s
+roles:
+  loadbalancers:
+    hosts: [lb1]
+    min: 1
+    max: 1
+  workers:
+    prefix: w
+    count: 1
+    min: 1
+    max: 3
+    service: hello
+    version: v1
+monitor:
+  interval: 1s
+  sla: {p95: 15ms, error_rate: 0.01}
+  breach_intervals: 2
+  calm_intervals: 3
+  low_water: 0.5
+  cooldown_up: 3s
+  cooldown_down: 3s
+  warmup: 2s
+  unhealthy_intervals: 2
+  probe_rate: 10
+  listen: ` + addr + "\n")
+}
+
+// newMonitorFixture: a load balancer and one worker running a hello whose
+// response time grows with its load (5 ms up to 20 requests a second).
+func newMonitorFixture(t *testing.T) *fixture {
+	f := newFixture(t, monitorEnvFile(t))
+	svc := filepath.Join(f.proj.Root, "services", "hello", "service.yaml")
+	y, _ := os.ReadFile(svc)
+	os.WriteFile(svc, []byte(strings.Replace(string(y), "start: ./hello -addr :{{.Port}}", "start: ./hello -addr :{{.Port}} -base 5ms -capacity 20", 1)), 0o644)
+	f.proj.GitInit(t, "v1")
+	f.must(t, f.r.EnvStartAll(context.Background(), f.proj.Env))
+	return f
+}
+
+func (f *fixture) serving(t *testing.T) []string {
+	var out []string
+	for n, h := range f.hosts(t) {
+		if h.State == "serving" && strings.HasPrefix(n, "w") {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (f *fixture) waitFor(t *testing.T, what string, d time.Duration, ok func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !ok() {
+		if time.Since(start) > d {
+			f.out.Reset()
+			f.r.MonitorStatus(context.Background(), f.proj.Env)
+			t.Fatalf("%s: not within %v\n%s", what, d, f.out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func (f *fixture) monitorState(t *testing.T) monitor.Saved {
+	var sv monitor.Saved
+	f.r.withEnv(context.Background(), f.proj.Env, func(s *session) error {
+		return s.store.Update(context.Background(), func(tx *inventory.Tx) error { _, err := tx.Get(s.env.Name, "monitor/state", &sv); return err })
+	})
+	return sv
+}
+
+// The monitor adds a worker when load breaks the SLA, replaces a worker
+// whose host dies (no client request failing), and removes workers down
+// to min when the load goes.
+func TestMonitor_ScalesAndHeals(t *testing.T) {
+	f := newMonitorFixture(t)
+	env := f.proj.Env
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.r.MonitorRun(ctx, env) }()
+	defer func() { cancel(); <-done }()
+	url := f.lbURL(t)
+
+	// Up: 80 requests a second take 20 ms on one worker (SLA p95 15 ms).
+	stop := load(t, url+"/", 2*time.Minute)
+	loadStart := time.Now()
+	took := f.waitFor(t, "a second worker serving", 40*time.Second, func() bool { return len(f.serving(t)) >= 2 })
+	t.Logf("load raised: a second worker was serving %v after the load started", took.Round(time.Millisecond))
+	f.reportScaleUp(t, loadStart)
+	f.waitFor(t, "the SLA holding again", 20*time.Second, func() bool {
+		l := f.monitorState(t).Last
+		return l != nil && l.Measure.Requests > 0 && l.Measure.P95 <= 15*time.Millisecond
+	})
+
+	// Heal: kill one worker's host outright, behind booted's back.
+	victim := f.serving(t)[0]
+	f.must(t, f.r.withEnv(ctx, env, func(s *session) error { return s.prov.Stop(ctx, victim) }))
+	killed := time.Now()
+	f.waitFor(t, victim+" replaced", 30*time.Second, func() bool {
+		for _, e := range f.events(t, victim) {
+			if e.Kind == "state" && e.To == inventory.Serving && e.Time.After(killed) {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("worker %s killed: serving again after %v", victim, time.Since(killed).Round(time.Millisecond))
+	st := stop()
+	t.Logf("load during scale-up and the kill: %s", st)
+	if st.Failed != 0 {
+		t.Errorf("%d of %d client requests failed: %v", st.Failed, st.Sent, st.Errors)
+	}
+
+	// Down: without the load, back to min (1) worker.
+	took = f.waitFor(t, "scaled down to min", 60*time.Second, func() bool { return len(f.serving(t)) == 1 })
+	t.Logf("load lowered: down to 1 worker after %v", took.Round(time.Millisecond))
+	f.out.Reset()
+	f.must(t, f.r.MonitorStatus(ctx, env))
+	for _, want := range []string{"decision:", "scale-up started", "scale-down started", "replace started"} {
+		if !strings.Contains(f.out.String(), want) {
+			t.Errorf("monitor:status lacks %q:\n%s", want, f.out)
+		}
+	}
+	// /metrics
+	p, _, _, _ := (&monitorEnv{s: mustSession(t, f)}).Policy()
+	var body string
+	f.waitFor(t, "/metrics showing one serving worker", 10*time.Second, func() bool {
+		body = httpGet(t, "http://"+p.Listen+"/metrics")
+		return strings.Contains(body, `booted_workers{state="serving"} 1`)
+	})
+	for _, want := range []string{`booted_scaling_actions_total{kind="scale-up"} `, `booted_scaling_actions_total{kind="replace"} 1`, "booted_latency_seconds{quantile=\"0.95\"}"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+}
+
+func mustSession(t *testing.T, f *fixture) *session {
+	s, err := f.r.open(context.Background(), f.proj.Env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func (f *fixture) events(t *testing.T, host string) []inventory.Event {
+	s := mustSession(t, f)
+	evs, err := s.store.Events(context.Background(), f.proj.Env, host, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// reportScaleUp logs the time from the scale-up decision to the new worker
+// serving.
+func (f *fixture) reportScaleUp(t *testing.T, loadStart time.Time) {
+	var decided time.Time
+	var host string
+	for _, e := range f.events(t, "") {
+		if e.Kind == "monitor-action" && strings.HasPrefix(e.Detail, "scale-up started") && decided.IsZero() {
+			decided, host = e.Time, e.Host
+		}
+		if !decided.IsZero() && e.Host == host && e.Kind == "state" && e.To == inventory.Serving {
+			t.Logf("SLA breach → %s serving: %v from the scale-up decision, %v from the start of the load",
+				host, e.Time.Sub(decided).Round(time.Millisecond), e.Time.Sub(loadStart).Round(time.Millisecond))
+			return
+		}
+	}
+}
+
+// kill -9 of the daemon in the middle of a scale-up, then a restart: the
+// scale-up is finished, not repeated, and no host is left over.
+func TestMonitor_KilledMidScaleUp(t *testing.T) {
+	f := newMonitorFixture(t)
+	env := f.proj.Env
+	bin := filepath.Join(t.TempDir(), "booted-monitor")
+	if out, err := exec.Command("go", "build", "-o", bin, "booted/cmd/booted-monitor").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v %s", err, out)
+	}
+	var mu sync.Mutex
+	var logs strings.Builder
+	daemon := func() *exec.Cmd {
+		cmd := exec.Command(bin, env)
+		cmd.Env = append(os.Environ(), "BOOTED_ROOT="+f.proj.Root, "BOOTED_INVENTORY="+f.proj.Inventory)
+		cmd.Stdout, cmd.Stderr = &lockedWriter{&mu, &logs}, &lockedWriter{&mu, &logs}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	first := daemon()
+	defer first.Process.Kill()
+	stop := load(t, f.lbURL(t)+"/", 2*time.Minute)
+	defer stop()
+	var inflight *monitor.Action
+	f.waitFor(t, "a scale-up in flight", 40*time.Second, func() bool {
+		inflight = f.monitorState(t).InFlight
+		return inflight != nil && inflight.Kind == monitor.ScaleUp
+	})
+	time.Sleep(300 * time.Millisecond) // mid-way: the host is being booted
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+	t.Logf("daemon killed with scale-up of %s in flight", inflight.Host)
+	second := daemon()
+	defer func() { second.Process.Signal(syscall.SIGTERM); second.Wait() }()
+	f.waitFor(t, inflight.Host+" serving after the restart", 40*time.Second, func() bool {
+		return f.hosts(t)[inflight.Host].State == "serving" && f.monitorState(t).InFlight == nil
+	})
+	stop()
+	hosts := f.hosts(t)
+	var workers []string
+	for n := range hosts {
+		if strings.HasPrefix(n, "w") {
+			workers = append(workers, n)
+		}
+	}
+	var insts []string
+	f.r.withEnv(context.Background(), env, func(s *session) error {
+		list, _ := s.prov.List(context.Background())
+		for _, in := range list {
+			insts = append(insts, fmt.Sprintf("%s:%s", in.Name, in.State))
+		}
+		return nil
+	})
+	if len(workers) > 3 || hosts[inflight.Host].State != "serving" {
+		t.Errorf("workers after the restart: %v (hosts %v)", workers, insts)
+	}
+	reconciled := false
+	for _, e := range f.events(t, inflight.Host) {
+		reconciled = reconciled || e.Kind == "monitor-reconcile"
+	}
+	if !reconciled {
+		mu.Lock()
+		t.Errorf("no reconcile event for %s; daemon logs:\n%s", inflight.Host, logs.String())
+		mu.Unlock()
+	}
+	ups := 0
+	for _, e := range f.events(t, inflight.Host) {
+		if e.Kind == "state" && e.To == inventory.Booting {
+			ups++
+		}
+	}
+	b, _ := json.Marshal(insts)
+	t.Logf("after kill -9 and restart: workers %v, provider %s, %s booted %d time(s)", workers, b, inflight.Host, ups)
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
