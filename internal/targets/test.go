@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"booted/internal/testutil"
 )
 
 // Test installs what the tests need (as Setup does), then runs every test
@@ -14,6 +16,11 @@ import (
 func Test(ctx context.Context, out io.Writer) error {
 	if err := Setup(ctx, out); err != nil {
 		return err
+	}
+	if os.Geteuid() == 0 {
+		if n := testutil.Sweep(); n > 0 {
+			fmt.Fprintf(out, "removed %d namespaces, bridges and nginx left by an interrupted test run\n", n)
+		}
 	}
 	args := []string{"test", "-count=1", "-timeout", "30m", "./..."}
 	if v := os.Getenv("BOOTED_TEST_ARGS"); v != "" {
