@@ -199,7 +199,8 @@ func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			// at most an interval: a dead worker must not slow the loop
+			hctx, cancel := context.WithTimeout(ctx, min(3*time.Second, max(500*time.Millisecond, m.s.env.Monitor.Interval.D())))
 			defer cancel()
 			_, err := def.Get(hctx, h.Addr, def.Health.Path)
 			mu.Lock()
