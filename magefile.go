@@ -139,7 +139,12 @@ func (Image) Stop(ctx context.Context, env, name string) error {
 	return targets.FromEnviron().ImageStop(ctx, env, name)
 }
 
-// Del deletes host NAME of ENV (or several: NAME1,NAME2) with its files; the inventory keeps it as terminated.
+// Clone makes host NAME of ENV a linked copy of host SRC with fresh MACs and its own name (vbox).
+func (Image) Clone(ctx context.Context, env, src, name string) error {
+	return targets.FromEnviron().ImageClone(ctx, env, src, name)
+}
+
+// Del deletes host NAME of ENV (or several: NAME1,NAME2) with its files; the inventory keeps it as terminated. A running VM is refused unless BOOTED_FORCE=1.
 func (Image) Del(ctx context.Context, env, name string) error {
 	return targets.FromEnviron().ImageDel(ctx, env, name)
 }

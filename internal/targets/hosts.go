@@ -98,11 +98,21 @@ func (s *session) logged(ctx context.Context) error {
 		return s.discoverKnown(ctx, k)
 	}
 	d := s.discoverer()
+	var booted []string
+	d.OnBooted = func(names []string) { booted = append(booted, names...) }
 	timeout := s.env.Timeouts.Boot.D()
 	for {
 		if err := d.CatchUp(ctx); err != nil {
 			return err
 		}
+		if in, ok := s.prov.(installer); ok {
+			for _, n := range booted { // installed: boot from disk from now on
+				if err := in.Installed(ctx, n); err != nil {
+					fmt.Fprintf(s.r.Err, "host %s: %v\n", n, err)
+				}
+			}
+		}
+		booted = booted[:0]
 		hosts, err := s.store.Hosts(ctx, s.env.Name)
 		if err != nil {
 			return err
@@ -141,6 +151,12 @@ func (s *session) logged(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// installer is implemented by providers whose hosts install themselves
+// and must boot from disk once they have phoned home.
+type installer interface {
+	Installed(ctx context.Context, name string) error
 }
 
 // HostsFilter checks every discovered host with ICMP ping and an SSH login

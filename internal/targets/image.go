@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
+	"booted/internal/bootlog"
 	"booted/internal/inventory"
 	"booted/internal/provider"
 )
@@ -209,6 +213,11 @@ func (s *session) moveTo(ctx context.Context, name string, to inventory.State, r
 // files. The inventory keeps them as terminated.
 func (r *Runner) ImageDel(ctx context.Context, envName, hosts string) error {
 	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error {
+		if r.Force {
+			if err := s.prov.Stop(ctx, n); err != nil && !errors.Is(err, provider.ErrNoInstance) {
+				return err
+			}
+		}
 		if err := s.prov.Delete(ctx, n); err != nil {
 			return err
 		}
@@ -256,5 +265,53 @@ func (r *Runner) imageList(ctx context.Context, s *session) error {
 	}
 	return printRows(r, rows, []string{"NAME", "ROLE", "POWER", "STATE", "IP", "MAC", "ID"}, func(x imageRow) []string {
 		return []string{x.Name, x.Role, x.Power, x.State, x.IP, x.MAC, x.ID}
+	})
+}
+
+// cloner is implemented by providers that can copy a host.
+type cloner interface {
+	Clone(ctx context.Context, src string, s provider.Spec) (provider.Instance, error)
+}
+
+// ImageClone makes host NAME a copy of host SRC with fresh MACs and its own
+// name: the controller tells the clone who it is (by its first MAC) when it
+// boots, and it phones home under that name.
+func (r *Runner) ImageClone(ctx context.Context, envName, src, name string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		c, ok := s.prov.(cloner)
+		if !ok {
+			return fmt.Errorf("%s: the %s provider cannot clone hosts (image:build %s %s makes a new one)", s.env.Path, s.env.Provider.Type, envName, name)
+		}
+		spec, err := s.spec(name)
+		if err != nil {
+			return err
+		}
+		if err := s.setState(ctx, name, spec.Role, inventory.Provisioning, ""); err != nil {
+			return err
+		}
+		inst, err := c.Clone(ctx, src, spec)
+		if err != nil {
+			s.setState(context.WithoutCancel(ctx), name, spec.Role, inventory.Failed, err.Error())
+			return err
+		}
+		id := fmt.Sprintf("name=%s\ntoken=%s\n", name, bootlog.Token(s.secret, s.env.Name, name))
+		idDir := filepath.Join(s.dir, "kickstart", "identity")
+		if err := os.MkdirAll(idDir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(idDir, strings.ToLower(inst.MAC)), []byte(id), 0o644); err != nil {
+			return err
+		}
+		err = s.store.Update(ctx, func(tx *inventory.Tx) error {
+			return tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
+				s.fill(h, spec.Role, inst)
+				h.State = inventory.Stopped
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		return r.imageList(ctx, s)
 	})
 }

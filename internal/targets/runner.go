@@ -17,9 +17,11 @@ import (
 	"booted/internal/controller"
 	"booted/internal/discovery"
 	"booted/internal/inventory"
+	"booted/internal/kickstart"
 	"booted/internal/provider"
 	"booted/internal/provider/local"
 	"booted/internal/provider/static"
+	"booted/internal/provider/vbox"
 	"booted/internal/secrets"
 )
 
@@ -66,6 +68,8 @@ type Runner struct {
 	AcceptNew bool
 	// Batch is BOOTED_BATCH.
 	Batch string
+	// Force (BOOTED_FORCE=1) lets image:del power off a running VM first.
+	Force bool
 	Out   io.Writer
 	Err   io.Writer
 }
@@ -85,6 +89,7 @@ func FromEnviron() *Runner {
 	r.JUnit = os.Getenv(EnvJUnit)
 	r.AcceptNew = os.Getenv(EnvAcceptNew) == "1"
 	r.Batch = os.Getenv(EnvBatch)
+	r.Force = os.Getenv("BOOTED_FORCE") == "1"
 	return r
 }
 
@@ -127,7 +132,7 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 	if s.signer, s.authorized, err = secrets.DeployKey(keyPath, "booted@"+env.Name); err != nil {
 		return fail(err)
 	}
-	if s.prov, err = newProvider(env, dir); err != nil {
+	if s.prov, err = s.newProvider(); err != nil {
 		return fail(err)
 	}
 	s.ctl = &controller.Controller{
@@ -146,15 +151,50 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 func (s *session) Close() error { return s.store.Close() }
 
 // newProvider is the registry of providers.
-func newProvider(env *config.Env, dir string) (provider.Provider, error) {
+func (s *session) newProvider() (provider.Provider, error) {
+	env, dir := s.env, s.dir
 	switch env.Provider.Type {
 	case config.ProviderLocal:
 		return local.New(env, filepath.Join(dir, "hosts"))
 	case config.ProviderStatic:
 		return static.New(env)
+	case config.ProviderVBox:
+		p, err := vbox.New(env, filepath.Join(dir, "vbox"), "http://"+env.CallbackAddr()+"/kickstart/", s.renderKickstart)
+		if err != nil {
+			return nil, err
+		}
+		if bin := os.Getenv("BOOTED_VBOXMANAGE"); bin != "" {
+			p.Bin = bin
+		}
+		if tftp := os.Getenv("BOOTED_VBOX_TFTP"); tftp != "" {
+			p.TFTP = tftp
+		}
+		return p, nil
 	default:
-		return nil, fmt.Errorf("%s: provider %q is not available in this version of booted (available: local, static)", env.Path, env.Provider.Type)
+		return nil, fmt.Errorf("%s: provider %q is not available in this version of booted (available: local, static, vbox)", env.Path, env.Provider.Type)
 	}
+}
+
+// renderKickstart writes host spec's kickstart where the controller serves it.
+func (s *session) renderKickstart(spec provider.Spec) error {
+	port := 0
+	if w := s.env.Roles[config.RoleWorkers]; w != nil && w.Service != "" {
+		if def, err := s.loadService(w.Service); err == nil {
+			port = def.Port
+		}
+	}
+	ks, err := kickstart.Render(filepath.Join(s.r.Root, "kickstart"), s.env.Provider.VBox.Kickstart, kickstart.Data{
+		Name: spec.Name, Env: s.env.Name, AuthorizedKey: strings.TrimSpace(string(spec.AuthorizedKey)), PhoneHome: string(spec.PhoneHome),
+		IdentityURL: "http://" + s.env.CallbackAddr() + "/kickstart/identity/", ServicePort: port,
+	})
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(s.dir, "kickstart")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, spec.Name+".ks"), ks, 0o644)
 }
 
 // preparer is implemented by providers that must set something up (a

@@ -1,0 +1,121 @@
+package kickstart
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"booted/internal/bootlog"
+	"booted/internal/testutil"
+)
+
+// allowed lists, per template, the commands the template may emit and the
+// options of each, as the pykickstart handler of that release documents
+// them (RHEL 9: the RHEL9 handler; CentOS 7: RHEL7). An option maps to
+// whether it takes a value.
+var allowed = map[string]map[string]map[string]bool{
+	"rhel9":   common(nil),
+	"centos7": common(map[string]map[string]bool{"auth": {"--enableshadow": false, "--passalgo": true}}),
+}
+
+func common(extra map[string]map[string]bool) map[string]map[string]bool {
+	m := map[string]map[string]bool{
+		"text": {}, "cdrom": {}, "lang": {}, "zerombr": {}, "skipx": {}, "reboot": {},
+		"keyboard":   {"--vckeymap": true},
+		"timezone":   {"--utc": false},
+		"network":    {"--bootproto": true, "--device": true, "--activate": false, "--hostname": true},
+		"rootpw":     {"--lock": false},
+		"sshkey":     {"--username": true},
+		"firewall":   {"--enabled": false, "--service": true, "--port": true},
+		"selinux":    {"--enforcing": false},
+		"services":   {"--enabled": true},
+		"bootloader": {"--location": true, "--append": true},
+		"clearpart":  {"--all": false, "--initlabel": false},
+		"autopart":   {"--type": true, "--nohome": false},
+		"firstboot":  {"--disabled": false},
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+func render(t *testing.T, name string) ([]byte, []byte) {
+	repo := testutil.RepoRoot(t)
+	ph, err := bootlog.PhoneHome{URL: "http://192.168.56.1:8077/booted/", Env: "prod", Name: "w1", Token: strings.Repeat("ab", 32), Retry: time.Minute}.
+		Render(filepath.Join(repo, "kickstart", "phone-home.sh.tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := Render(filepath.Join(repo, "kickstart"), name, Data{Name: "w1", Env: "prod", AuthorizedKey: "ssh-ed25519 AAAAkey booted@prod",
+		PhoneHome: string(ph), IdentityURL: "http://192.168.56.1:8077/kickstart/identity/", ServicePort: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ks, ph
+}
+
+// Ensure every command and option the templates emit is valid kickstart
+// for the release, sections are closed, there is no root password, and the
+// %post's phone-home is byte for byte the script local hosts run.
+func TestKickstart_Syntax(t *testing.T) {
+	for name, cmds := range allowed {
+		t.Run(name, func(t *testing.T) {
+			ks, ph := render(t, name)
+			section := ""
+			for i, line := range strings.Split(string(ks), "\n") {
+				ln := i + 1
+				trimmed := strings.TrimSpace(line)
+				switch {
+				case section != "" && trimmed == "%end":
+					section = ""
+					continue
+				case section != "":
+					continue
+				case trimmed == "" || strings.HasPrefix(trimmed, "#"):
+					continue
+				case strings.HasPrefix(trimmed, "%packages"), strings.HasPrefix(trimmed, "%post"):
+					section = trimmed
+					if trimmed != "%packages" && trimmed != "%post --log=/root/booted-post.log" {
+						t.Errorf("line %d: section header %q", ln, trimmed)
+					}
+					continue
+				}
+				f := strings.Fields(trimmed)
+				opts, ok := cmds[f[0]]
+				if !ok {
+					t.Errorf("line %d: %q is not a kickstart command of %s", ln, f[0], name)
+					continue
+				}
+				for _, a := range f[1:] {
+					if !strings.HasPrefix(a, "--") {
+						continue
+					}
+					k, v, hasV := strings.Cut(a, "=")
+					takes, ok := opts[k]
+					if !ok || takes != hasV || (hasV && v == "") {
+						t.Errorf("line %d: option %q of %s", ln, a, f[0])
+					}
+				}
+				if f[0] == "rootpw" && len(f) != 2 {
+					t.Errorf("line %d: rootpw must be --lock and nothing else: %q", ln, trimmed)
+				}
+			}
+			if section != "" {
+				t.Errorf("section %q not closed with %%end", section)
+			}
+			// The phone-home heredoc is the script itself.
+			const open, end = "<<'BOOTED_PHONE_HOME'\n", "BOOTED_PHONE_HOME\n"
+			i := bytes.Index(ks, []byte(open))
+			j := bytes.Index(ks[i+len(open):], []byte(end))
+			if i < 0 || j < 0 || !bytes.Equal(ks[i+len(open):i+len(open)+j], ph) {
+				t.Errorf("the %%post phone-home is not byte-identical to the local hosts' script")
+			}
+			if !bytes.Contains(ks, []byte(`sshkey --username=root "ssh-ed25519 AAAAkey booted@prod"`)) {
+				t.Error("no sshkey for root")
+			}
+		})
+	}
+}
