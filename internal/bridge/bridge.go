@@ -1,0 +1,135 @@
+// Package bridge makes an environment's Linux bridge: the network its
+// local hosts and VMs share with this machine (and nothing else: there is
+// no forwarding). A subnet overlapping a route of this machine is refused.
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// IP runs the ip command; stdin, if given, is a -batch script.
+func IP(ctx context.Context, stdin string, args ...string) error {
+	if stdin != "" {
+		args = append(args, "-batch", "-")
+	}
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// LinkExists reports whether a network interface exists.
+func LinkExists(name string) bool {
+	_, err := os.Stat("/sys/class/net/" + name)
+	return err == nil
+}
+
+// ShortName makes an interface name (at most 15 bytes) from parts.
+func ShortName(prefix string, parts ...string) string {
+	h := fnv.New32a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return fmt.Sprintf("%s%08x", prefix, h.Sum32())
+}
+
+// Name is the environment's bridge: bt-ENV when that fits.
+func Name(env string) string {
+	if n := "bt-" + env; len(n) <= 15 {
+		return n
+	}
+	return ShortName("bt-", env)
+}
+
+type route struct {
+	Dst string `json:"dst"`
+	Dev string `json:"dev"`
+}
+
+// CheckSubnet refuses a subnet that overlaps a route of this machine other
+// than through the environment's own bridge.
+func CheckSubnet(ctx context.Context, subnet netip.Prefix, bridge, field string) error {
+	out, err := exec.CommandContext(ctx, "ip", "-j", "-4", "route", "show", "table", "main").Output()
+	if err != nil {
+		return fmt.Errorf("read routes: %w", err)
+	}
+	var routes []route
+	if err := json.Unmarshal(out, &routes); err != nil {
+		return fmt.Errorf("read routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == "default" || r.Dev == bridge {
+			continue
+		}
+		p, err := netip.ParsePrefix(r.Dst)
+		if err != nil {
+			a, err2 := netip.ParseAddr(r.Dst)
+			if err2 != nil {
+				continue
+			}
+			p = netip.PrefixFrom(a, 32)
+		}
+		if p.Overlaps(subnet) {
+			return fmt.Errorf("subnet %s overlaps this machine's route to %s (dev %s): choose another subnet in %s of the env file", subnet, r.Dst, r.Dev, field)
+		}
+	}
+	return nil
+}
+
+// LockFile takes an exclusive flock on path until the returned func is called.
+func LockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// globalLock serialises bridge creation across environments and processes,
+// so that two environments never take overlapping subnets.
+const globalLock = "/run/booted-local.lock"
+
+// Ensure creates bridge with the gateway address (gateway/bits) and brings
+// it up, unless it exists; field names the env file's subnet setting.
+func Ensure(ctx context.Context, bridge string, gateway netip.Prefix, field string) error {
+	if LinkExists(bridge) {
+		return nil
+	}
+	unlock, err := LockFile(globalLock)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if LinkExists(bridge) {
+		return nil
+	}
+	if err := CheckSubnet(ctx, gateway.Masked(), bridge, field); err != nil {
+		return err
+	}
+	err = IP(ctx, fmt.Sprintf("link add %s type bridge\naddr add %s dev %s\nlink set %s up\n", bridge, gateway, bridge, bridge))
+	if err != nil {
+		IP(context.WithoutCancel(ctx), "", "link", "del", bridge)
+		return fmt.Errorf("create bridge %s: %w", bridge, err)
+	}
+	return nil
+}
