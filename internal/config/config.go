@@ -53,7 +53,30 @@ type Provider struct {
 	Local  *Local  `yaml:"local"`
 	Static *Static `yaml:"static"`
 	VBox   *VBox   `yaml:"vbox"`
+	Qemu   *Qemu   `yaml:"qemu"`
 }
+
+// Qemu configures virtual machines run by qemu on this machine, booted from
+// a Debian image booted builds with debootstrap.
+type Qemu struct {
+	// Subnet of the environment's bridge, as for local hosts.
+	Subnet   string `yaml:"subnet"`
+	CPUs     int    `yaml:"cpus"`
+	MemoryMB int    `yaml:"memory_mb"`
+	DiskGB   int    `yaml:"disk_gb"`
+	// Accel is auto (try KVM, fall back to TCG), kvm or tcg.
+	Accel string `yaml:"accel"`
+	// Suite and Mirror of the Debian image (default bookworm from
+	// deb.debian.org).
+	Suite  string `yaml:"suite"`
+	Mirror string `yaml:"mirror"`
+	// ImageDir caches built images across environments and runs (default
+	// /var/cache/booted/images).
+	ImageDir string `yaml:"image_dir"`
+}
+
+// Gateway returns the bridge's address (the first of the subnet).
+func (q *Qemu) Gateway() (netip.Prefix, error) { return (&Local{Subnet: q.Subnet}).Gateway() }
 
 // Local configures the local provider: network namespaces on a bridge.
 type Local struct {

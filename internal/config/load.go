@@ -169,6 +169,34 @@ func (e *Env) applyDefaults() {
 			e.Callback.Address = gw.Addr().String()
 		}
 	}
+	if q := e.Provider.Qemu; q != nil {
+		if e.Callback.Address == "" {
+			if gw, err := q.Gateway(); err == nil {
+				e.Callback.Address = gw.Addr().String()
+			}
+		}
+		if q.CPUs == 0 {
+			q.CPUs = 1
+		}
+		if q.MemoryMB == 0 {
+			q.MemoryMB = 512
+		}
+		if q.DiskGB == 0 {
+			q.DiskGB = 2
+		}
+		if q.Accel == "" {
+			q.Accel = "auto"
+		}
+		if q.Suite == "" {
+			q.Suite = "bookworm"
+		}
+		if q.Mirror == "" {
+			q.Mirror = "http://deb.debian.org/debian"
+		}
+		if q.ImageDir == "" {
+			q.ImageDir = "/var/cache/booted/images"
+		}
+	}
 	if e.SSH.User == "" {
 		e.SSH.User = "root"
 	}
@@ -266,11 +294,19 @@ func (e *Env) validate() []*Error {
 				bad("provider.vbox.network.mode", "%q: use hostonly or bridged", v.Network.Mode)
 			}
 		}
-	case ProviderBaremetal, ProviderQemu:
+	case ProviderQemu:
+		if p.Qemu == nil {
+			bad("provider.qemu", "missing: the qemu provider needs `qemu: {subnet: 10.80.0.0/24}`")
+		} else if pfx, err := netip.ParsePrefix(p.Qemu.Subnet); err != nil || !pfx.Addr().Is4() || pfx.Bits() < 16 || pfx.Bits() > 28 {
+			bad("provider.qemu.subnet", "%q: use an IPv4 subnet from /16 to /28, such as 10.80.0.0/24", p.Qemu.Subnet)
+		} else if a := p.Qemu.Accel; a != "auto" && a != "kvm" && a != "tcg" {
+			bad("provider.qemu.accel", "%q: use auto, kvm or tcg", a)
+		}
+	case ProviderBaremetal:
 	default:
 		bad("provider.type", "%q is not a provider: use one of %s", p.Type, strings.Join(knownTypes, ", "))
 	}
-	if p.Type != ProviderLocal && p.Type != ProviderStatic && e.Callback.Address == "" {
+	if p.Type != ProviderLocal && p.Type != ProviderStatic && p.Type != ProviderQemu && e.Callback.Address == "" {
 		bad("callback.address", "missing: the address hosts reach the controller's nginx at")
 	}
 	if e.Callback.Port < 1 || e.Callback.Port > 65535 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -130,6 +131,11 @@ func (s *session) logged(ctx context.Context) error {
 			if log := filepath.Join(s.dir, "hosts", h.Name, "fs", "var-log", "booted-phone-home.log"); fileExists(log) {
 				reason += "; see " + log
 			}
+			if c, ok := s.prov.(consoleLogger); ok {
+				if b, err := os.ReadFile(c.ConsoleLog(h.Name)); err == nil {
+					reason += "; console: " + consoleTail(b, 5)
+				}
+			}
 			err := s.store.Update(ctx, func(tx *inventory.Tx) error {
 				cur, err := tx.Host(s.env.Name, h.Name)
 				if err != nil || cur.State != inventory.Booting || cur.Since != h.Since {
@@ -152,6 +158,29 @@ func (s *session) logged(ctx context.Context) error {
 		}
 	}
 }
+
+// consoleLogger is implemented by providers that keep a serial console log.
+type consoleLogger interface {
+	ConsoleLog(name string) string
+}
+
+// consoleTail returns the last n non-empty console lines, one line, without
+// terminal escapes.
+func consoleTail(b []byte, n int) string {
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(ansi.ReplaceAllString(l, ""))
+		if l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+var ansi = regexp.MustCompile(`\x1b\[[0-9;]*[a-zA-Z]|\r`)
 
 // installer is implemented by providers whose hosts install themselves
 // and must boot from disk once they have phoned home.

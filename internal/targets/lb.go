@@ -72,7 +72,11 @@ func (s *session) updateLB(ctx context.Context) error {
 	})
 	for _, r := range results {
 		if r.Status != remote.OK {
-			errs = append(errs, fmt.Sprintf("%s: %s", r.Host, r.Error))
+			msg := r.Host + ": " + r.Error
+			if r.Stderr != "" {
+				msg += ": " + strings.ReplaceAll(r.Stderr, "\n", " | ")
+			}
+			errs = append(errs, msg)
 		}
 	}
 	if len(errs) > 0 {

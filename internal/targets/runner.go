@@ -20,6 +20,7 @@ import (
 	"booted/internal/kickstart"
 	"booted/internal/provider"
 	"booted/internal/provider/local"
+	"booted/internal/provider/qemu"
 	"booted/internal/provider/static"
 	"booted/internal/provider/vbox"
 	"booted/internal/secrets"
@@ -170,8 +171,16 @@ func (s *session) newProvider() (provider.Provider, error) {
 			p.TFTP = tftp
 		}
 		return p, nil
+	case config.ProviderQemu:
+		p, err := qemu.New(env, dir)
+		if err != nil {
+			return nil, err
+		}
+		p.Log = s.r.Err
+		p.ExtraAppend = os.Getenv("BOOTED_QEMU_APPEND")
+		return p, nil
 	default:
-		return nil, fmt.Errorf("%s: provider %q is not available in this version of booted (available: local, static, vbox)", env.Path, env.Provider.Type)
+		return nil, fmt.Errorf("%s: provider %q is not available in this version of booted (available: local, static, vbox, qemu)", env.Path, env.Provider.Type)
 	}
 }
 

@@ -1,0 +1,215 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"booted/internal/bridge"
+)
+
+// packages the image gets on top of debootstrap's minbase.
+var packages = []string{"systemd-sysv", "udev", "kmod", "openssh-server", "curl", "ca-certificates",
+	"iproute2", "linux-image-cloud-amd64", "e2fsprogs", "nginx-light"}
+
+// imageVersion changes whenever customize changes, so images are rebuilt.
+const imageVersion = "4"
+
+// Image is a built base image.
+type Image struct {
+	Dir    string
+	Disk   string // qcow2
+	VDI    string // the same disk for VirtualBox
+	Kernel string
+	Initrd string
+}
+
+func (p *Provider) imageDir() string {
+	h := sha256.Sum256([]byte(strings.Join(append([]string{imageVersion, p.q.Suite, p.q.Mirror}, packages...), "\n")))
+	return filepath.Join(p.q.ImageDir, fmt.Sprintf("debian-%s-%s", p.q.Suite, hex.EncodeToString(h[:6])))
+}
+
+// Image returns the base image, building it first if it is not cached:
+// debootstrap (from the Debian packages the machine reaches), then the
+// customisation below, then an ext4 filesystem made straight from the
+// directory (mkfs.ext4 -d, no mount) converted to qcow2, and a VDI export.
+func (p *Provider) Image(ctx context.Context, log io.Writer) (Image, error) {
+	dir := p.imageDir()
+	img := Image{Dir: dir, Disk: filepath.Join(dir, "base.qcow2"), VDI: filepath.Join(dir, "base.vdi"),
+		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img")}
+	if _, err := os.Stat(filepath.Join(dir, "done")); err == nil {
+		return img, nil
+	}
+	for _, c := range []string{"debootstrap", "mkfs.ext4", "qemu-img"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return img, fmt.Errorf("building the qemu image needs %s: apt-get install debootstrap e2fsprogs qemu-utils", c)
+		}
+	}
+	if err := os.MkdirAll(p.q.ImageDir, 0o755); err != nil {
+		return img, err
+	}
+	unlock, err := bridge.LockFile(dir + ".lock")
+	if err != nil {
+		return img, err
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(dir, "done")); err == nil {
+		return img, nil // another process built it meanwhile
+	}
+	os.RemoveAll(dir)
+	work := dir + ".build"
+	os.RemoveAll(work)
+	defer os.RemoveAll(work)
+	root := filepath.Join(work, "root")
+	start := time.Now()
+	fmt.Fprintf(log, "qemu image: debootstrap %s from %s (a few minutes the first time)\n", p.q.Suite, p.q.Mirror)
+	run := func(name string, args ...string) error {
+		cmd := exec.CommandContext(ctx, name, args...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("qemu image: %s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out.String(), 15))
+		}
+		return nil
+	}
+	if err := run("debootstrap", "--variant=minbase", "--include="+strings.Join(packages, ","), p.q.Suite, root, p.q.Mirror); err != nil {
+		return img, err
+	}
+	if err := customize(ctx, root); err != nil {
+		return img, err
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return img, err
+	}
+	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	initrds, _ := filepath.Glob(filepath.Join(root, "boot", "initrd.img-*"))
+	if len(kernels) == 0 || len(initrds) == 0 {
+		return img, fmt.Errorf("qemu image: no kernel or initrd in %s/boot", root)
+	}
+	raw := filepath.Join(work, "base.raw")
+	if err := run("qemu-img", "create", "-f", "raw", raw, fmt.Sprintf("%dG", p.q.DiskGB)); err != nil {
+		return img, err
+	}
+	if err := run("mkfs.ext4", "-q", "-F", "-L", "bootedroot", "-d", root, raw); err != nil {
+		return img, err
+	}
+	if err := os.MkdirAll(work+"/out", 0o755); err != nil {
+		return img, err
+	}
+	out := filepath.Join(work, "out")
+	if err := run("qemu-img", "convert", "-O", "qcow2", raw, filepath.Join(out, "base.qcow2")); err != nil {
+		return img, err
+	}
+	if err := run("qemu-img", "convert", "-O", "vdi", raw, filepath.Join(out, "base.vdi")); err != nil {
+		return img, err
+	}
+	if err := run("cp", kernels[0], filepath.Join(out, "vmlinuz")); err != nil {
+		return img, err
+	}
+	if err := run("cp", initrds[0], filepath.Join(out, "initrd.img")); err != nil {
+		return img, err
+	}
+	if err := os.WriteFile(filepath.Join(out, "done"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+		return img, err
+	}
+	if err := os.Rename(out, dir); err != nil {
+		return img, err
+	}
+	fmt.Fprintf(log, "qemu image: built %s in %v\n", dir, time.Since(start).Round(time.Second))
+	return img, nil
+}
+
+// customize prepares the rootfs: no host keys (each VM makes its own at
+// first boot), systemd-networkd, and booted's two units: booted-seed copies
+// the VM's own files (name, address, deploy key, phone-home script) from
+// its seed disk, booted-phone-home runs the phone-home script at every boot.
+func customize(ctx context.Context, root string) error {
+	files := map[string]string{
+		"etc/fstab": "LABEL=bootedroot / ext4 defaults 0 1\n",
+		"etc/systemd/system/ssh.service.d/booted-keygen.conf": "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n",
+		"usr/local/sbin/booted-seed": `#!/bin/sh
+# Copies this VM's own files from its seed disk (label BOOTEDSEED).
+set -e
+mkdir -p /run/booted-seed
+mount -o ro LABEL=BOOTEDSEED /run/booted-seed
+if [ -e /run/booted-seed/regen-host-keys ] && [ ! -e /etc/booted/keys-regenerated ]; then
+	rm -f /etc/ssh/ssh_host_*   # a clone: its own host keys
+	mkdir -p /etc/booted && touch /etc/booted/keys-regenerated
+fi
+cp -a /run/booted-seed/files/. /
+umount /run/booted-seed
+hostname "$(cat /etc/hostname)"
+`,
+		"etc/systemd/system/booted-seed.service": `[Unit]
+Description=booted: this VM's files from its seed disk
+DefaultDependencies=no
+After=local-fs.target
+Before=systemd-networkd.service ssh.service booted-phone-home.service
+Wants=local-fs.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/booted-seed
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+`,
+		"etc/systemd/system/booted-phone-home.service": `[Unit]
+Description=booted phone-home
+Wants=network-online.target
+After=network-online.target ssh.service booted-seed.service
+
+[Service]
+Type=oneshot
+ExecStart=/etc/booted/phone-home.sh
+
+[Install]
+WantedBy=multi-user.target
+`,
+	}
+	for rel, content := range files {
+		path := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(rel, "usr/local/sbin/") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(path, []byte(content), mode); err != nil {
+			return err
+		}
+	}
+	keys, _ := filepath.Glob(filepath.Join(root, "etc", "ssh", "ssh_host_*"))
+	for _, k := range keys {
+		os.Remove(k)
+	}
+	for _, unit := range []string{"systemd-networkd.service", "booted-seed.service", "booted-phone-home.service"} {
+		if out, err := exec.CommandContext(ctx, "chroot", root, "systemctl", "enable", unit).CombinedOutput(); err != nil {
+			return fmt.Errorf("qemu image: enable %s: %v: %s", unit, err, out)
+		}
+	}
+	// nginx is in the image for load balancers, which booted runs itself.
+	for _, unit := range []string{"nginx.service", "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"} {
+		exec.CommandContext(ctx, "chroot", root, "systemctl", "mask", unit).Run()
+	}
+	os.WriteFile(filepath.Join(root, "etc", "hostname"), []byte("booted\n"), 0o644)
+	return nil
+}
+
+func tail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}

@@ -1,0 +1,440 @@
+// Package qemu provides virtual machines run by qemu on this machine: a
+// Debian image built with debootstrap (cached), each VM a copy-on-write
+// overlay of it with a small seed disk carrying its name, address, the
+// deploy key and the phone-home script, on the environment's bridge through
+// a tap device. KVM is used when it works here, else TCG.
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"booted/internal/bridge"
+	"booted/internal/config"
+	"booted/internal/provider"
+)
+
+// Provider runs the VMs of one environment.
+type Provider struct {
+	env     *config.Env
+	q       *config.Qemu
+	subnet  netip.Prefix
+	gateway netip.Prefix
+	bridge  string
+	// Dir holds one directory per VM (inventory/ENV/vms).
+	Dir string
+	// ConsoleDir holds the serial console logs (inventory/ENV/console).
+	ConsoleDir string
+	// Log receives image build progress.
+	Log io.Writer
+	// ExtraAppend is added to the kernel command line (tests break boots with it).
+	ExtraAppend string
+	// StopTimeout bounds the ACPI shutdown before the VM is killed.
+	StopTimeout time.Duration
+}
+
+var _ provider.Provider = (*Provider)(nil)
+
+// New returns the qemu provider of env; state goes under envDir.
+func New(env *config.Env, envDir string) (*Provider, error) {
+	q := env.Provider.Qemu
+	if q == nil {
+		return nil, fmt.Errorf("%s: provider.qemu is missing", env.Path)
+	}
+	gw, err := q.Gateway()
+	if err != nil {
+		return nil, fmt.Errorf("%s: provider.qemu.subnet: %w", env.Path, err)
+	}
+	abs, err := filepath.Abs(envDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{env: env, q: q, subnet: gw.Masked(), gateway: gw, bridge: bridge.Name(env.Name),
+		Dir: filepath.Join(abs, "vms"), ConsoleDir: filepath.Join(abs, "console"), Log: io.Discard, StopTimeout: 30 * time.Second}, nil
+}
+
+// Prepare creates the environment's bridge (the controller listens on it).
+func (p *Provider) Prepare(ctx context.Context) error {
+	return bridge.Ensure(ctx, p.bridge, p.gateway, "provider.qemu.subnet")
+}
+
+type vm struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	MAC  string `json:"mac"`
+	Tap  string `json:"tap"`
+}
+
+func (p *Provider) vmDir(name string) string { return filepath.Join(p.Dir, name) }
+
+func (p *Provider) load(name string) (vm, error) {
+	var v vm
+	b, err := os.ReadFile(filepath.Join(p.vmDir(name), "vm.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return v, fmt.Errorf("host %s: %w", name, provider.ErrNoInstance)
+	}
+	if err != nil {
+		return v, err
+	}
+	return v, json.Unmarshal(b, &v)
+}
+
+// allocate records a VM with a free address and a MAC of its own.
+func (p *Provider) allocate(name string, gen int) (vm, error) {
+	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
+		return vm{}, err
+	}
+	unlock, err := bridge.LockFile(filepath.Join(p.Dir, ".lock"))
+	if err != nil {
+		return vm{}, err
+	}
+	defer unlock()
+	if v, err := p.load(name); err == nil {
+		return v, nil
+	}
+	used := map[string]bool{}
+	ents, _ := os.ReadDir(p.Dir)
+	for _, e := range ents {
+		if v, err := p.load(e.Name()); err == nil {
+			used[v.Addr] = true
+		}
+	}
+	a := p.subnet.Addr()
+	for i := 0; i < 10; i++ {
+		a = a.Next()
+	}
+	for ; p.subnet.Contains(a) && used[a.String()]; a = a.Next() {
+	}
+	if !p.subnet.Contains(a.Next()) {
+		return vm{}, fmt.Errorf("host %s: no free address left in %s", name, p.subnet)
+	}
+	h := fnv.New32a()
+	fmt.Fprintf(h, "%s/%s/%d", p.env.Name, name, gen)
+	s := h.Sum32()
+	v := vm{Name: name, Addr: a.String(), MAC: fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", byte(s>>24), byte(s>>16), byte(s>>8), byte(s)),
+		Tap: bridge.ShortName("bq", p.env.Name, name)}
+	if err := os.MkdirAll(p.vmDir(name), 0o700); err != nil {
+		return v, err
+	}
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return v, os.WriteFile(filepath.Join(p.vmDir(name), "vm.json"), b, 0o600)
+}
+
+// Build makes the VM's disk (an overlay of the base image, building that
+// first if needed) and its seed disk.
+func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instance, error) {
+	return p.build(ctx, s, "", 0)
+}
+
+func (p *Provider) build(ctx context.Context, s provider.Spec, cloneOf string, gen int) (provider.Instance, error) {
+	img, err := p.Image(ctx, p.Log)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	v, err := p.allocate(s.Name, gen)
+	if err != nil {
+		return provider.Instance{}, err
+	}
+	disk := filepath.Join(p.vmDir(s.Name), "disk.qcow2")
+	if _, err := os.Stat(disk); err != nil {
+		var cmd *exec.Cmd
+		if cloneOf != "" {
+			cmd = exec.CommandContext(ctx, "qemu-img", "convert", "-O", "qcow2", filepath.Join(p.vmDir(cloneOf), "disk.qcow2"), disk+".tmp")
+		} else {
+			cmd = exec.CommandContext(ctx, "qemu-img", "create", "-f", "qcow2", "-b", img.Disk, "-F", "qcow2", disk+".tmp")
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return provider.Instance{}, fmt.Errorf("host %s: %v: %s", s.Name, err, out)
+		}
+		if err := os.Rename(disk+".tmp", disk); err != nil {
+			return provider.Instance{}, err
+		}
+	}
+	if err := p.writeSeed(ctx, v, s, cloneOf != ""); err != nil {
+		return provider.Instance{}, fmt.Errorf("host %s: seed disk: %w", s.Name, err)
+	}
+	return p.instance(v), nil
+}
+
+// writeSeed makes the seed disk: the files booted-seed copies into the VM.
+func (p *Provider) writeSeed(ctx context.Context, v vm, s provider.Spec, clone bool) error {
+	dir := filepath.Join(p.vmDir(v.Name), "seed")
+	os.RemoveAll(dir)
+	files := map[string]string{
+		"files/etc/hostname": v.Name + "\n",
+		"files/etc/systemd/network/10-booted.network": fmt.Sprintf("[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s/%d\nGateway=%s\n",
+			v.MAC, v.Addr, p.subnet.Bits(), p.gateway.Addr()),
+		"files/root/.ssh/authorized_keys": string(s.AuthorizedKey),
+		"files/etc/booted/phone-home.sh":  string(s.PhoneHome),
+	}
+	if clone {
+		files["regen-host-keys"] = ""
+	}
+	for rel, content := range files {
+		path := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		switch {
+		case strings.HasSuffix(rel, "phone-home.sh"):
+			mode = 0o700
+		case strings.HasSuffix(rel, "authorized_keys"):
+			mode = 0o600
+		}
+		if err := os.WriteFile(path, []byte(content), mode); err != nil {
+			return err
+		}
+	}
+	os.Chmod(filepath.Join(dir, "files", "root"), 0o700)
+	os.Chmod(filepath.Join(dir, "files", "root", ".ssh"), 0o700)
+	img := filepath.Join(p.vmDir(v.Name), "seed.img")
+	os.Remove(img)
+	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-L", "BOOTEDSEED", "-d", dir, img, "8M").CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4: %v: %s", err, out)
+	}
+	return os.RemoveAll(dir)
+}
+
+// pid returns the pid of the VM's qemu, or 0.
+func (p *Provider) pid(name string) int {
+	b, err := os.ReadFile(filepath.Join(p.vmDir(name), "qemu.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 0 {
+		return 0
+	}
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmd), p.vmDir(name)) {
+		return 0
+	}
+	return pid
+}
+
+// ConsoleLog is the file the VM's serial console is written to.
+func (p *Provider) ConsoleLog(name string) string { return filepath.Join(p.ConsoleDir, name+".log") }
+
+// Start boots the VM (building it first if needed) in the background.
+func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instance, error) {
+	in, err := p.Build(ctx, s)
+	if err != nil {
+		return in, err
+	}
+	v, err := p.load(s.Name)
+	if err != nil {
+		return in, err
+	}
+	if p.pid(s.Name) != 0 {
+		in.State = provider.Running
+		return in, nil
+	}
+	if err := p.Prepare(ctx); err != nil {
+		return in, err
+	}
+	if !bridge.LinkExists(v.Tap) {
+		if err := bridge.IP(ctx, fmt.Sprintf("tuntap add %s mode tap\nlink set %s master %s up\n", v.Tap, v.Tap, p.bridge)); err != nil {
+			return in, fmt.Errorf("host %s: %w", s.Name, err)
+		}
+	}
+	img, err := p.Image(ctx, p.Log)
+	if err != nil {
+		return in, err
+	}
+	accel := p.accel(ctx, img)
+	dir := p.vmDir(s.Name)
+	os.MkdirAll(p.ConsoleDir, 0o755)
+	os.Remove(filepath.Join(dir, "qmp.sock"))
+	cpu := "qemu64"
+	if accel == "kvm" {
+		cpu = "host"
+	}
+	args := []string{"-name", "booted-" + p.env.Name + "-" + s.Name, "-machine", "pc", "-accel", accel, "-cpu", cpu,
+		"-m", strconv.Itoa(p.q.MemoryMB), "-smp", strconv.Itoa(p.q.CPUs), "-display", "none", "-vga", "none", "-nodefaults",
+		"-serial", "file:" + p.ConsoleLog(s.Name),
+		"-qmp", "unix:" + filepath.Join(dir, "qmp.sock") + ",server=on,wait=off",
+		"-kernel", img.Kernel, "-initrd", img.Initrd,
+		"-append", strings.TrimSpace("root=LABEL=bootedroot rw console=ttyS0 net.ifnames=0 " + p.ExtraAppend),
+		"-drive", "file=" + filepath.Join(dir, "disk.qcow2") + ",if=virtio,format=qcow2",
+		"-drive", "file=" + filepath.Join(dir, "seed.img") + ",if=virtio,format=raw",
+		"-netdev", "tap,id=n0,ifname=" + v.Tap + ",script=no,downscript=no",
+		"-device", "virtio-net-pci,netdev=n0,mac=" + v.MAC,
+		"-daemonize", "-pidfile", filepath.Join(dir, "qemu.pid")}
+	if out, err := exec.CommandContext(ctx, "qemu-system-x86_64", args...).CombinedOutput(); err != nil {
+		return in, fmt.Errorf("host %s: qemu: %v: %s", s.Name, err, strings.TrimSpace(string(out)))
+	}
+	in.State = provider.Running
+	return in, nil
+}
+
+// accel returns kvm when a short probe shows KVM boots the kernel here,
+// else tcg; the answer is cached next to the images.
+func (p *Provider) accel(ctx context.Context, img Image) string {
+	if p.q.Accel != "auto" {
+		return p.q.Accel
+	}
+	cache := filepath.Join(p.q.ImageDir, "accel")
+	if b, err := os.ReadFile(cache); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	got := "tcg"
+	if _, err := os.Stat("/dev/kvm"); err == nil {
+		log := filepath.Join(p.q.ImageDir, "kvm-probe.log")
+		os.Remove(log)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		exec.CommandContext(pctx, "qemu-system-x86_64", "-machine", "pc", "-accel", "kvm", "-cpu", "host", "-m", "256",
+			"-display", "none", "-vga", "none", "-nodefaults", "-no-reboot", "-serial", "file:"+log,
+			"-kernel", img.Kernel, "-append", "console=ttyS0 panic=-1").Run()
+		cancel()
+		if b, _ := os.ReadFile(log); strings.Contains(string(b), "Kernel panic") || strings.Contains(string(b), "Freeing unused kernel") {
+			got = "kvm"
+		}
+	}
+	os.WriteFile(cache, []byte(got+"\n"), 0o644)
+	return got
+}
+
+// Stop asks the VM to shut down (ACPI, through QMP) and kills it after
+// StopTimeout.
+func (p *Provider) Stop(ctx context.Context, name string) error {
+	v, err := p.load(name)
+	if err != nil {
+		return err
+	}
+	pid := p.pid(name)
+	if pid == 0 {
+		return nil
+	}
+	if err := qmp(filepath.Join(p.vmDir(name), "qmp.sock"), "system_powerdown"); err != nil {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(p.StopTimeout)
+	for p.pid(name) != 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			deadline = time.Now()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if pid := p.pid(name); pid != 0 {
+		syscall.Kill(pid, syscall.SIGKILL)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if bridge.LinkExists(v.Tap) {
+		bridge.IP(context.WithoutCancel(ctx), "", "link", "del", v.Tap)
+	}
+	return nil
+}
+
+// qmp sends one command over the VM's QMP socket.
+func qmp(sock, command string) error {
+	c, err := net.DialTimeout("unix", sock, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil { // greeting
+		return err
+	}
+	for _, cmd := range []string{"qmp_capabilities", command} {
+		if _, err := fmt.Fprintf(c, `{"execute":%q}`+"\n", cmd); err != nil {
+			return err
+		}
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return err
+			}
+			if strings.Contains(line, `"return"`) {
+				break
+			}
+			if strings.Contains(line, `"error"`) {
+				return fmt.Errorf("qmp %s: %s", cmd, line)
+			}
+		}
+	}
+	return nil
+}
+
+// Delete stops the VM and removes its disk, seed and console log.
+func (p *Provider) Delete(ctx context.Context, name string) error {
+	if _, err := p.load(name); errors.Is(err, provider.ErrNoInstance) {
+		return nil
+	}
+	if err := p.Stop(ctx, name); err != nil {
+		return err
+	}
+	os.Remove(p.ConsoleLog(name))
+	return os.RemoveAll(p.vmDir(name))
+}
+
+// List returns every VM of the environment.
+func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
+	ents, err := os.ReadDir(p.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []provider.Instance
+	for _, e := range ents {
+		if v, err := p.load(e.Name()); err == nil {
+			out = append(out, p.instance(v))
+		}
+	}
+	return out, nil
+}
+
+// Clone makes a full copy of src's disk for name, with its own MAC,
+// address, name and (regenerated at its first boot) host keys.
+func (p *Provider) Clone(ctx context.Context, src string, s provider.Spec) (provider.Instance, error) {
+	if _, err := p.load(src); err != nil {
+		return provider.Instance{}, err
+	}
+	if _, err := p.load(s.Name); err == nil {
+		return provider.Instance{}, fmt.Errorf("host %s exists already", s.Name)
+	}
+	if p.pid(src) != 0 {
+		return provider.Instance{}, fmt.Errorf("host %s is running: stop it before cloning it (image:stop)", src)
+	}
+	return p.build(ctx, s, src, 1)
+}
+
+// Teardown deletes every VM and the bridge.
+func (p *Provider) Teardown(ctx context.Context) error {
+	insts, _ := p.List(ctx)
+	var errs []error
+	for _, in := range insts {
+		errs = append(errs, p.Delete(ctx, in.Name))
+	}
+	if bridge.LinkExists(p.bridge) {
+		errs = append(errs, bridge.IP(ctx, "", "link", "del", p.bridge))
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Provider) instance(v vm) provider.Instance {
+	st := provider.Off
+	if p.pid(v.Name) != 0 {
+		st = provider.Running
+	}
+	return provider.Instance{Name: v.Name, ID: "booted-" + p.env.Name + "-" + v.Name, Addr: v.Addr, MAC: v.MAC, State: st}
+}
