@@ -17,6 +17,10 @@ func Test(ctx context.Context, out io.Writer) error {
 	if err := Setup(ctx, out); err != nil {
 		return err
 	}
+	// The qemu provider's tests build an image and boot a VM.
+	if err := installIfMissing(ctx, &Runner{Err: out}, map[string]string{"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs"}); err != nil {
+		return err
+	}
 	if os.Geteuid() == 0 {
 		if n := testutil.Sweep(); n > 0 {
 			fmt.Fprintf(out, "removed %d namespaces, bridges and nginx left by an interrupted test run\n", n)

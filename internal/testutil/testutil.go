@@ -210,3 +210,24 @@ func (p *Project) GitInit(t testing.TB, tags ...string) {
 		git("tag", tag)
 	}
 }
+
+// RequireQemu is RequireLocalHosts plus what the qemu provider needs
+// (qemu-system-x86_64, qemu-img, debootstrap, mkfs.ext4).
+func RequireQemu(t testing.TB) {
+	t.Helper()
+	RequireLocalHosts(t)
+	var missing []string
+	for _, c := range []string{"qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4"} {
+		if _, err := exec.LookPath(c); err != nil {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("needs %s (`go run mage.go test` installs them)", strings.Join(missing, ", "))
+	if InCI() {
+		t.Fatalf("CI must run this test, but it %s", msg)
+	}
+	t.Skip("skipped: this machine lacks what it " + msg)
+}
