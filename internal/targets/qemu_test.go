@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,6 +63,23 @@ func TestQemu_VMBootsAndPhonesHome(t *testing.T) {
 		t.Errorf("the VM's name or key differ from what it phoned home:\n%s", out)
 	}
 	t.Logf("%s", strings.TrimSpace(out))
+
+	// Stop it (ACPI over QMP) and clone it: the copy has its own MAC and address.
+	start = time.Now()
+	f.must(t, f.r.ImageStop(ctx, f.proj.Env, "v1"))
+	t.Logf("image:stop: %v", time.Since(start).Round(time.Millisecond))
+	f.must(t, f.r.ImageClone(ctx, f.proj.Env, "v1", "v2"))
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.ImageList(ctx, f.proj.Env))
+	f.r.JSON = false
+	var imgs []imageRow
+	if err := json.Unmarshal([]byte(f.out.String()), &imgs); err != nil || len(imgs) != 2 {
+		t.Fatalf("image:list: %v %s", err, f.out)
+	}
+	if imgs[0].MAC == imgs[1].MAC || imgs[0].IP == imgs[1].IP || imgs[0].Power != "stopped" {
+		t.Errorf("clone: %+v", imgs)
+	}
 }
 
 // A VM that never phones home (its root disk is not there) is failed

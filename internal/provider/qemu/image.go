@@ -16,12 +16,13 @@ import (
 	"booted/internal/bridge"
 )
 
-// packages the image gets on top of debootstrap's minbase.
+// packages the image gets on top of debootstrap's minbase (dbus: for
+// logind, which turns the ACPI power button into a clean shutdown).
 var packages = []string{"systemd-sysv", "udev", "kmod", "openssh-server", "curl", "ca-certificates",
-	"iproute2", "linux-image-cloud-amd64", "e2fsprogs", "nginx-light"}
+	"iproute2", "linux-image-cloud-amd64", "e2fsprogs", "nginx-light", "dbus"}
 
 // imageVersion changes whenever customize changes, so images are rebuilt.
-const imageVersion = "4"
+const imageVersion = "5"
 
 // Image is a built base image.
 type Image struct {
