@@ -305,12 +305,15 @@ type SLA struct {
 	ErrorRate float64 `yaml:"error_rate"`
 }
 
-func (m *Monitor) applyDefaults() {
-	def := func(d *Duration, v time.Duration) {
-		if *d == 0 {
-			*d = Duration(v)
-		}
+// orDefault sets *d to v when it is zero.
+func orDefault(d *Duration, v time.Duration) {
+	if *d == 0 {
+		*d = Duration(v)
 	}
+}
+
+func (m *Monitor) applyDefaults() {
+	def := orDefault
 	def(&m.Interval, 5*time.Second)
 	def(&m.SLA.P95, 200*time.Millisecond)
 	def(&m.CooldownUp, 15*time.Second)

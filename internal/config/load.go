@@ -203,11 +203,7 @@ func (e *Env) applyDefaults() {
 	if e.SSH.Port == 0 {
 		e.SSH.Port = 22
 	}
-	def := func(d *Duration, v time.Duration) {
-		if *d == 0 {
-			*d = Duration(v)
-		}
-	}
+	def := orDefault
 	def(&e.Timeouts.Boot, 2*time.Minute)
 	def(&e.Timeouts.SSH, 10*time.Second)
 	def(&e.Timeouts.Ping, 2*time.Second)

@@ -39,6 +39,12 @@ func RequireLocalHosts(t testing.TB) {
 			missing = append(missing, c)
 		}
 	}
+	require(t, missing)
+}
+
+// require fails the test in CI, and skips it elsewhere, saying what is missing.
+func require(t testing.TB, missing []string) {
+	t.Helper()
 	if len(missing) == 0 {
 		return
 	}
@@ -222,12 +228,5 @@ func RequireQemu(t testing.TB) {
 			missing = append(missing, c)
 		}
 	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := fmt.Sprintf("needs %s (`go run mage.go test` installs them)", strings.Join(missing, ", "))
-	if InCI() {
-		t.Fatalf("CI must run this test, but it %s", msg)
-	}
-	t.Skip("skipped: this machine lacks what it " + msg)
+	require(t, missing)
 }
