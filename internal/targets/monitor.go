@@ -37,7 +37,7 @@ func (r *Runner) MonitorRun(ctx context.Context, envName string) error {
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	defer func() { signal.Stop(hup); close(hup) }() // ends the reload goroutine
 	reload := make(chan struct{}, 1)
 	return r.withEnv(ctx, envName, func(s *session) error {
 		me := &monitorEnv{s: s, r: r}

@@ -44,10 +44,10 @@ roles:
     version: v1
 monitor:
   interval: 1s
-  sla: {p95: 15ms, error_rate: 0.01}
+  sla: {p95: 30ms, error_rate: 0.01}
   breach_intervals: 2
   calm_intervals: 3
-  low_water: 0.5
+  low_water: 0.6
   cooldown_up: 3s
   cooldown_down: 3s
   warmup: 2s
@@ -57,12 +57,15 @@ monitor:
 }
 
 // newMonitorFixture: a load balancer and one worker running a hello whose
-// response time grows with its load (5 ms up to 20 requests a second).
+// response time grows with its load (10 ms up to 20 requests a second, then
+// in proportion). At 80 requests a second one worker answers in ~45 ms (SLA
+// 30 ms), two in ~23 ms, and the probes alone (10/s) in ~10 ms, under the
+// low-water mark (18 ms), with room for this machine's noise either side.
 func newMonitorFixture(t *testing.T) *fixture {
 	f := newFixture(t, monitorEnvFile(t))
 	svc := filepath.Join(f.proj.Root, "services", "hello", "service.yaml")
 	y, _ := os.ReadFile(svc)
-	os.WriteFile(svc, []byte(strings.Replace(string(y), "start: ./hello -addr :{{.Port}}", "start: ./hello -addr :{{.Port}} -base 5ms -capacity 20", 1)), 0o644)
+	os.WriteFile(svc, []byte(strings.Replace(string(y), "start: ./hello -addr :{{.Port}}", "start: ./hello -addr :{{.Port}} -base 10ms -capacity 20", 1)), 0o644)
 	f.proj.GitInit(t, "v1")
 	f.must(t, f.r.EnvStartAll(context.Background(), f.proj.Env))
 	return f
@@ -112,7 +115,7 @@ func TestMonitor_ScalesAndHeals(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	url := f.lbURL(t)
 
-	// Up: 80 requests a second take 20 ms on one worker (SLA p95 15 ms).
+	// Up: 80 requests a second take ~45 ms on one worker (SLA p95 30 ms).
 	stop := load(t, url+"/", 2*time.Minute)
 	loadStart := time.Now()
 	took := f.waitFor(t, "a second worker serving", 40*time.Second, func() bool { return len(f.serving(t)) >= 2 })
@@ -120,7 +123,7 @@ func TestMonitor_ScalesAndHeals(t *testing.T) {
 	f.reportScaleUp(t, loadStart)
 	f.waitFor(t, "the SLA holding again", 20*time.Second, func() bool {
 		l := f.monitorState(t).Last
-		return l != nil && l.Measure.Requests > 0 && l.Measure.P95 <= 15*time.Millisecond
+		return l != nil && l.Measure.Requests > 0 && l.Measure.P95 <= 30*time.Millisecond
 	})
 
 	// Heal: kill one worker's host outright, behind booted's back.
