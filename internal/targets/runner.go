@@ -133,7 +133,7 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 	if s.signer, s.authorized, err = secrets.DeployKey(keyPath, "booted@"+env.Name); err != nil {
 		return fail(err)
 	}
-	if s.prov, err = s.newProvider(); err != nil {
+	if s.prov, err = s.newProvider(ctx); err != nil {
 		return fail(err)
 	}
 	s.ctl = &controller.Controller{
@@ -152,10 +152,13 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 func (s *session) Close() error { return s.store.Close() }
 
 // newProvider is the registry of providers.
-func (s *session) newProvider() (provider.Provider, error) {
+func (s *session) newProvider(ctx context.Context) (provider.Provider, error) {
 	env, dir := s.env, s.dir
 	switch env.Provider.Type {
 	case config.ProviderLocal:
+		if err := Setup(ctx, s.r.Err); err != nil { // sshd, nginx, ip… when missing
+			return nil, err
+		}
 		return local.New(env, filepath.Join(dir, "hosts"))
 	case config.ProviderStatic:
 		return static.New(env)
@@ -172,6 +175,12 @@ func (s *session) newProvider() (provider.Provider, error) {
 		}
 		return p, nil
 	case config.ProviderQemu:
+		if err := Setup(ctx, s.r.Err); err != nil {
+			return nil, err
+		}
+		if err := installIfMissing(ctx, s.r, qemuPackages); err != nil {
+			return nil, err
+		}
 		p, err := qemu.New(env, dir)
 		if err != nil {
 			return nil, err

@@ -11,6 +11,9 @@ import (
 	"booted/internal/testutil"
 )
 
+// qemuPackages maps the commands the qemu provider runs to their packages.
+var qemuPackages = map[string]string{"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs"}
+
 // Test installs what the tests need (as Setup does), then runs every test
 // of the module with go test, streaming its output.
 func Test(ctx context.Context, out io.Writer) error {
@@ -18,7 +21,7 @@ func Test(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	// The qemu provider's tests build an image and boot a VM.
-	if err := installIfMissing(ctx, &Runner{Err: out}, map[string]string{"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs"}); err != nil {
+	if err := installIfMissing(ctx, &Runner{Err: out}, qemuPackages); err != nil {
 		return err
 	}
 	if os.Geteuid() == 0 {
