@@ -139,7 +139,7 @@ func (Image) Stop(ctx context.Context, env, name string) error {
 	return targets.FromEnviron().ImageStop(ctx, env, name)
 }
 
-// Clone makes host NAME of ENV a linked copy of host SRC with fresh MACs and its own name (vbox).
+// Clone makes host NAME of ENV a linked copy of host SRC with fresh MACs and its own name (vbox, qemu).
 func (Image) Clone(ctx context.Context, env, src, name string) error {
 	return targets.FromEnviron().ImageClone(ctx, env, src, name)
 }
@@ -165,7 +165,7 @@ func (Nginx) Restart(ctx context.Context, env string) error {
 // Bench measures booted against its peers.
 type Bench mg.Namespace
 
-// Load sends RATE requests a second for DURATION (e.g. 30s) to ENV's load balancer and prints requests, failures and p50/p95/p99. BOOTED_LOAD_PATH (/).
+// Load sends RATE requests a second for DURATION (30s, say) to ENV's load balancer and prints requests, failures and p50/p95/p99. BOOTED_LOAD_PATH (/).
 func (Bench) Load(ctx context.Context, env string, d time.Duration, rate int) error {
 	return targets.FromEnviron().BenchLoad(ctx, env, d, rate)
 }
