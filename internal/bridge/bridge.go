@@ -133,3 +133,18 @@ func Ensure(ctx context.Context, bridge string, gateway netip.Prefix, field stri
 	}
 	return nil
 }
+
+// FreeAddr returns the lowest address of subnet from .10 upwards that used
+// does not hold, keeping the broadcast address free.
+func FreeAddr(subnet netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error) {
+	a := subnet.Masked().Addr()
+	for i := 0; i < 10; i++ {
+		a = a.Next()
+	}
+	for ; subnet.Contains(a) && used[a]; a = a.Next() {
+	}
+	if !subnet.Contains(a) || !subnet.Contains(a.Next()) {
+		return netip.Addr{}, fmt.Errorf("no free address left in %s", subnet)
+	}
+	return a, nil
+}

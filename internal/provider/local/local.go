@@ -16,6 +16,7 @@ import (
 	"text/template"
 	"time"
 
+	"booted/internal/bridge"
 	"booted/internal/config"
 	"booted/internal/provider"
 )
@@ -105,14 +106,9 @@ func (p *Provider) allocate(name string) (record, error) {
 			}
 		}
 	}
-	a := p.subnet.Addr()
-	for i := 0; i < 10; i++ {
-		a = a.Next()
-	}
-	for ; p.subnet.Contains(a) && used[a]; a = a.Next() {
-	}
-	if !p.subnet.Contains(a) || !p.subnet.Contains(a.Next()) { // keep the broadcast address free
-		return record{}, fmt.Errorf("host %s: no free address left in %s", name, p.subnet)
+	a, err := bridge.FreeAddr(p.subnet, used)
+	if err != nil {
+		return record{}, fmt.Errorf("host %s: %w", name, err)
 	}
 	h := fnv.New32a()
 	h.Write([]byte(p.env + "/" + name))

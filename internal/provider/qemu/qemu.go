@@ -106,21 +106,18 @@ func (p *Provider) allocate(name string, gen int) (vm, error) {
 	if v, err := p.load(name); err == nil {
 		return v, nil
 	}
-	used := map[string]bool{}
+	used := map[netip.Addr]bool{}
 	ents, _ := os.ReadDir(p.Dir)
 	for _, e := range ents {
 		if v, err := p.load(e.Name()); err == nil {
-			used[v.Addr] = true
+			if a, err := netip.ParseAddr(v.Addr); err == nil {
+				used[a] = true
+			}
 		}
 	}
-	a := p.subnet.Addr()
-	for i := 0; i < 10; i++ {
-		a = a.Next()
-	}
-	for ; p.subnet.Contains(a) && used[a.String()]; a = a.Next() {
-	}
-	if !p.subnet.Contains(a.Next()) {
-		return vm{}, fmt.Errorf("host %s: no free address left in %s", name, p.subnet)
+	a, err := bridge.FreeAddr(p.subnet, used)
+	if err != nil {
+		return vm{}, fmt.Errorf("host %s: %w", name, err)
 	}
 	h := fnv.New32a()
 	fmt.Fprintf(h, "%s/%s/%d", p.env.Name, name, gen)
