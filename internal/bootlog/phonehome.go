@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"strings"
 	"text/template"
 	"time"
+
+	"booted/internal/shell"
 )
 
 // PhoneHome is what the phone-home script of one host is rendered with.
@@ -25,7 +26,7 @@ func (p PhoneHome) Render(tmplPath string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("phone-home template: %w", err)
 	}
-	t, err := template.New(tmplPath).Funcs(template.FuncMap{"q": ShellQuote}).Option("missingkey=error").Parse(string(src))
+	t, err := template.New(tmplPath).Funcs(template.FuncMap{"q": shell.Quote}).Option("missingkey=error").Parse(string(src))
 	if err != nil {
 		return nil, fmt.Errorf("phone-home template: %w", err)
 	}
@@ -39,6 +40,3 @@ func (p PhoneHome) Render(tmplPath string) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
-
-// ShellQuote quotes s for a POSIX shell.
-func ShellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -18,6 +18,8 @@ import (
 
 	"booted/internal/remote"
 	"booted/internal/service"
+
+	"booted/internal/shell"
 )
 
 // Prefix is the load balancer's directory on its host.
@@ -133,4 +135,5 @@ func Routes(ctx context.Context, s *remote.Session) ([]string, error) {
 	return r, nil
 }
 
-func q(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+// q quotes for the shell.
+var q = shell.Quote

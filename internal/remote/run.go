@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"booted/internal/shell"
 )
 
 // ErrUnreachable wraps a failure to reach a host at all (TCP connect or
@@ -101,17 +103,7 @@ func Command(cmd string) string {
 	return "sh -c " + quote(wrapper) + " booted " + quote(cmd)
 }
 
-func quote(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, `'\''`...)
-		} else {
-			out = append(out, s[i])
-		}
-	}
-	return string(append(out, '\''))
-}
+var quote = shell.Quote
 
 // ExitError is a remote command's non-zero exit.
 type ExitError struct {

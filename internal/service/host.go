@@ -14,6 +14,8 @@ import (
 	"github.com/pkg/sftp"
 
 	"booted/internal/remote"
+
+	"booted/internal/shell"
 )
 
 // supervisor runs a service, restarts it when it dies (1 s apart, up to
@@ -273,7 +275,8 @@ if kill -0 "$sp" 2>/dev/null; then kill -KILL "$sp" $(cat run/pid 2>/dev/null); 
 	return st.PID, nil
 }
 
-func q(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+// q quotes for the shell.
+var q = shell.Quote
 
 // Rollback switches the host back to its previous release (the one current
 // pointed to before the last deploy; the two swap, so rolling back twice

@@ -12,13 +12,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"text/template"
 	"time"
 
 	"booted/internal/bridge"
 	"booted/internal/config"
 	"booted/internal/provider"
+
+	"booted/internal/shell"
 )
 
 // Provider makes local hosts for one environment.
@@ -346,9 +347,7 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-var funcs = template.FuncMap{"q": shellQuote}
+var funcs = template.FuncMap{"q": shell.Quote}
 
 var sshdConfig = template.Must(template.New("sshd").Parse(`# sshd of local host {{.Name}} ({{.Env}}), written by booted: key-only login.
 ListenAddress {{.Addr}}
