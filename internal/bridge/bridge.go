@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -147,4 +148,45 @@ func FreeAddr(subnet netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error)
 		return netip.Addr{}, fmt.Errorf("no free address left in %s", subnet)
 	}
 	return a, nil
+}
+
+// Allocate returns, under a lock of dir, the record of host name: the one
+// load finds, or a new one that create makes (and records) with the lowest
+// free address of subnet. addr reads a record's address; every directory of
+// dir is a host.
+func Allocate[T any](dir, name string, subnet netip.Prefix, load func(string) (T, error), addr func(T) string, create func(netip.Addr) (T, error)) (T, error) {
+	var zero T
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return zero, err
+	}
+	unlock, err := LockFile(filepath.Join(dir, ".lock"))
+	if err != nil {
+		return zero, err
+	}
+	defer unlock()
+	if r, err := load(name); err == nil {
+		return r, nil
+	}
+	used := map[netip.Addr]bool{}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if r, err := load(e.Name()); err == nil {
+			if a, err := netip.ParseAddr(addr(r)); err == nil {
+				used[a] = true
+			}
+		}
+	}
+	a, err := FreeAddr(subnet, used)
+	if err != nil {
+		return zero, fmt.Errorf("host %s: %w", name, err)
+	}
+	return create(a)
+}
+
+// MAC makes a stable MAC address from a two-byte prefix ("02:b0") and a key.
+func MAC(prefix, key string) string {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	s := h.Sum32()
+	return fmt.Sprintf("%s:%02x:%02x:%02x:%02x", prefix, byte(s>>24), byte(s>>16), byte(s>>8), byte(s))
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -87,37 +86,17 @@ func (p *Provider) load(name string) (record, error) {
 
 // allocate gives name a record with a free address, under the env's lock.
 func (p *Provider) allocate(name string) (record, error) {
-	if err := os.MkdirAll(p.dir, 0o700); err != nil {
-		return record{}, err
-	}
-	unlock, err := lockFile(filepath.Join(p.dir, ".lock"))
-	if err != nil {
-		return record{}, err
-	}
-	defer unlock()
-	if r, err := p.load(name); err == nil {
-		return r, nil
-	}
-	used := map[netip.Addr]bool{}
-	ents, _ := os.ReadDir(p.dir)
-	for _, e := range ents {
-		if r, err := p.load(e.Name()); err == nil {
-			if a, err := netip.ParseAddr(r.Addr); err == nil {
-				used[a] = true
-			}
-		}
-	}
-	a, err := bridge.FreeAddr(p.subnet, used)
-	if err != nil {
-		return record{}, fmt.Errorf("host %s: %w", name, err)
-	}
-	h := fnv.New32a()
-	h.Write([]byte(p.env + "/" + name))
-	s := h.Sum32()
+	return bridge.Allocate(p.dir, name, p.subnet, p.load, func(r record) string { return r.Addr }, func(a netip.Addr) (record, error) {
+		return p.create(name, a)
+	})
+}
+
+// create records a new host with address a and makes its directories.
+func (p *Provider) create(name string, a netip.Addr) (record, error) {
 	r := record{
 		Name:  name,
 		Addr:  a.String(),
-		MAC:   fmt.Sprintf("02:b0:%02x:%02x:%02x:%02x", byte(s>>24), byte(s>>16), byte(s>>8), byte(s)),
+		MAC:   bridge.MAC("02:b0", p.env+"/"+name),
 		Netns: "booted-" + p.env + "-" + name,
 		Veth:  shortName("bv", p.env, name),
 	}

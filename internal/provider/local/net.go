@@ -13,7 +13,6 @@ var (
 	linkExists = bridge.LinkExists
 	shortName  = bridge.ShortName
 	bridgeName = bridge.Name
-	lockFile   = bridge.LockFile
 )
 
 // ensureBridge creates the environment's bridge with the gateway address.

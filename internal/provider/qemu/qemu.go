@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"net"
 	"net/netip"
@@ -95,34 +94,14 @@ func (p *Provider) load(name string) (vm, error) {
 
 // allocate records a VM with a free address and a MAC of its own.
 func (p *Provider) allocate(name string, gen int) (vm, error) {
-	if err := os.MkdirAll(p.Dir, 0o700); err != nil {
-		return vm{}, err
-	}
-	unlock, err := bridge.LockFile(filepath.Join(p.Dir, ".lock"))
-	if err != nil {
-		return vm{}, err
-	}
-	defer unlock()
-	if v, err := p.load(name); err == nil {
-		return v, nil
-	}
-	used := map[netip.Addr]bool{}
-	ents, _ := os.ReadDir(p.Dir)
-	for _, e := range ents {
-		if v, err := p.load(e.Name()); err == nil {
-			if a, err := netip.ParseAddr(v.Addr); err == nil {
-				used[a] = true
-			}
-		}
-	}
-	a, err := bridge.FreeAddr(p.subnet, used)
-	if err != nil {
-		return vm{}, fmt.Errorf("host %s: %w", name, err)
-	}
-	h := fnv.New32a()
-	fmt.Fprintf(h, "%s/%s/%d", p.env.Name, name, gen)
-	s := h.Sum32()
-	v := vm{Name: name, Addr: a.String(), MAC: fmt.Sprintf("52:54:%02x:%02x:%02x:%02x", byte(s>>24), byte(s>>16), byte(s>>8), byte(s)),
+	return bridge.Allocate(p.Dir, name, p.subnet, p.load, func(v vm) string { return v.Addr }, func(a netip.Addr) (vm, error) {
+		return p.create(name, gen, a)
+	})
+}
+
+// create records a new VM with address a.
+func (p *Provider) create(name string, gen int, a netip.Addr) (vm, error) {
+	v := vm{Name: name, Addr: a.String(), MAC: bridge.MAC("52:54", fmt.Sprintf("%s/%s/%d", p.env.Name, name, gen)),
 		Tap: bridge.ShortName("bq", p.env.Name, name)}
 	if err := os.MkdirAll(p.vmDir(name), 0o700); err != nil {
 		return v, err
