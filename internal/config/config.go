@@ -78,6 +78,26 @@ type Qemu struct {
 // Gateway returns the bridge's address (the first of the subnet).
 func (q *Qemu) Gateway() (netip.Prefix, error) { return (&Local{Subnet: q.Subnet}).Gateway() }
 
+func (q *Qemu) applyDefaults() {
+	orZero := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	orEmpty := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	orZero(&q.CPUs, 1)
+	orZero(&q.MemoryMB, 512)
+	orZero(&q.DiskGB, 2)
+	orEmpty(&q.Accel, "auto")
+	orEmpty(&q.Suite, "bookworm")
+	orEmpty(&q.Mirror, "http://deb.debian.org/debian")
+	orEmpty(&q.ImageDir, "/var/cache/booted/images")
+}
+
 // Local configures the local provider: network namespaces on a bridge.
 type Local struct {
 	// Subnet of the environment's bridge, e.g. 10.77.0.0/24. The bridge takes

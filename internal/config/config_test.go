@@ -50,6 +50,13 @@ func TestLoad_ShippedEnvs(t *testing.T) {
 	if w.Min != 2 || w.Max != 6 || len(env.Roles[RoleLoadBalancers].Hosts) != 1 {
 		t.Errorf("local.yaml: want 1 load balancer and workers min 2 max 6, got %+v", w)
 	}
+	vm, err := Load(dir, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := vm.Provider.Qemu; vm.CallbackAddr() != "10.81.0.1:8077" || q.Accel != "auto" || q.Suite != "bookworm" || q.ImageDir != "/var/cache/booted/images" {
+		t.Errorf("vm.yaml defaults: callback %s, %+v", vm.CallbackAddr(), q)
+	}
 }
 
 func TestParse_Defaults(t *testing.T) {

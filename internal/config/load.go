@@ -164,38 +164,21 @@ func (e *Env) applyDefaults() {
 	if e.Callback.Retry == 0 {
 		e.Callback.Retry = Duration(2 * time.Minute)
 	}
-	if e.Callback.Address == "" && e.Provider.Local != nil {
-		if gw, err := e.Provider.Local.Gateway(); err == nil {
+	// Hosts on this machine's bridge phone home to the bridge's address.
+	var bridged interface{ Gateway() (netip.Prefix, error) }
+	switch {
+	case e.Provider.Local != nil:
+		bridged = e.Provider.Local
+	case e.Provider.Qemu != nil:
+		bridged = e.Provider.Qemu
+	}
+	if bridged != nil && e.Callback.Address == "" {
+		if gw, err := bridged.Gateway(); err == nil {
 			e.Callback.Address = gw.Addr().String()
 		}
 	}
-	if q := e.Provider.Qemu; q != nil {
-		if e.Callback.Address == "" {
-			if gw, err := q.Gateway(); err == nil {
-				e.Callback.Address = gw.Addr().String()
-			}
-		}
-		if q.CPUs == 0 {
-			q.CPUs = 1
-		}
-		if q.MemoryMB == 0 {
-			q.MemoryMB = 512
-		}
-		if q.DiskGB == 0 {
-			q.DiskGB = 2
-		}
-		if q.Accel == "" {
-			q.Accel = "auto"
-		}
-		if q.Suite == "" {
-			q.Suite = "bookworm"
-		}
-		if q.Mirror == "" {
-			q.Mirror = "http://deb.debian.org/debian"
-		}
-		if q.ImageDir == "" {
-			q.ImageDir = "/var/cache/booted/images"
-		}
+	if e.Provider.Qemu != nil {
+		e.Provider.Qemu.applyDefaults()
 	}
 	if e.SSH.User == "" {
 		e.SSH.User = "root"
