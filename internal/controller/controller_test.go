@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -22,8 +21,6 @@ import (
 	"booted/internal/testutil"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
 func TestRender_Golden(t *testing.T) {
 	c := &controller.Controller{
 		Env: "local", Listen: "10.77.0.1:8077", Dir: "/srv/inventory/local/nginx",
@@ -34,33 +31,14 @@ func TestRender_Golden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "controller.conf.golden")
-	if *update {
-		os.WriteFile(golden, got, 0o644)
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("rendered config differs from %s (run go test -update to accept):\n%s", golden, got)
-	}
-}
-
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	testutil.Golden(t, filepath.Join("testdata", "controller.conf.golden"), got)
 }
 
 func newController(t *testing.T) *controller.Controller {
 	testutil.RequireLocalHosts(t)
 	p := testutil.NewProject(t, testutil.DefaultEnv)
 	c := p.Controller(t)
-	c.Listen = freePort(t) // loopback: this test needs no hosts
+	c.Listen = testutil.FreePort(t) // loopback: this test needs no hosts
 	t.Cleanup(func() { c.Stop(context.Background()) })
 	return c
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -188,7 +187,7 @@ func TestDiscoverer_ThousandCallbacksAcrossRestarts(t *testing.T) {
 	testutil.RequireLocalHosts(t)
 	proj := testutil.NewProject(t, testutil.DefaultEnv)
 	ctl := proj.Controller(t)
-	ctl.Listen = freePort(t)
+	ctl.Listen = testutil.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := ctl.Ensure(ctx); err != nil {
@@ -254,22 +253,13 @@ func TestDiscoverer_ThousandCallbacksAcrossRestarts(t *testing.T) {
 	}
 }
 
-func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // BenchmarkDiscoveryLatency measures the time from a callback sent to the
 // controller's nginx to the host recorded as booted; it reports p50 and p99.
 func BenchmarkDiscoveryLatency(b *testing.B) {
 	testutil.RequireLocalHosts(b)
 	proj := testutil.NewProject(b, testutil.DefaultEnv)
 	ctl := proj.Controller(b)
-	ctl.Listen = freePort(b)
+	ctl.Listen = testutil.FreePort(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := ctl.Ensure(ctx); err != nil {

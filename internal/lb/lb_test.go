@@ -1,16 +1,11 @@
 package lb
 
 import (
-	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"booted/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestRender_Golden(t *testing.T) {
 	tmpl := filepath.Join(testutil.RepoRoot(t), "nginx", "lb.conf.tmpl")
@@ -22,13 +17,6 @@ func TestRender_Golden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		golden := filepath.Join("testdata", name+".conf.golden")
-		if *update {
-			os.WriteFile(golden, got, 0o644)
-		}
-		want, _ := os.ReadFile(golden)
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from %s (go test -update to accept):\n%s", name, golden, got)
-		}
+		testutil.Golden(t, filepath.Join("testdata", name+".conf.golden"), got)
 	}
 }

@@ -9,24 +9,13 @@ import (
 	"time"
 
 	"booted/internal/remote"
+	"booted/internal/testutil"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // Ensure the live display keeps redrawing while one host is slow, and
 // names the slow host.
 func TestProgress_SlowHostDoesNotBlock(t *testing.T) {
-	out := &lockedBuf{}
+	out := &testutil.SyncBuffer{}
 	p := &Progress{out: out, title: "deploy", total: 3, tty: true, running: map[string]time.Time{}, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go p.loop()
 	p.Start("slow")

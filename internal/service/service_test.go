@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"os/exec"
@@ -13,8 +12,6 @@ import (
 
 	"booted/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestLoad_Hello(t *testing.T) {
 	d, err := Load(testutil.RepoRoot(t), "hello")
@@ -60,14 +57,7 @@ func TestUnit_Golden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "booted-hello.service.golden")
-	if *update {
-		os.WriteFile(golden, []byte(got), 0o644)
-	}
-	want, _ := os.ReadFile(golden)
-	if got != string(want) {
-		t.Errorf("unit differs from %s (go test -update to accept):\n%s", golden, got)
-	}
+	testutil.Golden(t, filepath.Join("testdata", "booted-hello.service.golden"), []byte(got))
 }
 
 // Ensure a version is built once from exactly its commit, cached, and that

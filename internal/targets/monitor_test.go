@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -213,12 +212,11 @@ func TestMonitor_KilledMidScaleUp(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "booted/cmd/booted-monitor").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v %s", err, out)
 	}
-	var mu sync.Mutex
-	var logs strings.Builder
+	logs := &testutil.SyncBuffer{}
 	daemon := func() *exec.Cmd {
 		cmd := exec.Command(bin, env)
 		cmd.Env = append(os.Environ(), "BOOTED_ROOT="+f.proj.Root, "BOOTED_INVENTORY="+f.proj.Inventory)
-		cmd.Stdout, cmd.Stderr = &lockedWriter{&mu, &logs}, &lockedWriter{&mu, &logs}
+		cmd.Stdout, cmd.Stderr = logs, logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -266,9 +264,7 @@ func TestMonitor_KilledMidScaleUp(t *testing.T) {
 		reconciled = reconciled || e.Kind == "monitor-reconcile"
 	}
 	if !reconciled {
-		mu.Lock()
 		t.Errorf("no reconcile event for %s; daemon logs:\n%s", inflight.Host, logs.String())
-		mu.Unlock()
 	}
 	ups := 0
 	for _, e := range f.events(t, inflight.Host) {
@@ -278,15 +274,4 @@ func TestMonitor_KilledMidScaleUp(t *testing.T) {
 	}
 	b, _ := json.Marshal(insts)
 	t.Logf("after kill -9 and restart: workers %v, provider %s, %s booted %d time(s)", workers, b, inflight.Host, ups)
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }

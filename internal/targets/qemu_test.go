@@ -17,7 +17,7 @@ import (
 func qemuProject(t *testing.T, boot string) *fixture {
 	testutil.RequireQemu(t)
 	proj := testutil.NewProject(t, testutil.DefaultEnv) // a free subnet, cleaned up
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	f := &fixture{proj: proj, out: out, r: &Runner{Root: proj.Root, Inventory: proj.Inventory, Out: out, Err: testWriter{t}}}
 	// The same env name and subnet, now on the qemu provider.
 	os.WriteFile(filepath.Join(proj.Root, "envs", proj.Env+".yaml"), []byte(fmt.Sprintf(`version: 1

@@ -1,14 +1,12 @@
 package targets
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -20,29 +18,14 @@ import (
 type fixture struct {
 	proj *testutil.Project
 	r    *Runner
-	out  *syncBuffer
+	out  *testutil.SyncBuffer
 }
-
-// syncBuffer is a bytes.Buffer that a test may read while a target writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-func (s *syncBuffer) Bytes() []byte  { return []byte(s.String()) }
-func (s *syncBuffer) Reset()         { s.mu.Lock(); defer s.mu.Unlock(); s.b.Reset() }
 
 func newFixture(t *testing.T, body testutil.EnvFile) *fixture {
 	t.Helper()
 	testutil.RequireLocalHosts(t)
 	proj := testutil.NewProject(t, body)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	return &fixture{proj: proj, out: out, r: &Runner{Root: proj.Root, Inventory: proj.Inventory, Out: out, Err: testWriter{t}}}
 }
 

@@ -7,8 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-
-	"booted/internal/testutil"
 )
 
 // qemuPackages maps the commands the qemu provider runs to their packages.
@@ -25,7 +23,7 @@ func Test(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	if os.Geteuid() == 0 {
-		if n := testutil.Sweep(); n > 0 {
+		if n := sweep(); n > 0 {
 			fmt.Fprintf(out, "removed %d namespaces, bridges and nginx left by an interrupted test run\n", n)
 		}
 	}

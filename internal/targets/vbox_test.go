@@ -16,7 +16,7 @@ func vboxProject(t *testing.T) *fixture {
 	for _, d := range []string{"envs", "kickstart", "nginx", "services"} {
 		os.Symlink(filepath.Join(repo, d), filepath.Join(root, d))
 	}
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	return &fixture{proj: &testutil.Project{Root: root, Inventory: filepath.Join(root, "inventory"), Env: "prod"}, out: out,
 		r: &Runner{Root: root, Inventory: filepath.Join(root, "inventory"), Out: out, Err: testWriter{t}}}
 }

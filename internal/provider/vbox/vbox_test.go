@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,8 +16,6 @@ import (
 	"booted/internal/provider"
 	"booted/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const envYAML = `version: 1
 provider:
@@ -107,17 +104,7 @@ func (f *fixture) spec(t *testing.T, name string) provider.Spec {
 func (f *fixture) golden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	got = bytes.ReplaceAll(got, []byte(f.root), []byte("$ROOT"))
-	path := filepath.Join("testdata", name)
-	if *update {
-		os.WriteFile(path, got, 0o644)
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test -update to accept):\n%s", path, got)
-	}
+	testutil.Golden(t, filepath.Join("testdata", name), got)
 }
 
 func (f *fixture) calls(t *testing.T) []byte {

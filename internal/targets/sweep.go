@@ -1,4 +1,4 @@
-package testutil
+package targets
 
 import (
 	"bytes"
@@ -18,10 +18,10 @@ var (
 	staleNginx  = regexp.MustCompile(`/inventory/t[0-9a-f]{6}/nginx/nginx\.conf`)
 )
 
-// Sweep removes what test runs that were killed before their cleanup left
+// sweep removes what test runs that were killed before their cleanup left
 // behind: their hosts' processes (by PID, found by namespace), namespaces,
 // bridges and controller nginx. It touches only names tests make.
-func Sweep() (removed int) {
+func sweep() (removed int) {
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	for _, line := range strings.Split(string(out), "\n") {
 		ns := strings.Fields(line)

@@ -1,0 +1,62 @@
+package testutil
+
+import (
+	"bytes"
+	"flag"
+	"net"
+	"os"
+	"sync"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files instead of comparing with them")
+
+// Golden compares got with the golden file at path; with -update it
+// rewrites the file instead.
+func Golden(t testing.TB, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (go test -update to accept):\n%s", path, got)
+	}
+}
+
+// FreePort returns a loopback address:port nothing listens on.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// SyncBuffer is a bytes.Buffer a test may read while others write to it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// Bytes returns a copy of what was written so far.
+func (s *SyncBuffer) Bytes() []byte { return []byte(s.String()) }
+
+// Reset forgets what was written.
+func (s *SyncBuffer) Reset() { s.mu.Lock(); defer s.mu.Unlock(); s.b.Reset() }
