@@ -32,22 +32,28 @@ func (r *Runner) eachHost(ctx context.Context, envName, hosts string, fn func(s 
 
 // ImageBuild makes hosts (comma-separated names) without starting them.
 func (r *Runner) ImageBuild(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error { return s.build(ctx, n) })
+	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error {
+		spec, err := s.spec(n)
+		if err != nil {
+			return err
+		}
+		_, err = s.build(ctx, spec)
+		return err
+	})
 }
 
-func (s *session) build(ctx context.Context, name string) error {
-	spec, err := s.spec(name)
-	if err != nil {
-		return err
-	}
+// build makes the host through the provider and records it; it returns
+// the instance as the provider sees it (running or not).
+func (s *session) build(ctx context.Context, spec provider.Spec) (provider.Instance, error) {
+	name := spec.Name
 	h, err := s.store.Host(ctx, s.env.Name, name)
 	fresh := errors.Is(err, inventory.ErrNotFound) || h.State == inventory.Terminated
 	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
-		return err
+		return provider.Instance{}, err
 	}
 	if fresh {
 		if err := s.setState(ctx, name, spec.Role, inventory.Provisioning, ""); err != nil {
-			return err
+			return provider.Instance{}, err
 		}
 	}
 	inst, err := s.prov.Build(ctx, spec)
@@ -55,9 +61,9 @@ func (s *session) build(ctx context.Context, name string) error {
 		if fresh {
 			s.setState(context.WithoutCancel(ctx), name, spec.Role, inventory.Failed, err.Error())
 		}
-		return err
+		return inst, err
 	}
-	return s.store.Update(ctx, func(tx *inventory.Tx) error {
+	return inst, s.store.Update(ctx, func(tx *inventory.Tx) error {
 		return tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
 			s.fill(h, spec.Role, inst)
 			if fresh {
@@ -115,10 +121,11 @@ func (s *session) start(ctx context.Context, name string) error {
 		}
 		return s.discoverKnown(ctx, k, name)
 	}
-	if err := s.build(ctx, name); err != nil {
+	spec, err := s.spec(name)
+	if err != nil {
 		return err
 	}
-	insts, err := s.prov.List(ctx)
+	built, err := s.build(ctx, spec)
 	if err != nil {
 		return err
 	}
@@ -126,17 +133,11 @@ func (s *session) start(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	for _, in := range insts {
-		if in.Name == name && in.State == provider.Running {
-			switch h.State {
-			case inventory.Booting, inventory.Booted, inventory.Ready, inventory.Serving:
-				return nil // up already
-			}
+	if built.State == provider.Running {
+		switch h.State {
+		case inventory.Booting, inventory.Booted, inventory.Ready, inventory.Serving:
+			return nil // up already
 		}
-	}
-	spec, err := s.spec(name)
-	if err != nil {
-		return err
 	}
 	// The boot timeout counts from here.
 	if err := s.setState(ctx, name, spec.Role, inventory.Booting, ""); err != nil {
