@@ -49,7 +49,7 @@ func New(env *config.Env, hostsDir string) (*Provider, error) {
 	}
 	return &Provider{
 		env: env.Name, subnet: gw.Masked(), gateway: gw, dir: abs,
-		bridge: bridgeName(env.Name), sshPort: env.SSH.Port,
+		bridge: bridge.Name(env.Name), sshPort: env.SSH.Port,
 	}, nil
 }
 
@@ -98,7 +98,7 @@ func (p *Provider) create(name string, a netip.Addr) (record, error) {
 		Addr:  a.String(),
 		MAC:   bridge.MAC("02:b0", p.env+"/"+name),
 		Netns: "booted-" + p.env + "-" + name,
-		Veth:  shortName("bv", p.env, name),
+		Veth:  bridge.ShortName("bv", p.env, name),
 	}
 	dir := p.hostDir(name)
 	for _, d := range []string{"root/.ssh", "opt", "etc-booted", "etc-ssh", "var-log", "tmp"} {
@@ -174,22 +174,22 @@ func (p *Provider) writeFiles(r record, s provider.Spec) error {
 }
 
 func (p *Provider) ensureNetns(ctx context.Context, r record) error {
-	if netnsInode(r.Netns) != 0 && linkExists(r.Veth) {
+	if netnsInode(r.Netns) != 0 && bridge.LinkExists(r.Veth) {
 		return nil
 	}
 	if netnsInode(r.Netns) != 0 { // half made: start again
-		ip(ctx, "", "netns", "del", r.Netns)
+		bridge.IP(ctx, "", "netns", "del", r.Netns)
 	}
-	if err := ip(ctx, "", "netns", "add", r.Netns); err != nil {
+	if err := bridge.IP(ctx, "", "netns", "add", r.Netns); err != nil {
 		return err
 	}
-	err := ip(ctx, fmt.Sprintf("link add %s type veth peer name %sp netns %s\nlink set %s master %s up\n", r.Veth, r.Veth, r.Netns, r.Veth, p.bridge))
+	err := bridge.IP(ctx, fmt.Sprintf("link add %s type veth peer name %sp netns %s\nlink set %s master %s up\n", r.Veth, r.Veth, r.Netns, r.Veth, p.bridge))
 	if err == nil {
-		err = ip(ctx, fmt.Sprintf("link set %sp name eth0\nlink set eth0 address %s\naddr add %s/%d dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via %s\n",
+		err = bridge.IP(ctx, fmt.Sprintf("link set %sp name eth0\nlink set eth0 address %s\naddr add %s/%d dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via %s\n",
 			r.Veth, r.MAC, r.Addr, p.subnet.Bits(), p.gateway.Addr()), "-n", r.Netns)
 	}
 	if err != nil {
-		ip(context.WithoutCancel(ctx), "", "netns", "del", r.Netns)
+		bridge.IP(context.WithoutCancel(ctx), "", "netns", "del", r.Netns)
 		return err
 	}
 	return nil
@@ -209,7 +209,7 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 	if len(pidsIn(netnsInode(r.Netns))) > 0 {
 		return inst, nil // already running
 	}
-	if err := ip(ctx, "", "-n", r.Netns, "link", "set", "eth0", "up"); err != nil {
+	if err := bridge.IP(ctx, "", "-n", r.Netns, "link", "set", "eth0", "up"); err != nil {
 		return inst, fmt.Errorf("host %s: %w", s.Name, err)
 	}
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -238,7 +238,7 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 	if err := killAll(ctx, ino, 3*time.Second); err != nil {
 		return fmt.Errorf("host %s: %w", name, err)
 	}
-	if err := ip(ctx, "", "-n", r.Netns, "link", "set", "eth0", "down"); err != nil {
+	if err := bridge.IP(ctx, "", "-n", r.Netns, "link", "set", "eth0", "down"); err != nil {
 		return fmt.Errorf("host %s: %w", name, err)
 	}
 	return nil
@@ -257,12 +257,12 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 		if err := killAll(ctx, ino, 3*time.Second); err != nil {
 			return fmt.Errorf("host %s: %w", name, err)
 		}
-		if err := ip(ctx, "", "netns", "del", r.Netns); err != nil {
+		if err := bridge.IP(ctx, "", "netns", "del", r.Netns); err != nil {
 			return fmt.Errorf("host %s: %w", name, err)
 		}
 	}
-	if linkExists(r.Veth) {
-		ip(ctx, "", "link", "del", r.Veth)
+	if bridge.LinkExists(r.Veth) {
+		bridge.IP(ctx, "", "link", "del", r.Veth)
 	}
 	return os.RemoveAll(p.hostDir(name))
 }
@@ -300,8 +300,8 @@ func (p *Provider) Teardown(ctx context.Context) error {
 	for _, in := range insts {
 		errs = append(errs, p.Delete(ctx, in.Name))
 	}
-	if linkExists(p.bridge) {
-		errs = append(errs, ip(ctx, "", "link", "del", p.bridge))
+	if bridge.LinkExists(p.bridge) {
+		errs = append(errs, bridge.IP(ctx, "", "link", "del", p.bridge))
 	}
 	return errors.Join(errs...)
 }

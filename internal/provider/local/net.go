@@ -8,13 +8,6 @@ import (
 	"booted/internal/bridge"
 )
 
-var (
-	ip         = bridge.IP
-	linkExists = bridge.LinkExists
-	shortName  = bridge.ShortName
-	bridgeName = bridge.Name
-)
-
 // ensureBridge creates the environment's bridge with the gateway address.
 func (p *Provider) ensureBridge(ctx context.Context) error {
 	return bridge.Ensure(ctx, p.bridge, p.gateway, "provider.local.subnet")
