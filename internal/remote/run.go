@@ -82,18 +82,17 @@ func (p *Pool) Close() {
 	}
 }
 
-// wrapper runs the command ($1) in its own process group (setsid, which
-// does not fork in a background job) and kills that
-// group when the session's stdin closes (the client cancelled, or its
-// connection dropped) or a TERM arrives, so that no remote process outlives
-// a cancelled operation.
+// wrapper runs the command ($1) and, when the session's stdin closes (the
+// client cancelled, or its connection dropped), kills the command and all
+// it started, so that no remote process outlives a cancelled operation.
+// sshd runs every session as a process group of its own (setsid), so
+// "kill 0" reaches exactly this command's processes; daemons that detach
+// with setsid (the service supervisor) are not in it. The command runs in a
+// subshell so that an "exit" in it ends only the subshell.
 const wrapper = `exec 3<&0
-setsid sh -c "$1" </dev/null &
-p=$!
-{ while read -r _ <&3; do :; done; kill -TERM -$p 2>/dev/null; sleep 2; kill -KILL -$p 2>/dev/null; } >/dev/null 2>&1 &
+{ while read -r _ <&3; do :; done; kill -TERM 0; sleep 2; kill -KILL 0; } >/dev/null 2>&1 </dev/null &
 w=$!
-trap 'kill -TERM -$p 2>/dev/null' TERM HUP INT
-wait $p
+( eval "$1" ) </dev/null
 rc=$?
 kill $w 2>/dev/null
 exit $rc`
