@@ -44,15 +44,17 @@ func (f *fixture) hosts(t *testing.T) map[string]hostRow {
 // hostsOf returns the inventory of an environment by host name.
 func (f *fixture) hostsOf(t *testing.T, env string) map[string]hostRow {
 	t.Helper()
-	f.r.JSON = true
-	defer func() { f.r.JSON = false }()
-	f.out.Reset()
-	if err := f.r.HostsList(context.Background(), env); err != nil {
+	// A runner of its own: a monitor daemon may be running on f.r at the same
+	// time, printing to f.out and reading f.r's settings.
+	r := *f.r
+	var out testutil.SyncBuffer
+	r.JSON, r.Out = true, &out
+	if err := r.HostsList(context.Background(), env); err != nil {
 		t.Fatal(err)
 	}
 	var rows []hostRow
-	if err := json.Unmarshal(f.out.Bytes(), &rows); err != nil {
-		t.Fatalf("hosts:list JSON: %v\n%s", err, f.out)
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+		t.Fatalf("hosts:list JSON: %v\n%s", err, &out)
 	}
 	m := map[string]hostRow{}
 	for _, r := range rows {
