@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"booted/internal/testres"
 )
 
 // qemuPackages maps the commands the qemu provider runs to their packages.
@@ -23,7 +25,7 @@ func Test(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	if os.Geteuid() == 0 {
-		if n := sweep(); n > 0 {
+		if n := testres.Sweep(); n > 0 {
 			fmt.Fprintf(out, "removed %d namespaces, bridges and nginx left by an interrupted test run\n", n)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/controller"
 	"booted/internal/provider/local"
+	"booted/internal/testres"
 )
 
 // InCI reports whether the tests run in CI, where nothing may be skipped.
@@ -125,6 +126,12 @@ func NewProject(t testing.TB, body EnvFile) *Project {
 	b := make([]byte, 3)
 	rand.Read(b)
 	p := &Project{Root: root, Inventory: filepath.Join(root, "inventory"), Env: "t" + hex.EncodeToString(b)}
+	// Claimed first, released last: a sweep by another run leaves it alone.
+	release, err := testres.Claim(p.Env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
 	h := fnv.New32a()
 	h.Write([]byte(t.Name() + p.Env))
 	seed := int(h.Sum32())

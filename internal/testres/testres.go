@@ -1,0 +1,117 @@
+// Package testres names what booted's tests create on the machine
+// (namespaces, bridges, a controller nginx, all under an environment named
+// t + 6 hex digits), lets a test run claim its environment for as long as it
+// lives, and sweeps what runs that were killed before their cleanup left
+// behind, never what a live run (another checkout's, say) still uses.
+package testres
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ownerDir holds one lock file per live test environment.
+const ownerDir = "/run/booted-tests"
+
+// Claim marks env as in use by this process until release is called or the
+// process ends (the kernel drops the flock then, so a killed run's
+// environment becomes sweepable at once).
+func Claim(env string) (release func(), err error) {
+	if err := os.MkdirAll(ownerDir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(ownerDir, env+".lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("test environment %s is claimed by another run: %w", env, err)
+	}
+	return func() { os.Remove(path); f.Close() }, nil
+}
+
+// claimed reports whether a live process holds env's claim.
+func claimed(env string) bool {
+	f, err := os.Open(filepath.Join(ownerDir, env+".lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return true
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	return false
+}
+
+var (
+	staleNetns  = regexp.MustCompile(`^booted-(t[0-9a-f]{6})-[a-z0-9-]+$`)
+	staleBridge = regexp.MustCompile(`^bt-(t[0-9a-f]{6})$`)
+	staleNginx  = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/nginx/nginx\.conf`)
+)
+
+// Sweep removes what test runs that were killed before their cleanup left
+// behind: their hosts' processes (by PID, found by namespace), namespaces,
+// bridges and controller nginx. It touches only names tests make, and only
+// those of environments no live run has claimed.
+func Sweep() (removed int) {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		ns := strings.Fields(line)
+		if len(ns) == 0 {
+			continue
+		}
+		if m := staleNetns.FindStringSubmatch(ns[0]); m == nil || claimed(m[1]) {
+			continue
+		}
+		pids, _ := exec.Command("ip", "netns", "pids", ns[0]).Output()
+		for _, p := range strings.Fields(string(pids)) {
+			if pid, err := strconv.Atoi(p); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+		if exec.Command("ip", "netns", "del", ns[0]).Run() == nil {
+			removed++
+		}
+	}
+	links, _ := os.ReadDir("/sys/class/net")
+	for _, l := range links {
+		m := staleBridge.FindStringSubmatch(l.Name())
+		if m != nil && !claimed(m[1]) && exec.Command("ip", "link", "del", l.Name()).Run() == nil {
+			removed++
+		}
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if !bytes.HasPrefix(cmd, []byte("nginx: master")) {
+			continue
+		}
+		if m := staleNginx.FindSubmatch(cmd); m != nil && !claimed(string(m[1])) {
+			syscall.Kill(pid, syscall.SIGQUIT)
+			removed++
+		}
+	}
+	locks, _ := filepath.Glob(filepath.Join(ownerDir, "t*.lock"))
+	for _, l := range locks {
+		if env := strings.TrimSuffix(filepath.Base(l), ".lock"); !claimed(env) {
+			os.Remove(l)
+		}
+	}
+	return removed
+}
