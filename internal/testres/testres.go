@@ -58,6 +58,7 @@ var (
 	staleNetns  = regexp.MustCompile(`^booted-(t[0-9a-f]{6})-[a-z0-9-]+$`)
 	staleBridge = regexp.MustCompile(`^bt-(t[0-9a-f]{6})$`)
 	staleNginx  = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/nginx/nginx\.conf`)
+	staleQemu   = regexp.MustCompile(`^-name\x00booted-(t[0-9a-f]{6})-`)
 )
 
 // Sweep removes what test runs that were killed before their cleanup left
@@ -99,11 +100,25 @@ func Sweep() (removed int) {
 			continue
 		}
 		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if !bytes.HasPrefix(cmd, []byte("nginx: master")) {
-			continue
+		switch {
+		case bytes.HasPrefix(cmd, []byte("nginx: master")):
+			if m := staleNginx.FindSubmatch(cmd); m != nil && !claimed(string(m[1])) {
+				syscall.Kill(pid, syscall.SIGQUIT)
+				removed++
+			}
+		case bytes.HasPrefix(cmd, []byte("qemu-system-x86_64\x00")):
+			args := cmd[len("qemu-system-x86_64\x00"):]
+			if m := staleQemu.FindSubmatch(args); m != nil && !claimed(string(m[1])) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				removed++
+			}
 		}
-		if m := staleNginx.FindSubmatch(cmd); m != nil && !claimed(string(m[1])) {
-			syscall.Kill(pid, syscall.SIGQUIT)
+	}
+	// A killed VM's tap device outlives it, and its bridge is gone by now.
+	time.Sleep(100 * time.Millisecond)
+	for _, l := range links {
+		_, err := os.Stat(filepath.Join("/sys/class/net", l.Name(), "master"))
+		if strings.HasPrefix(l.Name(), "bq") && os.IsNotExist(err) && exec.Command("ip", "link", "del", l.Name()).Run() == nil {
 			removed++
 		}
 	}
