@@ -47,6 +47,8 @@ func (p *Provider) Image(ctx context.Context, log io.Writer) (Image, error) {
 	img := Image{Dir: dir, Disk: filepath.Join(dir, "base.qcow2"), VDI: filepath.Join(dir, "base.vdi"),
 		Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img")}
 	if _, err := os.Stat(filepath.Join(dir, "done")); err == nil {
+		now := time.Now()
+		os.Chtimes(filepath.Join(dir, "done"), now, now) // last used, for prune
 		return img, nil
 	}
 	for _, c := range []string{"debootstrap", "mkfs.ext4", "qemu-img"} {
@@ -118,6 +120,9 @@ func (p *Provider) Image(ctx context.Context, log io.Writer) (Image, error) {
 	if err := run("cp", initrds[0], filepath.Join(out, "initrd.img")); err != nil {
 		return img, err
 	}
+	if err := os.MkdirAll(filepath.Join(out, "users"), 0o755); err != nil {
+		return img, err
+	}
 	if err := os.WriteFile(filepath.Join(out, "done"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
 		return img, err
 	}
@@ -125,7 +130,71 @@ func (p *Provider) Image(ctx context.Context, log io.Writer) (Image, error) {
 		return img, err
 	}
 	fmt.Fprintf(log, "qemu image: built %s in %v\n", dir, time.Since(start).Round(time.Second))
+	prune(p.q.ImageDir, dir, log)
 	return img, nil
+}
+
+// addUser records that the VM disk at path is an overlay of the image, so
+// prune keeps the image while that disk exists.
+func (img Image) addUser(path string) error {
+	users := filepath.Join(img.Dir, "users")
+	if err := os.MkdirAll(users, 0o755); err != nil {
+		return err
+	}
+	h := sha256.Sum256([]byte(path))
+	return os.WriteFile(filepath.Join(users, hex.EncodeToString(h[:8])), []byte(path+"\n"), 0o644)
+}
+
+// pruneIdle is how long an image must have gone unused before prune may
+// remove it (another environment may be about to build a VM on it).
+const pruneIdle = 24 * time.Hour
+
+// prune removes the images in dir other than keep that have not been used
+// for pruneIdle and that no VM disk is an overlay of any more (their
+// recorded users are all gone), so the cache holds the images in use, not
+// every one ever built. It runs after each build.
+func prune(dir, keep string, log io.Writer) {
+	old, _ := filepath.Glob(filepath.Join(dir, "debian-*"))
+	for _, d := range old {
+		if d == keep || strings.HasSuffix(d, ".lock") || strings.HasSuffix(d, ".build") {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(d, "done")); err != nil || time.Since(st.ModTime()) < pruneIdle {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d, "users")); err != nil {
+			fmt.Fprintf(log, "qemu image: kept the older %s: it predates the record of its VMs; remove it by hand once no VM uses it\n", d)
+			continue
+		}
+		if inUse := users(d); len(inUse) > 0 {
+			fmt.Fprintf(log, "qemu image: kept the older %s: %d VM disks are overlays of it (%s)\n", filepath.Base(d), len(inUse), inUse[0])
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			fmt.Fprintf(log, "qemu image: could not remove the older %s: %v\n", d, err)
+			continue
+		}
+		os.Remove(d + ".lock")
+		fmt.Fprintf(log, "qemu image: removed the older %s (no VM uses it)\n", filepath.Base(d))
+	}
+}
+
+// users returns the recorded VM disks of the image in d that still exist.
+func users(d string) []string {
+	files, _ := filepath.Glob(filepath.Join(d, "users", "*"))
+	var live []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if disk := strings.TrimSpace(string(b)); disk != "" {
+			if _, err := os.Stat(disk); err == nil {
+				live = append(live, disk)
+			}
+		}
+	}
+	return live
 }
 
 // customize prepares the rootfs: no host keys (each VM makes its own at

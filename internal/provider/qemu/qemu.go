@@ -136,6 +136,11 @@ func (p *Provider) build(ctx context.Context, s provider.Spec, cloneOf string, g
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return provider.Instance{}, fmt.Errorf("host %s: %v: %s", s.Name, err, out)
 		}
+		if cloneOf == "" {
+			if err := img.addUser(disk); err != nil {
+				return provider.Instance{}, fmt.Errorf("host %s: %w", s.Name, err)
+			}
+		}
 		if err := os.Rename(disk+".tmp", disk); err != nil {
 			return provider.Instance{}, err
 		}
