@@ -220,7 +220,7 @@ func TestTargets_KeyChangeAndCancel(t *testing.T) {
 	// Cancel a long command.
 	cctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- f.r.HostsRun(cctx, env, "echo started; sleep 60") }()
+	go func() { errc <- f.r.HostsRun(cctx, env, "sleep 60 & echo $! > /tmp/cancel.pid; echo started; wait") }()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(f.out.String(), "started") && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -237,10 +237,19 @@ func TestTargets_KeyChangeAndCancel(t *testing.T) {
 		t.Fatal("hosts:run did not return after cancel")
 	}
 	t.Logf("hosts:run returned %v after cancel", time.Since(start).Round(time.Millisecond))
-	f.out.Reset()
-	f.must(t, f.r.HostsRun(ctx, env, "pgrep -x sleep | wc -l"))
-	if strings.Contains(f.out.String(), "| 1") {
-		t.Errorf("remote sleep survived the cancel:\n%s", f.out)
+	// The remote kill is the wrapper's, on the hosts: give it a few seconds.
+	// A killed sleep may linger as a zombie until init reaps it: gone too.
+	for {
+		f.out.Reset()
+		f.must(t, f.r.HostsRun(ctx, env, `case "$(ps -o stat= -p "$(cat /tmp/cancel.pid)")" in ""|Z*) echo gone;; *) echo alive;; esac`))
+		if strings.Count(f.out.String(), "| gone") == 2 { // w1 and w2
+			t.Logf("remote commands gone %v after cancel", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("remote sleep survived the cancel by 5s:\n%s", f.out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	// Change w1's pinned key: every connection to it is refused.
