@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,12 +93,31 @@ func run(t *testing.T, f *fakeEnv, dry bool, reload chan struct{}) (stop func())
 	}
 }
 
+// eventually waits up to 10 s (hundreds of intervals) for ok, under f's lock.
+func eventually(t *testing.T, f *fakeEnv, what string, ok func() bool) {
+	t.Helper()
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		f.mu.Lock()
+		done := ok()
+		f.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			t.Fatalf("%s: not within 10s; done %v, in flight %+v, events %v", what, f.done, f.saved.InFlight, f.events)
+		}
+	}
+}
+
 // Ensure one action at a time: while a scale-up is in flight, breaches go
 // on but no second action starts; when it is done, the next one may.
 func TestDaemon_OneActionInFlight(t *testing.T) {
 	f := newFake()
 	stop := run(t, f, false, nil)
-	time.Sleep(200 * time.Millisecond) // ten intervals, all over the SLA
+	eventually(t, f, "a scale-up of w2 in flight", func() bool { return f.saved.InFlight != nil })
+	time.Sleep(200 * time.Millisecond) // ten more intervals, all over the SLA
 	f.mu.Lock()
 	inflight := f.saved.InFlight
 	n := len(f.done)
@@ -106,25 +126,25 @@ func TestDaemon_OneActionInFlight(t *testing.T) {
 		t.Fatalf("in flight %+v, done %d", inflight, n)
 	}
 	f.release <- struct{}{} // w2 comes up
-	time.Sleep(100 * time.Millisecond)
-	f.mu.Lock()
-	if len(f.done) != 1 || f.saved.InFlight == nil || f.saved.InFlight.Host != "w3" {
-		t.Errorf("after w2: done %v, in flight %+v", f.done, f.saved.InFlight)
-	}
-	f.mu.Unlock()
+	eventually(t, f, "w2 done, then w3 in flight", func() bool {
+		return len(f.done) == 1 && f.saved.InFlight != nil && f.saved.InFlight.Host == "w3"
+	})
 	stop() // abandons w3's scale-up: it stays recorded for the next start
 	if f.saved.InFlight == nil || f.saved.InFlight.Host != "w3" {
 		t.Errorf("the abandoned action was not kept: %+v", f.saved.InFlight)
 	}
+	if len(f.done) != 1 {
+		t.Errorf("done after the stop: %v, want w2 only", f.done)
+	}
 	// A new daemon carries it out first.
 	go func() { f.release <- struct{}{} }()
 	stop = run(t, f, false, nil)
-	time.Sleep(100 * time.Millisecond)
+	eventually(t, f, "a second action done", func() bool { return len(f.done) >= 2 })
 	stop()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.done) < 2 || f.done[1].Host != "w3" {
-		t.Errorf("after a restart: done %v", f.done)
+	if f.done[1].Host != "w3" {
+		t.Errorf("after a restart: done %v, want the abandoned w3 next", f.done)
 	}
 }
 
@@ -134,30 +154,36 @@ func TestDaemon_DryRunAndReload(t *testing.T) {
 	f.max = 1
 	reload := make(chan struct{}, 1)
 	stop := run(t, f, true, reload)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // five intervals at max 1: nothing to do
 	f.mu.Lock()
 	f.max = 2
 	f.mu.Unlock()
 	reload <- struct{}{}
-	time.Sleep(100 * time.Millisecond)
+	has := func(prefix string) bool {
+		for _, e := range f.events {
+			if strings.HasPrefix(e, prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	eventually(t, f, "a dry-run scale-up after the reload", func() bool { return has("monitor-dry-run") })
 	stop()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.done) != 0 || f.saved.InFlight != nil {
 		t.Errorf("a dry run acted: %v %+v", f.done, f.saved.InFlight)
 	}
-	var wouldBefore, reloaded, would bool
+	var wouldBefore, reloaded bool
 	for _, e := range f.events {
 		switch {
-		case len(e) > 15 && e[:15] == "monitor-dry-run" && !reloaded:
-			wouldBefore = true
-		case len(e) > 14 && e[:14] == "monitor-reload":
+		case strings.HasPrefix(e, "monitor-reload"):
 			reloaded = true
-		case len(e) > 15 && e[:15] == "monitor-dry-run":
-			would = true
+		case strings.HasPrefix(e, "monitor-dry-run") && !reloaded:
+			wouldBefore = true
 		}
 	}
-	if wouldBefore || !reloaded || !would {
+	if wouldBefore || !reloaded {
 		t.Errorf("at max 1 nothing to do, after reload (max 2) a dry-run scale-up: %v", f.events)
 	}
 }

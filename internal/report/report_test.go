@@ -23,7 +23,10 @@ func TestProgress_SlowHostDoesNotBlock(t *testing.T) {
 	p.Start("w2")
 	p.Done(remote.Result{Host: "w1", Status: remote.OK})
 	p.Done(remote.Result{Host: "w2", Status: remote.Failed, Error: "boom"})
-	time.Sleep(500 * time.Millisecond)
+	// The display redraws every 200 ms; wait for a redraw (5 s at most).
+	for start := time.Now(); !strings.Contains(out.String(), "running, 1 failed (slow") && time.Since(start) < 5*time.Second; {
+		time.Sleep(20 * time.Millisecond)
+	}
 	got := out.String()
 	p.Close()
 	if !strings.Contains(got, "deploy: 2/3 done, 1 running, 1 failed (slow") {
