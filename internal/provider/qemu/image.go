@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -135,12 +136,14 @@ func (p *Provider) Image(ctx context.Context, log io.Writer) (Image, error) {
 }
 
 // addUser records that the VM disk at path is an overlay of the image, so
-// prune keeps the image while that disk exists.
+// prune keeps the image while that disk exists; records of disks that are
+// gone are dropped.
 func (img Image) addUser(path string) error {
 	users := filepath.Join(img.Dir, "users")
 	if err := os.MkdirAll(users, 0o755); err != nil {
 		return err
 	}
+	forgetGone(users)
 	h := sha256.Sum256([]byte(path))
 	return os.WriteFile(filepath.Join(users, hex.EncodeToString(h[:8])), []byte(path+"\n"), 0o644)
 }
@@ -181,18 +184,25 @@ func prune(dir, keep string, log io.Writer) {
 
 // users returns the recorded VM disks of the image in d that still exist.
 func users(d string) []string {
-	files, _ := filepath.Glob(filepath.Join(d, "users", "*"))
-	var live []string
+	return forgetGone(filepath.Join(d, "users"))
+}
+
+// forgetGone removes the records in dir of VM disks that no longer exist
+// and returns the disks that do. A disk being made (DISK.tmp, renamed to
+// DISK when done) exists.
+func forgetGone(dir string) (live []string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		if disk := strings.TrimSpace(string(b)); disk != "" {
-			if _, err := os.Stat(disk); err == nil {
-				live = append(live, disk)
-			}
+		disk := strings.TrimSpace(string(b))
+		if disk == "" || !exists(disk) && !exists(disk+".tmp") {
+			os.Remove(f)
+			continue
 		}
+		live = append(live, disk)
 	}
 	return live
 }
@@ -282,4 +292,9 @@ func tail(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, os.ErrNotExist)
 }

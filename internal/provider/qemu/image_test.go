@@ -53,6 +53,20 @@ func TestPrune(t *testing.T) {
 	if exists(gone) || exists(gone+".lock") {
 		t.Errorf("prune kept %s, whose only VM is gone", filepath.Base(gone))
 	}
+	// A new VM on the kept image drops the records of VMs that are gone,
+	// not those of disks being made (DISK.tmp) by a parallel build.
+	img := Image{Dir: keep}
+	making := filepath.Join(t.TempDir(), "disk.qcow2")
+	os.WriteFile(making+".tmp", nil, 0o600)
+	img.addUser(filepath.Join(dir, "gone-vm", "disk.qcow2"))
+	img.addUser(making)
+	img.addUser(liveDisk)
+	if live := users(keep); len(live) != 2 {
+		t.Errorf("user records %v after a gone VM, one being made and a live one; want the last two", live)
+	}
+	if recs, _ := os.ReadDir(filepath.Join(keep, "users")); len(recs) != 2 {
+		t.Errorf("%d user records left, want 2", len(recs))
+	}
 	for _, want := range []string{"removed the older debian-gone", "kept the older debian-busy: 1 VM disks", liveDisk, "debian-legacy: it predates"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, &log)

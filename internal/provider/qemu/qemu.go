@@ -136,7 +136,7 @@ func (p *Provider) build(ctx context.Context, s provider.Spec, cloneOf string, g
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return provider.Instance{}, fmt.Errorf("host %s: %v: %s", s.Name, err, out)
 		}
-		if cloneOf == "" {
+		if cloneOf == "" { // an overlay of the image (a clone's disk is a full copy)
 			if err := img.addUser(disk); err != nil {
 				return provider.Instance{}, fmt.Errorf("host %s: %w", s.Name, err)
 			}
