@@ -40,15 +40,17 @@ func (r *Runner) MonitorRun(ctx context.Context, envName string) error {
 	defer func() { signal.Stop(hup); close(hup) }() // ends the reload goroutine
 	reload := make(chan struct{}, 1)
 	return r.withEnv(ctx, envName, func(s *session) error {
-		me := &monitorEnv{s: s, r: r}
+		// The reload swaps the session's env only between the daemon's
+		// calls (an action in flight finishes first).
+		le := &lockedEnv{e: &monitorEnv{s: s, r: r}}
 		go func() {
 			for range hup {
 				if env, err := config.Load(filepath.Join(r.Root, "envs"), envName); err != nil {
 					fmt.Fprintf(r.Err, "SIGHUP: %v (keeping the old policy)\n", err)
 				} else {
-					me.mu.Lock()
+					le.mu.Lock()
 					s.env = env
-					me.mu.Unlock()
+					le.mu.Unlock()
 					select {
 					case reload <- struct{}{}:
 					default:
@@ -56,10 +58,60 @@ func (r *Runner) MonitorRun(ctx context.Context, envName string) error {
 				}
 			}
 		}()
-		d := &monitor.Daemon{Env: me, DryRun: os.Getenv(EnvDryRun) == "1", Reload: reload,
+		d := &monitor.Daemon{Env: le, DryRun: os.Getenv(EnvDryRun) == "1", Reload: reload,
 			Log: slog.New(slog.NewTextHandler(r.Err, nil)).With("env", envName)}
 		return d.Run(ctx)
 	})
+}
+
+// lockedEnv holds a read lock on the session during each call of the
+// daemon (its loop and its action run concurrently); a reload takes the
+// write lock to swap the session's env.
+type lockedEnv struct {
+	mu sync.RWMutex
+	e  monitor.Env
+}
+
+func (l *lockedEnv) Policy() (config.Monitor, int, int, []string) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Policy()
+}
+
+func (l *lockedEnv) Measure(ctx context.Context, d time.Duration) (monitor.Measure, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Measure(ctx, d)
+}
+
+func (l *lockedEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]bool, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Workers(ctx)
+}
+
+func (l *lockedEnv) Do(ctx context.Context, a monitor.Action) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Do(ctx, a)
+}
+
+func (l *lockedEnv) Load(ctx context.Context) (monitor.Saved, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Load(ctx)
+}
+
+func (l *lockedEnv) Save(ctx context.Context, sv monitor.Saved) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Save(ctx, sv)
+}
+
+func (l *lockedEnv) Event(ctx context.Context, kind, host, detail string) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Event(ctx, kind, host, detail)
 }
 
 // monitorEnv gives the daemon the environment, through the same functions
@@ -67,15 +119,12 @@ func (r *Runner) MonitorRun(ctx context.Context, envName string) error {
 type monitorEnv struct {
 	s     *session
 	r     *Runner
-	mu    sync.Mutex
 	logAt map[string]int64 // load balancer access log offsets
 }
 
 var _ monitor.Env = (*monitorEnv)(nil)
 
 func (m *monitorEnv) Policy() (config.Monitor, int, int, []string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	w := m.s.env.Roles[config.RoleWorkers]
 	return m.s.env.Monitor, w.Min, w.Max, w.AllNames()
 }

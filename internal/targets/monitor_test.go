@@ -274,4 +274,26 @@ func TestMonitor_KilledMidScaleUp(t *testing.T) {
 	}
 	b, _ := json.Marshal(insts)
 	t.Logf("after kill -9 and restart: workers %v, provider %s, %s booted %d time(s)", workers, b, inflight.Host, ups)
+
+	// SIGHUP reloads the env file; a broken one keeps the old policy.
+	path := filepath.Join(f.proj.Root, "envs", env+".yaml")
+	y, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(y), "max: 3", "max: 4", 1)), 0o644)
+	second.Process.Signal(syscall.SIGHUP)
+	f.waitFor(t, "the reloaded policy", 10*time.Second, func() bool {
+		for _, e := range f.events(t, "") {
+			if e.Kind == "monitor-reload" && strings.Contains(e.Detail, "max 4") {
+				return true
+			}
+		}
+		return false
+	})
+	os.WriteFile(path, []byte(strings.Replace(string(y), "max: 3", "max: many", 1)), 0o644)
+	second.Process.Signal(syscall.SIGHUP)
+	f.waitFor(t, "the broken env file refused", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "keeping the old policy")
+	})
+	if l := logs.String(); !strings.Contains(l, env+".yaml") {
+		t.Errorf("the reload error does not name the env file:\n%s", l)
+	}
 }
