@@ -15,23 +15,7 @@ import (
 )
 
 // lbEnv: one load balancer and three workers running hello.
-const lbEnv testutil.EnvFile = `timeouts:
-  boot: 20s
-  ssh: 5s
-  ping: 1s
-roles:
-  loadbalancers:
-    hosts: [lb1]
-    min: 1
-    max: 1
-  workers:
-    prefix: w
-    count: 3
-    min: 1
-    max: 4
-    service: hello
-    version: v1
-`
+var lbEnv = testutil.Workers(3, 4) + testutil.Hello
 
 // commitBad commits a version of hello whose health check fails, tagged bad.
 func commitBad(t *testing.T, root string) {

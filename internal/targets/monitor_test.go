@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,29 +18,7 @@ import (
 )
 
 func monitorEnvFile(t *testing.T) testutil.EnvFile {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return testutil.EnvFile(`timeouts:
-  boot: 20s
-  ssh: 5s
-  ping: 1s
-roles:
-  loadbalancers:
-    hosts: [lb1]
-    min: 1
-    max: 1
-  workers:
-    prefix: w
-    count: 1
-    min: 1
-    max: 3
-    service: hello
-    version: v1
-monitor:
+	return testutil.Workers(1, 3) + testutil.Hello + testutil.EnvFile(`monitor:
   interval: 1s
   sla: {p95: 30ms, error_rate: 0.01}
   breach_intervals: 2
@@ -52,7 +29,7 @@ monitor:
   warmup: 2s
   unhealthy_intervals: 2
   probe_rate: 10
-  listen: ` + addr + "\n")
+  listen: `+testutil.FreePort(t)+"\n")
 }
 
 // newMonitorFixture: a load balancer and one worker running a hello whose

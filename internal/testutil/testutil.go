@@ -87,8 +87,11 @@ type Project struct {
 // provider section (local, with a free subnet) is written by NewProject.
 type EnvFile string
 
-// DefaultEnv has one load balancer and workers w1..w4 (count 2).
-const DefaultEnv EnvFile = `timeouts:
+// Workers is an env body with one load balancer (lb1) and workers w1..wMAX,
+// count of them to start (min 1); the workers' section is last, so a
+// body may go on with more of its keys.
+func Workers(count, max int) EnvFile {
+	return EnvFile(fmt.Sprintf(`timeouts:
   boot: 20s
   ssh: 5s
   ping: 1s
@@ -99,9 +102,18 @@ roles:
     max: 1
   workers:
     prefix: w
-    count: 2
+    count: %d
     min: 1
-    max: 4
+    max: %d
+`, count, max))
+}
+
+// DefaultEnv has one load balancer and workers w1..w4 (count 2).
+var DefaultEnv = Workers(2, 4)
+
+// Hello is the workers' keys that make them run hello v1.
+const Hello EnvFile = `    service: hello
+    version: v1
 `
 
 // NewProject makes a project root in a temporary directory with a copy of
@@ -199,9 +211,7 @@ func teardown(t testing.TB, ctl *controller.Controller, prov *local.Provider) {
 }
 
 // ServiceEnv is DefaultEnv with the workers running hello v1.
-const ServiceEnv EnvFile = DefaultEnv + `    service: hello
-    version: v1
-`
+var ServiceEnv = DefaultEnv + Hello
 
 // GitInit makes the project root a git repository holding services/ with
 // the given tags, each on its own commit (the service's versions).
