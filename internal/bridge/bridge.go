@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
@@ -168,12 +169,10 @@ func Allocate[T any](dir, name string, subnet netip.Prefix, load func(string) (T
 		return r, nil
 	}
 	used := map[netip.Addr]bool{}
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if r, err := load(e.Name()); err == nil {
-			if a, err := netip.ParseAddr(addr(r)); err == nil {
-				used[a] = true
-			}
+	recs, _ := Records(dir, load)
+	for _, r := range recs {
+		if a, err := netip.ParseAddr(addr(r)); err == nil {
+			used[a] = true
 		}
 	}
 	a, err := FreeAddr(subnet, used)
@@ -181,6 +180,33 @@ func Allocate[T any](dir, name string, subnet netip.Prefix, load func(string) (T
 		return zero, fmt.Errorf("host %s: %w", name, err)
 	}
 	return create(a)
+}
+
+// Records returns the records load finds for the entries of dir (those it
+// cannot load are not hosts); none if dir does not exist.
+func Records[T any](dir string, load func(string) (T, error)) ([]T, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	for _, e := range ents {
+		if r, err := load(e.Name()); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Remove deletes the link name (a bridge, veth or tap) if it exists.
+func Remove(ctx context.Context, name string) error {
+	if !LinkExists(name) {
+		return nil
+	}
+	return IP(ctx, "", "link", "del", name)
 }
 
 // MAC makes a stable MAC address from a two-byte prefix ("02:b0") and a key.

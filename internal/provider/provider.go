@@ -63,3 +63,16 @@ type Provider interface {
 	// List returns every host of the environment the provider has made.
 	List(ctx context.Context) ([]Instance, error)
 }
+
+// DeleteAll deletes every host p lists, going on past failures.
+func DeleteAll(ctx context.Context, p Provider) error {
+	insts, err := p.List(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, in := range insts {
+		errs = append(errs, p.Delete(ctx, in.Name))
+	}
+	return errors.Join(errs...)
+}

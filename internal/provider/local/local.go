@@ -261,49 +261,23 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 			return fmt.Errorf("host %s: %w", name, err)
 		}
 	}
-	if bridge.LinkExists(r.Veth) {
-		bridge.IP(ctx, "", "link", "del", r.Veth)
-	}
+	bridge.Remove(ctx, r.Veth)
 	return os.RemoveAll(p.hostDir(name))
 }
 
 // List returns every host of the environment.
 func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
-	ents, err := os.ReadDir(p.dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
+	recs, err := bridge.Records(p.dir, p.load)
 	var out []provider.Instance
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		r, err := p.load(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, r := range recs {
 		out = append(out, p.instance(r))
 	}
-	return out, nil
+	return out, err
 }
 
 // Teardown deletes every host of the environment and its bridge.
 func (p *Provider) Teardown(ctx context.Context) error {
-	insts, err := p.List(ctx)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, in := range insts {
-		errs = append(errs, p.Delete(ctx, in.Name))
-	}
-	if bridge.LinkExists(p.bridge) {
-		errs = append(errs, bridge.IP(ctx, "", "link", "del", p.bridge))
-	}
-	return errors.Join(errs...)
+	return errors.Join(provider.DeleteAll(ctx, p), bridge.Remove(ctx, p.bridge))
 }
 
 func (p *Provider) instance(r record) provider.Instance {

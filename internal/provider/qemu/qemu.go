@@ -316,9 +316,7 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 		syscall.Kill(pid, syscall.SIGKILL)
 		time.Sleep(200 * time.Millisecond)
 	}
-	if bridge.LinkExists(v.Tap) {
-		bridge.IP(context.WithoutCancel(ctx), "", "link", "del", v.Tap)
-	}
+	bridge.Remove(context.WithoutCancel(ctx), v.Tap)
 	return nil
 }
 
@@ -368,20 +366,12 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 
 // List returns every VM of the environment.
 func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
-	ents, err := os.ReadDir(p.Dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
+	vms, err := bridge.Records(p.Dir, p.load)
 	var out []provider.Instance
-	for _, e := range ents {
-		if v, err := p.load(e.Name()); err == nil {
-			out = append(out, p.instance(v))
-		}
+	for _, v := range vms {
+		out = append(out, p.instance(v))
 	}
-	return out, nil
+	return out, err
 }
 
 // Clone makes a full copy of src's disk for name, with its own MAC,
@@ -401,15 +391,7 @@ func (p *Provider) Clone(ctx context.Context, src string, s provider.Spec) (prov
 
 // Teardown deletes every VM and the bridge.
 func (p *Provider) Teardown(ctx context.Context) error {
-	insts, _ := p.List(ctx)
-	var errs []error
-	for _, in := range insts {
-		errs = append(errs, p.Delete(ctx, in.Name))
-	}
-	if bridge.LinkExists(p.bridge) {
-		errs = append(errs, bridge.IP(ctx, "", "link", "del", p.bridge))
-	}
-	return errors.Join(errs...)
+	return errors.Join(provider.DeleteAll(ctx, p), bridge.Remove(ctx, p.bridge))
 }
 
 func (p *Provider) instance(v vm) provider.Instance {
