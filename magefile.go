@@ -13,6 +13,16 @@ import (
 	"booted/internal/targets"
 )
 
+// run reads the settings (BOOTED_*, refusing values they do not accept)
+// and calls fn.
+func run(fn func(r *targets.Runner) error) error {
+	r, err := targets.FromEnviron()
+	if err != nil {
+		return err
+	}
+	return fn(r)
+}
+
 // Default is what `go run mage.go` runs.
 var Default = Local
 
@@ -21,7 +31,7 @@ func Local(ctx context.Context) error {
 	if err := targets.Setup(ctx, os.Stderr); err != nil {
 		return err
 	}
-	return targets.FromEnviron().EnvStartAll(ctx, "local")
+	return run(func(r *targets.Runner) error { return r.EnvStartAll(ctx, "local") })
 }
 
 // Test installs what the tests need (as root, with apt-get) and runs every test with go test.
@@ -32,32 +42,32 @@ type Env mg.Namespace
 
 // StartAll starts every host of every role of ENV, waits for phone-home, checks ping and SSH, deploys, starts and tests each role's service.
 func (Env) StartAll(ctx context.Context, env string) error {
-	return targets.FromEnviron().EnvStartAll(ctx, env)
+	return run(func(r *targets.Runner) error { return r.EnvStartAll(ctx, env) })
 }
 
 // StartMin is env:startAll with the minimum number of hosts of each role.
 func (Env) StartMin(ctx context.Context, env string) error {
-	return targets.FromEnviron().EnvStartMin(ctx, env)
+	return run(func(r *targets.Runner) error { return r.EnvStartMin(ctx, env) })
 }
 
 // StartWorker (re)starts host HOST of ENV and its role's service.
 func (Env) StartWorker(ctx context.Context, env, host string) error {
-	return targets.FromEnviron().EnvStartWorker(ctx, env, host)
+	return run(func(r *targets.Runner) error { return r.EnvStartWorker(ctx, env, host) })
 }
 
 // Stop stops the services and then every host of ENV, load balancers first.
 func (Env) Stop(ctx context.Context, env string) error {
-	return targets.FromEnviron().EnvStop(ctx, env)
+	return run(func(r *targets.Runner) error { return r.EnvStop(ctx, env) })
 }
 
 // Destroy deletes every host of ENV, stops its controller nginx and removes its bridge (local).
 func (Env) Destroy(ctx context.Context, env string) error {
-	return targets.FromEnviron().EnvDestroy(ctx, env)
+	return run(func(r *targets.Runner) error { return r.EnvDestroy(ctx, env) })
 }
 
 // Status shows the hosts of ENV by role and state with the version and health of their service.
 func (Env) Status(ctx context.Context, env string) error {
-	return targets.FromEnviron().EnvStatus(ctx, env)
+	return run(func(r *targets.Runner) error { return r.EnvStatus(ctx, env) })
 }
 
 // Service deploys, starts, stops and tests services (services/SVC/service.yaml).
@@ -65,27 +75,27 @@ type Service mg.Namespace
 
 // Deploy builds VERSION (git tag or commit) of SVC once and rolls it out to ENV (or ENV/ROLE) in batches out of the load balancer (BOOTED_BATCH: 1, N, N%, all), rolling back a failed batch. BOOTED_RETRY=failed.
 func (Service) Deploy(ctx context.Context, env, svc, version string) error {
-	return targets.FromEnviron().ServiceDeploy(ctx, env, svc, version)
+	return run(func(r *targets.Runner) error { return r.ServiceDeploy(ctx, env, svc, version) })
 }
 
 // Start (re)starts SVC on every host of ENV (or ENV/ROLE) that runs it and waits for its health check. BOOTED_RETRY=failed.
 func (Service) Start(ctx context.Context, env, svc string) error {
-	return targets.FromEnviron().ServiceStart(ctx, env, svc)
+	return run(func(r *targets.Runner) error { return r.ServiceStart(ctx, env, svc) })
 }
 
 // Stop stops SVC on every host of ENV (or ENV/ROLE) that runs it. BOOTED_RETRY=failed.
 func (Service) Stop(ctx context.Context, env, svc string) error {
-	return targets.FromEnviron().ServiceStop(ctx, env, svc)
+	return run(func(r *targets.Runner) error { return r.ServiceStop(ctx, env, svc) })
 }
 
 // Rollback switches every host of ENV running SVC back to its previous release, one batch at a time (BOOTED_BATCH).
 func (Service) Rollback(ctx context.Context, env, svc string) error {
-	return targets.FromEnviron().ServiceRollback(ctx, env, svc)
+	return run(func(r *targets.Runner) error { return r.ServiceRollback(ctx, env, svc) })
 }
 
 // Test runs SVC's service.yaml checks against every host of ENV running it; non-zero exit on failure; JUnit XML to BOOTED_JUNIT.
 func (Service) Test(ctx context.Context, env, svc string) error {
-	return targets.FromEnviron().ServiceTest(ctx, env, svc)
+	return run(func(r *targets.Runner) error { return r.ServiceTest(ctx, env, svc) })
 }
 
 // Hosts finds and checks the hosts of an environment.
@@ -93,32 +103,32 @@ type Hosts mg.Namespace
 
 // List prints the inventory of ENV: name, role, state, address, host key. BOOTED_OUTPUT=json for JSON.
 func (Hosts) List(ctx context.Context, env string) error {
-	return targets.FromEnviron().HostsList(ctx, env)
+	return run(func(r *targets.Runner) error { return r.HostsList(ctx, env) })
 }
 
 // Logged records the hosts that phoned home to ENV's boot log, waiting for hosts still booting (up to the boot timeout).
 func (Hosts) Logged(ctx context.Context, env string) error {
-	return targets.FromEnviron().HostsLogged(ctx, env)
+	return run(func(r *targets.Runner) error { return r.HostsLogged(ctx, env) })
 }
 
 // Filter pings every discovered host of ENV and logs in with SSH against its pinned key; passing hosts are ready.
 func (Hosts) Filter(ctx context.Context, env string) error {
-	return targets.FromEnviron().HostsFilter(ctx, env)
+	return run(func(r *targets.Runner) error { return r.HostsFilter(ctx, env) })
 }
 
 // Run runs shell command CMD on every host of ENV (or ENV/ROLE), output prefixed by host. BOOTED_PARALLEL (default 64), BOOTED_RETRY=failed.
 func (Hosts) Run(ctx context.Context, env, cmd string) error {
-	return targets.FromEnviron().HostsRun(ctx, env, cmd)
+	return run(func(r *targets.Runner) error { return r.HostsRun(ctx, env, cmd) })
 }
 
 // Clear forgets the discovered hosts of ENV; hosts:logged then reads the live boot log again from its start.
 func (Hosts) Clear(ctx context.Context, env string) error {
-	return targets.FromEnviron().HostsClear(ctx, env)
+	return run(func(r *targets.Runner) error { return r.HostsClear(ctx, env) })
 }
 
 // Reset is hosts:clear, hosts:logged and hosts:filter in one: a hard reset of what booted knows of ENV's hosts.
 func (Hosts) Reset(ctx context.Context, env string) error {
-	return targets.FromEnviron().HostsReset(ctx, env)
+	return run(func(r *targets.Runner) error { return r.HostsReset(ctx, env) })
 }
 
 // Image makes, starts, stops and deletes hosts.
@@ -126,32 +136,32 @@ type Image mg.Namespace
 
 // Build makes host NAME of ENV (or several: NAME1,NAME2) without starting it.
 func (Image) Build(ctx context.Context, env, name string) error {
-	return targets.FromEnviron().ImageBuild(ctx, env, name)
+	return run(func(r *targets.Runner) error { return r.ImageBuild(ctx, env, name) })
 }
 
 // Start boots host NAME of ENV (or several: NAME1,NAME2), building it first if needed.
 func (Image) Start(ctx context.Context, env, name string) error {
-	return targets.FromEnviron().ImageStart(ctx, env, name)
+	return run(func(r *targets.Runner) error { return r.ImageStart(ctx, env, name) })
 }
 
 // Stop powers off host NAME of ENV (or several: NAME1,NAME2); every process in it ends.
 func (Image) Stop(ctx context.Context, env, name string) error {
-	return targets.FromEnviron().ImageStop(ctx, env, name)
+	return run(func(r *targets.Runner) error { return r.ImageStop(ctx, env, name) })
 }
 
 // Clone makes host NAME of ENV a linked copy of host SRC with fresh MACs and its own name (vbox, qemu).
 func (Image) Clone(ctx context.Context, env, src, name string) error {
-	return targets.FromEnviron().ImageClone(ctx, env, src, name)
+	return run(func(r *targets.Runner) error { return r.ImageClone(ctx, env, src, name) })
 }
 
 // Del deletes host NAME of ENV (or several: NAME1,NAME2) with its files; the inventory keeps it as terminated. A running VM is refused unless BOOTED_FORCE=1.
 func (Image) Del(ctx context.Context, env, name string) error {
-	return targets.FromEnviron().ImageDel(ctx, env, name)
+	return run(func(r *targets.Runner) error { return r.ImageDel(ctx, env, name) })
 }
 
 // List lists the hosts the provider of ENV has made, powered on or off, with their inventory state.
 func (Image) List(ctx context.Context, env string) error {
-	return targets.FromEnviron().ImageList(ctx, env)
+	return run(func(r *targets.Runner) error { return r.ImageList(ctx, env) })
 }
 
 // Nginx runs the controller's nginx that hosts phone home to.
@@ -159,7 +169,7 @@ type Nginx mg.Namespace
 
 // Restart starts a new boot log for ENV (the old one is kept with a timestamp suffix) and (re)starts the controller's nginx.
 func (Nginx) Restart(ctx context.Context, env string) error {
-	return targets.FromEnviron().NginxRestart(ctx, env)
+	return run(func(r *targets.Runner) error { return r.NginxRestart(ctx, env) })
 }
 
 // Bench measures booted against its peers.
@@ -167,12 +177,12 @@ type Bench mg.Namespace
 
 // Load sends RATE requests a second for DURATION (30s, say) to ENV's load balancer and prints requests, failures and p50/p95/p99. BOOTED_LOAD_PATH (/).
 func (Bench) Load(ctx context.Context, env string, d time.Duration, rate int) error {
-	return targets.FromEnviron().BenchLoad(ctx, env, d, rate)
+	return run(func(r *targets.Runner) error { return r.BenchLoad(ctx, env, d, rate) })
 }
 
 // Fanout makes N local hosts and times uname -r and a 10 MB copy on all of them with a plain Go loop, booted, parallel-ssh and ansible (medians, side by side). BOOTED_BENCH_RUNS (5).
 func (Bench) Fanout(ctx context.Context, n int) error {
-	return targets.FromEnviron().BenchFanout(ctx, n)
+	return run(func(r *targets.Runner) error { return r.BenchFanout(ctx, n) })
 }
 
 // Monitor keeps environments inside their SLA.
@@ -180,10 +190,10 @@ type Monitor mg.Namespace
 
 // Run runs the monitor daemon for ENV until Ctrl-C or SIGTERM: it scales workers to hold the env file's SLA and replaces dead ones. SIGHUP reloads; BOOTED_DRY_RUN=1 only logs.
 func (Monitor) Run(ctx context.Context, env string) error {
-	return targets.FromEnviron().MonitorRun(ctx, env)
+	return run(func(r *targets.Runner) error { return r.MonitorRun(ctx, env) })
 }
 
 // Status prints the monitor's last measurements and decision for ENV, and the recent events.
 func (Monitor) Status(ctx context.Context, env string) error {
-	return targets.FromEnviron().MonitorStatus(ctx, env)
+	return run(func(r *targets.Runner) error { return r.MonitorStatus(ctx, env) })
 }

@@ -16,7 +16,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: booted-monitor ENV   (ENV is a file envs/ENV.yaml under BOOTED_ROOT)")
 		os.Exit(2)
 	}
-	if err := targets.FromEnviron().MonitorRun(context.Background(), os.Args[1]); err != nil {
+	r, err := targets.FromEnviron()
+	if err == nil {
+		err = r.MonitorRun(context.Background(), os.Args[1])
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "booted-monitor:", err)
 		os.Exit(1)
 	}

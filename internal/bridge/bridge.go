@@ -7,13 +7,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -149,56 +147,6 @@ func FreeAddr(subnet netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error)
 		return netip.Addr{}, fmt.Errorf("no free address left in %s", subnet)
 	}
 	return a, nil
-}
-
-// Allocate returns, under a lock of dir, the record of host name: the one
-// load finds, or a new one that create makes (and records) with the lowest
-// free address of subnet. addr reads a record's address; every directory of
-// dir is a host.
-func Allocate[T any](dir, name string, subnet netip.Prefix, load func(string) (T, error), addr func(T) string, create func(netip.Addr) (T, error)) (T, error) {
-	var zero T
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return zero, err
-	}
-	unlock, err := LockFile(filepath.Join(dir, ".lock"))
-	if err != nil {
-		return zero, err
-	}
-	defer unlock()
-	if r, err := load(name); err == nil {
-		return r, nil
-	}
-	used := map[netip.Addr]bool{}
-	recs, _ := Records(dir, load)
-	for _, r := range recs {
-		if a, err := netip.ParseAddr(addr(r)); err == nil {
-			used[a] = true
-		}
-	}
-	a, err := FreeAddr(subnet, used)
-	if err != nil {
-		return zero, fmt.Errorf("host %s: %w", name, err)
-	}
-	return create(a)
-}
-
-// Records returns the records load finds for the entries of dir (those it
-// cannot load are not hosts); none if dir does not exist.
-func Records[T any](dir string, load func(string) (T, error)) ([]T, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []T
-	for _, e := range ents {
-		if r, err := load(e.Name()); err == nil {
-			out = append(out, r)
-		}
-	}
-	return out, nil
 }
 
 // Remove deletes the link name (a bridge, veth or tap) if it exists.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 	"time"
 
@@ -11,15 +12,6 @@ import (
 
 // Version is the env file format this booted reads.
 const Version = 1
-
-// Provider types an env file may name.
-const (
-	ProviderLocal     = "local"
-	ProviderStatic    = "static"
-	ProviderVBox      = "vbox"
-	ProviderBaremetal = "baremetal"
-	ProviderQemu      = "qemu"
-)
 
 // Role names every env file knows. Other role names are allowed too.
 const (
@@ -47,98 +39,77 @@ type Env struct {
 	Path string `yaml:"-"`
 }
 
-// Provider says how hosts are made. Exactly the section named by Type is used.
+// Provider says how hosts are made: Type names the provider, and the
+// section of that name (provider.local, provider.qemu, ...) is decoded and
+// validated by the provider's own package, through Providers.
 type Provider struct {
-	Type   string  `yaml:"type"`
-	Local  *Local  `yaml:"local"`
-	Static *Static `yaml:"static"`
-	VBox   *VBox   `yaml:"vbox"`
-	Qemu   *Qemu   `yaml:"qemu"`
+	Type string
+	// Section is the node of provider.TYPE; nil when the file has none.
+	Section *yaml.Node
+	// Others are the sections not named by Type, by name (each an error).
+	Others map[string]*yaml.Node
+	// Settings is what the provider's package decoded from Section.
+	Settings any
 }
 
-// Qemu configures virtual machines run by qemu on this machine, booted from
-// a Debian image booted builds with debootstrap.
-type Qemu struct {
-	// Subnet of the environment's bridge, as for local hosts.
-	Subnet   string `yaml:"subnet"`
-	CPUs     int    `yaml:"cpus"`
-	MemoryMB int    `yaml:"memory_mb"`
-	DiskGB   int    `yaml:"disk_gb"`
-	// Accel is auto (try KVM, fall back to TCG), kvm or tcg.
-	Accel string `yaml:"accel"`
-	// Suite and Mirror of the Debian image (default bookworm from
-	// deb.debian.org).
-	Suite  string `yaml:"suite"`
-	Mirror string `yaml:"mirror"`
-	// ImageDir caches built images across environments and runs (default
-	// /var/cache/booted/images).
-	ImageDir string `yaml:"image_dir"`
-}
-
-// Gateway returns the bridge's address (the first of the subnet).
-func (q *Qemu) Gateway() (netip.Prefix, error) { return (&Local{Subnet: q.Subnet}).Gateway() }
-
-func (q *Qemu) applyDefaults() {
-	orZero := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
+// DecodeNode reads type and keeps the sections for the provider's package.
+func (p *Provider) DecodeNode(d *Decoder, n *yaml.Node, field string) {
+	if isNull(n) {
+		return
 	}
-	orEmpty := func(v *string, d string) {
-		if *v == "" {
-			*v = d
-		}
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, field, "want a mapping with type and the provider's section, found %s", kind(n))
+		return
 	}
-	orZero(&q.CPUs, 1)
-	orZero(&q.MemoryMB, 512)
-	orZero(&q.DiskGB, 2)
-	orEmpty(&q.Accel, "auto")
-	orEmpty(&q.Suite, "bookworm")
-	orEmpty(&q.Mirror, "http://deb.debian.org/debian")
-	orEmpty(&q.ImageDir, "/var/cache/booted/images")
+	sections := map[string]*yaml.Node{}
+	d.keys(n, field, func(k string, kn, vn *yaml.Node) {
+		if k == "type" {
+			d.decode(vn, field+".type", reflect.ValueOf(&p.Type).Elem())
+			return
+		}
+		sections[k] = vn
+	})
+	if s, ok := sections[p.Type]; ok {
+		p.Section = s
+		delete(sections, p.Type)
+	}
+	if len(sections) > 0 {
+		p.Others = sections
+	}
 }
 
-// Local configures the local provider: network namespaces on a bridge.
-type Local struct {
-	// Subnet of the environment's bridge, e.g. 10.77.0.0/24. The bridge takes
-	// the first address; hosts get addresses from .10 upwards.
-	Subnet string `yaml:"subnet"`
+// Providers decodes provider sections: the provider registry implements it.
+type Providers interface {
+	// Decode decodes and validates env.Provider.Section for
+	// env.Provider.Type, reporting every problem to d with its field path
+	// (provider.TYPE.FIELD), and returns the provider's settings.
+	Decode(env *Env, d *Decoder) any
 }
 
-// Static lists machines that already exist.
-type Static struct {
-	// KnownHosts is the known_hosts file holding the hosts' keys; empty means
-	// ~/.ssh/known_hosts.
-	KnownHosts string       `yaml:"known_hosts"`
-	Hosts      []StaticHost `yaml:"hosts"`
+// CallbackDefaults is implemented by provider settings that know where
+// their hosts phone home when callback.address is not given (the address
+// of this machine's bridge the hosts sit on), or that their hosts never
+// phone home (machines that already exist).
+type CallbackDefaults interface {
+	DefaultCallback() (addr string, phoneHome bool)
 }
 
-// StaticHost is one existing machine.
-type StaticHost struct {
-	Name    string `yaml:"name"`
-	Address string `yaml:"address"`
-	Port    int    `yaml:"port"`
+// Bridged is implemented by provider settings whose hosts sit on a bridge
+// of this machine.
+type Bridged interface {
+	// Gateway returns the bridge's address with the subnet's length.
+	Gateway() (netip.Prefix, error)
 }
 
-// VBox configures VirtualBox VMs built with kickstart.
-type VBox struct {
-	OSType    string  `yaml:"os_type"`
-	CPUs      int     `yaml:"cpus"`
-	MemoryMB  int     `yaml:"memory_mb"`
-	DiskGB    int     `yaml:"disk_gb"`
-	ISO       string  `yaml:"iso"`
-	Kickstart string  `yaml:"kickstart"`
-	Network   VBoxNet `yaml:"network"`
-}
-
-// VBoxNet is the VM's second NIC, the one the hosts are reached on.
-type VBoxNet struct {
-	// Mode is "hostonly" or "bridged".
-	Mode string `yaml:"mode"`
-	// Name is the host-only network or the host interface to bridge to.
-	Name string `yaml:"name"`
-	// Subnet the VMs' addresses come from.
-	Subnet string `yaml:"subnet"`
+// GatewayOf returns the first address of subnet, with its length: the
+// address of the bridge the hosts of that subnet sit on.
+func GatewayOf(subnet string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	p = p.Masked()
+	return netip.PrefixFrom(p.Addr().Next(), p.Bits()), nil
 }
 
 // Callback is where hosts phone home: the controller's nginx.
@@ -265,16 +236,6 @@ func (e *Env) RoleNames() []string {
 	return out
 }
 
-// Gateway returns the local bridge's address (the first of the subnet).
-func (l *Local) Gateway() (netip.Prefix, error) {
-	p, err := netip.ParsePrefix(l.Subnet)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	p = p.Masked()
-	return netip.PrefixFrom(p.Addr().Next(), p.Bits()), nil
-}
-
 // CallbackAddr returns the host:port hosts phone home to.
 func (e *Env) CallbackAddr() string {
 	return fmt.Sprintf("%s:%d", e.Callback.Address, e.Callback.Port)
@@ -385,3 +346,9 @@ func (m *Monitor) validate(bad func(field, format string, args ...any)) {
 		bad("monitor.probe_path", "%q must start with /", m.ProbePath)
 	}
 }
+
+// ProviderFunc makes a func a Providers (one provider's Decode, in tests).
+type ProviderFunc func(env *Env, d *Decoder) any
+
+// Decode calls f.
+func (f ProviderFunc) Decode(env *Env, d *Decoder) any { return f(env, d) }

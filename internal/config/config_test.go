@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"os"
@@ -7,7 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	. "booted/internal/config"
+	"booted/internal/provider/qemu"
+	"booted/internal/provider/registry"
 )
+
+var providers = registry.Registry{}
 
 const good = `version: 1
 provider:
@@ -38,11 +44,11 @@ func TestLoad_ShippedEnvs(t *testing.T) {
 	}
 	for _, e := range ents {
 		name := strings.TrimSuffix(e.Name(), ".yaml")
-		if _, err := Load(dir, name); err != nil {
+		if _, err := Load(dir, name, providers); err != nil {
 			t.Errorf("%s: %v", e.Name(), err)
 		}
 	}
-	env, err := Load(dir, "local")
+	env, err := Load(dir, "local", providers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,17 +56,17 @@ func TestLoad_ShippedEnvs(t *testing.T) {
 	if w.Min != 2 || w.Max != 6 || len(env.Roles[RoleLoadBalancers].Hosts) != 1 {
 		t.Errorf("local.yaml: want 1 load balancer and workers min 2 max 6, got %+v", w)
 	}
-	vm, err := Load(dir, "vm")
+	vm, err := Load(dir, "vm", providers)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q := vm.Provider.Qemu; vm.CallbackAddr() != "10.81.0.1:8077" || q.Accel != "auto" || q.Suite != "bookworm" || q.ImageDir != "/var/cache/booted/images" {
+	if q := vm.Provider.Settings.(*qemu.Settings); vm.CallbackAddr() != "10.81.0.1:8077" || q.Accel != "auto" || q.Suite != "bookworm" || q.ImageDir != "/var/cache/booted/images" {
 		t.Errorf("vm.yaml defaults: callback %s, %+v", vm.CallbackAddr(), q)
 	}
 }
 
 func TestParse_Defaults(t *testing.T) {
-	env, err := Parse("x.yaml", "x", []byte(good))
+	env, err := Parse("x.yaml", "x", []byte(good), providers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,38 +95,49 @@ func TestParse_Errors(t *testing.T) {
 		name string
 		edit func(string) string
 		want []string // every one must appear in the error
+		not  []string // none may appear (no follow-on errors)
 	}{
 		{"UnknownField", func(s string) string { return strings.Replace(s, "    min: 2\n", "    min: 2\n    mni: 3\n", 1) },
-			[]string{"x.yaml:15: field mni is not known"}},
+			[]string{"x.yaml:15: field mni is not known"}, nil},
 		{"MissingVersion", func(s string) string { return strings.Replace(s, "version: 1\n", "", 1) },
-			[]string{"version: missing"}},
+			[]string{"version: missing"}, nil},
 		{"NewerVersion", func(s string) string { return strings.Replace(s, "version: 1", "version: 2", 1) },
-			[]string{"x.yaml:1: version: this booted reads version 1 files, not 2"}},
+			[]string{"x.yaml:1: version: this booted reads version 1 files, not 2"}, nil},
 		{"BadSubnet", func(s string) string { return strings.Replace(s, "10.77.0.0/24", "10.77.0.0/33", 1) },
-			[]string{"x.yaml:5: provider.local.subnet"}},
+			[]string{"x.yaml:5: provider.local.subnet"}, nil},
 		{"UnknownProvider", func(s string) string { return strings.Replace(s, "type: local", "type: ec2", 1) },
-			[]string{`x.yaml:3: provider.type: "ec2" is not a provider`}},
+			[]string{`x.yaml:3: provider.type: "ec2" is not a provider`}, nil},
 		{"MaxBelowMin", func(s string) string { return strings.Replace(s, "max: 6", "max: 1", 1) },
-			[]string{"x.yaml:15: roles.workers.max: 1 is less than min (2)", "roles.workers.count: 2 is outside min..max"}},
+			[]string{"x.yaml:15: roles.workers.max: 1 is less than min (2)", "roles.workers.count: 2 is outside min..max"}, nil},
 		{"ManyAtOnce", func(s string) string {
 			s = strings.Replace(s, "max: 6", "max: 1", 1)
 			s = strings.Replace(s, "version: v1", "version: \"\"", 1)
 			return strings.Replace(s, "hosts: [lb1]", "hosts: [LB_1]", 1)
-		}, []string{"roles.workers.max", "roles.workers.version: missing", `x.yaml:8: roles.loadbalancers.hosts[0]: "LB_1" is not a valid host name`}},
+		}, []string{"roles.workers.max", "roles.workers.version: missing", `x.yaml:8: roles.loadbalancers.hosts[0]: "LB_1" is not a valid host name`}, nil},
 		{"DuplicateHost", func(s string) string { return strings.Replace(s, "hosts: [lb1]", "hosts: [w1]", 1) },
-			[]string{"host w1 is also in role"}},
+			[]string{"host w1 is also in role"}, nil},
 		{"NoWorkers", func(s string) string { return strings.Replace(s, "  workers:", "  others:", 1) },
-			[]string{"roles: missing the workers role"}},
+			[]string{"roles: missing the workers role"}, nil},
 		{"BadDuration", func(s string) string { return s + "timeouts:\n  boot: soon\n" },
-			[]string{`x.yaml:19: "soon" is not a duration`}},
+			[]string{`x.yaml:19: timeouts.boot: "soon" is not a duration`}, []string{"roles:"}},
 		{"WrongType", func(s string) string { return strings.Replace(s, "min: 2", "min: two", 1) },
-			[]string{"x.yaml:14: cannot unmarshal"}},
+			[]string{`x.yaml:14: roles.workers.min: "two" is not a whole number`}, []string{"roles:", "count", "max"}},
+		{"DuplicateKey", func(s string) string { return strings.Replace(s, "    min: 2\n", "    min: 2\n    min: 3\n", 1) },
+			[]string{"x.yaml:15: roles.workers.min: given twice (lines 14 and 15)"}, []string{"roles: missing", "workers role"}},
+		{"DuplicateRole", func(s string) string { return s + "  workers:\n    prefix: v\n" },
+			[]string{"roles.workers: given twice"}, []string{"roles: missing"}},
+		{"ListForNumber", func(s string) string { return strings.Replace(s, "max: 6", "max: [6]", 1) },
+			[]string{`x.yaml:15: roles.workers.max: want a whole number, found a list`}, []string{"less than min", "outside min..max"}},
+		{"Baremetal", func(s string) string { return strings.Replace(s, "type: local", "type: baremetal", 1) },
+			[]string{`provider.type: "baremetal": bare metal (PXE and IPMI) is not available in this version of booted yet`}, nil},
+		{"OtherSection", func(s string) string { return strings.Replace(s, "  local:", "  qemu: {}\n  local:", 1) },
+			[]string{"x.yaml:4: provider.qemu: the provider is local: remove this section"}, nil},
 		{"StaticWithoutHosts", func(s string) string {
 			return strings.Replace(strings.Replace(s, "type: local", "type: static", 1), "  local:\n    subnet: 10.77.0.0/24\n", "", 1)
-		}, []string{"provider.static.hosts: missing"}},
+		}, []string{"provider.static.hosts: missing"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("x.yaml", "x", []byte(tc.edit(good)))
+			_, err := Parse("x.yaml", "x", []byte(tc.edit(good)), providers)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -129,16 +146,21 @@ func TestParse_Errors(t *testing.T) {
 					t.Errorf("error does not contain %q:\n%v", w, err)
 				}
 			}
+			for _, w := range tc.not {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("error contains the follow-on %q:\n%v", w, err)
+				}
+			}
 		})
 	}
 }
 
 func TestLoad_Missing(t *testing.T) {
-	_, err := Load(t.TempDir(), "nope")
+	_, err := Load(t.TempDir(), "nope", providers)
 	if err == nil || !strings.Contains(err.Error(), "nope.yaml does not exist") {
 		t.Errorf("err = %v", err)
 	}
-	if _, err := Load(t.TempDir(), "../etc"); err == nil || !strings.Contains(err.Error(), "environment name") {
+	if _, err := Load(t.TempDir(), "../etc", providers); err == nil || !strings.Contains(err.Error(), "environment name") {
 		t.Errorf("err = %v", err)
 	}
 }

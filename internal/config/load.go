@@ -1,11 +1,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -40,24 +37,42 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Load reads envs/NAME.yaml from dir.
-func Load(dir, name string) (*Env, error) {
+// Load reads envs/NAME.yaml from dir; providers decodes its provider
+// section.
+func Load(dir, name string, providers Providers) (*Env, error) {
 	if !nameRE.MatchString(name) {
 		return nil, fmt.Errorf("environment name %q: use 1-32 lower-case letters, digits and '-'", name)
 	}
 	path := filepath.Join(dir, name+".yaml")
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("environment %q: %s does not exist (the environments are the files in %s)", name, path, dir)
+		return nil, fmt.Errorf("environment %q: %s does not exist (the environments are the files in %s%s)", name, path, dir, List(dir))
 	}
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, name, data)
+	return Parse(path, name, data, providers)
 }
 
-// Parse decodes and validates the content of an env file.
-func Parse(path, name string, data []byte) (*Env, error) {
+// List returns ": a, b, c", the environments of dir, for messages.
+func List(dir string) string {
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".yaml"); ok && !e.IsDir() {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(names, ", ")
+}
+
+// Parse decodes and validates the content of an env file. Every problem is
+// reported at once, each as file:line: field: what to do; a field that
+// cannot be decoded adds no follow-on errors.
+func Parse(path, name string, data []byte, providers Providers) (*Env, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, yamlErrors(path, err)
@@ -67,49 +82,50 @@ func Parse(path, name string, data []byte) (*Env, error) {
 		indexLines(root.Content[0], "", lines)
 	}
 	env := &Env{Name: name, Path: path}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var errs []error
-	if err := dec.Decode(env); err != nil && !errors.Is(err, io.EOF) {
-		errs = append(errs, yamlErrors(path, err))
+	d := &Decoder{}
+	if len(root.Content) > 0 {
+		d.Decode(&root, "", env)
 	}
 	env.Name, env.Path = name, path
+	if !d.Broken("provider") {
+		if providers == nil {
+			d.Add(0, "provider", "no provider registry given (a bug in booted)")
+		} else {
+			env.Provider.Settings = providers.Decode(env, d)
+		}
+	}
 	env.applyDefaults()
+	errs := d.Errors()
 	for _, e := range env.validate() {
+		if !d.Broken(e.Field) {
+			errs = append(errs, e)
+		}
+	}
+	var out []error
+	for _, e := range errs {
 		e.File = path
 		if e.Line == 0 {
 			e.Line = lookupLine(lines, e.Field)
 		}
-		errs = append(errs, e)
+		out = append(out, e)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if len(out) > 0 {
+		return nil, errors.Join(out...)
 	}
 	return env, nil
 }
 
 var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
-// yamlErrors rewrites the decoder's "line N: msg" errors as file:N: msg.
+// yamlErrors rewrites a YAML syntax error "line N: msg" as file:N: msg.
 func yamlErrors(path string, err error) error {
-	var msgs []string
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else {
-		msgs = []string{err.Error()}
+	e := &Error{File: path, Msg: err.Error()}
+	if sm := yamlLineRE.FindStringSubmatch(e.Msg); sm != nil {
+		e.Line, _ = strconv.Atoi(sm[1])
+		e.Msg = sm[2]
 	}
-	var out []error
-	for _, m := range msgs {
-		e := &Error{File: path, Msg: m}
-		if sm := yamlLineRE.FindStringSubmatch(m); sm != nil {
-			e.Line, _ = strconv.Atoi(sm[1])
-			e.Msg = sm[2]
-		}
-		e.Msg = strings.Replace(e.Msg, " not found in type config.", " is not known in ", 1)
-		out = append(out, e)
-	}
-	return errors.Join(out...)
+	e.Msg += " (a YAML syntax error: check the indentation and the quotes)"
+	return e
 }
 
 // indexLines records the line of every mapping key and sequence item by
@@ -151,10 +167,9 @@ func lookupLine(lines map[string]int, field string) int {
 }
 
 var (
-	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
-	hostRE     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	serviceRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
-	knownTypes = []string{ProviderLocal, ProviderStatic, ProviderVBox, ProviderBaremetal, ProviderQemu}
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	hostRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	serviceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 )
 
 func (e *Env) applyDefaults() {
@@ -165,20 +180,8 @@ func (e *Env) applyDefaults() {
 		e.Callback.Retry = Duration(2 * time.Minute)
 	}
 	// Hosts on this machine's bridge phone home to the bridge's address.
-	var bridged interface{ Gateway() (netip.Prefix, error) }
-	switch {
-	case e.Provider.Local != nil:
-		bridged = e.Provider.Local
-	case e.Provider.Qemu != nil:
-		bridged = e.Provider.Qemu
-	}
-	if bridged != nil && e.Callback.Address == "" {
-		if gw, err := bridged.Gateway(); err == nil {
-			e.Callback.Address = gw.Addr().String()
-		}
-	}
-	if e.Provider.Qemu != nil {
-		e.Provider.Qemu.applyDefaults()
+	if cd, ok := e.Provider.Settings.(CallbackDefaults); ok && e.Callback.Address == "" {
+		e.Callback.Address, _ = cd.DefaultCallback()
 	}
 	if e.SSH.User == "" {
 		e.SSH.User = "root"
@@ -226,66 +229,11 @@ func (e *Env) validate() []*Error {
 			bad("version", "this booted reads version %d files, not %d: upgrade booted or rewrite the file for version %d", Version, e.Version, Version)
 		}
 	}
-	p := e.Provider
-	switch p.Type {
-	case "":
-		bad("provider.type", "missing: one of %s", strings.Join(knownTypes, ", "))
-	case ProviderLocal:
-		if p.Local == nil {
-			bad("provider.local", "missing: the local provider needs `local: {subnet: 10.77.0.0/24}`")
-		} else if pfx, err := netip.ParsePrefix(p.Local.Subnet); err != nil || !pfx.Addr().Is4() {
-			bad("provider.local.subnet", "%q is not an IPv4 subnet such as 10.77.0.0/24", p.Local.Subnet)
-		} else if pfx.Bits() < 16 || pfx.Bits() > 28 {
-			bad("provider.local.subnet", "prefix length /%d: use /16 to /28", pfx.Bits())
-		}
-	case ProviderStatic:
-		if p.Static == nil || len(p.Static.Hosts) == 0 {
-			bad("provider.static.hosts", "missing: the static provider needs its hosts listed with name and address")
-		} else {
-			for i, h := range p.Static.Hosts {
-				f := fmt.Sprintf("provider.static.hosts[%d]", i)
-				if !hostRE.MatchString(h.Name) {
-					bad(f+".name", "%q is not a valid host name (lower-case letters, digits, '-')", h.Name)
-				}
-				if h.Address == "" {
-					bad(f+".address", "missing: the address or DNS name to reach %s at", h.Name)
-				}
-				if h.Port < 0 || h.Port > 65535 {
-					bad(f+".port", "%d is not a TCP port", h.Port)
-				}
-			}
-		}
-	case ProviderVBox:
-		if p.VBox == nil {
-			bad("provider.vbox", "missing: the vbox provider needs its VM settings")
-		} else {
-			v := p.VBox
-			if v.CPUs < 1 {
-				bad("provider.vbox.cpus", "must be at least 1")
-			}
-			if v.MemoryMB < 512 {
-				bad("provider.vbox.memory_mb", "must be at least 512")
-			}
-			if v.DiskGB < 4 {
-				bad("provider.vbox.disk_gb", "must be at least 4")
-			}
-			if v.Network.Mode != "hostonly" && v.Network.Mode != "bridged" {
-				bad("provider.vbox.network.mode", "%q: use hostonly or bridged", v.Network.Mode)
-			}
-		}
-	case ProviderQemu:
-		if p.Qemu == nil {
-			bad("provider.qemu", "missing: the qemu provider needs `qemu: {subnet: 10.80.0.0/24}`")
-		} else if pfx, err := netip.ParsePrefix(p.Qemu.Subnet); err != nil || !pfx.Addr().Is4() || pfx.Bits() < 16 || pfx.Bits() > 28 {
-			bad("provider.qemu.subnet", "%q: use an IPv4 subnet from /16 to /28, such as 10.80.0.0/24", p.Qemu.Subnet)
-		} else if a := p.Qemu.Accel; a != "auto" && a != "kvm" && a != "tcg" {
-			bad("provider.qemu.accel", "%q: use auto, kvm or tcg", a)
-		}
-	case ProviderBaremetal:
-	default:
-		bad("provider.type", "%q is not a provider: use one of %s", p.Type, strings.Join(knownTypes, ", "))
+	phoneHome := true
+	if cd, ok := e.Provider.Settings.(CallbackDefaults); ok {
+		_, phoneHome = cd.DefaultCallback()
 	}
-	if p.Type != ProviderLocal && p.Type != ProviderStatic && p.Type != ProviderQemu && e.Callback.Address == "" {
+	if phoneHome && e.Provider.Settings != nil && e.Callback.Address == "" {
 		bad("callback.address", "missing: the address hosts reach the controller's nginx at")
 	}
 	if e.Callback.Port < 1 || e.Callback.Port > 65535 {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"booted/internal/bootlog"
+	"booted/internal/pkgs"
 )
 
 // Controller is the controller nginx of one environment.
@@ -255,3 +256,6 @@ func (c *Controller) Stop(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Needs are the commands the controller runs, and their Debian packages.
+var Needs = pkgs.Need{"nginx": "nginx-light"}

@@ -186,10 +186,16 @@ func (d *Discoverer) take(tx *inventory.Tx, line []byte) (string, error) {
 		if h.Provider == "" {
 			h.Provider = d.Provider
 		}
-		h.Addr, h.HostKey, h.State, h.Reason = cb.Remote.String(), key, inventory.Booted, ""
+		if !exists {
+			h.State = inventory.Booted
+		}
+		h.Addr, h.HostKey = cb.Remote.String(), key
 		return nil
 	})
 	if err != nil {
+		return "", err
+	}
+	if err := tx.Advance(d.Env, cb.Name, inventory.Booted, ""); err != nil {
 		return "", err
 	}
 	return cb.Name, tx.Count(d.Env, CountAccepted, 1)

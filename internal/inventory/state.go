@@ -32,7 +32,7 @@ var transitions = map[State][]State{
 	Booting:      {Booted, Stopped, Failed, Terminated},
 	Booted:       {Ready, Booting, Stopped, Failed, Terminated},
 	Ready:        {Serving, Booted, Booting, Stopped, Failed, Terminated},
-	Serving:      {Draining, Ready, Booted, Booting, Failed},
+	Serving:      {Draining, Booted, Booting, Failed},
 	Draining:     {Stopped, Serving, Ready, Failed},
 	Stopped:      {Booting, Provisioning, Failed, Terminated},
 	Failed:       {Booting, Provisioning, Booted, Ready, Stopped, Terminated},
@@ -66,6 +66,48 @@ func (e *TransitionError) Error() string {
 		return fmt.Sprintf("host %s: cannot be recorded as %s first", e.Host, e.To)
 	}
 	return fmt.Sprintf("host %s: the lifecycle does not allow %s → %s", e.Host, e.From, e.To)
+}
+
+// passThrough are the states a multi-step move may pass through on its
+// way: administrative steps, never facts about the host (booted means it
+// phoned home, so no path passes through booted or booting).
+var passThrough = map[State]bool{Draining: true, Stopped: true, Ready: true}
+
+// Path returns the states a host in from goes through to reach to, to
+// included: to alone when the lifecycle allows the move directly, else the
+// shortest way through draining, stopped or ready (so a serving host drains
+// before it stops). It returns nil when from is to, and an error when there
+// is no such way.
+func Path(host string, from, to State) ([]State, error) {
+	if from == to {
+		return nil, nil
+	}
+	if CanMove(from, to) {
+		return []State{to}, nil
+	}
+	prev := map[State]State{from: ""}
+	queue := []State{from}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		for _, next := range transitions[cur] {
+			if _, seen := prev[next]; seen {
+				continue
+			}
+			if next == to {
+				path := []State{to}
+				for s := cur; s != from; s = prev[s] {
+					path = append([]State{s}, path...)
+				}
+				return path, nil
+			}
+			if passThrough[next] {
+				prev[next] = cur
+				queue = append(queue, next)
+			}
+		}
+	}
+	return nil, &TransitionError{Host: host, From: from, To: to}
 }
 
 // Valid reports whether s is a known state.

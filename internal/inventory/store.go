@@ -16,6 +16,13 @@ import (
 // ErrNotFound is returned when a host is not in the inventory.
 var ErrNotFound = errors.New("not in the inventory")
 
+// ErrReadOnly is returned by a write through the transaction of View.
+var ErrReadOnly = errors.New("inventory: write in a read-only transaction (use Update)")
+
+// ErrStateByModify is returned when Modify's function changes the state of a
+// recorded host: the lifecycle is walked by Advance (or Transition) only.
+var ErrStateByModify = errors.New("inventory: a host's state changes through Advance, not Modify")
+
 // Host is one host of one environment.
 type Host struct {
 	Env        string            `json:"env"`
@@ -98,14 +105,26 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Tx is one transaction: everything done through it is committed together.
 type Tx struct {
-	tx  *sql.Tx
-	ctx context.Context
-	now time.Time
+	tx       *sql.Tx
+	ctx      context.Context
+	now      time.Time
+	writable bool
 }
 
 // Update runs fn in one write transaction, committed if fn returns nil.
-func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (err error) {
-	t, err := s.db.BeginTx(ctx, nil)
+func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	return s.run(ctx, true, fn)
+}
+
+// View runs fn in one read-only transaction: a consistent snapshot that
+// takes no write lock, so it never waits for a writer. Writes through its
+// Tx return ErrReadOnly.
+func (s *Store) View(ctx context.Context, fn func(tx *Tx) error) error {
+	return s.run(ctx, false, fn)
+}
+
+func (s *Store) run(ctx context.Context, writable bool, fn func(tx *Tx) error) (err error) {
+	t, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: !writable})
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
@@ -114,25 +133,43 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) (err error) {
 			t.Rollback()
 			panic(p)
 		}
-		if err != nil {
+		if err != nil || !writable {
 			t.Rollback()
 			return
 		}
 		err = t.Commit()
 	}()
-	return fn(&Tx{tx: t, ctx: ctx, now: s.now()})
+	return fn(&Tx{tx: t, ctx: ctx, now: s.now(), writable: writable})
+}
+
+func (tx *Tx) write() error {
+	if !tx.writable {
+		return ErrReadOnly
+	}
+	return nil
 }
 
 // Hosts returns the hosts of env by name.
 func (s *Store) Hosts(ctx context.Context, env string) (hs []Host, err error) {
-	err = s.Update(ctx, func(tx *Tx) error { hs, err = tx.Hosts(env); return err })
+	err = s.View(ctx, func(tx *Tx) error { hs, err = tx.Hosts(env); return err })
 	return hs, err
 }
 
 // Host returns one host, or ErrNotFound.
 func (s *Store) Host(ctx context.Context, env, name string) (h Host, err error) {
-	err = s.Update(ctx, func(tx *Tx) error { h, err = tx.Host(env, name); return err })
+	err = s.View(ctx, func(tx *Tx) error { h, err = tx.Host(env, name); return err })
 	return h, err
+}
+
+// Get reads a value stored with Put (see Tx.Get).
+func (s *Store) Get(ctx context.Context, env, key string, v any) (found bool, err error) {
+	err = s.View(ctx, func(tx *Tx) error { found, err = tx.Get(env, key, v); return err })
+	return found, err
+}
+
+// Advance moves a host to state to by the lifecycle's path (see Tx.Advance).
+func (s *Store) Advance(ctx context.Context, env, name string, to State, reason string) error {
+	return s.Update(ctx, func(tx *Tx) error { return tx.Advance(env, name, to, reason) })
 }
 
 // Events returns the last limit events of env (of one host if host is set),
@@ -186,14 +223,80 @@ func (s *Store) Counters(ctx context.Context, env string) (map[string]int64, err
 	return out, rows.Err()
 }
 
-// Transition moves a host to state to, recording why.
+// Transition moves a host to state to in one step, recording why; a move
+// the lifecycle does not allow directly is refused with a *TransitionError.
 func (s *Store) Transition(ctx context.Context, env, name string, to State, reason string) error {
-	return s.Update(ctx, func(tx *Tx) error {
-		return tx.Modify(env, name, func(h *Host) error {
-			h.State, h.Reason = to, reason
-			return nil
-		})
-	})
+	return s.Update(ctx, func(tx *Tx) error { return tx.Transition(env, name, to, reason) })
+}
+
+// Transition moves a recorded host to state to in one step (see
+// Store.Transition).
+func (tx *Tx) Transition(env, name string, to State, reason string) error {
+	h, err := tx.Host(env, name)
+	if err != nil {
+		return err
+	}
+	if h.State == to {
+		return nil
+	}
+	if !CanMove(h.State, to) {
+		return &TransitionError{Host: name, From: h.State, To: to}
+	}
+	return tx.step(h, to, reason)
+}
+
+// Advance moves a host to state to by the lifecycle's path (see Path): each
+// step is recorded as an event, reason goes with the last one. A host that
+// is not recorded yet is recorded in to, if a host may start there. A move
+// with no legal path is refused with a *TransitionError and changes
+// nothing. Moving a host to the state it is in does nothing, but for a
+// failed host's new reason, which replaces the old one.
+func (tx *Tx) Advance(env, name string, to State, reason string) error {
+	if err := tx.write(); err != nil {
+		return err
+	}
+	if !to.Valid() {
+		return fmt.Errorf("host %s: unknown state %q", name, to)
+	}
+	h, err := tx.Host(env, name)
+	if errors.Is(err, ErrNotFound) {
+		if !initial[to] {
+			return &TransitionError{Host: name, To: to}
+		}
+		return tx.save(Host{Env: env, Name: name, State: to, Reason: reason}, Host{}, false)
+	}
+	if err != nil {
+		return err
+	}
+	if h.State == to {
+		if to == Failed && reason != "" && reason != h.Reason { // failed again, for another reason
+			h.Reason = reason
+			return tx.save(h, h, true)
+		}
+		return nil
+	}
+	path, err := Path(name, h.State, to)
+	if err != nil {
+		return err
+	}
+	for i, st := range path {
+		why := ""
+		if i == len(path)-1 {
+			why = reason
+		}
+		if err := tx.step(h, st, why); err != nil {
+			return err
+		}
+		h.State, h.Reason = st, why
+	}
+	return nil
+}
+
+// step moves h (as recorded) to st.
+func (tx *Tx) step(h Host, st State, reason string) error {
+	old := h
+	h.State, h.Reason = st, reason
+	return tx.save(h, old, true)
 }
 
 const hostCols = `env, name, role, provider, provider_id, addr, port, mac, host_key, state, reason, attrs, since, updated`
@@ -242,10 +345,15 @@ func (tx *Tx) Host(env, name string) (Host, error) {
 	return h, err
 }
 
-// Modify changes one host through fn, creating it (with state Requested
-// unless fn sets another) when it is not there yet. A state change is
-// checked against the lifecycle and recorded as an event.
+// Modify changes one host's fields (role, address, key, ...) through fn,
+// creating the host when it is not there yet: in state Requested, or in
+// the state fn sets if a host may start there. The state of a recorded
+// host changes only through Advance or Transition: fn changing it is
+// refused with ErrStateByModify.
 func (tx *Tx) Modify(env, name string, fn func(h *Host) error) error {
+	if err := tx.write(); err != nil {
+		return err
+	}
 	old, err := tx.Host(env, name)
 	exists := err == nil
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -260,14 +368,23 @@ func (tx *Tx) Modify(env, name string, fn func(h *Host) error) error {
 		return err
 	}
 	h.Env, h.Name = env, name
+	if exists && h.State != old.State {
+		return fmt.Errorf("host %s: %s → %s: %w", name, old.State, h.State, ErrStateByModify)
+	}
+	if !exists && !initial[h.State] {
+		return &TransitionError{Host: name, To: h.State}
+	}
+	return tx.save(h, old, exists)
+}
+
+// save writes h, recording a state change from old as an event.
+func (tx *Tx) save(h, old Host, exists bool) error {
+	if err := tx.write(); err != nil {
+		return err
+	}
+	name, env := h.Name, h.Env
 	if !h.State.Valid() {
 		return fmt.Errorf("host %s: unknown state %q", name, h.State)
-	}
-	switch {
-	case !exists && !initial[h.State]:
-		return &TransitionError{Host: name, To: h.State}
-	case exists && !CanMove(old.State, h.State):
-		return &TransitionError{Host: name, From: old.State, To: h.State}
 	}
 	if !exists || old.State != h.State {
 		h.Since = tx.now
@@ -289,7 +406,7 @@ func (tx *Tx) Modify(env, name string, fn func(h *Host) error) error {
 	if h.Attrs == nil {
 		attrs = []byte("{}")
 	}
-	_, err = tx.tx.ExecContext(tx.ctx, `INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (env, name) DO UPDATE SET role=excluded.role, provider=excluded.provider, provider_id=excluded.provider_id,
 		addr=excluded.addr, port=excluded.port, mac=excluded.mac, host_key=excluded.host_key, state=excluded.state, reason=excluded.reason,
 		attrs=excluded.attrs, since=excluded.since, updated=excluded.updated`,
@@ -302,6 +419,9 @@ func (tx *Tx) Modify(env, name string, fn func(h *Host) error) error {
 
 // Forget removes a host's record; its events stay.
 func (tx *Tx) Forget(env, name, why string) error {
+	if err := tx.write(); err != nil {
+		return err
+	}
 	if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM hosts WHERE env = ? AND name = ?`, env, name); err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
@@ -310,6 +430,9 @@ func (tx *Tx) Forget(env, name, why string) error {
 
 // Record appends an event.
 func (tx *Tx) Record(e Event) error {
+	if err := tx.write(); err != nil {
+		return err
+	}
 	if e.Time.IsZero() {
 		e.Time = tx.now
 	}
@@ -323,6 +446,9 @@ func (tx *Tx) Record(e Event) error {
 
 // Count adds n to a counter of env.
 func (tx *Tx) Count(env, name string, n int64) error {
+	if err := tx.write(); err != nil {
+		return err
+	}
 	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO counters (env, name, value) VALUES (?,?,?)
 		ON CONFLICT (env, name) DO UPDATE SET value = value + excluded.value`, env, name, n)
 	if err != nil {
@@ -346,6 +472,9 @@ func (tx *Tx) Get(env, key string, v any) (found bool, err error) {
 
 // Put stores v (as JSON) under key for env.
 func (tx *Tx) Put(env, key string, v any) error {
+	if err := tx.write(); err != nil {
+		return err
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err

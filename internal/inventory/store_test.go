@@ -148,3 +148,107 @@ func TestStore_ConcurrentWriters(t *testing.T) {
 		t.Errorf("counter %d, hosts %d; want 400 each", c["n"], len(hs))
 	}
 }
+
+func TestPath(t *testing.T) {
+	for _, tc := range []struct {
+		from, to State
+		want     string // states after from, or "error"
+	}{
+		{Booted, Serving, "[ready serving]"},
+		{Failed, Serving, "[ready serving]"},
+		{Serving, Stopped, "[draining stopped]"},
+		{Serving, Terminated, "[draining stopped terminated]"},
+		{Serving, Ready, "[draining ready]"},
+		{Draining, Serving, "[serving]"},
+		{Ready, Terminated, "[terminated]"},
+		{Booting, Stopped, "[stopped]"},
+		{Serving, Serving, "[]"},
+		{Booting, Serving, "error"}, // it must phone home and be checked first
+		{Requested, Ready, "error"},
+		{Terminated, Serving, "error"},
+		{Stopped, Ready, "error"},
+	} {
+		got, err := Path("h", tc.from, tc.to)
+		s := fmt.Sprint(got)
+		if err != nil {
+			var te *TransitionError
+			if !errors.As(err, &te) || te.From != tc.from || te.To != tc.to {
+				t.Errorf("Path(%s, %s): err %v, want a *TransitionError", tc.from, tc.to, err)
+			}
+			s = "error"
+		}
+		if s != tc.want {
+			t.Errorf("Path(%s, %s) = %s, want %s", tc.from, tc.to, s, tc.want)
+		}
+	}
+}
+
+// Ensure that Advance walks the legal path with one event a step, refuses
+// a move with none and changes nothing then, and that the state of a
+// recorded host cannot be changed by Modify.
+func TestTx_Advance(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, filepath.Join(t.TempDir(), "booted.db"))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.Advance(ctx, "e", "w1", Booting, ""))
+	if err := s.Advance(ctx, "e", "w1", Serving, "x"); err == nil {
+		t.Fatal("booting → serving was allowed")
+	}
+	must(s.Transition(ctx, "e", "w1", Booted, ""))
+	must(s.Advance(ctx, "e", "w1", Serving, ""))
+	must(s.Advance(ctx, "e", "w1", Serving, "")) // already there: nothing
+	must(s.Advance(ctx, "e", "w1", Terminated, "image:del"))
+	h, err := s.Host(ctx, "e", "w1")
+	if err != nil || h.State != Terminated {
+		t.Fatalf("host %+v, %v", h, err)
+	}
+	evs, err := s.Events(ctx, "e", "w1", 100)
+	must(err)
+	var got []string
+	for _, e := range evs {
+		got = append(got, fmt.Sprintf("%s>%s", e.From, e.To))
+	}
+	want := "[>booting booting>booted booted>ready ready>serving serving>draining draining>stopped stopped>terminated]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("events %v, want %s", got, want)
+	}
+	if evs[len(evs)-1].Detail != "image:del" {
+		t.Errorf("last step's detail %q, want the reason", evs[len(evs)-1].Detail)
+	}
+	err = s.Update(ctx, func(tx *Tx) error {
+		return tx.Modify("e", "w1", func(h *Host) error { h.State = Booting; return nil })
+	})
+	if !errors.Is(err, ErrStateByModify) {
+		t.Errorf("Modify changing the state: err = %v, want ErrStateByModify", err)
+	}
+	if err := s.Advance(ctx, "e", "new", Serving, ""); err == nil {
+		t.Error("a host was first recorded as serving")
+	}
+}
+
+// Ensure that View sees the data and refuses writes.
+func TestStore_View(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, filepath.Join(t.TempDir(), "booted.db"))
+	if err := s.Advance(ctx, "e", "w1", Booting, ""); err != nil {
+		t.Fatal(err)
+	}
+	err := s.View(ctx, func(tx *Tx) error {
+		h, err := tx.Host("e", "w1")
+		if err != nil || h.State != Booting {
+			t.Errorf("view: %+v %v", h, err)
+		}
+		return tx.Put("e", "k", 1)
+	})
+	if !errors.Is(err, ErrReadOnly) {
+		t.Errorf("write in View: err = %v, want ErrReadOnly", err)
+	}
+	if found, _ := s.Get(ctx, "e", "k", new(int)); found {
+		t.Error("a write in View was kept")
+	}
+}

@@ -17,7 +17,7 @@ import (
 	"text/template"
 
 	"booted/internal/remote"
-	"booted/internal/service"
+	"booted/internal/supervise"
 
 	"booted/internal/shell"
 )
@@ -65,7 +65,7 @@ var ErrRefused = fmt.Errorf("nginx -t refused the new configuration; the old one
 // have finished their requests) or starts nginx under booted's supervisor.
 // It returns "reloaded", "started" or "unchanged".
 func Apply(ctx context.Context, s *remote.Session, conf []byte) (string, error) {
-	if err := service.EnsureSupervisor(ctx, s); err != nil {
+	if err := supervise.Ensure(ctx, s); err != nil {
 		return "", err
 	}
 	nginx := fmt.Sprintf("nginx -p %[1]s/ -c %[1]s/nginx.conf -e %[1]s/logs/error.log", Prefix)
@@ -99,7 +99,7 @@ setsid %[4]s lb-nginx $P/run/sup $P/logs/supervise.log %[5]s </dev/null >/dev/nu
 i=0
 while ! [ -s $P/run/nginx.pid ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 [ -s $P/run/nginx.pid ] || { echo "nginx did not start: $(tail -3 $P/logs/error.log)" >&2; exit 1; }
-echo started`, Prefix, conf, nginx, service.SupervisorPath, q(nginx+" -g 'daemon off;'"))
+echo started`, Prefix, conf, nginx, supervise.Path, q(nginx+" -g 'daemon off;'"))
 	out, err := s.Output(ctx, script)
 	var ee *remote.ExitError
 	if errors.As(err, &ee) && ee.Status == 3 {

@@ -6,34 +6,23 @@ package liveness
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	probing "github.com/prometheus-community/pro-bing"
 
+	"booted/internal/fanout"
 	"booted/internal/remote"
 )
 
-// Ping sends count echo requests to each address at once and returns, for
+// Ping sends count echo requests to each address, at most parallel
+// addresses at once (each pinger holds a raw socket), and returns, for
 // each, nil if at least one reply came back within timeout.
-func Ping(ctx context.Context, addrs []string, count int, timeout time.Duration) map[string]error {
+func Ping(ctx context.Context, addrs []string, count int, timeout time.Duration, parallel int) map[string]error {
+	errs := fanout.Map(ctx, addrs, parallel, func(ctx context.Context, a string) error { return ping(ctx, a, count, timeout) })
 	out := make(map[string]error, len(addrs))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 256) // each pinger holds a raw socket
-	for _, a := range addrs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			err := ping(ctx, a, count, timeout)
-			mu.Lock()
-			out[a] = err
-			mu.Unlock()
-		}()
+	for i, a := range addrs {
+		out[a] = errs[i]
 	}
-	wg.Wait()
 	return out
 }
 

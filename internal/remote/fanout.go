@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"booted/internal/fanout"
 )
 
 // Status is how one host's part of an operation ended.
@@ -77,7 +79,8 @@ func (s *Session) Output(ctx context.Context, cmd string) (string, error) {
 
 // Options control a fan-out.
 type Options struct {
-	// Parallel bounds how many hosts run at once; zero means 64.
+	// Parallel bounds how many hosts run at once; zero means
+	// fanout.DefaultParallel.
 	Parallel int
 	// Timeout bounds each host's part; zero means none.
 	Timeout time.Duration
@@ -93,33 +96,15 @@ type Options struct {
 // its own timeout, and returns one result per target in the targets' order.
 // It goes on past failing hosts. Hosts not started when ctx ends are skipped.
 func (p *Pool) Each(ctx context.Context, targets []Target, opt Options, step func(ctx context.Context, s *Session) error) []Result {
-	par := opt.Parallel
-	if par <= 0 {
-		par = 64
-	}
 	results := make([]Result, len(targets))
-	sem := make(chan struct{}, par)
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+	fanout.Each(ctx, len(targets), opt.Parallel, func(ctx context.Context, i int) {
+		results[i] = p.one(ctx, targets[i], opt, step)
+	}, func(i int) {
+		results[i] = Result{Host: targets[i].Name, Status: Skipped, Error: "not started: " + ctx.Err().Error(), Err: ctx.Err()}
+		if opt.OnDone != nil {
+			opt.OnDone(results[i])
 		}
-		if ctx.Err() != nil {
-			results[i] = Result{Host: t.Name, Status: Skipped, Error: "not started: " + ctx.Err().Error()}
-			if opt.OnDone != nil {
-				opt.OnDone(results[i])
-			}
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i] = p.one(ctx, t, opt, step)
-		}()
-	}
-	wg.Wait()
+	})
 	return results
 }
 

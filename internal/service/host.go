@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -14,38 +12,10 @@ import (
 	"github.com/pkg/sftp"
 
 	"booted/internal/remote"
+	"booted/internal/supervise"
 
 	"booted/internal/shell"
 )
-
-// supervisor runs a service, restarts it when it dies (1 s apart, up to
-// 30 s when it keeps dying at once), and stops it (TERM) when told to.
-const supervisor = `#!/bin/sh
-# booted-supervise NAME RUNDIR LOG COMMAND, written by booted.
-name=$1 run=$2 log=$3 cmd=$4
-mkdir -p "$run" "$(dirname "$log")"
-echo $$ > "$run/supervisor.pid"
-stopping=0 child=
-trap 'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
-delay=1
-while :; do
-	started=$(date +%s)
-	sh -c "exec $cmd" </dev/null >>"$log" 2>&1 &
-	child=$!
-	echo "$child" > "$run/pid"
-	wait "$child"; rc=$?
-	while kill -0 "$child" 2>/dev/null; do wait "$child"; rc=$?; done
-	[ "$stopping" = 1 ] && break
-	echo "$(date -u +%FT%TZ) booted-supervise: $name exited ($rc); restarting in ${delay}s" >>"$log"
-	sleep "$delay" & s=$!; wait $s; kill $s 2>/dev/null
-	[ "$stopping" = 1 ] && break
-	if [ $(( $(date +%s) - started )) -gt 10 ]; then delay=1; elif [ "$delay" -lt 30 ]; then delay=$((delay * 2)); fi
-done
-rm -f "$run/pid" "$run/supervisor.pid"
-`
-
-// SupervisorPath is where booted's supervisor script lives on hosts.
-const SupervisorPath = "/opt/booted/bin/booted-supervise"
 
 // Deploy puts the artifact in releases/VERSION on the host, uploading it
 // only when the host does not have that checksum yet, and switches the
@@ -120,21 +90,6 @@ sum=$(sha256sum %s.tmp | cut -d' ' -f1)
 chmod 755 %s.tmp
 mv -f %s.tmp %s
 echo %s > .sha256`, q(rel), d.Name, a.SHA256, d.Name, d.Name, d.Name, a.SHA256)
-	return s.Run(ctx, script)
-}
-
-// EnsureSupervisor writes the supervisor script if the host's copy differs.
-func EnsureSupervisor(ctx context.Context, s *remote.Session) error {
-	h := sha256.Sum256([]byte(supervisor))
-	want := hex.EncodeToString(h[:])
-	script := fmt.Sprintf(`set -e
-if [ "$(sha256sum %[1]s 2>/dev/null | cut -d' ' -f1)" != %[2]s ]; then
-	mkdir -p %[3]s
-	cat > %[1]s.tmp <<'BOOTED_EOF'
-%[4]sBOOTED_EOF
-	chmod 755 %[1]s.tmp
-	mv -f %[1]s.tmp %[1]s
-fi`, SupervisorPath, want, path.Dir(SupervisorPath), supervisor)
 	return s.Run(ctx, script)
 }
 
@@ -219,7 +174,7 @@ func (d *Def) Start(ctx context.Context, s *remote.Session, restart bool) (State
 			return st, err
 		}
 	}
-	if err := EnsureSupervisor(ctx, s); err != nil {
+	if err := supervise.Ensure(ctx, s); err != nil {
 		return State{}, fmt.Errorf("host %s: install supervisor: %w", s.Target.Name, err)
 	}
 	start, err := d.startCommand()
@@ -247,7 +202,7 @@ rm -f %[3]s/pid
 setsid %[4]s %[5]s %[3]s %[6]s %[7]s </dev/null >/dev/null 2>&1 &
 i=0
 while [ ! -s %[3]s/pid ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-cat %[3]s/pid`, q(d.base()), version, q(d.runDir()), SupervisorPath, d.Name, q(d.logFile()), q(start), d.unit(), unit)
+cat %[3]s/pid`, q(d.base()), version, q(d.runDir()), supervise.Path, d.Name, q(d.logFile()), q(start), d.unit(), unit)
 	out, err := s.Output(ctx, script)
 	if err != nil {
 		return State{}, fmt.Errorf("host %s: start %s: %w", s.Target.Name, d.Name, err)

@@ -6,11 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"booted/internal/bench"
 	"booted/internal/inventory"
+	"booted/internal/pkgs"
+	"booted/internal/provider"
 	"booted/internal/remote"
 )
 
@@ -23,10 +24,7 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 	if n < 1 || n > 230 {
 		return fmt.Errorf("bench:fanout N: N must be 1..230 (the bench subnet's size), not %d", n)
 	}
-	runs, _ := strconv.Atoi(os.Getenv("BOOTED_BENCH_RUNS"))
-	if runs <= 0 {
-		runs = 5
-	}
+	runs := r.BenchRuns
 	return r.withEnv(ctx, "bench", func(s *session) error {
 		rl := s.env.Roles["workers"]
 		names := rl.HostNames(n)
@@ -39,11 +37,12 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 		defer func() { // the bench hosts, their nginx and bridge go
 			cctx := context.WithoutCancel(ctx)
 			for _, name := range names {
-				s.prov.Delete(cctx, name)
-				s.moveTo(cctx, name, inventory.Terminated, "bench done")
+				if s.delete(cctx, name, true) == nil {
+					s.advance(cctx, name, inventory.Terminated, "bench done")
+				}
 			}
 			s.ctl.Stop(cctx)
-			if t, ok := s.prov.(teardowner); ok {
+			if t, ok := s.prov.(provider.Teardowner); ok {
 				t.Teardown(cctx)
 			}
 		}()
@@ -85,7 +84,7 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 			return err
 		}
 		rows = append(rows, bench.Row{Tool: "booted", Command: bc, Copy: bp}, bench.Row{Tool: "booted, 2nd step same conns", Command: second})
-		if err := installIfMissing(ctx, r, map[string]string{"parallel-ssh": "pssh", "ansible": "ansible-core"}); err != nil {
+		if err := pkgs.Ensure(ctx, r.Err, pkgs.Need{"parallel-ssh": "pssh", "ansible": "ansible-core"}); err != nil {
 			fmt.Fprintf(r.Err, "bench: %v\n", err)
 		}
 		if _, err := exec.LookPath("parallel-ssh"); err == nil {
@@ -106,18 +105,4 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 		bench.Table(r.Out, len(targets), rows)
 		return nil
 	})
-}
-
-// installIfMissing installs the Debian packages of missing commands (root only).
-func installIfMissing(ctx context.Context, r *Runner, cmds map[string]string) error {
-	var pkgs []string
-	for c, p := range cmds {
-		if !haveCmd(c) {
-			pkgs = append(pkgs, p)
-		}
-	}
-	if len(pkgs) == 0 {
-		return nil
-	}
-	return aptInstall(ctx, r.Err, pkgs)
 }

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 
 	"booted/internal/config"
+	"booted/internal/fanout"
 	"booted/internal/inventory"
 	"booted/internal/provider"
 )
@@ -146,9 +146,11 @@ func (s *session) startWorker(ctx context.Context, host string) error {
 func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
 		roles := s.env.RoleNames()
-		var errs []string
-		if err := s.stopLB(ctx); err != nil { // the load balancers go down first
-			errs = append(errs, err.Error())
+		var errs []error
+		errs = append(errs, s.stopLB(ctx)) // the load balancers go down first
+		insts, err := s.prov.List(ctx)
+		if err != nil {
+			return err
 		}
 		for i := len(roles) - 1; i >= 0; i-- {
 			rl := s.env.Roles[roles[i]]
@@ -161,27 +163,19 @@ func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 				if err != nil {
 					return err
 				}
-				if err := s.stopService(ctx, def, hosts); err != nil {
-					errs = append(errs, err.Error())
-				}
-			}
-			insts, err := s.prov.List(ctx)
-			if err != nil {
-				return err
+				errs = append(errs, s.stopService(ctx, def, hosts))
 			}
 			for _, in := range insts {
 				if role, _ := s.env.RoleOf(in.Name); role == roles[i] {
-					if err := s.stop(ctx, in.Name); err != nil {
-						errs = append(errs, err.Error())
-					}
+					errs = append(errs, s.stop(ctx, in.Name))
 				}
 			}
 		}
 		if err := s.printHosts(ctx); err != nil {
 			return err
 		}
-		if len(errs) > 0 {
-			return fmt.Errorf("env:stop %s: %s", envName, strings.Join(errs, "; "))
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("env:stop %s: %w", envName, err)
 		}
 		return nil
 	})
@@ -207,30 +201,24 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 		if err != nil {
 			return err
 		}
-		rows := make([]statusRow, len(hosts))
-		var wg sync.WaitGroup
-		for i, h := range hosts {
-			rows[i] = statusRow{Name: h.Name, Role: h.Role, State: string(h.State), IP: h.Addr}
+		rows := fanout.Map(ctx, hosts, r.Parallel, func(ctx context.Context, h inventory.Host) statusRow {
+			row := statusRow{Name: h.Name, Role: h.Role, State: string(h.State), IP: h.Addr}
 			rl := s.env.Roles[h.Role]
 			if rl == nil || rl.Service == "" || h.State == inventory.Terminated || h.State == inventory.Stopped {
-				continue
+				return row
 			}
 			def, err := s.loadService(rl.Service)
 			if err != nil {
-				return err
+				row.Health = "unknown: " + err.Error()
+				return row
 			}
-			rows[i].Service = def.Name
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rows[i].Health = "ok"
-				if _, err := def.Get(ctx, h.Addr, def.Health.Path); err != nil {
-					rows[i].Health = "down: " + err.Error()
-				}
-				rows[i].Version, _ = def.Get(ctx, h.Addr, "/version")
-			}()
-		}
-		wg.Wait()
+			row.Service, row.Health = def.Name, "ok"
+			if _, err := s.io.Get(ctx, def, h, def.Health.Path); err != nil {
+				row.Health = "down: " + err.Error()
+			}
+			row.Version, _ = s.io.Get(ctx, def, h, "/version")
+			return row
+		})
 		for lbName, ups := range s.routes(ctx) {
 			for i := range rows {
 				if rows[i].Name == lbName {
@@ -245,42 +233,39 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 	})
 }
 
-// teardowner is implemented by providers that own more than their hosts
-// (the local provider's bridge).
-type teardowner interface {
-	Teardown(ctx context.Context) error
-}
-
-// EnvDestroy deletes every host of ENV the provider made (the inventory
-// keeps them as terminated), stops the controller's nginx and removes what
-// else the provider set up (the local bridge).
+// EnvDestroy deletes every host of ENV the provider made (powering it off
+// first; the inventory keeps them as terminated), stops the controller's
+// nginx and removes what else the provider set up (the local bridge).
 func (r *Runner) EnvDestroy(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
 		insts, err := s.prov.List(ctx)
 		if err != nil {
 			return err
 		}
-		for _, in := range insts {
-			if err := s.prov.Delete(ctx, in.Name); err != nil {
-				if errors.Is(err, provider.ErrUnsupported) {
-					continue
+		n := 0
+		if _, ok := s.prov.(provider.Deleter); ok {
+			for _, in := range insts {
+				if err := s.delete(ctx, in.Name, true); err != nil {
+					return err
 				}
-				return err
-			}
-			if err := s.moveTo(ctx, in.Name, inventory.Terminated, "env:destroy"); err != nil {
-				return err
+				if _, err := s.store.Host(ctx, s.env.Name, in.Name); err == nil {
+					if err := s.advance(ctx, in.Name, inventory.Terminated, "env:destroy"); err != nil {
+						return err
+					}
+				}
+				n++
 			}
 		}
 		if err := s.ctl.Stop(ctx); err != nil {
 			return err
 		}
-		if t, ok := s.prov.(teardowner); ok {
+		if t, ok := s.prov.(provider.Teardowner); ok {
 			if err := t.Teardown(ctx); err != nil {
 				return err
 			}
 		}
 		if !r.JSON {
-			fmt.Fprintf(r.Out, "%s: deleted %d hosts\n", envName, len(insts))
+			fmt.Fprintf(r.Out, "%s: deleted %d hosts\n", envName, n)
 		}
 		return nil
 	})

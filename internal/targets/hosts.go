@@ -3,9 +3,9 @@ package targets
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -16,9 +16,8 @@ import (
 
 	"booted/internal/discovery"
 	"booted/internal/inventory"
-	"booted/internal/liveness"
-	"booted/internal/provider/static"
-	"booted/internal/remote"
+	"booted/internal/provider"
+	"booted/internal/report"
 )
 
 // HostsList prints the inventory of an environment.
@@ -93,10 +92,16 @@ func (s *session) printRejected(ctx context.Context) error {
 	return err
 }
 
+// pinner records the hosts of a provider whose keys are known beforehand.
+func (s *session) pinner(k provider.KnownKeys) *discovery.Pinner {
+	return &discovery.Pinner{Store: s.store, Env: s.env.Name, Provider: s.env.Provider.Type, Role: s.env.RoleOf,
+		Keys: k, AcceptNew: s.r.AcceptNew, Timeout: s.env.Timeouts.SSH.D()}
+}
+
 // logged catches up with the boot log, then waits for booting hosts.
 func (s *session) logged(ctx context.Context) error {
-	if k, ok := s.prov.(knower); ok {
-		return s.discoverKnown(ctx, k)
+	if k, ok := s.prov.(provider.KnownKeys); ok {
+		return s.pinner(k).Record(ctx)
 	}
 	d := s.discoverer()
 	var booted []string
@@ -106,9 +111,9 @@ func (s *session) logged(ctx context.Context) error {
 		if err := d.CatchUp(ctx); err != nil {
 			return err
 		}
-		if in, ok := s.prov.(installer); ok {
+		if nb, ok := s.prov.(provider.Netboot); ok {
 			for _, n := range booted { // installed: boot from disk from now on
-				if err := in.Installed(ctx, n); err != nil {
+				if err := nb.Installed(ctx, n); err != nil {
 					fmt.Fprintf(s.r.Err, "host %s: %v\n", n, err)
 				}
 			}
@@ -127,21 +132,13 @@ func (s *session) logged(ctx context.Context) error {
 				waiting++
 				continue
 			}
-			reason := fmt.Sprintf("no phone-home within %v of boot", timeout)
-			if log := filepath.Join(s.dir, "hosts", h.Name, "fs", "var-log", "booted-phone-home.log"); fileExists(log) {
-				reason += "; see " + log
-			}
-			if c, ok := s.prov.(consoleLogger); ok {
-				if b, err := os.ReadFile(c.ConsoleLog(h.Name)); err == nil {
-					reason += "; console: " + consoleTail(b, 5)
-				}
-			}
+			reason := fmt.Sprintf("no phone-home within %v of boot", timeout) + s.consoleTail(h.Name)
 			err := s.store.Update(ctx, func(tx *inventory.Tx) error {
 				cur, err := tx.Host(s.env.Name, h.Name)
 				if err != nil || cur.State != inventory.Booting || cur.Since != h.Since {
 					return err // it moved on meanwhile
 				}
-				return tx.Modify(s.env.Name, h.Name, func(h *inventory.Host) error { h.State, h.Reason = inventory.Failed, reason; return nil })
+				return tx.Advance(s.env.Name, h.Name, inventory.Failed, reason)
 			})
 			if err != nil {
 				return err
@@ -159,33 +156,18 @@ func (s *session) logged(ctx context.Context) error {
 	}
 }
 
-// consoleLogger is implemented by providers that keep a serial console log.
-type consoleLogger interface {
-	ConsoleLog(name string) string
-}
-
-// consoleTail returns the last n non-empty console lines, one line, without
-// terminal escapes.
-func consoleTail(b []byte, n int) string {
-	var lines []string
-	for _, l := range strings.Split(string(b), "\n") {
-		l = strings.TrimSpace(ansi.ReplaceAllString(l, ""))
-		if l != "" {
-			lines = append(lines, l)
-		}
+// consoleTail is "; see FILE; console: its last lines", where the provider
+// keeps a console log for the host.
+func (s *session) consoleTail(name string) string {
+	c, ok := s.prov.(provider.Console)
+	if !ok {
+		return ""
 	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	b, err := os.ReadFile(c.ConsoleLog(name))
+	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+		return ""
 	}
-	return strings.Join(lines, " | ")
-}
-
-var ansi = regexp.MustCompile(`\x1b\[[0-9;]*[a-zA-Z]|\r`)
-
-// installer is implemented by providers whose hosts install themselves
-// and must boot from disk once they have phoned home.
-type installer interface {
-	Installed(ctx context.Context, name string) error
+	return fmt.Sprintf("; see %s; console: %s", c.ConsoleLog(name), provider.ConsoleTail(b, 5))
 }
 
 // HostsFilter checks every discovered host with ICMP ping and an SSH login
@@ -209,34 +191,12 @@ func (s *session) filter(ctx context.Context) error {
 		return err
 	}
 	var check []inventory.Host
-	var addrs []string
 	for _, h := range hosts {
 		if checkable[h.State] && h.Addr != "" && h.HostKey != "" {
 			check = append(check, h)
-			addrs = append(addrs, h.Addr)
 		}
 	}
-	pings := liveness.Ping(ctx, addrs, 3, s.env.Timeouts.Ping.D())
-	results := make([]error, len(check))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i, h := range check {
-		if results[i] = pings[h.Addr]; results[i] != nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			t, err := target(h)
-			if err == nil {
-				err = liveness.SSH(ctx, t, s.auth(), s.env.Timeouts.SSH.D())
-			}
-			results[i] = err
-		}()
-	}
-	wg.Wait()
+	results := s.io.Alive(ctx, check, s.r.Parallel)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -248,16 +208,13 @@ func (s *session) filter(ctx context.Context) error {
 			if err != nil || cur.State != h.State {
 				continue // it moved on meanwhile
 			}
-			err = tx.Modify(s.env.Name, h.Name, func(h *inventory.Host) error {
-				switch {
-				case results[i] != nil:
-					lost = lost || h.State == inventory.Serving
-					h.State, h.Reason = inventory.Failed, "liveness: "+results[i].Error()
-				case h.State == inventory.Booted || h.State == inventory.Failed:
-					h.State, h.Reason = inventory.Ready, ""
-				}
-				return nil
-			})
+			switch {
+			case results[i] != nil:
+				lost = lost || h.State == inventory.Serving
+				err = tx.Advance(s.env.Name, h.Name, inventory.Failed, "liveness: "+results[i].Error())
+			case h.State == inventory.Booted || h.State == inventory.Failed:
+				err = tx.Advance(s.env.Name, h.Name, inventory.Ready, "")
+			}
 			if err != nil {
 				return err
 			}
@@ -273,17 +230,6 @@ func (s *session) filter(ctx context.Context) error {
 		}
 	}
 	return s.writeKnownHosts(ctx)
-}
-
-func (s *session) auth() remote.Auth { return remote.Auth{User: s.env.SSH.User, Signer: s.signer} }
-
-// target makes the SSH target of an inventory host.
-func target(h inventory.Host) (remote.Target, error) {
-	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.HostKey))
-	if err != nil {
-		return remote.Target{}, fmt.Errorf("host %s: pinned host key unreadable: %w", h.Name, err)
-	}
-	return remote.Target{Name: h.Name, Addr: h.Addr, Port: h.Port, HostKey: k}, nil
 }
 
 // writeKnownHosts writes inventory/ENV/known_hosts with the pinned key of
@@ -378,7 +324,7 @@ func (r *Runner) HostsReset(ctx context.Context, envName string) error {
 // suffix, and (re)starts the controller's nginx.
 func (r *Runner) NginxRestart(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		if p, ok := s.prov.(preparer); ok {
+		if p, ok := s.prov.(provider.Preparer); ok {
 			if err := p.Prepare(ctx); err != nil {
 				return err
 			}
@@ -397,74 +343,42 @@ func (r *Runner) NginxRestart(ctx context.Context, envName string) error {
 	})
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
-
-// discoverKnown records hosts whose keys are known beforehand (static
-// machines): with their key from the known_hosts file, or pinned on first
-// use with BOOTED_ACCEPT_NEW=1; a host with no known key is failed with
-// what to do. With names, only those hosts.
-func (s *session) discoverKnown(ctx context.Context, k knower, names ...string) error {
-	known, err := k.Known(ctx)
-	if err != nil {
-		return err
-	}
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	for _, kn := range known {
-		if len(want) > 0 && !want[kn.Name] {
-			continue
-		}
-		role, _ := s.env.RoleOf(kn.Name)
-		key, reason, event := kn.Key, "", ""
-		pinKey := "pinned/" + kn.Name
-		if key == nil { // pinned on first use earlier?
-			var pinned string
-			if err := s.store.Update(ctx, func(tx *inventory.Tx) error { _, err := tx.Get(s.env.Name, pinKey, &pinned); return err }); err != nil {
-				return err
-			}
-			if pinned != "" {
-				key, _, _, _, _ = ssh.ParseAuthorizedKey([]byte(pinned))
-			}
-		}
-		if key == nil && s.r.AcceptNew {
-			key, err = static.FetchKey(ctx, kn.Addr, kn.Port, s.env.Timeouts.SSH.D())
-			if err != nil {
-				reason = fmt.Sprintf("BOOTED_ACCEPT_NEW: could not read its host key: %v", err)
-			} else {
-				event = "pinned on first use: " + ssh.FingerprintSHA256(key)
-			}
-		}
-		if key == nil && reason == "" {
-			reason = fmt.Sprintf("host key unknown: %s has no key for %s; add it (ssh-keyscan -p %d %s >> %s) or run with BOOTED_ACCEPT_NEW=1 to pin it on first use",
-				k.KnownHostsFile(), kn.Addr, kn.Port, kn.Addr, k.KnownHostsFile())
-		}
-		err := s.store.Update(ctx, func(tx *inventory.Tx) error {
-			if event != "" {
-				if err := tx.Record(inventory.Event{Env: s.env.Name, Host: kn.Name, Kind: "host-key-pinned", Detail: event}); err != nil {
-					return err
-				}
-				if err := tx.Put(s.env.Name, pinKey, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))); err != nil {
-					return err
-				}
-			}
-			return tx.Modify(s.env.Name, kn.Name, func(h *inventory.Host) error {
-				h.Role, h.Provider, h.Addr, h.Port = role, s.env.Provider.Type, kn.Addr, kn.Port
-				if key == nil {
-					h.State, h.Reason = inventory.Failed, reason
-					return nil
-				}
-				h.HostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
-				if h.State != inventory.Ready && h.State != inventory.Serving {
-					h.State, h.Reason = inventory.Booted, ""
-				}
-				return nil
-			})
-		})
+// HostsRun runs a shell command on every host of ENV (or of one role, with
+// ENV/ROLE), printing each output line prefixed with the host's name.
+func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
+	envName, role := splitSel(sel)
+	return r.withEnv(ctx, envName, func(s *session) error {
+		hosts, err := s.selectHosts(ctx, role, nil)
 		if err != nil {
 			return err
 		}
-	}
-	return nil
+		if len(hosts) == 0 {
+			return fmt.Errorf("%s: no hosts to run on (hosts:list %s shows the inventory)", sel, envName)
+		}
+		width := 0
+		for _, h := range hosts {
+			width = max(width, len(h.Name))
+		}
+		var mu sync.Mutex
+		prefixers := map[string][2]*report.Prefixer{}
+		_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: func(host string) (io.Writer, io.Writer) {
+			p := fmt.Sprintf("%-*s | ", width, host)
+			o, e := report.NewPrefixer(r.Out, &mu, p), report.NewPrefixer(r.Err, &mu, p)
+			mu.Lock()
+			prefixers[host] = [2]*report.Prefixer{o, e}
+			mu.Unlock()
+			return o, e
+		}}, func(ctx context.Context, c hostConn) error {
+			err := c.Run(ctx, cmd)
+			mu.Lock()
+			ps := prefixers[c.Host().Name]
+			mu.Unlock()
+			if ps[0] != nil {
+				ps[0].Flush()
+				ps[1].Flush()
+			}
+			return err
+		})
+		return err
+	})
 }

@@ -4,11 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
-	"booted/internal/bootlog"
 	"booted/internal/inventory"
 	"booted/internal/provider"
 )
@@ -47,54 +43,59 @@ func (r *Runner) ImageBuild(ctx context.Context, envName, hosts string) error {
 func (s *session) build(ctx context.Context, spec provider.Spec) (provider.Instance, error) {
 	name := spec.Name
 	h, err := s.store.Host(ctx, s.env.Name, name)
-	fresh := errors.Is(err, inventory.ErrNotFound) || h.State == inventory.Terminated
 	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
 		return provider.Instance{}, err
 	}
+	fresh := err != nil || h.State == inventory.Terminated
 	if fresh {
-		if err := s.setState(ctx, name, spec.Role, inventory.Provisioning, ""); err != nil {
+		if err := s.record(ctx, name, spec.Role, nil, inventory.Provisioning, ""); err != nil {
 			return provider.Instance{}, err
 		}
 	}
 	inst, err := s.prov.Build(ctx, spec)
 	if err != nil {
 		if fresh {
-			s.setState(context.WithoutCancel(ctx), name, spec.Role, inventory.Failed, err.Error())
+			s.advance(context.WithoutCancel(ctx), name, inventory.Failed, err.Error())
 		}
 		return inst, err
 	}
-	return inst, s.store.Update(ctx, func(tx *inventory.Tx) error {
-		return tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
-			s.fill(h, spec.Role, inst)
-			if fresh {
-				h.State = inventory.Stopped
-			}
-			return nil
-		})
-	})
+	to := inventory.State("")
+	if fresh {
+		to = inventory.Stopped
+	}
+	return inst, s.record(ctx, name, spec.Role, &inst, to, "")
 }
 
-func (s *session) fill(h *inventory.Host, role string, inst provider.Instance) {
-	if h.Role == "" {
-		h.Role = role
-	}
-	h.Provider, h.ProviderID, h.MAC = s.env.Provider.Type, inst.ID, inst.MAC
-	if h.Addr == "" {
-		h.Addr = inst.Addr
-	}
-	h.Port = s.env.SSH.Port
-}
-
-func (s *session) setState(ctx context.Context, name, role string, st inventory.State, reason string) error {
+// record fills a host's record from what the provider says of it
+// (inst, if given) and moves it to state to (if given; a new host is
+// recorded in it).
+func (s *session) record(ctx context.Context, name, role string, inst *provider.Instance, to inventory.State, reason string) error {
 	return s.store.Update(ctx, func(tx *inventory.Tx) error {
-		return tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
+		_, err := tx.Host(s.env.Name, name)
+		exists := err == nil
+		if err != nil && !errors.Is(err, inventory.ErrNotFound) {
+			return err
+		}
+		err = tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
 			if h.Role == "" {
 				h.Role = role
 			}
 			h.Provider = s.env.Provider.Type
-			h.State, h.Reason = st, reason
+			if inst != nil {
+				h.ProviderID, h.MAC, h.Port = inst.ID, inst.MAC, s.env.SSH.Port
+				if h.Addr == "" {
+					h.Addr = inst.Addr
+				}
+			}
+			if !exists && to != "" {
+				h.State, h.Reason = to, reason
+			}
 			return nil
 		})
+		if err != nil || to == "" || !exists {
+			return err
+		}
+		return tx.Advance(s.env.Name, name, to, reason)
 	})
 }
 
@@ -115,11 +116,11 @@ func (r *Runner) ImageStart(ctx context.Context, envName, hosts string) error {
 
 // start boots one host and moves it to booting, unless it already runs.
 func (s *session) start(ctx context.Context, name string) error {
-	if k, ok := s.prov.(knower); ok {
+	if k, ok := s.prov.(provider.KnownKeys); ok {
 		if _, err := s.prov.Start(ctx, provider.Spec{Name: name}); err != nil {
 			return err
 		}
-		return s.discoverKnown(ctx, k, name)
+		return s.pinner(k).Record(ctx, name)
 	}
 	spec, err := s.spec(name)
 	if err != nil {
@@ -140,17 +141,15 @@ func (s *session) start(ctx context.Context, name string) error {
 		}
 	}
 	// The boot timeout counts from here.
-	if err := s.setState(ctx, name, spec.Role, inventory.Booting, ""); err != nil {
+	if err := s.advance(ctx, name, inventory.Booting, ""); err != nil {
 		return err
 	}
 	inst, err := s.prov.Start(ctx, spec)
 	if err != nil {
-		s.setState(context.WithoutCancel(ctx), name, spec.Role, inventory.Failed, err.Error())
+		s.advance(context.WithoutCancel(ctx), name, inventory.Failed, err.Error())
 		return err
 	}
-	return s.store.Update(ctx, func(tx *inventory.Tx) error {
-		return tx.Modify(s.env.Name, name, func(h *inventory.Host) error { s.fill(h, spec.Role, inst); return nil })
-	})
+	return s.record(ctx, name, spec.Role, &inst, "", "")
 }
 
 // ImageStop powers hosts off (comma-separated names).
@@ -158,72 +157,73 @@ func (r *Runner) ImageStop(ctx context.Context, envName, hosts string) error {
 	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error { return s.stop(ctx, n) })
 }
 
+// stop powers a host off, taking it out of the load balancers first if it
+// was serving.
 func (s *session) stop(ctx context.Context, name string) error {
-	if err := s.prov.Stop(ctx, name); err != nil {
-		if errors.Is(err, provider.ErrUnsupported) {
-			fmt.Fprintf(s.r.Err, "%v\n", err)
-			return nil
-		}
+	pw, ok := s.prov.(provider.Power)
+	if !ok {
+		fmt.Fprintf(s.r.Err, "host %s: the %s provider does not power hosts: left as it is\n", name, s.env.Provider.Type)
+		return nil
+	}
+	if err := pw.Stop(ctx, name); err != nil {
 		if errors.Is(err, provider.ErrNoInstance) {
 			return fmt.Errorf("host %s of %s: nothing to stop: it was never built (see image:list %s)", name, s.env.Name, s.env.Name)
 		}
 		return err
 	}
+	return s.retire(ctx, name, inventory.Stopped, "")
+}
+
+// retire moves a host to stopped or terminated (draining first if it was
+// serving) and updates the load balancers if the serving set changed.
+func (s *session) retire(ctx context.Context, name string, to inventory.State, reason string) error {
 	h, err := s.store.Host(ctx, s.env.Name, name)
-	if err := s.moveTo(ctx, name, inventory.Stopped, ""); err != nil {
+	if errors.Is(err, inventory.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	if err == nil && h.State == inventory.Serving {
+	if err := s.advance(ctx, name, to, reason); err != nil {
+		return err
+	}
+	if h.State == inventory.Serving {
 		return s.updateLB(ctx) // the serving set changed
 	}
 	return nil
 }
 
-// moveTo walks a host to stopped or terminated through the states the
-// lifecycle requires on the way (a serving host drains first).
-func (s *session) moveTo(ctx context.Context, name string, to inventory.State, reason string) error {
-	return s.store.Update(ctx, func(tx *inventory.Tx) error {
-		h, err := tx.Host(s.env.Name, name)
-		if errors.Is(err, inventory.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
+// ImageDel deletes hosts (comma-separated names): their namespace or VM and
+// files. The inventory keeps them as terminated. A running VM is refused
+// unless BOOTED_FORCE=1, which powers it off first.
+func (r *Runner) ImageDel(ctx context.Context, envName, hosts string) error {
+	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error {
+		if err := s.delete(ctx, n, r.Force); err != nil {
 			return err
 		}
-		path := []inventory.State{to}
-		switch {
-		case h.State == inventory.Serving:
-			path = []inventory.State{inventory.Draining, inventory.Stopped, to}
-		case to == inventory.Terminated && !inventory.CanMove(h.State, to):
-			path = []inventory.State{inventory.Stopped, to}
-		}
-		for _, st := range path {
-			if h.State == st {
-				continue
-			}
-			if err := tx.Modify(s.env.Name, name, func(h *inventory.Host) error { h.State, h.Reason = st, reason; return nil }); err != nil {
-				return err
-			}
-			h.State = st
-		}
-		return nil
+		return s.retire(ctx, n, inventory.Terminated, "")
 	})
 }
 
-// ImageDel deletes hosts (comma-separated names): their namespace or VM and
-// files. The inventory keeps them as terminated.
-func (r *Runner) ImageDel(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error {
-		if r.Force {
-			if err := s.prov.Stop(ctx, n); err != nil && !errors.Is(err, provider.ErrNoInstance) {
-				return err
-			}
-		}
-		if err := s.prov.Delete(ctx, n); err != nil {
+// delete removes a host through the provider, powering it off first when
+// force is set.
+func (s *session) delete(ctx context.Context, name string, force bool) error {
+	del, ok := s.prov.(provider.Deleter)
+	if !ok {
+		return fmt.Errorf("host %s: the %s provider does not own its hosts and cannot delete them (remove it from %s instead)", name, s.env.Provider.Type, s.env.Path)
+	}
+	if pw, ok := s.prov.(provider.Power); ok && force {
+		if err := pw.Stop(ctx, name); err != nil && !errors.Is(err, provider.ErrNoInstance) {
 			return err
 		}
-		return s.moveTo(ctx, n, inventory.Terminated, "")
-	})
+	}
+	if err := del.Delete(ctx, name); err != nil {
+		if errors.Is(err, provider.ErrRunning) {
+			return fmt.Errorf("%w (image:stop %s %s)", err, s.env.Name, name)
+		}
+		return err
+	}
+	return nil
 }
 
 // ImageList lists the hosts the provider has made, with their inventory state.
@@ -232,14 +232,13 @@ func (r *Runner) ImageList(ctx context.Context, envName string) error {
 }
 
 type imageRow struct {
-	Name      string `json:"name"`
-	Role      string `json:"role"`
-	Power     string `json:"power"`
-	State     string `json:"state"`
-	IP        string `json:"ip"`
-	MAC       string `json:"mac"`
-	ID        string `json:"id"`
-	Inventory string `json:"-"`
+	Name  string `json:"name"`
+	Role  string `json:"role"`
+	Power string `json:"power"`
+	State string `json:"state"`
+	IP    string `json:"ip"`
+	MAC   string `json:"mac"`
+	ID    string `json:"id"`
 }
 
 func (r *Runner) imageList(ctx context.Context, s *session) error {
@@ -269,17 +268,12 @@ func (r *Runner) imageList(ctx context.Context, s *session) error {
 	})
 }
 
-// cloner is implemented by providers that can copy a host.
-type cloner interface {
-	Clone(ctx context.Context, src string, s provider.Spec) (provider.Instance, error)
-}
-
 // ImageClone makes host NAME a copy of host SRC with fresh MACs and its own
-// name: the controller tells the clone who it is (by its first MAC) when it
-// boots, and it phones home under that name.
+// name: the clone learns who it is from the provider (a seed disk, or the
+// controller by its first MAC) and phones home under that name.
 func (r *Runner) ImageClone(ctx context.Context, envName, src, name string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		c, ok := s.prov.(cloner)
+		c, ok := s.prov.(provider.Cloner)
 		if !ok {
 			return fmt.Errorf("%s: the %s provider cannot clone hosts (image:build %s %s makes a new one)", s.env.Path, s.env.Provider.Type, envName, name)
 		}
@@ -287,30 +281,15 @@ func (r *Runner) ImageClone(ctx context.Context, envName, src, name string) erro
 		if err != nil {
 			return err
 		}
-		if err := s.setState(ctx, name, spec.Role, inventory.Provisioning, ""); err != nil {
+		if err := s.record(ctx, name, spec.Role, nil, inventory.Provisioning, ""); err != nil {
 			return err
 		}
 		inst, err := c.Clone(ctx, src, spec)
 		if err != nil {
-			s.setState(context.WithoutCancel(ctx), name, spec.Role, inventory.Failed, err.Error())
+			s.advance(context.WithoutCancel(ctx), name, inventory.Failed, err.Error())
 			return err
 		}
-		id := fmt.Sprintf("name=%s\ntoken=%s\n", name, bootlog.Token(s.secret, s.env.Name, name))
-		idDir := filepath.Join(s.dir, "kickstart", "identity")
-		if err := os.MkdirAll(idDir, 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(idDir, strings.ToLower(inst.MAC)), []byte(id), 0o644); err != nil {
-			return err
-		}
-		err = s.store.Update(ctx, func(tx *inventory.Tx) error {
-			return tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
-				s.fill(h, spec.Role, inst)
-				h.State = inventory.Stopped
-				return nil
-			})
-		})
-		if err != nil {
+		if err := s.record(ctx, name, spec.Role, &inst, inventory.Stopped, ""); err != nil {
 			return err
 		}
 		return r.imageList(ctx, s)

@@ -2,12 +2,13 @@ package targets
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"booted/internal/config"
@@ -33,7 +34,8 @@ func (s *session) lbHosts(ctx context.Context) ([]inventory.Host, error) {
 // updateLB points every load balancer at the workers now serving: the
 // configuration is checked with nginx -t on each host before it replaces the
 // running one, and a reload waits for the old nginx workers to finish their
-// requests (so a worker taken out is drained when this returns).
+// requests (so a worker taken out is drained when this returns). Its error
+// wraps each load balancer's (lb.ErrRefused for a refused configuration).
 func (s *session) updateLB(ctx context.Context) error {
 	wr := s.env.Roles[config.RoleWorkers]
 	if wr == nil || wr.Service == "" {
@@ -56,43 +58,36 @@ func (s *session) updateLB(ctx context.Context) error {
 		ups = append(ups, net.JoinHostPort(w.Addr, strconv.Itoa(def.Port)))
 	}
 	tmpl := filepath.Join(s.r.Root, "nginx", "lb.conf.tmpl")
-	pool := remote.NewPool(s.auth(), s.env.Timeouts.SSH.D())
-	defer pool.Close()
-	var errs []string
-	results := pool.Each(ctx, targetsOf(lbs), remote.Options{Timeout: s.env.Timeouts.Command.D()}, func(ctx context.Context, rs *remote.Session) error {
-		conf, err := lb.Render(tmpl, lb.Config{Env: s.env.Name, Host: rs.Target.Name, Service: def.Name, Listen: LBPort, Workers: ups})
+	results := s.io.Each(ctx, lbs, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, func(ctx context.Context, c hostConn) error {
+		h := c.Host()
+		conf, err := lb.Render(tmpl, lb.Config{Env: s.env.Name, Host: h.Name, Service: def.Name, Listen: LBPort, Workers: ups})
 		if err != nil {
 			return err
 		}
-		rs.Note, err = lb.Apply(ctx, rs, conf)
+		note, err := c.ApplyLB(ctx, conf)
 		if err != nil {
 			return err
 		}
-		return s.walk(ctx, rs.Target.Name, inventory.Ready, inventory.Serving)
+		c.Note(note)
+		return s.advance(ctx, h.Name, inventory.Serving, "")
 	})
+	var errs []error
 	for _, r := range results {
 		if r.Status != remote.OK {
-			msg := r.Host + ": " + r.Error
-			if r.Stderr != "" {
-				msg += ": " + strings.ReplaceAll(r.Stderr, "\n", " | ")
+			err := r.Err
+			if err == nil {
+				err = errors.New(r.Error)
 			}
-			errs = append(errs, msg)
+			if r.Stderr != "" {
+				err = fmt.Errorf("%w: %s", err, strings.ReplaceAll(r.Stderr, "\n", " | "))
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", r.Host, err))
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("load balancer update: %s", strings.Join(errs, "; "))
+		return fmt.Errorf("load balancer update: %w", errors.Join(errs...))
 	}
 	return nil
-}
-
-func targetsOf(hosts []inventory.Host) []remote.Target {
-	var out []remote.Target
-	for _, h := range hosts {
-		if t, err := target(h); err == nil {
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 // stopLB stops nginx on the load balancers.
@@ -101,12 +96,12 @@ func (s *session) stopLB(ctx context.Context) error {
 	if err != nil || len(lbs) == 0 {
 		return err
 	}
-	_, err = s.op(ctx, "lb:stop", lbs, opOptions{}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
-		if err := lb.Stop(ctx, rs); err != nil {
+	_, err = s.op(ctx, "lb:stop", lbs, opOptions{}, func(ctx context.Context, c hostConn) error {
+		if err := c.StopLB(ctx); err != nil {
 			return err
 		}
-		if h.State == inventory.Serving {
-			return s.walk(ctx, h.Name, inventory.Draining, inventory.Ready)
+		if h := c.Host(); h.State == inventory.Serving {
+			return s.advance(ctx, h.Name, inventory.Ready, "")
 		}
 		return nil
 	})
@@ -115,17 +110,18 @@ func (s *session) stopLB(ctx context.Context) error {
 
 // routes returns what each load balancer routes to now.
 func (s *session) routes(ctx context.Context) map[string][]string {
+	var mu sync.Mutex
 	out := map[string][]string{}
 	lbs, err := s.lbHosts(ctx)
 	if err != nil || len(lbs) == 0 {
 		return out
 	}
-	pool := remote.NewPool(s.auth(), s.env.Timeouts.SSH.D())
-	defer pool.Close()
-	pool.Each(ctx, targetsOf(lbs), remote.Options{}, func(ctx context.Context, rs *remote.Session) error {
-		r, err := lb.Routes(ctx, rs)
+	s.io.Each(ctx, lbs, remote.Options{Parallel: s.r.Parallel}, func(ctx context.Context, c hostConn) error {
+		r, err := c.Routes(ctx)
 		if err == nil {
-			out[rs.Target.Name] = r
+			mu.Lock()
+			out[c.Host().Name] = r
+			mu.Unlock()
 		}
 		return err
 	})
@@ -141,15 +137,11 @@ func (r *Runner) BenchLoad(ctx context.Context, envName string, d time.Duration,
 		if err != nil {
 			return err
 		}
-		path := os.Getenv("BOOTED_LOAD_PATH")
-		if path == "" {
-			path = "/"
-		}
-		st, err := loadgen.Run(ctx, loadgen.Options{URL: url + path, Duration: d, Rate: float64(rate)})
+		st, err := loadgen.Run(ctx, loadgen.Options{URL: url + r.LoadPath, Duration: d, Rate: float64(rate)})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(r.Out, "bench:load %s%s: %s\n", url, path, st)
+		fmt.Fprintf(r.Out, "bench:load %s%s: %s\n", url, r.LoadPath, st)
 		for msg, n := range st.Errors {
 			fmt.Fprintf(r.Out, "  %d× %s\n", n, msg)
 		}

@@ -144,7 +144,7 @@ func TestTargets_LoadBalancerUnderLoad(t *testing.T) {
 		os.WriteFile(tmpl, []byte(strings.Replace(string(good), "keepalive 16;", "keepalive 16; no_such_directive;", 1)), 0o644)
 		var err error
 		f.r.withEnv(ctx, env, func(s *session) error {
-			s.walk(ctx, "w1", "draining") // a change the load balancer must follow
+			s.advance(ctx, "w1", "draining", "") // a change the load balancer must follow
 			err = s.updateLB(ctx)
 			return nil
 		})

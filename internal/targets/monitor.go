@@ -7,31 +7,28 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"booted/internal/config"
+	"booted/internal/fanout"
 	"booted/internal/inventory"
-	"booted/internal/lb"
 	"booted/internal/loadgen"
 	"booted/internal/monitor"
+	"booted/internal/provider"
 	"booted/internal/remote"
 )
-
-// EnvDryRun set to 1 makes monitor:run log what it would do without doing it.
-const EnvDryRun = "BOOTED_DRY_RUN"
 
 // MonitorRun runs the monitor daemon for ENV until SIGINT or SIGTERM:
 // every interval it measures the service through the load balancer (its
 // own probes and the load balancer's access log) and each worker's health,
 // and scales the workers between min and max to hold the SLA of the env
 // file's monitor section, replacing workers that stay unhealthy. SIGHUP
-// reloads the env file. BOOTED_DRY_RUN=1 only logs what it would do.
+// reloads the env file (and its provider). BOOTED_DRY_RUN=1 only logs what
+// it would do.
 func (r *Runner) MonitorRun(ctx context.Context, envName string) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -40,85 +37,32 @@ func (r *Runner) MonitorRun(ctx context.Context, envName string) error {
 	defer func() { signal.Stop(hup); close(hup) }() // ends the reload goroutine
 	reload := make(chan struct{}, 1)
 	return r.withEnv(ctx, envName, func(s *session) error {
-		// The reload swaps the session's env only between the daemon's
-		// calls (an action in flight finishes first).
-		le := &lockedEnv{e: &monitorEnv{s: s, r: r}}
+		// The reload swaps the session's env and provider only between the
+		// daemon's calls (an action in flight finishes first).
+		le := monitor.NewLocked(&monitorEnv{s: s})
 		go func() {
 			for range hup {
-				if env, err := config.Load(filepath.Join(r.Root, "envs"), envName); err != nil {
+				if err := le.Swap(func() error { return s.reload(ctx) }); err != nil {
 					fmt.Fprintf(r.Err, "SIGHUP: %v (keeping the old policy)\n", err)
-				} else {
-					le.mu.Lock()
-					s.env = env
-					le.mu.Unlock()
-					select {
-					case reload <- struct{}{}:
-					default:
-					}
+					continue
+				}
+				select {
+				case reload <- struct{}{}:
+				default:
 				}
 			}
 		}()
-		d := &monitor.Daemon{Env: le, DryRun: os.Getenv(EnvDryRun) == "1", Reload: reload,
+		d := &monitor.Daemon{Env: le, DryRun: r.DryRun, Reload: reload,
 			Log: slog.New(slog.NewTextHandler(r.Err, nil)).With("env", envName)}
 		return d.Run(ctx)
 	})
-}
-
-// lockedEnv holds a read lock on the session during each call of the
-// daemon (its loop and its action run concurrently); a reload takes the
-// write lock to swap the session's env.
-type lockedEnv struct {
-	mu sync.RWMutex
-	e  monitor.Env
-}
-
-func (l *lockedEnv) Policy() (config.Monitor, int, int, []string) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.e.Policy()
-}
-
-func (l *lockedEnv) Measure(ctx context.Context, d time.Duration) (monitor.Measure, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.e.Measure(ctx, d)
-}
-
-func (l *lockedEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]bool, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.e.Workers(ctx)
-}
-
-func (l *lockedEnv) Do(ctx context.Context, a monitor.Action) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.e.Do(ctx, a)
-}
-
-func (l *lockedEnv) Load(ctx context.Context) (monitor.Saved, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.e.Load(ctx)
-}
-
-func (l *lockedEnv) Save(ctx context.Context, sv monitor.Saved) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.e.Save(ctx, sv)
-}
-
-func (l *lockedEnv) Event(ctx context.Context, kind, host, detail string) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.e.Event(ctx, kind, host, detail)
 }
 
 // monitorEnv gives the daemon the environment, through the same functions
 // the targets use.
 type monitorEnv struct {
 	s     *session
-	r     *Runner
+	mu    sync.Mutex
 	logAt map[string]int64 // load balancer access log offsets
 }
 
@@ -165,44 +109,30 @@ func (m *monitorEnv) lbLog(ctx context.Context) ([]time.Duration, int, bool) {
 	if err != nil || len(lbs) == 0 {
 		return nil, 0, false
 	}
+	m.mu.Lock()
 	if m.logAt == nil {
 		m.logAt = map[string]int64{}
 	}
-	var mu sync.Mutex
+	m.mu.Unlock()
 	var lat []time.Duration
 	failed := 0
-	pool := remote.NewPool(m.s.auth(), m.s.env.Timeouts.SSH.D())
-	defer pool.Close()
-	res := pool.Each(ctx, targetsOf(lbs), remote.Options{Timeout: 10 * time.Second}, func(ctx context.Context, rs *remote.Session) error {
-		mu.Lock()
-		at, seen := m.logAt[rs.Target.Name]
-		mu.Unlock()
-		out, err := rs.Output(ctx, fmt.Sprintf("f=%s/logs/access.log; s=$(stat -c %%s $f 2>/dev/null || echo 0); echo $s; [ %d -le $s ] && tail -c +%d $f | head -c $(($s - %d))", lb.Prefix, at, at+1, at))
+	res := m.s.io.Each(ctx, lbs, remote.Options{Parallel: m.s.r.Parallel, Timeout: 10 * time.Second}, func(ctx context.Context, c hostConn) error {
+		name := c.Host().Name
+		m.mu.Lock()
+		at, seen := m.logAt[name]
+		m.mu.Unlock()
+		if !seen {
+			at = -1
+		}
+		size, reqs, err := c.AccessLogSince(ctx, at)
 		if err != nil {
 			return err
 		}
-		first, rest, _ := strings.Cut(out, "\n")
-		size, _ := strconv.ParseInt(strings.TrimSpace(first), 10, 64)
-		mu.Lock()
-		defer mu.Unlock()
-		m.logAt[rs.Target.Name] = size
-		if !seen || size < at {
-			return nil // first look, or rotated: start from here
-		}
-		for _, line := range strings.Split(rest, "\n") {
-			f := strings.Fields(line)
-			if len(f) < 3 {
-				continue
-			}
-			sec, err := strconv.ParseFloat(f[2], 64)
-			if err != nil {
-				continue
-			}
-			lat = append(lat, time.Duration(sec*float64(time.Second)))
-			if code, _ := strconv.Atoi(f[1]); code >= 500 {
-				failed++
-			}
-		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.logAt[name] = size
+		lat = append(lat, reqs.Times...)
+		failed += reqs.Failed
 		return nil
 	})
 	for _, r := range res {
@@ -239,25 +169,23 @@ func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]
 	if err != nil {
 		return nil, nil, err
 	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	var serving []inventory.Host
 	for _, h := range hosts {
-		if h.State != inventory.Serving {
-			continue
+		if h.State == inventory.Serving {
+			serving = append(serving, h)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// at most an interval: a dead worker must not slow the loop
-			hctx, cancel := context.WithTimeout(ctx, min(3*time.Second, max(500*time.Millisecond, m.s.env.Monitor.Interval.D())))
-			defer cancel()
-			_, err := def.Get(hctx, h.Addr, def.Health.Path)
-			mu.Lock()
-			healthy[h.Name] = err == nil
-			mu.Unlock()
-		}()
 	}
-	wg.Wait()
+	// at most an interval: a dead worker must not slow the loop
+	timeout := min(3*time.Second, max(500*time.Millisecond, m.s.env.Monitor.Interval.D()))
+	ok := fanout.Map(ctx, serving, m.s.r.Parallel, func(ctx context.Context, h inventory.Host) bool {
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, err := m.s.io.Get(hctx, def, h, def.Health.Path)
+		return err == nil
+	})
+	for i, h := range serving {
+		healthy[h.Name] = ok[i]
+	}
 	return ws, healthy, nil
 }
 
@@ -268,7 +196,7 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 	case monitor.ScaleUp:
 		return s.startWorker(ctx, a.Host)
 	case monitor.CancelDrain:
-		if err := s.walk(ctx, a.Host, inventory.Serving); err != nil {
+		if err := s.advance(ctx, a.Host, inventory.Serving, ""); err != nil {
 			return err
 		}
 		return s.updateLB(ctx)
@@ -287,14 +215,16 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 		return s.stop(ctx, a.Host)
 	case monitor.Replace:
 		// Out of the load balancer at once, then boot it again.
-		if err := s.walk(ctx, a.Host, inventory.Failed); err != nil {
+		if err := s.advance(ctx, a.Host, inventory.Failed, "monitor: replaced"); err != nil {
 			return err
 		}
 		if err := s.updateLB(ctx); err != nil {
 			return err
 		}
-		if err := s.prov.Stop(ctx, a.Host); err != nil {
-			return err
+		if pw, ok := s.prov.(provider.Power); ok {
+			if err := pw.Stop(ctx, a.Host); err != nil {
+				return err
+			}
 		}
 		return s.startWorker(ctx, a.Host)
 	}
@@ -303,7 +233,7 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 
 func (m *monitorEnv) Load(ctx context.Context) (monitor.Saved, error) {
 	var sv monitor.Saved
-	err := m.s.store.Update(ctx, func(tx *inventory.Tx) error { _, err := tx.Get(m.s.env.Name, "monitor/state", &sv); return err })
+	_, err := m.s.store.Get(ctx, m.s.env.Name, "monitor/state", &sv)
 	return sv, err
 }
 
@@ -321,7 +251,7 @@ func (m *monitorEnv) Event(ctx context.Context, kind, host, detail string) error
 // the recent events of the environment.
 func (r *Runner) MonitorStatus(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		me := &monitorEnv{s: s, r: r}
+		me := &monitorEnv{s: s}
 		sv, err := me.Load(ctx)
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 
 	"booted/internal/inventory"
 	"booted/internal/monitor"
+	"booted/internal/provider"
 	"booted/internal/testutil"
 )
 
@@ -38,6 +39,8 @@ func monitorEnvFile(t *testing.T) testutil.EnvFile {
 // 30 ms), two in ~23 ms, and the probes alone (10/s) in ~10 ms, under the
 // low-water mark (18 ms), with room for this machine's noise either side.
 func newMonitorFixture(t *testing.T) *fixture {
+	testutil.RequireLocalHosts(t)
+	testutil.ExclusiveCPU(t) // it measures latency: no TCG VM meanwhile
 	f := newFixture(t, monitorEnvFile(t))
 	svc := filepath.Join(f.proj.Root, "services", "hello", "service.yaml")
 	y, _ := os.ReadFile(svc)
@@ -104,7 +107,7 @@ func TestMonitor_ScalesAndHeals(t *testing.T) {
 
 	// Heal: kill one worker's host outright, behind booted's back.
 	victim := f.serving(t)[0]
-	f.must(t, f.r.withEnv(ctx, env, func(s *session) error { return s.prov.Stop(ctx, victim) }))
+	f.must(t, f.r.withEnv(ctx, env, func(s *session) error { return s.prov.(provider.Power).Stop(ctx, victim) }))
 	killed := time.Now()
 	f.waitFor(t, victim+" replaced", 30*time.Second, func() bool {
 		for _, e := range f.events(t, victim) {

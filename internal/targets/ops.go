@@ -6,15 +6,15 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"sync"
 
 	"booted/internal/inventory"
 	"booted/internal/remote"
 	"booted/internal/report"
 )
 
-// selectHosts returns the hosts of sel ("ENV" or "ENV/ROLE") that can be
-// worked on: recorded, not terminated, with an address.
+// selectHosts returns the hosts of the environment that can be worked on
+// (recorded, not terminated, with an address), of role if given, for
+// which only (if given) is true.
 func (s *session) selectHosts(ctx context.Context, role string, only func(inventory.Host) bool) ([]inventory.Host, error) {
 	hosts, err := s.store.Hosts(ctx, s.env.Name)
 	if err != nil {
@@ -48,42 +48,24 @@ type opOptions struct {
 	output func(host string) (io.Writer, io.Writer)
 }
 
-// op runs step on hosts with bounded parallelism and a per-host timeout,
-// shows progress and a recap, keeps the list of hosts that did not succeed
-// (for BOOTED_RETRY=failed) and returns an error naming them.
-func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, o opOptions, step func(ctx context.Context, rs *remote.Session, h inventory.Host) error) ([]remote.Result, error) {
+// op runs step on hosts with bounded parallelism (BOOTED_PARALLEL) and a
+// per-host timeout, shows progress and a recap, keeps the list of hosts
+// that did not succeed (for BOOTED_RETRY=failed) and returns an error
+// naming them.
+func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, o opOptions, step func(ctx context.Context, c hostConn) error) ([]remote.Result, error) {
 	if !o.keepList {
 		var err error
 		if hosts, err = s.retryFilter(ctx, title, hosts); err != nil || len(hosts) == 0 {
 			return nil, err
 		}
 	}
-	byName := map[string]inventory.Host{}
-	var targets []remote.Target
-	var results []remote.Result
-	for _, h := range hosts {
-		t, err := target(h)
-		if err != nil {
-			results = append(results, remote.Result{Host: h.Name, Status: remote.Skipped, Error: "no pinned host key: it has not phoned home", Err: err})
-			continue
-		}
-		byName[h.Name] = h
-		targets = append(targets, t)
-	}
-	pool := remote.NewPool(s.auth(), s.env.Timeouts.SSH.D())
-	defer pool.Close()
-	opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}
+	opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D(), Output: o.output}
 	var prog *report.Progress
 	if o.live {
-		prog = report.NewProgress(s.r.Out, title, len(targets), s.r.JSON)
+		prog = report.NewProgress(s.r.Out, title, len(hosts), s.r.JSON)
 		opt.OnStart, opt.OnDone = prog.Start, prog.Done
 	}
-	if o.output != nil {
-		opt.Output = o.output
-	}
-	results = append(results, pool.Each(ctx, targets, opt, func(ctx context.Context, rs *remote.Session) error {
-		return step(ctx, rs, byName[rs.Target.Name])
-	})...)
+	results := s.io.Each(ctx, hosts, opt, step)
 	if prog != nil {
 		prog.Close()
 	}
@@ -110,7 +92,7 @@ func (s *session) retryFilter(ctx context.Context, title string, hosts []invento
 		return hosts, nil
 	}
 	var prev []string
-	if err := s.store.Update(ctx, func(tx *inventory.Tx) error { _, err := tx.Get(s.env.Name, "failed/"+title, &prev); return err }); err != nil {
+	if _, err := s.store.Get(ctx, s.env.Name, "failed/"+title, &prev); err != nil {
 		return nil, err
 	}
 	want := map[string]bool{}
@@ -134,40 +116,8 @@ func (s *session) saveFailed(ctx context.Context, title string, bad []string) er
 	return s.store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error { return tx.Put(s.env.Name, "failed/"+title, bad) })
 }
 
-// HostsRun runs a shell command on every host of ENV (or of one role, with
-// ENV/ROLE), printing each output line prefixed with the host's name.
-func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
-	envName, role := splitSel(sel)
-	return r.withEnv(ctx, envName, func(s *session) error {
-		hosts, err := s.selectHosts(ctx, role, nil)
-		if err != nil {
-			return err
-		}
-		if len(hosts) == 0 {
-			return fmt.Errorf("%s: no hosts to run on (hosts:list %s shows the inventory)", sel, envName)
-		}
-		width := 0
-		for _, h := range hosts {
-			width = max(width, len(h.Name))
-		}
-		var mu sync.Mutex
-		prefixers := map[string][2]*report.Prefixer{}
-		_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: func(host string) (io.Writer, io.Writer) {
-			p := fmt.Sprintf("%-*s | ", width, host)
-			o, e := report.NewPrefixer(r.Out, &mu, p), report.NewPrefixer(r.Err, &mu, p)
-			mu.Lock()
-			prefixers[host] = [2]*report.Prefixer{o, e}
-			mu.Unlock()
-			return o, e
-		}}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
-			err := rs.Run(ctx, cmd)
-			mu.Lock()
-			ps := prefixers[h.Name]
-			mu.Unlock()
-			ps[0].Flush()
-			ps[1].Flush()
-			return err
-		})
-		return err
-	})
+// advance moves a host to a state by the lifecycle's path (see
+// inventory.Tx.Advance).
+func (s *session) advance(ctx context.Context, name string, to inventory.State, reason string) error {
+	return s.store.Advance(ctx, s.env.Name, name, to, reason)
 }

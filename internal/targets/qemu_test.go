@@ -10,15 +10,17 @@ import (
 	"testing"
 	"time"
 
+	"booted/internal/provider"
 	"booted/internal/testutil"
 )
 
 // qemuProject is a project whose environment runs qemu VMs on a free subnet.
 func qemuProject(t *testing.T, boot string) *fixture {
 	testutil.RequireQemu(t)
+	testutil.ExclusiveCPU(t)                            // a TCG VM takes a core for a minute
 	proj := testutil.NewProject(t, testutil.DefaultEnv) // a free subnet, cleaned up
 	out := &testutil.SyncBuffer{}
-	f := &fixture{proj: proj, out: out, r: &Runner{Root: proj.Root, Inventory: proj.Inventory, Out: out, Err: testWriter{t}}}
+	f := &fixture{proj: proj, out: out, r: newRunner(proj.Root, proj.Inventory, out, testWriter{t})}
 	// The same env name and subnet, now on the qemu provider.
 	os.WriteFile(filepath.Join(proj.Root, "envs", proj.Env+".yaml"), []byte(fmt.Sprintf(`version: 1
 provider:
@@ -30,7 +32,7 @@ roles:
 `, proj.Subnet, boot)), 0o644)
 	t.Cleanup(func() {
 		f.r.withEnv(context.Background(), proj.Env, func(s *session) error {
-			if td, ok := s.prov.(teardowner); ok {
+			if td, ok := s.prov.(provider.Teardowner); ok {
 				td.Teardown(context.Background())
 			}
 			return nil
@@ -86,7 +88,7 @@ func TestQemu_VMBootsAndPhonesHome(t *testing.T) {
 // after the boot timeout, with its console's last lines in the reason.
 func TestQemu_BrokenBootFails(t *testing.T) {
 	f := qemuProject(t, "25s")
-	t.Setenv("BOOTED_QEMU_APPEND", "root=/dev/vdz rootdelay=2")
+	f.r.QemuAppend = "root=/dev/vdz rootdelay=2"
 	ctx := context.Background()
 	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "v1"))
 	f.must(t, f.r.HostsLogged(ctx, f.proj.Env))
@@ -96,7 +98,7 @@ func TestQemu_BrokenBootFails(t *testing.T) {
 	}
 	// The reason ends with the console's last line (initramfs waiting for the disk).
 	b, _ := os.ReadFile(filepath.Join(f.proj.Inventory, f.proj.Env, "console", "v1.log"))
-	last := consoleTail(b, 1)
+	last := provider.ConsoleTail(b, 1)
 	if last == "" || !strings.HasSuffix(h.Reason, last) {
 		t.Errorf("the reason does not end with the console's last line %q: %s", last, h.Reason)
 	}

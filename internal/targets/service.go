@@ -7,12 +7,12 @@ import (
 	"io"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
 	"booted/internal/inventory"
 	"booted/internal/remote"
+	"booted/internal/rollout"
 	"booted/internal/service"
 )
 
@@ -33,11 +33,7 @@ func (s *session) serviceHosts(ctx context.Context, svc, role string) ([]invento
 // artifacts is where builds (and mirrors of services' repositories) are kept.
 func (s *session) artifacts() string { return filepath.Join(s.r.Inventory, "artifacts") }
 
-func (s *session) loadService(svc string) (*service.Def, error) {
-	return service.Load(s.r.Root, svc)
-}
-
-// build builds (or takes from the cache) version of def.
+// buildArtifact builds (or takes from the cache) version of def.
 func (s *session) buildArtifact(ctx context.Context, def *service.Def, version string) (*service.Artifact, error) {
 	a, err := def.Build(ctx, s.r.Root, s.artifacts(), version, io.Discard)
 	if err != nil {
@@ -75,12 +71,17 @@ func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) er
 	})
 }
 
+// deploy rolls version of def out to hosts (see package rollout).
 func (s *session) deploy(ctx context.Context, def *service.Def, version string, hosts []inventory.Host) error {
 	if _, err := def.Resolve(ctx, s.r.Root, s.artifacts(), version); err != nil {
 		return err // before anything is touched
 	}
+	size, err := rollout.ParseBatch(s.r.Batch)
+	if err != nil {
+		return err
+	}
 	title := "service:deploy " + def.Name
-	hosts, err := s.retryFilter(ctx, title, hosts)
+	hosts, err = s.retryFilter(ctx, title, hosts)
 	if err != nil || len(hosts) == 0 {
 		return err
 	}
@@ -88,73 +89,96 @@ func (s *session) deploy(ctx context.Context, def *service.Def, version string, 
 	if err != nil {
 		return err
 	}
-	batches, err := batches(hosts, s.r.Batch)
-	if err != nil {
+	x := &deployer{s: s, def: def, a: a, byName: byName(hosts)}
+	rep, err := rollout.Run(ctx, title+" "+a.Version, rollout.Plan(hostNames(hosts), size), x)
+	if serr := s.saveFailed(ctx, title, append(rep.Failed, rep.Unreachable...)); err == nil {
+		err = serr
+	}
+	if err != nil || len(rep.Unreachable) == 0 {
 		return err
 	}
-	var unreachable []string
-	for i, batch := range batches {
-		t := title
-		if len(batches) > 1 {
-			t = fmt.Sprintf("%s %s (batch %d of %d)", title, a.Version, i+1, len(batches))
-		}
-		// Out of the load balancer first; the update waits for in-flight requests.
-		if err := s.drain(ctx, batch); err != nil {
+	return fmt.Errorf("%s %s failed on %d of %d hosts: %s unreachable (BOOTED_RETRY=failed runs it again on just those)", title, a.Version, len(rep.Unreachable), len(hosts), strings.Join(rep.Unreachable, ", "))
+}
+
+// deployer carries a deploy's rollout out on the hosts.
+type deployer struct {
+	s      *session
+	def    *service.Def
+	a      *service.Artifact
+	byName map[string]inventory.Host
+}
+
+var _ rollout.Executor = (*deployer)(nil)
+
+func (d *deployer) hosts(names []string) []inventory.Host {
+	out := make([]inventory.Host, 0, len(names))
+	for _, n := range names {
+		out = append(out, d.byName[n])
+	}
+	return out
+}
+
+func (d *deployer) Drain(ctx context.Context, names []string) error {
+	return d.s.drain(ctx, d.hosts(names))
+}
+func (d *deployer) UpdateLB(ctx context.Context) error { return d.s.updateLB(ctx) }
+
+func (d *deployer) Rollback(ctx context.Context, names []string) error {
+	return d.s.rollback(ctx, d.def, d.hosts(names), "roll back after a failed deploy")
+}
+
+// Change uploads the release where missing, switches to it, restarts the
+// service and checks it, on each host of the batch.
+func (d *deployer) Change(ctx context.Context, title string, names []string) (map[string]rollout.Result, error) {
+	var mu sync.Mutex
+	switched := map[string]bool{}
+	results, err := d.s.op(ctx, title, d.hosts(names), opOptions{live: true, keepList: true}, func(ctx context.Context, c hostConn) error {
+		uploaded, err := c.Deploy(ctx, d.def, d.a)
+		if err != nil {
 			return err
 		}
-		results, opErr := s.op(ctx, t, batch, opOptions{live: true, keepList: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
-			uploaded, err := def.Deploy(ctx, rs, a)
-			if err != nil {
-				return err
-			}
-			st, err := s.startChecked(ctx, def, rs, h)
-			if err != nil {
-				return err
-			}
-			what := "unchanged"
-			if uploaded {
-				what = "uploaded"
-			}
-			rs.Note = fmt.Sprintf("%s %s, %s, pid %d", def.Name, a.Version, what, st.PID)
-			return nil
-		})
-		var failed []inventory.Host
-		byName := map[string]inventory.Host{}
-		for _, h := range batch {
-			byName[h.Name] = h
-		}
-		for _, r := range results {
-			switch r.Status {
-			case remote.Unreachable, remote.Skipped:
-				unreachable = append(unreachable, r.Host) // nothing changed there
-			case remote.Failed:
-				failed = append(failed, byName[r.Host])
-			}
-		}
-		if len(failed) > 0 {
-			rbErr := s.rollback(ctx, def, failed, "roll back after a failed deploy")
-			lbErr := s.updateLB(ctx)
-			var names []string
-			for _, h := range failed {
-				names = append(names, h.Name)
-			}
-			s.saveFailed(ctx, title, append(names, unreachable...))
-			return errors.Join(fmt.Errorf("%s %s stopped at batch %d of %d: failed on %s, rolled back to the previous release: %w", title, a.Version, i+1, len(batches), strings.Join(names, ", "), opErr), rbErr, lbErr)
-		}
-		if err := s.updateLB(ctx); err != nil {
+		mu.Lock()
+		switched[c.Host().Name] = true
+		mu.Unlock()
+		st, err := d.s.startChecked(ctx, d.def, c)
+		if err != nil {
 			return err
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		what := "unchanged"
+		if uploaded {
+			what = "uploaded"
 		}
+		c.Note(fmt.Sprintf("%s %s, %s, pid %d", d.def.Name, d.a.Version, what, st.PID))
+		return nil
+	})
+	out := map[string]rollout.Result{}
+	for _, r := range results {
+		st := rollout.OK
+		switch r.Status {
+		case remote.Unreachable, remote.Skipped:
+			st = rollout.Unreachable
+		case remote.Failed:
+			st = rollout.Failed
+		}
+		out[r.Host] = rollout.Result{Status: st, Switched: switched[r.Host]}
 	}
-	if err := s.saveFailed(ctx, title, unreachable); err != nil {
-		return err
+	return out, err
+}
+
+func byName(hosts []inventory.Host) map[string]inventory.Host {
+	m := make(map[string]inventory.Host, len(hosts))
+	for _, h := range hosts {
+		m[h.Name] = h
 	}
-	if len(unreachable) > 0 {
-		return fmt.Errorf("%s %s failed on %d of %d hosts: %s unreachable (BOOTED_RETRY=failed runs it again on just those)", title, a.Version, len(unreachable), len(hosts), strings.Join(unreachable, ", "))
+	return m
+}
+
+func hostNames(hosts []inventory.Host) []string {
+	out := make([]string, len(hosts))
+	for i, h := range hosts {
+		out[i] = h.Name
 	}
-	return nil
+	return out
 }
 
 // drain takes the serving hosts among hosts out of the load balancers.
@@ -162,7 +186,7 @@ func (s *session) drain(ctx context.Context, hosts []inventory.Host) error {
 	n := 0
 	for _, h := range hosts {
 		if h.State == inventory.Serving {
-			if err := s.walk(ctx, h.Name, inventory.Draining); err != nil {
+			if err := s.advance(ctx, h.Name, inventory.Draining, ""); err != nil {
 				return err
 			}
 			n++
@@ -176,15 +200,16 @@ func (s *session) drain(ctx context.Context, hosts []inventory.Host) error {
 
 // startChecked (re)starts the service on a host and runs the health check
 // and the service's checks against it before it is put back (serving).
-func (s *session) startChecked(ctx context.Context, def *service.Def, rs *remote.Session, h inventory.Host) (service.State, error) {
-	st, err := s.startOne(ctx, def, rs, h, false)
+func (s *session) startChecked(ctx context.Context, def *service.Def, c hostConn) (service.State, error) {
+	st, err := s.startOne(ctx, def, c, false)
 	if err != nil {
 		return st, err
 	}
-	for _, c := range def.RunChecks(ctx, h.Name, h.Addr) {
-		if c.Err != nil {
-			s.walk(context.WithoutCancel(ctx), h.Name, inventory.Draining)
-			return st, fmt.Errorf("host %s: check %q failed: %w", h.Name, c.Check.Name, c.Err)
+	h := c.Host()
+	for _, cr := range s.io.Checks(ctx, def, h) {
+		if cr.Err != nil {
+			s.advance(context.WithoutCancel(ctx), h.Name, inventory.Draining, "")
+			return st, fmt.Errorf("host %s: check %q failed: %w", h.Name, cr.Check.Name, cr.Err)
 		}
 	}
 	return st, nil
@@ -192,16 +217,16 @@ func (s *session) startChecked(ctx context.Context, def *service.Def, rs *remote
 
 // rollback switches hosts back to their previous release and restarts it.
 func (s *session) rollback(ctx context.Context, def *service.Def, hosts []inventory.Host, title string) error {
-	_, err := s.op(context.WithoutCancel(ctx), title, hosts, opOptions{live: true, keepList: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
-		v, err := def.Rollback(ctx, rs)
+	_, err := s.op(context.WithoutCancel(ctx), title, hosts, opOptions{live: true, keepList: true}, func(ctx context.Context, c hostConn) error {
+		v, err := c.Rollback(ctx, def)
 		if err != nil {
 			return err
 		}
-		st, err := s.startOne(ctx, def, rs, h, true)
+		st, err := s.startOne(ctx, def, c, true)
 		if err != nil {
 			return err
 		}
-		rs.Note = fmt.Sprintf("back on %s, pid %d", v, st.PID)
+		c.Note(fmt.Sprintf("back on %s, pid %d", v, st.PID))
 		return nil
 	})
 	return err
@@ -212,96 +237,49 @@ func (s *session) rollback(ctx context.Context, def *service.Def, hosts []invent
 // balancer while it restarts.
 func (r *Runner) ServiceRollback(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
-		bs, err := batches(hosts, s.r.Batch)
+		size, err := rollout.ParseBatch(s.r.Batch)
 		if err != nil {
 			return err
 		}
-		for _, b := range bs {
+		hb := byName(hosts)
+		for _, names := range rollout.Plan(hostNames(hosts), size) {
+			b := make([]inventory.Host, len(names))
+			for i, n := range names {
+				b[i] = hb[n]
+			}
 			if err := s.drain(ctx, b); err != nil {
 				return err
 			}
 			err := s.rollback(ctx, def, b, "service:rollback "+def.Name)
-			if lerr := s.updateLB(ctx); err == nil {
-				err = lerr
-			}
-			if err != nil {
+			if err := errors.Join(err, s.updateLB(ctx)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-}
-
-// batches splits hosts by BOOTED_BATCH: a count ("2"), a percentage ("25%")
-// or "all"; empty means one host at a time.
-func batches(hosts []inventory.Host, spec string) ([][]inventory.Host, error) {
-	size := 1
-	switch {
-	case spec == "" || spec == "1":
-	case spec == "all":
-		size = len(hosts)
-	case strings.HasSuffix(spec, "%"):
-		p, err := strconv.Atoi(strings.TrimSuffix(spec, "%"))
-		if err != nil || p < 1 || p > 100 {
-			return nil, fmt.Errorf("BOOTED_BATCH=%s: use a count, a percentage from 1%% to 100%%, or all", spec)
-		}
-		size = max(1, len(hosts)*p/100)
-	default:
-		n, err := strconv.Atoi(spec)
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("BOOTED_BATCH=%s: use a count, a percentage from 1%% to 100%%, or all", spec)
-		}
-		size = n
-	}
-	var out [][]inventory.Host
-	for len(hosts) > 0 {
-		n := min(size, len(hosts))
-		out = append(out, hosts[:n])
-		hosts = hosts[n:]
-	}
-	return out, nil
 }
 
 // startOne starts the service on one host, waits for its health check and
 // marks the host serving.
-func (s *session) startOne(ctx context.Context, def *service.Def, rs *remote.Session, h inventory.Host, restart bool) (service.State, error) {
-	st, err := def.Start(ctx, rs, restart)
+func (s *session) startOne(ctx context.Context, def *service.Def, c hostConn, restart bool) (service.State, error) {
+	st, err := c.Start(ctx, def, restart)
 	if err != nil {
 		return st, err
 	}
-	if err := def.WaitHealthy(ctx, h.Addr); err != nil {
+	h := c.Host()
+	if err := s.io.WaitHealthy(ctx, def, h); err != nil {
 		return st, fmt.Errorf("host %s: %s %s started (pid %d) but %w", h.Name, def.Name, st.Version, st.PID, err)
 	}
-	return st, s.walk(ctx, h.Name, inventory.Ready, inventory.Serving)
-}
-
-// walk moves a host through the given states, skipping those it is past.
-func (s *session) walk(ctx context.Context, name string, path ...inventory.State) error {
-	return s.store.Update(ctx, func(tx *inventory.Tx) error {
-		h, err := tx.Host(s.env.Name, name)
-		if err != nil {
-			return err
-		}
-		for i, st := range path {
-			if h.State == st || (i < len(path)-1 && !inventory.CanMove(h.State, st)) {
-				continue // already there, or past this step
-			}
-			if err := tx.Modify(s.env.Name, name, func(h *inventory.Host) error { h.State, h.Reason = st, ""; return nil }); err != nil {
-				return err
-			}
-			h.State = st
-		}
-		return nil
-	})
+	return st, s.advance(ctx, h.Name, inventory.Serving, "")
 }
 
 // ServiceStart (re)starts SVC on every host of ENV that runs it.
 func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
-		_, err := s.op(ctx, "service:start "+svc, hosts, opOptions{live: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
-			st, err := s.startOne(ctx, def, rs, h, true)
+		_, err := s.op(ctx, "service:start "+svc, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
+			st, err := s.startOne(ctx, def, c, true)
 			if err == nil {
-				rs.Note = fmt.Sprintf("running %s, pid %d", st.Version, st.PID)
+				c.Note(fmt.Sprintf("running %s, pid %d", st.Version, st.PID))
 			}
 			return err
 		})
@@ -320,16 +298,20 @@ func (s *session) stopService(ctx context.Context, def *service.Def, hosts []inv
 	if err := s.drain(ctx, hosts); err != nil {
 		return err
 	}
-	_, err := s.op(ctx, "service:stop "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
-		pid, err := def.Stop(ctx, rs)
+	_, err := s.op(ctx, "service:stop "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
+		pid, err := c.Stop(ctx, def)
 		if err != nil {
 			return err
 		}
-		rs.Note = "not running"
+		c.Note("not running")
 		if pid != 0 {
-			rs.Note = fmt.Sprintf("stopped (was pid %d)", pid)
+			c.Note(fmt.Sprintf("stopped (was pid %d)", pid))
 		}
-		return s.walk(ctx, h.Name, inventory.Draining, inventory.Ready)
+		h, err := s.store.Host(ctx, s.env.Name, c.Host().Name)
+		if err != nil || h.State != inventory.Draining {
+			return err // only a host taken out of service is ready again
+		}
+		return s.advance(ctx, h.Name, inventory.Ready, "")
 	})
 	return err
 }
@@ -347,23 +329,21 @@ func (s *session) test(ctx context.Context, def *service.Def, hosts []inventory.
 	var mu sync.Mutex
 	results := map[string][]service.CheckResult{}
 	hostErrs := map[string]error{}
-	var names []string
-	for _, h := range hosts {
-		names = append(names, h.Name)
-	}
+	names := hostNames(hosts)
 	sort.Strings(names)
-	_, err := s.op(ctx, "service:test "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, rs *remote.Session, h inventory.Host) error {
-		rr := def.RunChecks(ctx, h.Name, h.Addr)
+	_, err := s.op(ctx, "service:test "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
+		h := c.Host()
+		rr := s.io.Checks(ctx, def, h)
 		mu.Lock()
 		results[h.Name] = rr
 		mu.Unlock()
 		var errs []error
-		for _, c := range rr {
-			if c.Err != nil {
-				errs = append(errs, fmt.Errorf("check %q: %w", c.Check.Name, c.Err))
+		for _, cr := range rr {
+			if cr.Err != nil {
+				errs = append(errs, fmt.Errorf("check %q: %w", cr.Check.Name, cr.Err))
 			}
 		}
-		rs.Note = fmt.Sprintf("%d/%d checks passed", len(rr)-len(errs), len(rr))
+		c.Note(fmt.Sprintf("%d/%d checks passed", len(rr)-len(errs), len(rr)))
 		if len(errs) > 0 {
 			err := fmt.Errorf("host %s: %d of %d checks failed: %w", h.Name, len(errs), len(rr), errors.Join(errs...))
 			mu.Lock()

@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"booted/internal/bootlog"
+	"booted/internal/settings"
 	"booted/internal/testutil"
 )
 
@@ -26,7 +28,17 @@ func newFixture(t *testing.T, body testutil.EnvFile) *fixture {
 	testutil.RequireLocalHosts(t)
 	proj := testutil.NewProject(t, body)
 	out := &testutil.SyncBuffer{}
-	return &fixture{proj: proj, out: out, r: &Runner{Root: proj.Root, Inventory: proj.Inventory, Out: out, Err: testWriter{t}}}
+	return &fixture{proj: proj, out: out, r: newRunner(proj.Root, proj.Inventory, out, testWriter{t})}
+}
+
+// newRunner is a Runner with the default settings, on a project root.
+func newRunner(root, inventory string, out, errw io.Writer) *Runner {
+	s, err := settings.From(func(string) string { return "" })
+	if err != nil {
+		panic(err)
+	}
+	s.Root, s.Inventory = root, inventory
+	return &Runner{Settings: s, Out: out, Err: errw}
 }
 
 type testWriter struct{ t *testing.T }

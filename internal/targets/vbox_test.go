@@ -18,7 +18,7 @@ func vboxProject(t *testing.T) *fixture {
 	}
 	out := &testutil.SyncBuffer{}
 	return &fixture{proj: &testutil.Project{Root: root, Inventory: filepath.Join(root, "inventory"), Env: "prod"}, out: out,
-		r: &Runner{Root: root, Inventory: filepath.Join(root, "inventory"), Out: out, Err: testWriter{t}}}
+		r: newRunner(root, filepath.Join(root, "inventory"), out, testWriter{t})}
 }
 
 // Where VBoxManage is missing, the vbox targets give one clear error.
@@ -42,9 +42,9 @@ func TestTargets_VBoxWithoutVBoxManage(t *testing.T) {
 func TestTargets_VBoxImages(t *testing.T) {
 	f := vboxProject(t)
 	testdata, _ := filepath.Abs("../provider/vbox/testdata")
-	t.Setenv("BOOTED_VBOXMANAGE", filepath.Join(testdata, "VBoxManage"))
+	f.r.VBoxManage = filepath.Join(testdata, "VBoxManage")
 	tftp := filepath.Join(t.TempDir(), "TFTP")
-	t.Setenv("BOOTED_VBOX_TFTP", tftp)
+	f.r.VBoxTFTP = tftp
 	for _, p := range []string{"pxelinux.0", "ldlinux.c32", "booted/prod/vmlinuz", "booted/prod/initrd.img"} {
 		os.MkdirAll(filepath.Dir(filepath.Join(tftp, p)), 0o755)
 		os.WriteFile(filepath.Join(tftp, p), []byte("stand-in"), 0o644)

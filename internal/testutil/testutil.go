@@ -181,7 +181,7 @@ func (p *Project) WriteEnv(t testing.TB, body EnvFile) {
 // Config loads the environment.
 func (p *Project) Config(t testing.TB) *config.Env {
 	t.Helper()
-	env, err := config.Load(filepath.Join(p.Root, "envs"), p.Env)
+	env, err := config.Load(filepath.Join(p.Root, "envs"), p.Env, config.ProviderFunc(local.Decode))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,4 +246,20 @@ func RequireQemu(t testing.TB) {
 		}
 	}
 	require(t, missing)
+}
+
+// ExclusiveCPU keeps the test from running while another test (of any
+// package or run on this machine) that loads the CPU for long or measures
+// latency runs: qemu VMs under TCG, the monitor's SLA tests.
+func ExclusiveCPU(t testing.TB) {
+	t.Helper()
+	start := time.Now()
+	release, err := testres.Exclusive("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Logf("waited %v for the machine's CPU lock", d.Round(time.Second))
+	}
+	t.Cleanup(release)
 }

@@ -16,8 +16,9 @@ import (
 
 	"booted/internal/bridge"
 	"booted/internal/config"
+	"booted/internal/pkgs"
 	"booted/internal/provider"
-
+	"booted/internal/provider/hostrec"
 	"booted/internal/shell"
 )
 
@@ -31,15 +32,41 @@ type Provider struct {
 	sshPort int
 }
 
-var _ provider.Provider = (*Provider)(nil)
+// Interface guards: what local hosts can do.
+var (
+	_ provider.Provider   = (*Provider)(nil)
+	_ provider.Power      = (*Provider)(nil)
+	_ provider.Deleter    = (*Provider)(nil)
+	_ provider.Console    = (*Provider)(nil)
+	_ provider.Preparer   = (*Provider)(nil)
+	_ provider.Teardowner = (*Provider)(nil)
+)
+
+// Needs are the commands local hosts run, and their Debian packages.
+var Needs = pkgs.Need{
+	"sshd": "openssh-server", "ssh-keygen": "openssh-client", "ip": "iproute2",
+	"unshare": "util-linux", "setsid": "util-linux", "curl": "curl",
+}
+
+// Open returns the local provider of env, installing what it needs; the
+// hosts' files go under o.Dir/hosts.
+func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Provider, error) {
+	if o.Install != nil {
+		if err := o.Install(ctx, Needs); err != nil {
+			return nil, err
+		}
+	}
+	return New(env, filepath.Join(o.Dir, "hosts"))
+}
 
 // New returns the local provider of env, keeping host state under
 // hostsDir (inventory/ENV/hosts).
 func New(env *config.Env, hostsDir string) (*Provider, error) {
-	if env.Provider.Local == nil {
+	set, ok := env.Provider.Settings.(*Settings)
+	if !ok {
 		return nil, fmt.Errorf("%s: provider.local is missing", env.Path)
 	}
-	gw, err := env.Provider.Local.Gateway()
+	gw, err := set.Gateway()
 	if err != nil {
 		return nil, fmt.Errorf("%s: provider.local.subnet: %w", env.Path, err)
 	}
@@ -86,7 +113,7 @@ func (p *Provider) load(name string) (record, error) {
 
 // allocate gives name a record with a free address, under the env's lock.
 func (p *Provider) allocate(name string) (record, error) {
-	return bridge.Allocate(p.dir, name, p.subnet, p.load, func(r record) string { return r.Addr }, func(a netip.Addr) (record, error) {
+	return hostrec.Allocate(p.dir, name, p.subnet, p.load, func(r record) string { return r.Addr }, func(a netip.Addr) (record, error) {
 		return p.create(name, a)
 	})
 }
@@ -267,12 +294,17 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 
 // List returns every host of the environment.
 func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
-	recs, err := bridge.Records(p.dir, p.load)
+	recs, err := hostrec.Records(p.dir, p.load)
 	var out []provider.Instance
 	for _, r := range recs {
 		out = append(out, p.instance(r))
 	}
 	return out, err
+}
+
+// ConsoleLog is the host's boot log: what its boot and phone-home printed.
+func (p *Provider) ConsoleLog(name string) string {
+	return filepath.Join(p.hostDir(name), "fs", "var-log", "booted-phone-home.log")
 }
 
 // Teardown deletes every host of the environment and its bridge.

@@ -1,9 +1,15 @@
-// Package providertest is the conformance suite every provider passes.
+// Package providertest is the conformance suite every provider passes: the
+// cases of the Provider interface for all, and the cases of each
+// capability (power, delete, clone, console, known keys, netboot) for the
+// providers that have it. A provider lacking a capability says so by not
+// implementing its interface; the suite logs which cases do not apply.
 package providertest
 
 import (
 	"context"
 	"errors"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +23,48 @@ type Subject struct {
 	// Spec returns the spec of host name.
 	Spec func(name string) provider.Spec
 	// Run runs a shell command on a running host over SSH with the deploy
-	// key and returns its output.
+	// key and returns its output. Nil for a subject with no real hosts (a
+	// fake VBoxManage): the suite then checks what the provider reports
+	// but cannot log in.
 	Run func(inst provider.Instance, cmd string) (string, error)
+	// Names are host names the subject may make, at least three; default
+	// h1, h2, h3 (static subjects list their hosts).
+	Names []string
+	// BootTimeout bounds waiting for a started host to answer SSH and
+	// write its console (default 10s; VMs take longer).
+	BootTimeout time.Duration
 }
+
+func (s Subject) names() []string {
+	if len(s.Names) >= 3 {
+		return s.Names
+	}
+	return []string{"h1", "h2", "h3"}
+}
+
+func (s Subject) boot() time.Duration {
+	if s.BootTimeout > 0 {
+		return s.BootTimeout
+	}
+	return 10 * time.Second
+}
+
+// Capabilities names the capabilities p has.
+func Capabilities(p provider.Provider) []string {
+	var out []string
+	for name, ok := range map[string]bool{
+		"power": is[provider.Power](p), "delete": is[provider.Deleter](p), "clone": is[provider.Cloner](p),
+		"console": is[provider.Console](p), "known-keys": is[provider.KnownKeys](p), "netboot": is[provider.Netboot](p),
+	} {
+		if ok {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func is[T any](p provider.Provider) bool { _, ok := p.(T); return ok }
 
 // Run runs the suite; newSubject is called once per case.
 func Run(t *testing.T, newSubject func(t *testing.T) Subject) {
@@ -37,105 +82,274 @@ func Run(t *testing.T, newSubject func(t *testing.T) Subject) {
 		}
 		return provider.Instance{}, false
 	}
+	// A capability's cases run only where the provider has it; where it
+	// does not, that is said, not skipped silently.
+	capability := func(t *testing.T, name string, has func(provider.Provider) bool, body func(t *testing.T, s Subject)) {
+		t.Run(name, func(t *testing.T) {
+			s := newSubject(t)
+			if !has(s.Provider) {
+				t.Logf("the provider lacks the %s capability: its cases do not apply", name)
+				return
+			}
+			body(t, s)
+		})
+	}
 
 	t.Run("BuildIsIdempotent", func(t *testing.T) {
-		h := newSubject(t)
-		p := h.Provider
-		a, err := p.Build(ctx, h.Spec("h1"))
+		s := newSubject(t)
+		p, name := s.Provider, s.names()[0]
+		t.Logf("capabilities: %s", strings.Join(Capabilities(p), ", "))
+		a, err := p.Build(ctx, s.Spec(name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := p.Build(ctx, h.Spec("h1"))
+		b, err := p.Build(ctx, s.Spec(name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a.Addr == "" || a.Addr != b.Addr || a.MAC != b.MAC || a.ID != b.ID {
+		if a.ID == "" || a != b {
 			t.Errorf("second build changed the host: %+v then %+v", a, b)
 		}
-		if in, ok := find(t, p, "h1"); !ok || in.State != provider.Off {
-			t.Errorf("built host listed as %+v (found %v), want stopped", in, ok)
+		// A provider that powers hosts lists a built one as off; one that
+		// does not (machines that already exist) lists it as it is: up.
+		want := provider.Running
+		if is[provider.Power](p) {
+			want = provider.Off
+		}
+		if in, ok := find(t, p, name); !ok || in.State != want {
+			t.Errorf("built host listed as %+v (found %v), want %s", in, ok, want)
 		}
 	})
 
 	t.Run("UniqueIdentity", func(t *testing.T) {
-		h := newSubject(t)
-		p := h.Provider
-		addrs, macs := map[string]bool{}, map[string]bool{}
-		for _, n := range []string{"h1", "h2", "h3"} {
-			in, err := p.Build(ctx, h.Spec(n))
+		s := newSubject(t)
+		seen := map[string]string{}
+		for _, n := range s.names()[:3] {
+			in, err := s.Provider.Build(ctx, s.Spec(n))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if addrs[in.Addr] || macs[in.MAC] {
-				t.Errorf("%s shares address %s or MAC %s", n, in.Addr, in.MAC)
+			for _, id := range []string{"id " + in.ID, "address " + in.Addr, "MAC " + in.MAC} {
+				if strings.HasSuffix(id, " ") {
+					continue // the provider does not know it (an address learnt at phone-home)
+				}
+				if other, dup := seen[id]; dup {
+					t.Errorf("%s and %s share %s", n, other, id)
+				}
+				seen[id] = n
 			}
-			addrs[in.Addr], macs[in.MAC] = true, true
 		}
 	})
 
-	t.Run("StartStopStart", func(t *testing.T) {
-		h := newSubject(t)
-		p := h.Provider
-		in, err := p.Start(ctx, h.Spec("h1"))
+	t.Run("Start", func(t *testing.T) {
+		s := newSubject(t)
+		name := s.names()[0]
+		in, err := s.Provider.Start(ctx, s.Spec(name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if in.State != provider.Running {
 			t.Fatalf("started host is %s", in.State)
 		}
-		if _, err := p.Start(ctx, h.Spec("h1")); err != nil {
+		if _, err := s.Provider.Start(ctx, s.Spec(name)); err != nil {
 			t.Fatalf("starting a running host: %v", err)
 		}
-		out, err := runEventually(h, in, "hostname")
-		if err != nil || strings.TrimSpace(out) != "h1" {
-			t.Fatalf("hostname = %q, %v; want h1", out, err)
+		if got, ok := find(t, s.Provider, name); !ok || got.State != provider.Running {
+			t.Errorf("started host listed as %+v", got)
 		}
-		if err := p.Stop(ctx, "h1"); err != nil {
-			t.Fatal(err)
+		if s.Run == nil {
+			t.Log("the subject has no way into its hosts: not logged in")
+			return
 		}
-		if err := p.Stop(ctx, "h1"); err != nil {
-			t.Fatalf("stopping a stopped host: %v", err)
-		}
-		if got, _ := find(t, p, "h1"); got.State != provider.Off {
-			t.Errorf("stopped host listed as %s", got.State)
-		}
-		if _, err := h.Run(in, "true"); err == nil {
-			t.Error("a stopped host still answers SSH")
-		}
-		if _, err := p.Start(ctx, h.Spec("h1")); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := runEventually(h, in, "hostname"); err != nil || strings.TrimSpace(out) != "h1" {
-			t.Fatalf("after restart: hostname = %q, %v", out, err)
+		if out, err := runEventually(s, in, "hostname"); err != nil || strings.TrimSpace(out) != name {
+			t.Fatalf("hostname = %q, %v; want %s", out, err, name)
 		}
 	})
 
-	t.Run("Delete", func(t *testing.T) {
-		h := newSubject(t)
-		p := h.Provider
-		if _, err := p.Start(ctx, h.Spec("h1")); err != nil {
+	capability(t, "Power", func(p provider.Provider) bool { return is[provider.Power](p) }, func(t *testing.T, s Subject) {
+		p, name := s.Provider, s.names()[0]
+		pw := p.(provider.Power)
+		if err := pw.Stop(ctx, name); !errors.Is(err, provider.ErrNoInstance) {
+			t.Errorf("stopping a host never built: %v, want ErrNoInstance", err)
+		}
+		in, err := p.Start(ctx, s.Spec(name))
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Delete(ctx, "h1"); err != nil {
+		if s.Run != nil {
+			if out, err := runEventually(s, in, "hostname"); err != nil || strings.TrimSpace(out) != name {
+				t.Fatalf("hostname = %q, %v; want %s", out, err, name)
+			}
+		}
+		if err := pw.Stop(ctx, name); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := find(t, p, "h1"); ok {
+		if err := pw.Stop(ctx, name); err != nil {
+			t.Fatalf("stopping a stopped host: %v", err)
+		}
+		if got, _ := find(t, p, name); got.State != provider.Off {
+			t.Errorf("stopped host listed as %s", got.State)
+		}
+		if s.Run != nil {
+			if _, err := s.Run(in, "true"); err == nil {
+				t.Error("a stopped host still answers SSH")
+			}
+		}
+		if _, err := p.Start(ctx, s.Spec(name)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := find(t, p, name); got.State != provider.Running {
+			t.Errorf("restarted host listed as %s", got.State)
+		}
+		if s.Run != nil {
+			if out, err := runEventually(s, in, "hostname"); err != nil || strings.TrimSpace(out) != name {
+				t.Fatalf("after restart: hostname = %q, %v", out, err)
+			}
+		}
+	})
+
+	capability(t, "Delete", func(p provider.Provider) bool { return is[provider.Deleter](p) }, func(t *testing.T, s Subject) {
+		p, name := s.Provider, s.names()[0]
+		del := p.(provider.Deleter)
+		if _, err := p.Start(ctx, s.Spec(name)); err != nil {
+			t.Fatal(err)
+		}
+		// Deleting a running host either works or is refused with
+		// ErrRunning, leaving it running.
+		if err := del.Delete(ctx, name); err != nil {
+			if !errors.Is(err, provider.ErrRunning) {
+				t.Fatalf("deleting a running host: %v, want nil or ErrRunning", err)
+			}
+			if in, ok := find(t, p, name); !ok || in.State != provider.Running {
+				t.Fatalf("a refused delete changed the host: %+v", in)
+			}
+			pw, ok := p.(provider.Power)
+			if !ok {
+				t.Fatal("a provider refusing to delete a running host must be able to stop it")
+			}
+			if err := pw.Stop(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+			if err := del.Delete(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, ok := find(t, p, name); ok {
 			t.Error("deleted host still listed")
 		}
-		if err := p.Delete(ctx, "h1"); err != nil {
+		if err := del.Delete(ctx, name); err != nil {
 			t.Errorf("deleting twice: %v", err)
 		}
-		if err := p.Stop(ctx, "h1"); !errors.Is(err, provider.ErrNoInstance) {
-			t.Errorf("stopping a deleted host: %v, want ErrNoInstance", err)
+		if pw, ok := p.(provider.Power); ok {
+			if err := pw.Stop(ctx, name); !errors.Is(err, provider.ErrNoInstance) {
+				t.Errorf("stopping a deleted host: %v, want ErrNoInstance", err)
+			}
+		}
+	})
+
+	capability(t, "Clone", func(p provider.Provider) bool { return is[provider.Cloner](p) }, func(t *testing.T, s Subject) {
+		p, names := s.Provider, s.names()
+		src, err := p.Build(ctx, s.Spec(names[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := p.(provider.Cloner).Clone(ctx, names[0], s.Spec(names[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Name != names[1] || c.ID == src.ID || (c.MAC != "" && c.MAC == src.MAC) || (c.Addr != "" && c.Addr == src.Addr) {
+			t.Errorf("clone %+v shares the identity of %+v", c, src)
+		}
+		if in, ok := find(t, p, names[1]); !ok || in.ID != c.ID {
+			t.Errorf("clone listed as %+v (found %v)", in, ok)
+		}
+		if _, err := p.(provider.Cloner).Clone(ctx, names[0], s.Spec(names[1])); err == nil {
+			t.Error("cloning onto an existing host was allowed")
+		}
+	})
+
+	capability(t, "Console", func(p provider.Provider) bool { return is[provider.Console](p) }, func(t *testing.T, s Subject) {
+		p, names := s.Provider, s.names()
+		c := p.(provider.Console)
+		if a, b := c.ConsoleLog(names[0]), c.ConsoleLog(names[1]); a == "" || a == b {
+			t.Fatalf("console logs %q and %q: want one per host", a, b)
+		}
+		if s.Run == nil {
+			t.Log("the subject has no real hosts: their consoles are not read")
+			return
+		}
+		if _, err := p.Start(ctx, s.Spec(names[0])); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(s.boot())
+		for {
+			b, err := os.ReadFile(c.ConsoleLog(names[0]))
+			if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no console output from a started host within %v: %v", s.boot(), err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+
+	capability(t, "KnownKeys", func(p provider.Provider) bool { return is[provider.KnownKeys](p) }, func(t *testing.T, s Subject) {
+		p := s.Provider
+		known, err := p.(provider.KnownKeys).Known(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := p.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byName := map[string]provider.Known{}
+		for _, k := range known {
+			byName[k.Name] = k
+		}
+		for _, in := range list {
+			k, ok := byName[in.Name]
+			if !ok || k.Addr != in.Addr || k.Port == 0 {
+				t.Errorf("listed host %+v: known as %+v (found %v)", in, k, ok)
+				continue
+			}
+			if k.Key == nil {
+				t.Errorf("%s: no key from %s", in.Name, p.(provider.KnownKeys).KnownHostsFile())
+				continue
+			}
+			if s.Run != nil {
+				// The key given is the one the host shows: the subject
+				// logs in pinned to it.
+				if out, err := s.Run(provider.Instance{Name: in.Name, Addr: in.Addr, ID: in.ID}, "hostname"); err != nil || strings.TrimSpace(out) != in.Name {
+					t.Errorf("%s: login pinned to the known key: %q, %v", in.Name, out, err)
+				}
+			}
+		}
+	})
+
+	capability(t, "Netboot", func(p provider.Provider) bool { return is[provider.Netboot](p) }, func(t *testing.T, s Subject) {
+		p, name := s.Provider, s.names()[0]
+		if _, err := p.Build(ctx, s.Spec(name)); err != nil {
+			t.Fatal(err)
+		}
+		nb := p.(provider.Netboot)
+		for i := 0; i < 2; i++ { // idempotent
+			if err := nb.Installed(ctx, name); err != nil {
+				t.Fatalf("Installed (%d): %v", i+1, err)
+			}
+		}
+		if in, err := p.Start(ctx, s.Spec(name)); err != nil || in.State != provider.Running {
+			t.Fatalf("start after install: %+v, %v", in, err)
 		}
 	})
 }
 
-// runEventually retries Run for a few seconds while sshd comes up.
-func runEventually(h Subject, in provider.Instance, cmd string) (string, error) {
-	deadline := time.Now().Add(10 * time.Second)
+// runEventually retries Run while sshd comes up.
+func runEventually(s Subject, in provider.Instance, cmd string) (string, error) {
+	deadline := time.Now().Add(s.boot())
 	for {
-		out, err := h.Run(in, cmd)
+		out, err := s.Run(in, cmd)
 		if err == nil || time.Now().After(deadline) {
 			return out, err
 		}

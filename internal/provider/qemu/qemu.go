@@ -24,13 +24,15 @@ import (
 
 	"booted/internal/bridge"
 	"booted/internal/config"
+	"booted/internal/pkgs"
 	"booted/internal/provider"
+	"booted/internal/provider/hostrec"
 )
 
 // Provider runs the VMs of one environment.
 type Provider struct {
 	env     *config.Env
-	q       *config.Qemu
+	q       *Settings
 	subnet  netip.Prefix
 	gateway netip.Prefix
 	bridge  string
@@ -46,12 +48,40 @@ type Provider struct {
 	StopTimeout time.Duration
 }
 
-var _ provider.Provider = (*Provider)(nil)
+// Interface guards: what qemu VMs can do.
+var (
+	_ provider.Provider   = (*Provider)(nil)
+	_ provider.Power      = (*Provider)(nil)
+	_ provider.Deleter    = (*Provider)(nil)
+	_ provider.Cloner     = (*Provider)(nil)
+	_ provider.Console    = (*Provider)(nil)
+	_ provider.Preparer   = (*Provider)(nil)
+	_ provider.Teardowner = (*Provider)(nil)
+)
+
+// Needs are the commands the qemu provider runs, and their Debian packages.
+var Needs = pkgs.Need{"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ip": "iproute2"}
+
+// Open returns the qemu provider of env, installing what it needs; its
+// files go under o.Dir (vms/, console/).
+func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Provider, error) {
+	if o.Install != nil {
+		if err := o.Install(ctx, Needs); err != nil {
+			return nil, err
+		}
+	}
+	p, err := New(env, o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	p.Log, p.ExtraAppend = o.Logger(), o.QemuAppend
+	return p, nil
+}
 
 // New returns the qemu provider of env; state goes under envDir.
 func New(env *config.Env, envDir string) (*Provider, error) {
-	q := env.Provider.Qemu
-	if q == nil {
+	q, ok := env.Provider.Settings.(*Settings)
+	if !ok {
 		return nil, fmt.Errorf("%s: provider.qemu is missing", env.Path)
 	}
 	gw, err := q.Gateway()
@@ -94,7 +124,7 @@ func (p *Provider) load(name string) (vm, error) {
 
 // allocate records a VM with a free address and a MAC of its own.
 func (p *Provider) allocate(name string, gen int) (vm, error) {
-	return bridge.Allocate(p.Dir, name, p.subnet, p.load, func(v vm) string { return v.Addr }, func(a netip.Addr) (vm, error) {
+	return hostrec.Allocate(p.Dir, name, p.subnet, p.load, func(v vm) string { return v.Addr }, func(a netip.Addr) (vm, error) {
 		return p.create(name, gen, a)
 	})
 }
@@ -352,11 +382,20 @@ func qmp(sock, command string) error {
 	return nil
 }
 
-// Delete stops the VM and removes its disk, seed and console log.
+// Delete removes the VM's disk, seed and console log; a running VM is
+// refused (ErrRunning): stop it first.
 func (p *Provider) Delete(ctx context.Context, name string) error {
 	if _, err := p.load(name); errors.Is(err, provider.ErrNoInstance) {
 		return nil
 	}
+	if p.pid(name) != 0 {
+		return fmt.Errorf("host %s: %w", name, provider.ErrRunning)
+	}
+	return p.remove(ctx, name)
+}
+
+// remove stops the VM and removes its files.
+func (p *Provider) remove(ctx context.Context, name string) error {
 	if err := p.Stop(ctx, name); err != nil {
 		return err
 	}
@@ -366,7 +405,7 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 
 // List returns every VM of the environment.
 func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
-	vms, err := bridge.Records(p.Dir, p.load)
+	vms, err := hostrec.Records(p.Dir, p.load)
 	var out []provider.Instance
 	for _, v := range vms {
 		out = append(out, p.instance(v))
@@ -389,9 +428,14 @@ func (p *Provider) Clone(ctx context.Context, src string, s provider.Spec) (prov
 	return p.build(ctx, s, src, 1)
 }
 
-// Teardown deletes every VM and the bridge.
+// Teardown stops and deletes every VM, and removes the bridge.
 func (p *Provider) Teardown(ctx context.Context) error {
-	return errors.Join(provider.DeleteAll(ctx, p), bridge.Remove(ctx, p.bridge))
+	vms, err := hostrec.Records(p.Dir, p.load)
+	errs := []error{err}
+	for _, v := range vms {
+		errs = append(errs, p.remove(ctx, v.Name))
+	}
+	return errors.Join(append(errs, bridge.Remove(ctx, p.bridge))...)
 }
 
 func (p *Provider) instance(v vm) provider.Instance {

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -25,17 +24,29 @@ import (
 // Provider lists the static hosts of one environment.
 type Provider struct {
 	env        *config.Env
+	set        *Settings
 	knownHosts string
 }
 
-var _ provider.Provider = (*Provider)(nil)
+// Interface guards: booted neither powers nor deletes static machines; it
+// takes their keys from a known_hosts file.
+var (
+	_ provider.Provider  = (*Provider)(nil)
+	_ provider.KnownKeys = (*Provider)(nil)
+)
+
+// Open returns the static provider of env.
+func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Provider, error) {
+	return New(env)
+}
 
 // New returns the static provider of env.
 func New(env *config.Env) (*Provider, error) {
-	if env.Provider.Static == nil {
+	set, ok := env.Provider.Settings.(*Settings)
+	if !ok {
 		return nil, fmt.Errorf("%s: provider.static is missing", env.Path)
 	}
-	kh := env.Provider.Static.KnownHosts
+	kh := set.KnownHosts
 	if kh == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
@@ -45,14 +56,14 @@ func New(env *config.Env) (*Provider, error) {
 	} else if !filepath.IsAbs(kh) {
 		kh = filepath.Join(filepath.Dir(filepath.Dir(env.Path)), kh)
 	}
-	return &Provider{env: env, knownHosts: kh}, nil
+	return &Provider{env: env, set: set, knownHosts: kh}, nil
 }
 
 // KnownHostsFile is the file host keys are read from.
 func (p *Provider) KnownHostsFile() string { return p.knownHosts }
 
-func (p *Provider) host(name string) (config.StaticHost, error) {
-	for _, h := range p.env.Provider.Static.Hosts {
+func (p *Provider) host(name string) (Host, error) {
+	for _, h := range p.set.Hosts {
 		if h.Name == name {
 			if h.Port == 0 {
 				h.Port = p.env.SSH.Port
@@ -60,10 +71,10 @@ func (p *Provider) host(name string) (config.StaticHost, error) {
 			return h, nil
 		}
 	}
-	return config.StaticHost{}, fmt.Errorf("host %s is not listed in provider.static.hosts of %s: %w", name, p.env.Path, provider.ErrNoInstance)
+	return Host{}, fmt.Errorf("host %s is not listed in provider.static.hosts of %s: %w", name, p.env.Path, provider.ErrNoInstance)
 }
 
-func instance(h config.StaticHost) provider.Instance {
+func instance(h Host) provider.Instance {
 	return provider.Instance{Name: h.Name, ID: net.JoinHostPort(h.Address, strconv.Itoa(h.Port)), Addr: h.Address, State: provider.Running}
 }
 
@@ -81,26 +92,10 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 	return p.Build(ctx, s)
 }
 
-// Stop is not possible: booted does not power static machines.
-func (p *Provider) Stop(ctx context.Context, name string) error {
-	if _, err := p.host(name); err != nil {
-		return err
-	}
-	return fmt.Errorf("host %s: %w: static machines are not powered by booted", name, provider.ErrUnsupported)
-}
-
-// Delete is not possible: booted does not own static machines.
-func (p *Provider) Delete(ctx context.Context, name string) error {
-	if _, err := p.host(name); err != nil {
-		return err
-	}
-	return fmt.Errorf("host %s: %w: remove it from provider.static.hosts of %s instead", name, provider.ErrUnsupported, p.env.Path)
-}
-
 // List returns every listed host.
 func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
 	var out []provider.Instance
-	for _, h := range p.env.Provider.Static.Hosts {
+	for _, h := range p.set.Hosts {
 		if h.Port == 0 {
 			h.Port = p.env.SSH.Port
 		}
@@ -109,19 +104,11 @@ func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
 	return out, nil
 }
 
-// Known is a listed host and its key from the known_hosts file (nil when
-// the file does not have it).
-type Known struct {
-	Name, Addr string
-	Port       int
-	Key        ssh.PublicKey
-}
-
 // keyPreference orders the key types pinned when a host has several.
 var keyPreference = []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoRSA}
 
 // Known returns every listed host with its key from the known_hosts file.
-func (p *Provider) Known(ctx context.Context) ([]Known, error) {
+func (p *Provider) Known(ctx context.Context) ([]provider.Known, error) {
 	var cb ssh.HostKeyCallback
 	if _, err := os.Stat(p.knownHosts); err == nil {
 		if cb, err = knownhosts.New(p.knownHosts); err != nil {
@@ -129,10 +116,10 @@ func (p *Provider) Known(ctx context.Context) ([]Known, error) {
 		}
 	}
 	insts, _ := p.List(ctx)
-	out := make([]Known, 0, len(insts))
+	out := make([]provider.Known, 0, len(insts))
 	for _, in := range insts {
 		h, _ := p.host(in.Name)
-		k := Known{Name: h.Name, Addr: h.Address, Port: h.Port}
+		k := provider.Known{Name: h.Name, Addr: h.Address, Port: h.Port}
 		if cb != nil {
 			k.Key = lookup(cb, h.Address, h.Port)
 		}
@@ -167,33 +154,3 @@ type probeKey struct{}
 func (probeKey) Type() string                            { return "booted-probe" }
 func (probeKey) Marshal() []byte                         { return []byte("booted-probe") }
 func (probeKey) Verify(_ []byte, _ *ssh.Signature) error { return errors.New("probe") }
-
-// FetchKey connects to addr:port and returns the host key it offers,
-// without logging in: the first-use pin of BOOTED_ACCEPT_NEW=1.
-func FetchKey(ctx context.Context, addr string, port int, timeout time.Duration) (ssh.PublicKey, error) {
-	var d net.Dialer
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	var got ssh.PublicKey
-	errGot := errors.New("got the key")
-	_, _, _, err = ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
-		User:              "booted",
-		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoRSASHA512},
-		HostKeyCallback: func(_ string, _ net.Addr, k ssh.PublicKey) error {
-			got = k
-			return errGot
-		},
-	})
-	if got != nil {
-		return got, nil
-	}
-	return nil, fmt.Errorf("ssh handshake with %s: %w", addr, err)
-}

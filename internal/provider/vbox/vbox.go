@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"booted/internal/config"
+	"booted/internal/kickstart"
 	"booted/internal/provider"
 )
 
@@ -28,6 +29,7 @@ var ErrNoVBoxManage = errors.New("VBoxManage not found on PATH: install VirtualB
 // Provider makes the VMs of one environment.
 type Provider struct {
 	env *config.Env
+	set *Settings
 	// Bin is the VBoxManage command.
 	Bin string
 	// TFTP is VirtualBox's NAT TFTP root (~/.config/VirtualBox/TFTP).
@@ -40,20 +42,79 @@ type Provider struct {
 	StopTimeout time.Duration
 	// Kickstart renders a host's kickstart into the served directory.
 	Kickstart func(spec provider.Spec) error
+	// Served is the directory the controller serves at KickstartURL; a
+	// clone's identity goes in its identity/ directory.
+	Served string
 }
 
-var _ provider.Provider = (*Provider)(nil)
+// Interface guards: what VirtualBox VMs can do.
+var (
+	_ provider.Provider = (*Provider)(nil)
+	_ provider.Power    = (*Provider)(nil)
+	_ provider.Deleter  = (*Provider)(nil)
+	_ provider.Cloner   = (*Provider)(nil)
+	_ provider.Console  = (*Provider)(nil)
+	_ provider.Netboot  = (*Provider)(nil)
+)
+
+// Open returns the vbox provider of env: its notes and disks go under
+// o.Dir/vbox, each host's kickstart and a clone's identity under o.Served
+// (served by the controller at o.ServedURL).
+func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Provider, error) {
+	set, ok := env.Provider.Settings.(*Settings)
+	if !ok {
+		return nil, fmt.Errorf("%s: provider.vbox is missing", env.Path)
+	}
+	port := 0
+	if len(o.Ports) > 0 {
+		port = o.Ports[0]
+	}
+	render := func(s provider.Spec) error {
+		ks, err := kickstart.Render(filepath.Join(o.Root, "kickstart"), set.Kickstart, kickstart.Data{
+			Name: s.Name, Env: env.Name, AuthorizedKey: strings.TrimSpace(string(s.AuthorizedKey)), PhoneHome: string(s.PhoneHome),
+			IdentityURL: o.ServedURL + "identity/", ServicePort: port,
+		})
+		if err != nil {
+			return err
+		}
+		return writeServed(filepath.Join(o.Served, s.Name+".ks"), ks)
+	}
+	p, err := New(env, filepath.Join(o.Dir, "vbox"), o.ServedURL, render)
+	if err != nil {
+		return nil, err
+	}
+	p.Served = o.Served
+	if o.VBoxManage != "" {
+		p.Bin = o.VBoxManage
+	}
+	if o.VBoxTFTP != "" {
+		p.TFTP = o.VBoxTFTP
+	}
+	return p, nil
+}
+
+// writeServed writes a file the controller serves.
+func writeServed(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
 
 // New returns the vbox provider of env.
 func New(env *config.Env, dir, kickstartURL string, kickstart func(provider.Spec) error) (*Provider, error) {
-	if env.Provider.VBox == nil {
+	set, ok := env.Provider.Settings.(*Settings)
+	if !ok {
 		return nil, fmt.Errorf("%s: provider.vbox is missing", env.Path)
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
 		return nil, err
 	}
-	return &Provider{env: env, Bin: "VBoxManage", TFTP: filepath.Join(home, ".config", "VirtualBox", "TFTP"),
+	return &Provider{env: env, set: set, Bin: "VBoxManage", TFTP: filepath.Join(home, ".config", "VirtualBox", "TFTP"),
 		KickstartURL: kickstartURL, Dir: dir, StopTimeout: 60 * time.Second, Kickstart: kickstart}, nil
 }
 
@@ -135,7 +196,7 @@ func (p *Provider) checkOurs(info map[string]string, name string) error {
 // Build creates and registers the VM, its disk and its PXE menu, and
 // renders its kickstart; a VM booted made already is left as it is.
 func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instance, error) {
-	vm, v := p.VMName(s.Name), p.env.Provider.VBox
+	vm, v := p.VMName(s.Name), p.set
 	info, exists, err := p.info(ctx, vm)
 	if err != nil {
 		return provider.Instance{}, err
@@ -256,7 +317,7 @@ func (p *Provider) checkTFTP() error {
 	}
 	for _, f := range []string{"vmlinuz", "initrd.img"} {
 		if _, err := os.Stat(filepath.Join(p.TFTP, "booted", p.env.Name, f)); err != nil {
-			return fmt.Errorf("TFTP tree lacks booted/%s/%s: copy images/pxeboot/vmlinuz and initrd.img from the ISO (%s) into %s", p.env.Name, f, p.env.Provider.VBox.ISO, filepath.Join(p.TFTP, "booted", p.env.Name))
+			return fmt.Errorf("TFTP tree lacks booted/%s/%s: copy images/pxeboot/vmlinuz and initrd.img from the ISO (%s) into %s", p.env.Name, f, p.set.ISO, filepath.Join(p.TFTP, "booted", p.env.Name))
 		}
 	}
 	return nil
@@ -336,7 +397,7 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 }
 
 // ErrRunning is returned by Delete for a running VM.
-var ErrRunning = errors.New("the VM is running: stop it first (image:stop), or set BOOTED_FORCE=1 to power it off and delete it")
+var ErrRunning = provider.ErrRunning
 
 // Delete unregisters the VM and deletes its files; a running VM is refused.
 func (p *Provider) Delete(ctx context.Context, name string) error {
@@ -427,11 +488,22 @@ func (p *Provider) Clone(ctx context.Context, src string, s provider.Spec) (prov
 	if err := p.writePXE(s.Name, mac1, true); err != nil {
 		return provider.Instance{}, err
 	}
+	if p.Served != "" { // the clone asks the controller who it is, by its first MAC
+		id := fmt.Sprintf("name=%s\ntoken=%s\n", s.Name, s.Token)
+		if err := writeServed(filepath.Join(p.Served, "identity", strings.ToLower(mac1)), []byte(id)); err != nil {
+			return provider.Instance{}, err
+		}
+	}
 	info, _, err = p.info(ctx, vm)
 	if err != nil {
 		return provider.Instance{}, err
 	}
 	return p.instance(s.Name, info), nil
+}
+
+// ConsoleLog is the file the VM's first serial port is written to.
+func (p *Provider) ConsoleLog(name string) string {
+	return filepath.Join(p.Dir, "console", p.VMName(name)+".log")
 }
 
 func (p *Provider) instance(name string, info map[string]string) provider.Instance {

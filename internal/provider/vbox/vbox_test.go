@@ -14,6 +14,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/kickstart"
 	"booted/internal/provider"
+	"booted/internal/provider/providertest"
 	"booted/internal/testutil"
 )
 
@@ -48,7 +49,7 @@ func newFixture(t *testing.T, kickstartName string) *fixture {
 	os.WriteFile(iso, []byte("iso"), 0o644)
 	y := strings.Replace(envYAML, "ISO", iso, 1)
 	y = strings.Replace(y, "kickstart: rhel9", "kickstart: "+kickstartName, 1)
-	env, err := config.Parse(filepath.Join(root, "envs", "prod.yaml"), "prod", []byte(y))
+	env, err := config.Parse(filepath.Join(root, "envs", "prod.yaml"), "prod", []byte(y), config.ProviderFunc(Decode))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func TestVBox_Errors(t *testing.T) {
 	})
 	t.Run("ISOMissing", func(t *testing.T) {
 		f := newFixture(t, "rhel9")
-		f.p.env.Provider.VBox.ISO = filepath.Join(f.root, "nope.iso")
+		f.p.set.ISO = filepath.Join(f.root, "nope.iso")
 		_, err := f.p.Build(ctx, f.spec(t, "w1"))
 		if err == nil || !strings.Contains(err.Error(), "nope.iso not found") || !strings.Contains(err.Error(), "provider.vbox.iso") {
 			t.Errorf("err = %v", err)
@@ -222,5 +223,14 @@ func TestVBox_Errors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "is not writable") {
 			t.Errorf("err = %v", err)
 		}
+	})
+}
+
+// The conformance suite against the recorded fake VBoxManage: what the
+// provider reports is checked; there is no guest to log in to.
+func TestConformance(t *testing.T) {
+	providertest.Run(t, func(t *testing.T) providertest.Subject {
+		f := newFixture(t, "rhel9")
+		return providertest.Subject{Provider: f.p, Spec: func(name string) provider.Spec { return f.spec(t, name) }}
 	})
 }

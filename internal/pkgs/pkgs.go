@@ -1,27 +1,35 @@
-package targets
+// Package pkgs installs the Debian packages booted's parts need (as root,
+// with apt-get), or says exactly what to install. Each part lists what it
+// needs as command → package; services the packages ship are not started:
+// booted runs its own nginx and sshd instances.
+package pkgs
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 )
 
-// need maps a command booted runs to the Debian package that has it.
-var need = []struct{ cmd, pkg string }{
-	{"sshd", "openssh-server"},
-	{"ssh", "openssh-client"},
-	{"ssh-keygen", "openssh-client"},
-	{"nginx", "nginx-light"},
-	{"ip", "iproute2"},
-	{"curl", "curl"},
-	{"unshare", "util-linux"},
-	{"setsid", "util-linux"},
+// Need maps commands to the Debian packages that have them.
+type Need map[string]string
+
+// Merge returns the union of needs.
+func Merge(needs ...Need) Need {
+	out := Need{}
+	for _, n := range needs {
+		maps.Copy(out, n)
+	}
+	return out
 }
 
-func haveCmd(name string) bool {
+// Have reports whether command name is installed (on PATH or in the
+// system directories, which root's PATH may lack).
+func Have(name string) bool {
 	if _, err := exec.LookPath(name); err == nil {
 		return true
 	}
@@ -33,33 +41,24 @@ func haveCmd(name string) bool {
 	return false
 }
 
-// MissingPackages returns the Debian packages whose commands are missing.
-func MissingPackages() []string {
+// Missing returns the packages of need whose commands are missing, sorted.
+func Missing(need Need) []string {
 	seen := map[string]bool{}
-	var out []string
-	for _, n := range need {
-		if !haveCmd(n.cmd) && !seen[n.pkg] {
-			seen[n.pkg] = true
-			out = append(out, n.pkg)
+	for cmd, pkg := range need {
+		if !Have(cmd) {
+			seen[pkg] = true
 		}
 	}
-	return out
+	return slices.Sorted(maps.Keys(seen))
 }
 
-// Setup installs the Debian packages booted needs (as root, with apt-get),
-// or says exactly what to install. Services the packages ship are not
-// started: booted runs its own nginx and sshd instances.
-func Setup(ctx context.Context, out io.Writer) error {
-	pkgs := MissingPackages()
+// Ensure installs the packages of need whose commands are missing,
+// writing apt-get's output to out.
+func Ensure(ctx context.Context, out io.Writer, need Need) error {
+	pkgs := Missing(need)
 	if len(pkgs) == 0 {
 		return nil
 	}
-	return aptInstall(ctx, out, pkgs)
-}
-
-// aptInstall installs Debian packages as root, keeping their daemons from
-// starting (booted runs its own nginx and sshd instances).
-func aptInstall(ctx context.Context, out io.Writer, pkgs []string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("booted needs these Debian packages: run as root, or install them with: sudo apt-get install %s", strings.Join(pkgs, " "))
 	}

@@ -1,0 +1,73 @@
+package monitor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"booted/internal/config"
+)
+
+// Locked wraps an Env whose environment a reload swaps (SIGHUP): each call
+// of the daemon (its loop and its action run concurrently) holds a read
+// lock, and Swap takes the write lock, so a reload is applied between
+// calls, never in the middle of one.
+type Locked struct {
+	mu sync.RWMutex
+	e  Env
+}
+
+var _ Env = (*Locked)(nil)
+
+// NewLocked wraps e.
+func NewLocked(e Env) *Locked { return &Locked{e: e} }
+
+// Swap runs fn (which changes the environment e reads) with no call in
+// progress.
+func (l *Locked) Swap(fn func() error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fn()
+}
+
+func (l *Locked) Policy() (config.Monitor, int, int, []string) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Policy()
+}
+
+func (l *Locked) Measure(ctx context.Context, d time.Duration) (Measure, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Measure(ctx, d)
+}
+
+func (l *Locked) Workers(ctx context.Context) ([]Worker, map[string]bool, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Workers(ctx)
+}
+
+func (l *Locked) Do(ctx context.Context, a Action) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Do(ctx, a)
+}
+
+func (l *Locked) Load(ctx context.Context) (Saved, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Load(ctx)
+}
+
+func (l *Locked) Save(ctx context.Context, sv Saved) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Save(ctx, sv)
+}
+
+func (l *Locked) Event(ctx context.Context, kind, host, detail string) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Event(ctx, kind, host, detail)
+}

@@ -1,0 +1,90 @@
+// Package registry maps the provider types an env file may name to their
+// packages: one explicit table, no init() magic. Adding a provider means
+// adding its package and one line to the table.
+package registry
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"booted/internal/config"
+	"booted/internal/provider"
+	"booted/internal/provider/local"
+	"booted/internal/provider/qemu"
+	"booted/internal/provider/static"
+	"booted/internal/provider/vbox"
+)
+
+// factory is one provider: how to decode its section of the env file and
+// how to open it.
+type factory struct {
+	decode func(env *config.Env, d *config.Decoder) any
+	open   func(ctx context.Context, env *config.Env, o provider.Options) (provider.Provider, error)
+}
+
+// providers is the table of provider types.
+var providers = map[string]factory{
+	"local":  {local.Decode, local.Open},
+	"static": {static.Decode, static.Open},
+	"vbox":   {vbox.Decode, vbox.Open},
+	"qemu":   {qemu.Decode, qemu.Open},
+}
+
+// planned are types the brief names that this booted does not have yet.
+var planned = map[string]string{
+	"baremetal": "bare metal (PXE and IPMI) is not available in this version of booted yet",
+}
+
+// Types returns the provider types, sorted.
+func Types() []string {
+	var out []string
+	for t := range providers {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Registry decodes provider sections for config.Load.
+type Registry struct{}
+
+var _ config.Providers = Registry{}
+
+// Decode decodes and validates the section of env's provider type.
+func (Registry) Decode(env *config.Env, d *config.Decoder) any {
+	p := env.Provider
+	avail := strings.Join(Types(), ", ")
+	f, ok := providers[p.Type]
+	switch {
+	case p.Type == "":
+		d.Add(0, "provider.type", "missing: one of %s", avail)
+		return nil
+	case !ok && planned[p.Type] != "":
+		d.Add(0, "provider.type", "%q: %s; use one of %s", p.Type, planned[p.Type], avail)
+		return nil
+	case !ok:
+		d.Add(0, "provider.type", "%q is not a provider: use one of %s", p.Type, avail)
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.Others)) {
+		d.Add(p.Others[name].Line, "provider."+name, "the provider is %s: remove this section, or set type: %s", p.Type, name)
+	}
+	return f.decode(env, d)
+}
+
+// LoadEnv reads envs/NAME.yaml from dir, its provider section included.
+func LoadEnv(dir, name string) (*config.Env, error) {
+	return config.Load(dir, name, Registry{})
+}
+
+// Open returns the provider of env.
+func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Provider, error) {
+	f, ok := providers[env.Provider.Type]
+	if !ok {
+		return nil, fmt.Errorf("%s: provider %q is not available (use one of %s)", env.Path, env.Provider.Type, strings.Join(Types(), ", "))
+	}
+	return f.open(ctx, env, o)
+}

@@ -1,0 +1,159 @@
+// Package settings holds every BOOTED_* variable: each a documented
+// constant, all read (and checked) in one function, FromEnviron. A value a
+// variable does not accept is refused with the values it does accept,
+// before any target acts.
+package settings
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"booted/internal/rollout"
+)
+
+// The variables. Each target's doc comment names the ones it reads.
+const (
+	// Output set to "json" makes listings, recaps and per-host results
+	// print JSON; "text" (the default) prints tables.
+	Output = "BOOTED_OUTPUT"
+	// Inventory is the runtime state directory; default ROOT/inventory.
+	Inventory = "BOOTED_INVENTORY"
+	// Root is the project directory holding envs/, kickstart/, nginx/ and
+	// services/; default the current directory.
+	Root = "BOOTED_ROOT"
+	// Parallel bounds how many hosts a multi-host target works on at
+	// once; default 64.
+	Parallel = "BOOTED_PARALLEL"
+	// Retry set to "failed" runs a multi-host target only on the hosts it
+	// failed on last time.
+	Retry = "BOOTED_RETRY"
+	// JUnit is a file service:test writes JUnit XML to.
+	JUnit = "BOOTED_JUNIT"
+	// Batch is the size of a rolling deploy's batches: a count, a
+	// percentage ("25%") or "all"; default 1.
+	Batch = "BOOTED_BATCH"
+	// AcceptNew set to 1 pins the key of a static host the known_hosts
+	// file does not have (trust on first use) instead of refusing it.
+	AcceptNew = "BOOTED_ACCEPT_NEW"
+	// Force set to 1 lets image:del power a running VM off first.
+	Force = "BOOTED_FORCE"
+	// DryRun set to 1 makes monitor:run log (and record) what it would do,
+	// and do nothing.
+	DryRun = "BOOTED_DRY_RUN"
+	// VBoxManage is another VBoxManage command (the vbox provider).
+	VBoxManage = "BOOTED_VBOXMANAGE"
+	// VBoxTFTP is another TFTP directory for VirtualBox's NAT (default
+	// ~/.config/VirtualBox/TFTP).
+	VBoxTFTP = "BOOTED_VBOX_TFTP"
+	// QemuAppend is added to qemu VMs' kernel command line.
+	QemuAppend = "BOOTED_QEMU_APPEND"
+	// LoadPath is the path bench:load requests; default /.
+	LoadPath = "BOOTED_LOAD_PATH"
+	// BenchRuns is the number of runs per figure of bench:fanout; default 5.
+	BenchRuns = "BOOTED_BENCH_RUNS"
+	// TestArgs are the arguments of go test in the test target; default
+	// "-count=1 -timeout 30m ./...".
+	TestArgs = "BOOTED_TEST_ARGS"
+)
+
+// Settings are the values of the variables.
+type Settings struct {
+	Root      string
+	Inventory string
+	JSON      bool
+	// Parallel bounds concurrent hosts; zero means 64.
+	Parallel    int
+	RetryFailed bool
+	JUnit       string
+	Batch       string
+	AcceptNew   bool
+	Force       bool
+	DryRun      bool
+	VBoxManage  string
+	VBoxTFTP    string
+	QemuAppend  string
+	LoadPath    string
+	BenchRuns   int
+	TestArgs    []string
+}
+
+// FromEnviron reads every BOOTED_* variable, refusing a value a variable
+// does not accept (all such values at once), and applies the defaults.
+func FromEnviron() (Settings, error) { return From(os.Getenv) }
+
+// From is FromEnviron reading through getenv.
+func From(getenv func(string) string) (Settings, error) {
+	var errs []error
+	bad := func(name, value, accepted string) {
+		errs = append(errs, fmt.Errorf("%s=%s: %s", name, value, accepted))
+	}
+	flag := func(name string) bool {
+		switch v := getenv(name); v {
+		case "", "0":
+			return false
+		case "1":
+			return true
+		default:
+			bad(name, v, "use 1 (on) or 0 (off)")
+			return false
+		}
+	}
+	num := func(name string, def, lo, hi int) int {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			bad(name, v, fmt.Sprintf("use a whole number from %d to %d", lo, hi))
+			return def
+		}
+		return n
+	}
+	s := Settings{
+		Root: getenv(Root), Inventory: getenv(Inventory), JUnit: getenv(JUnit), Batch: getenv(Batch),
+		VBoxManage: getenv(VBoxManage), VBoxTFTP: getenv(VBoxTFTP), QemuAppend: getenv(QemuAppend), LoadPath: getenv(LoadPath),
+	}
+	if s.Root == "" {
+		s.Root = "."
+	}
+	if s.Inventory == "" {
+		s.Inventory = filepath.Join(s.Root, "inventory")
+	}
+	switch v := getenv(Output); strings.ToLower(v) {
+	case "", "text":
+	case "json":
+		s.JSON = true
+	default:
+		bad(Output, v, "use json or text")
+	}
+	s.Parallel = num(Parallel, 0, 1, 10000)
+	switch v := getenv(Retry); v {
+	case "":
+	case "failed":
+		s.RetryFailed = true
+	default:
+		bad(Retry, v, "use failed (run only on the hosts that failed last time), or leave it unset")
+	}
+	if s.Batch != "" {
+		if _, err := rollout.ParseBatch(s.Batch); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.AcceptNew, s.Force, s.DryRun = flag(AcceptNew), flag(Force), flag(DryRun)
+	if s.LoadPath == "" {
+		s.LoadPath = "/"
+	} else if !strings.HasPrefix(s.LoadPath, "/") {
+		bad(LoadPath, s.LoadPath, "use a path starting with /")
+	}
+	s.BenchRuns = num(BenchRuns, 5, 1, 100)
+	s.TestArgs = strings.Fields(getenv(TestArgs))
+	if len(s.TestArgs) == 0 {
+		s.TestArgs = []string{"-count=1", "-timeout", "30m", "./..."}
+	}
+	return s, errors.Join(errs...)
+}
