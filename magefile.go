@@ -1,6 +1,10 @@
 //go:build mage
 
 // booted stands up, deploys, tests and scales environments of hosts (ENV is a file envs/ENV.yaml; options are BOOTED_* variables, see README.md).
+//
+// Every target reads BOOTED_ROOT (the project, default .) and
+// BOOTED_INVENTORY (runtime state, default ./inventory); a value a
+// variable does not accept is refused before anything acts.
 package main
 
 import (
@@ -10,6 +14,7 @@ import (
 
 	"github.com/magefile/mage/mg"
 
+	"booted/internal/selftest"
 	"booted/internal/targets"
 )
 
@@ -35,37 +40,49 @@ func Local(ctx context.Context) error {
 }
 
 // Test installs what the tests need (as root, with apt-get) and runs every test with go test.
-func Test(ctx context.Context) error { return targets.Test(ctx, os.Stdout) }
+//
+// Settings: BOOTED_TEST_ARGS (go test's arguments, default "-count=1 -timeout 30m ./...").
+func Test(ctx context.Context) error { return selftest.Run(ctx, os.Stdout) }
 
 // Env brings whole environments up and down.
 type Env mg.Namespace
 
 // StartAll starts every host of every role of ENV, waits for phone-home, checks ping and SSH, deploys, starts and tests each role's service.
+//
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_BATCH, BOOTED_JUNIT.
 func (Env) StartAll(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.EnvStartAll(ctx, env) })
 }
 
 // StartMin is env:startAll with the minimum number of hosts of each role.
+//
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_BATCH, BOOTED_JUNIT.
 func (Env) StartMin(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.EnvStartMin(ctx, env) })
 }
 
 // StartWorker (re)starts host HOST of ENV and its role's service.
+//
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL.
 func (Env) StartWorker(ctx context.Context, env, host string) error {
 	return run(func(r *targets.Runner) error { return r.EnvStartWorker(ctx, env, host) })
 }
 
 // Stop stops the services and then every host of ENV, load balancers first.
+//
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL.
 func (Env) Stop(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.EnvStop(ctx, env) })
 }
 
-// Destroy deletes every host of ENV, stops its controller nginx and removes its bridge (local).
+// Destroy powers off and deletes every host of ENV, stops its controller nginx and removes its bridge (local, qemu).
 func (Env) Destroy(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.EnvDestroy(ctx, env) })
 }
 
 // Status shows the hosts of ENV by role and state with the version and health of their service.
+//
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL.
 func (Env) Status(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.EnvStatus(ctx, env) })
 }
@@ -73,27 +90,37 @@ func (Env) Status(ctx context.Context, env string) error {
 // Service deploys, starts, stops and tests services (services/SVC/service.yaml).
 type Service mg.Namespace
 
-// Deploy builds VERSION (git tag or commit) of SVC once and rolls it out to ENV (or ENV/ROLE) in batches out of the load balancer (BOOTED_BATCH: 1, N, N%, all), rolling back a failed batch. BOOTED_RETRY=failed.
+// Deploy builds VERSION (git tag or commit) of SVC once and rolls it out to ENV (or ENV/ROLE) in batches out of the load balancer, rolling back a failed batch.
+//
+// Settings: BOOTED_BATCH (1, N, N%, all), BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json.
 func (Service) Deploy(ctx context.Context, env, svc, version string) error {
 	return run(func(r *targets.Runner) error { return r.ServiceDeploy(ctx, env, svc, version) })
 }
 
-// Start (re)starts SVC on every host of ENV (or ENV/ROLE) that runs it and waits for its health check. BOOTED_RETRY=failed.
+// Start (re)starts SVC on every host of ENV (or ENV/ROLE) that runs it and waits for its health check.
+//
+// Settings: BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json.
 func (Service) Start(ctx context.Context, env, svc string) error {
 	return run(func(r *targets.Runner) error { return r.ServiceStart(ctx, env, svc) })
 }
 
-// Stop stops SVC on every host of ENV (or ENV/ROLE) that runs it. BOOTED_RETRY=failed.
+// Stop stops SVC on every host of ENV (or ENV/ROLE) that runs it.
+//
+// Settings: BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json.
 func (Service) Stop(ctx context.Context, env, svc string) error {
 	return run(func(r *targets.Runner) error { return r.ServiceStop(ctx, env, svc) })
 }
 
-// Rollback switches every host of ENV running SVC back to its previous release, one batch at a time (BOOTED_BATCH).
+// Rollback switches every host of ENV running SVC back to its previous release, one batch at a time.
+//
+// Settings: BOOTED_BATCH, BOOTED_PARALLEL, BOOTED_OUTPUT=json.
 func (Service) Rollback(ctx context.Context, env, svc string) error {
 	return run(func(r *targets.Runner) error { return r.ServiceRollback(ctx, env, svc) })
 }
 
-// Test runs SVC's service.yaml checks against every host of ENV running it; non-zero exit on failure; JUnit XML to BOOTED_JUNIT.
+// Test runs SVC's service.yaml checks against every host of ENV running it; non-zero exit on failure.
+//
+// Settings: BOOTED_JUNIT (JUnit XML file), BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json.
 func (Service) Test(ctx context.Context, env, svc string) error {
 	return run(func(r *targets.Runner) error { return r.ServiceTest(ctx, env, svc) })
 }
@@ -101,22 +128,30 @@ func (Service) Test(ctx context.Context, env, svc string) error {
 // Hosts finds and checks the hosts of an environment.
 type Hosts mg.Namespace
 
-// List prints the inventory of ENV: name, role, state, address, host key. BOOTED_OUTPUT=json for JSON.
+// List prints the inventory of ENV: name, role, state, address, host key.
+//
+// Settings: BOOTED_OUTPUT=json.
 func (Hosts) List(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.HostsList(ctx, env) })
 }
 
 // Logged records the hosts that phoned home to ENV's boot log, waiting for hosts still booting (up to the boot timeout).
+//
+// Settings: BOOTED_OUTPUT=json, BOOTED_ACCEPT_NEW=1 (static hosts: pin an unknown key on first use).
 func (Hosts) Logged(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.HostsLogged(ctx, env) })
 }
 
 // Filter pings every discovered host of ENV and logs in with SSH against its pinned key; passing hosts are ready.
+//
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL.
 func (Hosts) Filter(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.HostsFilter(ctx, env) })
 }
 
-// Run runs shell command CMD on every host of ENV (or ENV/ROLE), output prefixed by host. BOOTED_PARALLEL (default 64), BOOTED_RETRY=failed.
+// Run runs shell command CMD on every host of ENV (or ENV/ROLE), output prefixed by host.
+//
+// Settings: BOOTED_PARALLEL (default 64), BOOTED_RETRY=failed, BOOTED_OUTPUT=json.
 func (Hosts) Run(ctx context.Context, env, cmd string) error {
 	return run(func(r *targets.Runner) error { return r.HostsRun(ctx, env, cmd) })
 }
@@ -127,6 +162,8 @@ func (Hosts) Clear(ctx context.Context, env string) error {
 }
 
 // Reset is hosts:clear, hosts:logged and hosts:filter in one: a hard reset of what booted knows of ENV's hosts.
+//
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_ACCEPT_NEW=1.
 func (Hosts) Reset(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.HostsReset(ctx, env) })
 }
@@ -135,11 +172,15 @@ func (Hosts) Reset(ctx context.Context, env string) error {
 type Image mg.Namespace
 
 // Build makes host NAME of ENV (or several: NAME1,NAME2) without starting it.
+//
+// Settings: BOOTED_VBOXMANAGE, BOOTED_VBOX_TFTP (vbox).
 func (Image) Build(ctx context.Context, env, name string) error {
 	return run(func(r *targets.Runner) error { return r.ImageBuild(ctx, env, name) })
 }
 
 // Start boots host NAME of ENV (or several: NAME1,NAME2), building it first if needed.
+//
+// Settings: BOOTED_QEMU_APPEND (qemu), BOOTED_VBOXMANAGE, BOOTED_VBOX_TFTP (vbox).
 func (Image) Start(ctx context.Context, env, name string) error {
 	return run(func(r *targets.Runner) error { return r.ImageStart(ctx, env, name) })
 }
@@ -149,17 +190,21 @@ func (Image) Stop(ctx context.Context, env, name string) error {
 	return run(func(r *targets.Runner) error { return r.ImageStop(ctx, env, name) })
 }
 
-// Clone makes host NAME of ENV a linked copy of host SRC with fresh MACs and its own name (vbox, qemu).
+// Clone makes host NAME of ENV a copy of host SRC with fresh MACs and its own name (vbox, qemu).
 func (Image) Clone(ctx context.Context, env, src, name string) error {
 	return run(func(r *targets.Runner) error { return r.ImageClone(ctx, env, src, name) })
 }
 
-// Del deletes host NAME of ENV (or several: NAME1,NAME2) with its files; the inventory keeps it as terminated. A running VM is refused unless BOOTED_FORCE=1.
+// Del deletes host NAME of ENV (or several: NAME1,NAME2) with its files; the inventory keeps it as terminated.
+//
+// Settings: BOOTED_FORCE=1 powers a running VM off first (without it, a running VM is refused).
 func (Image) Del(ctx context.Context, env, name string) error {
 	return run(func(r *targets.Runner) error { return r.ImageDel(ctx, env, name) })
 }
 
 // List lists the hosts the provider of ENV has made, powered on or off, with their inventory state.
+//
+// Settings: BOOTED_OUTPUT=json.
 func (Image) List(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.ImageList(ctx, env) })
 }
@@ -175,12 +220,16 @@ func (Nginx) Restart(ctx context.Context, env string) error {
 // Bench measures booted against its peers.
 type Bench mg.Namespace
 
-// Load sends RATE requests a second for DURATION (30s, say) to ENV's load balancer and prints requests, failures and p50/p95/p99. BOOTED_LOAD_PATH (/).
+// Load sends RATE requests a second for DURATION (30s, say) to ENV's load balancer and prints requests, failures and p50/p95/p99.
+//
+// Settings: BOOTED_LOAD_PATH (the path requested, default /).
 func (Bench) Load(ctx context.Context, env string, d time.Duration, rate int) error {
 	return run(func(r *targets.Runner) error { return r.BenchLoad(ctx, env, d, rate) })
 }
 
-// Fanout makes N local hosts and times uname -r and a 10 MB copy on all of them with a plain Go loop, booted, parallel-ssh and ansible (medians, side by side). BOOTED_BENCH_RUNS (5).
+// Fanout makes N local hosts and times uname -r and a 10 MB copy on all of them with a plain Go loop, booted, parallel-ssh and ansible (medians, side by side).
+//
+// Settings: BOOTED_BENCH_RUNS (runs per figure, default 5).
 func (Bench) Fanout(ctx context.Context, n int) error {
 	return run(func(r *targets.Runner) error { return r.BenchFanout(ctx, n) })
 }
@@ -188,12 +237,16 @@ func (Bench) Fanout(ctx context.Context, n int) error {
 // Monitor keeps environments inside their SLA.
 type Monitor mg.Namespace
 
-// Run runs the monitor daemon for ENV until Ctrl-C or SIGTERM: it scales workers to hold the env file's SLA and replaces dead ones. SIGHUP reloads; BOOTED_DRY_RUN=1 only logs.
+// Run runs the monitor daemon for ENV until Ctrl-C or SIGTERM: it scales workers to hold the env file's SLA and replaces dead ones; SIGHUP reloads the env file.
+//
+// Settings: BOOTED_DRY_RUN=1 (log what it would do, do nothing), BOOTED_PARALLEL.
 func (Monitor) Run(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.MonitorRun(ctx, env) })
 }
 
 // Status prints the monitor's last measurements and decision for ENV, and the recent events.
+//
+// Settings: BOOTED_OUTPUT=json.
 func (Monitor) Status(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.MonitorStatus(ctx, env) })
 }

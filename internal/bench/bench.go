@@ -22,6 +22,7 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
+	"booted/internal/pkgs"
 	"booted/internal/remote"
 )
 
@@ -257,6 +258,50 @@ func (s *Setup) Ansible(ctx context.Context, dir, payload string) (cmd, cp time.
 		return run(ctx, "ansible", "bench", "-i", inv, "-f", forks, "-m", "copy", "-a", "src="+payload+" dest=/tmp/payload-ansible")
 	})
 	return
+}
+
+// Needs are the peer tools' commands and their Debian packages.
+var Needs = pkgs.Need{"parallel-ssh": "pssh", "ansible": "ansible-core"}
+
+// Run measures every tool on the hosts (the peers that are installed) and
+// prints the table to out; problems with a peer go to errw.
+func (s *Setup) Run(ctx context.Context, out, errw io.Writer) error {
+	dir, err := os.MkdirTemp("", "booted-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	payload, err := Payload(dir)
+	if err != nil {
+		return err
+	}
+	var rows []Row
+	gc, gp, err := s.PlainGo(ctx, payload)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, Row{Tool: "plain Go x/crypto/ssh", Command: gc, Copy: gp})
+	bc, second, bp, err := s.Booted(ctx, payload)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, Row{Tool: "booted", Command: bc, Copy: bp}, Row{Tool: "booted, 2nd step same conns", Command: second})
+	for _, peer := range []struct {
+		cmd, tool string
+		run       func(ctx context.Context, dir, payload string) (time.Duration, time.Duration, error)
+	}{{"parallel-ssh", "parallel-ssh / parallel-scp", s.PSSH}, {"ansible", "ansible -m raw / -m copy", s.Ansible}} {
+		if _, err := exec.LookPath(peer.cmd); err != nil {
+			continue
+		}
+		c, p, err := peer.run(ctx, dir, payload)
+		if err != nil {
+			fmt.Fprintf(errw, "bench: %v\n", err)
+		}
+		rows = append(rows, Row{Tool: peer.tool, Command: c, Copy: p})
+	}
+	fmt.Fprintln(out)
+	Table(out, len(s.Hosts), rows)
+	return nil
 }
 
 func run(ctx context.Context, name string, args ...string) error {

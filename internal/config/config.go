@@ -352,3 +352,28 @@ type ProviderFunc func(env *Env, d *Decoder) any
 
 // Decode calls f.
 func (f ProviderFunc) Decode(env *Env, d *Decoder) any { return f(env, d) }
+
+// SplitSelector splits a target's "ENV/ROLE" (or "ENV") argument.
+func SplitSelector(sel string) (env, role string) {
+	env, role, _ = strings.Cut(sel, "/")
+	return env, role
+}
+
+// HostList splits a target's "NAME1,NAME2" argument into host names,
+// refusing a name that is not one.
+func HostList(arg string) ([]string, error) {
+	var out []string
+	for _, n := range strings.Split(arg, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		if !hostRE.MatchString(n) {
+			return nil, fmt.Errorf("%q is not a host name (lower-case letters, digits and '-')", n)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no host name given")
+	}
+	return out, nil
+}

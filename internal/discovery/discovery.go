@@ -200,3 +200,46 @@ func (d *Discoverer) take(tx *inventory.Tx, line []byte) (string, error) {
 	}
 	return cb.Name, tx.Count(d.Env, CountAccepted, 1)
 }
+
+// Forget forgets the discovered hosts of the environment (those still being
+// provisioned or booting stay: an operation waits on them) and makes
+// discovery read the live boot log again from its start. It returns how
+// many it forgot.
+func (d *Discoverer) Forget(ctx context.Context, why string) (int, error) {
+	n := 0
+	err := d.Store.Update(ctx, func(tx *inventory.Tx) error {
+		n = 0
+		hosts, err := tx.Hosts(d.Env)
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			switch h.State {
+			case inventory.Requested, inventory.Provisioning, inventory.Booting:
+				continue
+			}
+			if err := tx.Forget(d.Env, h.Name, why); err != nil {
+				return err
+			}
+			n++
+		}
+		return d.Rewind(tx)
+	})
+	return n, err
+}
+
+// Rejected returns the count of rejected callbacks of env and a line that
+// breaks it down ("forged 1, unknown 0, ...").
+func Rejected(ctx context.Context, store *inventory.Store, env string) (int64, string, error) {
+	c, err := store.Counters(ctx, env)
+	if err != nil {
+		return 0, "", err
+	}
+	var total int64
+	var parts []string
+	for _, n := range RejectedCounters {
+		total += c[n]
+		parts = append(parts, fmt.Sprintf("%s %d", strings.TrimPrefix(n, "callbacks."), c[n]))
+	}
+	return total, strings.Join(parts, ", "), nil
+}

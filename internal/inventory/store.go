@@ -500,3 +500,17 @@ func cloneMap(m map[string]string) map[string]string {
 	}
 	return out
 }
+
+// Failed returns the hosts an operation (by its title) did not succeed on
+// last time: what BOOTED_RETRY=failed runs it on.
+func (s *Store) Failed(ctx context.Context, env, op string) ([]string, error) {
+	var names []string
+	_, err := s.Get(ctx, env, "failed/"+op, &names)
+	return names, err
+}
+
+// SetFailed keeps the hosts op did not succeed on (none: it succeeded
+// everywhere).
+func (s *Store) SetFailed(ctx context.Context, env, op string, names []string) error {
+	return s.Update(context.WithoutCancel(ctx), func(tx *Tx) error { return tx.Put(env, "failed/"+op, names) })
+}

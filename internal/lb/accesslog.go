@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -59,4 +60,34 @@ func AccessLogSince(ctx context.Context, s Outputter, at int64) (int64, Requests
 		return size, Requests{}, nil
 	}
 	return size, ParseAccessLog(rest), nil
+}
+
+// LogOffsets remembers, per load balancer, how far its access log has been
+// read (safe for concurrent use); the zero value is ready.
+type LogOffsets struct {
+	mu sync.Mutex
+	at map[string]int64
+}
+
+// Next reads host's log from where the last call stopped through read
+// (AccessLogSince on the host), and remembers the new offset. The first
+// call only remembers where the log ends.
+func (o *LogOffsets) Next(ctx context.Context, host string, read func(ctx context.Context, at int64) (int64, Requests, error)) (Requests, error) {
+	o.mu.Lock()
+	at, seen := o.at[host]
+	o.mu.Unlock()
+	if !seen {
+		at = -1
+	}
+	size, reqs, err := read(ctx, at)
+	if err != nil {
+		return Requests{}, err
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.at == nil {
+		o.at = map[string]int64{}
+	}
+	o.at[host] = size
+	return reqs, nil
 }

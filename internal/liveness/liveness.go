@@ -11,6 +11,7 @@ import (
 	probing "github.com/prometheus-community/pro-bing"
 
 	"booted/internal/fanout"
+	"booted/internal/inventory"
 	"booted/internal/remote"
 )
 
@@ -51,4 +52,49 @@ func SSH(ctx context.Context, t remote.Target, a remote.Auth, timeout time.Durat
 		return err
 	}
 	return c.Close()
+}
+
+// Checked are the states in which a host is expected to be up, and so is
+// checked.
+var Checked = map[inventory.State]bool{inventory.Booted: true, inventory.Ready: true, inventory.Serving: true, inventory.Failed: true}
+
+// ToCheck returns the hosts to check: in a checked state, with an address
+// and a pinned key.
+func ToCheck(hosts []inventory.Host) []inventory.Host {
+	var out []inventory.Host
+	for _, h := range hosts {
+		if Checked[h.State] && h.Addr != "" && h.HostKey != "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Record moves each checked host by its result (results[i] for hosts[i]):
+// a host that answered becomes ready (from booted or failed), one that did
+// not becomes failed with the reason; a host whose state changed since it
+// was read is left alone. It reports whether a serving host was lost (the
+// load balancers must follow).
+func Record(ctx context.Context, store *inventory.Store, env string, hosts []inventory.Host, results []error) (lost bool, err error) {
+	err = store.Update(ctx, func(tx *inventory.Tx) error {
+		lost = false
+		for i, h := range hosts {
+			cur, err := tx.Host(env, h.Name)
+			if err != nil || cur.State != h.State {
+				continue // it moved on meanwhile
+			}
+			switch {
+			case results[i] != nil:
+				lost = lost || h.State == inventory.Serving
+				err = tx.Advance(env, h.Name, inventory.Failed, "liveness: "+results[i].Error())
+			case h.State == inventory.Booted || h.State == inventory.Failed:
+				err = tx.Advance(env, h.Name, inventory.Ready, "")
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return lost, err
 }

@@ -2,7 +2,12 @@ package monitor
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"booted/internal/config"
@@ -70,4 +75,32 @@ func (l *Locked) Event(ctx context.Context, kind, host, detail string) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.e.Event(ctx, kind, host, detail)
+}
+
+// RunWithSignals runs d until SIGINT or SIGTERM (or ctx ends). On SIGHUP
+// it calls reload (which changes the environment d.Env reads) with no call
+// of the daemon in progress, then makes the daemon read its policy again;
+// a reload that fails is told to errw and changes nothing.
+func RunWithSignals(ctx context.Context, d *Daemon, reload func(ctx context.Context) error, errw io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer func() { signal.Stop(hup); close(hup) }() // ends the reload goroutine
+	locked := NewLocked(d.Env)
+	reloaded := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			if err := locked.Swap(func() error { return reload(ctx) }); err != nil {
+				fmt.Fprintf(errw, "SIGHUP: %v (keeping the old policy)\n", err)
+				continue
+			}
+			select {
+			case reloaded <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	d.Env, d.Reload = locked, reloaded
+	return d.Run(ctx)
 }

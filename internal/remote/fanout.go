@@ -183,3 +183,24 @@ func (t *tailBuffer) Tail(n int) string {
 	}
 	return strings.TrimSpace(strings.Join(lines, "\n"))
 }
+
+// Err joins the errors of the hosts that did not succeed, each wrapped
+// with its host's name (and the tail of its stderr), so that errors.Is
+// sees through to the cause; nil if all succeeded.
+func Err(results []Result) error {
+	var errs []error
+	for _, r := range results {
+		if r.Status == OK {
+			continue
+		}
+		err := r.Err
+		if err == nil {
+			err = errors.New(r.Error)
+		}
+		if r.Stderr != "" {
+			err = fmt.Errorf("%w: %s", err, strings.ReplaceAll(r.Stderr, "\n", " | "))
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", r.Host, err))
+	}
+	return errors.Join(errs...)
+}

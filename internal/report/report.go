@@ -250,3 +250,42 @@ func (w *Prefixer) Flush() {
 		w.buf = nil
 	}
 }
+
+// HostOutput gives each host of an operation writers that prefix its
+// lines with its name (padded to the longest), all sharing one lock.
+type HostOutput struct {
+	mu       sync.Mutex
+	out, err io.Writer
+	width    int
+	ws       map[string][2]*Prefixer
+}
+
+// NewHostOutput returns the output of the named hosts on out and errw.
+func NewHostOutput(out, errw io.Writer, names []string) *HostOutput {
+	h := &HostOutput{out: out, err: errw, ws: map[string][2]*Prefixer{}}
+	for _, n := range names {
+		h.width = max(h.width, len(n))
+	}
+	return h
+}
+
+// Writers returns host's stdout and stderr.
+func (h *HostOutput) Writers(host string) (io.Writer, io.Writer) {
+	p := fmt.Sprintf("%-*s | ", h.width, host)
+	o, e := NewPrefixer(h.out, &h.mu, p), NewPrefixer(h.err, &h.mu, p)
+	h.mu.Lock()
+	h.ws[host] = [2]*Prefixer{o, e}
+	h.mu.Unlock()
+	return o, e
+}
+
+// Flush writes host's last unterminated lines.
+func (h *HostOutput) Flush(host string) {
+	h.mu.Lock()
+	ws, ok := h.ws[host]
+	h.mu.Unlock()
+	if ok {
+		ws[0].Flush()
+		ws[1].Flush()
+	}
+}

@@ -2,14 +2,17 @@ package service
 
 import (
 	"context"
+	"errors"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -161,4 +164,47 @@ func WriteJUnit(path, service string, results map[string][]CheckResult, hostErrs
 		return err
 	}
 	return os.WriteFile(path, append([]byte(xml.Header), append(b, '\n')...), 0o644)
+}
+
+// Run collects the checks of one service:test over many hosts (safe for
+// concurrent use) for its verdict per host and its JUnit report.
+type Run struct {
+	mu      sync.Mutex
+	results map[string][]CheckResult
+	errs    map[string]error
+}
+
+// Add records host's check results and returns an error naming the host
+// and every failed check, or nil if all passed.
+func (r *Run) Add(host string, rr []CheckResult) error {
+	var errs []error
+	for _, c := range rr {
+		if c.Err != nil {
+			errs = append(errs, fmt.Errorf("check %q: %w", c.Check.Name, c.Err))
+		}
+	}
+	var err error
+	if len(errs) > 0 {
+		err = fmt.Errorf("host %s: %d of %d checks failed: %w", host, len(errs), len(rr), errors.Join(errs...))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.results == nil {
+		r.results, r.errs = map[string][]CheckResult{}, map[string]error{}
+	}
+	r.results[host] = rr
+	if err != nil {
+		r.errs[host] = err
+	}
+	return err
+}
+
+// WriteJUnit writes the run as JUnit XML to path, hosts in name order
+// (hosts never checked included, as errors).
+func (r *Run) WriteJUnit(path, service string, hosts []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	hs := append([]string(nil), hosts...)
+	sort.Strings(hs)
+	return WriteJUnit(path, service, r.results, r.errs, hs)
 }

@@ -238,35 +238,41 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 // nginx and removes what else the provider set up (the local bridge).
 func (r *Runner) EnvDestroy(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		insts, err := s.prov.List(ctx)
-		if err != nil {
-			return err
-		}
-		n := 0
-		if _, ok := s.prov.(provider.Deleter); ok {
-			for _, in := range insts {
-				if err := s.delete(ctx, in.Name, true); err != nil {
-					return err
-				}
-				if _, err := s.store.Host(ctx, s.env.Name, in.Name); err == nil {
-					if err := s.advance(ctx, in.Name, inventory.Terminated, "env:destroy"); err != nil {
-						return err
-					}
-				}
-				n++
-			}
-		}
-		if err := s.ctl.Stop(ctx); err != nil {
-			return err
-		}
-		if t, ok := s.prov.(provider.Teardowner); ok {
-			if err := t.Teardown(ctx); err != nil {
-				return err
-			}
-		}
-		if !r.JSON {
+		n, err := s.destroy(ctx, "env:destroy")
+		if err == nil && !r.JSON {
 			fmt.Fprintf(r.Out, "%s: deleted %d hosts\n", envName, n)
 		}
-		return nil
+		return err
 	})
+}
+
+// destroy powers off and deletes every host the provider made (recorded
+// as terminated, for why), stops the controller and tears down what else
+// the provider set up.
+func (s *session) destroy(ctx context.Context, why string) (int, error) {
+	insts, err := s.prov.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	if _, ok := s.prov.(provider.Deleter); ok {
+		for _, in := range insts {
+			if err := s.delete(ctx, in.Name, true); err != nil {
+				return n, err
+			}
+			if _, err := s.store.Host(ctx, s.env.Name, in.Name); err == nil {
+				if err := s.advance(ctx, in.Name, inventory.Terminated, why); err != nil {
+					return n, err
+				}
+			}
+			n++
+		}
+	}
+	if err := s.ctl.Stop(ctx); err != nil {
+		return n, err
+	}
+	if t, ok := s.prov.(provider.Teardowner); ok {
+		return n, t.Teardown(ctx)
+	}
+	return n, nil
 }

@@ -3,19 +3,16 @@ package targets
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 
 	"booted/internal/discovery"
-	"booted/internal/inventory"
+	"booted/internal/fleet"
+	"booted/internal/liveness"
 	"booted/internal/provider"
 	"booted/internal/report"
 )
@@ -75,20 +72,11 @@ func (r *Runner) HostsLogged(ctx context.Context, envName string) error {
 }
 
 func (s *session) printRejected(ctx context.Context) error {
-	c, err := s.store.Counters(ctx, s.env.Name)
-	if err != nil {
+	total, parts, err := discovery.Rejected(ctx, s.store, s.env.Name)
+	if err != nil || s.r.JSON { // counters are not part of the host list
 		return err
 	}
-	var total int64
-	var parts []string
-	for _, n := range discovery.RejectedCounters {
-		total += c[n]
-		parts = append(parts, fmt.Sprintf("%s %d", strings.TrimPrefix(n, "callbacks."), c[n]))
-	}
-	if s.r.JSON {
-		return nil // counters are not part of the host list
-	}
-	_, err = fmt.Fprintf(s.r.Out, "rejected callbacks: %d (%s)\n", total, strings.Join(parts, ", "))
+	_, err = fmt.Fprintf(s.r.Out, "rejected callbacks: %d (%s)\n", total, parts)
 	return err
 }
 
@@ -98,62 +86,23 @@ func (s *session) pinner(k provider.KnownKeys) *discovery.Pinner {
 		Keys: k, AcceptNew: s.r.AcceptNew, Timeout: s.env.Timeouts.SSH.D()}
 }
 
-// logged catches up with the boot log, then waits for booting hosts.
+// logged catches up with the boot log, then waits for booting hosts (up
+// to the boot timeout); a host that installed itself boots its disk next.
 func (s *session) logged(ctx context.Context) error {
 	if k, ok := s.prov.(provider.KnownKeys); ok {
 		return s.pinner(k).Record(ctx)
 	}
 	d := s.discoverer()
-	var booted []string
-	d.OnBooted = func(names []string) { booted = append(booted, names...) }
-	timeout := s.env.Timeouts.Boot.D()
-	for {
-		if err := d.CatchUp(ctx); err != nil {
-			return err
-		}
-		if nb, ok := s.prov.(provider.Netboot); ok {
-			for _, n := range booted { // installed: boot from disk from now on
+	if nb, ok := s.prov.(provider.Netboot); ok {
+		d.OnBooted = func(names []string) {
+			for _, n := range names {
 				if err := nb.Installed(ctx, n); err != nil {
 					fmt.Fprintf(s.r.Err, "host %s: %v\n", n, err)
 				}
 			}
 		}
-		booted = booted[:0]
-		hosts, err := s.store.Hosts(ctx, s.env.Name)
-		if err != nil {
-			return err
-		}
-		waiting := 0
-		for _, h := range hosts {
-			if h.State != inventory.Booting {
-				continue
-			}
-			if time.Since(h.Since) < timeout {
-				waiting++
-				continue
-			}
-			reason := fmt.Sprintf("no phone-home within %v of boot", timeout) + s.consoleTail(h.Name)
-			err := s.store.Update(ctx, func(tx *inventory.Tx) error {
-				cur, err := tx.Host(s.env.Name, h.Name)
-				if err != nil || cur.State != inventory.Booting || cur.Since != h.Since {
-					return err // it moved on meanwhile
-				}
-				return tx.Advance(s.env.Name, h.Name, inventory.Failed, reason)
-			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(s.r.Err, "host %s: failed: %s\n", h.Name, reason)
-		}
-		if waiting == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
 	}
+	return d.Await(ctx, s.env.Timeouts.Boot.D(), s.consoleTail)
 }
 
 // consoleTail is "; see FILE; console: its last lines", where the provider
@@ -182,45 +131,17 @@ func (r *Runner) HostsFilter(ctx context.Context, envName string) error {
 	})
 }
 
-// checkable are the states in which a host is expected to be up.
-var checkable = map[inventory.State]bool{inventory.Booted: true, inventory.Ready: true, inventory.Serving: true, inventory.Failed: true}
-
 func (s *session) filter(ctx context.Context) error {
 	hosts, err := s.store.Hosts(ctx, s.env.Name)
 	if err != nil {
 		return err
 	}
-	var check []inventory.Host
-	for _, h := range hosts {
-		if checkable[h.State] && h.Addr != "" && h.HostKey != "" {
-			check = append(check, h)
-		}
-	}
+	check := liveness.ToCheck(hosts)
 	results := s.io.Alive(ctx, check, s.r.Parallel)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	lost := false
-	err = s.store.Update(ctx, func(tx *inventory.Tx) error {
-		lost = false
-		for i, h := range check {
-			cur, err := tx.Host(s.env.Name, h.Name)
-			if err != nil || cur.State != h.State {
-				continue // it moved on meanwhile
-			}
-			switch {
-			case results[i] != nil:
-				lost = lost || h.State == inventory.Serving
-				err = tx.Advance(s.env.Name, h.Name, inventory.Failed, "liveness: "+results[i].Error())
-			case h.State == inventory.Booted || h.State == inventory.Failed:
-				err = tx.Advance(s.env.Name, h.Name, inventory.Ready, "")
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	lost, err := liveness.Record(ctx, s.store, s.env.Name, check, results)
 	if err != nil {
 		return err
 	}
@@ -239,28 +160,7 @@ func (s *session) writeKnownHosts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Name < hosts[j].Name })
-	var b strings.Builder
-	for _, h := range hosts {
-		if h.HostKey == "" || h.Addr == "" || h.State == inventory.Terminated {
-			continue
-		}
-		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.HostKey))
-		if err != nil {
-			continue
-		}
-		addr := h.Addr
-		if h.Port != 0 && h.Port != 22 {
-			addr = fmt.Sprintf("[%s]:%d", h.Addr, h.Port)
-		}
-		b.WriteString(knownhosts.Line([]string{addr}, k) + "\n")
-	}
-	path := filepath.Join(s.dir, "known_hosts")
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return fleet.WriteKnownHosts(filepath.Join(s.dir, "known_hosts"), hosts)
 }
 
 // HostsClear forgets the discovered hosts of an environment (hosts still
@@ -277,26 +177,7 @@ func (r *Runner) HostsClear(ctx context.Context, envName string) error {
 }
 
 func (s *session) clear(ctx context.Context) (int, error) {
-	n := 0
-	err := s.store.Update(ctx, func(tx *inventory.Tx) error {
-		n = 0
-		hosts, err := tx.Hosts(s.env.Name)
-		if err != nil {
-			return err
-		}
-		for _, h := range hosts {
-			switch h.State {
-			case inventory.Requested, inventory.Provisioning, inventory.Booting:
-				continue
-			}
-			if err := tx.Forget(s.env.Name, h.Name, "hosts:clear"); err != nil {
-				return err
-			}
-			n++
-		}
-		return s.discoverer().Rewind(tx)
-	})
-	return n, err
+	return s.discoverer().Forget(ctx, "hosts:clear")
 }
 
 // HostsReset is a hard reset of what booted knows of the hosts: clear, then
@@ -355,29 +236,10 @@ func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
 		if len(hosts) == 0 {
 			return fmt.Errorf("%s: no hosts to run on (hosts:list %s shows the inventory)", sel, envName)
 		}
-		width := 0
-		for _, h := range hosts {
-			width = max(width, len(h.Name))
-		}
-		var mu sync.Mutex
-		prefixers := map[string][2]*report.Prefixer{}
-		_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: func(host string) (io.Writer, io.Writer) {
-			p := fmt.Sprintf("%-*s | ", width, host)
-			o, e := report.NewPrefixer(r.Out, &mu, p), report.NewPrefixer(r.Err, &mu, p)
-			mu.Lock()
-			prefixers[host] = [2]*report.Prefixer{o, e}
-			mu.Unlock()
-			return o, e
-		}}, func(ctx context.Context, c hostConn) error {
-			err := c.Run(ctx, cmd)
-			mu.Lock()
-			ps := prefixers[c.Host().Name]
-			mu.Unlock()
-			if ps[0] != nil {
-				ps[0].Flush()
-				ps[1].Flush()
-			}
-			return err
+		out := report.NewHostOutput(r.Out, r.Err, hostNames(hosts))
+		_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: out.Writers}, func(ctx context.Context, c hostConn) error {
+			defer out.Flush(c.Host().Name)
+			return c.Run(ctx, cmd)
 		})
 		return err
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"booted/internal/config"
 	"booted/internal/inventory"
 	"booted/internal/provider"
 )
@@ -12,7 +13,7 @@ import (
 // eachHost opens ENV and calls fn for each of the comma-separated hosts,
 // then lists the environment's hosts.
 func (r *Runner) eachHost(ctx context.Context, envName, hosts string, fn func(s *session, name string) error) error {
-	ns, err := names(hosts)
+	ns, err := config.HostList(hosts)
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,10 @@ package targets
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -71,21 +69,8 @@ func (s *session) updateLB(ctx context.Context) error {
 		c.Note(note)
 		return s.advance(ctx, h.Name, inventory.Serving, "")
 	})
-	var errs []error
-	for _, r := range results {
-		if r.Status != remote.OK {
-			err := r.Err
-			if err == nil {
-				err = errors.New(r.Error)
-			}
-			if r.Stderr != "" {
-				err = fmt.Errorf("%w: %s", err, strings.ReplaceAll(r.Stderr, "\n", " | "))
-			}
-			errs = append(errs, fmt.Errorf("%s: %w", r.Host, err))
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("load balancer update: %w", errors.Join(errs...))
+	if err := remote.Err(results); err != nil {
+		return fmt.Errorf("load balancer update: %w", err)
 	}
 	return nil
 }

@@ -2,20 +2,15 @@ package targets
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"sort"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"booted/internal/config"
 	"booted/internal/fanout"
 	"booted/internal/inventory"
+	"booted/internal/lb"
 	"booted/internal/loadgen"
 	"booted/internal/monitor"
 	"booted/internal/provider"
@@ -30,40 +25,22 @@ import (
 // reloads the env file (and its provider). BOOTED_DRY_RUN=1 only logs what
 // it would do.
 func (r *Runner) MonitorRun(ctx context.Context, envName string) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer func() { signal.Stop(hup); close(hup) }() // ends the reload goroutine
-	reload := make(chan struct{}, 1)
 	return r.withEnv(ctx, envName, func(s *session) error {
-		// The reload swaps the session's env and provider only between the
-		// daemon's calls (an action in flight finishes first).
-		le := monitor.NewLocked(&monitorEnv{s: s})
-		go func() {
-			for range hup {
-				if err := le.Swap(func() error { return s.reload(ctx) }); err != nil {
-					fmt.Fprintf(r.Err, "SIGHUP: %v (keeping the old policy)\n", err)
-					continue
-				}
-				select {
-				case reload <- struct{}{}:
-				default:
-				}
-			}
-		}()
-		d := &monitor.Daemon{Env: le, DryRun: r.DryRun, Reload: reload,
-			Log: slog.New(slog.NewTextHandler(r.Err, nil)).With("env", envName)}
-		return d.Run(ctx)
+		d := &monitor.Daemon{Env: newMonitorEnv(s), DryRun: r.DryRun, Log: slog.New(slog.NewTextHandler(r.Err, nil)).With("env", envName)}
+		return monitor.RunWithSignals(ctx, d, s.reload, r.Err)
 	})
 }
 
 // monitorEnv gives the daemon the environment, through the same functions
 // the targets use.
 type monitorEnv struct {
-	s     *session
-	mu    sync.Mutex
-	logAt map[string]int64 // load balancer access log offsets
+	monitor.Kept // Load, Save, Event
+	s            *session
+	logs         lb.LogOffsets // how far each load balancer's access log was read
+}
+
+func newMonitorEnv(s *session) *monitorEnv {
+	return &monitorEnv{Kept: monitor.Kept{Store: s.store, Env: s.env.Name}, s: s}
 }
 
 var _ monitor.Env = (*monitorEnv)(nil)
@@ -91,11 +68,10 @@ func (m *monitorEnv) Measure(ctx context.Context, d time.Duration) (monitor.Meas
 	if err != nil {
 		return monitor.Measure{}, err
 	}
-	meas := monitor.Measure{Requests: st.Sent, Failed: st.Failed, P50: st.P50, P95: st.P95}
 	if lat, failed, ok := m.lbLog(ctx); ok && len(lat) > 0 {
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		meas = monitor.Measure{Requests: len(lat), Failed: failed, P50: lat[len(lat)/2], P95: lat[min(len(lat)-1, len(lat)*95/100)]}
+		return monitor.FromTimes(lat, failed), nil
 	}
+	meas := monitor.Measure{Requests: st.Sent, Failed: st.Failed, P50: st.P50, P95: st.P95}
 	if meas.Requests > 0 {
 		meas.ErrorRate = float64(meas.Failed) / float64(meas.Requests)
 	}
@@ -109,38 +85,21 @@ func (m *monitorEnv) lbLog(ctx context.Context) ([]time.Duration, int, bool) {
 	if err != nil || len(lbs) == 0 {
 		return nil, 0, false
 	}
-	m.mu.Lock()
-	if m.logAt == nil {
-		m.logAt = map[string]int64{}
-	}
-	m.mu.Unlock()
-	var lat []time.Duration
-	failed := 0
+	var mu sync.Mutex
+	var all lb.Requests
 	res := m.s.io.Each(ctx, lbs, remote.Options{Parallel: m.s.r.Parallel, Timeout: 10 * time.Second}, func(ctx context.Context, c hostConn) error {
-		name := c.Host().Name
-		m.mu.Lock()
-		at, seen := m.logAt[name]
-		m.mu.Unlock()
-		if !seen {
-			at = -1
-		}
-		size, reqs, err := c.AccessLogSince(ctx, at)
-		if err != nil {
-			return err
-		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		m.logAt[name] = size
-		lat = append(lat, reqs.Times...)
-		failed += reqs.Failed
-		return nil
+		reqs, err := m.logs.Next(ctx, c.Host().Name, c.AccessLogSince)
+		mu.Lock()
+		all.Times, all.Failed = append(all.Times, reqs.Times...), all.Failed+reqs.Failed
+		mu.Unlock()
+		return err
 	})
 	for _, r := range res {
 		if r.Status != remote.OK {
 			return nil, 0, false
 		}
 	}
-	return lat, failed, true
+	return all.Times, all.Failed, true
 }
 
 // Workers returns the workers and, for the serving ones, whether their
@@ -150,14 +109,12 @@ func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]
 	if err != nil {
 		return nil, nil, err
 	}
-	all, err := m.s.store.Hosts(ctx, m.s.env.Name)
-	if err != nil {
-		return nil, nil, err
-	}
 	var ws []monitor.Worker
-	for _, h := range all {
-		if h.Role == config.RoleWorkers {
-			ws = append(ws, monitor.Worker{Name: h.Name, State: h.State, Since: h.Since})
+	var serving []inventory.Host
+	for _, h := range hosts {
+		ws = append(ws, monitor.Worker{Name: h.Name, State: h.State, Since: h.Since})
+		if h.State == inventory.Serving {
+			serving = append(serving, h)
 		}
 	}
 	healthy := map[string]bool{}
@@ -168,12 +125,6 @@ func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]
 	def, err := m.s.loadService(rl.Service)
 	if err != nil {
 		return nil, nil, err
-	}
-	var serving []inventory.Host
-	for _, h := range hosts {
-		if h.State == inventory.Serving {
-			serving = append(serving, h)
-		}
 	}
 	// at most an interval: a dead worker must not slow the loop
 	timeout := min(3*time.Second, max(500*time.Millisecond, m.s.env.Monitor.Interval.D()))
@@ -231,65 +182,10 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 	return fmt.Errorf("unknown action %q", a.Kind)
 }
 
-func (m *monitorEnv) Load(ctx context.Context) (monitor.Saved, error) {
-	var sv monitor.Saved
-	_, err := m.s.store.Get(ctx, m.s.env.Name, "monitor/state", &sv)
-	return sv, err
-}
-
-func (m *monitorEnv) Save(ctx context.Context, sv monitor.Saved) error {
-	return m.s.store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error { return tx.Put(m.s.env.Name, "monitor/state", sv) })
-}
-
-func (m *monitorEnv) Event(ctx context.Context, kind, host, detail string) error {
-	return m.s.store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error {
-		return tx.Record(inventory.Event{Env: m.s.env.Name, Host: host, Kind: kind, Detail: detail})
-	})
-}
-
 // MonitorStatus prints the monitor's last measurements and decision, and
 // the recent events of the environment.
 func (r *Runner) MonitorStatus(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		me := &monitorEnv{s: s}
-		sv, err := me.Load(ctx)
-		if err != nil {
-			return err
-		}
-		all, err := s.store.Events(ctx, s.env.Name, "", 1000)
-		if err != nil {
-			return err
-		}
-		var evs []inventory.Event
-		for _, e := range all {
-			if strings.HasPrefix(e.Kind, "monitor") || e.Kind == "state" {
-				evs = append(evs, e)
-			}
-		}
-		if len(evs) > 40 {
-			evs = evs[len(evs)-40:]
-		}
-		if r.JSON {
-			return json.NewEncoder(r.Out).Encode(map[string]any{"state": sv, "events": evs})
-		}
-		if l := sv.Last; l != nil {
-			fmt.Fprintf(r.Out, "last interval %s: %d requests, p50 %v, p95 %v (SLA %v), errors %.2f%%\n", l.Time.Format(time.RFC3339), l.Measure.Requests,
-				l.Measure.P50.Round(100*time.Microsecond), l.Measure.P95.Round(100*time.Microsecond), s.env.Monitor.SLA.P95.D(), 100*l.Measure.ErrorRate)
-			fmt.Fprintf(r.Out, "workers: %v\ndecision: %s\n", l.Workers, l.Decision)
-		} else {
-			fmt.Fprintln(r.Out, "the monitor has not run yet (monitor:run "+envName+")")
-		}
-		if a := sv.InFlight; a != nil {
-			fmt.Fprintf(r.Out, "in flight: %s of %s since %s\n", a.Kind, a.Host, a.Start.Format(time.RFC3339))
-		}
-		fmt.Fprintln(r.Out, "recent events:")
-		for _, e := range evs {
-			what := e.Detail
-			if e.Kind == "state" {
-				what = fmt.Sprintf("%s → %s %s", e.From, e.To, e.Detail)
-			}
-			fmt.Fprintf(r.Out, "  %s  %-18s %-6s %s\n", e.Time.UTC().Format("15:04:05.000"), e.Kind, e.Host, what)
-		}
-		return nil
+		return monitor.Kept{Store: s.store, Env: s.env.Name}.PrintStatus(ctx, r.Out, s.env.Monitor.SLA.P95.D(), r.JSON)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"booted/internal/config"
 	"booted/internal/inventory"
 	"booted/internal/remote"
 	"booted/internal/report"
@@ -33,10 +34,7 @@ func (s *session) selectHosts(ctx context.Context, role string, only func(invent
 }
 
 // splitSel splits "ENV/ROLE".
-func splitSel(sel string) (env, role string) {
-	env, role, _ = strings.Cut(sel, "/")
-	return env, role
-}
+var splitSel = config.SplitSelector
 
 type opOptions struct {
 	// keepList: the caller filters for BOOTED_RETRY and saves the failed
@@ -91,8 +89,8 @@ func (s *session) retryFilter(ctx context.Context, title string, hosts []invento
 	if !s.r.RetryFailed {
 		return hosts, nil
 	}
-	var prev []string
-	if _, err := s.store.Get(ctx, s.env.Name, "failed/"+title, &prev); err != nil {
+	prev, err := s.store.Failed(ctx, s.env.Name, title)
+	if err != nil {
 		return nil, err
 	}
 	want := map[string]bool{}
@@ -113,7 +111,7 @@ func (s *session) retryFilter(ctx context.Context, title string, hosts []invento
 
 // saveFailed keeps the hosts title did not succeed on, for BOOTED_RETRY=failed.
 func (s *session) saveFailed(ctx context.Context, title string, bad []string) error {
-	return s.store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error { return tx.Put(s.env.Name, "failed/"+title, bad) })
+	return s.store.SetFailed(ctx, s.env.Name, title, bad)
 }
 
 // advance moves a host to a state by the lifecycle's path (see

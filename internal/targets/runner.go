@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/crypto/ssh"
 
@@ -14,6 +13,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/controller"
 	"booted/internal/discovery"
+	"booted/internal/fleet"
 	"booted/internal/inventory"
 	"booted/internal/pkgs"
 	"booted/internal/provider"
@@ -95,7 +95,7 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 		return fail(err)
 	}
 	if s.io == nil {
-		s.io = &sshIO{auth: remote.Auth{User: env.SSH.User, Signer: s.signer}, sshTimeout: env.Timeouts.SSH.D(), pingTimeout: env.Timeouts.Ping.D()}
+		s.io = &fleet.SSH{Auth: remote.Auth{User: env.SSH.User, Signer: s.signer}, SSHTimeout: env.Timeouts.SSH.D(), PingTimeout: env.Timeouts.Ping.D()}
 	}
 	s.ctl = &controller.Controller{
 		Env: env.Name, Listen: env.CallbackAddr(), Dir: filepath.Join(dir, "nginx"),
@@ -199,18 +199,4 @@ func (r *Runner) withEnv(ctx context.Context, envName string, fn func(s *session
 	}
 	defer s.Close()
 	return fn(s)
-}
-
-// names splits "w1,w2" into host names.
-func names(arg string) ([]string, error) {
-	var out []string
-	for _, n := range strings.Split(arg, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			out = append(out, n)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no host name given")
-	}
-	return out, nil
 }

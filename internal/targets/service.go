@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 
@@ -326,35 +325,21 @@ func (r *Runner) ServiceTest(ctx context.Context, sel, svc string) error {
 }
 
 func (s *session) test(ctx context.Context, def *service.Def, hosts []inventory.Host) error {
-	var mu sync.Mutex
-	results := map[string][]service.CheckResult{}
-	hostErrs := map[string]error{}
-	names := hostNames(hosts)
-	sort.Strings(names)
+	var run service.Run
 	_, err := s.op(ctx, "service:test "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
-		h := c.Host()
-		rr := s.io.Checks(ctx, def, h)
-		mu.Lock()
-		results[h.Name] = rr
-		mu.Unlock()
-		var errs []error
+		rr := s.io.Checks(ctx, def, c.Host())
+		err := run.Add(c.Host().Name, rr)
+		passed := 0
 		for _, cr := range rr {
-			if cr.Err != nil {
-				errs = append(errs, fmt.Errorf("check %q: %w", cr.Check.Name, cr.Err))
+			if cr.Err == nil {
+				passed++
 			}
 		}
-		c.Note(fmt.Sprintf("%d/%d checks passed", len(rr)-len(errs), len(rr)))
-		if len(errs) > 0 {
-			err := fmt.Errorf("host %s: %d of %d checks failed: %w", h.Name, len(errs), len(rr), errors.Join(errs...))
-			mu.Lock()
-			hostErrs[h.Name] = err
-			mu.Unlock()
-			return err
-		}
-		return nil
+		c.Note(fmt.Sprintf("%d/%d checks passed", passed, len(rr)))
+		return err
 	})
 	if s.r.JUnit != "" {
-		if jerr := service.WriteJUnit(s.r.JUnit, def.Name, results, hostErrs, names); jerr != nil {
+		if jerr := run.WriteJUnit(s.r.JUnit, def.Name, hostNames(hosts)); jerr != nil {
 			return errors.Join(err, fmt.Errorf("write JUnit %s: %w", s.r.JUnit, jerr))
 		}
 	}

@@ -141,11 +141,22 @@ func TestTargets_StartResetSSH(t *testing.T) {
 	if h := f.hosts(t)["w1"]; h.State != "stopped" {
 		t.Errorf("hosts:filter touched a stopped host: %+v", h)
 	}
+	// nginx:restart starts a new boot log and keeps the old one; the next
+	// boot's phone-home lands in the new log and is found there.
+	f.out.Reset()
+	f.must(t, f.r.NginxRestart(ctx, f.proj.Env))
+	rotated, _ := filepath.Glob(filepath.Join(dir, "booted.log.*"))
+	if len(rotated) != 1 || !strings.Contains(f.out.String(), "previous boot log kept as "+rotated[0]) {
+		t.Errorf("nginx:restart: rotated logs %v, output:\n%s", rotated, f.out)
+	}
 	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "w1"))
 	f.must(t, f.r.HostsLogged(ctx, f.proj.Env))
 	f.must(t, f.r.HostsFilter(ctx, f.proj.Env))
 	if h := f.hosts(t)["w1"]; h.State != "ready" {
 		t.Errorf("after a second boot: %+v", h)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "booted.log")); !strings.Contains(string(b), "name=w1") {
+		t.Errorf("w1's second phone-home is not in the new boot log:\n%s", b)
 	}
 	f.must(t, f.r.ImageDel(ctx, f.proj.Env, "w1"))
 	if h := f.hosts(t)["w1"]; h.State != "terminated" {

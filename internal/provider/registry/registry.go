@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"booted/internal/config"
+	"booted/internal/pkgs"
 	"booted/internal/provider"
 	"booted/internal/provider/local"
 	"booted/internal/provider/qemu"
@@ -18,19 +19,34 @@ import (
 	"booted/internal/provider/vbox"
 )
 
-// factory is one provider: how to decode its section of the env file and
-// how to open it.
+// factory is one provider: how to decode its section of the env file, how
+// to open it, and the commands it runs on this machine (with their Debian
+// packages).
 type factory struct {
 	decode func(env *config.Env, d *config.Decoder) any
 	open   func(ctx context.Context, env *config.Env, o provider.Options) (provider.Provider, error)
+	needs  pkgs.Need
 }
 
 // providers is the table of provider types.
 var providers = map[string]factory{
-	"local":  {local.Decode, local.Open},
-	"static": {static.Decode, static.Open},
-	"vbox":   {vbox.Decode, vbox.Open},
-	"qemu":   {qemu.Decode, qemu.Open},
+	"local":  {local.Decode, local.Open, local.Needs},
+	"static": {static.Decode, static.Open, nil},
+	"vbox":   {vbox.Decode, vbox.Open, nil}, // VirtualBox is not a Debian package
+	"qemu":   {qemu.Decode, qemu.Open, qemu.Needs},
+}
+
+// Needs returns what the given provider types (every one, if none is
+// given) run on this machine: for the test target's install.
+func Needs(types ...string) pkgs.Need {
+	if len(types) == 0 {
+		types = Types()
+	}
+	var needs []pkgs.Need
+	for _, t := range types {
+		needs = append(needs, providers[t].needs)
+	}
+	return pkgs.Merge(needs...)
 }
 
 // planned are types the brief names that this booted does not have yet.

@@ -1,0 +1,167 @@
+// Package fleet reaches an environment's hosts for real: it runs steps on
+// them over SSH (bounded, a result per host), checks that they are alive
+// (ping and an SSH login against the pinned key), acts on their service and
+// load balancer through each step's connection, and talks to their
+// services over HTTP. The targets use it through an interface of their
+// own, so that their orchestration can also run against fakes.
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"booted/internal/fanout"
+	"booted/internal/inventory"
+	"booted/internal/lb"
+	"booted/internal/liveness"
+	"booted/internal/remote"
+	"booted/internal/service"
+)
+
+// Conn is one host during Each.
+type Conn interface {
+	Host() inventory.Host
+	// Note sets the short success message of the host's result.
+	Note(msg string)
+	// Run runs a shell command, its output going where Each's options say.
+	Run(ctx context.Context, cmd string) error
+	Deploy(ctx context.Context, def *service.Def, a *service.Artifact) (uploaded bool, err error)
+	Start(ctx context.Context, def *service.Def, restart bool) (service.State, error)
+	Stop(ctx context.Context, def *service.Def) (pid int, err error)
+	Rollback(ctx context.Context, def *service.Def) (version string, err error)
+	ApplyLB(ctx context.Context, conf []byte) (string, error)
+	StopLB(ctx context.Context) error
+	Routes(ctx context.Context) ([]string, error)
+	AccessLogSince(ctx context.Context, at int64) (int64, lb.Requests, error)
+}
+
+// SSH reaches real hosts: steps over SSH (one connection per host per
+// call of Each), liveness by ping and an SSH login, services over HTTP.
+type SSH struct {
+	Auth        remote.Auth
+	SSHTimeout  time.Duration
+	PingTimeout time.Duration
+}
+
+// Target makes the SSH target of an inventory host.
+func Target(h inventory.Host) (remote.Target, error) {
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.HostKey))
+	if err != nil {
+		return remote.Target{}, fmt.Errorf("host %s: pinned host key unreadable: %w", h.Name, err)
+	}
+	return remote.Target{Name: h.Name, Addr: h.Addr, Port: h.Port, HostKey: k}, nil
+}
+
+func (x *SSH) Each(ctx context.Context, hosts []inventory.Host, opt remote.Options, step func(ctx context.Context, c Conn) error) []remote.Result {
+	byName := map[string]inventory.Host{}
+	var targets []remote.Target
+	var skipped []remote.Result
+	for _, h := range hosts {
+		t, err := Target(h)
+		if err != nil {
+			skipped = append(skipped, remote.Result{Host: h.Name, Status: remote.Skipped, Error: "no pinned host key: it has not phoned home", Err: err})
+			continue
+		}
+		byName[h.Name] = h
+		targets = append(targets, t)
+	}
+	pool := remote.NewPool(x.Auth, x.SSHTimeout)
+	defer pool.Close()
+	res := pool.Each(ctx, targets, opt, func(ctx context.Context, rs *remote.Session) error {
+		return step(ctx, &sshConn{rs: rs, h: byName[rs.Target.Name]})
+	})
+	return append(skipped, res...)
+}
+
+func (x *SSH) Alive(ctx context.Context, hosts []inventory.Host, parallel int) []error {
+	addrs := make([]string, len(hosts))
+	for i, h := range hosts {
+		addrs[i] = h.Addr
+	}
+	pings := liveness.Ping(ctx, addrs, 3, x.PingTimeout, parallel)
+	return fanout.Map(ctx, hosts, parallel, func(ctx context.Context, h inventory.Host) error {
+		if err := pings[h.Addr]; err != nil {
+			return err
+		}
+		t, err := Target(h)
+		if err != nil {
+			return err
+		}
+		return liveness.SSH(ctx, t, x.Auth, x.SSHTimeout)
+	})
+}
+
+func (x *SSH) WaitHealthy(ctx context.Context, def *service.Def, h inventory.Host) error {
+	return def.WaitHealthy(ctx, h.Addr)
+}
+
+func (x *SSH) Checks(ctx context.Context, def *service.Def, h inventory.Host) []service.CheckResult {
+	return def.RunChecks(ctx, h.Name, h.Addr)
+}
+
+func (x *SSH) Get(ctx context.Context, def *service.Def, h inventory.Host, path string) (string, error) {
+	return def.Get(ctx, h.Addr, path)
+}
+
+// sshConn is one host over SSH.
+type sshConn struct {
+	rs *remote.Session
+	h  inventory.Host
+}
+
+func (c *sshConn) Host() inventory.Host                      { return c.h }
+func (c *sshConn) Note(msg string)                           { c.rs.Note = msg }
+func (c *sshConn) Run(ctx context.Context, cmd string) error { return c.rs.Run(ctx, cmd) }
+func (c *sshConn) Deploy(ctx context.Context, def *service.Def, a *service.Artifact) (bool, error) {
+	return def.Deploy(ctx, c.rs, a)
+}
+func (c *sshConn) Start(ctx context.Context, def *service.Def, restart bool) (service.State, error) {
+	return def.Start(ctx, c.rs, restart)
+}
+func (c *sshConn) Stop(ctx context.Context, def *service.Def) (int, error) {
+	return def.Stop(ctx, c.rs)
+}
+func (c *sshConn) Rollback(ctx context.Context, def *service.Def) (string, error) {
+	return def.Rollback(ctx, c.rs)
+}
+func (c *sshConn) ApplyLB(ctx context.Context, conf []byte) (string, error) {
+	return lb.Apply(ctx, c.rs, conf)
+}
+func (c *sshConn) StopLB(ctx context.Context) error             { return lb.Stop(ctx, c.rs) }
+func (c *sshConn) Routes(ctx context.Context) ([]string, error) { return lb.Routes(ctx, c.rs) }
+func (c *sshConn) AccessLogSince(ctx context.Context, at int64) (int64, lb.Requests, error) {
+	return lb.AccessLogSince(ctx, c.rs, at)
+}
+
+// WriteKnownHosts writes a known_hosts file (atomically, 0600) with the
+// pinned key of every host that has one and is not terminated.
+func WriteKnownHosts(path string, hosts []inventory.Host) error {
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].Name < hosts[j].Name })
+	var b strings.Builder
+	for _, h := range hosts {
+		if h.HostKey == "" || h.Addr == "" || h.State == inventory.Terminated {
+			continue
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.HostKey))
+		if err != nil {
+			continue
+		}
+		addr := h.Addr
+		if h.Port != 0 && h.Port != 22 {
+			addr = fmt.Sprintf("[%s]:%d", h.Addr, h.Port)
+		}
+		b.WriteString(knownhosts.Line([]string{addr}, k) + "\n")
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,98 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"booted/internal/inventory"
+)
+
+// Kept is the daemon's state and its events, kept in the inventory: the
+// Load, Save and Event part of an Env.
+type Kept struct {
+	Store *inventory.Store
+	Env   string
+}
+
+const stateKey = "monitor/state"
+
+// Load reads the daemon's saved state.
+func (s Kept) Load(ctx context.Context) (Saved, error) {
+	var sv Saved
+	_, err := s.Store.Get(ctx, s.Env, stateKey, &sv)
+	return sv, err
+}
+
+// Save keeps the daemon's state (even as the daemon stops).
+func (s Kept) Save(ctx context.Context, sv Saved) error {
+	return s.Store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error { return tx.Put(s.Env, stateKey, sv) })
+}
+
+// Event records what the daemon decided or did.
+func (s Kept) Event(ctx context.Context, kind, host, detail string) error {
+	return s.Store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error {
+		return tx.Record(inventory.Event{Env: s.Env, Host: host, Kind: kind, Detail: detail})
+	})
+}
+
+// FromTimes makes a measurement of requests that took times, failed of
+// them with a 5xx.
+func FromTimes(times []time.Duration, failed int) Measure {
+	if len(times) == 0 {
+		return Measure{}
+	}
+	t := append([]time.Duration(nil), times...)
+	sort.Slice(t, func(i, j int) bool { return t[i] < t[j] })
+	return Measure{Requests: len(t), Failed: failed, P50: t[len(t)/2], P95: t[min(len(t)-1, len(t)*95/100)],
+		ErrorRate: float64(failed) / float64(len(t))}
+}
+
+// PrintStatus writes what monitor:status shows: the last interval, the
+// action in flight and the recent events of the monitor and the hosts'
+// states (JSON with asJSON).
+func (s Kept) PrintStatus(ctx context.Context, w io.Writer, sla time.Duration, asJSON bool) error {
+	sv, err := s.Load(ctx)
+	if err != nil {
+		return err
+	}
+	all, err := s.Store.Events(ctx, s.Env, "", 1000)
+	if err != nil {
+		return err
+	}
+	var evs []inventory.Event
+	for _, e := range all {
+		if strings.HasPrefix(e.Kind, "monitor") || e.Kind == "state" {
+			evs = append(evs, e)
+		}
+	}
+	if len(evs) > 40 {
+		evs = evs[len(evs)-40:]
+	}
+	if asJSON {
+		return json.NewEncoder(w).Encode(map[string]any{"state": sv, "events": evs})
+	}
+	if l := sv.Last; l != nil {
+		fmt.Fprintf(w, "last interval %s: %d requests, p50 %v, p95 %v (SLA %v), errors %.2f%%\n", l.Time.Format(time.RFC3339), l.Measure.Requests,
+			l.Measure.P50.Round(100*time.Microsecond), l.Measure.P95.Round(100*time.Microsecond), sla, 100*l.Measure.ErrorRate)
+		fmt.Fprintf(w, "workers: %v\ndecision: %s\n", l.Workers, l.Decision)
+	} else {
+		fmt.Fprintln(w, "the monitor has not run yet (monitor:run "+s.Env+")")
+	}
+	if a := sv.InFlight; a != nil {
+		fmt.Fprintf(w, "in flight: %s of %s since %s\n", a.Kind, a.Host, a.Start.Format(time.RFC3339))
+	}
+	fmt.Fprintln(w, "recent events:")
+	for _, e := range evs {
+		what := e.Detail
+		if e.Kind == "state" {
+			what = fmt.Sprintf("%s → %s %s", e.From, e.To, e.Detail)
+		}
+		fmt.Fprintf(w, "  %s  %-18s %-6s %s\n", e.Time.UTC().Format("15:04:05.000"), e.Kind, e.Host, what)
+	}
+	return nil
+}
