@@ -46,7 +46,8 @@ const maxLine = 1 << 20
 // stops Follow. With untilCaughtUp, Follow returns once it has read to the
 // end of the live log; otherwise it runs until ctx is done. It returns the
 // position it stopped at (the live log's inode even when it read nothing).
-// A zero pos starts at the beginning of the live log.
+// A zero pos starts at the beginning of the oldest log kept (rotated
+// copies first, then the live log).
 func (f *Follower) Follow(ctx context.Context, pos Position, untilCaughtUp bool, fn func(lines [][]byte, next Position) error) (Position, error) {
 	poll, idle := f.Poll, f.Idle
 	if poll == 0 {
@@ -182,8 +183,9 @@ func (f *Follower) open(pos Position) (*os.File, Position, error) {
 		return fh, p, nil
 	}
 	for attempt := 0; attempt < 3; attempt++ {
+		cs := f.candidates()
 		if pos.Inode != 0 {
-			for _, c := range f.candidates() {
+			for _, c := range cs {
 				if c.inode == pos.Inode {
 					fh, p, err := try(c.path, pos)
 					if err == nil {
@@ -191,12 +193,18 @@ func (f *Follower) open(pos Position) (*os.File, Position, error) {
 					}
 				}
 			}
-			f.logf("%s: the file of the recorded position is gone; reading the live log from the start", f.Path)
+			f.logf("%s: the file of the recorded position is gone; reading the logs again from the oldest", f.Path)
 			pos = Position{}
 		}
-		fh, p, err := try(f.Path, Position{})
-		if errors.Is(err, os.ErrNotExist) {
+		// No position: from the start of the oldest log kept, so that
+		// callbacks written before a rotation are read whenever
+		// discovery first runs.
+		if len(cs) == 0 {
 			return nil, Position{}, nil
+		}
+		fh, p, err := try(cs[0].path, Position{})
+		if errors.Is(err, os.ErrNotExist) {
+			continue // rotated or removed meanwhile
 		}
 		if err == nil {
 			return fh, p, nil

@@ -168,3 +168,34 @@ func TestFollower_Truncated(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// Ensure that a follower with no position (discovery never ran, or
+// hosts:clear rewound it) reads the rotated logs, oldest first, before the
+// live one: callbacks written before a rotation are not lost.
+func TestFollower_NoPositionReadsRotatedFirst(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "booted.log")
+	f, c := fastFollower(path), &collector{}
+	appendTo(t, path, "a\nb\n")
+	os.Rename(path, RotatedName(path, time.Now()))
+	appendTo(t, path, "c\n")
+	os.Rename(path, RotatedName(path, time.Now().Add(time.Second)))
+	appendTo(t, path, "d\n")
+	time.Sleep(60 * time.Millisecond) // let the rotated files go idle
+	if _, err := f.Follow(context.Background(), Position{}, true, c.add); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.lines, ""); got != "abcd" {
+		t.Fatalf("got %q, want abcd", got)
+	}
+	// Only rotated logs, no live one yet: they are read all the same.
+	path2 := filepath.Join(t.TempDir(), "booted.log")
+	appendTo(t, path2, "x\n")
+	os.Rename(path2, RotatedName(path2, time.Now()))
+	c2 := &collector{}
+	if _, err := fastFollower(path2).Follow(context.Background(), Position{}, true, c2.add); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c2.lines, ""); got != "x" {
+		t.Fatalf("only rotated: got %q, want x", got)
+	}
+}

@@ -11,14 +11,18 @@ import (
 )
 
 // PhoneHome is what the phone-home script of one host is rendered with.
+// The script holds no secret: the enrollment token goes to the host in a
+// file of its own (/etc/booted/enroll-token).
 type PhoneHome struct {
-	URL   string
-	Env   string
-	Name  string
-	Token string
+	URL  string
+	Env  string
+	Name string
 	// Retry bounds how long the host keeps trying.
 	Retry time.Duration
 }
+
+// TokenFile is where a host keeps its enrollment token until it has sent it.
+const TokenFile = "/etc/booted/enroll-token"
 
 // Render renders the phone-home template (kickstart/phone-home.sh.tmpl).
 func (p PhoneHome) Render(tmplPath string) ([]byte, error) {
@@ -32,7 +36,7 @@ func (p PhoneHome) Render(tmplPath string) ([]byte, error) {
 	}
 	var b bytes.Buffer
 	err = t.Execute(&b, map[string]any{
-		"URL": p.URL, "Env": p.Env, "Name": p.Name, "Token": p.Token,
+		"URL": p.URL, "Env": p.Env, "Name": p.Name,
 		"RetrySeconds": int(p.Retry.Seconds()),
 	})
 	if err != nil {

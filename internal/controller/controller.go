@@ -93,17 +93,23 @@ func (c *Controller) PID() int {
 // writeConf renders the configuration, checks it with nginx -t and only
 // then puts it in place; a configuration that fails the check is never used.
 func (c *Controller) writeConf(ctx context.Context) error {
-	for _, d := range []string{c.Dir, filepath.Join(c.Dir, "tmp"), c.KickstartDir, filepath.Dir(c.BootLog)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	for _, d := range []string{filepath.Dir(c.BootLog), c.Dir, filepath.Join(c.Dir, "tmp"), c.KickstartDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := privateLog(c.BootLog); err != nil {
+		return err
 	}
 	conf, err := c.Render()
 	if err != nil {
 		return err
 	}
 	next := c.conf() + ".next"
-	if err := os.WriteFile(next, conf, 0o644); err != nil {
+	if err := os.WriteFile(next, conf, 0o600); err != nil {
 		return err
 	}
 	out, err := exec.CommandContext(ctx, nginxBin(), "-t", "-q", "-p", c.Dir, "-c", next, "-e", filepath.Join(c.Dir, "error.log")).CombinedOutput()
@@ -173,6 +179,10 @@ func (c *Controller) Restart(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
+	// The new log exists, root's and private, before nginx opens it.
+	if err := privateLog(c.BootLog); err != nil {
+		return rotated, err
+	}
 	pid := c.PID()
 	if pid == 0 {
 		return rotated, c.start(ctx)
@@ -199,6 +209,23 @@ func (c *Controller) Restart(ctx context.Context) (string, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// privateLog makes sure path exists, owned by root and readable by root
+// only (it holds enrollment tokens).
+func privateLog(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		return f.Chown(0, 0)
+	}
+	return nil
 }
 
 // holdsOpen reports whether the nginx master pid or one of its workers has

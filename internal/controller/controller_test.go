@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,5 +183,51 @@ func TestController_RestartAndBadConfig(t *testing.T) {
 	}
 	if err := c.Stop(ctx); err != nil || c.PID() != 0 {
 		t.Errorf("stop: %v, pid %d", err, c.PID())
+	}
+}
+
+// Ensure the boot logs (the live one and those a restart keeps) stay
+// root's and private, whoever nginx's workers are: another user can neither
+// read a token in them nor append a forged line, before or after
+// nginx:restart (nginx reopens its logs as the workers' user).
+func TestController_LogsStayPrivate(t *testing.T) {
+	c := newController(t)
+	ctx := context.Background()
+	if err := c.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	get(t, c, "/booted/?name=w1&token=secret")
+	logLines(t, c.BootLog, 1)
+	old, err := c.Restart(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get(t, c, "/booted/?name=w2&token=secret")
+	logLines(t, c.BootLog, 1)
+	for _, p := range []string{c.BootLog, old, filepath.Dir(c.BootLog)} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := os.FileMode(0o600)
+		if st.IsDir() {
+			want = 0o700
+		}
+		if st.Mode().Perm() != want || st.Sys().(*syscall.Stat_t).Uid != 0 {
+			t.Errorf("%s: mode %v uid %d, want %v and root", p, st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Uid, want)
+		}
+		if st.IsDir() {
+			continue
+		}
+		for _, sh := range []string{"cat " + p, "echo forged >> " + p} {
+			if out, err := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", sh).CombinedOutput(); err == nil {
+				t.Errorf("user nobody ran %q: %s", sh, out)
+			}
+		}
+	}
+	// the workers write the log as root
+	b, _ := os.ReadFile(c.BootLog)
+	if strings.Contains(string(b), "forged") {
+		t.Error("a forged line made it into the boot log")
 	}
 }

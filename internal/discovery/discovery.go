@@ -28,19 +28,31 @@ const (
 	CountMalformed = "callbacks.malformed"
 	CountGarbled   = "callbacks.garbled"
 	CountRefused   = "callbacks.refused"
+	CountExpired   = "callbacks.expired"
+	CountReplayed  = "callbacks.replayed"
+	CountMismatch  = "callbacks.key-mismatch"
 	CountAccepted  = "callbacks.accepted"
+	CountFailed    = "callbacks.failure-reports"
 )
 
 // RejectedCounters lists the counters of rejected callbacks.
-var RejectedCounters = []string{CountForged, CountUnknown, CountMalformed, CountGarbled, CountRefused}
+var RejectedCounters = []string{CountForged, CountUnknown, CountMalformed, CountGarbled, CountRefused, CountExpired, CountReplayed, CountMismatch}
+
+// AlertKeyMismatch is the event recorded when a callback for a pinned
+// host comes with another key or from another address: refused, and
+// worth a look (a stolen token, or a host rebuilt behind booted's back).
+const AlertKeyMismatch = "host-key-mismatch"
+
+// MaxSkew bounds how far a signed callback's time may be from when nginx
+// got it.
+const MaxSkew = 10 * time.Minute
 
 const positionKey = "bootlog.position"
 
 // Discoverer records the hosts of one environment from its boot log.
 type Discoverer struct {
-	Store  *inventory.Store
-	Env    string
-	Secret []byte
+	Store *inventory.Store
+	Env   string
 	// Log is the boot log (inventory/ENV/booted.log).
 	Log string
 	// Declared reports whether the env file declares a host name; names it
@@ -135,6 +147,13 @@ func (d *Discoverer) apply(ctx context.Context, prev bootlog.Position, lines [][
 }
 
 // take handles one line; it returns the host it booted, if any.
+//
+// A callback is taken when it carries the pending enrollment token of its
+// host (a new provisioning: its key and address are pinned, the token is
+// used up), or when it is signed with the key already pinned for it, from
+// the pinned address, later than the last one taken (a reboot). A callback
+// for a pinned host with another key or from another address is refused
+// and raised as a host-key-mismatch alert; the host keeps its pin.
 func (d *Discoverer) take(tx *inventory.Tx, line []byte) (string, error) {
 	reject := func(counter, host, why string) (string, error) {
 		if d.Logf != nil {
@@ -143,7 +162,11 @@ func (d *Discoverer) take(tx *inventory.Tx, line []byte) (string, error) {
 		if err := tx.Count(d.Env, counter, 1); err != nil {
 			return "", err
 		}
-		return "", tx.Record(inventory.Event{Env: d.Env, Host: host, Kind: "callback-rejected", Detail: why})
+		kind := "callback-rejected"
+		if counter == CountMismatch {
+			kind = AlertKeyMismatch
+		}
+		return "", tx.Record(inventory.Event{Env: d.Env, Host: host, Kind: kind, Detail: why})
 	}
 	if len(strings.TrimSpace(string(line))) == 0 {
 		return "", nil
@@ -154,9 +177,6 @@ func (d *Discoverer) take(tx *inventory.Tx, line []byte) (string, error) {
 		return reject(CountGarbled, "", fmt.Sprintf("garbled boot-log line: %v", err))
 	case err != nil:
 		return reject(CountMalformed, "", fmt.Sprintf("from %s: %v", cb.Remote, err))
-	}
-	if !cb.Verify(d.Secret, d.Env) {
-		return reject(CountForged, "", fmt.Sprintf("wrong token for %q from %s", cb.Name, cb.Remote))
 	}
 	role, declared := "", false
 	if d.Declared != nil {
@@ -170,16 +190,89 @@ func (d *Discoverer) take(tx *inventory.Tx, line []byte) (string, error) {
 	if !exists && !declared {
 		return reject(CountUnknown, "", fmt.Sprintf("unknown host %q from %s", cb.Name, cb.Remote))
 	}
-	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(cb.Key)))
-	if exists && !inventory.CanMove(h.State, inventory.Booted) {
+	if exists && !cb.Failed && !inventory.CanMove(h.State, inventory.Booted) {
 		return reject(CountRefused, cb.Name, fmt.Sprintf("callback from %s while it is %s", cb.Name, h.State))
 	}
-	if exists && h.HostKey != "" && h.HostKey != key {
-		if err := tx.Record(inventory.Event{Env: d.Env, Host: cb.Name, Kind: "host-key-changed", Detail: "new key " + ssh.FingerprintSHA256(cb.Key)}); err != nil {
+	e, enrolled, err := tx.Enrollment(d.Env, cb.Name)
+	if err != nil {
+		return "", err
+	}
+	if !enrolled {
+		return reject(CountForged, cb.Name, fmt.Sprintf("callback for %s from %s: booted never provisioned it (no enrollment)", cb.Name, cb.Remote))
+	}
+	key, remote := "", cb.Remote.String()
+	if cb.Key != nil {
+		key = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(cb.Key)))
+	}
+	pinned, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(e.Key))
+	signedByPin := pinned != nil && cb.VerifySig(d.Env, pinned) && (key == "" || key == e.Key)
+	switch {
+	case cb.Token != "" && bootlog.TokenMatches(cb.Token, e.TokenHash): // a new provisioning
+		switch {
+		case cb.Time.After(e.Expires):
+			return reject(CountExpired, cb.Name, fmt.Sprintf("callback for %s from %s: its token expired at %s", cb.Name, remote, e.Expires.UTC().Format(time.RFC3339)))
+		case e.FromAddr != "" && remote != e.FromAddr:
+			return reject(CountForged, cb.Name, fmt.Sprintf("callback for %s from %s: the token is good only from its address %s", cb.Name, remote, e.FromAddr))
+		case cb.Sig != nil && !cb.VerifySig(d.Env, cb.Key):
+			return reject(CountForged, cb.Name, fmt.Sprintf("callback for %s from %s: its signature is not made with the key it sent", cb.Name, remote))
+		case cb.Failed:
+			return d.failed(tx, cb, role, exists)
+		case key == "":
+			return reject(CountMalformed, cb.Name, fmt.Sprintf("callback for %s from %s without a host key", cb.Name, remote))
+		}
+		if err := tx.Pin(d.Env, cb.Name, key, remote, cb.SignedAt); err != nil {
 			return "", err
 		}
+		detail := "enrolled: pinned " + ssh.FingerprintSHA256(cb.Key) + " at " + remote
+		if e.Key != "" && e.Key != key {
+			detail = "re-provisioned: pinned " + ssh.FingerprintSHA256(cb.Key) + " in place of " + fingerprint(e.Key) + ", at " + remote
+		}
+		if err := tx.Record(inventory.Event{Env: d.Env, Host: cb.Name, Kind: "host-key-pinned", Detail: detail}); err != nil {
+			return "", err
+		}
+		return d.boot(tx, cb.Name, role, key, remote, exists)
+	case e.Key != "" && (key != "" && key != e.Key || (signedByPin || key == e.Key) && remote != e.KeyAddr):
+		why := fmt.Sprintf("callback for %s from %s with key %s: refused, %s stays pinned to %s at %s (a new key needs a new provisioning)",
+			cb.Name, remote, fingerprint(key), cb.Name, fingerprint(e.Key), e.KeyAddr)
+		return reject(CountMismatch, cb.Name, why)
+	case signedByPin:
+		at := cb.Time.Unix()
+		if cb.SignedAt > at+int64(MaxSkew/time.Second) || cb.SignedAt < at-int64(MaxSkew/time.Second) {
+			return reject(CountExpired, cb.Name, fmt.Sprintf("callback for %s from %s signed at %s, %v or more from when it came", cb.Name, remote, time.Unix(cb.SignedAt, 0).UTC().Format(time.RFC3339), MaxSkew))
+		}
+		switch {
+		case cb.SignedAt < e.LastSigned:
+			return reject(CountReplayed, cb.Name, fmt.Sprintf("callback for %s from %s replays one signed before the last taken", cb.Name, remote))
+		case cb.SignedAt == e.LastSigned && exists:
+			return reject(CountReplayed, cb.Name, fmt.Sprintf("callback for %s from %s was taken already", cb.Name, remote))
+		}
+		if err := tx.Signed(d.Env, cb.Name, cb.SignedAt); err != nil {
+			return "", err
+		}
+		if cb.Failed {
+			return d.failed(tx, cb, role, exists)
+		}
+		return d.boot(tx, cb.Name, role, e.Key, e.KeyAddr, exists)
+	case !exists && cb.Token != "" && bootlog.TokenMatches(cb.Token, e.UsedHash) && key == e.Key && remote == e.KeyAddr:
+		// The enrollment callback read again after hosts:clear: the host
+		// as pinned, found again.
+		return d.boot(tx, cb.Name, role, e.Key, e.KeyAddr, exists)
+	case cb.Token != "" && bootlog.TokenMatches(cb.Token, e.UsedHash):
+		return reject(CountReplayed, cb.Name, fmt.Sprintf("callback for %s from %s with a token used already", cb.Name, remote))
+	default:
+		return reject(CountForged, cb.Name, fmt.Sprintf("callback for %s from %s: wrong token, and not signed with its pinned key", cb.Name, remote))
 	}
-	err = tx.Modify(d.Env, cb.Name, func(h *inventory.Host) error {
+}
+
+// boot records host name as booted with its pinned key and address.
+func (d *Discoverer) boot(tx *inventory.Tx, name, role, key, addr string, exists bool) (string, error) {
+	if h, err := tx.Host(d.Env, name); err == nil && !inventory.CanMove(h.State, inventory.Booted) {
+		if err := tx.Count(d.Env, CountRefused, 1); err != nil {
+			return "", err
+		}
+		return "", tx.Record(inventory.Event{Env: d.Env, Host: name, Kind: "callback-rejected", Detail: fmt.Sprintf("callback from %s while it is %s", name, h.State)})
+	}
+	err := tx.Modify(d.Env, name, func(h *inventory.Host) error {
 		if h.Role == "" {
 			h.Role = role
 		}
@@ -189,16 +282,62 @@ func (d *Discoverer) take(tx *inventory.Tx, line []byte) (string, error) {
 		if !exists {
 			h.State = inventory.Booted
 		}
-		h.Addr, h.HostKey = cb.Remote.String(), key
+		h.Addr, h.HostKey = addr, key
 		return nil
 	})
 	if err != nil {
 		return "", err
 	}
-	if err := tx.Advance(d.Env, cb.Name, inventory.Booted, ""); err != nil {
+	if err := tx.Advance(d.Env, name, inventory.Booted, ""); err != nil {
 		return "", err
 	}
-	return cb.Name, tx.Count(d.Env, CountAccepted, 1)
+	return name, tx.Count(d.Env, CountAccepted, 1)
+}
+
+// failed marks the host of a failure report failed, with its log's tail.
+func (d *Discoverer) failed(tx *inventory.Tx, cb bootlog.Callback, role string, exists bool) (string, error) {
+	reason := "reported failed: " + oneLine(cb.Log)
+	err := tx.Modify(d.Env, cb.Name, func(h *inventory.Host) error {
+		if h.Role == "" {
+			h.Role = role
+		}
+		if !exists {
+			h.State, h.Reason = inventory.Failed, reason
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if err := tx.Count(d.Env, CountFailed, 1); err != nil {
+		return "", err
+	}
+	if d.Logf != nil {
+		d.Logf("host %s: %s", cb.Name, reason)
+	}
+	return "", tx.Advance(d.Env, cb.Name, inventory.Failed, reason)
+}
+
+// oneLine joins the last lines of a log with " | ".
+func oneLine(log string) string {
+	var lines []string
+	for _, l := range strings.Split(log, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > 10 {
+		lines = lines[len(lines)-10:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+func fingerprint(authorized string) string {
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(authorized))
+	if err != nil {
+		return "(none)"
+	}
+	return ssh.FingerprintSHA256(k)
 }
 
 // Forget forgets the discovered hosts of the environment (those still being
@@ -242,4 +381,22 @@ func Rejected(ctx context.Context, store *inventory.Store, env string) (int64, s
 		parts = append(parts, fmt.Sprintf("%s %d", strings.TrimPrefix(n, "callbacks."), c[n]))
 	}
 	return total, strings.Join(parts, ", "), nil
+}
+
+// Alerts returns the last n host-key-mismatch alerts of env, oldest first.
+func Alerts(ctx context.Context, store *inventory.Store, env string, n int) ([]inventory.Event, error) {
+	evs, err := store.Events(ctx, env, "", 2000)
+	if err != nil {
+		return nil, err
+	}
+	var out []inventory.Event
+	for _, e := range evs {
+		if e.Kind == AlertKeyMismatch {
+			out = append(out, e)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out, nil
 }

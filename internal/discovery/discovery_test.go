@@ -18,12 +18,11 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"booted/internal/bootlog"
+	"booted/internal/controller"
 	"booted/internal/discovery"
 	"booted/internal/inventory"
 	"booted/internal/testutil"
 )
-
-var secret = []byte("0123456789abcdef0123456789abcdef")
 
 func newKey(t testing.TB) ssh.PublicKey {
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
@@ -46,7 +45,7 @@ func newDiscoverer(t testing.TB, log string) *discovery.Discoverer {
 	}
 	t.Cleanup(func() { store.Close() })
 	return &discovery.Discoverer{
-		Store: store, Env: "local", Secret: secret, Log: log, Provider: "local", Poll: 5 * time.Millisecond,
+		Store: store, Env: "local", Log: log, Provider: "local", Poll: 5 * time.Millisecond,
 		Declared: func(n string) (string, bool) {
 			if strings.HasPrefix(n, "w") || strings.HasPrefix(n, "h") {
 				return "workers", true
@@ -56,15 +55,35 @@ func newDiscoverer(t testing.TB, log string) *discovery.Discoverer {
 	}
 }
 
+// enroll issues host name a token (a provisioning), good for an hour.
+func enroll(t testing.TB, d *discovery.Discoverer, names ...string) map[string]string {
+	t.Helper()
+	tokens := map[string]string{}
+	err := d.Store.Update(context.Background(), func(tx *inventory.Tx) error {
+		for _, n := range names {
+			tokens[n] = bootlog.NewToken()
+			if err := tx.Issue(d.Env, n, bootlog.HashToken(tokens[n]), time.Now().Add(time.Hour), ""); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tokens
+}
+
 func TestDiscoverer_AcceptsOnlyGoodCallbacks(t *testing.T) {
 	ctx := context.Background()
 	log := filepath.Join(t.TempDir(), "booted.log")
 	d := newDiscoverer(t, log)
+	tok := enroll(t, d, "w1", "w2", "w3", "x9")
 	k1, k2 := newKey(t), newKey(t)
-	lines := logLine("10.77.0.11", bootlog.Query("w1", bootlog.Token(secret, "local", "w1"), k1)) +
-		logLine("10.77.0.66", bootlog.Query("w2", bootlog.Token(secret, "local", "w1"), k2)) + // w1's token for w2
-		logLine("10.77.0.66", bootlog.Query("w3", bootlog.Token([]byte("guessed-secret-guessed-secret-xx"), "local", "w3"), k2)) +
-		logLine("10.77.0.67", bootlog.Query("x9", bootlog.Token(secret, "local", "x9"), k2)) + // not declared
+	lines := logLine("10.77.0.11", bootlog.Query("w1", tok["w1"], k1)) +
+		logLine("10.77.0.66", bootlog.Query("w2", tok["w1"], k2)) + // w1's token for w2
+		logLine("10.77.0.66", bootlog.Query("w3", bootlog.NewToken(), k2)) + // a guessed token
+		logLine("10.77.0.67", bootlog.Query("x9", tok["x9"], k2)) + // not declared
 		logLine("10.77.0.68", "name=w4&token=abc") + // no key
 		"this is not json\n" +
 		`{"time":"2026-11-22T10:00:00+00:00","remote":"10.0.0.1"` + "\n"
@@ -95,7 +114,8 @@ func TestDiscoverer_AcceptsOnlyGoodCallbacks(t *testing.T) {
 	d.Store.Transition(ctx, "local", "w1", inventory.Serving, "")
 	d.Store.Transition(ctx, "local", "w1", inventory.Draining, "")
 	f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(logLine("10.77.0.11", bootlog.Query("w1", bootlog.Token(secret, "local", "w1"), k1)))
+	tok = enroll(t, d, "w1") // a new provisioning
+	f.WriteString(logLine("10.77.0.11", bootlog.Query("w1", tok["w1"], k1)))
 	f.Close()
 	d.CatchUp(ctx)
 	if h, _ := d.Store.Host(ctx, "local", "w1"); h.State != inventory.Draining {
@@ -121,15 +141,24 @@ func TestDiscoverer_TwoFollowersTakeEachLineOnce(t *testing.T) {
 	}
 	f, _ := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
 	const n = 300
+	tok := enroll(t, a, hostNames(n)...)
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("h%d", i)
-		f.WriteString(logLine("10.0.0.1", bootlog.Query(name, bootlog.Token(secret, "local", name), newKey(t))))
+		f.WriteString(logLine("10.0.0.1", bootlog.Query(name, tok[name], newKey(t))))
 	}
 	f.Close()
 	waitAccepted(t, a, n)
 	cancel()
 	wg.Wait()
 	assertBootedOnce(t, a, n)
+}
+
+func hostNames(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("h%d", i)
+	}
+	return out
 }
 
 func waitAccepted(t testing.TB, d *discovery.Discoverer, n int64) {
@@ -181,24 +210,10 @@ func assertBootedOnce(t *testing.T, d *discovery.Discoverer, n int) {
 	}
 }
 
-// Ensure 1,000 callbacks sent to a real nginx while it is restarted twice
-// are all discovered, none twice.
-func TestDiscoverer_ThousandCallbacksAcrossRestarts(t *testing.T) {
-	testutil.RequireLocalHosts(t)
-	proj := testutil.NewProject(t, testutil.DefaultEnv)
-	ctl := proj.Controller(t)
-	ctl.Listen = testutil.FreePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := ctl.Ensure(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Stop(context.Background()) })
-	d := newDiscoverer(t, ctl.BootLog)
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-
-	const n = 1000
+// sendCallbacks sends the enrollment callbacks of hosts h0..h(n-1) to the
+// controller's nginx from 8 clients (each retrying, as the phone-home
+// script does), restarting nginx (a new boot log) at each of restartAt.
+func sendCallbacks(t *testing.T, ctx context.Context, ctl *controller.Controller, tok map[string]string, n int, restartAt ...int) {
 	key := newKey(t)
 	client := &http.Client{Timeout: 5 * time.Second}
 	jobs := make(chan int)
@@ -210,9 +225,9 @@ func TestDiscoverer_ThousandCallbacksAcrossRestarts(t *testing.T) {
 			defer wg.Done()
 			for i := range jobs {
 				name := fmt.Sprintf("h%d", i)
-				u := "http://" + ctl.Listen + "/booted/?" + bootlog.Query(name, bootlog.Token(secret, "local", name), key)
+				u := "http://" + ctl.Listen + "/booted/?" + bootlog.Query(name, tok[name], key)
 				var err error
-				for try := 0; try < 20; try++ { // hosts retry, as the phone-home script does
+				for try := 0; try < 20; try++ {
 					var resp *http.Response
 					if resp, err = client.Get(u); err == nil {
 						resp.Body.Close()
@@ -229,28 +244,70 @@ func TestDiscoverer_ThousandCallbacksAcrossRestarts(t *testing.T) {
 			}
 		}()
 	}
-	restarts := 0
 	for i := 0; i < n; i++ {
-		if i == n/3 || i == 2*n/3 {
-			if _, err := ctl.Restart(ctx); err != nil {
-				t.Fatal(err)
+		for _, r := range restartAt {
+			if i == r {
+				if _, err := ctl.Restart(ctx); err != nil {
+					t.Fatal(err)
+				}
 			}
-			restarts++
 		}
 		jobs <- i
 	}
 	close(jobs)
 	wg.Wait()
 	failed.Range(func(k, v any) bool { t.Errorf("callback %v not sent: %v", k, v); return true })
+}
+
+func startController(t *testing.T) *controller.Controller {
+	testutil.RequireLocalHosts(t)
+	proj := testutil.NewProject(t, testutil.DefaultEnv)
+	ctl := proj.Controller(t)
+	ctl.Listen = testutil.FreePort(t)
+	if err := ctl.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctl.Stop(context.Background()) })
+	return ctl
+}
+
+// Ensure 1,000 callbacks sent to a real nginx while it is restarted twice
+// are all discovered, none twice.
+func TestDiscoverer_ThousandCallbacksAcrossRestarts(t *testing.T) {
+	ctl := startController(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d := newDiscoverer(t, ctl.BootLog)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	const n = 1000
+	sendCallbacks(t, ctx, ctl, enroll(t, d, hostNames(n)...), n, n/3, 2*n/3)
 	waitAccepted(t, d, n)
 	cancel()
 	<-done
 	assertBootedOnce(t, d, n)
 	rotated, _ := filepath.Glob(ctl.BootLog + ".*")
-	t.Logf("%d callbacks, %d restarts, %d rotated logs", n, restarts, len(rotated))
+	t.Logf("%d callbacks, 2 restarts, %d rotated logs", n, len(rotated))
 	if len(rotated) != 2 {
 		t.Errorf("%d rotated logs, want 2", len(rotated))
 	}
+}
+
+// Ensure 10,000 callbacks sent across two nginx:restarts with no discovery
+// running meanwhile are all found, each once, when discovery first runs:
+// it reads the rotated logs before the live one.
+func TestDiscoverer_TenThousandColdAcrossRestarts(t *testing.T) {
+	ctl := startController(t)
+	ctx := context.Background()
+	d := newDiscoverer(t, ctl.BootLog)
+	const n = 10000
+	sendCallbacks(t, ctx, ctl, enroll(t, d, hostNames(n)...), n, n/3, 2*n/3)
+	start := time.Now()
+	if err := d.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("caught up with %d callbacks in 3 logs in %v", n, time.Since(start).Round(time.Millisecond))
+	assertBootedOnce(t, d, n)
 }
 
 // BenchmarkDiscoveryLatency measures the time from a callback sent to the
@@ -276,12 +333,13 @@ func BenchmarkDiscoveryLatency(b *testing.B) {
 	}
 	go d.Run(ctx)
 	key := newKey(b)
+	tok := enroll(b, d, hostNames(b.N)...)
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		name := fmt.Sprintf("h%d", i)
 		start := time.Now()
-		resp, err := http.Get("http://" + ctl.Listen + "/booted/?" + bootlog.Query(name, bootlog.Token(secret, "local", name), key))
+		resp, err := http.Get("http://" + ctl.Listen + "/booted/?" + bootlog.Query(name, tok[name], key))
 		if err != nil {
 			b.Fatal(err)
 		}

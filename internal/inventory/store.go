@@ -77,6 +77,13 @@ CREATE TABLE IF NOT EXISTS counters (
 	env TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (env, name));
 CREATE TABLE IF NOT EXISTS kv (
 	env TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (env, key));
+CREATE TABLE IF NOT EXISTS enrollments (
+	env TEXT NOT NULL, name TEXT NOT NULL,
+	token_hash TEXT NOT NULL DEFAULT '', issued INTEGER NOT NULL DEFAULT 0, expires INTEGER NOT NULL DEFAULT 0,
+	from_addr TEXT NOT NULL DEFAULT '',
+	key TEXT NOT NULL DEFAULT '', key_addr TEXT NOT NULL DEFAULT '', pinned INTEGER NOT NULL DEFAULT 0,
+	last_signed INTEGER NOT NULL DEFAULT 0, used_hash TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (env, name));
 `
 
 // Open opens (creating if needed) the store at path, e.g. inventory/booted.db.

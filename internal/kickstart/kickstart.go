@@ -19,6 +19,9 @@ type Data struct {
 	AuthorizedKey string
 	// PhoneHome is the host's rendered phone-home script.
 	PhoneHome string
+	// Token is this provisioning's enrollment token ("": none yet; the
+	// kickstart is rendered again, with one, when the host starts).
+	Token string
 	// IdentityURL is where a clone asks for its name, followed by its MAC.
 	IdentityURL string
 	ServicePort int

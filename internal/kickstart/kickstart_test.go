@@ -44,13 +44,13 @@ func common(extra map[string]map[string]bool) map[string]map[string]bool {
 
 func render(t *testing.T, name string) ([]byte, []byte) {
 	repo := testutil.RepoRoot(t)
-	ph, err := bootlog.PhoneHome{URL: "http://192.168.56.1:8077/booted/", Env: "prod", Name: "w1", Token: strings.Repeat("ab", 32), Retry: time.Minute}.
+	ph, err := bootlog.PhoneHome{URL: "http://192.168.56.1:8077/booted/", Env: "prod", Name: "w1", Retry: time.Minute}.
 		Render(filepath.Join(repo, "kickstart", "phone-home.sh.tmpl"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ks, err := Render(filepath.Join(repo, "kickstart"), name, Data{Name: "w1", Env: "prod", AuthorizedKey: "ssh-ed25519 AAAAkey booted@prod",
-		PhoneHome: string(ph), IdentityURL: "http://192.168.56.1:8077/kickstart/identity/", ServicePort: 8080})
+		PhoneHome: string(ph), Token: strings.Repeat("ab", 32), IdentityURL: "http://192.168.56.1:8077/kickstart/identity/", ServicePort: 8080})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +115,12 @@ func TestKickstart_Syntax(t *testing.T) {
 			}
 			if !bytes.Contains(ks, []byte(`sshkey --username=root "ssh-ed25519 AAAAkey booted@prod"`)) {
 				t.Error("no sshkey for root")
+			}
+			// The token is written once, to a file of its own (0600), never
+			// into the script that stays on the host.
+			tok := []byte(strings.Repeat("ab", 32))
+			if bytes.Count(ks, tok) != 1 || bytes.Contains(ph, tok) || !bytes.Contains(ks, []byte("(umask 077; printf '%s' "+string(tok)+" > /etc/booted/enroll-token)")) {
+				t.Error("the enrollment token is not written once, to /etc/booted/enroll-token alone")
 			}
 		})
 	}

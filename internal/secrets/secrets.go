@@ -1,47 +1,20 @@
-// Package secrets makes and reads an environment's generated secrets: the
-// HMAC secret that phone-home tokens are made with and the SSH deploy key.
-// Both are created on first use with mode 0600 under inventory/ENV/.
+// Package secrets makes and reads an environment's SSH deploy key, created
+// on first use with mode 0600 under inventory/ENV/. (Hosts enroll with
+// single-use tokens kept hashed in the inventory: there is no standing
+// secret to keep.)
 package secrets
 
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
-
-// EnvSecret returns the secret stored at path, creating it if there is none.
-func EnvSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		s := strings.TrimSpace(string(b))
-		if len(s) < 32 {
-			return nil, fmt.Errorf("%s: secret too short; delete the file to make a new one (hosts booted with the old one will have to boot again)", path)
-		}
-		return []byte(s), nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, err
-	}
-	s := hex.EncodeToString(raw)
-	if err := createExclusive(path, []byte(s+"\n")); errors.Is(err, os.ErrExist) {
-		return EnvSecret(path) // another process made it first
-	} else if err != nil {
-		return nil, err
-	}
-	return []byte(s), nil
-}
 
 // DeployKey returns the signer of the private key at path and its public key
 // in authorized_keys format, generating an ed25519 key (and path.pub) if

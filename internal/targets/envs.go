@@ -227,9 +227,13 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 			}
 		}
 		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Role > rows[j].Role })
-		return printRows(r, rows, []string{"NAME", "ROLE", "STATE", "IP", "SERVICE", "VERSION", "HEALTH", "ROUTES TO"}, func(x statusRow) []string {
+		err = printRows(r, rows, []string{"NAME", "ROLE", "STATE", "IP", "SERVICE", "VERSION", "HEALTH", "ROUTES TO"}, func(x statusRow) []string {
 			return []string{x.Name, x.Role, x.State, x.IP, x.Service, x.Version, x.Health, x.Routes}
 		})
+		if err != nil || r.JSON {
+			return err
+		}
+		return s.printAlerts(ctx)
 	})
 }
 

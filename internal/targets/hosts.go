@@ -76,7 +76,19 @@ func (s *session) printRejected(ctx context.Context) error {
 	if err != nil || s.r.JSON { // counters are not part of the host list
 		return err
 	}
-	_, err = fmt.Fprintf(s.r.Out, "rejected callbacks: %d (%s)\n", total, parts)
+	if _, err = fmt.Fprintf(s.r.Out, "rejected callbacks: %d (%s)\n", total, parts); err != nil {
+		return err
+	}
+	return s.printAlerts(ctx)
+}
+
+// printAlerts shows the last host-key-mismatch alerts: callbacks for a
+// pinned host with another key or from another address.
+func (s *session) printAlerts(ctx context.Context) error {
+	alerts, err := discovery.Alerts(ctx, s.store, s.env.Name, 10)
+	for _, a := range alerts {
+		fmt.Fprintf(s.r.Out, "ALERT %s %s %s: %s\n", a.Kind, a.Host, a.Time.UTC().Format(time.RFC3339), a.Detail)
+	}
 	return err
 }
 

@@ -77,6 +77,7 @@ func (s *session) record(ctx context.Context, name, role string, inst *provider.
 		if err != nil && !errors.Is(err, inventory.ErrNotFound) {
 			return err
 		}
+		addr := ""
 		err = tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
 			if h.Role == "" {
 				h.Role = role
@@ -88,13 +89,22 @@ func (s *session) record(ctx context.Context, name, role string, inst *provider.
 					h.Addr = inst.Addr
 				}
 			}
+			addr = h.Addr
 			if !exists && to != "" {
 				h.State, h.Reason = to, reason
 			}
 			return nil
 		})
-		if err != nil || to == "" || !exists {
+		if err != nil {
 			return err
+		}
+		if inst != nil && inst.Addr != "" { // the provider knows where the host is: only from there
+			if err := tx.Expect(s.env.Name, name, addr); err != nil {
+				return err
+			}
+		}
+		if to == "" || !exists {
+			return nil
 		}
 		return tx.Advance(s.env.Name, name, to, reason)
 	})
@@ -141,7 +151,11 @@ func (s *session) start(ctx context.Context, name string) error {
 			return nil // up already
 		}
 	}
-	// The boot timeout counts from here.
+	// A new provisioning: a token for this boot alone. The boot timeout
+	// counts from here.
+	if err := s.enroll(ctx, &spec); err != nil {
+		return err
+	}
 	if err := s.advance(ctx, name, inventory.Booting, ""); err != nil {
 		return err
 	}

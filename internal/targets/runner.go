@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -54,7 +55,6 @@ type session struct {
 	store      *inventory.Store
 	prov       provider.Provider
 	io         hostIO
-	secret     []byte
 	signer     ssh.Signer
 	authorized []byte
 	ctl        *controller.Controller
@@ -74,19 +74,21 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return nil, err
+	// The inventory holds keys, pins and the boot logs' tokens: root's only.
+	for _, d := range []string{r.Inventory, dir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, err
+		}
 	}
-	os.Chmod(r.Inventory, 0o711)
 	store, err := inventory.Open(ctx, filepath.Join(r.Inventory, "booted.db"))
 	if err != nil {
 		return nil, err
 	}
 	s := &session{r: r, env: env, dir: dir, store: store, io: r.io}
 	fail := func(err error) (*session, error) { store.Close(); return nil, err }
-	if s.secret, err = secrets.EnvSecret(filepath.Join(dir, "secret")); err != nil {
-		return fail(err)
-	}
 	keyPath := env.SSH.Key
 	if keyPath == "" {
 		keyPath = filepath.Join(dir, "id_ed25519")
@@ -166,22 +168,38 @@ func (s *session) startController(ctx context.Context) error {
 	return s.ctl.Ensure(ctx)
 }
 
-// spec is what the provider needs to make host name.
+// spec is what the provider needs to make host name (no token: see enroll).
 func (s *session) spec(name string) (provider.Spec, error) {
 	role, _ := s.env.RoleOf(name)
-	token := bootlog.Token(s.secret, s.env.Name, name)
-	ph, err := bootlog.PhoneHome{
-		URL: s.env.CallbackURL(), Env: s.env.Name, Name: name, Token: token, Retry: s.env.Callback.Retry.D(),
-	}.Render(filepath.Join(s.r.Root, "kickstart", "phone-home.sh.tmpl"))
-	if err != nil {
-		return provider.Spec{}, err
+	spec := provider.Spec{Name: name, Role: role, AuthorizedKey: s.authorized}
+	if _, ok := s.prov.(provider.KnownKeys); ok {
+		return spec, nil // it does not phone home
 	}
-	return provider.Spec{Name: name, Role: role, PhoneHome: ph, Token: token, AuthorizedKey: s.authorized}, nil
+	ph, err := bootlog.PhoneHome{
+		URL: s.env.CallbackURL(), Env: s.env.Name, Name: name, Retry: s.env.Callback.Retry.D(),
+	}.Render(filepath.Join(s.r.Root, "kickstart", "phone-home.sh.tmpl"))
+	spec.PhoneHome = ph
+	return spec, err
+}
+
+// enroll makes starting spec's host a new provisioning: a fresh single-use
+// enrollment token, good for the boot timeout (and only from the host's
+// address, once the provider has given it one), replaces any token issued
+// before; the provider hands it to that host alone.
+func (s *session) enroll(ctx context.Context, spec *provider.Spec) error {
+	spec.Token = bootlog.NewToken()
+	return s.store.Update(ctx, func(tx *inventory.Tx) error {
+		from := ""
+		if h, err := tx.Host(s.env.Name, spec.Name); err == nil {
+			from = h.Addr
+		}
+		return tx.Issue(s.env.Name, spec.Name, bootlog.HashToken(spec.Token), time.Now().Add(s.env.Timeouts.Boot.D()+time.Minute), from)
+	})
 }
 
 func (s *session) discoverer() *discovery.Discoverer {
 	return &discovery.Discoverer{
-		Store: s.store, Env: s.env.Name, Secret: s.secret, Log: s.ctl.BootLog,
+		Store: s.store, Env: s.env.Name, Log: s.ctl.BootLog,
 		Declared: s.env.RoleOf, Provider: s.env.Provider.Type,
 		Logf: func(f string, a ...any) { fmt.Fprintf(s.r.Err, f+"\n", a...) },
 	}

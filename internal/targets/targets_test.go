@@ -111,7 +111,7 @@ func TestTargets_StartResetSSH(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "w2" {
 		t.Fatalf("ssh: %v: %s", err, out)
 	}
-	for _, p := range []string{"secret", "id_ed25519"} {
+	for _, p := range []string{"id_ed25519"} {
 		if st, err := os.Stat(filepath.Join(dir, p)); err != nil || st.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v %v", p, st.Mode().Perm(), err)
 		}

@@ -185,6 +185,11 @@ func (p *Provider) writeFiles(r record, s provider.Spec) error {
 			return err
 		}
 	}
+	if s.Token != "" { // this provisioning's enrollment token, for this host alone
+		if err := writeFile(filepath.Join(fs, "etc-booted/enroll-token"), []byte(s.Token), 0o600); err != nil {
+			return err
+		}
+	}
 	data := map[string]any{"Name": r.Name, "Env": p.env, "Addr": r.Addr, "Port": p.sshPort, "FS": fs}
 	var b bytes.Buffer
 	if err := sshdConfig.Execute(&b, data); err != nil {

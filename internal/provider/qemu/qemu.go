@@ -192,6 +192,9 @@ func (p *Provider) writeSeed(ctx context.Context, v vm, s provider.Spec, clone b
 		"files/root/.ssh/authorized_keys": string(s.AuthorizedKey),
 		"files/etc/booted/phone-home.sh":  string(s.PhoneHome),
 	}
+	if s.Token != "" { // this provisioning's enrollment token, for this VM alone
+		files["files/etc/booted/enroll-token"] = s.Token
+	}
 	if clone {
 		files["regen-host-keys"] = ""
 	}
@@ -204,7 +207,7 @@ func (p *Provider) writeSeed(ctx context.Context, v vm, s provider.Spec, clone b
 		switch {
 		case strings.HasSuffix(rel, "phone-home.sh"):
 			mode = 0o700
-		case strings.HasSuffix(rel, "authorized_keys"):
+		case strings.HasSuffix(rel, "authorized_keys"), strings.HasSuffix(rel, "enroll-token"):
 			mode = 0o600
 		}
 		if err := os.WriteFile(path, []byte(content), mode); err != nil {

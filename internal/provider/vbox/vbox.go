@@ -71,7 +71,7 @@ func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Pr
 	}
 	render := func(s provider.Spec) error {
 		ks, err := kickstart.Render(filepath.Join(o.Root, "kickstart"), set.Kickstart, kickstart.Data{
-			Name: s.Name, Env: env.Name, AuthorizedKey: strings.TrimSpace(string(s.AuthorizedKey)), PhoneHome: string(s.PhoneHome),
+			Name: s.Name, Env: env.Name, AuthorizedKey: strings.TrimSpace(string(s.AuthorizedKey)), PhoneHome: string(s.PhoneHome), Token: s.Token,
 			IdentityURL: o.ServedURL + "identity/", ServicePort: port,
 		})
 		if err != nil {
@@ -93,12 +93,19 @@ func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Pr
 	return p, nil
 }
 
+// writeIdentity writes what a clone fetches by its first MAC at boot: its
+// name and enrollment token.
+func (p *Provider) writeIdentity(s provider.Spec, mac string) error {
+	id := fmt.Sprintf("name=%s\ntoken=%s\n", s.Name, s.Token)
+	return writeServed(filepath.Join(p.Served, "identity", strings.ToLower(mac)), []byte(id))
+}
+
 // writeServed writes a file the controller serves.
 func writeServed(path string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
+	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(path+".tmp", path)
@@ -342,13 +349,27 @@ func (p *Provider) Installed(ctx context.Context, name string) error {
 	return err
 }
 
-// Start boots the VM headless (building it first if needed).
+// Start boots the VM headless (building it first if needed). This boot's
+// enrollment token goes where the VM will fetch it: its kickstart if it
+// installs, its identity (by its first MAC) if it is a clone.
 func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instance, error) {
 	in, err := p.Build(ctx, s)
 	if err != nil || in.State == provider.Running {
 		return in, err
 	}
-	if _, err := os.Stat(filepath.Join(p.Dir, "installed", s.Name)); err == nil {
+	_, statErr := os.Stat(filepath.Join(p.Dir, "installed", s.Name))
+	installed := statErr == nil
+	if !installed && p.Kickstart != nil {
+		if err := p.Kickstart(s); err != nil {
+			return in, err
+		}
+	}
+	if p.Served != "" && s.Token != "" && in.MAC != "" {
+		if err := p.writeIdentity(s, in.MAC); err != nil {
+			return in, err
+		}
+	}
+	if installed {
 		// installed: boot from the disk, netboot only as a fallback
 		if _, err := p.run(ctx, "modifyvm", p.VMName(s.Name), "--boot1", "disk", "--boot2", "net"); err != nil {
 			return in, fmt.Errorf("host %s: %w", s.Name, err)
@@ -489,8 +510,7 @@ func (p *Provider) Clone(ctx context.Context, src string, s provider.Spec) (prov
 		return provider.Instance{}, err
 	}
 	if p.Served != "" { // the clone asks the controller who it is, by its first MAC
-		id := fmt.Sprintf("name=%s\ntoken=%s\n", s.Name, s.Token)
-		if err := writeServed(filepath.Join(p.Served, "identity", strings.ToLower(mac1)), []byte(id)); err != nil {
+		if err := p.writeIdentity(s, mac1); err != nil {
 			return provider.Instance{}, err
 		}
 	}

@@ -62,7 +62,7 @@ func newFixture(t *testing.T, kickstartName string) *fixture {
 	repo := testutil.RepoRoot(t)
 	render := func(s provider.Spec) error {
 		ks, err := kickstart.Render(filepath.Join(repo, "kickstart"), kickstartName, kickstart.Data{Name: s.Name, Env: "prod",
-			AuthorizedKey: authKey, PhoneHome: string(s.PhoneHome), IdentityURL: "http://192.168.56.1:8077/kickstart/identity/", ServicePort: 8080})
+			AuthorizedKey: authKey, PhoneHome: string(s.PhoneHome), Token: s.Token, IdentityURL: "http://192.168.56.1:8077/kickstart/identity/", ServicePort: 8080})
 		if err != nil {
 			return err
 		}
@@ -88,9 +88,7 @@ func fillTFTP(t testing.TB, tftp, env string) {
 }
 
 func phoneHome(t *testing.T, name string) []byte {
-	b, err := bootlog.PhoneHome{URL: "http://192.168.56.1:8077/booted/", Env: "prod", Name: name,
-		Token: bootlog.Token([]byte("0123456789abcdef0123456789abcdef"), "prod", name), Retry: 2 * time.Minute,
-	}.Render(filepath.Join(testutil.RepoRoot(t), "kickstart", "phone-home.sh.tmpl"))
+	b, err := bootlog.PhoneHome{URL: "http://192.168.56.1:8077/booted/", Env: "prod", Name: name, Retry: 2 * time.Minute}.Render(filepath.Join(testutil.RepoRoot(t), "kickstart", "phone-home.sh.tmpl"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +96,7 @@ func phoneHome(t *testing.T, name string) []byte {
 }
 
 func (f *fixture) spec(t *testing.T, name string) provider.Spec {
-	return provider.Spec{Name: name, Role: "workers", PhoneHome: phoneHome(t, name), AuthorizedKey: []byte(authKey + "\n")}
+	return provider.Spec{Name: name, Role: "workers", PhoneHome: phoneHome(t, name), AuthorizedKey: []byte(authKey + "\n"), Token: strings.Repeat("ab", 32)}
 }
 
 // golden compares got (with the test's temporary paths replaced) with testdata/name.
