@@ -1,10 +1,6 @@
 //go:build mage
 
 // booted stands up, deploys, tests and scales environments of hosts (ENV is a file envs/ENV.yaml; options are BOOTED_* variables, see README.md).
-//
-// Every target reads BOOTED_ROOT (the project, default .) and
-// BOOTED_INVENTORY (runtime state, default ./inventory); a value a
-// variable does not accept is refused before anything acts.
 package main
 
 import (
