@@ -28,6 +28,8 @@ func run(fn func(r *targets.Runner) error) error {
 var Default = Local
 
 // Local brings up the default local environment (env:startAll local), installing the Debian packages it needs when run as root.
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
 func Local(ctx context.Context) error {
 	if err := targets.Setup(ctx, os.Stderr); err != nil {
 		return err
@@ -45,33 +47,35 @@ type Env mg.Namespace
 
 // StartAll starts every host of every role of ENV, waits for phone-home, checks ping and SSH, deploys, starts and tests each role's service.
 //
-// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_BATCH, BOOTED_JUNIT.
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_BATCH, BOOTED_JUNIT, BOOTED_LOCK_WAIT.
 func (Env) StartAll(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.EnvStartAll(ctx, env) })
 }
 
 // StartMin is env:startAll with the minimum number of hosts of each role.
 //
-// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_BATCH, BOOTED_JUNIT.
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_BATCH, BOOTED_JUNIT, BOOTED_LOCK_WAIT.
 func (Env) StartMin(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.EnvStartMin(ctx, env) })
 }
 
 // StartWorker (re)starts host HOST of ENV and its role's service.
 //
-// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL.
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_LOCK_WAIT.
 func (Env) StartWorker(ctx context.Context, env, host string) error {
 	return run(func(r *targets.Runner) error { return r.EnvStartWorker(ctx, env, host) })
 }
 
 // Stop stops the services and then every host of ENV, load balancers first.
 //
-// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL.
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_LOCK_WAIT.
 func (Env) Stop(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.EnvStop(ctx, env) })
 }
 
 // Destroy powers off and deletes every host of ENV, stops its controller nginx and removes its bridge (local, qemu).
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
 func (Env) Destroy(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.EnvDestroy(ctx, env) })
 }
@@ -88,28 +92,28 @@ type Service mg.Namespace
 
 // Deploy builds VERSION (git tag or commit) of SVC once and rolls it out to ENV (or ENV/ROLE) in batches out of the load balancer, rolling back a failed batch.
 //
-// Settings: BOOTED_BATCH (1, N, N%, all), BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json.
+// Settings: BOOTED_BATCH (1, N, N%, all), BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json, BOOTED_LOCK_WAIT.
 func (Service) Deploy(ctx context.Context, env, svc, version string) error {
 	return run(func(r *targets.Runner) error { return r.ServiceDeploy(ctx, env, svc, version) })
 }
 
 // Start (re)starts SVC on every host of ENV (or ENV/ROLE) that runs it and waits for its health check.
 //
-// Settings: BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json.
+// Settings: BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json, BOOTED_LOCK_WAIT.
 func (Service) Start(ctx context.Context, env, svc string) error {
 	return run(func(r *targets.Runner) error { return r.ServiceStart(ctx, env, svc) })
 }
 
 // Stop stops SVC on every host of ENV (or ENV/ROLE) that runs it.
 //
-// Settings: BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json.
+// Settings: BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json, BOOTED_LOCK_WAIT.
 func (Service) Stop(ctx context.Context, env, svc string) error {
 	return run(func(r *targets.Runner) error { return r.ServiceStop(ctx, env, svc) })
 }
 
 // Rollback switches every host of ENV running SVC back to its previous release, one batch at a time.
 //
-// Settings: BOOTED_BATCH, BOOTED_PARALLEL, BOOTED_OUTPUT=json.
+// Settings: BOOTED_BATCH, BOOTED_PARALLEL, BOOTED_OUTPUT=json, BOOTED_LOCK_WAIT.
 func (Service) Rollback(ctx context.Context, env, svc string) error {
 	return run(func(r *targets.Runner) error { return r.ServiceRollback(ctx, env, svc) })
 }
@@ -133,14 +137,14 @@ func (Hosts) List(ctx context.Context, env string) error {
 
 // Logged records the hosts that phoned home to ENV's boot log, waiting for hosts still booting (up to the boot timeout).
 //
-// Settings: BOOTED_OUTPUT=json, BOOTED_ACCEPT_NEW=1 (static hosts: pin an unknown key on first use).
+// Settings: BOOTED_OUTPUT=json, BOOTED_ACCEPT_NEW=1 (static hosts: pin an unknown key on first use), BOOTED_LOCK_WAIT.
 func (Hosts) Logged(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.HostsLogged(ctx, env) })
 }
 
 // Filter pings every discovered host of ENV and logs in with SSH against its pinned key; passing hosts are ready.
 //
-// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL.
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_LOCK_WAIT.
 func (Hosts) Filter(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.HostsFilter(ctx, env) })
 }
@@ -153,13 +157,15 @@ func (Hosts) Run(ctx context.Context, env, cmd string) error {
 }
 
 // Clear forgets the discovered hosts of ENV; hosts:logged then reads the live boot log again from its start.
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
 func (Hosts) Clear(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.HostsClear(ctx, env) })
 }
 
 // Reset is hosts:clear, hosts:logged and hosts:filter in one: a hard reset of what booted knows of ENV's hosts.
 //
-// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_ACCEPT_NEW=1.
+// Settings: BOOTED_OUTPUT=json, BOOTED_PARALLEL, BOOTED_ACCEPT_NEW=1, BOOTED_LOCK_WAIT.
 func (Hosts) Reset(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.HostsReset(ctx, env) })
 }
@@ -169,31 +175,35 @@ type Image mg.Namespace
 
 // Build makes host NAME of ENV (or several: NAME1,NAME2) without starting it.
 //
-// Settings: BOOTED_VBOXMANAGE, BOOTED_VBOX_TFTP (vbox).
+// Settings: BOOTED_VBOXMANAGE, BOOTED_VBOX_TFTP (vbox), BOOTED_LOCK_WAIT.
 func (Image) Build(ctx context.Context, env, name string) error {
 	return run(func(r *targets.Runner) error { return r.ImageBuild(ctx, env, name) })
 }
 
 // Start boots host NAME of ENV (or several: NAME1,NAME2), building it first if needed.
 //
-// Settings: BOOTED_QEMU_APPEND (qemu), BOOTED_VBOXMANAGE, BOOTED_VBOX_TFTP (vbox).
+// Settings: BOOTED_QEMU_APPEND (qemu), BOOTED_VBOXMANAGE, BOOTED_VBOX_TFTP (vbox), BOOTED_LOCK_WAIT.
 func (Image) Start(ctx context.Context, env, name string) error {
 	return run(func(r *targets.Runner) error { return r.ImageStart(ctx, env, name) })
 }
 
 // Stop powers off host NAME of ENV (or several: NAME1,NAME2); every process in it ends.
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
 func (Image) Stop(ctx context.Context, env, name string) error {
 	return run(func(r *targets.Runner) error { return r.ImageStop(ctx, env, name) })
 }
 
 // Clone makes host NAME of ENV a copy of host SRC with fresh MACs and its own name (vbox, qemu).
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
 func (Image) Clone(ctx context.Context, env, src, name string) error {
 	return run(func(r *targets.Runner) error { return r.ImageClone(ctx, env, src, name) })
 }
 
 // Del deletes host NAME of ENV (or several: NAME1,NAME2) with its files; the inventory keeps it as terminated.
 //
-// Settings: BOOTED_FORCE=1 powers a running VM off first (without it, a running VM is refused).
+// Settings: BOOTED_FORCE=1 powers a running VM off first (without it, a running VM is refused), BOOTED_LOCK_WAIT.
 func (Image) Del(ctx context.Context, env, name string) error {
 	return run(func(r *targets.Runner) error { return r.ImageDel(ctx, env, name) })
 }
@@ -209,6 +219,8 @@ func (Image) List(ctx context.Context, env string) error {
 type Nginx mg.Namespace
 
 // Restart starts a new boot log for ENV (the old one is kept with a timestamp suffix) and (re)starts the controller's nginx.
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
 func (Nginx) Restart(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.NginxRestart(ctx, env) })
 }
@@ -225,7 +237,7 @@ func (Bench) Load(ctx context.Context, env string, d time.Duration, rate int) er
 
 // Fanout makes N local hosts and times uname -r and a 10 MB copy on all of them with a plain Go loop, booted, parallel-ssh and ansible (medians, side by side).
 //
-// Settings: BOOTED_BENCH_RUNS (runs per figure, default 5).
+// Settings: BOOTED_BENCH_RUNS (runs per figure, default 5), BOOTED_LOCK_WAIT.
 func (Bench) Fanout(ctx context.Context, n int) error {
 	return run(func(r *targets.Runner) error { return r.BenchFanout(ctx, n) })
 }

@@ -72,17 +72,17 @@ func Apply(ctx context.Context, s *remote.Session, conf []byte) (string, error) 
 	script := fmt.Sprintf(`set -e
 P=%[1]s
 mkdir -p $P/run $P/logs $P/tmp
-cat > $P/nginx.conf.next <<'BOOTED_EOF'
+cat > $P/nginx.conf.next.$$ <<'BOOTED_EOF'
 %[2]sBOOTED_EOF
 running=
 if [ -s $P/run/nginx.pid ] && kill -0 "$(cat $P/run/nginx.pid)" 2>/dev/null; then running=$(cat $P/run/nginx.pid); fi
-if [ -n "$running" ] && cmp -s $P/nginx.conf.next $P/nginx.conf; then rm -f $P/nginx.conf.next; echo unchanged; exit 0; fi
-if ! out=$(nginx -t -q -p $P/ -c $P/nginx.conf.next -e $P/logs/error.log 2>&1); then
-	rm -f $P/nginx.conf.next
+if [ -n "$running" ] && cmp -s $P/nginx.conf.next.$$ $P/nginx.conf; then rm -f $P/nginx.conf.next.$$; echo unchanged; exit 0; fi
+if ! out=$(nginx -t -q -p $P/ -c $P/nginx.conf.next.$$ -e $P/logs/error.log 2>&1); then
+	rm -f $P/nginx.conf.next.$$
 	echo "$out" >&2
 	exit 3
 fi
-mv -f $P/nginx.conf.next $P/nginx.conf
+mv -f $P/nginx.conf.next.$$ $P/nginx.conf
 if [ -n "$running" ]; then
 	old=$(ps -o pid= --ppid "$running" | tr -d ' ' | tr '\n' ' ')
 	%[3]s -s reload

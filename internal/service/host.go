@@ -198,6 +198,15 @@ if [ -d /run/systemd/system ]; then
 	systemctl show -p MainPID --value %[8]s
 	exit 0
 fi
+# never two supervisors: one left running (a start that raced, or a
+# supervisor whose service booted did not see) is stopped first
+sp=$(cat %[3]s/supervisor.pid 2>/dev/null || true)
+if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null; then
+	kill -TERM "$sp" 2>/dev/null || true
+	i=0
+	while kill -0 "$sp" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+	kill -KILL "$sp" 2>/dev/null || true
+fi
 rm -f %[3]s/pid
 setsid %[4]s %[5]s %[3]s %[6]s %[7]s </dev/null >/dev/null 2>&1 &
 i=0

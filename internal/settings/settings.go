@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"booted/internal/rollout"
 )
@@ -58,6 +59,9 @@ const (
 	// TestArgs are the arguments of go test in the test target; default
 	// "-count=1 -timeout 30m ./...".
 	TestArgs = "BOOTED_TEST_ARGS"
+	// LockWait is how long a target that changes an environment waits for
+	// another one holding it (a Go duration); default 10m.
+	LockWait = "BOOTED_LOCK_WAIT"
 )
 
 // Settings are the values of the variables.
@@ -79,6 +83,7 @@ type Settings struct {
 	LoadPath    string
 	BenchRuns   int
 	TestArgs    []string
+	LockWait    time.Duration
 }
 
 // FromEnviron reads every BOOTED_* variable, refusing a value a variable
@@ -151,6 +156,15 @@ func From(getenv func(string) string) (Settings, error) {
 		bad(LoadPath, s.LoadPath, "use a path starting with /")
 	}
 	s.BenchRuns = num(BenchRuns, 5, 1, 100)
+	s.LockWait = 10 * time.Minute
+	if v := getenv(LockWait); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			bad(LockWait, v, "use a duration such as 30s or 10m")
+		} else {
+			s.LockWait = d
+		}
+	}
 	s.TestArgs = strings.Fields(getenv(TestArgs))
 	if len(s.TestArgs) == 0 {
 		s.TestArgs = []string{"-count=1", "-timeout", "30m", "./..."}

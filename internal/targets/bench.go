@@ -22,7 +22,7 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 	if n < 1 || n > 230 {
 		return fmt.Errorf("bench:fanout N: N must be 1..230 (the bench subnet's size), not %d", n)
 	}
-	return r.withEnv(ctx, "bench", func(s *session) error {
+	return r.withLock(ctx, "bench", "bench:fanout", func(s *session) error {
 		rl := s.env.Roles["workers"]
 		names := rl.HostNames(n)
 		fmt.Fprintf(r.Out, "bench: starting %d local hosts\n", n)

@@ -27,7 +27,7 @@ func (r *Runner) EnvStartMin(ctx context.Context, envName string) error {
 }
 
 func (r *Runner) envStart(ctx context.Context, envName string, count func(*config.Role) int) error {
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, "env:start "+envName, func(s *session) error {
 		var names []string
 		for _, role := range s.env.RoleNames() {
 			rl := s.env.Roles[role]
@@ -124,7 +124,7 @@ func (s *session) deployRoles(ctx context.Context, names []string) error {
 
 // EnvStartWorker (re)starts one host of ENV and its role's service.
 func (r *Runner) EnvStartWorker(ctx context.Context, envName, host string) error {
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, "env:startWorker "+envName+" "+host, func(s *session) error {
 		return s.startWorker(ctx, host)
 	})
 }
@@ -144,7 +144,7 @@ func (s *session) startWorker(ctx context.Context, host string) error {
 // EnvStop stops the services and then every host of ENV (load balancers
 // first, workers last).
 func (r *Runner) EnvStop(ctx context.Context, envName string) error {
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, "env:stop "+envName, func(s *session) error {
 		roles := s.env.RoleNames()
 		var errs []error
 		errs = append(errs, s.stopLB(ctx)) // the load balancers go down first
@@ -241,7 +241,7 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 // first; the inventory keeps them as terminated), stops the controller's
 // nginx and removes what else the provider set up (the local bridge).
 func (r *Runner) EnvDestroy(ctx context.Context, envName string) error {
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, "env:destroy "+envName, func(s *session) error {
 		n, err := s.destroy(ctx, "env:destroy")
 		if err == nil && !r.JSON {
 			fmt.Fprintf(r.Out, "%s: deleted %d hosts\n", envName, n)

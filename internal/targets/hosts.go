@@ -60,7 +60,7 @@ func fingerprint(authorized string) string {
 // phone home or pass the boot timeout (then they are failed), and prints the
 // hosts and the count of rejected callbacks.
 func (r *Runner) HostsLogged(ctx context.Context, envName string) error {
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, "hosts:logged "+envName, func(s *session) error {
 		if err := s.logged(ctx); err != nil {
 			return err
 		}
@@ -135,7 +135,7 @@ func (s *session) consoleTail(name string) string {
 // against its pinned key: those that pass are ready, those that fail are
 // failed with the reason. It writes inventory/ENV/known_hosts for plain ssh.
 func (r *Runner) HostsFilter(ctx context.Context, envName string) error {
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, "hosts:filter "+envName, func(s *session) error {
 		if err := s.filter(ctx); err != nil {
 			return err
 		}
@@ -179,7 +179,7 @@ func (s *session) writeKnownHosts(ctx context.Context) error {
 // being provisioned stay) and makes discovery read the live boot log again
 // from its start.
 func (r *Runner) HostsClear(ctx context.Context, envName string) error {
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, "hosts:clear "+envName, func(s *session) error {
 		n, err := s.clear(ctx)
 		if err == nil && !r.JSON {
 			fmt.Fprintf(r.Out, "forgot %d hosts of %s\n", n, envName)
@@ -196,7 +196,7 @@ func (s *session) clear(ctx context.Context) (int, error) {
 // discover again from the live boot log (waiting for hosts still booting),
 // then check liveness.
 func (r *Runner) HostsReset(ctx context.Context, envName string) error {
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, "hosts:reset "+envName, func(s *session) error {
 		if _, err := s.clear(ctx); err != nil {
 			return err
 		}
@@ -216,7 +216,7 @@ func (r *Runner) HostsReset(ctx context.Context, envName string) error {
 // NginxRestart starts a new boot log, keeping the old one with a timestamp
 // suffix, and (re)starts the controller's nginx.
 func (r *Runner) NginxRestart(ctx context.Context, envName string) error {
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, "nginx:restart "+envName, func(s *session) error {
 		if p, ok := s.prov.(provider.Preparer); ok {
 			if err := p.Prepare(ctx); err != nil {
 				return err

@@ -12,12 +12,12 @@ import (
 
 // eachHost opens ENV and calls fn for each of the comma-separated hosts,
 // then lists the environment's hosts.
-func (r *Runner) eachHost(ctx context.Context, envName, hosts string, fn func(s *session, name string) error) error {
+func (r *Runner) eachHost(ctx context.Context, what, envName, hosts string, fn func(s *session, name string) error) error {
 	ns, err := config.HostList(hosts)
 	if err != nil {
 		return err
 	}
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, what+" "+envName+" "+hosts, func(s *session) error {
 		for _, n := range ns {
 			if err := fn(s, n); err != nil {
 				return err
@@ -29,7 +29,7 @@ func (r *Runner) eachHost(ctx context.Context, envName, hosts string, fn func(s 
 
 // ImageBuild makes hosts (comma-separated names) without starting them.
 func (r *Runner) ImageBuild(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error {
+	return r.eachHost(ctx, "image:build", envName, hosts, func(s *session, n string) error {
 		spec, err := s.spec(n)
 		if err != nil {
 			return err
@@ -114,7 +114,7 @@ func (s *session) record(ctx context.Context, name, role string, inst *provider.
 // needed. A host already running is left alone.
 func (r *Runner) ImageStart(ctx context.Context, envName, hosts string) error {
 	started := false
-	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error {
+	return r.eachHost(ctx, "image:start", envName, hosts, func(s *session, n string) error {
 		if !started {
 			if err := s.startController(ctx); err != nil {
 				return err
@@ -169,7 +169,7 @@ func (s *session) start(ctx context.Context, name string) error {
 
 // ImageStop powers hosts off (comma-separated names).
 func (r *Runner) ImageStop(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error { return s.stop(ctx, n) })
+	return r.eachHost(ctx, "image:stop", envName, hosts, func(s *session, n string) error { return s.stop(ctx, n) })
 }
 
 // stop powers a host off, taking it out of the load balancers first if it
@@ -212,7 +212,7 @@ func (s *session) retire(ctx context.Context, name string, to inventory.State, r
 // files. The inventory keeps them as terminated. A running VM is refused
 // unless BOOTED_FORCE=1, which powers it off first.
 func (r *Runner) ImageDel(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, envName, hosts, func(s *session, n string) error {
+	return r.eachHost(ctx, "image:del", envName, hosts, func(s *session, n string) error {
 		if err := s.delete(ctx, n, r.Force); err != nil {
 			return err
 		}
@@ -287,7 +287,7 @@ func (r *Runner) imageList(ctx context.Context, s *session) error {
 // name: the clone learns who it is from the provider (a seed disk, or the
 // controller by its first MAC) and phones home under that name.
 func (r *Runner) ImageClone(ctx context.Context, envName, src, name string) error {
-	return r.withEnv(ctx, envName, func(s *session) error {
+	return r.withLock(ctx, envName, "image:clone "+envName+" "+src+" "+name, func(s *session) error {
 		c, ok := s.prov.(provider.Cloner)
 		if !ok {
 			return fmt.Errorf("%s: the %s provider cannot clone hosts (image:build %s %s makes a new one)", s.env.Path, s.env.Provider.Type, envName, name)

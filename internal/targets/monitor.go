@@ -143,6 +143,11 @@ func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]
 // Do carries out an action with the targets' own steps.
 func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 	s := m.s
+	l, err := s.lock(ctx, fmt.Sprintf("monitor:run %s: %s %s", s.env.Name, a.Kind, a.Host))
+	if err != nil {
+		return err
+	}
+	defer l.Release()
 	switch a.Kind {
 	case monitor.ScaleUp:
 		return s.startWorker(ctx, a.Host)

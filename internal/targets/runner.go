@@ -14,6 +14,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/controller"
 	"booted/internal/discovery"
+	"booted/internal/envlock"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
 	"booted/internal/pkgs"
@@ -207,6 +208,27 @@ func (s *session) discoverer() *discovery.Discoverer {
 
 func (s *session) loadService(svc string) (*service.Def, error) {
 	return service.Load(s.r.Root, svc)
+}
+
+// withLock is withEnv for a target that changes the environment: it holds
+// the environment's lock (BOOTED_LOCK_WAIT bounds the wait for another
+// operation holding it) while fn runs.
+func (r *Runner) withLock(ctx context.Context, envName, what string, fn func(s *session) error) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		l, err := s.lock(ctx, what)
+		if err != nil {
+			return err
+		}
+		defer l.Release()
+		return fn(s)
+	})
+}
+
+// lock takes the environment's lock for what.
+func (s *session) lock(ctx context.Context, what string) (*envlock.Lock, error) {
+	return envlock.Acquire(ctx, filepath.Join(s.dir, "lock"), what, s.r.LockWait, func(holder string) {
+		fmt.Fprintf(s.r.Err, "%s: waiting (up to %v) for the operation holding %s: %s\n", what, s.r.LockWait, s.env.Name, holder)
+	})
 }
 
 // withEnv opens envName, runs fn and closes it.

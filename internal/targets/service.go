@@ -46,9 +46,15 @@ func (s *session) buildArtifact(ctx context.Context, def *service.Def, version s
 
 // withService opens ENV of sel ("ENV" or "ENV/ROLE"), loads SVC and the
 // hosts that run it, and calls fn.
-func (r *Runner) withService(ctx context.Context, sel, svc string, fn func(s *session, def *service.Def, hosts []inventory.Host) error) error {
+func (r *Runner) withService(ctx context.Context, what, sel, svc string, fn func(s *session, def *service.Def, hosts []inventory.Host) error) error {
 	envName, role := splitSel(sel)
-	return r.withEnv(ctx, envName, func(s *session) error {
+	open := r.withEnv
+	if what != "" { // it changes the hosts
+		open = func(ctx context.Context, envName string, fn func(s *session) error) error {
+			return r.withLock(ctx, envName, what+" "+sel+" "+svc, fn)
+		}
+	}
+	return open(ctx, envName, func(s *session) error {
 		def, err := s.loadService(svc)
 		if err != nil {
 			return err
@@ -65,7 +71,7 @@ func (r *Runner) withService(ctx context.Context, sel, svc string, fn func(s *se
 // runs SVC (ENV/ROLE for one role) that does not have it yet, switches them
 // to it and (re)starts it; hosts that pass the health check are serving.
 func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) error {
-	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
+	return r.withService(ctx, "service:deploy", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		return s.deploy(ctx, def, version, hosts)
 	})
 }
@@ -235,7 +241,7 @@ func (s *session) rollback(ctx context.Context, def *service.Def, hosts []invent
 // previous release, one batch at a time (BOOTED_BATCH), each out of the load
 // balancer while it restarts.
 func (r *Runner) ServiceRollback(ctx context.Context, sel, svc string) error {
-	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
+	return r.withService(ctx, "service:rollback", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		size, err := rollout.ParseBatch(s.r.Batch)
 		if err != nil {
 			return err
@@ -274,7 +280,7 @@ func (s *session) startOne(ctx context.Context, def *service.Def, c hostConn, re
 
 // ServiceStart (re)starts SVC on every host of ENV that runs it.
 func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
-	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
+	return r.withService(ctx, "service:start", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		_, err := s.op(ctx, "service:start "+svc, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
 			st, err := s.startOne(ctx, def, c, true)
 			if err == nil {
@@ -288,7 +294,7 @@ func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
 
 // ServiceStop stops SVC on every host of ENV that runs it.
 func (r *Runner) ServiceStop(ctx context.Context, sel, svc string) error {
-	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
+	return r.withService(ctx, "service:stop", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		return s.stopService(ctx, def, hosts)
 	})
 }
@@ -319,7 +325,7 @@ func (s *session) stopService(ctx context.Context, def *service.Def, hosts []inv
 // ENV that runs it; it fails if any check fails, and writes JUnit XML to
 // BOOTED_JUNIT when set.
 func (r *Runner) ServiceTest(ctx context.Context, sel, svc string) error {
-	return r.withService(ctx, sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
+	return r.withService(ctx, "", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		return s.test(ctx, def, hosts)
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -188,5 +189,56 @@ func TestTargets_InventoryIsPrivate(t *testing.T) {
 	})
 	if checked < 8 {
 		t.Errorf("only %d secret files found: the walk missed the inventory", checked)
+	}
+}
+
+// Two deploys of different versions started at the same instant: the
+// second waits for the first (the environment's lock), both succeed, and
+// every worker ends on one version, with current and run/version agreeing
+// and one supervisor each.
+func TestTargets_ConcurrentDeploysDoNotMix(t *testing.T) {
+	f := newFixture(t, testutil.ServiceEnv)
+	f.proj.GitInit(t, "v1", "v2", "v3")
+	ctx := context.Background()
+	env := f.proj.Env
+	f.must(t, f.r.EnvStartAll(ctx, env))
+	errs := make(chan error, 2)
+	for _, v := range []string{"v2", "v3"} {
+		r := *f.r // each its own runner, as two processes would be
+		r.Out = &testutil.SyncBuffer{}
+		go func() { errs <- r.ServiceDeploy(ctx, env, "hello", v) }()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("a concurrent deploy failed: %v", err)
+		}
+	}
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, env+"/workers", `cd /opt/booted/hello; cur=$(basename "$(readlink current)"); run=$(cat run/version);
+me=$(readlink /proc/self/ns/net); n=0
+for p in /proc/[0-9]*; do
+	[ "$(readlink $p/ns/net 2>/dev/null)" = "$me" ] && tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^/bin/sh /opt/booted/bin/booted-supervise hello ' && n=$((n + 1))
+done
+echo "current=$cur run=$run supervisors=$n"`))
+	out := f.out.String()
+	var versions []string
+	for _, w := range []string{"w1", "w2"} {
+		i := strings.Index(out, w+" | current=")
+		if i < 0 {
+			t.Fatalf("no report from %s:\n%s", w, out)
+		}
+		line, _, _ := strings.Cut(out[i:], "\n")
+		var cur, run string
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimPrefix(line, w+" | "), "current=%s run=%s supervisors=%d", &cur, &run, &n); err != nil {
+			t.Fatalf("%s: %q: %v", w, line, err)
+		}
+		if cur != run || n != 1 {
+			t.Errorf("%s: current %s, run/version %s, %d supervisors; want them equal and 1", w, cur, run, n)
+		}
+		versions = append(versions, cur)
+	}
+	if versions[0] != versions[1] {
+		t.Errorf("workers on different versions: %v", versions)
 	}
 }
