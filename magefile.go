@@ -5,14 +5,33 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/magefile/mage/mg"
 
+	"booted/internal/cli"
 	"booted/internal/selftest"
+	"booted/internal/settings"
 	"booted/internal/targets"
 )
+
+// init refuses a command line that is not whole (an unknown word, a
+// missing argument, an environment that does not exist, a BOOTED_* value a
+// variable does not accept) before any target runs: Mage runs each target
+// before it reads the next word.
+func init() {
+	s, err := settings.FromEnviron()
+	if err == nil {
+		err = cli.Check(os.Args[1:], filepath.Join(s.Root, "envs"))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(2)
+	}
+}
 
 // run reads the settings (BOOTED_*, refusing values they do not accept)
 // and calls fn.

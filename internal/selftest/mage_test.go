@@ -56,3 +56,39 @@ roles:
 		t.Error("a call wrote mage_output_file.go next to the magefile")
 	}
 }
+
+// Ensure a command line that is not whole is refused before anything acts:
+// no target runs, nothing is created (the inventory, its key or database).
+func TestMageBootstrap_RefusesBeforeActing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: builds the magefile")
+	}
+	repo := testutil.RepoRoot(t)
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "envs"), 0o755)
+	os.WriteFile(filepath.Join(root, "envs", "x.yaml"), []byte("version: 1\n"), 0o644)
+	for _, tc := range []struct{ args, want string }{
+		{"hosts:list x extra", `"extra" is not a target, and nothing has run`},
+		{"hosts:run x echo hi there", "quote it: go run mage.go hosts:run x 'echo hi there'"},
+		{"hosts:list nope", "the environments are: x"},
+		{"env:startAl x", "did you mean env:startAll?"},
+		{"service:deploy x hello", "service:deploy needs <version>"},
+	} {
+		cmd := exec.Command("go", append([]string{"run", "mage.go"}, strings.Fields(tc.args)...)...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "BOOTED_ROOT="+root)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("go run mage.go %s: %v: %s (want it to say %q)", tc.args, err, out, tc.want)
+		}
+	}
+	cmd := exec.Command("go", "run", "mage.go", "hosts:list", "x")
+	cmd.Dir = repo
+	cmd.Env = append(os.Environ(), "BOOTED_ROOT="+root, "BOOTED_PARALLEL=abc")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "BOOTED_PARALLEL=abc: use a whole number") {
+		t.Errorf("BOOTED_PARALLEL=abc: %v: %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(root, "inventory")); err == nil {
+		t.Error("a refused command line created the inventory")
+	}
+}
