@@ -109,4 +109,3 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
-
