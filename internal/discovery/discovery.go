@@ -190,6 +190,9 @@ func (d *Discoverer) take(tx *inventory.Tx, line []byte) (string, error) {
 	if !exists && !declared {
 		return reject(CountUnknown, "", fmt.Sprintf("unknown host %q from %s", cb.Name, cb.Remote))
 	}
+	if exists && h.Damaged != "" {
+		return reject(CountRefused, cb.Name, fmt.Sprintf("callback from %s: its inventory row is damaged (%s); hosts:clear forgets it", cb.Name, h.Damaged))
+	}
 	if exists && !cb.Failed && !inventory.CanMove(h.State, inventory.Booted) {
 		return reject(CountRefused, cb.Name, fmt.Sprintf("callback from %s while it is %s", cb.Name, h.State))
 	}
@@ -355,7 +358,9 @@ func (d *Discoverer) Forget(ctx context.Context, why string) (int, error) {
 		for _, h := range hosts {
 			switch h.State {
 			case inventory.Requested, inventory.Provisioning, inventory.Booting:
-				continue
+				if h.Damaged == "" {
+					continue
+				}
 			}
 			if err := tx.Forget(d.Env, h.Name, why); err != nil {
 				return err

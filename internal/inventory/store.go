@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
@@ -37,6 +38,10 @@ type Host struct {
 	State      State             `json:"state"`
 	Reason     string            `json:"reason,omitempty"`
 	Attrs      map[string]string `json:"attrs,omitempty"`
+	// Damaged says why the host's row could not be read whole ("" when
+	// it could): such a host is listed, and can be forgotten or deleted,
+	// but not worked on.
+	Damaged string `json:"damaged,omitempty"`
 	// Since is when the host entered its state.
 	Since   time.Time `json:"since"`
 	Updated time.Time `json:"updated"`
@@ -56,8 +61,9 @@ type Event struct {
 
 // Store is the inventory database.
 type Store struct {
-	db  *sql.DB
-	now func() time.Time
+	db   *sql.DB
+	now  func() time.Time
+	path string
 }
 
 const schema = `
@@ -100,11 +106,30 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory %s: %w", path, err)
 	}
+	s := &Store{db: db, now: time.Now, path: path}
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("inventory %s: %w", path, err)
+		return nil, s.damaged(fmt.Errorf("inventory %s: %w", path, err))
 	}
-	return &Store{db: db, now: time.Now}, nil
+	return s, nil
+}
+
+// ErrDamaged is wrapped by the errors of a store whose file SQLite finds
+// damaged.
+var ErrDamaged = errors.New("the inventory's database is damaged")
+
+// damaged names the file and says what to do when err is SQLite finding
+// the database damaged.
+func (s *Store) damaged(err error) error {
+	if err == nil {
+		return nil
+	}
+	m := err.Error()
+	if !strings.Contains(m, "malformed") && !strings.Contains(m, "not a database") && !strings.Contains(m, "corrupt") {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %v; restore it from a backup (a copy taken while no booted ran), or see what is wrong with: sqlite3 %s 'PRAGMA integrity_check'",
+		ErrDamaged, s.path, err, s.path)
 }
 
 // Close closes the store.
@@ -133,8 +158,11 @@ func (s *Store) View(ctx context.Context, fn func(tx *Tx) error) error {
 func (s *Store) run(ctx context.Context, writable bool, fn func(tx *Tx) error) (err error) {
 	t, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: !writable})
 	if err != nil {
-		return fmt.Errorf("inventory: %w", err)
+		return s.damaged(fmt.Errorf("inventory: %w", err))
 	}
+	defer func() {
+		err = s.damaged(err)
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			t.Rollback()
@@ -310,17 +338,33 @@ const hostCols = `env, name, role, provider, provider_id, addr, port, mac, host_
 
 func scanHost(sc interface{ Scan(...any) error }) (Host, error) {
 	var h Host
-	var attrs string
-	var since, updated int64
-	err := sc.Scan(&h.Env, &h.Name, &h.Role, &h.Provider, &h.ProviderID, &h.Addr, &h.Port, &h.MAC, &h.HostKey, &h.State, &h.Reason, &attrs, &since, &updated)
+	var port, since, updated, attrs, state any
+	err := sc.Scan(&h.Env, &h.Name, &h.Role, &h.Provider, &h.ProviderID, &h.Addr, &port, &h.MAC, &h.HostKey, &state, &h.Reason, &attrs, &since, &updated)
 	if err != nil {
 		return h, err
 	}
-	h.Since, h.Updated = time.Unix(0, since), time.Unix(0, updated)
-	if attrs != "" && attrs != "{}" {
-		if err := json.Unmarshal([]byte(attrs), &h.Attrs); err != nil {
-			return h, fmt.Errorf("host %s: attributes: %w", h.Name, err)
+	// A damaged row is read as far as it can be, and says what is wrong.
+	var bad []string
+	num := func(v any, field string) int64 {
+		n, ok := v.(int64)
+		if !ok && v != nil {
+			bad = append(bad, fmt.Sprintf("%s %v is not a number", field, v))
 		}
+		return n
+	}
+	h.Port = int(num(port, "port"))
+	h.Since, h.Updated = time.Unix(0, num(since, "since")), time.Unix(0, num(updated, "updated"))
+	st, _ := state.(string)
+	if h.State = State(st); !h.State.Valid() {
+		bad = append(bad, fmt.Sprintf("state %q is not a state", st))
+	}
+	if a, _ := attrs.(string); a != "" && a != "{}" {
+		if err := json.Unmarshal([]byte(a), &h.Attrs); err != nil {
+			bad = append(bad, fmt.Sprintf("attributes unreadable (%v)", err))
+		}
+	}
+	if len(bad) > 0 {
+		h.Damaged = strings.Join(bad, "; ")
 	}
 	return h, nil
 }

@@ -1,10 +1,14 @@
 package inventory
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -250,5 +254,59 @@ func TestStore_View(t *testing.T) {
 	}
 	if found, _ := s.Get(ctx, "e", "k", new(int)); found {
 		t.Error("a write in View was kept")
+	}
+}
+
+// Ensure one damaged row (unreadable attributes, a bad state or number)
+// is listed as damaged with the reason, the others read whole, and that it
+// can be forgotten.
+func TestStore_DamagedRow(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "booted.db")
+	s := openTest(t, path)
+	for _, n := range []string{"w1", "w2", "w3", "w4"} {
+		if err := s.Advance(ctx, "e", n, Booting, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{
+		`UPDATE hosts SET attrs = '{not json' WHERE name = 'w2'`,
+		`UPDATE hosts SET state = 'exploded' WHERE name = 'w3'`,
+		`UPDATE hosts SET since = 'yesterday' WHERE name = 'w4'`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs, err := s.Hosts(ctx, "e")
+	if err != nil || len(hs) != 4 {
+		t.Fatalf("hosts: %d, %v", len(hs), err)
+	}
+	want := map[string]string{"w1": "", "w2": "attributes unreadable", "w3": `state "exploded" is not a state`, "w4": "since yesterday is not a number"}
+	for _, h := range hs {
+		if w := want[h.Name]; (w == "") != (h.Damaged == "") || !strings.Contains(h.Damaged, w) {
+			t.Errorf("%s: damaged %q, want %q", h.Name, h.Damaged, w)
+		}
+	}
+	if err := s.Update(ctx, func(tx *Tx) error { return tx.Forget("e", "w3", "hosts:clear") }); err != nil {
+		t.Fatal(err)
+	}
+	if hs, _ := s.Hosts(ctx, "e"); len(hs) != 3 {
+		t.Errorf("%d hosts after forgetting the damaged one", len(hs))
+	}
+}
+
+// Ensure a damaged database file is named, with what to do.
+func TestStore_DamagedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "booted.db")
+	os.WriteFile(path, bytes.Repeat([]byte("this is not sqlite "), 512), 0o600)
+	_, err := Open(context.Background(), path)
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "PRAGMA integrity_check") {
+		t.Errorf("err = %v", err)
 	}
 }

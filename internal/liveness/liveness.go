@@ -63,7 +63,7 @@ var Checked = map[inventory.State]bool{inventory.Booted: true, inventory.Ready: 
 func ToCheck(hosts []inventory.Host) []inventory.Host {
 	var out []inventory.Host
 	for _, h := range hosts {
-		if Checked[h.State] && h.Addr != "" && h.HostKey != "" {
+		if Checked[h.State] && h.Addr != "" && h.HostKey != "" && h.Damaged == "" {
 			out = append(out, h)
 		}
 	}

@@ -34,7 +34,7 @@ type HostKeyError struct {
 }
 
 func (e *HostKeyError) Error() string {
-	return fmt.Sprintf("host %s (%s): HOST KEY CHANGED: pinned %s, offered %s; refusing to connect (if the host was rebuilt, run hosts:reset to pin its new key)",
+	return fmt.Sprintf("host %s (%s): HOST KEY CHANGED: pinned %s, offered %s; refusing to connect (if the host was rebuilt, provision it again to enroll its new key: image:stop then image:start; a static host: replace its known_hosts entry; otherwise someone else answers at its address)",
 		e.Host, e.Addr, ssh.FingerprintSHA256(e.Want), ssh.FingerprintSHA256(e.Got))
 }
 

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -602,5 +603,38 @@ func TestSession_ReloadSwapsProvider(t *testing.T) {
 	}
 	if list, _ := s.prov.List(ctx); len(list) != 2 {
 		t.Errorf("a failed reload changed the provider: %+v", list)
+	}
+}
+
+// Ensure one damaged inventory row does not block the rest: hosts:list
+// shows it as damaged, a deploy goes on with the other hosts and says it
+// skipped it, and hosts:clear removes it.
+func TestFake_DamagedRowDoesNotBlock(t *testing.T) {
+	f := fakeProject(t, fakeRoles)
+	ctx := context.Background()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(f.r.Inventory, "booted.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE hosts SET attrs = '{not json' WHERE name = 'w2'`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	f.out.Reset()
+	f.must(t, f.r.HostsList(ctx, f.env))
+	if !strings.Contains(f.out.String(), "DAMAGED ROW: attributes unreadable") {
+		t.Errorf("hosts:list does not show the damaged row:\n%s", f.out)
+	}
+	f.io.mu.Lock()
+	f.io.log = nil
+	f.io.mu.Unlock()
+	f.must(t, f.r.ServiceDeploy(ctx, f.env, "hello", "v2"))
+	if got := f.io.logged("deploy "); fmt.Sprint(got) != "[deploy w1 v2 deploy w3 v2]" {
+		t.Errorf("deployed %v, want w1 and w3", got)
+	}
+	f.must(t, f.r.HostsClear(ctx, f.env))
+	if _, ok := f.states(t)["w2"]; ok {
+		t.Error("hosts:clear kept the damaged row")
 	}
 }

@@ -39,8 +39,12 @@ func (s *session) printHosts(ctx context.Context) error {
 	}
 	rows := make([]hostRow, 0, len(hosts))
 	for _, h := range hosts {
+		reason := h.Reason
+		if h.Damaged != "" {
+			reason = "DAMAGED ROW: " + h.Damaged + " (hosts:clear forgets it)"
+		}
 		rows = append(rows, hostRow{Name: h.Name, Role: h.Role, State: string(h.State), IP: h.Addr, HostKey: h.HostKey,
-			Since: h.Since.UTC().Format(time.RFC3339), Reason: h.Reason})
+			Since: h.Since.UTC().Format(time.RFC3339), Reason: reason})
 	}
 	return printRows(s.r, rows, []string{"NAME", "ROLE", "STATE", "IP", "HOSTKEY", "SINCE", "REASON"}, func(x hostRow) []string {
 		return []string{x.Name, x.Role, x.State, x.IP, fingerprint(x.HostKey), x.Since, x.Reason}

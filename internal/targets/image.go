@@ -199,6 +199,9 @@ func (s *session) retire(ctx context.Context, name string, to inventory.State, r
 	if err != nil {
 		return err
 	}
+	if h.Damaged != "" { // its row cannot be moved: it goes
+		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.Forget(s.env.Name, name, string(to)+": its row was damaged") })
+	}
 	if err := s.advance(ctx, name, to, reason); err != nil {
 		return err
 	}

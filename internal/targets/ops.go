@@ -23,6 +23,13 @@ func (s *session) selectHosts(ctx context.Context, role string, only func(invent
 	}
 	var out []inventory.Host
 	for _, h := range hosts {
+		if h.Damaged != "" {
+			if !s.warned[h.Name] {
+				fmt.Fprintf(s.r.Err, "host %s: skipped: its inventory row is damaged (%s); hosts:clear %s forgets it\n", h.Name, h.Damaged, s.env.Name)
+				s.warned[h.Name] = true
+			}
+			continue
+		}
 		if h.State == inventory.Terminated || h.Addr == "" || (role != "" && h.Role != role) {
 			continue
 		}

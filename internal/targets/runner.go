@@ -59,6 +59,7 @@ type session struct {
 	signer     ssh.Signer
 	authorized []byte
 	ctl        *controller.Controller
+	warned     map[string]bool // damaged hosts already reported
 }
 
 // loadEnv reads envs/NAME.yaml.
@@ -88,7 +89,7 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{r: r, env: env, dir: dir, store: store, io: r.io}
+	s := &session{r: r, env: env, dir: dir, store: store, io: r.io, warned: map[string]bool{}}
 	fail := func(err error) (*session, error) { store.Close(); return nil, err }
 	keyPath := env.SSH.Key
 	if keyPath == "" {

@@ -271,6 +271,10 @@ func TestTargets_KeyChangeAndCancel(t *testing.T) {
 	if !strings.Contains(f.out.String(), "host w1 (") || !strings.Contains(f.out.String(), "HOST KEY CHANGED") {
 		t.Errorf("the refusal does not name the host and the change:\n%s", f.out)
 	}
+	// hosts:reset keeps the pinned key: the advice is a new provisioning.
+	if strings.Contains(f.out.String(), "hosts:reset") || !strings.Contains(f.out.String(), "image:stop then image:start") {
+		t.Errorf("the refusal's advice is wrong:\n%s", f.out)
+	}
 }
 
 // env:startMin, env:startWorker and env:stop compose the same steps.
