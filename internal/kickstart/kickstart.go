@@ -24,6 +24,8 @@ type Data struct {
 	Token string
 	// IdentityURL is where a clone asks for its name, followed by its MAC.
 	IdentityURL string
+	// FailedURL is where a failed install reports (/booted/failed).
+	FailedURL string
 	ServicePort int
 }
 

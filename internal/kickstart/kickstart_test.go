@@ -50,7 +50,8 @@ func render(t *testing.T, name string) ([]byte, []byte) {
 		t.Fatal(err)
 	}
 	ks, err := Render(filepath.Join(repo, "kickstart"), name, Data{Name: "w1", Env: "prod", AuthorizedKey: "ssh-ed25519 AAAAkey booted@prod",
-		PhoneHome: string(ph), Token: strings.Repeat("ab", 32), IdentityURL: "http://192.168.56.1:8077/kickstart/identity/", ServicePort: 8080})
+		PhoneHome: string(ph), Token: strings.Repeat("ab", 32), IdentityURL: "http://192.168.56.1:8077/kickstart/identity/",
+		FailedURL: "http://192.168.56.1:8077/booted/failed", ServicePort: 8080})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,9 +77,9 @@ func TestKickstart_Syntax(t *testing.T) {
 					continue
 				case trimmed == "" || strings.HasPrefix(trimmed, "#"):
 					continue
-				case strings.HasPrefix(trimmed, "%packages"), strings.HasPrefix(trimmed, "%post"):
+				case strings.HasPrefix(trimmed, "%packages"), strings.HasPrefix(trimmed, "%post"), strings.HasPrefix(trimmed, "%onerror"):
 					section = trimmed
-					if trimmed != "%packages" && trimmed != "%post --log=/root/booted-post.log" {
+					if trimmed != "%packages" && trimmed != "%post --log=/root/booted-post.log" && trimmed != "%onerror" {
 						t.Errorf("line %d: section header %q", ln, trimmed)
 					}
 					continue
@@ -119,8 +120,12 @@ func TestKickstart_Syntax(t *testing.T) {
 			// The token is written once, to a file of its own (0600), never
 			// into the script that stays on the host.
 			tok := []byte(strings.Repeat("ab", 32))
-			if bytes.Count(ks, tok) != 1 || bytes.Contains(ph, tok) || !bytes.Contains(ks, []byte("(umask 077; printf '%s' "+string(tok)+" > /etc/booted/enroll-token)")) {
-				t.Error("the enrollment token is not written once, to /etc/booted/enroll-token alone")
+			if bytes.Count(ks, tok) != 2 || bytes.Contains(ph, tok) || !bytes.Contains(ks, []byte("(umask 077; printf '%s' "+string(tok)+" > /etc/booted/enroll-token)")) ||
+				!bytes.Contains(ks, []byte(`data-urlencode = "token=`+string(tok)+`"`)) {
+				t.Error("the enrollment token is not in the token file and the failure report's curl config alone")
+			}
+			if !bytes.Contains(ks, []byte("%onerror\n")) || !bytes.Contains(ks, []byte(`url = "http://192.168.56.1:8077/booted/failed"`)) {
+				t.Error("no onerror section with the failure report")
 			}
 		})
 	}

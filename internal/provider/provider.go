@@ -158,6 +158,8 @@ type Options struct {
 	// Served is the directory the controller serves at ServedURL
 	// (kickstarts, clone identities).
 	Served, ServedURL string
+	// FailedURL is where a host reports a failed install.
+	FailedURL string
 	// Ports are the TCP ports the hosts' services listen on (a kickstart
 	// opens them in the firewall).
 	Ports []int

@@ -72,7 +72,7 @@ func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Pr
 	render := func(s provider.Spec) error {
 		ks, err := kickstart.Render(filepath.Join(o.Root, "kickstart"), set.Kickstart, kickstart.Data{
 			Name: s.Name, Env: env.Name, AuthorizedKey: strings.TrimSpace(string(s.AuthorizedKey)), PhoneHome: string(s.PhoneHome), Token: s.Token,
-			IdentityURL: o.ServedURL + "identity/", ServicePort: port,
+			IdentityURL: o.ServedURL + "identity/", FailedURL: o.FailedURL, ServicePort: port,
 		})
 		if err != nil {
 			return err

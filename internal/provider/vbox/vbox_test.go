@@ -62,7 +62,7 @@ func newFixture(t *testing.T, kickstartName string) *fixture {
 	repo := testutil.RepoRoot(t)
 	render := func(s provider.Spec) error {
 		ks, err := kickstart.Render(filepath.Join(repo, "kickstart"), kickstartName, kickstart.Data{Name: s.Name, Env: "prod",
-			AuthorizedKey: authKey, PhoneHome: string(s.PhoneHome), Token: s.Token, IdentityURL: "http://192.168.56.1:8077/kickstart/identity/", ServicePort: 8080})
+			AuthorizedKey: authKey, PhoneHome: string(s.PhoneHome), Token: s.Token, IdentityURL: "http://192.168.56.1:8077/kickstart/identity/", FailedURL: "http://192.168.56.1:8077/booted/failed", ServicePort: 8080})
 		if err != nil {
 			return err
 		}
