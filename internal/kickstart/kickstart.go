@@ -25,7 +25,7 @@ type Data struct {
 	// IdentityURL is where a clone asks for its name, followed by its MAC.
 	IdentityURL string
 	// FailedURL is where a failed install reports (/booted/failed).
-	FailedURL string
+	FailedURL   string
 	ServicePort int
 }
 

@@ -129,7 +129,7 @@ func (s *session) openProvider(ctx context.Context) (provider.Provider, error) {
 			return pkgs.Ensure(ctx, s.r.Err, pkgs.Merge(controller.Needs, need))
 		},
 		Served: s.ctl.KickstartDir, ServedURL: "http://" + s.env.CallbackAddr() + "/kickstart/", Ports: ports,
-		FailedURL: "http://" + s.env.CallbackAddr() + bootlog.FailedPath,
+		FailedURL:  "http://" + s.env.CallbackAddr() + bootlog.FailedPath,
 		VBoxManage: s.r.VBoxManage, VBoxTFTP: s.r.VBoxTFTP, QemuAppend: s.r.QemuAppend,
 	}
 	open := s.r.openProvider
