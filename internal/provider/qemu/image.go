@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"booted/internal/bridge"
+	"booted/internal/provider"
 )
 
 // packages the image gets on top of debootstrap's minbase (dbus: for
@@ -297,4 +298,30 @@ func tail(s string, n int) string {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, os.ErrNotExist)
+}
+
+// BuildImage builds (or takes from the cache) the Debian image of q (its
+// suite, mirror, disk size and cache; defaults for what is unset): the
+// image bare-metal nodes install from too.
+func BuildImage(ctx context.Context, q Settings, log io.Writer) (Image, error) {
+	q.applyDefaults()
+	return (&Provider{q: &q}).Image(ctx, log)
+}
+
+// SeedFiles are the files that make a copy of the image a given host: its
+// name, its network (a static address on the interface with its MAC), the
+// deploy key, the phone-home script and this provisioning's enrollment
+// token. Paths are relative to the root; 0600 for the secret ones.
+func SeedFiles(s provider.Spec, mac, addr string, bits int, gateway string) map[string]string {
+	files := map[string]string{
+		"etc/hostname": s.Name + "\n",
+		"etc/systemd/network/10-booted.network": fmt.Sprintf("[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s/%d\nGateway=%s\n",
+			mac, addr, bits, gateway),
+		"root/.ssh/authorized_keys": string(s.AuthorizedKey),
+		"etc/booted/phone-home.sh":  string(s.PhoneHome),
+	}
+	if s.Token != "" {
+		files["etc/booted/enroll-token"] = s.Token
+	}
+	return files
 }

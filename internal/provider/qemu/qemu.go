@@ -185,15 +185,9 @@ func (p *Provider) build(ctx context.Context, s provider.Spec, cloneOf string, g
 func (p *Provider) writeSeed(ctx context.Context, v vm, s provider.Spec, clone bool) error {
 	dir := filepath.Join(p.vmDir(v.Name), "seed")
 	os.RemoveAll(dir)
-	files := map[string]string{
-		"files/etc/hostname": v.Name + "\n",
-		"files/etc/systemd/network/10-booted.network": fmt.Sprintf("[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s/%d\nGateway=%s\n",
-			v.MAC, v.Addr, p.subnet.Bits(), p.gateway.Addr()),
-		"files/root/.ssh/authorized_keys": string(s.AuthorizedKey),
-		"files/etc/booted/phone-home.sh":  string(s.PhoneHome),
-	}
-	if s.Token != "" { // this provisioning's enrollment token, for this VM alone
-		files["files/etc/booted/enroll-token"] = s.Token
+	files := map[string]string{}
+	for rel, content := range SeedFiles(s, v.MAC, v.Addr, p.subnet.Bits(), p.gateway.Addr().String()) {
+		files["files/"+rel] = content
 	}
 	if clone {
 		files["regen-host-keys"] = ""
