@@ -28,8 +28,9 @@ const LogFormat = `escape=json '{"time":"$time_iso8601","remote":"$remote_addr",
 // FailedPath is where a host reports a failed install or boot (Foreman's
 // /unattended/failed); CallbackPath is where it phones home.
 const (
-	CallbackPath = "/booted/"
-	FailedPath   = "/booted/failed"
+	CallbackPath  = "/booted/"
+	FailedPath    = "/booted/failed"
+	InstalledPath = "/booted/installed"
 )
 
 // Namespace is the ssh-keygen -Y namespace of booted's callback signatures.
@@ -73,6 +74,9 @@ type Callback struct {
 	// log.
 	Failed bool
 	Log    string
+	// Installed marks an installer's report that the disk is written (a
+	// bare-metal node: booted then turns its netboot off).
+	Installed bool
 }
 
 // Errors ParseLine returns.
@@ -118,6 +122,7 @@ func ParseLine(line []byte) (Callback, error) {
 		return cb, fmt.Errorf("%w: query: %v", ErrBadCallback, err)
 	}
 	cb.Failed = strings.TrimSuffix(l.URI, "/") == FailedPath
+	cb.Installed = strings.TrimSuffix(l.URI, "/") == InstalledPath
 	cb.Name, cb.Token = q.Get("name"), strings.TrimSpace(q.Get("token"))
 	if cb.Name == "" || len(cb.Name) > 63 {
 		return cb, fmt.Errorf("%w: name missing", ErrBadCallback)
@@ -138,6 +143,12 @@ func ParseLine(line []byte) (Callback, error) {
 		if cb.Sig, err = sshsig.ParseSignature(blob); err != nil {
 			return cb, fmt.Errorf("%w: %s sent an unreadable signature: %v", ErrBadCallback, cb.Name, err)
 		}
+	}
+	if cb.Installed {
+		if cb.Token == "" {
+			return cb, fmt.Errorf("%w: %s's install report has no token", ErrBadCallback, cb.Name)
+		}
+		return cb, nil
 	}
 	if cb.Failed {
 		cb.Log = q.Get("log")

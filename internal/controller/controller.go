@@ -37,6 +37,9 @@ type Controller struct {
 	BootLog string
 	// KickstartDir is served under /kickstart/.
 	KickstartDir string
+	// MetalDir holds what bare-metal nodes boot from, served under /metal/
+	// (default: next to KickstartDir).
+	MetalDir string
 	// Template is nginx/controller.conf.tmpl.
 	Template string
 	// Now is the clock used to name rotated logs; nil means time.Now.
@@ -52,6 +55,13 @@ func nginxBin() string {
 
 func (c *Controller) conf() string { return filepath.Join(c.Dir, "nginx.conf") }
 
+func (c *Controller) metalDir() string {
+	if c.MetalDir != "" {
+		return c.MetalDir
+	}
+	return filepath.Join(filepath.Dir(c.KickstartDir), "metal")
+}
+
 // Render returns the nginx configuration.
 func (c *Controller) Render() ([]byte, error) {
 	src, err := os.ReadFile(c.Template)
@@ -65,7 +75,7 @@ func (c *Controller) Render() ([]byte, error) {
 	var b bytes.Buffer
 	err = t.Execute(&b, map[string]string{
 		"Env": c.Env, "Dir": c.Dir, "Listen": c.Listen, "BootLog": c.BootLog,
-		"KickstartDir": c.KickstartDir, "LogFormat": bootlog.LogFormat,
+		"KickstartDir": c.KickstartDir, "MetalDir": c.metalDir(), "LogFormat": bootlog.LogFormat,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("controller nginx template %s: %w", c.Template, err)
@@ -93,7 +103,7 @@ func (c *Controller) PID() int {
 // writeConf renders the configuration, checks it with nginx -t and only
 // then puts it in place; a configuration that fails the check is never used.
 func (c *Controller) writeConf(ctx context.Context) error {
-	for _, d := range []string{filepath.Dir(c.BootLog), c.Dir, filepath.Join(c.Dir, "tmp"), c.KickstartDir} {
+	for _, d := range []string{filepath.Dir(c.BootLog), c.Dir, filepath.Join(c.Dir, "tmp"), c.KickstartDir, c.metalDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
@@ -103,6 +113,11 @@ func (c *Controller) writeConf(ctx context.Context) error {
 	}
 	if err := privateLog(c.BootLog); err != nil {
 		return err
+	}
+	if _, err := os.Stat(filepath.Join(c.metalDir(), "seeds.conf")); err != nil { // included: it must exist
+		if err := os.WriteFile(filepath.Join(c.metalDir(), "seeds.conf"), nil, 0o600); err != nil {
+			return err
+		}
 	}
 	conf, err := c.Render()
 	if err != nil {

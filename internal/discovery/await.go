@@ -2,18 +2,16 @@ package discovery
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"booted/internal/inventory"
 )
 
 // Await catches up with the boot log, then waits for the hosts that are
-// booting: each either phones home or, once timeout has passed since it
-// started booting, is failed with "no phone-home within TIMEOUT of boot"
-// and what more(name) adds (its console's last lines). OnBooted is told of
-// the hosts that phoned home meanwhile.
-func (d *Discoverer) Await(ctx context.Context, timeout time.Duration, more func(name string) string) error {
+// booting: each either phones home or late(h) says why it is failed (the
+// boot timeout passed, with its console's last lines, say); "" keeps
+// waiting. OnBooted is told of the hosts that phoned home meanwhile.
+func (d *Discoverer) Await(ctx context.Context, late func(h inventory.Host) string) error {
 	for {
 		if err := d.CatchUp(ctx); err != nil {
 			return err
@@ -27,13 +25,10 @@ func (d *Discoverer) Await(ctx context.Context, timeout time.Duration, more func
 			if h.State != inventory.Booting {
 				continue
 			}
-			if time.Since(h.Since) < timeout {
+			reason := late(h)
+			if reason == "" {
 				waiting++
 				continue
-			}
-			reason := fmt.Sprintf("no phone-home within %v of boot", timeout)
-			if more != nil {
-				reason += more(h.Name)
 			}
 			err := d.Store.Update(ctx, func(tx *inventory.Tx) error {
 				cur, err := tx.Host(d.Env, h.Name)

@@ -67,6 +67,11 @@ type Discoverer struct {
 	Poll time.Duration
 	// OnBooted, if set, is called after a batch with the hosts it booted.
 	OnBooted func(names []string)
+	// OnInstalled, if set, is called after a batch with the hosts whose
+	// installer reported the disk written (netboot is turned off for them).
+	OnInstalled func(names []string)
+
+	installed []string // of the batch being applied
 }
 
 var errMoved = errors.New("boot log position moved under us")
@@ -121,7 +126,7 @@ func (d *Discoverer) run(ctx context.Context, untilCaughtUp bool) error {
 func (d *Discoverer) apply(ctx context.Context, prev bootlog.Position, lines [][]byte, next bootlog.Position) error {
 	var booted []string
 	err := d.Store.Update(ctx, func(tx *inventory.Tx) error {
-		booted = booted[:0]
+		booted, d.installed = booted[:0], d.installed[:0]
 		var cur bootlog.Position
 		if _, err := tx.Get(d.Env, positionKey, &cur); err != nil {
 			return err
@@ -140,6 +145,9 @@ func (d *Discoverer) apply(ctx context.Context, prev bootlog.Position, lines [][
 		}
 		return tx.Put(d.Env, positionKey, next)
 	})
+	if err == nil && d.OnInstalled != nil && len(d.installed) > 0 {
+		d.OnInstalled(d.installed)
+	}
 	if err == nil && d.OnBooted != nil && len(booted) > 0 {
 		d.OnBooted(booted)
 	}
@@ -209,6 +217,18 @@ func (d *Discoverer) take(tx *inventory.Tx, line []byte) (string, error) {
 	}
 	pinned, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(e.Key))
 	signedByPin := pinned != nil && cb.VerifySig(d.Env, pinned) && (key == "" || key == e.Key)
+	if cb.Installed { // the installer's report: the token stays for the installed system's phone-home
+		switch {
+		case !bootlog.TokenMatches(cb.Token, e.TokenHash):
+			return reject(CountForged, cb.Name, fmt.Sprintf("install report for %s from %s without its pending token", cb.Name, remote))
+		case cb.Time.After(e.Expires):
+			return reject(CountExpired, cb.Name, fmt.Sprintf("install report for %s from %s: its token expired", cb.Name, remote))
+		case e.FromAddr != "" && remote != e.FromAddr:
+			return reject(CountForged, cb.Name, fmt.Sprintf("install report for %s from %s, not its address %s", cb.Name, remote, e.FromAddr))
+		}
+		d.installed = append(d.installed, cb.Name)
+		return "", tx.Record(inventory.Event{Env: d.Env, Host: cb.Name, Kind: "stage", Detail: "installed: the installer wrote the disk"})
+	}
 	switch {
 	case cb.Token != "" && bootlog.TokenMatches(cb.Token, e.TokenHash): // a new provisioning
 		switch {
