@@ -129,7 +129,7 @@ func TestParse_Errors(t *testing.T) {
 		{"ListForNumber", func(s string) string { return strings.Replace(s, "max: 6", "max: [6]", 1) },
 			[]string{`x.yaml:15: roles.workers.max: want a whole number, found a list`}, []string{"less than min", "outside min..max"}},
 		{"Baremetal", func(s string) string { return strings.Replace(s, "type: local", "type: baremetal", 1) },
-			[]string{`provider.type: "baremetal": bare metal (PXE and IPMI) is not available in this version of booted yet`}, nil},
+			[]string{`provider.baremetal: missing: the baremetal provider needs its networks and nodes`}, nil},
 		{"OtherSection", func(s string) string { return strings.Replace(s, "  local:", "  qemu: {}\n  local:", 1) },
 			[]string{"x.yaml:4: provider.qemu: the provider is local: remove this section"}, nil},
 		{"StaticWithoutHosts", func(s string) string {

@@ -17,6 +17,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -143,6 +144,30 @@ type Teardowner interface {
 	Teardown(ctx context.Context) error
 }
 
+// Switch is implemented by providers that switch a host's power directly
+// (through its BMC): the power:on/off/cycle/status targets.
+type Switch interface {
+	PowerOn(ctx context.Context, name string) error
+	PowerOff(ctx context.Context, name string) error
+	PowerCycle(ctx context.Context, name string) error
+	// PowerStatus returns "on" or "off".
+	PowerStatus(ctx context.Context, name string) (string, error)
+}
+
+// Stages is implemented by providers whose hosts go through stages while
+// they boot (bare metal: powered on, DHCP lease, installer fetched,
+// installed, then the phone-home of the installed system), each with its
+// own timeout.
+type Stages interface {
+	// Stage returns the last stage host name reached since it began to
+	// boot at since (and when), and the stage it waits for now with the
+	// time it must be reached by.
+	Stage(ctx context.Context, name string, since time.Time) (reached string, at time.Time, waiting string, deadline time.Time)
+	// Retries is how many times a host late at a stage is provisioned
+	// again before it is failed.
+	Retries() int
+}
+
 // Options is what a provider gets from outside its env file section.
 type Options struct {
 	// Dir is the environment's state directory (inventory/ENV); each
@@ -160,6 +185,9 @@ type Options struct {
 	Served, ServedURL string
 	// FailedURL is where a host reports a failed install.
 	FailedURL string
+	// BaseURL is the controller's nginx (http://ADDRESS:PORT), which also
+	// serves bare-metal nodes their boot (/metal/).
+	BaseURL string
 	// Ports are the TCP ports the hosts' services listen on (a kickstart
 	// opens them in the firewall).
 	Ports []int

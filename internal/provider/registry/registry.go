@@ -13,6 +13,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/pkgs"
 	"booted/internal/provider"
+	"booted/internal/provider/baremetal"
 	"booted/internal/provider/local"
 	"booted/internal/provider/qemu"
 	"booted/internal/provider/static"
@@ -30,10 +31,11 @@ type factory struct {
 
 // providers is the table of provider types.
 var providers = map[string]factory{
-	"local":  {local.Decode, local.Open, local.Needs},
-	"static": {static.Decode, static.Open, nil},
-	"vbox":   {vbox.Decode, vbox.Open, nil}, // VirtualBox is not a Debian package
-	"qemu":   {qemu.Decode, qemu.Open, qemu.Needs},
+	"local":     {local.Decode, local.Open, local.Needs},
+	"static":    {static.Decode, static.Open, nil},
+	"vbox":      {vbox.Decode, vbox.Open, nil}, // VirtualBox is not a Debian package
+	"qemu":      {qemu.Decode, qemu.Open, qemu.Needs},
+	"baremetal": {baremetal.Decode, baremetal.Open, baremetal.Needs},
 }
 
 // Needs returns what the given provider types (every one, if none is
@@ -50,9 +52,7 @@ func Needs(types ...string) pkgs.Need {
 }
 
 // planned are types the brief names that this booted does not have yet.
-var planned = map[string]string{
-	"baremetal": "bare metal (PXE and IPMI) is not available in this version of booted yet",
-}
+var planned = map[string]string{}
 
 // Types returns the provider types, sorted.
 func Types() []string {
