@@ -175,6 +175,11 @@ func (Hosts) Run(ctx context.Context, env, cmd string) error {
 	return run(func(r *targets.Runner) error { return r.HostsRun(ctx, env, cmd) })
 }
 
+// Console prints the console log of host HOST of ENV (the serial console of a VM or an emulated machine).
+func (Hosts) Console(ctx context.Context, env, host string) error {
+	return run(func(r *targets.Runner) error { return r.HostsConsole(ctx, env, host) })
+}
+
 // Clear forgets the discovered hosts of ENV; hosts:logged then reads the live boot log again from its start.
 //
 // Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
@@ -276,4 +281,60 @@ func (Monitor) Run(ctx context.Context, env string) error {
 // Settings: BOOTED_OUTPUT=json.
 func (Monitor) Status(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.MonitorStatus(ctx, env) })
+}
+
+// Power switches bare-metal nodes through their BMCs (IPMI).
+type Power mg.Namespace
+
+// On powers node NODE of ENV on through its BMC.
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
+func (Power) On(ctx context.Context, env, node string) error {
+	return run(func(r *targets.Runner) error { return r.Power(ctx, "on", env, node) })
+}
+
+// Off powers node NODE of ENV off through its BMC.
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
+func (Power) Off(ctx context.Context, env, node string) error {
+	return run(func(r *targets.Runner) error { return r.Power(ctx, "off", env, node) })
+}
+
+// Cycle power-cycles node NODE of ENV through its BMC (an installed node boots its disk).
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
+func (Power) Cycle(ctx context.Context, env, node string) error {
+	return run(func(r *targets.Runner) error { return r.Power(ctx, "cycle", env, node) })
+}
+
+// Status prints the power of node NODE of ENV, asked of its BMC.
+func (Power) Status(ctx context.Context, env, node string) error {
+	return run(func(r *targets.Runner) error { return r.Power(ctx, "status", env, node) })
+}
+
+// Node manages the bare-metal nodes of an environment.
+type Node mg.Namespace
+
+// Secret sets node NODE's BMC password from standard input (one line) into inventory/ENV/bmc/NODE, mode 0600.
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
+func (Node) Secret(ctx context.Context, env, node string) error {
+	return run(func(r *targets.Runner) error { return r.NodeSecret(ctx, env, node, os.Stdin) })
+}
+
+// Metal makes emulated bare-metal machines to try a baremetal env on this machine.
+type Metal mg.Namespace
+
+// Lab makes, for every node of ENV, a qemu machine with an empty disk that netboots and an ipmi_sim BMC on 127.0.0.1 that powers it (needs root).
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
+func (Metal) Lab(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.MetalLab(ctx, env) })
+}
+
+// LabDown stops (by PID) and removes the emulated machines and BMCs of ENV.
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
+func (Metal) LabDown(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.MetalLabDown(ctx, env) })
 }

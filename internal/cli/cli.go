@@ -54,6 +54,7 @@ var Catalog = []Target{
 	{"hosts:run", []Arg{s("env"), s("cmd")}},
 	{"hosts:clear", []Arg{s("env")}},
 	{"hosts:reset", []Arg{s("env")}},
+	{"hosts:console", []Arg{s("env"), s("host")}},
 	{"image:build", []Arg{s("env"), s("name")}},
 	{"image:start", []Arg{s("env"), s("name")}},
 	{"image:stop", []Arg{s("env"), s("name")}},
@@ -65,6 +66,13 @@ var Catalog = []Target{
 	{"bench:fanout", []Arg{{"n", "int"}}},
 	{"monitor:run", []Arg{s("env")}},
 	{"monitor:status", []Arg{s("env")}},
+	{"power:on", []Arg{s("env"), s("node")}},
+	{"power:off", []Arg{s("env"), s("node")}},
+	{"power:cycle", []Arg{s("env"), s("node")}},
+	{"power:status", []Arg{s("env"), s("node")}},
+	{"node:secret", []Arg{s("env"), s("node")}},
+	{"metal:lab", []Arg{s("env")}},
+	{"metal:labDown", []Arg{s("env")}},
 }
 
 // ErrUsage is wrapped by every error Check returns.

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 
 	"booted/internal/controller"
+	"booted/internal/metallab"
 	"booted/internal/pkgs"
 	"booted/internal/provider/registry"
 	"booted/internal/settings"
@@ -27,7 +28,7 @@ func Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := pkgs.Ensure(ctx, out, pkgs.Merge(controller.Needs, registry.Needs(), pkgs.Need{"ssh": "openssh-client"})); err != nil {
+	if err := pkgs.Ensure(ctx, out, pkgs.Merge(controller.Needs, registry.Needs(), metallab.Needs, pkgs.Need{"ssh": "openssh-client"})); err != nil {
 		return err
 	}
 	if os.Geteuid() == 0 {

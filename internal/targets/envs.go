@@ -47,7 +47,7 @@ func (s *session) bootHosts(ctx context.Context, names []string) error {
 		return err
 	}
 	for _, n := range names {
-		if err := s.start(ctx, n); err != nil {
+		if err := s.provision(ctx, n); err != nil {
 			return err
 		}
 	}
@@ -259,10 +259,12 @@ func (s *session) destroy(ctx context.Context, why string) (int, error) {
 		return 0, err
 	}
 	n := 0
+	var errs []error // one host that cannot be deleted (its BMC down, say) does not keep the rest
 	if _, ok := s.prov.(provider.Deleter); ok {
 		for _, in := range insts {
 			if err := s.delete(ctx, in.Name, true); err != nil {
-				return n, err
+				errs = append(errs, err)
+				continue
 			}
 			if _, err := s.store.Host(ctx, s.env.Name, in.Name); err == nil {
 				if err := s.advance(ctx, in.Name, inventory.Terminated, why); err != nil {
@@ -273,10 +275,11 @@ func (s *session) destroy(ctx context.Context, why string) (int, error) {
 		}
 	}
 	if err := s.ctl.Stop(ctx); err != nil {
-		return n, err
+		return n, errors.Join(append(errs, err)...)
 	}
 	if t, ok := s.prov.(provider.Teardowner); ok {
-		return n, t.Teardown(ctx)
+		errs = append(errs, t.Teardown(ctx))
 	}
-	return n, nil
+	errs = append(errs, s.downLab(ctx)) // the emulated machines of metal:lab
+	return n, errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 
 	"booted/internal/discovery"
 	"booted/internal/fleet"
+	"booted/internal/inventory"
 	"booted/internal/liveness"
 	"booted/internal/provider"
 	"booted/internal/report"
@@ -30,6 +31,8 @@ type hostRow struct {
 	HostKey string `json:"hostKey"`
 	Since   string `json:"since"`
 	Reason  string `json:"reason,omitempty"`
+	// Stage is the last stage a booting bare-metal node reached (STAGE@TIME).
+	Stage string `json:"stage,omitempty"`
 }
 
 func (s *session) printHosts(ctx context.Context) error {
@@ -43,8 +46,15 @@ func (s *session) printHosts(ctx context.Context) error {
 		if h.Damaged != "" {
 			reason = "DAMAGED ROW: " + h.Damaged + " (hosts:clear forgets it)"
 		}
+		var stage string
+		if _, ok := s.prov.(provider.Stages); ok && h.State == inventory.Booting {
+			s.store.Get(ctx, s.env.Name, "stage/"+h.Name, &stage)
+			if name, at, ok := strings.Cut(stage, "@"); ok && reason == "" {
+				reason = "stage " + name + " reached at " + at
+			}
+		}
 		rows = append(rows, hostRow{Name: h.Name, Role: h.Role, State: string(h.State), IP: h.Addr, HostKey: h.HostKey,
-			Since: h.Since.UTC().Format(time.RFC3339), Reason: reason})
+			Since: h.Since.UTC().Format(time.RFC3339), Reason: reason, Stage: stage})
 	}
 	return printRows(s.r, rows, []string{"NAME", "ROLE", "STATE", "IP", "HOSTKEY", "SINCE", "REASON"}, func(x hostRow) []string {
 		return []string{x.Name, x.Role, x.State, x.IP, fingerprint(x.HostKey), x.Since, x.Reason}
@@ -103,22 +113,81 @@ func (s *session) pinner(k provider.KnownKeys) *discovery.Pinner {
 }
 
 // logged catches up with the boot log, then waits for booting hosts (up
-// to the boot timeout); a host that installed itself boots its disk next.
+// to the boot timeout, or each stage's where the provider has stages); a
+// host that installed itself boots its disk next.
 func (s *session) logged(ctx context.Context) error {
 	if k, ok := s.prov.(provider.KnownKeys); ok {
 		return s.pinner(k).Record(ctx)
 	}
 	d := s.discoverer()
 	if nb, ok := s.prov.(provider.Netboot); ok {
-		d.OnBooted = func(names []string) {
+		installed := func(names []string) {
 			for _, n := range names {
 				if err := nb.Installed(ctx, n); err != nil {
 					fmt.Fprintf(s.r.Err, "host %s: %v\n", n, err)
 				}
 			}
 		}
+		d.OnBooted, d.OnInstalled = installed, installed
 	}
-	return d.Await(ctx, s.env.Timeouts.Boot.D(), s.consoleTail)
+	timeout := s.env.Timeouts.Boot.D()
+	late := func(h inventory.Host) string {
+		if st, ok := s.prov.(provider.Stages); ok {
+			return s.lateStage(ctx, st, h)
+		}
+		if time.Since(h.Since) < timeout {
+			return ""
+		}
+		return fmt.Sprintf("no phone-home within %v of boot", timeout) + s.consoleTail(h.Name)
+	}
+	return d.Await(ctx, late)
+}
+
+// lateStage says why host h, booting through stages, is failed: a stage
+// it did not reach in time, once its retries are spent (each retry
+// provisions it again).
+func (s *session) lateStage(ctx context.Context, st provider.Stages, h inventory.Host) string {
+	reached, at, waiting, deadline := st.Stage(ctx, h.Name, h.Since)
+	s.recordStage(ctx, h.Name, reached, at)
+	if time.Now().Before(deadline) {
+		return ""
+	}
+	why := fmt.Sprintf("stage %s not reached by %s", waiting, deadline.UTC().Format(time.RFC3339))
+	if reached != "" {
+		why += fmt.Sprintf(" (%s at %s)", reached, at.UTC().Format(time.RFC3339))
+	}
+	var tries int
+	s.store.Get(ctx, s.env.Name, "retries/"+h.Name, &tries)
+	if tries < st.Retries() {
+		s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.Put(s.env.Name, "retries/"+h.Name, tries+1) })
+		fmt.Fprintf(s.r.Err, "host %s: %s; provisioning it again (try %d of %d)\n", h.Name, why, tries+2, st.Retries()+1)
+		s.advance(ctx, h.Name, inventory.Failed, why+"; retrying")
+		if err := s.start(ctx, h.Name); err != nil {
+			return why + "; the retry failed: " + err.Error()
+		}
+		return ""
+	}
+	return why + s.consoleTail(h.Name)
+}
+
+// recordStage records a stage a host reached, once.
+func (s *session) recordStage(ctx context.Context, name, stage string, at time.Time) {
+	if stage == "" {
+		return
+	}
+	key := "stage/" + name
+	var last string
+	s.store.Get(ctx, s.env.Name, key, &last)
+	mark := stage + "@" + at.UTC().Format(time.RFC3339Nano)
+	if last == mark {
+		return
+	}
+	s.store.Update(ctx, func(tx *inventory.Tx) error {
+		if err := tx.Put(s.env.Name, key, mark); err != nil {
+			return err
+		}
+		return tx.Record(inventory.Event{Env: s.env.Name, Host: name, Kind: "stage", Detail: fmt.Sprintf("%s at %s", stage, at.UTC().Format(time.RFC3339Nano))})
+	})
 }
 
 // consoleTail is "; see FILE; console: its last lines", where the provider

@@ -121,8 +121,17 @@ func (r *Runner) ImageStart(ctx context.Context, envName, hosts string) error {
 			}
 			started = true
 		}
-		return s.start(ctx, n)
+		return s.provision(ctx, n)
 	})
+}
+
+// provision is start for an operator's or a role's request: a host with
+// stages gets its retries afresh.
+func (s *session) provision(ctx context.Context, name string) error {
+	if _, ok := s.prov.(provider.Stages); ok {
+		s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.Put(s.env.Name, "retries/"+name, 0) })
+	}
+	return s.start(ctx, name)
 }
 
 // start boots one host and moves it to booting, unless it already runs.
@@ -155,6 +164,11 @@ func (s *session) start(ctx context.Context, name string) error {
 	// counts from here.
 	if err := s.enroll(ctx, &spec); err != nil {
 		return err
+	}
+	if h.State == inventory.Booting { // booting no more (it is off): its boot counts from now
+		if err := s.advance(ctx, name, inventory.Failed, "not running while booting: provisioned again"); err != nil {
+			return err
+		}
 	}
 	if err := s.advance(ctx, name, inventory.Booting, ""); err != nil {
 		return err

@@ -130,6 +130,7 @@ func (s *session) openProvider(ctx context.Context) (provider.Provider, error) {
 		},
 		Served: s.ctl.KickstartDir, ServedURL: "http://" + s.env.CallbackAddr() + "/kickstart/", Ports: ports,
 		FailedURL:  "http://" + s.env.CallbackAddr() + bootlog.FailedPath,
+		BaseURL:    "http://" + s.env.CallbackAddr(),
 		VBoxManage: s.r.VBoxManage, VBoxTFTP: s.r.VBoxTFTP, QemuAppend: s.r.QemuAppend,
 	}
 	open := s.r.openProvider

@@ -1,0 +1,148 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"booted/internal/metallab"
+	"booted/internal/pkgs"
+	"booted/internal/provider"
+)
+
+// MetalLab makes an emulated machine for every node of a baremetal ENV: a
+// qemu machine with an empty disk that netboots, and an ipmi_sim BMC that
+// powers it (passwords made where booted reads them, when missing).
+func (r *Runner) MetalLab(ctx context.Context, envName string) error {
+	return r.withLock(ctx, envName, "metal:lab "+envName, func(s *session) error {
+		if err := pkgs.Ensure(ctx, r.Err, metallab.Needs); err != nil {
+			return err
+		}
+		lab, err := metallab.ForEnv(s.env, s.dir)
+		if err != nil {
+			return err
+		}
+		if err := lab.Up(ctx); err != nil {
+			return err
+		}
+		if !r.JSON {
+			for _, m := range lab.Machines {
+				fmt.Fprintf(r.Out, "%s: machine %s, BMC 127.0.0.1:%d (user %s, password in %s)\n", envName, m.Name, m.BMCPort, m.User, lab.PasswordFile(m.Name))
+			}
+		}
+		return nil
+	})
+}
+
+// MetalLabDown stops and removes the emulated machines of ENV.
+func (r *Runner) MetalLabDown(ctx context.Context, envName string) error {
+	return r.withLock(ctx, envName, "metal:labDown "+envName, func(s *session) error {
+		lab, err := metallab.ForEnv(s.env, s.dir)
+		if err != nil {
+			return err
+		}
+		return lab.Down(ctx)
+	})
+}
+
+// downLab removes an environment's emulated machines, if it has any.
+func (s *session) downLab(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(s.dir, "lab")); err != nil {
+		return nil
+	}
+	lab, err := metallab.ForEnv(s.env, s.dir)
+	if err != nil {
+		return nil
+	}
+	return lab.Down(ctx)
+}
+
+// Power switches node NODE of ENV (on, off, cycle) or shows its power
+// (status), through its BMC.
+func (r *Runner) Power(ctx context.Context, what, envName, node string) error {
+	run := r.withLock
+	if what == "status" {
+		run = func(ctx context.Context, envName, _ string, fn func(s *session) error) error {
+			return r.withEnv(ctx, envName, fn)
+		}
+	}
+	return run(ctx, envName, "power:"+what+" "+envName+" "+node, func(s *session) error {
+		sw, ok := s.prov.(provider.Switch)
+		if !ok {
+			return fmt.Errorf("%s: the %s provider has no power switch (a BMC): power:%s works on bare-metal nodes", s.env.Path, s.env.Provider.Type, what)
+		}
+		var err error
+		switch what {
+		case "on":
+			err = sw.PowerOn(ctx, node)
+		case "off":
+			err = sw.PowerOff(ctx, node)
+		case "cycle":
+			err = sw.PowerCycle(ctx, node)
+		case "status":
+			var st string
+			if st, err = sw.PowerStatus(ctx, node); err == nil {
+				fmt.Fprintf(r.Out, "%s: power %s\n", node, st)
+			}
+		default:
+			err = fmt.Errorf("power:%s: use on, off, cycle or status", what)
+		}
+		return err
+	})
+}
+
+// NodeSecret sets node NODE's BMC password, read from standard input (one
+// line), into inventory/ENV/bmc/NODE (0600): never on a command line.
+func (r *Runner) NodeSecret(ctx context.Context, envName, node string, in io.Reader) error {
+	return r.withLock(ctx, envName, "node:secret "+envName+" "+node, func(s *session) error {
+		bp, ok := s.prov.(interface {
+			BMCPasswordFile(string) string
+			Listed(string) bool
+		})
+		if !ok {
+			return fmt.Errorf("%s: the %s provider has no BMCs", s.env.Path, s.env.Provider.Type)
+		}
+		if !bp.Listed(node) {
+			return fmt.Errorf("node %s is not listed in provider.baremetal.nodes of %s", node, s.env.Path)
+		}
+		b, err := io.ReadAll(io.LimitReader(in, 4096))
+		if err != nil {
+			return err
+		}
+		pw := strings.TrimSpace(string(b))
+		if pw == "" || strings.ContainsAny(pw, "\n\"") || len(pw) > 20 {
+			return fmt.Errorf("node:secret %s %s: give the password on standard input, one line without quotes, at most 20 characters (IPMI 2.0)", envName, node)
+		}
+		path := bp.BMCPasswordFile(node)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path+".tmp", []byte(pw), 0o600); err != nil {
+			return err
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			return err
+		}
+		fmt.Fprintf(r.Out, "%s: BMC password kept in %s\n", node, path)
+		return nil
+	})
+}
+
+// HostsConsole prints the console log of host HOST of ENV.
+func (r *Runner) HostsConsole(ctx context.Context, envName, host string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		c, ok := s.prov.(provider.Console)
+		if !ok {
+			return fmt.Errorf("%s: the %s provider keeps no console logs", s.env.Path, s.env.Provider.Type)
+		}
+		b, err := os.ReadFile(c.ConsoleLog(host))
+		if err != nil {
+			return fmt.Errorf("host %s: no console log (%v)", host, err)
+		}
+		_, err = r.Out.Write(b)
+		return err
+	})
+}

@@ -1,0 +1,280 @@
+package targets
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"booted/internal/bridge"
+	"booted/internal/inventory"
+	"booted/internal/testutil"
+)
+
+// freeUDP returns a UDP port on 127.0.0.1 nothing listens on (a BMC's).
+func freeUDP(t *testing.T) int {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// metalProject is a baremetal environment on a free subnet with three
+// nodes (n1, n2 and n3), each an emulated machine of metal:lab: a qemu
+// machine with an empty disk that netboots and an ipmi_sim BMC.
+type metalProject struct {
+	*fixture
+	ports [3]int
+	net   string // the nodes' subnet prefix "10.x.y."
+}
+
+func (m *metalProject) write(t *testing.T, roles string) {
+	t.Helper()
+	var nodes strings.Builder
+	for i, p := range m.ports {
+		fmt.Fprintf(&nodes, "      - name: n%d\n        nics: [{mac: \"52:54:00:9e:00:%02x\", ip: %s%d, network: prov, primary: true}]\n        bmc: {address: 127.0.0.1, port: %d, user: admin}\n", i+1, i+11, m.net, 11+i, p)
+	}
+	body := fmt.Sprintf(`version: 1
+provider:
+  type: baremetal
+  baremetal:
+    networks:
+      - {name: prov, bridge: %s, subnet: %s}
+    nodes:
+%s    stages: {power_on: 30s, dhcp: 30s, installer: 1m, installed: 5m, first_boot: 5m}
+    retries: 1
+timeouts: {boot: 15m, ssh: 15s, ping: 2s}
+roles:
+%s`, bridge.Name(m.proj.Env), m.proj.Subnet, nodes.String(), roles)
+	if err := os.WriteFile(filepath.Join(m.proj.Root, "envs", m.proj.Env+".yaml"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newMetalProject(t *testing.T) *metalProject {
+	testutil.RequireQemu(t)
+	for _, c := range []string{"dnsmasq", "ipmi_sim", "ipmitool", "mkfs.vfat", "syslinux", "busybox"} {
+		if _, err := exec.LookPath(c); err != nil && !testutil.InCI() {
+			t.Skipf("%s is missing: the bare-metal test needs dnsmasq, openipmi, ipmitool, syslinux, dosfstools and busybox-static (go run mage.go test installs them)", c)
+		}
+	}
+	testutil.ExclusiveCPU(t) // TCG machines take the cores for minutes
+	proj := testutil.NewProject(t, testutil.DefaultEnv)
+	out := &testutil.SyncBuffer{}
+	m := &metalProject{fixture: &fixture{proj: proj, out: out, r: newRunner(proj.Root, proj.Inventory, out, testWriter{t})}}
+	m.net = strings.TrimSuffix(proj.Gateway, "1")
+	for i := range m.ports {
+		m.ports[i] = freeUDP(t)
+	}
+	m.write(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n")
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if err := m.r.EnvDestroy(ctx, proj.Env); err != nil {
+			t.Logf("env:destroy: %v", err)
+		}
+		for i := range m.ports {
+			if vm, bmc := m.labRunning(t, fmt.Sprintf("n%d", i+1)); vm || bmc {
+				t.Errorf("n%d: env:destroy left its machine (%v) or BMC (%v) running", i+1, vm, bmc)
+			}
+		}
+	})
+	return m
+}
+
+// labRunning says whether node name's emulated machine and BMC run, from
+// their pid files.
+func (m *metalProject) labRunning(t *testing.T, name string) (vm, bmc bool) {
+	alive := func(f string) bool {
+		b, err := os.ReadFile(filepath.Join(m.proj.Inventory, m.proj.Env, "lab", name, f))
+		if err != nil {
+			return false
+		}
+		var pid int
+		fmt.Sscan(string(b), &pid)
+		return pid > 0 && exec.Command("kill", "-0", fmt.Sprint(pid)).Run() == nil
+	}
+	return alive("qemu.pid"), alive("ipmi_sim.pid")
+}
+
+func (m *metalProject) count(t *testing.T, file, substr string) int {
+	b, _ := os.ReadFile(filepath.Join(m.proj.Inventory, m.proj.Env, file))
+	return strings.Count(string(b), substr)
+}
+
+func (m *metalProject) events(t *testing.T, host, kind string) []inventory.Event {
+	st, err := inventory.Open(context.Background(), filepath.Join(m.proj.Inventory, "booted.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	evs, err := st.Events(context.Background(), m.proj.Env, host, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []inventory.Event
+	for _, e := range evs {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Bare metal, end to end on emulated machines: a node whose NIC is
+// unplugged fails at the DHCP stage (tried twice: retries 1) with its
+// console; a node whose BMC is down fails at power-on naming node and BMC;
+// two nodes go PXE → installer → disk → ready, get hello behind the load
+// balancer, and a power cycle boots the disk (no second install, same key).
+func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
+	m := newMetalProject(t)
+	ctx := context.Background()
+	env := m.proj.Env
+	m.must(t, m.r.MetalLab(ctx, env))
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if fi, err := os.Stat(filepath.Join(m.proj.Inventory, env, "bmc", n)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: the BMC password file: %v %v", n, fi, err)
+		}
+	}
+	m.out.Reset()
+	m.must(t, m.r.Power(ctx, "status", env, "n1"))
+	if !strings.Contains(m.out.String(), "n1: power off") {
+		t.Fatalf("power:status of a new machine: %q", m.out)
+	}
+
+	// node:secret: from standard input, never echoed, for listed nodes only.
+	pwFile := filepath.Join(m.proj.Inventory, env, "bmc", "n1")
+	pw, _ := os.ReadFile(pwFile)
+	if err := m.r.NodeSecret(ctx, env, "n9", strings.NewReader("x")); err == nil || !strings.Contains(err.Error(), "node n9 is not listed") {
+		t.Errorf("node:secret of an unknown node: %v", err)
+	}
+	if err := m.r.NodeSecret(ctx, env, "n1", strings.NewReader(strings.Repeat("p", 21))); err == nil || !strings.Contains(err.Error(), "at most 20") {
+		t.Errorf("node:secret with a 21-character password: %v", err)
+	}
+	m.out.Reset()
+	m.must(t, m.r.NodeSecret(ctx, env, "n1", strings.NewReader(string(pw)+"\n")))
+	if fi, err := os.Stat(pwFile); err != nil || fi.Mode().Perm() != 0o600 || strings.Contains(m.out.String(), string(pw)) {
+		t.Errorf("node:secret: %v %v, printed %q", fi, err, m.out)
+	}
+	m.must(t, m.r.Power(ctx, "status", env, "n1"))
+
+	// n3's NIC is unplugged: its tap exists, on no bridge (the lab plugs
+	// in only the taps it makes).
+	tap := bridge.ShortName("bm", env, "n3")
+	if out, err := exec.Command("ip", "tuntap", "add", tap, "mode", "tap").CombinedOutput(); err != nil {
+		t.Fatalf("ip tuntap add %s: %v %s", tap, err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", tap).Run() })
+	exec.Command("ip", "link", "set", tap, "up").Run()
+	start := time.Now()
+	m.must(t, m.r.ImageStart(ctx, env, "n3"))
+	m.must(t, m.r.HostsLogged(ctx, env))
+	h := m.hosts(t)["n3"]
+	t.Logf("n3 (unplugged): %v: %s", time.Since(start).Round(time.Second), h.Reason)
+	if h.State != "failed" || !strings.Contains(h.Reason, "stage dhcp-lease not reached") || !strings.Contains(h.Reason, "console:") {
+		t.Errorf("n3 without a lease: %+v", h)
+	}
+	if n := len(m.events(t, "n3", "enrollment-issued")); n != 2 {
+		t.Errorf("n3 was provisioned %d times, want 2 (retries: 1)", n)
+	}
+	if d := time.Since(start); d > 3*time.Minute {
+		t.Errorf("n3 failed after %v: two tries of 30 s + 30 s should take about two minutes at most", d)
+	}
+
+	// n3's BMC is down: image:start fails at once, naming node and BMC.
+	if out, err := exec.Command("kill", readPid(t, filepath.Join(m.proj.Inventory, env, "lab", "n3", "ipmi_sim.pid"))).CombinedOutput(); err != nil {
+		t.Fatalf("kill n3's BMC: %v %s", err, out)
+	}
+	err := m.r.ImageStart(ctx, env, "n3")
+	bmcAddr := fmt.Sprintf("127.0.0.1:%d", m.ports[2])
+	if err == nil || !strings.Contains(err.Error(), "n3") || !strings.Contains(err.Error(), bmcAddr) {
+		t.Errorf("image:start with its BMC down: %v (want n3 and %s)", err, bmcAddr)
+	}
+
+	// Deleting it forgets its install even with its BMC down (and says so).
+	m.must(t, m.r.ImageDel(ctx, env, "n3"))
+	if h := m.hosts(t)["n3"]; h.State != "terminated" {
+		t.Errorf("n3 after image:del: %+v", h)
+	}
+
+	// The two others, with hello behind the load balancer.
+	m.proj.GitInit(t, "v1")
+	m.write(t, "  loadbalancers: {hosts: [n1], min: 1, max: 1}\n  workers: {hosts: [n2], min: 1, max: 1, service: hello, version: v1}\n")
+	start = time.Now()
+	m.must(t, m.r.EnvStartAll(ctx, env))
+	t.Logf("env:startAll (two nodes, PXE to serving): %v", time.Since(start).Round(time.Second))
+	for _, n := range []string{"n1", "n2"} {
+		if h := m.hosts(t)[n]; h.State != "serving" {
+			t.Errorf("%s: %+v", n, h)
+		}
+		var stages []string
+		for _, e := range m.events(t, n, "stage") {
+			stages = append(stages, e.Detail)
+		}
+		t.Logf("%s stages: %s", n, strings.Join(stages, "; "))
+		if len(stages) < 4 {
+			t.Errorf("%s: stages recorded: %q", n, stages)
+		}
+	}
+	res, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + m.net + "11/")
+	if err != nil {
+		t.Fatalf("through the load balancer: %v", err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), "Hello") {
+		t.Errorf("through the load balancer: %d %q", res.StatusCode, body)
+	}
+	m.must(t, m.r.ServiceTest(ctx, env, "hello"))
+
+	// A power cycle boots the disk: no installer, no install report, the
+	// same host key.
+	key := m.hosts(t)["n2"].HostKey
+	fetches := m.count(t, "metal/access.log", "installer.img")
+	installs := len(m.events(t, "n2", "stage"))
+	phoned := m.count(t, "booted.log", "name=n2&")
+	m.must(t, m.r.Power(ctx, "cycle", env, "n2"))
+	deadline := time.Now().Add(4 * time.Minute)
+	for m.count(t, "booted.log", "name=n2&") == phoned && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Second)
+	}
+	if m.count(t, "booted.log", "name=n2&") == phoned {
+		t.Fatalf("n2 did not phone home within 4 minutes of its power cycle; console:\n%s", m.console(t, "n2"))
+	}
+	m.must(t, m.r.HostsLogged(ctx, env))
+	m.must(t, m.r.HostsFilter(ctx, env))
+	h = m.hosts(t)["n2"]
+	if h.HostKey != key || (h.State != "ready" && h.State != "serving") {
+		t.Errorf("n2 after a power cycle: %+v (key was %s)", h, key)
+	}
+	if n := m.count(t, "metal/access.log", "installer.img"); n != fetches {
+		t.Errorf("the power cycle fetched the installer again (%d fetches, was %d)", n, fetches)
+	}
+	if n := len(m.events(t, "n2", "stage")); n != installs {
+		t.Errorf("the power cycle went through install stages again: %d stage events, was %d", n, installs)
+	}
+}
+
+func (m *metalProject) console(t *testing.T, name string) string {
+	b, _ := os.ReadFile(filepath.Join(m.proj.Inventory, m.proj.Env, "console", name+".log"))
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+func readPid(t *testing.T, file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
