@@ -322,6 +322,23 @@ func (Node) Secret(ctx context.Context, env, node string) error {
 	return run(func(r *targets.Runner) error { return r.NodeSecret(ctx, env, node, os.Stdin) })
 }
 
+// List lists the nodes of ENV: NICs, BMC (never its password), power as its BMC says, installed or not, inventory state.
+//
+// Settings: BOOTED_OUTPUT=json.
+func (Node) List(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.NodeList(ctx, env) })
+}
+
+// Net shows the networks booted serves to bare-metal nodes.
+type Net mg.Namespace
+
+// List lists the networks of ENV with their DHCP server (dnsmasq).
+//
+// Settings: BOOTED_OUTPUT=json.
+func (Net) List(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.NetList(ctx, env) })
+}
+
 // Metal makes emulated bare-metal machines to try a baremetal env on this machine.
 type Metal mg.Namespace
 

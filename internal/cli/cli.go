@@ -71,6 +71,8 @@ var Catalog = []Target{
 	{"power:cycle", []Arg{s("env"), s("node")}},
 	{"power:status", []Arg{s("env"), s("node")}},
 	{"node:secret", []Arg{s("env"), s("node")}},
+	{"node:list", []Arg{s("env")}},
+	{"net:list", []Arg{s("env")}},
 	{"metal:lab", []Arg{s("env")}},
 	{"metal:labDown", []Arg{s("env")}},
 }

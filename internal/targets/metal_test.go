@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -224,6 +225,29 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 			t.Errorf("%s: stages recorded: %q", n, stages)
 		}
 	}
+	// node:list and net:list: installed nodes, power as the BMCs say (n3's
+	// is down), no password; the network's dnsmasq runs.
+	m.r.JSON = true
+	m.out.Reset()
+	m.must(t, m.r.NodeList(ctx, env))
+	var nodes []nodeRow
+	if err := json.Unmarshal([]byte(m.out.String()), &nodes); err != nil || len(nodes) != 3 {
+		t.Fatalf("node:list: %v %s", err, m.out)
+	}
+	if nodes[0].Power != "on" || !strings.HasPrefix(nodes[1].Install, "installed") || nodes[2].Power != "no answer" || nodes[2].State != "terminated" {
+		t.Errorf("node:list: %+v", nodes)
+	}
+	if strings.Contains(m.out.String(), string(pw)) {
+		t.Errorf("node:list prints a BMC password")
+	}
+	m.out.Reset()
+	m.must(t, m.r.NetList(ctx, env))
+	m.r.JSON = false
+	var nets []netRow
+	if err := json.Unmarshal([]byte(m.out.String()), &nets); err != nil || len(nets) != 1 || !strings.HasPrefix(nets[0].DHCP, "dnsmasq pid ") || nets[0].Nodes != 3 {
+		t.Errorf("net:list: %v %s", err, m.out)
+	}
+
 	res, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + m.net + "11/")
 	if err != nil {
 		t.Fatalf("through the load balancer: %v", err)

@@ -273,6 +273,9 @@ func (p *Provider) writeSeed(n Node, s provider.Spec) error {
 	return netboot.WriteFile(filepath.Join(p.dir, "seed", n.Name+".tar"), b.Bytes(), 0o600)
 }
 
+// IsInstalled says whether node name is installed (netboot is off for it).
+func (p *Provider) IsInstalled(name string) bool { return !p.stamped(name, "installed").IsZero() }
+
 // Installed turns netboot off for node name: it boots its disk from now on.
 func (p *Provider) Installed(ctx context.Context, name string) error {
 	n, ok := p.set.node(name)
