@@ -58,12 +58,15 @@ var (
 	staleNetns  = regexp.MustCompile(`^booted-(t[0-9a-f]{6})-[a-z0-9-]+$`)
 	staleBridge = regexp.MustCompile(`^bt-(t[0-9a-f]{6})$`)
 	staleNginx  = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/nginx/nginx\.conf`)
-	staleQemu   = regexp.MustCompile(`^-name\x00booted-(t[0-9a-f]{6})-`)
+	staleQemu   = regexp.MustCompile(`^-name\x00booted-(?:lab-)?(t[0-9a-f]{6})-`)
+	// The bare-metal lab's BMCs and a network's dnsmasq, by their files.
+	staleMetal = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/(?:lab|metal/net)/`)
 )
 
 // Sweep removes what test runs that were killed before their cleanup left
 // behind: their hosts' processes (by PID, found by namespace), namespaces,
-// bridges and controller nginx. It touches only names tests make, and only
+// bridges, controller nginx, VMs and the bare-metal lab's machines, BMCs
+// and dnsmasq (a lab tap is left: its name does not say whose it is). It touches only names tests make, and only
 // those of environments no live run has claimed.
 func Sweep() (removed int) {
 	out, _ := exec.Command("ip", "netns", "list").Output()
@@ -104,6 +107,11 @@ func Sweep() (removed int) {
 		case bytes.HasPrefix(cmd, []byte("nginx: master")):
 			if m := staleNginx.FindSubmatch(cmd); m != nil && !claimed(string(m[1])) {
 				syscall.Kill(pid, syscall.SIGQUIT)
+				removed++
+			}
+		case bytes.HasPrefix(cmd, []byte("ipmi_sim\x00")), bytes.HasPrefix(cmd, []byte("dnsmasq\x00")):
+			if m := staleMetal.FindSubmatch(cmd); m != nil && !claimed(string(m[1])) {
+				syscall.Kill(pid, syscall.SIGKILL)
 				removed++
 			}
 		case bytes.HasPrefix(cmd, []byte("qemu-system-x86_64\x00")):

@@ -3,7 +3,9 @@ package testres
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
+	"time"
 )
 
 // A sweep leaves a claimed environment's namespace alone and removes it
@@ -38,5 +40,52 @@ func TestSweep_SparesClaimed(t *testing.T) {
 	Sweep()
 	if exists() {
 		t.Fatal("the sweep left the namespace of an unclaimed environment")
+	}
+}
+
+// A network's dnsmasq left by a killed bare-metal test is stopped, once
+// its environment is no longer claimed.
+func TestSweep_StopsStaleDnsmasq(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs as root")
+		}
+		t.Skip("needs root to run dnsmasq")
+	}
+	if _, err := exec.LookPath("dnsmasq"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("dnsmasq is missing in CI (go run mage.go test installs dnsmasq-base)")
+		}
+		t.Skip("dnsmasq is missing (apt-get install dnsmasq-base)")
+	}
+	const env = "tfee1ee"
+	dir := filepath.Join(t.TempDir(), "inventory", env, "metal", "net", "prov")
+	os.MkdirAll(dir, 0o700)
+	conf := filepath.Join(dir, "dnsmasq.conf")
+	os.WriteFile(conf, []byte("port=0\nuser=root\nno-resolv\n"), 0o600) // no DNS, no DHCP: it only sits there
+	release, err := Claim(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("dnsmasq", "-k", "--conf-file="+conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	time.Sleep(200 * time.Millisecond)
+	Sweep()
+	select {
+	case err := <-done:
+		t.Fatalf("the sweep stopped the dnsmasq of a claimed environment (%v)", err)
+	default:
+	}
+	release()
+	Sweep()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the sweep left the dnsmasq of an unclaimed environment")
 	}
 }
