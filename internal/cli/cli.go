@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"booted/internal/config"
 )
 
 // Arg is one argument of a target: its name in magefile.go and its kind
@@ -171,17 +173,10 @@ func checkArg(t Target, a Arg, v, envsDir string) error {
 }
 
 func envList(dir string) string {
-	ents, _ := os.ReadDir(dir)
-	var names []string
-	for _, e := range ents {
-		if n, ok := strings.CutSuffix(e.Name(), ".yaml"); ok && !e.IsDir() {
-			names = append(names, n)
-		}
+	if l := config.List(dir); l != "" {
+		return strings.TrimPrefix(l, ": ")
 	}
-	if len(names) == 0 {
-		return "none (add a file envs/ENV.yaml)"
-	}
-	return strings.Join(names, ", ")
+	return "none (add a file envs/ENV.yaml)"
 }
 
 // unknown explains a word that is not a target.

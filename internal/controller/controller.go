@@ -10,7 +10,6 @@ package controller
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"booted/internal/bootlog"
+	"booted/internal/pidfile"
 	"booted/internal/pkgs"
 )
 
@@ -84,21 +84,7 @@ func (c *Controller) Render() ([]byte, error) {
 }
 
 // PID returns the pid of the running nginx master, or 0.
-func (c *Controller) PID() int {
-	b, err := os.ReadFile(filepath.Join(c.Dir, "nginx.pid"))
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmd, []byte(c.conf())) {
-		return 0 // gone, or the pid now belongs to another process
-	}
-	return pid
-}
+func (c *Controller) PID() int { return pidfile.Read(filepath.Join(c.Dir, "nginx.pid"), c.conf()) }
 
 // writeConf renders the configuration, checks it with nginx -t and only
 // then puts it in place; a configuration that fails the check is never used.
@@ -275,26 +261,8 @@ func holdsOpen(pid int, path string) bool {
 
 // Stop stops nginx (gracefully, then by force after 5 s).
 func (c *Controller) Stop(ctx context.Context) error {
-	pid := c.PID()
-	if pid == 0 {
-		return nil
-	}
-	syscall.Kill(pid, syscall.SIGQUIT)
-	deadline := time.Now().Add(5 * time.Second)
-	for c.PID() == pid {
-		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
-			time.Sleep(100 * time.Millisecond)
-			if c.PID() == pid {
-				return errors.New("controller nginx would not stop")
-			}
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := pidfile.Stop(ctx, filepath.Join(c.Dir, "nginx.pid"), c.conf(), syscall.SIGQUIT, 5*time.Second); err != nil {
+		return fmt.Errorf("controller nginx would not stop: %w", err)
 	}
 	return nil
 }

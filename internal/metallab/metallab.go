@@ -26,6 +26,7 @@ import (
 
 	"booted/internal/bridge"
 	"booted/internal/config"
+	"booted/internal/pidfile"
 	"booted/internal/provider/baremetal"
 	"booted/internal/shell"
 )
@@ -99,7 +100,7 @@ func (l *Lab) Up(ctx context.Context, m Machine) error {
 	if err := os.WriteFile(filepath.Join(d, "sercon-port"), []byte{0xf8, 0x03}, 0o600); err != nil {
 		return err
 	}
-	if pid(filepath.Join(d, "ipmi_sim.pid"), "ipmi_sim") != 0 {
+	if pidfile.Read(filepath.Join(d, "ipmi_sim.pid"), d) != 0 {
 		return nil
 	}
 	log, err := os.OpenFile(filepath.Join(d, "ipmi_sim.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -133,13 +134,13 @@ func (l *Lab) Up(ctx context.Context, m Machine) error {
 // removes its tap; with purge its disk and files go too.
 func (l *Lab) Down(ctx context.Context, name string, purge bool) error {
 	d := l.dir(name)
-	stop(pid(filepath.Join(d, "qemu.pid"), "qemu"))
-	stop(pid(filepath.Join(d, "ipmi_sim.pid"), "ipmi_sim"))
+	err := errors.Join(pidfile.Stop(ctx, filepath.Join(d, "qemu.pid"), d, syscall.SIGTERM, 3*time.Second),
+		pidfile.Stop(ctx, filepath.Join(d, "ipmi_sim.pid"), d, syscall.SIGTERM, 3*time.Second))
 	bridge.Remove(ctx, l.tap(name))
 	if purge {
-		return os.RemoveAll(d)
+		err = errors.Join(err, os.RemoveAll(d))
 	}
-	return nil
+	return err
 }
 
 // Machines lists the machines made so far.
@@ -157,38 +158,7 @@ func (l *Lab) Machines() []string {
 // Running reports whether machine name's VM and BMC run.
 func (l *Lab) Running(name string) (vm, bmc bool) {
 	d := l.dir(name)
-	return pid(filepath.Join(d, "qemu.pid"), "qemu") != 0, pid(filepath.Join(d, "ipmi_sim.pid"), "ipmi_sim") != 0
-}
-
-// pid returns the live (not zombie) process of a pid file whose command
-// line contains what, or 0.
-func pid(file, what string) int {
-	n, err := strconv.Atoi(strings.TrimSpace(readFile(file)))
-	if err != nil || n <= 0 {
-		return 0
-	}
-	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n))
-	if err != nil || !bytes.Contains(cmd, []byte(what)) {
-		return 0
-	}
-	if st := readFile(fmt.Sprintf("/proc/%d/stat", n)); strings.Contains(st, ") Z ") {
-		return 0
-	}
-	return n
-}
-
-func stop(p int) {
-	if p == 0 {
-		return
-	}
-	syscall.Kill(p, syscall.SIGTERM)
-	for i := 0; i < 60; i++ {
-		if st := readFile(fmt.Sprintf("/proc/%d/stat", p)); st == "" || strings.Contains(st, ") Z ") {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	syscall.Kill(p, syscall.SIGKILL)
+	return pidfile.Read(filepath.Join(d, "qemu.pid"), d) != 0, pidfile.Read(filepath.Join(d, "ipmi_sim.pid"), d) != 0
 }
 
 func readFile(p string) string { b, _ := os.ReadFile(p); return string(b) }

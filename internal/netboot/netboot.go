@@ -21,11 +21,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/template"
 	"time"
+
+	"booted/internal/pidfile"
 )
 
 // Network is one network booted serves.
@@ -187,39 +188,12 @@ func (s *Server) Ensure(ctx context.Context) error {
 }
 
 // PID returns the pid of the running dnsmasq of this network, or 0.
-func (s *Server) PID() int {
-	b, err := os.ReadFile(s.pidFile())
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmd, []byte(s.conf())) {
-		return 0 // gone, or the pid now belongs to another process
-	}
-	return pid
-}
+func (s *Server) PID() int { return pidfile.Read(s.pidFile(), s.conf()) }
 
 // Stop stops dnsmasq by its pid.
 func (s *Server) Stop(ctx context.Context) error {
-	pid := s.PID()
-	if pid == 0 {
-		return nil
-	}
-	syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(5 * time.Second)
-	for s.PID() == pid && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	if s.PID() == pid {
-		syscall.Kill(pid, syscall.SIGKILL)
+	if err := pidfile.Stop(ctx, s.pidFile(), s.conf(), syscall.SIGTERM, 5*time.Second); err != nil {
+		return err
 	}
 	os.Remove(s.pidFile())
 	return nil

@@ -24,6 +24,7 @@ import (
 
 	"booted/internal/bridge"
 	"booted/internal/config"
+	"booted/internal/pidfile"
 	"booted/internal/pkgs"
 	"booted/internal/provider"
 	"booted/internal/provider/hostrec"
@@ -220,19 +221,7 @@ func (p *Provider) writeSeed(ctx context.Context, v vm, s provider.Spec, clone b
 
 // pid returns the pid of the VM's qemu, or 0.
 func (p *Provider) pid(name string) int {
-	b, err := os.ReadFile(filepath.Join(p.vmDir(name), "qemu.pid"))
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid <= 0 {
-		return 0
-	}
-	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmd), p.vmDir(name)) {
-		return 0
-	}
-	return pid
+	return pidfile.Read(filepath.Join(p.vmDir(name), "qemu.pid"), p.vmDir(name))
 }
 
 // ConsoleLog is the file the VM's serial console is written to.
