@@ -43,6 +43,19 @@ func RequireLocalHosts(t testing.TB) {
 	require(t, missing)
 }
 
+// RequireCommands skips the test on a developer machine that lacks one of
+// the commands (fails it in CI).
+func RequireCommands(t testing.TB, cmds ...string) {
+	t.Helper()
+	var missing []string
+	for _, c := range cmds {
+		if _, err := exec.LookPath(c); err != nil {
+			missing = append(missing, c)
+		}
+	}
+	require(t, missing)
+}
+
 // require fails the test in CI, and skips it elsewhere, saying what is missing.
 func require(t testing.TB, missing []string) {
 	t.Helper()
