@@ -65,55 +65,8 @@ func TestKickstart_Syntax(t *testing.T) {
 	for name, cmds := range allowed {
 		t.Run(name, func(t *testing.T) {
 			ks, ph := render(t, name)
-			section := ""
-			for i, line := range strings.Split(string(ks), "\n") {
-				ln := i + 1
-				trimmed := strings.TrimSpace(line)
-				switch {
-				case section != "" && trimmed == "%end":
-					section = ""
-					continue
-				case section != "":
-					continue
-				case trimmed == "" || strings.HasPrefix(trimmed, "#"):
-					continue
-				case strings.HasPrefix(trimmed, "%packages"), strings.HasPrefix(trimmed, "%post"), strings.HasPrefix(trimmed, "%onerror"):
-					section = trimmed
-					if trimmed != "%packages" && trimmed != "%post --log=/root/booted-post.log" && trimmed != "%onerror" {
-						t.Errorf("line %d: section header %q", ln, trimmed)
-					}
-					continue
-				}
-				f := strings.Fields(trimmed)
-				opts, ok := cmds[f[0]]
-				if !ok {
-					t.Errorf("line %d: %q is not a kickstart command of %s", ln, f[0], name)
-					continue
-				}
-				for _, a := range f[1:] {
-					if !strings.HasPrefix(a, "--") {
-						continue
-					}
-					k, v, hasV := strings.Cut(a, "=")
-					takes, ok := opts[k]
-					if !ok || takes != hasV || (hasV && v == "") {
-						t.Errorf("line %d: option %q of %s", ln, a, f[0])
-					}
-				}
-				if f[0] == "rootpw" && len(f) != 2 {
-					t.Errorf("line %d: rootpw must be --lock and nothing else: %q", ln, trimmed)
-				}
-			}
-			if section != "" {
-				t.Errorf("section %q not closed with %%end", section)
-			}
-			// The phone-home heredoc is the script itself.
-			const open, end = "<<'BOOTED_PHONE_HOME'\n", "BOOTED_PHONE_HOME\n"
-			i := bytes.Index(ks, []byte(open))
-			j := bytes.Index(ks[i+len(open):], []byte(end))
-			if i < 0 || j < 0 || !bytes.Equal(ks[i+len(open):i+len(open)+j], ph) {
-				t.Errorf("the %%post phone-home is not byte-identical to the local hosts' script")
-			}
+			checkSyntax(t, ks, name, cmds)
+			checkPhoneHome(t, ks, ph)
 			if !bytes.Contains(ks, []byte(`sshkey --username=root "ssh-ed25519 AAAAkey booted@prod"`)) {
 				t.Error("no sshkey for root")
 			}
@@ -128,5 +81,67 @@ func TestKickstart_Syntax(t *testing.T) {
 				t.Error("no onerror section with the failure report")
 			}
 		})
+	}
+}
+
+// checkSyntax checks every command and option of kickstart ks against the
+// release's (cmds), that its sections are closed and root has no password.
+func checkSyntax(t *testing.T, ks []byte, name string, cmds map[string]map[string]bool) {
+	t.Helper()
+	section := ""
+	for i, line := range strings.Split(string(ks), "\n") {
+		ln := i + 1
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case section != "" && trimmed == "%end":
+			section = ""
+			continue
+		case section != "":
+			continue
+		case trimmed == "" || strings.HasPrefix(trimmed, "#"):
+			continue
+		case strings.HasPrefix(trimmed, "%packages"), strings.HasPrefix(trimmed, "%post"), strings.HasPrefix(trimmed, "%onerror"):
+			section = trimmed
+			if trimmed != "%packages" && trimmed != "%post --log=/root/booted-post.log" && trimmed != "%onerror" {
+				t.Errorf("line %d: section header %q", ln, trimmed)
+			}
+			continue
+		}
+		f := strings.Fields(trimmed)
+		opts, ok := cmds[f[0]]
+		if !ok {
+			t.Errorf("line %d: %q is not a kickstart command of %s", ln, f[0], name)
+			continue
+		}
+		for _, a := range f[1:] {
+			if !strings.HasPrefix(a, "--") {
+				continue
+			}
+			k, v, hasV := strings.Cut(a, "=")
+			takes, ok := opts[k]
+			if !ok || takes != hasV || (hasV && v == "") {
+				t.Errorf("line %d: option %q of %s", ln, a, f[0])
+			}
+		}
+		if f[0] == "rootpw" && len(f) != 2 {
+			t.Errorf("line %d: rootpw must be --lock and nothing else: %q", ln, trimmed)
+		}
+	}
+	if section != "" {
+		t.Errorf("section %q not closed with %%end", section)
+	}
+}
+
+// checkPhoneHome checks the phone-home heredoc in b is the script itself.
+func checkPhoneHome(t *testing.T, b, ph []byte) {
+	t.Helper()
+	const open, end = "<<'BOOTED_PHONE_HOME'\n", "BOOTED_PHONE_HOME\n"
+	i := bytes.Index(b, []byte(open))
+	if i < 0 {
+		t.Fatal("no phone-home heredoc")
+	}
+	j := bytes.Index(b[i+len(open):], []byte(end))
+	if j < 0 || !bytes.Equal(b[i+len(open):i+len(open)+j], ph) {
+		t.Errorf("the post step's phone-home is not byte-identical to the local hosts' script")
 	}
 }
