@@ -50,6 +50,10 @@ type Provider struct {
 	Others map[string]*yaml.Node
 	// Settings is what the provider's package decoded from Section.
 	Settings any
+	// Roles are the settings of the providers roles name (a role's
+	// provider: TYPE, with its section provider.TYPE beside the
+	// environment's), by type.
+	Roles map[string]any
 }
 
 // DecodeNode reads type and keeps the sections for the provider's package.
@@ -158,6 +162,19 @@ type Role struct {
 	// Service and Version run on the role's hosts.
 	Service string `yaml:"service"`
 	Version string `yaml:"version"`
+	// Provider makes the role's hosts when it is not the environment's
+	// (a local-host load balancer beside bare-metal workers); its section
+	// provider.TYPE sits beside the environment's.
+	Provider string `yaml:"provider"`
+}
+
+// ProviderOf returns the provider type of the named host: its role's, or
+// the environment's.
+func (e *Env) ProviderOf(host string) string {
+	if role, ok := e.RoleOf(host); ok && e.Roles[role] != nil && e.Roles[role].Provider != "" {
+		return e.Roles[role].Provider
+	}
+	return e.Provider.Type
 }
 
 // Duration is a time.Duration written as "90s" or "2m" in YAML.

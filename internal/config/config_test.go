@@ -131,7 +131,17 @@ func TestParse_Errors(t *testing.T) {
 		{"Baremetal", func(s string) string { return strings.Replace(s, "type: local", "type: baremetal", 1) },
 			[]string{`provider.baremetal: missing: the baremetal provider needs its networks and nodes`}, nil},
 		{"OtherSection", func(s string) string { return strings.Replace(s, "  local:", "  qemu: {}\n  local:", 1) },
-			[]string{"x.yaml:4: provider.qemu: the provider is local: remove this section"}, nil},
+			[]string{"x.yaml:4: provider.qemu: the provider is local and no role names qemu: remove this section"}, nil},
+		{"RoleProviderUnknown", func(s string) string { return strings.Replace(s, "    max: 1\n", "    max: 1\n    provider: ec2\n", 1) },
+			[]string{`roles.loadbalancers.provider: "ec2" is not a provider`}, nil},
+		{"RoleProviderWithoutSection", func(s string) string {
+			return strings.Replace(s, "    max: 1\n", "    max: 1\n    provider: static\n", 1)
+		},
+			[]string{"provider.static.hosts: missing"}, nil},
+		{"RoleProviderBadSection", func(s string) string {
+			s = strings.Replace(s, "    max: 1\n", "    max: 1\n    provider: qemu\n", 1)
+			return strings.Replace(s, "  local:", "  qemu: {memory_mb: lots}\n  local:", 1)
+		}, []string{"provider.qemu.memory_mb"}, nil},
 		{"StaticWithoutHosts", func(s string) string {
 			return strings.Replace(strings.Replace(s, "type: local", "type: static", 1), "  local:\n    subnet: 10.77.0.0/24\n", "", 1)
 		}, []string{"provider.static.hosts: missing"}, nil},
@@ -152,6 +162,20 @@ func TestParse_Errors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A role may have a provider of its own, with its section beside the
+// environment's: the host knows which.
+func TestParse_RoleProvider(t *testing.T) {
+	body := strings.Replace(good, "    max: 1\n", "    max: 1\n    provider: static\n", 1)
+	body = strings.Replace(body, "  local:", "  static:\n    hosts: [{name: lb1, address: 10.77.0.5}]\n  local:", 1)
+	env, err := Parse("x.yaml", "x", []byte(body), providers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.ProviderOf("lb1") != "static" || env.ProviderOf("w1") != "local" || env.Provider.Roles["static"] == nil {
+		t.Errorf("providers: lb1 %s, w1 %s, role settings %v", env.ProviderOf("lb1"), env.ProviderOf("w1"), env.Provider.Roles)
 	}
 }
 

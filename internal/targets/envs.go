@@ -148,7 +148,7 @@ func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 		roles := s.env.RoleNames()
 		var errs []error
 		errs = append(errs, s.stopLB(ctx)) // the load balancers go down first
-		insts, err := s.prov.List(ctx)
+		insts, err := s.listAll(ctx)
 		if err != nil {
 			return err
 		}
@@ -254,14 +254,14 @@ func (r *Runner) EnvDestroy(ctx context.Context, envName string) error {
 // as terminated, for why), stops the controller and tears down what else
 // the provider set up.
 func (s *session) destroy(ctx context.Context, why string) (int, error) {
-	insts, err := s.prov.List(ctx)
+	insts, err := s.listAll(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	var errs []error // one host that cannot be deleted (its BMC down, say) does not keep the rest
-	if _, ok := s.prov.(provider.Deleter); ok {
-		for _, in := range insts {
+	for _, in := range insts {
+		if _, ok := s.provOf(in.Name).(provider.Deleter); ok {
 			if err := s.delete(ctx, in.Name, true); err != nil {
 				errs = append(errs, err)
 				continue
@@ -277,8 +277,10 @@ func (s *session) destroy(ctx context.Context, why string) (int, error) {
 	if err := s.ctl.Stop(ctx); err != nil {
 		return n, errors.Join(append(errs, err)...)
 	}
-	if t, ok := s.prov.(provider.Teardowner); ok {
-		errs = append(errs, t.Teardown(ctx))
+	for _, p := range s.allProvs() {
+		if t, ok := p.(provider.Teardowner); ok {
+			errs = append(errs, t.Teardown(ctx))
+		}
 	}
 	errs = append(errs, s.downLab(ctx)) // the emulated machines of metal:lab
 	return n, errors.Join(errs...)

@@ -47,7 +47,7 @@ func (s *session) printHosts(ctx context.Context) error {
 			reason = "DAMAGED ROW: " + h.Damaged + " (hosts:clear forgets it)"
 		}
 		var stage string
-		if _, ok := s.prov.(provider.Stages); ok && h.State == inventory.Booting {
+		if _, ok := s.provOf(h.Name).(provider.Stages); ok && h.State == inventory.Booting {
 			s.store.Get(ctx, s.env.Name, "stage/"+h.Name, &stage)
 			if name, at, ok := strings.Cut(stage, "@"); ok && reason == "" {
 				reason = "stage " + name + " reached at " + at
@@ -120,19 +120,19 @@ func (s *session) logged(ctx context.Context) error {
 		return s.pinner(k).Record(ctx)
 	}
 	d := s.discoverer()
-	if nb, ok := s.prov.(provider.Netboot); ok {
-		installed := func(names []string) {
-			for _, n := range names {
+	installed := func(names []string) {
+		for _, n := range names {
+			if nb, ok := s.provOf(n).(provider.Netboot); ok {
 				if err := nb.Installed(ctx, n); err != nil {
 					fmt.Fprintf(s.r.Err, "host %s: %v\n", n, err)
 				}
 			}
 		}
-		d.OnBooted, d.OnInstalled = installed, installed
 	}
+	d.OnBooted, d.OnInstalled = installed, installed
 	timeout := s.env.Timeouts.Boot.D()
 	late := func(h inventory.Host) string {
-		if st, ok := s.prov.(provider.Stages); ok {
+		if st, ok := s.provOf(h.Name).(provider.Stages); ok {
 			return s.lateStage(ctx, st, h)
 		}
 		if time.Since(h.Since) < timeout {
@@ -193,7 +193,7 @@ func (s *session) recordStage(ctx context.Context, name, stage string, at time.T
 // consoleTail is "; see FILE; console: its last lines", where the provider
 // keeps a console log for the host.
 func (s *session) consoleTail(name string) string {
-	c, ok := s.prov.(provider.Console)
+	c, ok := s.provOf(name).(provider.Console)
 	if !ok {
 		return ""
 	}
@@ -290,10 +290,8 @@ func (r *Runner) HostsReset(ctx context.Context, envName string) error {
 // suffix, and (re)starts the controller's nginx.
 func (r *Runner) NginxRestart(ctx context.Context, envName string) error {
 	return r.withLock(ctx, envName, "nginx:restart "+envName, func(s *session) error {
-		if p, ok := s.prov.(provider.Preparer); ok {
-			if err := p.Prepare(ctx); err != nil {
-				return err
-			}
+		if err := s.prepare(ctx); err != nil {
+			return err
 		}
 		old, err := s.ctl.Restart(ctx)
 		if err != nil {

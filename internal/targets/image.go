@@ -53,7 +53,7 @@ func (s *session) build(ctx context.Context, spec provider.Spec) (provider.Insta
 			return provider.Instance{}, err
 		}
 	}
-	inst, err := s.prov.Build(ctx, spec)
+	inst, err := s.provOf(name).Build(ctx, spec)
 	if err != nil {
 		if fresh {
 			s.advance(context.WithoutCancel(ctx), name, inventory.Failed, err.Error())
@@ -128,7 +128,7 @@ func (r *Runner) ImageStart(ctx context.Context, envName, hosts string) error {
 // provision is start for an operator's or a role's request: a host with
 // stages gets its retries afresh.
 func (s *session) provision(ctx context.Context, name string) error {
-	if _, ok := s.prov.(provider.Stages); ok {
+	if _, ok := s.provOf(name).(provider.Stages); ok {
 		s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.Put(s.env.Name, "retries/"+name, 0) })
 	}
 	return s.start(ctx, name)
@@ -136,8 +136,9 @@ func (s *session) provision(ctx context.Context, name string) error {
 
 // start boots one host and moves it to booting, unless it already runs.
 func (s *session) start(ctx context.Context, name string) error {
-	if k, ok := s.prov.(provider.KnownKeys); ok {
-		if _, err := s.prov.Start(ctx, provider.Spec{Name: name}); err != nil {
+	prov := s.provOf(name)
+	if k, ok := prov.(provider.KnownKeys); ok {
+		if _, err := prov.Start(ctx, provider.Spec{Name: name}); err != nil {
 			return err
 		}
 		return s.pinner(k).Record(ctx, name)
@@ -173,7 +174,7 @@ func (s *session) start(ctx context.Context, name string) error {
 	if err := s.advance(ctx, name, inventory.Booting, ""); err != nil {
 		return err
 	}
-	inst, err := s.prov.Start(ctx, spec)
+	inst, err := prov.Start(ctx, spec)
 	if err != nil {
 		s.advance(context.WithoutCancel(ctx), name, inventory.Failed, err.Error())
 		return err
@@ -189,9 +190,9 @@ func (r *Runner) ImageStop(ctx context.Context, envName, hosts string) error {
 // stop powers a host off, taking it out of the load balancers first if it
 // was serving.
 func (s *session) stop(ctx context.Context, name string) error {
-	pw, ok := s.prov.(provider.Power)
+	pw, ok := s.provOf(name).(provider.Power)
 	if !ok {
-		fmt.Fprintf(s.r.Err, "host %s: the %s provider does not power hosts: left as it is\n", name, s.env.Provider.Type)
+		fmt.Fprintf(s.r.Err, "host %s: the %s provider does not power hosts: left as it is\n", name, s.env.ProviderOf(name))
 		return nil
 	}
 	if err := pw.Stop(ctx, name); err != nil {
@@ -240,11 +241,11 @@ func (r *Runner) ImageDel(ctx context.Context, envName, hosts string) error {
 // delete removes a host through the provider, powering it off first when
 // force is set.
 func (s *session) delete(ctx context.Context, name string, force bool) error {
-	del, ok := s.prov.(provider.Deleter)
+	del, ok := s.provOf(name).(provider.Deleter)
 	if !ok {
-		return fmt.Errorf("host %s: the %s provider does not own its hosts and cannot delete them (remove it from %s instead)", name, s.env.Provider.Type, s.env.Path)
+		return fmt.Errorf("host %s: the %s provider does not own its hosts and cannot delete them (remove it from %s instead)", name, s.env.ProviderOf(name), s.env.Path)
 	}
-	if pw, ok := s.prov.(provider.Power); ok && force {
+	if pw, ok := s.provOf(name).(provider.Power); ok && force {
 		if err := pw.Stop(ctx, name); err != nil && !errors.Is(err, provider.ErrNoInstance) {
 			return err
 		}
@@ -274,7 +275,7 @@ type imageRow struct {
 }
 
 func (r *Runner) imageList(ctx context.Context, s *session) error {
-	insts, err := s.prov.List(ctx)
+	insts, err := s.listAll(ctx)
 	if err != nil {
 		return err
 	}
@@ -305,9 +306,9 @@ func (r *Runner) imageList(ctx context.Context, s *session) error {
 // controller by its first MAC) and phones home under that name.
 func (r *Runner) ImageClone(ctx context.Context, envName, src, name string) error {
 	return r.withLock(ctx, envName, "image:clone "+envName+" "+src+" "+name, func(s *session) error {
-		c, ok := s.prov.(provider.Cloner)
+		c, ok := s.provOf(src).(provider.Cloner)
 		if !ok {
-			return fmt.Errorf("%s: the %s provider cannot clone hosts (image:build %s %s makes a new one)", s.env.Path, s.env.Provider.Type, envName, name)
+			return fmt.Errorf("%s: the %s provider cannot clone hosts (image:build %s %s makes a new one)", s.env.Path, s.env.ProviderOf(src), envName, name)
 		}
 		spec, err := s.spec(name)
 		if err != nil {

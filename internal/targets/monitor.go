@@ -177,7 +177,7 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 		if err := s.updateLB(ctx); err != nil {
 			return err
 		}
-		if pw, ok := s.prov.(provider.Power); ok {
+		if pw, ok := s.provOf(a.Host).(provider.Power); ok {
 			if err := pw.Stop(ctx, a.Host); err != nil {
 				return err
 			}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -50,11 +53,13 @@ func FromEnviron() (*Runner, error) {
 
 // session is one target's view of one environment.
 type session struct {
-	r          *Runner
-	env        *config.Env
-	dir        string // inventory/ENV, absolute
-	store      *inventory.Store
-	prov       provider.Provider
+	r     *Runner
+	env   *config.Env
+	dir   string // inventory/ENV, absolute
+	store *inventory.Store
+	prov  provider.Provider
+	// provs are the providers by type: the environment's and its roles'.
+	provs      map[string]provider.Provider
 	io         hostIO
 	signer     ssh.Signer
 	authorized []byte
@@ -106,7 +111,7 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 		BootLog: filepath.Join(dir, "booted.log"), KickstartDir: filepath.Join(dir, "kickstart"),
 		Template: filepath.Join(r.Root, "nginx", "controller.conf.tmpl"),
 	}
-	if s.prov, err = s.openProvider(ctx); err != nil {
+	if s.prov, s.provs, err = s.openProvider(ctx); err != nil {
 		return fail(err)
 	}
 	return s, nil
@@ -116,7 +121,7 @@ func (s *session) Close() error { return s.store.Close() }
 
 // openProvider opens the environment's provider through the registry,
 // installing what it (and the controller) needs.
-func (s *session) openProvider(ctx context.Context) (provider.Provider, error) {
+func (s *session) openProvider(ctx context.Context) (provider.Provider, map[string]provider.Provider, error) {
 	var ports []int
 	if w := s.env.Roles[config.RoleWorkers]; w != nil && w.Service != "" {
 		if def, err := s.loadService(w.Service); err == nil {
@@ -137,7 +142,70 @@ func (s *session) openProvider(ctx context.Context) (provider.Provider, error) {
 	if open == nil {
 		open = registry.Open
 	}
-	return open(ctx, s.env, o)
+	prov, err := open(ctx, s.env, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	provs, err := registry.OpenRoles(ctx, s.env, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	provs[s.env.Provider.Type] = prov
+	return prov, provs, nil
+}
+
+// provOf returns the provider of host name: its role's, or the
+// environment's.
+func (s *session) provOf(name string) provider.Provider {
+	if p, ok := s.provs[s.env.ProviderOf(name)]; ok {
+		return p
+	}
+	return s.prov
+}
+
+// allProvs returns the environment's provider, then its roles' by type.
+func (s *session) allProvs() []provider.Provider {
+	out := []provider.Provider{s.prov}
+	for _, t := range slices.Sorted(maps.Keys(s.provs)) {
+		if t != s.env.Provider.Type {
+			out = append(out, s.provs[t])
+		}
+	}
+	return out
+}
+
+// listAll returns the hosts every provider made (each host from the
+// provider of its role).
+func (s *session) listAll(ctx context.Context) ([]provider.Instance, error) {
+	if len(s.provs) <= 1 {
+		return s.prov.List(ctx)
+	}
+	var out []provider.Instance
+	for t, p := range s.provs {
+		insts, err := p.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range insts {
+			if s.env.ProviderOf(in.Name) == t {
+				out = append(out, in)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b provider.Instance) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// prepare runs every provider's preparation (bridges, served files).
+func (s *session) prepare(ctx context.Context) error {
+	for _, p := range s.allProvs() {
+		if pp, ok := p.(provider.Preparer); ok {
+			if err := pp.Prepare(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // reload reads the env file again and opens its provider (the monitor's
@@ -149,25 +217,23 @@ func (s *session) reload(ctx context.Context) error {
 	}
 	old := s.env
 	s.env = env
-	prov, err := s.openProvider(ctx)
+	prov, provs, err := s.openProvider(ctx)
 	if err != nil {
 		s.env = old
 		return err
 	}
-	s.prov = prov
+	s.prov, s.provs = prov, provs
 	return nil
 }
 
 // startController makes sure the controller's nginx is up, for providers
 // whose hosts phone home.
 func (s *session) startController(ctx context.Context) error {
-	if _, ok := s.prov.(provider.KnownKeys); ok {
+	if _, ok := s.prov.(provider.KnownKeys); ok && len(s.provs) <= 1 {
 		return nil
 	}
-	if p, ok := s.prov.(provider.Preparer); ok {
-		if err := p.Prepare(ctx); err != nil {
-			return err
-		}
+	if err := s.prepare(ctx); err != nil {
+		return err
 	}
 	return s.ctl.Ensure(ctx)
 }
@@ -176,7 +242,7 @@ func (s *session) startController(ctx context.Context) error {
 func (s *session) spec(name string) (provider.Spec, error) {
 	role, _ := s.env.RoleOf(name)
 	spec := provider.Spec{Name: name, Role: role, AuthorizedKey: s.authorized}
-	if _, ok := s.prov.(provider.KnownKeys); ok {
+	if _, ok := s.provOf(name).(provider.KnownKeys); ok {
 		return spec, nil // it does not phone home
 	}
 	ph, err := bootlog.PhoneHome{

@@ -85,10 +85,52 @@ func (Registry) Decode(env *config.Env, d *config.Decoder) any {
 		d.Add(0, "provider.type", "%q is not a provider: use one of %s", p.Type, avail)
 		return nil
 	}
+	// Roles may name providers of their own, each with its section.
+	named := map[string]string{} // type → the first role naming it
+	for _, rn := range slices.Sorted(maps.Keys(env.Roles)) {
+		r := env.Roles[rn]
+		if r == nil || r.Provider == "" || r.Provider == p.Type {
+			continue
+		}
+		if _, ok := providers[r.Provider]; !ok {
+			d.Add(0, "roles."+rn+".provider", "%q is not a provider: use one of %s", r.Provider, avail)
+			continue
+		}
+		if named[r.Provider] == "" {
+			named[r.Provider] = rn
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(p.Others)) {
-		d.Add(p.Others[name].Line, "provider."+name, "the provider is %s: remove this section, or set type: %s", p.Type, name)
+		if named[name] == "" {
+			d.Add(p.Others[name].Line, "provider."+name, "the provider is %s and no role names %s: remove this section, set type: %s, or give a role provider: %s", p.Type, name, name, name)
+		}
+	}
+	for _, t := range slices.Sorted(maps.Keys(named)) {
+		sub := *env
+		sub.Provider = config.Provider{Type: t, Section: p.Others[t]}
+		if set := providers[t].decode(&sub, d); set != nil {
+			if env.Provider.Roles == nil {
+				env.Provider.Roles = map[string]any{}
+			}
+			env.Provider.Roles[t] = set
+		}
 	}
 	return f.decode(env, d)
+}
+
+// OpenRoles returns the providers env's roles name besides its own, by type.
+func OpenRoles(ctx context.Context, env *config.Env, o provider.Options) (map[string]provider.Provider, error) {
+	out := map[string]provider.Provider{}
+	for _, t := range slices.Sorted(maps.Keys(env.Provider.Roles)) {
+		sub := *env
+		sub.Provider = config.Provider{Type: t, Settings: env.Provider.Roles[t]}
+		p, err := providers[t].open(ctx, &sub, o)
+		if err != nil {
+			return nil, err
+		}
+		out[t] = p
+	}
+	return out, nil
 }
 
 // LoadEnv reads envs/NAME.yaml from dir, its provider section included.
