@@ -329,14 +329,80 @@ func (Node) List(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.NodeList(ctx, env) })
 }
 
-// Net shows the networks booted serves to bare-metal nodes.
+// Create records node NODE of ENV (listed in its env file) in the inventory, after checking its BMC answers.
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
+func (Node) Create(ctx context.Context, env, node string) error {
+	return run(func(r *targets.Runner) error { return r.NodeCreate(ctx, env, node) })
+}
+
+// Del powers node NODE of ENV off, forgets its install and osimage, and marks it terminated.
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
+func (Node) Del(ctx context.Context, env, node string) error {
+	return run(func(r *targets.Runner) error { return r.NodeDel(ctx, env, node) })
+}
+
+// Deploy installs node NODE of ENV from osimage OSIMAGE (netboot once, over IPMI) and follows it to ready.
+//
+// Settings: BOOTED_LOCK_WAIT, BOOTED_OUTPUT=json.
+func (Node) Deploy(ctx context.Context, env, node, osimage string) error {
+	return run(func(r *targets.Runner) error { return r.NodeDeploy(ctx, env, node, osimage) })
+}
+
+// Net manages the networks booted serves to bare-metal nodes.
 type Net mg.Namespace
+
+// Create makes network NAME of ENV: its bridge (if booted makes it) and its dnsmasq (DHCP with a lease per node, iPXE).
+//
+// Settings: BOOTED_LOCK_WAIT, BOOTED_OUTPUT=json.
+func (Net) Create(ctx context.Context, env, name string) error {
+	return run(func(r *targets.Runner) error { return r.NetCreate(ctx, env, name) })
+}
+
+// Del stops network NAME's dnsmasq and removes its bridge (refused while a node on it is in use).
+//
+// Settings: BOOTED_LOCK_WAIT, BOOTED_OUTPUT=json.
+func (Net) Del(ctx context.Context, env, name string) error {
+	return run(func(r *targets.Runner) error { return r.NetDel(ctx, env, name) })
+}
 
 // List lists the networks of ENV with their DHCP server (dnsmasq).
 //
 // Settings: BOOTED_OUTPUT=json.
 func (Net) List(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.NetList(ctx, env) })
+}
+
+// Osimage manages the operating system images bare-metal nodes install from.
+type Osimage mg.Namespace
+
+// Import imports installer ISO into ENV (RHEL family, Debian, Ubuntu: kernel, initrd and tree under inventory/ENV/osimages), named distro-version-arch, and serves it.
+//
+// Settings: BOOTED_LOCK_WAIT, BOOTED_OUTPUT=json.
+func (Osimage) Import(ctx context.Context, env, iso string) error {
+	return run(func(r *targets.Runner) error { return r.OSImageImport(ctx, env, iso, "") })
+}
+
+// ImportAs is osimage:import naming the osimage NAME.
+//
+// Settings: BOOTED_LOCK_WAIT, BOOTED_OUTPUT=json.
+func (Osimage) ImportAs(ctx context.Context, env, iso, name string) error {
+	return run(func(r *targets.Runner) error { return r.OSImageImport(ctx, env, iso, name) })
+}
+
+// List lists the osimages of ENV (booted's own Debian image and the imported ones) with the nodes that install from each.
+//
+// Settings: BOOTED_OUTPUT=json.
+func (Osimage) List(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.OSImageList(ctx, env) })
+}
+
+// Del removes imported osimage NAME of ENV (refused while a node installs from it).
+//
+// Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
+func (Osimage) Del(ctx context.Context, env, name string) error {
+	return run(func(r *targets.Runner) error { return r.OSImageDel(ctx, env, name) })
 }
 
 // Metal makes emulated bare-metal machines to try a baremetal env on this machine.

@@ -70,9 +70,9 @@ func (r *Runner) Power(ctx context.Context, what, envName, node string) error {
 		}
 	}
 	return run(ctx, envName, "power:"+what+" "+envName+" "+node, func(s *session) error {
-		sw, ok := s.prov.(provider.Switch)
+		sw, ok := s.provOf(node).(provider.Switch)
 		if !ok {
-			return fmt.Errorf("%s: the %s provider has no power switch (a BMC): power:%s works on bare-metal nodes", s.env.Path, s.env.Provider.Type, what)
+			return fmt.Errorf("%s: the %s provider of %s has no power switch (a BMC): power:%s works on bare-metal nodes", s.env.Path, s.env.ProviderOf(node), node, what)
 		}
 		var err error
 		switch what {
@@ -98,12 +98,9 @@ func (r *Runner) Power(ctx context.Context, what, envName, node string) error {
 // line), into inventory/ENV/bmc/NODE (0600): never on a command line.
 func (r *Runner) NodeSecret(ctx context.Context, envName, node string, in io.Reader) error {
 	return r.withLock(ctx, envName, "node:secret "+envName+" "+node, func(s *session) error {
-		bp, ok := s.prov.(interface {
-			BMCPasswordFile(string) string
-			Listed(string) bool
-		})
-		if !ok {
-			return fmt.Errorf("%s: the %s provider has no BMCs", s.env.Path, s.env.Provider.Type)
+		bp, err := s.metal("node:secret")
+		if err != nil {
+			return err
 		}
 		if !bp.Listed(node) {
 			return fmt.Errorf("node %s is not listed in provider.baremetal.nodes of %s", node, s.env.Path)
@@ -134,9 +131,9 @@ func (r *Runner) NodeSecret(ctx context.Context, envName, node string, in io.Rea
 // HostsConsole prints the console log of host HOST of ENV.
 func (r *Runner) HostsConsole(ctx context.Context, envName, host string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		c, ok := s.prov.(provider.Console)
+		c, ok := s.provOf(host).(provider.Console)
 		if !ok {
-			return fmt.Errorf("%s: the %s provider keeps no console logs", s.env.Path, s.env.Provider.Type)
+			return fmt.Errorf("%s: the %s provider of %s keeps no console logs", s.env.Path, s.env.ProviderOf(host), host)
 		}
 		b, err := os.ReadFile(c.ConsoleLog(host))
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 // metal returns the environment's baremetal provider, or says the targets
 // need one.
 func (s *session) metal(target string) (*baremetal.Provider, error) {
-	p, ok := s.prov.(*baremetal.Provider)
+	p, ok := s.provs["baremetal"].(*baremetal.Provider)
 	if !ok {
 		return nil, fmt.Errorf("%s: %s lists bare-metal nodes and networks; the provider of %s is %s", s.env.Path, target, s.env.Name, s.env.Provider.Type)
 	}
@@ -28,6 +28,7 @@ type nodeRow struct {
 	BMC     string `json:"bmc"`
 	Power   string `json:"power"`
 	Install string `json:"install"`
+	OSImage string `json:"osimage"`
 	State   string `json:"state"`
 }
 
@@ -65,10 +66,10 @@ func (r *Runner) NodeList(ctx context.Context, envName string) error {
 				st = "-"
 			}
 			rows = append(rows, nodeRow{Name: n.Name, MAC: strings.ToLower(nic.MAC), IP: nic.IP, Network: nic.Network,
-				BMC: fmt.Sprintf("%s@%s:%d", n.BMC.User, n.BMC.Address, n.BMC.Port), Power: power, Install: install, State: st})
+				BMC: fmt.Sprintf("%s@%s:%d", n.BMC.User, n.BMC.Address, n.BMC.Port), Power: power, Install: install, OSImage: p.OSImageOf(n.Name), State: st})
 		}
-		return printRows(r, rows, []string{"NAME", "MAC", "IP", "NETWORK", "BMC", "POWER", "INSTALL", "STATE"}, func(x nodeRow) []string {
-			return []string{x.Name, x.MAC, x.IP, x.Network, x.BMC, x.Power, x.Install, x.State}
+		return printRows(r, rows, []string{"NAME", "MAC", "IP", "NETWORK", "BMC", "POWER", "INSTALL", "OSIMAGE", "STATE"}, func(x nodeRow) []string {
+			return []string{x.Name, x.MAC, x.IP, x.Network, x.BMC, x.Power, x.Install, x.OSImage, x.State}
 		})
 	})
 }
@@ -89,6 +90,13 @@ func (r *Runner) NetList(ctx context.Context, envName string) error {
 		if err != nil {
 			return err
 		}
+		return r.netList(ctx, s, p)
+	})
+}
+
+// netList prints the networks of s with their dnsmasq.
+func (r *Runner) netList(ctx context.Context, s *session, p *baremetal.Provider) error {
+	{
 		var rows []netRow
 		for i, srv := range p.Servers() {
 			nw := p.Settings().Networks[i]
@@ -105,5 +113,5 @@ func (r *Runner) NetList(ctx context.Context, envName string) error {
 		return printRows(r, rows, []string{"NAME", "BRIDGE", "SUBNET", "GATEWAY", "NODES", "DHCP"}, func(x netRow) []string {
 			return []string{x.Name, x.Bridge, x.Subnet, x.Gateway, fmt.Sprint(x.Nodes), x.DHCP}
 		})
-	})
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,16 +17,6 @@ import (
 	"booted/internal/inventory"
 	"booted/internal/testutil"
 )
-
-// freeUDP returns a UDP port on 127.0.0.1 nothing listens on (a BMC's).
-func freeUDP(t *testing.T) int {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
-}
 
 // metalProject is a baremetal environment on a free subnet with three
 // nodes (n1, n2 and n3), each an emulated machine of metal:lab: a qemu
@@ -44,10 +33,14 @@ func (m *metalProject) write(t *testing.T, roles string) {
 	for i, p := range m.ports {
 		fmt.Fprintf(&nodes, "      - name: n%d\n        nics: [{mac: \"52:54:00:9e:00:%02x\", ip: %s%d, network: prov, primary: true}]\n        bmc: {address: 127.0.0.1, port: %d, user: admin}\n", i+1, i+11, m.net, 11+i, p)
 	}
+	local := "" // a role of local hosts shares the nodes' bridge and subnet
+	if strings.Contains(roles, "provider: local") {
+		local = "  local: {subnet: " + m.proj.Subnet + "}\n"
+	}
 	body := fmt.Sprintf(`version: 1
 provider:
   type: baremetal
-  baremetal:
+%s  baremetal:
     networks:
       - {name: prov, bridge: %s, subnet: %s}
     nodes:
@@ -55,7 +48,7 @@ provider:
     retries: 1
 timeouts: {boot: 15m, ssh: 15s, ping: 2s}
 roles:
-%s`, bridge.Name(m.proj.Env), m.proj.Subnet, nodes.String(), roles)
+%s`, local, bridge.Name(m.proj.Env), m.proj.Subnet, nodes.String(), roles)
 	if err := os.WriteFile(filepath.Join(m.proj.Root, "envs", m.proj.Env+".yaml"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +67,7 @@ func newMetalProject(t *testing.T) *metalProject {
 	m := &metalProject{fixture: &fixture{proj: proj, out: out, r: newRunner(proj.Root, proj.Inventory, out, testWriter{t})}}
 	m.net = strings.TrimSuffix(proj.Gateway, "1")
 	for i := range m.ports {
-		m.ports[i] = freeUDP(t)
+		m.ports[i] = testutil.FreeUDP(t)
 	}
 	m.write(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n")
 	t.Cleanup(func() {
@@ -151,6 +144,20 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 		t.Fatalf("power:status of a new machine: %q", m.out)
 	}
 
+	// node:create takes a listed node into the environment (its BMC
+	// answers); it stays off.
+	if err := m.r.NodeCreate(ctx, env, "n9"); err == nil || !strings.Contains(err.Error(), "node n9 is not listed") {
+		t.Errorf("node:create of an unknown node: %v", err)
+	}
+	m.r.JSON = true
+	m.out.Reset()
+	m.must(t, m.r.NodeCreate(ctx, env, "n1"))
+	m.r.JSON = false
+	var imgs []imageRow
+	if err := json.Unmarshal([]byte(m.out.String()), &imgs); err != nil || len(imgs) != 1 || imgs[0].Name != "n1" || imgs[0].Power != "stopped" {
+		t.Errorf("image:list after node:create n1: %v %s", err, m.out)
+	}
+
 	// node:secret: from standard input, never echoed, for listed nodes only.
 	pwFile := filepath.Join(m.proj.Inventory, env, "bmc", "n1")
 	pw, _ := os.ReadFile(pwFile)
@@ -190,6 +197,10 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 		t.Errorf("n3 failed after %v: two tries of 30 s + 30 s should take about two minutes at most", d)
 	}
 
+	// An installer ISO imported, n3 deployed from it (its machine still
+	// unplugged: a namespace plays its installer on the network).
+	m.isoInstall(t, ctx)
+
 	// n3's BMC is down: image:start fails at once, naming node and BMC.
 	if out, err := exec.Command("kill", readPid(t, filepath.Join(m.proj.Inventory, env, "lab", "n3", "ipmi_sim.pid"))).CombinedOutput(); err != nil {
 		t.Fatalf("kill n3's BMC: %v %s", err, out)
@@ -201,14 +212,16 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	}
 
 	// Deleting it forgets its install even with its BMC down (and says so).
-	m.must(t, m.r.ImageDel(ctx, env, "n3"))
+	m.must(t, m.r.NodeDel(ctx, env, "n3"))
 	if h := m.hosts(t)["n3"]; h.State != "terminated" {
 		t.Errorf("n3 after image:del: %+v", h)
 	}
 
+	m.afterISO(t, ctx)
+
 	// The two others, with hello behind the load balancer.
 	m.proj.GitInit(t, "v1")
-	m.write(t, "  loadbalancers: {hosts: [n1], min: 1, max: 1}\n  workers: {hosts: [n2], min: 1, max: 1, service: hello, version: v1}\n")
+	m.write(t, "  loadbalancers: {hosts: [lb1], min: 1, max: 1, provider: local}\n  workers: {hosts: [n1, n2], min: 1, max: 2, service: hello, version: v1}\n")
 	start = time.Now()
 	m.must(t, m.r.EnvStartAll(ctx, env))
 	t.Logf("env:startAll (two nodes, PXE to serving): %v", time.Since(start).Round(time.Second))
@@ -248,7 +261,15 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 		t.Errorf("net:list: %v %s", err, m.out)
 	}
 
-	res, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + m.net + "11/")
+	// The load balancer is a local host on the nodes' network.
+	lb := m.hosts(t)["lb1"]
+	if lb.State != "serving" || !strings.HasPrefix(lb.IP, m.net) {
+		t.Errorf("lb1 (local host): %+v", lb)
+	}
+	if err := m.r.NetDel(ctx, env, "prov"); err == nil || !strings.Contains(err.Error(), "nodes n1 (serving), n2 (serving) are on it") {
+		t.Errorf("net:del of a network in use: %v", err)
+	}
+	res, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + lb.IP + "/")
 	if err != nil {
 		t.Fatalf("through the load balancer: %v", err)
 	}

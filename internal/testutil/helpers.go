@@ -40,6 +40,17 @@ func FreePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// FreeUDP returns a UDP port on 127.0.0.1 nothing listens on (a BMC's).
+func FreeUDP(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
 // SyncBuffer is a bytes.Buffer a test may read while others write to it.
 type SyncBuffer struct {
 	mu sync.Mutex

@@ -53,7 +53,7 @@ var (
 )
 
 // Needs are the commands the provider runs, and their Debian packages.
-var Needs = pkgs.Merge(netboot.Needs, bmc.Needs, osimage.Needs, qemu.Needs, pkgs.Need{"ip": "iproute2"})
+var Needs = pkgs.Merge(netboot.Needs, bmc.Needs, osimage.Needs, osimage.ISONeeds, qemu.Needs, pkgs.Need{"ip": "iproute2"})
 
 // Provider deploys and powers the nodes of one environment.
 type Provider struct {
@@ -64,6 +64,9 @@ type Provider struct {
 	bmcDir  string // inventory/ENV/bmc: the BMC passwords
 	console string // inventory/ENV/console
 	baseURL string
+	root    string // the project: kickstart/ templates
+	failed  string // the failure report's URL
+	ports   []int  // the services' ports (a kickstart's firewall opens them)
 	log     io.Writer
 	// BMCTimeout bounds one IPMI call (default 8s).
 	BMCTimeout time.Duration
@@ -81,7 +84,7 @@ func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Pr
 		return nil, fmt.Errorf("%s: provider.baremetal is missing", env.Path)
 	}
 	return &Provider{env: env, set: set, dir: filepath.Join(o.Dir, "metal"), bmcDir: filepath.Join(o.Dir, "bmc"),
-		console: filepath.Join(o.Dir, "console"), baseURL: o.BaseURL, log: o.Logger(), BMCTimeout: 8 * time.Second}, nil
+		console: filepath.Join(o.Dir, "console"), baseURL: o.BaseURL, root: o.Root, failed: o.FailedURL, ports: o.Ports, log: o.Logger(), BMCTimeout: 8 * time.Second}, nil
 }
 
 // Settings returns the env file's section.
@@ -142,7 +145,9 @@ func (p *Provider) instance(n Node, power string) provider.Instance {
 	return provider.Instance{Name: n.Name, ID: fmt.Sprintf("%s (BMC %s:%d)", n.Name, n.BMC.Address, n.BMC.Port), Addr: nic.IP, MAC: strings.ToLower(nic.MAC), State: st}
 }
 
-// Build checks the node is listed and its BMC answers: the machine exists.
+// Build checks the node is listed and its BMC answers, and takes the
+// machine into the environment (node:create): it is listed from then on,
+// until Delete gives it back.
 func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instance, error) {
 	n, ok := p.set.node(s.Name)
 	if !ok {
@@ -156,7 +161,18 @@ func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instanc
 	if err != nil {
 		return provider.Instance{}, err
 	}
+	if p.stamped(s.Name, "created").IsZero() {
+		if err := p.stamp(s.Name, "created"); err != nil {
+			return provider.Instance{}, err
+		}
+	}
 	return p.instance(n, st), nil
+}
+
+// created says whether node name was taken into the environment (Build).
+// (A node deployed before booted kept this mark has a power-on one.)
+func (p *Provider) created(name string) bool {
+	return !p.stamped(name, "created").IsZero() || !p.stamped(name, "poweron").IsZero()
 }
 
 // Start deploys the node: its seed, its iPXE script (install, unless it
@@ -171,8 +187,15 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 	if err := p.Prepare(ctx); err != nil {
 		return in, err
 	}
+	img, err := p.ensureImage(ctx, p.OSImageOf(s.Name))
+	if err != nil {
+		return in, fmt.Errorf("node %s: %w", s.Name, err)
+	}
 	if err := p.writeSeed(n, s); err != nil {
 		return in, fmt.Errorf("node %s: seed: %w", s.Name, err)
+	}
+	if err := p.writeInstallFiles(n, s, img); err != nil {
+		return in, fmt.Errorf("node %s: %s files: %w", s.Name, img.Method, err)
 	}
 	installed := !p.stamped(s.Name, "installed").IsZero()
 	if err := p.setNetboot(ctx, n, !installed); err != nil {
@@ -191,9 +214,35 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 	if err != nil {
 		return in, err
 	}
+	if err := p.waitOn(ctx, b); err != nil {
+		return in, err
+	}
 	p.stamp(s.Name, "powered")
 	in.State = provider.Running
 	return in, nil
+}
+
+// waitOn waits (up to the power-on stage's timeout) until the BMC says
+// the node is on: a power cycle is off, then on.
+func (p *Provider) waitOn(ctx context.Context, b bmc.BMC) error {
+	deadline := time.Now().Add(p.set.Stages.PowerOn.D())
+	for {
+		st, err := b.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st == bmc.On {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node %s: BMC %s:%d: still %s %v after powering it on", b.Node, b.Addr, b.Port, st, p.set.Stages.PowerOn.D())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // setNetboot writes node n's iPXE script (install, or boot the disk) and
@@ -202,9 +251,12 @@ func (p *Provider) setNetboot(ctx context.Context, n Node, install bool) error {
 	script := netboot.DiskScript(n.Name)
 	dev := "disk"
 	if install {
-		img := p.set.OSImage
-		args := fmt.Sprintf("console=ttyS0 booted.url=%s booted.name=%s booted.image=%s", p.baseURL, n.Name, img)
-		script = netboot.InstallScript(n.Name, p.baseURL+"/metal/images/"+img+"/vmlinuz", p.baseURL+"/metal/images/"+img+"/installer.img", args)
+		img, err := p.imageInfo(p.OSImageOf(n.Name))
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		kernel, initrd, args := p.installer(n, img)
+		script = netboot.InstallScript(n.Name, kernel, initrd, args)
 		dev = "pxe"
 	}
 	if err := netboot.WriteFile(filepath.Join(p.dir, "node", netboot.ScriptName(n.Primary().MAC)), script, 0o600); err != nil {
@@ -288,8 +340,17 @@ func (p *Provider) Installed(ctx context.Context, name string) error {
 	return p.setNetboot(ctx, n, false)
 }
 
-// Stop powers the node off.
+// Stop powers the node off; one never built (or deleted) is not the
+// environment's: ErrNoInstance.
 func (p *Provider) Stop(ctx context.Context, name string) error {
+	if !p.created(name) {
+		return fmt.Errorf("node %s: not created in %s (node:create, image:start): %w", name, p.env.Name, provider.ErrNoInstance)
+	}
+	return p.PowerOff(ctx, name)
+}
+
+// PowerOff powers node name off through its BMC (power:off: any listed node).
+func (p *Provider) PowerOff(ctx context.Context, name string) error {
 	b, err := p.BMC(name)
 	if err != nil {
 		return err
@@ -301,8 +362,8 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 // installs it again (it goes back to the pool).
 func (p *Provider) Delete(ctx context.Context, name string) error {
 	n, ok := p.set.node(name)
-	if !ok {
-		return nil
+	if !ok || !p.created(name) {
+		return nil // not the environment's: its power is left alone
 	}
 	if b, err := p.BMC(name); err == nil {
 		if err := b.PowerOff(ctx); errors.Is(err, bmc.ErrUnreachable) {
@@ -311,7 +372,8 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	for _, w := range []string{"installed", "poweron", "powered", "installed-report"} {
+	os.RemoveAll(filepath.Join(p.dir, "ks", name))
+	for _, w := range []string{"installed", "poweron", "powered", "installed-report", "osimage", "created"} {
 		os.Remove(p.state(name, w))
 	}
 	os.Remove(filepath.Join(p.dir, "seed", name+".tar"))
@@ -319,10 +381,17 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// List returns every node with its power state (asked of its BMC; a node
-// whose BMC does not answer is listed as off).
+// List returns the nodes built (created and not deleted) with their power
+// state (asked of the BMC; a node whose BMC does not answer is listed as
+// off).
 func (p *Provider) List(ctx context.Context) ([]provider.Instance, error) {
-	return fanout.Map(ctx, p.set.Nodes, 0, func(ctx context.Context, n Node) provider.Instance {
+	var nodes []Node
+	for _, n := range p.set.Nodes {
+		if p.created(n.Name) {
+			nodes = append(nodes, n)
+		}
+	}
+	return fanout.Map(ctx, nodes, 0, func(ctx context.Context, n Node) provider.Instance {
 		st := bmc.Off
 		if b, err := p.BMC(n.Name); err == nil {
 			st, _ = b.Status(ctx)
@@ -344,8 +413,6 @@ func (p *Provider) PowerOn(ctx context.Context, name string) error {
 	}
 	return b.PowerOn(ctx)
 }
-
-func (p *Provider) PowerOff(ctx context.Context, name string) error { return p.Stop(ctx, name) }
 
 func (p *Provider) PowerCycle(ctx context.Context, name string) error {
 	b, err := p.BMC(name)
@@ -393,29 +460,81 @@ func (p *Provider) Servers() []*netboot.Server {
 	return out
 }
 
-// Prepare makes the networks' bridges, the served files (the first iPXE
-// script, the osimage, each node's seed access) and starts their dnsmasq.
+// Prepare makes the networks (bridge, dnsmasq) and the served files: the
+// first iPXE script, each node's seed access, the imported osimages (the
+// one booted builds is made at the first deploy that needs it).
 func (p *Provider) Prepare(ctx context.Context) error {
-	for _, nw := range p.set.Networks {
-		if err := p.ensureBridge(ctx, nw); err != nil {
-			return err
-		}
-	}
 	if err := netboot.WriteFile(filepath.Join(p.dir, "boot.ipxe"), netboot.BootScript(p.baseURL+"/metal/node/"), 0o600); err != nil {
 		return err
 	}
-	if err := p.linkImage(ctx); err != nil {
+	imported, err := osimage.List(p.OSImagesDir())
+	if err != nil {
 		return err
+	}
+	for _, in := range imported {
+		if _, err := p.ensureImage(ctx, in.Name); err != nil {
+			return err
+		}
 	}
 	if err := p.writeSeedAccess(); err != nil {
 		return err
 	}
-	for _, s := range p.Servers() {
-		if err := s.Ensure(ctx); err != nil {
+	for _, nw := range p.set.Networks {
+		if err := p.NetworkUp(ctx, nw.Name); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// NetworkUp makes network name's bridge and starts (or reloads) its
+// dnsmasq (net:create).
+func (p *Provider) NetworkUp(ctx context.Context, name string) error {
+	nw, srv, err := p.network(name)
+	if err != nil {
+		return err
+	}
+	if err := p.ensureBridge(ctx, nw); err != nil {
+		return err
+	}
+	return srv.Ensure(ctx)
+}
+
+// NetworkDown stops network name's dnsmasq and removes its bridge
+// (net:del).
+func (p *Provider) NetworkDown(ctx context.Context, name string) error {
+	nw, srv, err := p.network(name)
+	if err != nil {
+		return err
+	}
+	return errors.Join(srv.Stop(ctx), bridge.Remove(ctx, nw.Bridge))
+}
+
+// NodesOn returns the nodes with a NIC on network name.
+func (p *Provider) NodesOn(name string) []string {
+	var out []string
+	for _, n := range p.set.Nodes {
+		for _, c := range n.NICs {
+			if c.Network == name {
+				out = append(out, n.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (p *Provider) network(name string) (Network, *netboot.Server, error) {
+	for i, nw := range p.set.Networks {
+		if nw.Name == name {
+			return nw, p.Servers()[i], nil
+		}
+	}
+	var names []string
+	for _, nw := range p.set.Networks {
+		names = append(names, nw.Name)
+	}
+	return Network{}, nil, fmt.Errorf("network %q is not in provider.baremetal.networks of %s (it has: %s)", name, p.env.Path, strings.Join(names, ", "))
 }
 
 // ensureBridge makes nw's bridge (with the subnet's first address and a
@@ -432,37 +551,6 @@ func (p *Provider) ensureBridge(ctx context.Context, nw Network) error {
 	return nil
 }
 
-// linkImage makes the osimage nodes install from, and serves it.
-func (p *Provider) linkImage(ctx context.Context) error {
-	name := p.set.OSImage
-	link := filepath.Join(p.dir, "images", name)
-	var target string
-	if name == "debian" {
-		img, err := qemu.BuildImage(ctx, qemu.Settings{}, p.log)
-		if err != nil {
-			return err
-		}
-		m, err := osimage.FromQemu(ctx, img.Dir, img.Disk, img.Kernel, img.Initrd, p.log)
-		if err != nil {
-			return err
-		}
-		target = m.Dir
-	} else {
-		target = filepath.Join(filepath.Dir(p.dir), "osimages", name)
-		if _, err := os.Stat(target); err != nil {
-			return fmt.Errorf("%s: provider.baremetal.osimage %q: no such osimage (osimage:list %s shows them; osimage:import imports one)", p.env.Path, name, p.env.Name)
-		}
-	}
-	if cur, err := os.Readlink(link); err == nil && cur == target {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
-		return err
-	}
-	os.Remove(link)
-	return os.Symlink(target, link)
-}
-
 // writeSeedAccess writes the nginx locations that serve each node's seed
 // to that node's address alone (the controller includes the file).
 func (p *Provider) writeSeedAccess() error {
@@ -470,6 +558,7 @@ func (p *Provider) writeSeedAccess() error {
 	b.WriteString("# Written by booted: each node's seed (its enrollment token) to its own address alone.\n")
 	for _, n := range p.set.Nodes {
 		fmt.Fprintf(&b, "location = /metal/seed/%s.tar {\n\tallow %s;\n\tdeny all;\n\talias %s;\n}\n", n.Name, n.Primary().IP, filepath.Join(p.dir, "seed", n.Name+".tar"))
+		fmt.Fprintf(&b, "location /metal/ks/%s/ {\n\tallow %s;\n\tdeny all;\n\talias %s/;\n}\n", n.Name, n.Primary().IP, filepath.Join(p.dir, "ks", n.Name))
 	}
 	return netboot.WriteFile(filepath.Join(p.dir, "seeds.conf"), []byte(b.String()), 0o600)
 }
@@ -538,7 +627,8 @@ func (p *Provider) Stage(ctx context.Context, name string, since time.Time) (str
 		if !step(StageDHCP, maxTime(lease, since, lease.Add(time.Second).After(since))) {
 			return reached, at, StageDHCP, at.Add(st.DHCP.D())
 		}
-		if !step(StageInstaller, p.fetched(n, since)) {
+		// nginx logs whole seconds too.
+		if f := p.fetched(n, since); !step(StageInstaller, maxTime(f, since, true)) {
 			return reached, at, StageInstaller, at.Add(st.Installer.D())
 		}
 		return reached, at, StageInstalled, at.Add(st.Installed.D())
@@ -559,13 +649,19 @@ func maxTime(t, since time.Time, ok bool) time.Time {
 // fetched returns when the node fetched its installer since since, from
 // the controller's /metal/ access log.
 func (p *Provider) fetched(n Node, since time.Time) time.Time {
+	img, err := p.imageInfo(p.OSImageOf(n.Name))
+	if err != nil {
+		return time.Time{}
+	}
+	_, installer, _ := p.installer(n, img)
+	installer = strings.TrimPrefix(installer, p.baseURL)
 	b, err := os.ReadFile(filepath.Join(p.dir, "access.log"))
 	if err != nil {
 		return time.Time{}
 	}
 	var last time.Time
 	for _, l := range strings.Split(string(b), "\n") {
-		if !strings.Contains(l, `"remote":"`+n.Primary().IP+`"`) || !strings.Contains(l, "installer.img") {
+		if !strings.Contains(l, `"remote":"`+n.Primary().IP+`"`) || !strings.Contains(l, installer) {
 			continue
 		}
 		i := strings.Index(l, `"time":"`)

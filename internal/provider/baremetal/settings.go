@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"booted/internal/config"
+	"booted/internal/osimage"
 )
 
 // Settings is the provider.baremetal section of an env file: the networks
@@ -50,6 +51,9 @@ type Node struct {
 	Netboot string `yaml:"netboot"`
 	NICs    []NIC  `yaml:"nics"`
 	BMC     BMC    `yaml:"bmc"`
+	// OSImage is what this node is installed from; empty: the section's
+	// osimage (node:deploy ENV NODE OSIMAGE chooses another).
+	OSImage string `yaml:"osimage"`
 	// DiskGB and MemoryMB describe the machine (the lab makes it so).
 	DiskGB   int `yaml:"disk_gb"`
 	MemoryMB int `yaml:"memory_mb"`
@@ -202,6 +206,11 @@ func Decode(env *config.Env, d *config.Decoder) any {
 			}
 			seen["ip "+c.IP] = nd.Name
 		}
+		if nd.OSImage != "" {
+			if err := osimage.CheckName(nd.OSImage); err != nil {
+				d.Add(0, f+".osimage", "%v", err)
+			}
+		}
 		if nd.BMC.Address == "" {
 			d.Add(0, f+".bmc.address", "missing: the address of %s's BMC", nd.Name)
 		}
@@ -211,6 +220,9 @@ func Decode(env *config.Env, d *config.Decoder) any {
 		if nd.BMC.User == "" {
 			d.Add(0, f+".bmc.user", "missing: the BMC user booted logs in as")
 		}
+	}
+	if err := osimage.CheckName(s.OSImage); err != nil {
+		d.Add(0, "provider.baremetal.osimage", "%v", err)
 	}
 	if s.Retries < 0 || s.Retries > 10 {
 		d.Add(0, "provider.baremetal.retries", "%d: use 0 to 10", s.Retries)

@@ -1,0 +1,228 @@
+package targets
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"booted/internal/inventory"
+	"booted/internal/osimage"
+	"booted/internal/provider/baremetal"
+)
+
+// importTimeout bounds copying an installer ISO (DVDs are gigabytes).
+const importTimeout = time.Hour
+
+// OSImageImport imports an installer ISO into ENV as osimage NAME ("": the
+// name it reads off the ISO, distro-version-arch) and serves it (xCAT3's
+// copycds, Cobbler's import).
+func (r *Runner) OSImageImport(ctx context.Context, envName, iso, name string) error {
+	if name != "" {
+		if err := osimage.CheckName(name); err != nil {
+			return err
+		}
+	}
+	return r.withLock(ctx, envName, "osimage:import "+envName+" "+iso, func(s *session) error {
+		p, err := s.metal("osimage:import")
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, importTimeout)
+		defer cancel()
+		in, err := osimage.Import(ctx, iso, p.OSImagesDir(), name)
+		if err != nil {
+			return err
+		}
+		if err := s.startController(ctx); err != nil {
+			return fmt.Errorf("osimage %s is imported, but not served: %w", in.Name, err)
+		}
+		if r.JSON {
+			e := json.NewEncoder(r.Out)
+			e.SetIndent("", "  ")
+			return e.Encode(in)
+		}
+		fmt.Fprintf(r.Out, "%s: imported %s %s %s from %s (%s install, %d MB); served at %s/metal/images/%s/; install a node from it with node:deploy %s NODE %s\n",
+			in.Name, in.Product, in.Version, in.Arch, iso, in.Method, in.Bytes>>20, "http://"+s.env.CallbackAddr(), in.Name, envName, in.Name)
+		return nil
+	})
+}
+
+type osimageRow struct {
+	osimage.Info
+	Nodes []string `json:"nodes"`
+}
+
+// OSImageList lists the osimages of ENV: the one booted builds (an image
+// written by booted's installer) and the imported ones, with the nodes that
+// install from each.
+func (r *Runner) OSImageList(ctx context.Context, envName string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		p, err := s.metal("osimage:list")
+		if err != nil {
+			return err
+		}
+		imported, err := osimage.List(p.OSImagesDir())
+		if err != nil {
+			return err
+		}
+		builtIn := osimage.Info{Name: baremetal.BuiltIn, Distro: "debian", Product: "Debian GNU/Linux (booted's image)", Version: "12", Arch: "amd64", Method: osimage.MethodImage}
+		rows := []osimageRow{{Info: builtIn, Nodes: p.UsedBy(baremetal.BuiltIn)}}
+		for _, in := range imported {
+			rows = append(rows, osimageRow{Info: in, Nodes: p.UsedBy(in.Name)})
+		}
+		for i := range rows {
+			if rows[i].Nodes == nil {
+				rows[i].Nodes = []string{}
+			}
+		}
+		return printRows(r, rows, []string{"NAME", "DISTRO", "VERSION", "ARCH", "INSTALL", "SIZE", "IMPORTED", "NODES"}, func(x osimageRow) []string {
+			size, when := "-", "built by booted"
+			if !x.Imported.IsZero() {
+				size, when = fmt.Sprintf("%d MB", x.Bytes>>20), x.Imported.Format(time.DateTime)
+			}
+			return []string{x.Name, x.Product, x.Version, x.Arch, x.Method, size, when, strings.Join(x.Nodes, ",")}
+		})
+	})
+}
+
+// OSImageDel removes imported osimage NAME of ENV; one a node installs
+// from (or will, at its next deploy) is refused.
+func (r *Runner) OSImageDel(ctx context.Context, envName, name string) error {
+	return r.withLock(ctx, envName, "osimage:del "+envName+" "+name, func(s *session) error {
+		p, err := s.metal("osimage:del")
+		if err != nil {
+			return err
+		}
+		if name == baremetal.BuiltIn {
+			return fmt.Errorf("osimage %s is the one booted builds; it cannot be deleted", name)
+		}
+		if used := p.UsedBy(name); len(used) > 0 {
+			return fmt.Errorf("osimage %s: nodes %s install from it (node:deploy them from another osimage, or node:del them, first)", name, strings.Join(used, ", "))
+		}
+		if err := p.Unserve(name); err != nil {
+			return err
+		}
+		if err := osimage.Delete(p.OSImagesDir(), name); err != nil {
+			return err
+		}
+		fmt.Fprintf(r.Out, "%s: deleted\n", name)
+		return nil
+	})
+}
+
+// NodeDeploy installs node NODE of ENV from osimage OSIMAGE (xCAT3's
+// deploy NODE --osimage) and follows it to ready: its next deploys use
+// that osimage too.
+func (r *Runner) NodeDeploy(ctx context.Context, envName, node, img string) error {
+	if err := r.withLock(ctx, envName, "node:deploy "+envName+" "+node, func(s *session) error {
+		p, err := s.metal("node:deploy")
+		if err != nil {
+			return err
+		}
+		if err := p.SetOSImage(node, img); err != nil {
+			return err
+		}
+		// A node installed from another osimage is installed again.
+		return s.forgetInstall(ctx, p, node)
+	}); err != nil {
+		return err
+	}
+	if err := r.ImageStart(ctx, envName, node); err != nil {
+		return err
+	}
+	// Follow it: its stages, its phone-home, then ping and SSH.
+	if err := r.HostsLogged(ctx, envName); err != nil {
+		return err
+	}
+	if err := r.HostsFilter(ctx, envName); err != nil {
+		return err
+	}
+	return r.withEnv(ctx, envName, func(s *session) error {
+		h, err := s.store.Host(ctx, s.env.Name, node)
+		if err != nil {
+			return err
+		}
+		if h.State != inventory.Ready && h.State != inventory.Serving {
+			return fmt.Errorf("node %s: %s: %s", node, h.State, h.Reason)
+		}
+		return nil
+	})
+}
+
+// forgetInstall makes node's next deploy install it (its netboot on),
+// unless it is in use (ready or serving: image:del it first).
+func (s *session) forgetInstall(ctx context.Context, p *baremetal.Provider, node string) error {
+	h, err := s.store.Host(ctx, s.env.Name, node)
+	if err == nil && (h.State == inventory.Ready || h.State == inventory.Serving) {
+		return fmt.Errorf("node %s is %s: image:del %s %s first (node:deploy installs a node anew)", node, h.State, s.env.Name, node)
+	}
+	return p.Forget(node)
+}
+
+// NodeCreate records node NODE of ENV, listed in its env file, in the
+// inventory after checking its BMC answers (xCAT3's create).
+func (r *Runner) NodeCreate(ctx context.Context, envName, node string) error {
+	if err := r.withEnv(ctx, envName, func(s *session) error {
+		p, err := s.metal("node:create")
+		if err == nil && !p.Listed(node) {
+			err = fmt.Errorf("node %s is not listed in provider.baremetal.nodes of %s: add it there (NICs, BMC) first", node, s.env.Path)
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	return r.ImageBuild(ctx, envName, node)
+}
+
+// NodeDel powers node NODE off, forgets its install and its osimage
+// choice, and marks it terminated (xCAT3's delete).
+func (r *Runner) NodeDel(ctx context.Context, envName, node string) error {
+	if err := r.withEnv(ctx, envName, func(s *session) error {
+		_, err := s.metal("node:del")
+		return err
+	}); err != nil {
+		return err
+	}
+	return r.ImageDel(ctx, envName, node)
+}
+
+// NetCreate makes network NAME of ENV: its bridge and its dnsmasq
+// (xCAT3's network-create).
+func (r *Runner) NetCreate(ctx context.Context, envName, name string) error {
+	return r.withLock(ctx, envName, "net:create "+envName+" "+name, func(s *session) error {
+		p, err := s.metal("net:create")
+		if err != nil {
+			return err
+		}
+		if err := p.NetworkUp(ctx, name); err != nil {
+			return err
+		}
+		return r.netList(ctx, s, p)
+	})
+}
+
+// NetDel stops network NAME's dnsmasq and removes its bridge; refused
+// while a node on it is in use.
+func (r *Runner) NetDel(ctx context.Context, envName, name string) error {
+	return r.withLock(ctx, envName, "net:del "+envName+" "+name, func(s *session) error {
+		p, err := s.metal("net:del")
+		if err != nil {
+			return err
+		}
+		var busy []string
+		for _, n := range p.NodesOn(name) {
+			if h, err := s.store.Host(ctx, s.env.Name, n); err == nil && h.State != inventory.Terminated && h.State != inventory.Failed {
+				busy = append(busy, n+" ("+string(h.State)+")")
+			}
+		}
+		if len(busy) > 0 {
+			return fmt.Errorf("network %s: nodes %s are on it: node:del them first", name, strings.Join(busy, ", "))
+		}
+		if err := p.NetworkDown(ctx, name); err != nil {
+			return err
+		}
+		return r.netList(ctx, s, p)
+	})
+}
