@@ -117,6 +117,11 @@ func (p *Pinner) record(ctx context.Context, kn provider.Known) error {
 		switch {
 		case key == nil:
 			return tx.Advance(p.Env, kn.Name, inventory.Failed, reason)
+		case exists && cur.State == inventory.Terminated: // started again after its deletion
+			if err := tx.Advance(p.Env, kn.Name, inventory.Booting, ""); err != nil {
+				return err
+			}
+			return tx.Advance(p.Env, kn.Name, inventory.Booted, "")
 		case exists && cur.State != inventory.Ready && cur.State != inventory.Serving:
 			return tx.Advance(p.Env, kn.Name, inventory.Booted, "")
 		}

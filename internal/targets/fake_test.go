@@ -494,6 +494,24 @@ func TestFake_StopOrder(t *testing.T) {
 // Ensure two load balancers are both updated and both shown by env:status
 // (the status's route reads once wrote one map from two goroutines: run
 // this with -race).
+// A host the env file moves to another role (after env:destroy, its row
+// kept as terminated) comes back in its new role: the env file says.
+func TestFake_RoleFollowsEnvFile(t *testing.T) {
+	f := fakeProject(t, "  loadbalancers: {hosts: [n1], min: 1, max: 1}\n  workers: {hosts: [n2], min: 1, max: 1, service: hello, version: v1}\n")
+	ctx := context.Background()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	f.must(t, f.r.EnvDestroy(ctx, f.env))
+	y := "version: 1\nprovider:\n  type: local\n  local: {subnet: 192.0.2.0/24}\ntimeouts: {boot: 5s}\nroles:\n" +
+		"  loadbalancers: {hosts: [lb1], min: 1, max: 1}\n  workers: {hosts: [n1, n2], min: 1, max: 2, service: hello, version: v1}\n"
+	if err := os.WriteFile(filepath.Join(f.root, "envs", "fake.yaml"), []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	if got := f.routes("lb1"); got != "n1 n2" {
+		t.Errorf("lb1 routes to %q, want n1 n2 (n1 is a worker now)", got)
+	}
+}
+
 func TestFake_TwoLoadBalancers(t *testing.T) {
 	f := fakeProject(t, "  loadbalancers: {hosts: [lb1, lb2], min: 2, max: 2}\n  workers: {prefix: w, count: 2, min: 1, max: 2, service: hello, version: v1}\n")
 	ctx := context.Background()

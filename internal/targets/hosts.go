@@ -129,7 +129,15 @@ func (s *session) logged(ctx context.Context) error {
 			}
 		}
 	}
-	d.OnBooted, d.OnInstalled = installed, installed
+	d.OnInstalled = installed
+	d.OnBooted = func(names []string) {
+		installed(names)
+		for _, n := range names { // a staged host's last stage: it phoned home from its disk
+			if _, ok := s.provOf(n).(provider.Stages); ok {
+				s.recordStage(ctx, n, "first-boot", time.Now())
+			}
+		}
+	}
 	timeout := s.env.Timeouts.Boot.D()
 	late := func(h inventory.Host) string {
 		if st, ok := s.provOf(h.Name).(provider.Stages); ok {
@@ -172,7 +180,7 @@ func (s *session) lateStage(ctx context.Context, st provider.Stages, h inventory
 
 // recordStage records a stage a host reached, once.
 func (s *session) recordStage(ctx context.Context, name, stage string, at time.Time) {
-	if stage == "" {
+	if stage == "" || stage == "installed" { // the installer's report is recorded as it arrives
 		return
 	}
 	key := "stage/" + name

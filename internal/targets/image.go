@@ -79,13 +79,13 @@ func (s *session) record(ctx context.Context, name, role string, inst *provider.
 		}
 		addr := ""
 		err = tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
-			if h.Role == "" {
+			if role != "" { // the env file says (a host it moved to another role)
 				h.Role = role
 			}
-			h.Provider = s.env.Provider.Type
+			h.Provider = s.env.ProviderOf(name)
 			if inst != nil {
 				h.ProviderID, h.MAC, h.Port = inst.ID, inst.MAC, s.env.SSH.Port
-				if h.Addr == "" {
+				if inst.Addr != "" { // the provider knows where it is now (an env file may move a node)
 					h.Addr = inst.Addr
 				}
 			}
@@ -163,7 +163,7 @@ func (s *session) start(ctx context.Context, name string) error {
 	}
 	// A new provisioning: a token for this boot alone. The boot timeout
 	// counts from here.
-	if err := s.enroll(ctx, &spec); err != nil {
+	if err := s.enroll(ctx, &spec, built.Addr); err != nil {
 		return err
 	}
 	if h.State == inventory.Booting { // booting no more (it is off): its boot counts from now

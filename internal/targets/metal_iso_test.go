@@ -102,7 +102,11 @@ func (m *metalProject) isoInstall(t *testing.T, ctx context.Context) {
 
 	// node:deploy n3 from it; the fake installer acts on the network for
 	// n3 (whose machine is powered on, unplugged).
-	mac, ip := "52:54:00:9e:00:0d", m.net+"13"
+	// n3 has a new address in the env file (its old one is in the
+	// inventory): its enrollment is bound to the new one.
+	mac, ip := "52:54:00:9e:00:0d", m.net+"23"
+	m.ips[2] = ip
+	m.write(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n")
 	fi := newFakeInstaller(t, env, bridge.Name(env), mac, ip)
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()

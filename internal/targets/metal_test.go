@@ -24,6 +24,7 @@ import (
 type metalProject struct {
 	*fixture
 	ports [3]int
+	ips   [3]string // a node's address when not the usual .11, .12, .13
 	net   string // the nodes' subnet prefix "10.x.y."
 }
 
@@ -31,7 +32,11 @@ func (m *metalProject) write(t *testing.T, roles string) {
 	t.Helper()
 	var nodes strings.Builder
 	for i, p := range m.ports {
-		fmt.Fprintf(&nodes, "      - name: n%d\n        nics: [{mac: \"52:54:00:9e:00:%02x\", ip: %s%d, network: prov, primary: true}]\n        bmc: {address: 127.0.0.1, port: %d, user: admin}\n", i+1, i+11, m.net, 11+i, p)
+		ip := m.ips[i]
+		if ip == "" {
+			ip = fmt.Sprintf("%s%d", m.net, 11+i)
+		}
+		fmt.Fprintf(&nodes, "      - name: n%d\n        nics: [{mac: \"52:54:00:9e:00:%02x\", ip: %s, network: prov, primary: true}]\n        bmc: {address: 127.0.0.1, port: %d, user: admin}\n", i+1, i+11, ip, p)
 	}
 	local := "" // a role of local hosts shares the nodes' bridge and subnet
 	if strings.Contains(roles, "provider: local") {
@@ -234,8 +239,11 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 			stages = append(stages, e.Detail)
 		}
 		t.Logf("%s stages: %s", n, strings.Join(stages, "; "))
-		if len(stages) < 4 {
-			t.Errorf("%s: stages recorded: %q", n, stages)
+		all := strings.Join(stages, "; ")
+		for _, st := range []string{"power-on at", "dhcp-lease at", "installer-fetched at", "installed:", "first-boot at"} {
+			if strings.Count(all, st) != 1 {
+				t.Errorf("%s: stage %q recorded %d times, want once: %s", n, st, strings.Count(all, st), all)
+			}
 		}
 	}
 	// node:list and net:list: installed nodes, power as the BMCs say (n3's

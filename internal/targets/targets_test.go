@@ -207,3 +207,18 @@ func mustKey(t *testing.T, authorized string) ssh.PublicKey {
 	}
 	return k
 }
+
+// A host the env file moves to another role, started again, is recorded
+// in its new role (the inventory kept the old one).
+func TestTargets_RoleFollowsEnvFile(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "w2"))
+	f.must(t, f.r.HostsLogged(ctx, f.proj.Env))
+	f.must(t, f.r.ImageDel(ctx, f.proj.Env, "w2"))
+	f.proj.WriteEnv(t, "timeouts: {boot: 20s, ssh: 5s, ping: 1s}\nroles:\n  loadbalancers: {hosts: [lb1], min: 1, max: 1}\n  workers: {hosts: [w1], min: 1, max: 1}\n  batch: {hosts: [w2], min: 1, max: 1}\n")
+	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "w2"))
+	if h := f.hosts(t)["w2"]; h.Role != "batch" {
+		t.Errorf("w2 after the env file moved it to role batch: %+v", h)
+	}
+}
