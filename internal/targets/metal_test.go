@@ -25,7 +25,7 @@ type metalProject struct {
 	*fixture
 	ports [3]int
 	ips   [3]string // a node's address when not the usual .11, .12, .13
-	net   string // the nodes' subnet prefix "10.x.y."
+	net   string    // the nodes' subnet prefix "10.x.y."
 }
 
 func (m *metalProject) write(t *testing.T, roles string) {
