@@ -100,8 +100,8 @@ func (c *Controller) writeConf(ctx context.Context) error {
 	if err := privateLog(c.BootLog); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(c.metalDir(), "seeds.conf")); err != nil { // included: it must exist
-		if err := os.WriteFile(filepath.Join(c.metalDir(), "seeds.conf"), nil, 0o600); err != nil {
+	if _, err := os.Stat(c.seeds()); err != nil { // included: it must exist
+		if err := os.WriteFile(c.seeds(), nil, 0o600); err != nil {
 			return err
 		}
 	}
@@ -120,10 +120,12 @@ func (c *Controller) writeConf(ctx context.Context) error {
 	return os.Rename(next, c.conf())
 }
 
-// Ensure starts nginx if it is not running.
+// Ensure starts nginx if it is not running, and reloads a running one
+// whose included file (metal/seeds.conf: which node may fetch what) changed
+// since it read it.
 func (c *Controller) Ensure(ctx context.Context) error {
-	if c.PID() != 0 {
-		return nil
+	if pid := c.PID(); pid != 0 {
+		return c.reloadIncluded(ctx, pid)
 	}
 	if err := c.writeConf(ctx); err != nil {
 		return err
@@ -131,7 +133,34 @@ func (c *Controller) Ensure(ctx context.Context) error {
 	return c.start(ctx)
 }
 
+func (c *Controller) seeds() string  { return filepath.Join(c.metalDir(), "seeds.conf") }
+func (c *Controller) loaded() string { return filepath.Join(c.Dir, "seeds.conf.loaded") }
+
+// markLoaded keeps a copy of the included file as nginx read it.
+func (c *Controller) markLoaded() {
+	b, _ := os.ReadFile(c.seeds())
+	os.WriteFile(c.loaded(), b, 0o600)
+}
+
+func (c *Controller) reloadIncluded(ctx context.Context, pid int) error {
+	cur, _ := os.ReadFile(c.seeds())
+	was, _ := os.ReadFile(c.loaded())
+	if bytes.Equal(cur, was) {
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, nginxBin(), "-t", "-q", "-p", c.Dir, "-c", c.conf(), "-e", filepath.Join(c.Dir, "error.log")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("controller nginx of %s: %s fails nginx -t (nginx keeps the old one): %s", c.Env, c.seeds(), bytes.TrimSpace(out))
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("controller nginx of %s (pid %d): reload: %w", c.Env, pid, err)
+	}
+	c.markLoaded()
+	return nil
+}
+
 func (c *Controller) start(ctx context.Context) error {
+	c.markLoaded()
 	out, err := exec.CommandContext(ctx, nginxBin(), "-p", c.Dir, "-c", c.conf(), "-e", filepath.Join(c.Dir, "error.log")).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("start controller nginx of %s on %s: %v: %s", c.Env, c.Listen, err, bytes.TrimSpace(out))
@@ -191,6 +220,7 @@ func (c *Controller) Restart(ctx context.Context) (string, error) {
 	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil { // reopen the logs
 		return rotated, fmt.Errorf("controller nginx of %s (pid %d): reopen logs: %w", c.Env, pid, err)
 	}
+	c.markLoaded()
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil { // reload the configuration
 		return rotated, fmt.Errorf("controller nginx of %s (pid %d): reload: %w", c.Env, pid, err)
 	}

@@ -231,3 +231,46 @@ func TestController_LogsStayPrivate(t *testing.T) {
 		t.Error("a forged line made it into the boot log")
 	}
 }
+
+// A running nginx reads the bare-metal seeds' access list again when it
+// changes (a node moved to another address must get its kickstart).
+func TestController_ReloadsSeedAccess(t *testing.T) {
+	c := newController(t)
+	ctx := context.Background()
+	if err := c.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, c, "/metal/probe"); code != http.StatusNotFound {
+		t.Fatalf("/metal/probe before: %d", code)
+	}
+	seeds := filepath.Join(filepath.Dir(c.KickstartDir), "metal", "seeds.conf")
+	if err := os.WriteFile(seeds, []byte("location = /metal/probe {\n\treturn 200 \"seeded\";\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.PID()
+	if err := c.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second) // the reload is nginx's, asynchronous
+	for {
+		code, body := get(t, c, "/metal/probe")
+		if code == 200 && body == "seeded" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metal/probe after the access list changed: %d %q", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c.PID() != pid {
+		t.Errorf("nginx was restarted (pid %d, was %d), not reloaded", c.PID(), pid)
+	}
+	// A broken list is refused; the running one is kept.
+	os.WriteFile(seeds, []byte("location {\n"), 0o600)
+	if err := c.Ensure(ctx); err == nil || !strings.Contains(err.Error(), "fails nginx -t") {
+		t.Errorf("a broken access list: %v", err)
+	}
+	if code, body := get(t, c, "/metal/probe"); code != 200 || body != "seeded" {
+		t.Errorf("after a refused list: %d %q", code, body)
+	}
+}
