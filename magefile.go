@@ -405,6 +405,26 @@ func (Osimage) Del(ctx context.Context, env, name string) error {
 	return run(func(r *targets.Runner) error { return r.OSImageDel(ctx, env, name) })
 }
 
+// API serves the EC2-compatible API.
+type API mg.Namespace
+
+// Serve serves ENV's EC2 Query API (RunInstances, DescribeInstances, TerminateInstances, key pairs; Signature Version 4) on BOOTED_API_LISTEN until Ctrl-C.
+//
+// Settings: BOOTED_API_LISTEN (default 127.0.0.1:8773).
+func (API) Serve(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.APIServe(ctx, env) })
+}
+
+// Creds makes the users of the EC2 API.
+type Creds mg.Namespace
+
+// Create makes an access key for USER of ENV's EC2 API and the rc file (inventory/ENV/creds/USER.rc) that points the AWS CLI and boto3 at it.
+//
+// Settings: BOOTED_API_LISTEN (the endpoint the rc file names), BOOTED_LOCK_WAIT.
+func (Creds) Create(ctx context.Context, env, user string) error {
+	return run(func(r *targets.Runner) error { return r.CredsCreate(ctx, env, user) })
+}
+
 // Metal makes emulated bare-metal machines to try a baremetal env on this machine.
 type Metal mg.Namespace
 

@@ -84,6 +84,8 @@ var Catalog = []Target{
 	{"osimage:importAs", []Arg{s("env"), s("iso"), s("name")}},
 	{"osimage:list", []Arg{s("env")}},
 	{"osimage:del", []Arg{s("env"), s("name")}},
+	{"api:serve", []Arg{s("env")}},
+	{"creds:create", []Arg{s("env"), s("user")}},
 	{"metal:lab", []Arg{s("env")}},
 	{"metal:labDown", []Arg{s("env")}},
 }

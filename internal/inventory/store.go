@@ -538,6 +538,36 @@ func (tx *Tx) Put(env, key string, v any) error {
 	return nil
 }
 
+// Delete removes the value stored under key for env.
+func (tx *Tx) Delete(env, key string) error {
+	if err := tx.write(); err != nil {
+		return err
+	}
+	if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM kv WHERE env = ? AND key = ?`, env, key); err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	return nil
+}
+
+// List returns the values stored under the keys of env that begin with
+// prefix, by key.
+func (tx *Tx) List(env, prefix string) (map[string]json.RawMessage, error) {
+	rows, err := tx.tx.QueryContext(tx.ctx, `SELECT key, value FROM kv WHERE env = ? AND substr(key, 1, ?) = ? ORDER BY key`, env, len(prefix), prefix)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]json.RawMessage{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, fmt.Errorf("inventory: %w", err)
+		}
+		out[k] = json.RawMessage(v)
+	}
+	return out, rows.Err()
+}
+
 // Now is the time of the transaction.
 func (tx *Tx) Now() time.Time { return tx.now }
 

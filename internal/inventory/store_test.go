@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -308,5 +309,36 @@ func TestStore_DamagedFile(t *testing.T) {
 	_, err := Open(context.Background(), path)
 	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "PRAGMA integrity_check") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// List returns the values under a prefix, and only those; Delete removes one.
+func TestStore_ListDelete(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, filepath.Join(t.TempDir(), "b.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	err = st.Update(ctx, func(tx *Tx) error {
+		for _, k := range []string{"keypair/alice/a", "keypair/alice/b", "keypair/alice_x/c", "keypair/bob/a"} {
+			if err := tx.Put("e", k, k); err != nil {
+				return err
+			}
+		}
+		return tx.Put("other", "keypair/alice/z", "z")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]json.RawMessage
+	st.View(ctx, func(tx *Tx) (err error) { got, err = tx.List("e", "keypair/alice/"); return })
+	if len(got) != 2 || string(got["keypair/alice/b"]) != `"keypair/alice/b"` {
+		t.Errorf("List = %v", got)
+	}
+	st.Update(ctx, func(tx *Tx) error { return tx.Delete("e", "keypair/alice/a") })
+	st.View(ctx, func(tx *Tx) (err error) { got, err = tx.List("e", "keypair/alice/"); return })
+	if len(got) != 1 {
+		t.Errorf("after Delete: %v", got)
 	}
 }

@@ -7,6 +7,7 @@ package settings
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -62,6 +63,9 @@ const (
 	// LockWait is how long a target that changes an environment waits for
 	// another one holding it (a Go duration); default 10m.
 	LockWait = "BOOTED_LOCK_WAIT"
+	// APIListen is where api:serve listens (host:port); default
+	// 127.0.0.1:8773 (Eucalyptus' port).
+	APIListen = "BOOTED_API_LISTEN"
 )
 
 // Settings are the values of the variables.
@@ -84,6 +88,7 @@ type Settings struct {
 	BenchRuns   int
 	TestArgs    []string
 	LockWait    time.Duration
+	APIListen   string
 }
 
 // FromEnviron reads every BOOTED_* variable, refusing a value a variable
@@ -164,6 +169,12 @@ func From(getenv func(string) string) (Settings, error) {
 		} else {
 			s.LockWait = d
 		}
+	}
+	s.APIListen = getenv(APIListen)
+	if s.APIListen == "" {
+		s.APIListen = "127.0.0.1:8773"
+	} else if h, p, err := net.SplitHostPort(s.APIListen); err != nil || p == "" || (h != "" && net.ParseIP(h) == nil) {
+		bad(APIListen, s.APIListen, "use ADDRESS:PORT, such as 127.0.0.1:8773")
 	}
 	s.TestArgs = strings.Fields(getenv(TestArgs))
 	if len(s.TestArgs) == 0 {

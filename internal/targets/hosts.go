@@ -132,8 +132,10 @@ func (s *session) logged(ctx context.Context) error {
 	d.OnInstalled = installed
 	d.OnBooted = func(names []string) {
 		installed(names)
-		for _, n := range names { // a staged host's last stage: it phoned home from its disk
-			if _, ok := s.provOf(n).(provider.Stages); ok {
+		for _, n := range names { // a deploy's last stage: it phoned home from its disk (a later reboot is none)
+			var last string
+			s.store.Get(ctx, s.env.Name, "stage/"+n, &last)
+			if _, ok := s.provOf(n).(provider.Stages); ok && last != "" && !strings.HasPrefix(last, "first-boot@") {
 				s.recordStage(ctx, n, "first-boot", time.Now())
 			}
 		}

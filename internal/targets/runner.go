@@ -242,6 +242,11 @@ func (s *session) startController(ctx context.Context) error {
 func (s *session) spec(name string) (provider.Spec, error) {
 	role, _ := s.env.RoleOf(name)
 	spec := provider.Spec{Name: name, Role: role, AuthorizedKey: s.authorized}
+	if h, err := s.store.Host(context.Background(), s.env.Name, name); err == nil && h.Attrs[attrAuthorized] != "" {
+		// An instance launched with a key pair: its key next to the deploy key.
+		spec.Role = h.Role
+		spec.AuthorizedKey = []byte(strings.TrimSpace(string(s.authorized)) + "\n" + h.Attrs[attrAuthorized] + "\n")
+	}
 	if _, ok := s.provOf(name).(provider.KnownKeys); ok {
 		return spec, nil // it does not phone home
 	}

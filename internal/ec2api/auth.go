@@ -1,0 +1,97 @@
+package ec2api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+)
+
+// maxSkew is how far a request's signing time may be from the server's.
+const maxSkew = 15 * time.Minute
+
+// Secrets finds the user and secret of an access key ID.
+type Secrets interface {
+	Secret(accessKey string) (user, secret string, err error)
+}
+
+// authenticate checks r's Signature Version 4 (Authorization header, as
+// the AWS CLI and boto3 send it) by signing the same request again with
+// the AWS SDK's signer and the stored secret; it returns the user.
+func authenticate(ctx context.Context, r *http.Request, body []byte, secrets Secrets, now time.Time) (string, *Error) {
+	fail := func(format string, a ...any) (string, *Error) {
+		return "", &Error{Status: http.StatusUnauthorized, Code: "AuthFailure", Message: fmt.Sprintf(format, a...)}
+	}
+	h := r.Header.Get("Authorization")
+	const algo = "AWS4-HMAC-SHA256 "
+	if !strings.HasPrefix(h, algo) {
+		return fail("AWS was not able to validate the provided access credentials: sign requests with Signature Version 4")
+	}
+	fields := map[string]string{}
+	for _, kv := range strings.Split(strings.TrimPrefix(h, algo), ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		fields[k] = v
+	}
+	scope := strings.Split(fields["Credential"], "/")
+	if len(scope) != 5 || scope[3] != "ec2" || scope[4] != "aws4_request" || fields["SignedHeaders"] == "" || fields["Signature"] == "" {
+		return fail("AWS was not able to validate the provided access credentials: a malformed Authorization header")
+	}
+	akid, day, region := scope[0], scope[1], scope[2]
+	user, secret, err := secrets.Secret(akid)
+	if err != nil {
+		return fail("AWS was not able to validate the provided access credentials")
+	}
+	at, err := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+	if err != nil || at.Format("20060102") != day {
+		return fail("AWS was not able to validate the provided access credentials: X-Amz-Date missing or not the credential's day")
+	}
+	if d := now.Sub(at); d > maxSkew || d < -maxSkew {
+		return fail("Signature expired or not yet valid: signed at %s, the server's time is %s", at.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
+	// The same request, with the headers the client signed and nothing else.
+	u := url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
+	again, err := http.NewRequestWithContext(ctx, r.Method, u.String(), nil)
+	if err != nil {
+		return fail("AWS was not able to validate the provided access credentials")
+	}
+	again.Host = r.Host
+	for _, name := range strings.Split(fields["SignedHeaders"], ";") {
+		switch name {
+		case "host":
+			continue
+		case "content-length": // the signer signs it from ContentLength, when given
+			again.ContentLength = r.ContentLength
+			continue
+		}
+		for _, v := range r.Header.Values(name) {
+			again.Header.Add(name, v)
+		}
+	}
+	sum := sha256.Sum256(body)
+	payload := hex.EncodeToString(sum[:])
+	if ph := r.Header.Get("X-Amz-Content-Sha256"); ph != "" && ph != payload {
+		return fail("AWS was not able to validate the provided access credentials: the body does not match its hash")
+	}
+	signer := v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = false })
+	if err := signer.SignHTTP(ctx, aws.Credentials{AccessKeyID: akid, SecretAccessKey: secret}, again, payload, "ec2", region, at); err != nil {
+		return fail("AWS was not able to validate the provided access credentials")
+	}
+	want := ""
+	for _, kv := range strings.Split(strings.TrimPrefix(again.Header.Get("Authorization"), algo), ",") {
+		if k, v, _ := strings.Cut(strings.TrimSpace(kv), "="); k == "Signature" {
+			want = v
+		}
+	}
+	if want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(fields["Signature"])) != 1 {
+		return fail("AWS was not able to validate the provided access credentials")
+	}
+	return user, nil
+}

@@ -1,0 +1,89 @@
+package targets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"booted/internal/creds"
+	"booted/internal/ec2api"
+)
+
+// apiRegion is the region the rc files name (any region signs; booted
+// checks the signature with the one the client used).
+const apiRegion = "booted"
+
+// launchTimeout bounds a launch the API started in the background.
+const launchTimeout = 30 * time.Minute
+
+// APIServe serves the EC2 Query API of ENV on BOOTED_API_LISTEN until it
+// is stopped (Ctrl-C): instances, key pairs, for the users of creds:create.
+func (r *Runner) APIServe(ctx context.Context, envName string) error {
+	var credsDir string
+	if err := r.withEnv(ctx, envName, func(s *session) error { credsDir = filepath.Join(s.dir, "creds"); return nil }); err != nil {
+		return err
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var wg sync.WaitGroup
+	b := &ec2Backend{r: r, env: envName}
+	b.launch = func(ids []string) { // pending at once, as EC2 answers; booted in the background
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, cc := context.WithTimeout(lctx, launchTimeout)
+			defer cc()
+			if err := r.launchInstances(c, envName, ids); err != nil {
+				fmt.Fprintf(r.Err, "%s: %v\n", envName, err)
+			}
+		}()
+	}
+	ln, err := net.Listen("tcp", r.APIListen)
+	if err != nil {
+		return fmt.Errorf("api:serve %s: %w (BOOTED_API_LISTEN chooses another address)", envName, err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute,
+		Handler: &ec2api.Server{Backend: b, Secrets: secretStore{creds.Store{Dir: credsDir}},
+			Log: func(f string, a ...any) { fmt.Fprintf(r.Err, "api: "+f+"\n", a...) }}}
+	fmt.Fprintf(r.Out, "%s: EC2 API on http://%s/ (creds:create %s USER makes a user)\n", envName, ln.Addr(), envName)
+	go func() {
+		<-ctx.Done()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		srv.Shutdown(sctx)
+	}()
+	err = srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	cancel() // launches in flight stop; their instances end failed or terminated
+	wg.Wait()
+	return err
+}
+
+// CredsCreate makes an access key for USER of ENV's EC2 API and writes the
+// rc file, credentials and AWS CLI profile USER sources (the secret is in
+// the credentials file alone, 0600, never printed).
+func (r *Runner) CredsCreate(ctx context.Context, envName, user string) error {
+	if err := creds.CheckUser(user); err != nil {
+		return err
+	}
+	return r.withLock(ctx, envName, "creds:create "+envName+" "+user, func(s *session) error {
+		st := creds.Store{Dir: filepath.Join(s.dir, "creds")}
+		c, err := st.Create(user)
+		if err != nil {
+			return err
+		}
+		rc, err := st.Files(s.env.Name, c, "http://"+r.APIListen, apiRegion)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(r.Out, "%s: access key %s for %s; `source %s` points the AWS CLI and boto3 at http://%s/\n", envName, c.AccessKey, user, rc, r.APIListen)
+		return nil
+	})
+}

@@ -1,0 +1,357 @@
+package targets
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"booted/internal/creds"
+	"booted/internal/ec2api"
+	"booted/internal/inventory"
+	"booted/internal/keypairs"
+	"booted/internal/provider"
+)
+
+// Instances are hosts of role "instances" that a user asked for (EC2's
+// run-instances); what EC2 says of them is kept in the host's attributes.
+const instanceRole = "instances"
+
+// The attributes of an instance's host.
+const (
+	attrOwner       = "ec2.owner"
+	attrImage       = "ec2.image"
+	attrType        = "ec2.type"
+	attrKey         = "ec2.key-name"
+	attrAuthorized  = "ec2.authorized-key" // the key pair's public key
+	attrReservation = "ec2.reservation"
+	attrLaunched    = "ec2.launched"
+	attrTags        = "ec2.tags"
+	attrUserData    = "ec2.user-data" // base64
+)
+
+// images are the image IDs an environment's instances may run, by provider.
+var images = map[string]string{"local": "ami-local", "qemu": "ami-debian12", "baremetal": "ami-debian12"}
+
+// instanceTypes are the sizes instances may have (until the env file names its own).
+var instanceTypes = map[string]bool{"t2.micro": true, "t2.small": true, "t2.medium": true, "m1.small": true}
+
+func hexID(prefix string, n int) string {
+	b := make([]byte, (n+1)/2)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)[:n]
+}
+
+// ec2State is what EC2 calls a host's state.
+func ec2State(h inventory.Host) (state, reason string) {
+	switch h.State {
+	case inventory.Requested, inventory.Provisioning, inventory.Booting, inventory.Booted:
+		return "pending", ""
+	case inventory.Ready, inventory.Serving:
+		return "running", ""
+	case inventory.Draining:
+		return "stopping", ""
+	case inventory.Stopped:
+		return "stopped", ""
+	case inventory.Failed:
+		return "terminated", h.Reason
+	}
+	return "terminated", h.Reason
+}
+
+func toInstance(h inventory.Host, zone string) ec2api.Instance {
+	st, why := ec2State(h)
+	in := ec2api.Instance{ID: h.Name, ImageID: h.Attrs[attrImage], Type: h.Attrs[attrType], KeyName: h.Attrs[attrKey], Owner: h.Attrs[attrOwner],
+		State: st, Reason: why, Reservation: h.Attrs[attrReservation], Zone: zone, Tags: map[string]string{}}
+	if st == "pending" || st == "running" || st == "stopping" {
+		in.Addr = h.Addr
+	}
+	in.Launched, _ = time.Parse(time.RFC3339, h.Attrs[attrLaunched])
+	json.Unmarshal([]byte(h.Attrs[attrTags]), &in.Tags)
+	return in
+}
+
+// ec2Backend is the EC2 API's backend for environment env: the same
+// functions as the targets.
+type ec2Backend struct {
+	r   *Runner
+	env string
+	// launch runs a launch in the background (the API answers pending at
+	// once, as EC2 does); the targets wait for it.
+	launch func(ids []string)
+}
+
+var _ ec2api.Backend = (*ec2Backend)(nil)
+
+func (b *ec2Backend) zone(s *session) string { return "booted-" + s.env.Name }
+
+// instances returns user's instances (all of them when ids is empty);
+// another user's, or an unknown ID, is InvalidInstanceID.NotFound.
+func (b *ec2Backend) instances(ctx context.Context, s *session, user string, ids []string) ([]inventory.Host, error) {
+	hosts, err := s.store.Hosts(ctx, s.env.Name)
+	if err != nil {
+		return nil, err
+	}
+	mine := map[string]inventory.Host{}
+	var all []inventory.Host
+	for _, h := range hosts {
+		if h.Role == instanceRole && h.Attrs[attrOwner] == user {
+			mine[h.Name] = h
+			all = append(all, h)
+		}
+	}
+	if len(ids) == 0 {
+		return all, nil
+	}
+	var out []inventory.Host
+	var unknown []string
+	for _, id := range ids {
+		h, ok := mine[id]
+		if !ok {
+			unknown = append(unknown, id)
+			continue
+		}
+		out = append(out, h)
+	}
+	if len(unknown) > 0 {
+		return nil, ec2api.Errorf("InvalidInstanceID.NotFound", "The instance IDs '%s' do not exist", strings.Join(unknown, ", "))
+	}
+	return out, nil
+}
+
+func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest) ([]ec2api.Instance, error) {
+	var out []ec2api.Instance
+	var ids []string
+	err := b.r.withEnv(ctx, b.env, func(s *session) error {
+		if want := images[s.env.Provider.Type]; req.ImageID != want {
+			return ec2api.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist (this environment's instances run %s)", req.ImageID, want)
+		}
+		if req.Type == "" {
+			req.Type = "m1.small"
+		}
+		if !instanceTypes[req.Type] {
+			return ec2api.Errorf("InvalidParameterValue", "Invalid value '%s' for InstanceType (use t2.micro, t2.small, t2.medium or m1.small)", req.Type)
+		}
+		if req.Count > 20 {
+			return ec2api.Errorf("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of 20 allows", req.Count)
+		}
+		authorized := ""
+		if req.KeyName != "" {
+			var kp keypairs.KeyPair
+			found, err := s.store.Get(ctx, s.env.Name, keyPairKey(user, req.KeyName), &kp)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return ec2api.Errorf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", req.KeyName)
+			}
+			authorized = kp.PublicKey
+		}
+		tags, _ := json.Marshal(req.Tags)
+		now := time.Now().UTC().Truncate(time.Second)
+		res := hexID("r-", 17)
+		return s.store.Update(ctx, func(tx *inventory.Tx) error {
+			for i := 0; i < req.Count; i++ {
+				id := hexID("i-", 17)
+				err := tx.Modify(s.env.Name, id, func(h *inventory.Host) error {
+					h.Role, h.Provider, h.State = instanceRole, s.env.Provider.Type, inventory.Requested
+					h.Attrs = map[string]string{attrOwner: user, attrImage: req.ImageID, attrType: req.Type, attrKey: req.KeyName,
+						attrAuthorized: authorized, attrReservation: res, attrLaunched: now.Format(time.RFC3339), attrTags: string(tags),
+						attrUserData: base64.StdEncoding.EncodeToString(req.UserData)}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				if err := tx.Record(inventory.Event{Env: s.env.Name, Host: id, Kind: "instance-requested", Detail: fmt.Sprintf("by %s: %s %s", user, req.ImageID, req.Type)}); err != nil {
+					return err
+				}
+				h, _ := tx.Host(s.env.Name, id)
+				ids = append(ids, id)
+				out = append(out, toInstance(h, b.zone(s)))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.launch(ids)
+	return out, nil
+}
+
+func (b *ec2Backend) Describe(ctx context.Context, user string, ids []string) ([]ec2api.Instance, error) {
+	var out []ec2api.Instance
+	err := b.r.withEnv(ctx, b.env, func(s *session) error {
+		hosts, err := b.instances(ctx, s, user, ids)
+		for _, h := range hosts {
+			out = append(out, toInstance(h, b.zone(s)))
+		}
+		return err
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Launched.Before(out[j].Launched) })
+	return out, err
+}
+
+func (b *ec2Backend) Terminate(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
+	var out []ec2api.StateChange
+	err := b.r.withLock(ctx, b.env, "instances:terminate "+b.env, func(s *session) error {
+		hosts, err := b.instances(ctx, s, user, ids)
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			prev, _ := ec2State(h)
+			if h.State != inventory.Terminated {
+				if err := s.delete(ctx, h.Name, true); err != nil && !errors.Is(err, provider.ErrNoInstance) {
+					return fmt.Errorf("instance %s: %w", h.Name, err)
+				}
+				if err := s.retire(ctx, h.Name, inventory.Terminated, "terminated by "+user); err != nil {
+					return err
+				}
+			}
+			out = append(out, ec2api.StateChange{ID: h.Name, Previous: prev, Current: "terminated"})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func keyPairKey(user, name string) string { return "keypair/" + user + "/" + name }
+
+func keyPairID(kp keypairs.KeyPair) string {
+	return "key-" + hex.EncodeToString([]byte(kp.Fingerprint))[:17]
+}
+
+func (b *ec2Backend) CreateKeyPair(ctx context.Context, user, name string) (ec2api.KeyPair, error) {
+	kp, priv, err := keypairs.Create(user, name, time.Now())
+	if err != nil {
+		return ec2api.KeyPair{}, ec2api.Errorf("InvalidParameterValue", "KeyName: %v", err)
+	}
+	if err := b.putKeyPair(ctx, kp); err != nil {
+		return ec2api.KeyPair{}, err
+	}
+	return ec2api.KeyPair{ID: keyPairID(kp), Name: kp.Name, Fingerprint: kp.Fingerprint, Type: kp.Type, Material: string(priv)}, nil
+}
+
+func (b *ec2Backend) ImportKeyPair(ctx context.Context, user, name string, material []byte) (ec2api.KeyPair, error) {
+	kp, err := keypairs.Import(user, name, material, time.Now())
+	if err != nil {
+		return ec2api.KeyPair{}, ec2api.Errorf("InvalidKeyPair.Format", "%v", err)
+	}
+	if err := b.putKeyPair(ctx, kp); err != nil {
+		return ec2api.KeyPair{}, err
+	}
+	return ec2api.KeyPair{ID: keyPairID(kp), Name: kp.Name, Fingerprint: kp.Fingerprint, Type: kp.Type}, nil
+}
+
+func (b *ec2Backend) putKeyPair(ctx context.Context, kp keypairs.KeyPair) error {
+	return b.r.withEnv(ctx, b.env, func(s *session) error {
+		return s.store.Update(ctx, func(tx *inventory.Tx) error {
+			var old keypairs.KeyPair
+			if found, err := tx.Get(s.env.Name, keyPairKey(kp.Owner, kp.Name), &old); err != nil {
+				return err
+			} else if found {
+				return ec2api.Errorf("InvalidKeyPair.Duplicate", "The keypair '%s' already exists.", kp.Name)
+			}
+			return tx.Put(s.env.Name, keyPairKey(kp.Owner, kp.Name), kp)
+		})
+	})
+}
+
+func (b *ec2Backend) KeyPairs(ctx context.Context, user string, names []string) ([]ec2api.KeyPair, error) {
+	var out []ec2api.KeyPair
+	err := b.r.withEnv(ctx, b.env, func(s *session) error {
+		return s.store.View(ctx, func(tx *inventory.Tx) error {
+			all, err := tx.List(s.env.Name, keyPairKey(user, ""))
+			if err != nil {
+				return err
+			}
+			byName := map[string]keypairs.KeyPair{}
+			var order []string
+			for _, raw := range all {
+				var kp keypairs.KeyPair
+				if json.Unmarshal(raw, &kp) == nil {
+					byName[kp.Name] = kp
+					order = append(order, kp.Name)
+				}
+			}
+			sort.Strings(order)
+			if len(names) > 0 {
+				order = names
+			}
+			for _, n := range order {
+				kp, ok := byName[n]
+				if !ok {
+					return ec2api.Errorf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", n)
+				}
+				out = append(out, ec2api.KeyPair{ID: keyPairID(kp), Name: kp.Name, Fingerprint: kp.Fingerprint, Type: kp.Type})
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (b *ec2Backend) DeleteKeyPair(ctx context.Context, user, name string) error {
+	return b.r.withEnv(ctx, b.env, func(s *session) error {
+		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.Delete(s.env.Name, keyPairKey(user, name)) })
+	})
+}
+
+// secrets reads the environment's API users (inventory/ENV/creds).
+type secretStore struct{ creds.Store }
+
+func (s secretStore) Secret(id string) (string, string, error) {
+	c, err := s.Lookup(id)
+	return c.User, c.Secret, err
+}
+
+// launchInstances boots the instances ids and follows them to ready (SSH
+// with the pinned key); one that does not get there is deleted and left
+// terminated with the reason: nothing half-made.
+func (r *Runner) launchInstances(ctx context.Context, envName string, ids []string) error {
+	return r.withLock(ctx, envName, "instances:run "+envName, func(s *session) error {
+		if err := s.startController(ctx); err != nil {
+			return err
+		}
+		var errs []error
+		for _, id := range ids {
+			if err := s.provision(ctx, id); err != nil {
+				errs = append(errs, fmt.Errorf("instance %s: %w", id, err))
+			}
+		}
+		if err := s.logged(ctx); err != nil {
+			return err
+		}
+		if err := s.filter(ctx); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			h, err := s.store.Host(ctx, s.env.Name, id)
+			if err != nil {
+				return err
+			}
+			if h.State == inventory.Ready || h.State == inventory.Serving {
+				continue
+			}
+			why := h.Reason
+			if why == "" {
+				why = "not ready: " + string(h.State)
+			}
+			s.delete(context.WithoutCancel(ctx), id, true)
+			s.advance(context.WithoutCancel(ctx), id, inventory.Failed, why)
+			if err := s.retire(context.WithoutCancel(ctx), id, inventory.Terminated, "launch failed: "+why); err != nil {
+				errs = append(errs, err)
+			}
+			errs = append(errs, fmt.Errorf("instance %s: %s", id, why))
+		}
+		return errors.Join(errs...)
+	})
+}

@@ -1,0 +1,259 @@
+package targets
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"booted/internal/testutil"
+)
+
+// awsCLI runs the real AWS CLI (the one on PATH; this machine's is v1 with
+// botocore) as the user whose rc file creds:create wrote.
+type awsCLI struct {
+	t        *testing.T
+	env      []string
+	endpoint string
+}
+
+func newAWSCLI(t *testing.T, rc, endpoint string) *awsCLI {
+	t.Helper()
+	f, err := os.Open(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	if p := os.Getenv("PYENV_ROOT"); p != "" {
+		env = append(env, "PYENV_ROOT="+p)
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() { // the rc file's exports, as `source` would set them
+		if kv, ok := strings.CutPrefix(sc.Text(), "export "); ok {
+			env = append(env, kv)
+		}
+	}
+	return &awsCLI{t: t, env: env, endpoint: endpoint}
+}
+
+// run runs `aws ec2 ARGS… --output json`; it returns stdout, stderr and
+// whether it succeeded.
+func (a *awsCLI) run(args ...string) (string, string, bool) {
+	a.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "aws", append(append([]string{"ec2"}, args...), "--endpoint-url", a.endpoint, "--output", "json")...)
+	cmd.Env = a.env
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err == nil
+}
+
+func (a *awsCLI) must(v any, args ...string) {
+	a.t.Helper()
+	out, errs, ok := a.run(args...)
+	if !ok {
+		a.t.Fatalf("aws ec2 %s: %s", strings.Join(args, " "), errs)
+	}
+	if v != nil {
+		if err := json.Unmarshal([]byte(out), v); err != nil {
+			a.t.Fatalf("aws ec2 %s: %v: %s", args[0], err, out)
+		}
+	}
+}
+
+type describeOut struct {
+	Reservations []struct {
+		Instances []struct {
+			InstanceId       string
+			PrivateIpAddress string
+			KeyName          string
+			State            struct{ Name string }
+			Tags             []struct{ Key, Value string }
+		}
+	}
+}
+
+func (d describeOut) byID() map[string]string {
+	m := map[string]string{}
+	for _, r := range d.Reservations {
+		for _, in := range r.Instances {
+			m[in.InstanceId] = in.State.Name + " " + in.PrivateIpAddress
+		}
+	}
+	return m
+}
+
+// The EC2 API, driven by the real AWS CLI: key pair, run 2 instances on
+// local hosts, describe them running, log in with the key pair's private
+// key (strict host key checking against booted's pins), terminate. Another
+// user sees none of it; a wrong secret, an unknown ID and a bad parameter
+// get EC2's errors.
+func TestInstances_AWSCLI(t *testing.T) {
+	testutil.RequireCommands(t, "aws")
+	f := newFixture(t, testutil.DefaultEnv)
+	env := f.proj.Env
+	f.r.APIListen = testutil.FreePort(t)
+	endpoint := "http://" + f.r.APIListen
+	ctx, stop := context.WithCancel(context.Background())
+	f.must(t, f.r.CredsCreate(ctx, env, "alice"))
+	f.must(t, f.r.CredsCreate(ctx, env, "bob"))
+	credsDir := filepath.Join(f.proj.Inventory, env, "creds")
+	for _, file := range []string{"alice.rc", "alice.credentials", "bob.credentials"} {
+		if fi, err := os.Stat(filepath.Join(credsDir, file)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want mode 0600", file, fi, err)
+		}
+	}
+	if strings.Contains(f.out.String(), "aws_secret_access_key") {
+		t.Error("creds:create printed the secret")
+	}
+	served := make(chan error, 1)
+	go func() { served <- f.r.APIServe(ctx, env) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("api:serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("api:serve did not stop within 30 s")
+		}
+	})
+	alice := newAWSCLI(t, filepath.Join(credsDir, "alice.rc"), endpoint)
+	bob := newAWSCLI(t, filepath.Join(credsDir, "bob.rc"), endpoint)
+	f.waitFor(t, "the API answers", 10*time.Second, func() bool { _, _, ok := alice.run("describe-key-pairs"); return ok })
+
+	var kp struct{ KeyName, KeyFingerprint, KeyMaterial string }
+	alice.must(&kp, "create-key-pair", "--key-name", "k1")
+	keyFile := filepath.Join(t.TempDir(), "k1")
+	if err := os.WriteFile(keyFile, []byte(kp.KeyMaterial), 0o600); err != nil || !strings.Contains(kp.KeyMaterial, "OPENSSH PRIVATE KEY") {
+		t.Fatalf("create-key-pair gave %q", kp.KeyMaterial)
+	}
+	if _, errs, ok := alice.run("create-key-pair", "--key-name", "k1"); ok || !strings.Contains(errs, "InvalidKeyPair.Duplicate") {
+		t.Errorf("a second k1: %s", errs)
+	}
+
+	var run struct {
+		Instances []struct {
+			InstanceId string
+			State      struct{ Name string }
+		}
+	}
+	alice.must(&run, "run-instances", "--image-id", "ami-local", "--instance-type", "t2.micro", "--count", "2", "--key-name", "k1",
+		"--tag-specifications", "ResourceType=instance,Tags=[{Key=team,Value=blue}]")
+	if len(run.Instances) != 2 {
+		t.Fatalf("run-instances: %+v", run)
+	}
+	ids := []string{run.Instances[0].InstanceId, run.Instances[1].InstanceId}
+	for _, in := range run.Instances {
+		if !strings.HasPrefix(in.InstanceId, "i-") || in.State.Name != "pending" {
+			t.Errorf("run-instances answered %+v, want pending i-…", in)
+		}
+	}
+	var d describeOut
+	f.waitFor(t, "both instances running", 90*time.Second, func() bool {
+		d = describeOut{}
+		alice.must(&d, append([]string{"describe-instances", "--instance-ids"}, ids...)...)
+		st := d.byID()
+		return strings.HasPrefix(st[ids[0]], "running 1") && strings.HasPrefix(st[ids[1]], "running 1")
+	})
+	if in := d.Reservations[0].Instances[0]; in.KeyName != "k1" || len(in.Tags) != 1 || in.Tags[0].Value != "blue" {
+		t.Errorf("describe-instances: %+v", in)
+	}
+	var filtered describeOut
+	alice.must(&filtered, "describe-instances", "--filters", "Name=tag:team,Values=blue", "Name=instance-state-name,Values=running")
+	if len(filtered.byID()) != 2 {
+		t.Errorf("filters tag:team=blue, running: %v", filtered.byID())
+	}
+
+	// The key pair's private key logs in, the host key checked strictly
+	// against the one booted pinned.
+	ip := strings.Fields(d.byID()[ids[0]])[1]
+	known := filepath.Join(f.proj.Inventory, env, "known_hosts")
+	out, err := exec.Command("ssh", "-i", keyFile, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+known,
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "root@"+ip, "hostname").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != ids[0] {
+		t.Errorf("ssh -i k1 root@%s hostname: %v %s", ip, err, out)
+	}
+
+	// bob sees and changes none of alice's.
+	var none describeOut
+	bob.must(&none, "describe-instances")
+	if len(none.byID()) != 0 {
+		t.Errorf("bob sees %v", none.byID())
+	}
+	if _, errs, ok := bob.run("terminate-instances", "--instance-ids", ids[0]); ok || !strings.Contains(errs, "InvalidInstanceID.NotFound") {
+		t.Errorf("bob terminating alice's instance: %s", errs)
+	}
+	var bobKeys struct{ KeyPairs []struct{ KeyName string } }
+	bob.must(&bobKeys, "describe-key-pairs")
+	if len(bobKeys.KeyPairs) != 0 {
+		t.Errorf("bob sees key pairs %v", bobKeys.KeyPairs)
+	}
+
+	// A wrong secret, an unknown ID, a bad parameter.
+	wrong := newAWSCLI(t, filepath.Join(credsDir, "alice.rc"), endpoint)
+	bad := filepath.Join(t.TempDir(), "credentials")
+	b, _ := os.ReadFile(filepath.Join(credsDir, "alice.credentials"))
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, "aws_secret_access_key") {
+			lines[i] = "aws_secret_access_key = AAAAwrongwrongwrongwrongwrongwrongwrong0"
+		}
+	}
+	os.WriteFile(bad, []byte(strings.Join(lines, "\n")), 0o600)
+	for i, e := range wrong.env {
+		if strings.HasPrefix(e, "AWS_SHARED_CREDENTIALS_FILE=") {
+			wrong.env[i] = "AWS_SHARED_CREDENTIALS_FILE=" + bad
+		}
+	}
+	if _, errs, ok := wrong.run("terminate-instances", "--instance-ids", ids[0]); ok || !strings.Contains(errs, "AuthFailure") {
+		t.Errorf("a wrong secret: %s", errs)
+	}
+	if _, errs, ok := alice.run("describe-instances", "--instance-ids", "i-0123456789abcdef0"); ok || !strings.Contains(errs, "InvalidInstanceID.NotFound") {
+		t.Errorf("an unknown ID: %s", errs)
+	}
+	if _, errs, ok := alice.run("run-instances", "--image-id", "ami-local", "--count", "3:1"); ok || !strings.Contains(errs, "InvalidParameterValue") || !strings.Contains(errs, "MinCount") {
+		t.Errorf("MinCount above MaxCount: %s", errs)
+	}
+	if _, errs, ok := alice.run("run-instances", "--image-id", "ami-nope", "--count", "1"); ok || !strings.Contains(errs, "InvalidAMIID.NotFound") {
+		t.Errorf("an unknown image: %s", errs)
+	}
+	d = describeOut{}
+	alice.must(&d, append([]string{"describe-instances", "--instance-ids"}, ids...)...)
+	if st := d.byID(); !strings.HasPrefix(st[ids[0]], "running") {
+		t.Errorf("after the refused requests: %v", st)
+	}
+
+	var term struct {
+		TerminatingInstances []struct {
+			InstanceId   string
+			CurrentState struct{ Name string }
+		}
+	}
+	alice.must(&term, append([]string{"terminate-instances", "--instance-ids"}, ids...)...)
+	if len(term.TerminatingInstances) != 2 || term.TerminatingInstances[0].CurrentState.Name != "terminated" {
+		t.Errorf("terminate-instances: %+v", term)
+	}
+	var after describeOut
+	alice.must(&after, append([]string{"describe-instances", "--instance-ids"}, ids...)...)
+	for id, st := range after.byID() {
+		if st != "terminated " {
+			t.Errorf("%s after terminate: %q", id, st)
+		}
+	}
+	nets, _ := exec.Command("ip", "netns", "list").Output()
+	for _, id := range ids {
+		if strings.Contains(string(nets), id) {
+			t.Errorf("terminated %s still has its namespace", id)
+		}
+	}
+}
