@@ -82,7 +82,24 @@ type Backend interface {
 	ImportKeyPair(ctx context.Context, user, name string, material []byte) (KeyPair, error)
 	KeyPairs(ctx context.Context, user string, names []string) ([]KeyPair, error)
 	DeleteKeyPair(ctx context.Context, user, name string) error
+	Stop(ctx context.Context, user string, ids []string) ([]StateChange, error)
+	Start(ctx context.Context, user string, ids []string) ([]StateChange, error)
+	Reboot(ctx context.Context, user string, ids []string) error
+	ConsoleOutput(ctx context.Context, user, id string) ([]byte, error)
+	CreateTags(ctx context.Context, user string, ids []string, tags map[string]string) error
+	Images(ctx context.Context, user string) ([]Image, error)
 }
+
+// Image is an image instances may run.
+type Image struct{ ID, Name, Description string }
+
+// InstanceTypes are the sizes booted knows, with their vCPUs and memory
+// (MiB); DescribeInstanceTypes lists them.
+var InstanceTypes = []struct {
+	Name      string
+	VCPUs     int
+	MemoryMiB int
+}{{"t2.micro", 1, 1024}, {"t2.small", 1, 2048}, {"t2.medium", 2, 4096}, {"m1.small", 1, 1740}}
 
 // Server is the EC2 endpoint.
 type Server struct {
@@ -375,10 +392,128 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 		return struct {
 			R bool `xml:"return"`
 		}{true}, nil
+	case "StopInstances", "StartInstances":
+		ids := list(f, "InstanceId")
+		if len(ids) == 0 {
+			return nil, Errorf("MissingParameter", "The request must contain the parameter InstanceId")
+		}
+		do := s.Backend.Stop
+		if action == "StartInstances" {
+			do = s.Backend.Start
+		}
+		ch, err := do(ctx, user, ids)
+		if err != nil {
+			return nil, err
+		}
+		var out []xmlChange
+		for _, c := range ch {
+			out = append(out, xmlChange{c.ID, xmlState{StateCodes[c.Current], c.Current}, xmlState{StateCodes[c.Previous], c.Previous}})
+		}
+		return struct {
+			I []xmlChange `xml:"instancesSet>item"`
+		}{out}, nil
+	case "RebootInstances":
+		ids := list(f, "InstanceId")
+		if len(ids) == 0 {
+			return nil, Errorf("MissingParameter", "The request must contain the parameter InstanceId")
+		}
+		if err := s.Backend.Reboot(ctx, user, ids); err != nil {
+			return nil, err
+		}
+		return struct {
+			R bool `xml:"return"`
+		}{true}, nil
+	case "GetConsoleOutput":
+		id := f.Get("InstanceId")
+		out, err := s.Backend.ConsoleOutput(ctx, user, id)
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			ID     string `xml:"instanceId"`
+			Time   string `xml:"timestamp"`
+			Output string `xml:"output"`
+		}{id, time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), base64.StdEncoding.EncodeToString(out)}, nil
+	case "CreateTags":
+		ids := list(f, "ResourceId")
+		tags := map[string]string{}
+		for i := 1; ; i++ {
+			k, ok := f[fmt.Sprintf("Tag.%d.Key", i)]
+			if !ok {
+				break
+			}
+			if k[0] == "" || len(k[0]) > 128 || strings.HasPrefix(k[0], "aws:") {
+				return nil, Errorf("InvalidParameterValue", "Tag.%d.Key %q: 1 to 128 characters, not starting with aws:", i, k[0])
+			}
+			tags[k[0]] = f.Get(fmt.Sprintf("Tag.%d.Value", i))
+		}
+		if len(ids) == 0 || len(tags) == 0 {
+			return nil, Errorf("MissingParameter", "The request must contain ResourceId.N and Tag.N.Key")
+		}
+		if err := s.Backend.CreateTags(ctx, user, ids, tags); err != nil {
+			return nil, err
+		}
+		return struct {
+			R bool `xml:"return"`
+		}{true}, nil
+	case "DescribeTags":
+		ins, err := s.Backend.Describe(ctx, user, nil)
+		if err != nil {
+			return nil, err
+		}
+		type tag struct {
+			ID    string `xml:"resourceId"`
+			Type  string `xml:"resourceType"`
+			Key   string `xml:"key"`
+			Value string `xml:"value"`
+		}
+		var out []tag
+		for _, in := range ins {
+			for _, t := range toXML(in, 0).Tags {
+				out = append(out, tag{in.ID, "instance", t.Key, t.Value})
+			}
+		}
+		return struct {
+			T []tag `xml:"tagSet>item"`
+		}{out}, nil
+	case "DescribeImages":
+		imgs, err := s.Backend.Images(ctx, user)
+		if err != nil {
+			return nil, err
+		}
+		type image struct {
+			ID    string `xml:"imageId"`
+			Name  string `xml:"name"`
+			Desc  string `xml:"description"`
+			State string `xml:"imageState"`
+			Arch  string `xml:"architecture"`
+			Type  string `xml:"imageType"`
+			Owner string `xml:"imageOwnerAlias"`
+		}
+		var out []image
+		for _, im := range imgs {
+			out = append(out, image{im.ID, im.Name, im.Description, "available", "x86_64", "machine", "booted"})
+		}
+		return struct {
+			I []image `xml:"imagesSet>item"`
+		}{out}, nil
+	case "DescribeInstanceTypes":
+		type it struct {
+			Name   string `xml:"instanceType"`
+			VCPUs  int    `xml:"vCpuInfo>defaultVCpus"`
+			Memory int    `xml:"memoryInfo>sizeInMiB"`
+		}
+		var out []it
+		for _, t := range InstanceTypes {
+			out = append(out, it{t.Name, t.VCPUs, t.MemoryMiB})
+		}
+		return struct {
+			T []it `xml:"instanceTypeSet>item"`
+		}{out}, nil
 	case "":
 		return nil, Errorf("MissingAction", "The request must contain the parameter Action")
 	}
-	return nil, Errorf("InvalidAction", "The action %s is not valid for this web service (booted answers RunInstances, DescribeInstances, TerminateInstances, CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPair)", action)
+	return nil, Errorf("InvalidAction", "The action %s is not valid for this web service (booted answers RunInstances, DescribeInstances, TerminateInstances, StopInstances, StartInstances, RebootInstances, GetConsoleOutput, CreateTags, DescribeTags, DescribeImages, DescribeInstanceTypes, CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPair)", action)
 }
 
 func intParam(f url.Values, name string, def int) (int, error) {

@@ -129,3 +129,12 @@ func TestServer_AuthAndErrors(t *testing.T) {
 		})
 	}
 }
+
+func (b *backend) Stop(context.Context, string, []string) ([]StateChange, error)  { return nil, nil }
+func (b *backend) Start(context.Context, string, []string) ([]StateChange, error) { return nil, nil }
+func (b *backend) Reboot(context.Context, string, []string) error                 { return nil }
+func (b *backend) ConsoleOutput(context.Context, string, string) ([]byte, error)  { return nil, nil }
+func (b *backend) CreateTags(context.Context, string, []string, map[string]string) error {
+	return nil
+}
+func (b *backend) Images(context.Context, string) ([]Image, error) { return nil, nil }

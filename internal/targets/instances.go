@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -40,7 +42,13 @@ const (
 var images = map[string]string{"local": "ami-local", "qemu": "ami-debian12", "baremetal": "ami-debian12"}
 
 // instanceTypes are the sizes instances may have (until the env file names its own).
-var instanceTypes = map[string]bool{"t2.micro": true, "t2.small": true, "t2.medium": true, "m1.small": true}
+var instanceTypes = func() map[string]bool {
+	m := map[string]bool{}
+	for _, t := range ec2api.InstanceTypes {
+		m[t.Name] = true
+	}
+	return m
+}()
 
 func hexID(prefix string, n int) string {
 	b := make([]byte, (n+1)/2)
@@ -354,4 +362,131 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 		}
 		return errors.Join(errs...)
 	})
+}
+
+// change applies do to each of user's instances ids under the
+// environment's lock and says what each went from and to.
+func (b *ec2Backend) change(ctx context.Context, what, user string, ids []string, do func(s *session, h inventory.Host) error) ([]ec2api.StateChange, error) {
+	var out []ec2api.StateChange
+	err := b.r.withLock(ctx, b.env, what+" "+b.env, func(s *session) error {
+		hosts, err := b.instances(ctx, s, user, ids)
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if h.State == inventory.Terminated {
+				return ec2api.Errorf("IncorrectInstanceState", "The instance '%s' is terminated", h.Name)
+			}
+		}
+		for _, h := range hosts {
+			prev, _ := ec2State(h)
+			if err := do(s, h); err != nil {
+				return fmt.Errorf("instance %s: %w", h.Name, err)
+			}
+			now, _ := s.store.Host(ctx, s.env.Name, h.Name)
+			cur, _ := ec2State(now)
+			out = append(out, ec2api.StateChange{ID: h.Name, Previous: prev, Current: cur})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (b *ec2Backend) Stop(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
+	return b.change(ctx, "instances:stop", user, ids, func(s *session, h inventory.Host) error { return s.stop(ctx, h.Name) })
+}
+
+func (b *ec2Backend) Start(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
+	ch, err := b.change(ctx, "instances:start", user, ids, func(s *session, h inventory.Host) error { return nil })
+	if err != nil {
+		return nil, err
+	}
+	var start []string
+	for i := range ch {
+		if ch[i].Current == "stopped" {
+			ch[i].Current = "pending"
+			start = append(start, ch[i].ID)
+		}
+	}
+	if len(start) > 0 {
+		b.launch(start)
+	}
+	return ch, nil
+}
+
+func (b *ec2Backend) Reboot(ctx context.Context, user string, ids []string) error {
+	ch, err := b.change(ctx, "instances:reboot", user, ids, func(s *session, h inventory.Host) error { return s.stop(ctx, h.Name) })
+	if err != nil {
+		return err
+	}
+	var again []string
+	for _, c := range ch {
+		again = append(again, c.ID)
+	}
+	b.launch(again)
+	return nil
+}
+
+// ConsoleOutput is the tail (64 KiB) of the instance's console log.
+func (b *ec2Backend) ConsoleOutput(ctx context.Context, user, id string) ([]byte, error) {
+	var out []byte
+	err := b.r.withEnv(ctx, b.env, func(s *session) error {
+		if _, err := b.instances(ctx, s, user, []string{id}); err != nil {
+			return err
+		}
+		c, ok := s.provOf(id).(provider.Console)
+		if !ok {
+			return ec2api.Errorf("UnsupportedOperation", "the %s provider keeps no console", s.env.ProviderOf(id))
+		}
+		data, err := os.ReadFile(c.ConsoleLog(id))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if len(data) > 64<<10 {
+			data = data[len(data)-64<<10:]
+		}
+		out = data
+		return nil
+	})
+	return out, err
+}
+
+func (b *ec2Backend) CreateTags(ctx context.Context, user string, ids []string, tags map[string]string) error {
+	return b.r.withEnv(ctx, b.env, func(s *session) error {
+		if _, err := b.instances(ctx, s, user, ids); err != nil {
+			return err
+		}
+		return s.store.Update(ctx, func(tx *inventory.Tx) error {
+			for _, id := range ids {
+				err := tx.Modify(s.env.Name, id, func(h *inventory.Host) error {
+					cur := map[string]string{}
+					json.Unmarshal([]byte(h.Attrs[attrTags]), &cur)
+					for k, v := range tags {
+						cur[k] = v
+					}
+					if len(cur) > 50 {
+						return ec2api.Errorf("TagLimitExceeded", "instance %s would have %d tags; at most 50", id, len(cur))
+					}
+					j, _ := json.Marshal(cur)
+					h.Attrs[attrTags] = string(j)
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
+
+func (b *ec2Backend) Images(ctx context.Context, user string) ([]ec2api.Image, error) {
+	var out []ec2api.Image
+	err := b.r.withEnv(ctx, b.env, func(s *session) error {
+		if id, ok := images[s.env.Provider.Type]; ok {
+			out = append(out, ec2api.Image{ID: id, Name: s.env.Provider.Type, Description: "the " + s.env.Provider.Type + " hosts of environment " + s.env.Name})
+		}
+		return nil
+	})
+	return out, err
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,33 +101,7 @@ func TestInstances_AWSCLI(t *testing.T) {
 	testutil.RequireCommands(t, "aws")
 	f := newFixture(t, testutil.DefaultEnv)
 	env := f.proj.Env
-	f.r.APIListen = testutil.FreePort(t)
-	endpoint := "http://" + f.r.APIListen
-	ctx, stop := context.WithCancel(context.Background())
-	f.must(t, f.r.CredsCreate(ctx, env, "alice"))
-	f.must(t, f.r.CredsCreate(ctx, env, "bob"))
-	credsDir := filepath.Join(f.proj.Inventory, env, "creds")
-	for _, file := range []string{"alice.rc", "alice.credentials", "bob.credentials"} {
-		if fi, err := os.Stat(filepath.Join(credsDir, file)); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %v %v, want mode 0600", file, fi, err)
-		}
-	}
-	if strings.Contains(f.out.String(), "aws_secret_access_key") {
-		t.Error("creds:create printed the secret")
-	}
-	served := make(chan error, 1)
-	go func() { served <- f.r.APIServe(ctx, env) }()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("api:serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("api:serve did not stop within 30 s")
-		}
-	})
+	credsDir, endpoint := serveAPI(t, f, "alice", "bob")
 	alice := newAWSCLI(t, filepath.Join(credsDir, "alice.rc"), endpoint)
 	bob := newAWSCLI(t, filepath.Join(credsDir, "bob.rc"), endpoint)
 	f.waitFor(t, "the API answers", 10*time.Second, func() bool { _, _, ok := alice.run("describe-key-pairs"); return ok })
@@ -255,5 +230,102 @@ func TestInstances_AWSCLI(t *testing.T) {
 		if strings.Contains(string(nets), id) {
 			t.Errorf("terminated %s still has its namespace", id)
 		}
+	}
+}
+
+// serveAPI makes users with creds:create and runs api:serve for the
+// test's environment; it returns the creds directory and the endpoint.
+func serveAPI(t *testing.T, f *fixture, users ...string) (string, string) {
+	t.Helper()
+	env := f.proj.Env
+	f.r.APIListen = testutil.FreePort(t)
+	ctx, stop := context.WithCancel(context.Background())
+	for _, u := range users {
+		f.must(t, f.r.CredsCreate(ctx, env, u))
+	}
+	credsDir := filepath.Join(f.proj.Inventory, env, "creds")
+	for _, u := range users {
+		for _, file := range []string{u + ".rc", u + ".credentials", u + ".config"} {
+			if fi, err := os.Stat(filepath.Join(credsDir, file)); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s: %v %v, want mode 0600", file, fi, err)
+			}
+		}
+	}
+	if strings.Contains(f.out.String(), "aws_secret_access_key") {
+		t.Error("creds:create printed the secret")
+	}
+	served := make(chan error, 1)
+	go func() { served <- f.r.APIServe(ctx, env) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("api:serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("api:serve did not stop within 30 s")
+		}
+	})
+	endpoint := "http://" + f.r.APIListen
+	f.waitFor(t, "the API listens", 10*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", f.r.APIListen, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return credsDir, endpoint
+}
+
+// The same flow through boto3 (the Python SDK), as a script: import a key
+// pair, run with user data, tags, console output, stop, start, reboot,
+// images, instance types, an unknown ID, terminate.
+func TestInstances_Boto3(t *testing.T) {
+	testutil.RequireCommands(t, "python3", "ssh-keygen")
+	if err := exec.Command("python3", "-c", "import boto3").Run(); err != nil {
+		if testutil.InCI() {
+			t.Fatalf("CI must run this test: python3 has no boto3 (%v)", err)
+		}
+		t.Skip("skipped: python3 has no boto3 (pip install boto3, or Debian's python3-boto3)")
+	}
+	f := newFixture(t, testutil.DefaultEnv)
+	credsDir, endpoint := serveAPI(t, f, "carol")
+	key := filepath.Join(t.TempDir(), "id")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	cli := newAWSCLI(t, filepath.Join(credsDir, "carol.rc"), endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "python3", filepath.Join("testdata", "boto3_flow.py"), key+".pub")
+	cmd.Env = cli.env
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("boto3 flow: %v: %s", err, stderr.String())
+	}
+	var seen struct {
+		Boto3, Import, Address, Unknown                 string
+		Run, Stop, Start, Images, Types, Terminate, IDs []string
+		Tags                                            [][]string
+		Console                                         int
+	}
+	if err := json.Unmarshal(out, &seen); err != nil {
+		t.Fatalf("boto3 flow printed %s: %v", out, err)
+	}
+	t.Logf("boto3 %s", seen.Boto3)
+	if !strings.HasPrefix(seen.Import, "SHA256:") || len(seen.Run) != 1 || seen.Run[0] != "pending" || seen.Address == "" {
+		t.Errorf("import, run: %+v", seen)
+	}
+	if len(seen.Tags) != 1 || seen.Tags[0][1] != "owner" || seen.Tags[0][2] != "ci" || seen.Console == 0 {
+		t.Errorf("tags, console: %+v", seen)
+	}
+	if len(seen.Stop) != 1 || seen.Stop[0] != "stopped" || seen.Start[0] != "pending" {
+		t.Errorf("stop, start: %+v", seen)
+	}
+	if len(seen.Images) != 1 || seen.Images[0] != "ami-local" || len(seen.Types) != 4 || seen.Unknown != "InvalidInstanceID.NotFound" || seen.Terminate[0] != "terminated" {
+		t.Errorf("images, types, unknown ID, terminate: %+v", seen)
 	}
 }
