@@ -415,6 +415,89 @@ func (API) Serve(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.APIServe(ctx, env) })
 }
 
+// Instances are hosts users ask for, as EC2 instances (the same as the EC2 API's actions).
+type Instances mg.Namespace
+
+// Run runs COUNT instances of IMAGE (ami-local on local hosts) for BOOTED_USER, waits until they run and are reachable, and lists them.
+//
+// Settings: BOOTED_USER, BOOTED_INSTANCE_TYPE, BOOTED_KEY_NAME, BOOTED_USER_DATA (a file), BOOTED_TAGS (KEY=VALUE,…), BOOTED_OUTPUT=json.
+func (Instances) Run(ctx context.Context, env, image string, count int) error {
+	return run(func(r *targets.Runner) error { return r.InstancesRun(ctx, env, image, count) })
+}
+
+// Describe lists BOOTED_USER's instances of ENV: EC2 state, type, image, key pair, address, tags, reason.
+//
+// Settings: BOOTED_USER, BOOTED_OUTPUT=json.
+func (Instances) Describe(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.InstancesDescribe(ctx, env) })
+}
+
+// Terminate terminates BOOTED_USER's instances IDS (comma-separated): their hosts are deleted.
+//
+// Settings: BOOTED_USER, BOOTED_LOCK_WAIT.
+func (Instances) Terminate(ctx context.Context, env, ids string) error {
+	return run(func(r *targets.Runner) error { return r.InstancesTerminate(ctx, env, ids) })
+}
+
+// Stop powers BOOTED_USER's instances IDS (comma-separated) off.
+//
+// Settings: BOOTED_USER, BOOTED_LOCK_WAIT.
+func (Instances) Stop(ctx context.Context, env, ids string) error {
+	return run(func(r *targets.Runner) error { return r.InstancesStop(ctx, env, ids) })
+}
+
+// Start starts BOOTED_USER's stopped instances IDS (comma-separated) and waits until they run.
+//
+// Settings: BOOTED_USER, BOOTED_LOCK_WAIT.
+func (Instances) Start(ctx context.Context, env, ids string) error {
+	return run(func(r *targets.Runner) error { return r.InstancesStart(ctx, env, ids) })
+}
+
+// Reboot restarts BOOTED_USER's instances IDS (comma-separated) and waits until they run.
+//
+// Settings: BOOTED_USER, BOOTED_LOCK_WAIT.
+func (Instances) Reboot(ctx context.Context, env, ids string) error {
+	return run(func(r *targets.Runner) error { return r.InstancesReboot(ctx, env, ids) })
+}
+
+// Console prints the console of BOOTED_USER's instance ID.
+//
+// Settings: BOOTED_USER.
+func (Instances) Console(ctx context.Context, env, id string) error {
+	return run(func(r *targets.Runner) error { return r.InstancesConsole(ctx, env, id) })
+}
+
+// Keypair manages the SSH key pairs instances are launched with.
+type Keypair mg.Namespace
+
+// Create makes key pair NAME for BOOTED_USER and prints its private key once (booted keeps only the public key).
+//
+// Settings: BOOTED_USER.
+func (Keypair) Create(ctx context.Context, env, name string) error {
+	return run(func(r *targets.Runner) error { return r.KeypairCreate(ctx, env, name) })
+}
+
+// Import imports the public key in FILE as key pair NAME of BOOTED_USER.
+//
+// Settings: BOOTED_USER.
+func (Keypair) Import(ctx context.Context, env, name, file string) error {
+	return run(func(r *targets.Runner) error { return r.KeypairImport(ctx, env, name, file) })
+}
+
+// List lists BOOTED_USER's key pairs with their fingerprints.
+//
+// Settings: BOOTED_USER, BOOTED_OUTPUT=json.
+func (Keypair) List(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.KeypairList(ctx, env) })
+}
+
+// Del deletes key pair NAME of BOOTED_USER.
+//
+// Settings: BOOTED_USER.
+func (Keypair) Del(ctx context.Context, env, name string) error {
+	return run(func(r *targets.Runner) error { return r.KeypairDel(ctx, env, name) })
+}
+
 // Creds makes the users of the EC2 API.
 type Creds mg.Namespace
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -66,6 +67,15 @@ const (
 	// APIListen is where api:serve listens (host:port); default
 	// 127.0.0.1:8773 (Eucalyptus' port).
 	APIListen = "BOOTED_API_LISTEN"
+	// User is who the instances:* and keypair:* targets act for (the
+	// owner of the instances and key pairs); default the login name.
+	User = "BOOTED_USER"
+	// InstanceType, KeyName, UserData (a file) and Tags (KEY=VALUE,…) are
+	// instances:run's size, key pair, user data and tags.
+	InstanceType = "BOOTED_INSTANCE_TYPE"
+	KeyName      = "BOOTED_KEY_NAME"
+	UserData     = "BOOTED_USER_DATA"
+	Tags         = "BOOTED_TAGS"
 )
 
 // Settings are the values of the variables.
@@ -89,6 +99,12 @@ type Settings struct {
 	TestArgs    []string
 	LockWait    time.Duration
 	APIListen   string
+	User        string
+	// InstanceType, KeyName, UserData (a file) and Tags are instances:run's.
+	InstanceType string
+	KeyName      string
+	UserData     string
+	Tags         map[string]string
 }
 
 // FromEnviron reads every BOOTED_* variable, refusing a value a variable
@@ -175,6 +191,25 @@ func From(getenv func(string) string) (Settings, error) {
 		s.APIListen = "127.0.0.1:8773"
 	} else if h, p, err := net.SplitHostPort(s.APIListen); err != nil || p == "" || (h != "" && net.ParseIP(h) == nil) {
 		bad(APIListen, s.APIListen, "use ADDRESS:PORT, such as 127.0.0.1:8773")
+	}
+	s.User = getenv(User)
+	if s.User == "" {
+		s.User = "root"
+		if u, err := user.Current(); err == nil {
+			s.User = u.Username
+		}
+	}
+	s.InstanceType, s.KeyName, s.UserData = getenv(InstanceType), getenv(KeyName), getenv(UserData)
+	if v := getenv(Tags); v != "" {
+		s.Tags = map[string]string{}
+		for _, kv := range strings.Split(v, ",") {
+			k, val, ok := strings.Cut(kv, "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				bad(Tags, v, "use KEY=VALUE pairs separated by commas, such as team=blue,env=ci")
+				break
+			}
+			s.Tags[strings.TrimSpace(k)] = val
+		}
 	}
 	s.TestArgs = strings.Fields(getenv(TestArgs))
 	if len(s.TestArgs) == 0 {

@@ -203,7 +203,12 @@ func (b *ec2Backend) Describe(ctx context.Context, user string, ids []string) ([
 		}
 		return err
 	})
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Launched.Before(out[j].Launched) })
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Launched.Equal(out[j].Launched) {
+			return out[i].Launched.Before(out[j].Launched)
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out, err
 }
 

@@ -329,3 +329,79 @@ func TestInstances_Boto3(t *testing.T) {
 		t.Errorf("images, types, unknown ID, terminate: %+v", seen)
 	}
 }
+
+// The same through the targets: keypair:import, instances:run with the
+// BOOTED_* settings (it waits until they run), describe, stop, start,
+// console, terminate; another user sees none of it.
+func TestInstances_Targets(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	env := f.proj.Env
+	key := filepath.Join(t.TempDir(), "id")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	f.r.User = "dave"
+	f.must(t, f.r.KeypairImport(ctx, env, "laptop", key+".pub"))
+	if err := f.r.KeypairImport(ctx, env, "laptop", key+".pub"); err == nil || !strings.Contains(err.Error(), "InvalidKeyPair.Duplicate") {
+		t.Errorf("importing laptop twice: %v", err)
+	}
+	f.r.KeyName, f.r.InstanceType, f.r.Tags = "laptop", "t2.small", map[string]string{"team": "green"}
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.InstancesRun(ctx, env, "ami-local", 2))
+	var rows []instanceRow
+	if err := json.Unmarshal([]byte(f.out.String()), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("instances:run printed %v %s", err, f.out)
+	}
+	for _, r := range rows {
+		if r.State != "running" || r.Address == "" || r.Type != "t2.small" || r.Key != "laptop" || r.Tags["team"] != "green" {
+			t.Errorf("after instances:run: %+v", r)
+		}
+	}
+	out, err := exec.Command("ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+filepath.Join(f.proj.Inventory, env, "known_hosts"),
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "root@"+rows[0].Address, "hostname").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != rows[0].ID {
+		t.Errorf("ssh with the imported key: %v %s", err, out)
+	}
+	state := func() string {
+		t.Helper()
+		f.out.Reset()
+		f.must(t, f.r.InstancesDescribe(ctx, env))
+		var rs []instanceRow
+		json.Unmarshal([]byte(f.out.String()), &rs)
+		by := map[string]string{}
+		for _, r := range rs {
+			by[r.ID] = r.State
+		}
+		if len(by) == 0 {
+			return ""
+		}
+		return by[rows[0].ID] + " " + by[rows[1].ID]
+	}
+	f.must(t, f.r.InstancesStop(ctx, env, rows[0].ID))
+	if got := state(); got != "stopped running" {
+		t.Errorf("after instances:stop of the first: %s", got)
+	}
+	f.must(t, f.r.InstancesStart(ctx, env, rows[0].ID))
+	if got := state(); got != "running running" {
+		t.Errorf("after instances:start: %s", got)
+	}
+	f.out.Reset()
+	f.must(t, f.r.InstancesConsole(ctx, env, rows[1].ID))
+	if len(f.out.String()) == 0 {
+		t.Error("instances:console printed nothing")
+	}
+	f.r.User = "erin"
+	if got := state(); got != "" {
+		t.Errorf("erin sees %q", got)
+	}
+	if err := f.r.InstancesTerminate(ctx, env, rows[0].ID); err == nil || !strings.Contains(err.Error(), "InvalidInstanceID.NotFound") {
+		t.Errorf("erin terminating dave's instance: %v", err)
+	}
+	f.r.User = "dave"
+	f.must(t, f.r.InstancesTerminate(ctx, env, rows[0].ID+","+rows[1].ID))
+	if got := state(); got != "terminated terminated" {
+		t.Errorf("after instances:terminate: %s", got)
+	}
+}

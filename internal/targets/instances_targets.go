@@ -1,0 +1,224 @@
+package targets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"booted/internal/ec2api"
+)
+
+// backend is the EC2 backend for the targets: a launch waits for its
+// instances (the API's answers at once).
+func (r *Runner) backend(envName string) (*ec2Backend, *[]string) {
+	var pending []string
+	b := &ec2Backend{r: r, env: envName, launch: func(ids []string) { pending = append(pending, ids...) }}
+	return b, &pending
+}
+
+// instanceError makes an EC2 error a target's error.
+func instanceError(err error) error {
+	var e *ec2api.Error
+	if errors.As(err, &e) {
+		return fmt.Errorf("%s (%s)", e.Message, e.Code)
+	}
+	return err
+}
+
+func splitIDs(ids string) []string {
+	var out []string
+	for _, id := range strings.Split(ids, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// InstancesRun runs COUNT instances of IMAGE in ENV for BOOTED_USER (size
+// BOOTED_INSTANCE_TYPE, key pair BOOTED_KEY_NAME, user data from the file
+// BOOTED_USER_DATA, tags BOOTED_TAGS), waits until they are running and
+// reachable, and lists them; one that fails says why and is terminated.
+func (r *Runner) InstancesRun(ctx context.Context, envName, image string, count int) error {
+	req := ec2api.RunRequest{ImageID: image, Type: r.InstanceType, KeyName: r.KeyName, Count: count, Tags: r.Tags}
+	if count < 1 {
+		return fmt.Errorf("instances:run %s %s %d: COUNT is at least 1", envName, image, count)
+	}
+	if r.UserData != "" {
+		b, err := os.ReadFile(r.UserData)
+		if err != nil {
+			return fmt.Errorf("BOOTED_USER_DATA: %w", err)
+		}
+		if len(b) > 16<<10 {
+			return fmt.Errorf("BOOTED_USER_DATA=%s: %d bytes; user data is at most 16384", r.UserData, len(b))
+		}
+		req.UserData = b
+	}
+	b, pending := r.backend(envName)
+	ins, err := b.Run(ctx, r.User, req)
+	if err != nil {
+		return instanceError(err)
+	}
+	launchErr := r.launchInstances(ctx, envName, *pending)
+	var ids []string
+	for _, in := range ins {
+		ids = append(ids, in.ID)
+	}
+	if err := r.describe(ctx, envName, ids); err != nil {
+		return err
+	}
+	return launchErr
+}
+
+// InstancesDescribe lists BOOTED_USER's instances of ENV (EC2 states,
+// addresses, reasons); JSON with BOOTED_OUTPUT=json.
+func (r *Runner) InstancesDescribe(ctx context.Context, envName string) error {
+	return r.describe(ctx, envName, nil)
+}
+
+type instanceRow struct {
+	ID       string            `json:"instanceId"`
+	State    string            `json:"state"`
+	Type     string            `json:"instanceType"`
+	Image    string            `json:"imageId"`
+	Key      string            `json:"keyName"`
+	Address  string            `json:"privateIpAddress"`
+	Launched string            `json:"launchTime"`
+	Tags     map[string]string `json:"tags"`
+	Reason   string            `json:"stateReason,omitempty"`
+}
+
+func (r *Runner) describe(ctx context.Context, envName string, ids []string) error {
+	b, _ := r.backend(envName)
+	ins, err := b.Describe(ctx, r.User, ids)
+	if err != nil {
+		return instanceError(err)
+	}
+	rows := []instanceRow{}
+	for _, in := range ins {
+		rows = append(rows, instanceRow{ID: in.ID, State: in.State, Type: in.Type, Image: in.ImageID, Key: in.KeyName, Address: in.Addr,
+			Launched: in.Launched.UTC().Format(time.RFC3339), Tags: in.Tags, Reason: in.Reason})
+	}
+	return printRows(r, rows, []string{"INSTANCE", "STATE", "TYPE", "IMAGE", "KEY", "ADDRESS", "LAUNCHED", "TAGS", "REASON"}, func(x instanceRow) []string {
+		var tags []string
+		for k, v := range x.Tags {
+			tags = append(tags, k+"="+v)
+		}
+		return []string{x.ID, x.State, x.Type, x.Image, orDash(x.Key), orDash(x.Address), x.Launched, orDash(strings.Join(tags, ",")), orDash(x.Reason)}
+	})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// InstancesTerminate terminates BOOTED_USER's instances IDS (comma-separated) of ENV.
+func (r *Runner) InstancesTerminate(ctx context.Context, envName, ids string) error {
+	b, _ := r.backend(envName)
+	return r.printChanges(b.Terminate(ctx, r.User, splitIDs(ids)))
+}
+
+// InstancesStop powers BOOTED_USER's instances IDS of ENV off.
+func (r *Runner) InstancesStop(ctx context.Context, envName, ids string) error {
+	b, _ := r.backend(envName)
+	return r.printChanges(b.Stop(ctx, r.User, splitIDs(ids)))
+}
+
+// InstancesStart starts BOOTED_USER's stopped instances IDS of ENV and
+// waits until they run.
+func (r *Runner) InstancesStart(ctx context.Context, envName, ids string) error {
+	b, pending := r.backend(envName)
+	if err := r.printChanges(b.Start(ctx, r.User, splitIDs(ids))); err != nil {
+		return err
+	}
+	if len(*pending) == 0 {
+		return nil
+	}
+	return r.launchInstances(ctx, envName, *pending)
+}
+
+// InstancesReboot restarts BOOTED_USER's instances IDS of ENV and waits
+// until they run again.
+func (r *Runner) InstancesReboot(ctx context.Context, envName, ids string) error {
+	b, pending := r.backend(envName)
+	if err := b.Reboot(ctx, r.User, splitIDs(ids)); err != nil {
+		return instanceError(err)
+	}
+	return r.launchInstances(ctx, envName, *pending)
+}
+
+// InstancesConsole prints the console of BOOTED_USER's instance ID of ENV.
+func (r *Runner) InstancesConsole(ctx context.Context, envName, id string) error {
+	b, _ := r.backend(envName)
+	out, err := b.ConsoleOutput(ctx, r.User, id)
+	if err != nil {
+		return instanceError(err)
+	}
+	_, err = r.Out.Write(out)
+	return err
+}
+
+func (r *Runner) printChanges(ch []ec2api.StateChange, err error) error {
+	if err != nil {
+		return instanceError(err)
+	}
+	for _, c := range ch {
+		fmt.Fprintf(r.Out, "%s: %s → %s\n", c.ID, c.Previous, c.Current)
+	}
+	return nil
+}
+
+// KeypairCreate makes key pair NAME for BOOTED_USER in ENV and prints its
+// private key, once: booted keeps only the public key.
+func (r *Runner) KeypairCreate(ctx context.Context, envName, name string) error {
+	b, _ := r.backend(envName)
+	kp, err := b.CreateKeyPair(ctx, r.User, name)
+	if err != nil {
+		return instanceError(err)
+	}
+	fmt.Fprintf(r.Err, "%s: key pair %s (%s); its private key follows, shown this once\n", envName, kp.Name, kp.Fingerprint)
+	_, err = fmt.Fprint(r.Out, kp.Material)
+	return err
+}
+
+// KeypairImport imports the public key in FILE as key pair NAME of
+// BOOTED_USER in ENV.
+func (r *Runner) KeypairImport(ctx context.Context, envName, name, file string) error {
+	pub, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	b, _ := r.backend(envName)
+	kp, err := b.ImportKeyPair(ctx, r.User, name, pub)
+	if err != nil {
+		return instanceError(err)
+	}
+	fmt.Fprintf(r.Out, "%s: key pair %s (%s)\n", envName, kp.Name, kp.Fingerprint)
+	return nil
+}
+
+// KeypairList lists BOOTED_USER's key pairs in ENV with their fingerprints.
+func (r *Runner) KeypairList(ctx context.Context, envName string) error {
+	b, _ := r.backend(envName)
+	kps, err := b.KeyPairs(ctx, r.User, nil)
+	if err != nil {
+		return instanceError(err)
+	}
+	if kps == nil {
+		kps = []ec2api.KeyPair{}
+	}
+	return printRows(r, kps, []string{"NAME", "TYPE", "FINGERPRINT"}, func(k ec2api.KeyPair) []string { return []string{k.Name, k.Type, k.Fingerprint} })
+}
+
+// KeypairDel deletes key pair NAME of BOOTED_USER in ENV (instances
+// launched with it keep the key they were given).
+func (r *Runner) KeypairDel(ctx context.Context, envName, name string) error {
+	b, _ := r.backend(envName)
+	return instanceError(b.DeleteKeyPair(ctx, r.User, name))
+}
