@@ -19,6 +19,9 @@ type PhoneHome struct {
 	Name string
 	// Retry bounds how long the host keeps trying.
 	Retry time.Duration
+	// UserData: the host is an instance; its user data, from the metadata
+	// service, is its first-boot step when it is a script.
+	UserData bool
 }
 
 // TokenFile is where a host keeps its enrollment token until it has sent it.
@@ -37,7 +40,7 @@ func (p PhoneHome) Render(tmplPath string) ([]byte, error) {
 	var b bytes.Buffer
 	err = t.Execute(&b, map[string]any{
 		"URL": p.URL, "Env": p.Env, "Name": p.Name,
-		"RetrySeconds": int(p.Retry.Seconds()),
+		"RetrySeconds": int(p.Retry.Seconds()), "UserData": p.UserData,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("phone-home template: %w", err)

@@ -62,6 +62,12 @@ func (c *Controller) metalDir() string {
 	return filepath.Join(filepath.Dir(c.KickstartDir), "metal")
 }
 
+// MetadataDir holds the instances' metadata, one directory per address
+// (inventory/ENV/metadata), served at /latest/ to that address alone.
+func (c *Controller) MetadataDir() string {
+	return filepath.Join(filepath.Dir(c.KickstartDir), "metadata")
+}
+
 // Render returns the nginx configuration.
 func (c *Controller) Render() ([]byte, error) {
 	src, err := os.ReadFile(c.Template)
@@ -75,7 +81,7 @@ func (c *Controller) Render() ([]byte, error) {
 	var b bytes.Buffer
 	err = t.Execute(&b, map[string]string{
 		"Env": c.Env, "Dir": c.Dir, "Listen": c.Listen, "BootLog": c.BootLog,
-		"KickstartDir": c.KickstartDir, "MetalDir": c.metalDir(), "LogFormat": bootlog.LogFormat,
+		"KickstartDir": c.KickstartDir, "MetalDir": c.metalDir(), "MetadataDir": c.MetadataDir(), "LogFormat": bootlog.LogFormat,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("controller nginx template %s: %w", c.Template, err)
@@ -89,7 +95,7 @@ func (c *Controller) PID() int { return pidfile.Read(filepath.Join(c.Dir, "nginx
 // writeConf renders the configuration, checks it with nginx -t and only
 // then puts it in place; a configuration that fails the check is never used.
 func (c *Controller) writeConf(ctx context.Context) error {
-	for _, d := range []string{filepath.Dir(c.BootLog), c.Dir, filepath.Join(c.Dir, "tmp"), c.KickstartDir, c.metalDir()} {
+	for _, d := range []string{filepath.Dir(c.BootLog), c.Dir, filepath.Join(c.Dir, "tmp"), c.KickstartDir, c.metalDir(), c.MetadataDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}

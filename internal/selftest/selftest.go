@@ -13,6 +13,7 @@ import (
 	"os/exec"
 
 	"booted/internal/controller"
+	"booted/internal/metadata"
 	"booted/internal/metallab"
 	"booted/internal/pkgs"
 	"booted/internal/provider/registry"
@@ -28,7 +29,7 @@ func Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := pkgs.Ensure(ctx, out, pkgs.Merge(controller.Needs, registry.Needs(), metallab.Needs, pkgs.Need{"ssh": "openssh-client"})); err != nil {
+	if err := pkgs.Ensure(ctx, out, pkgs.Merge(controller.Needs, registry.Needs(), metallab.Needs, metadata.Needs, pkgs.Need{"ssh": "openssh-client", "aws": "awscli", "debconf-set-selections": "debconf"})); err != nil {
 		return err
 	}
 	if os.Geteuid() == 0 {

@@ -10,6 +10,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/fanout"
 	"booted/internal/inventory"
+	"booted/internal/metadata"
 	"booted/internal/provider"
 )
 
@@ -283,5 +284,6 @@ func (s *session) destroy(ctx context.Context, why string) (int, error) {
 		}
 	}
 	errs = append(errs, s.downLab(ctx)) // the emulated machines of metal:lab
+	errs = append(errs, metadata.Unroute(ctx, s.env.Name))
 	return n, errors.Join(errs...)
 }

@@ -18,6 +18,7 @@ import (
 	"booted/internal/ec2api"
 	"booted/internal/inventory"
 	"booted/internal/keypairs"
+	"booted/internal/metadata"
 	"booted/internal/provider"
 )
 
@@ -228,6 +229,7 @@ func (b *ec2Backend) Terminate(ctx context.Context, user string, ids []string) (
 				if err := s.retire(ctx, h.Name, inventory.Terminated, "terminated by "+user); err != nil {
 					return err
 				}
+				metadata.Remove(s.ctl.MetadataDir(), h.Addr)
 			}
 			out = append(out, ec2api.StateChange{ID: h.Name, Previous: prev, Current: "terminated"})
 		}
@@ -334,8 +336,15 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 		if err := s.startController(ctx); err != nil {
 			return err
 		}
+		if err := s.routeMetadata(ctx); err != nil {
+			return err
+		}
 		var errs []error
 		for _, id := range ids {
+			if err := s.writeMetadata(ctx, id); err != nil {
+				errs = append(errs, fmt.Errorf("instance %s: %w", id, err))
+				continue
+			}
 			if err := s.provision(ctx, id); err != nil {
 				errs = append(errs, fmt.Errorf("instance %s: %w", id, err))
 			}
@@ -494,4 +503,37 @@ func (b *ec2Backend) Images(ctx context.Context, user string) ([]ec2api.Image, e
 		return nil
 	})
 	return out, err
+}
+
+// routeMetadata brings 169.254.169.254:80 on the bridges of the
+// environment's hosts to the controller's nginx.
+func (s *session) routeMetadata(ctx context.Context) error {
+	for _, p := range s.allProvs() {
+		if b, ok := p.(interface{ Bridge() string }); ok {
+			if err := metadata.Route(ctx, s.env.Name, b.Bridge(), s.env.CallbackAddr()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeMetadata makes instance id (its address is known once it is built)
+// and writes what the metadata service tells it.
+func (s *session) writeMetadata(ctx context.Context, id string) error {
+	spec, err := s.spec(id)
+	if err != nil {
+		return err
+	}
+	if _, err := s.build(ctx, spec); err != nil {
+		return err
+	}
+	h, err := s.store.Host(ctx, s.env.Name, id)
+	if err != nil {
+		return err
+	}
+	ud, _ := base64.StdEncoding.DecodeString(h.Attrs[attrUserData])
+	return metadata.Write(s.ctl.MetadataDir(), metadata.Instance{ID: id, Hostname: id, Addr: h.Addr, Type: h.Attrs[attrType],
+		Image: h.Attrs[attrImage], Zone: "booted-" + s.env.Name, Reservation: h.Attrs[attrReservation],
+		KeyName: h.Attrs[attrKey], PublicKey: h.Attrs[attrAuthorized], UserData: ud})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,8 +123,10 @@ func TestInstances_AWSCLI(t *testing.T) {
 			State      struct{ Name string }
 		}
 	}
+	ud := filepath.Join(t.TempDir(), "user-data.sh")
+	os.WriteFile(ud, []byte("#!/bin/sh\necho \"user-data ran on $(hostname)\" > /root/user-data-ran\n"), 0o644)
 	alice.must(&run, "run-instances", "--image-id", "ami-local", "--instance-type", "t2.micro", "--count", "2", "--key-name", "k1",
-		"--tag-specifications", "ResourceType=instance,Tags=[{Key=team,Value=blue}]")
+		"--tag-specifications", "ResourceType=instance,Tags=[{Key=team,Value=blue}]", "--user-data", "file://"+ud)
 	if len(run.Instances) != 2 {
 		t.Fatalf("run-instances: %+v", run)
 	}
@@ -151,12 +154,41 @@ func TestInstances_AWSCLI(t *testing.T) {
 
 	// The key pair's private key logs in, the host key checked strictly
 	// against the one booted pinned.
-	ip := strings.Fields(d.byID()[ids[0]])[1]
 	known := filepath.Join(f.proj.Inventory, env, "known_hosts")
-	out, err := exec.Command("ssh", "-i", keyFile, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+known,
-		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "root@"+ip, "hostname").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != ids[0] {
-		t.Errorf("ssh -i k1 root@%s hostname: %v %s", ip, err, out)
+	ssh := func(id, cmd string) string {
+		t.Helper()
+		ip := strings.Fields(d.byID()[id])[1]
+		out, err := exec.Command("ssh", "-i", keyFile, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+known,
+			"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "root@"+ip, cmd).CombinedOutput()
+		if err != nil {
+			t.Errorf("ssh -i k1 root@%s %s: %v %s", ip, cmd, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := ssh(ids[0], "hostname"); got != ids[0] {
+		t.Errorf("hostname = %q", got)
+	}
+	// Its user data ran at first boot; the metadata service (at
+	// 169.254.169.254, answered by the caller's address) tells each
+	// instance its own.
+	for _, id := range ids {
+		if got := ssh(id, "cat /root/user-data-ran"); got != "user-data ran on "+id {
+			t.Errorf("%s: user data: %q", id, got)
+		}
+		if got := ssh(id, "curl -fsS -m 5 http://169.254.169.254/latest/meta-data/instance-id"); got != id {
+			t.Errorf("%s: meta-data/instance-id = %q", id, got)
+		}
+	}
+	if got := ssh(ids[1], "curl -fsS -m 5 http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key"); got != strings.Join(strings.Fields(pubOf(t, keyFile))[:2], " ") {
+		t.Errorf("meta-data/public-keys/0/openssh-key = %q", got)
+	}
+	if got := ssh(ids[1], "curl -fsS -m 5 http://169.254.169.254/latest/meta-data/"); !strings.Contains(got, "instance-id\n") || !strings.Contains(got, "public-keys/") {
+		t.Errorf("meta-data/ lists %q", got)
+	}
+	if res, err := http.Get("http://" + f.proj.Config(t).CallbackAddr() + "/latest/meta-data/instance-id"); err != nil || res.StatusCode != http.StatusNotFound {
+		t.Errorf("metadata asked from the controller's own address: %v %v", res, err)
+	} else {
+		res.Body.Close()
 	}
 
 	// bob sees and changes none of alice's.
@@ -404,4 +436,13 @@ func TestInstances_Targets(t *testing.T) {
 	if got := state(); got != "terminated terminated" {
 		t.Errorf("after instances:terminate: %s", got)
 	}
+}
+
+// pubOf is the public key of private key file f.
+func pubOf(t *testing.T, f string) string {
+	out, err := exec.Command("ssh-keygen", "-y", "-f", f).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }

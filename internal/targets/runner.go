@@ -20,6 +20,7 @@ import (
 	"booted/internal/envlock"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
+	"booted/internal/metadata"
 	"booted/internal/pkgs"
 	"booted/internal/provider"
 	"booted/internal/provider/registry"
@@ -131,7 +132,7 @@ func (s *session) openProvider(ctx context.Context) (provider.Provider, map[stri
 	o := provider.Options{
 		Dir: s.dir, Root: s.r.Root, Log: s.r.Err,
 		Install: func(ctx context.Context, need map[string]string) error {
-			return pkgs.Ensure(ctx, s.r.Err, pkgs.Merge(controller.Needs, need))
+			return pkgs.Ensure(ctx, s.r.Err, pkgs.Merge(controller.Needs, metadata.Needs, need))
 		},
 		Served: s.ctl.KickstartDir, ServedURL: "http://" + s.env.CallbackAddr() + "/kickstart/", Ports: ports,
 		FailedURL:  "http://" + s.env.CallbackAddr() + bootlog.FailedPath,
@@ -242,16 +243,18 @@ func (s *session) startController(ctx context.Context) error {
 func (s *session) spec(name string) (provider.Spec, error) {
 	role, _ := s.env.RoleOf(name)
 	spec := provider.Spec{Name: name, Role: role, AuthorizedKey: s.authorized}
-	if h, err := s.store.Host(context.Background(), s.env.Name, name); err == nil && h.Attrs[attrAuthorized] != "" {
-		// An instance launched with a key pair: its key next to the deploy key.
-		spec.Role = h.Role
-		spec.AuthorizedKey = []byte(strings.TrimSpace(string(s.authorized)) + "\n" + h.Attrs[attrAuthorized] + "\n")
+	instance := false
+	if h, err := s.store.Host(context.Background(), s.env.Name, name); err == nil && h.Role == instanceRole {
+		spec.Role, instance = h.Role, true
+		if k := h.Attrs[attrAuthorized]; k != "" { // launched with a key pair: its key next to the deploy key
+			spec.AuthorizedKey = []byte(strings.TrimSpace(string(s.authorized)) + "\n" + k + "\n")
+		}
 	}
 	if _, ok := s.provOf(name).(provider.KnownKeys); ok {
 		return spec, nil // it does not phone home
 	}
 	ph, err := bootlog.PhoneHome{
-		URL: s.env.CallbackURL(), Env: s.env.Name, Name: name, Retry: s.env.Callback.Retry.D(),
+		URL: s.env.CallbackURL(), Env: s.env.Name, Name: name, Retry: s.env.Callback.Retry.D(), UserData: instance,
 	}.Render(filepath.Join(s.r.Root, "kickstart", "phone-home.sh.tmpl"))
 	spec.PhoneHome = ph
 	return spec, err

@@ -1,0 +1,142 @@
+// Package metadata is the instance metadata service (EC2's
+// 169.254.169.254): the files the controller's nginx serves each instance
+// at /latest/, chosen by the caller's source address (nginx's root is
+// DIR/$remote_addr), so an instance reads its own and nothing of
+// another's; and the DNAT that brings 169.254.169.254:80 on an
+// environment's bridge to that nginx.
+package metadata
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Needs is the command that sets up the DNAT, and its Debian package.
+var Needs = map[string]string{"nft": "nftables"}
+
+// Addr is where instances find the service.
+const Addr = "169.254.169.254"
+
+// Instance is what the service tells one instance about itself.
+type Instance struct {
+	ID, Hostname, Addr, Type, Image, Zone, Reservation string
+	KeyName, PublicKey                                 string
+	UserData                                           []byte
+}
+
+// Index is the name of the listing file in each directory (nginx's index).
+const Index = "_index"
+
+// Write writes in's files under dir/ADDR/latest (replacing earlier ones).
+func Write(dir string, in Instance) error {
+	a, err := netip.ParseAddr(in.Addr)
+	if err != nil {
+		return fmt.Errorf("instance %s: address %q: %w", in.ID, in.Addr, err)
+	}
+	root := filepath.Join(dir, a.String())
+	tmp := root + ".new"
+	os.RemoveAll(tmp)
+	files := map[string]string{
+		"meta-data/instance-id":                 in.ID,
+		"meta-data/hostname":                    in.Hostname,
+		"meta-data/local-hostname":              in.Hostname,
+		"meta-data/local-ipv4":                  in.Addr,
+		"meta-data/instance-type":               in.Type,
+		"meta-data/ami-id":                      in.Image,
+		"meta-data/reservation-id":              in.Reservation,
+		"meta-data/placement/availability-zone": in.Zone,
+	}
+	if in.PublicKey != "" {
+		files["meta-data/public-keys/0/openssh-key"] = in.PublicKey + "\n"
+	}
+	if len(in.UserData) > 0 {
+		files["user-data"] = string(in.UserData)
+	}
+	// Each directory lists what it holds, as EC2 does (subdirectories with
+	// a trailing slash; public-keys as "0=KEYNAME").
+	lists := map[string][]string{}
+	for f := range files {
+		for d, name := filepath.Dir(f), filepath.Base(f); ; d, name = filepath.Dir(d), filepath.Base(d)+"/" {
+			if !contains(lists[d], name) {
+				lists[d] = append(lists[d], name)
+			}
+			if d == "." {
+				break
+			}
+		}
+	}
+	for d, names := range lists {
+		sort.Strings(names)
+		if d == "meta-data/public-keys" {
+			names = []string{"0=" + in.KeyName}
+		}
+		files[filepath.Join(d, Index)] = strings.Join(names, "\n")
+	}
+	for f, body := range files {
+		p := filepath.Join(tmp, "latest", f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			return err
+		}
+	}
+	os.RemoveAll(root)
+	return os.Rename(tmp, root)
+}
+
+// Remove removes the files of the instance at addr.
+func Remove(dir, addr string) error {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return nil
+	}
+	return os.RemoveAll(filepath.Join(dir, a.String()))
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// table is the nftables table of an environment's DNAT.
+func table(env string) string {
+	return "booted_md_" + strings.NewReplacer("-", "_", ".", "_").Replace(env)
+}
+
+// Route makes 169.254.169.254:80 on bridge br reach to (the controller's
+// nginx, ADDRESS:PORT), replacing the environment's earlier rule.
+func Route(ctx context.Context, env, br, to string) error {
+	t := table(env)
+	script := fmt.Sprintf("table ip %[1]s {}\ndelete table ip %[1]s\ntable ip %[1]s {\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tiifname %[2]q ip daddr %[3]s tcp dport 80 dnat to %[4]s\n\t}\n}\n", t, br, Addr, to)
+	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("metadata service of %s: nft: %v: %s", env, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Unroute removes the environment's DNAT (none: nothing to do).
+func Unroute(ctx context.Context, env string) error {
+	if _, err := exec.LookPath("nft"); err != nil {
+		return nil
+	}
+	t := table(env)
+	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(fmt.Sprintf("table ip %[1]s {}\ndelete table ip %[1]s\n", t))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("metadata service of %s: nft: %v: %s", env, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
