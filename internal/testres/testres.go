@@ -61,6 +61,8 @@ var (
 	staleQemu   = regexp.MustCompile(`^-name\x00booted-(?:lab-)?(t[0-9a-f]{6})-`)
 	// The bare-metal lab's BMCs and a network's dnsmasq, by their files.
 	staleMetal = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/(?:lab|metal/net)/`)
+	// The metadata service's DNAT of an environment.
+	staleMetadata = regexp.MustCompile(`^table ip booted_md_(t[0-9a-f]{6})$`)
 )
 
 // Sweep removes what test runs that were killed before their cleanup left
@@ -118,6 +120,15 @@ func Sweep() (removed int) {
 			args := cmd[len("qemu-system-x86_64\x00"):]
 			if m := staleQemu.FindSubmatch(args); m != nil && !claimed(string(m[1])) {
 				syscall.Kill(pid, syscall.SIGKILL)
+				removed++
+			}
+		}
+	}
+	// The metadata service's DNAT of an environment (an nftables table).
+	tables, _ := exec.Command("nft", "list", "tables").Output()
+	for _, l := range strings.Split(string(tables), "\n") {
+		if m := staleMetadata.FindStringSubmatch(l); m != nil && !claimed(m[1]) {
+			if exec.Command("nft", "delete", "table", "ip", "booted_md_"+m[1]).Run() == nil {
 				removed++
 			}
 		}

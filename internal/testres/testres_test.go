@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,5 +88,36 @@ func TestSweep_StopsStaleDnsmasq(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the sweep left the dnsmasq of an unclaimed environment")
+	}
+}
+
+// The metadata DNAT (an nftables table) of a killed instances test goes,
+// once its environment is no longer claimed.
+func TestSweep_RemovesStaleMetadataRoute(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs as root with nft (go run mage.go test installs nftables)")
+		}
+		t.Skip("needs root and nft (apt-get install nftables)")
+	}
+	const env = "tfee1ef"
+	table := "booted_md_" + env
+	if out, err := exec.Command("nft", "add", "table", "ip", table).CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", table).Run() })
+	has := func() bool { out, _ := exec.Command("nft", "list", "tables").Output(); return strings.Contains(string(out), table+"\n") }
+	release, err := Claim(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Sweep()
+	if !has() {
+		t.Fatal("the sweep removed the table of a claimed environment")
+	}
+	release()
+	Sweep()
+	if has() {
+		t.Fatal("the sweep left the table of an unclaimed environment")
 	}
 }

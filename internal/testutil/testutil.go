@@ -19,6 +19,7 @@ import (
 
 	"booted/internal/config"
 	"booted/internal/controller"
+	"booted/internal/metadata"
 	"booted/internal/provider/local"
 	"booted/internal/testres"
 )
@@ -219,6 +220,9 @@ func teardown(t testing.TB, ctl *controller.Controller, prov *local.Provider) {
 		t.Errorf("cleanup: stop nginx: %v", err)
 	}
 	if err := prov.Teardown(ctx); err != nil {
+		t.Errorf("cleanup: %v", err)
+	}
+	if err := metadata.Unroute(ctx, ctl.Env); err != nil { // instances' metadata DNAT, if any
 		t.Errorf("cleanup: %v", err)
 	}
 }
