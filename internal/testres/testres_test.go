@@ -106,7 +106,10 @@ func TestSweep_RemovesStaleMetadataRoute(t *testing.T) {
 		t.Fatalf("nft: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", table).Run() })
-	has := func() bool { out, _ := exec.Command("nft", "list", "tables").Output(); return strings.Contains(string(out), table+"\n") }
+	has := func() bool {
+		out, _ := exec.Command("nft", "list", "tables").Output()
+		return strings.Contains(string(out), table+"\n")
+	}
 	release, err := Claim(env)
 	if err != nil {
 		t.Fatal(err)
