@@ -20,6 +20,7 @@ import (
 	"booted/internal/keypairs"
 	"booted/internal/metadata"
 	"booted/internal/provider"
+	"booted/internal/provider/baremetal"
 )
 
 // Instances are hosts of role "instances" that a user asked for (EC2's
@@ -28,6 +29,7 @@ const instanceRole = "instances"
 
 // The attributes of an instance's host.
 const (
+	attrID          = "ec2.id" // when not the host's name (a bare-metal node's)
 	attrOwner       = "ec2.owner"
 	attrImage       = "ec2.image"
 	attrType        = "ec2.type"
@@ -74,9 +76,17 @@ func ec2State(h inventory.Host) (state, reason string) {
 	return "terminated", h.Reason
 }
 
+// instanceID is the EC2 ID of instance host h.
+func instanceID(h inventory.Host) string {
+	if id := h.Attrs[attrID]; id != "" {
+		return id
+	}
+	return h.Name
+}
+
 func toInstance(h inventory.Host, zone string) ec2api.Instance {
 	st, why := ec2State(h)
-	in := ec2api.Instance{ID: h.Name, ImageID: h.Attrs[attrImage], Type: h.Attrs[attrType], KeyName: h.Attrs[attrKey], Owner: h.Attrs[attrOwner],
+	in := ec2api.Instance{ID: instanceID(h), ImageID: h.Attrs[attrImage], Type: h.Attrs[attrType], KeyName: h.Attrs[attrKey], Owner: h.Attrs[attrOwner],
 		State: st, Reason: why, Reservation: h.Attrs[attrReservation], Zone: zone, Tags: map[string]string{}}
 	if st == "pending" || st == "running" || st == "stopping" {
 		in.Addr = h.Addr
@@ -111,7 +121,7 @@ func (b *ec2Backend) instances(ctx context.Context, s *session, user string, ids
 	var all []inventory.Host
 	for _, h := range hosts {
 		if h.Role == instanceRole && h.Attrs[attrOwner] == user {
-			mine[h.Name] = h
+			mine[instanceID(h)] = h
 			all = append(all, h)
 		}
 	}
@@ -166,23 +176,43 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 		now := time.Now().UTC().Truncate(time.Second)
 		res := hexID("r-", 17)
 		return s.store.Update(ctx, func(tx *inventory.Tx) error {
-			for i := 0; i < req.Count; i++ {
-				id := hexID("i-", 17)
-				err := tx.Modify(s.env.Name, id, func(h *inventory.Host) error {
-					h.Role, h.Provider, h.State = instanceRole, s.env.Provider.Type, inventory.Requested
+			names, err := b.hostsFor(s, tx, req.Count)
+			if err != nil {
+				return err
+			}
+			for _, name := range names {
+				id, exists := name, false
+				if old, err := tx.Host(s.env.Name, name); err == nil { // a bare-metal node, taken again
+					id, exists = hexID("i-", 17), true
+					if old.State == inventory.Terminated {
+						if err := tx.Advance(s.env.Name, name, inventory.Requested, ""); err != nil {
+							return err
+						}
+					}
+				} else if !strings.HasPrefix(name, "i-") {
+					id = hexID("i-", 17) // a bare-metal node taken the first time
+				}
+				err := tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
+					h.Role, h.Provider = instanceRole, s.env.ProviderOf(name)
+					if !exists {
+						h.State = inventory.Requested
+					}
 					h.Attrs = map[string]string{attrOwner: user, attrImage: req.ImageID, attrType: req.Type, attrKey: req.KeyName,
 						attrAuthorized: authorized, attrReservation: res, attrLaunched: now.Format(time.RFC3339), attrTags: string(tags),
 						attrUserData: base64.StdEncoding.EncodeToString(req.UserData)}
+					if id != name {
+						h.Attrs[attrID] = id
+					}
 					return nil
 				})
 				if err != nil {
 					return err
 				}
-				if err := tx.Record(inventory.Event{Env: s.env.Name, Host: id, Kind: "instance-requested", Detail: fmt.Sprintf("by %s: %s %s", user, req.ImageID, req.Type)}); err != nil {
+				if err := tx.Record(inventory.Event{Env: s.env.Name, Host: name, Kind: "instance-requested", Detail: fmt.Sprintf("%s by %s: %s %s", id, user, req.ImageID, req.Type)}); err != nil {
 					return err
 				}
-				h, _ := tx.Host(s.env.Name, id)
-				ids = append(ids, id)
+				h, _ := tx.Host(s.env.Name, name)
+				ids = append(ids, name)
 				out = append(out, toInstance(h, b.zone(s)))
 			}
 			return nil
@@ -193,6 +223,34 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 	}
 	b.launch(ids)
 	return out, nil
+}
+
+// hostsFor returns the hosts n new instances run on: new hosts, named by
+// their instance IDs; on bare metal, nodes no role of the env file uses
+// and no instance holds (EC2's capacity).
+func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, n int) ([]string, error) {
+	p, ok := s.prov.(*baremetal.Provider)
+	if !ok {
+		var out []string
+		for i := 0; i < n; i++ {
+			out = append(out, hexID("i-", 17))
+		}
+		return out, nil
+	}
+	var free []string
+	for _, node := range p.Settings().Nodes {
+		if _, declared := s.env.RoleOf(node.Name); declared {
+			continue
+		}
+		if h, err := tx.Host(s.env.Name, node.Name); err == nil && h.State != inventory.Terminated && h.State != inventory.Failed {
+			continue
+		}
+		free = append(free, node.Name)
+	}
+	if len(free) < n {
+		return nil, ec2api.Errorf("InsufficientInstanceCapacity", "There is not enough capacity: %d free bare-metal nodes for %d instances", len(free), n)
+	}
+	return free[:n], nil
 }
 
 func (b *ec2Backend) Describe(ctx context.Context, user string, ids []string) ([]ec2api.Instance, error) {
@@ -231,7 +289,7 @@ func (b *ec2Backend) Terminate(ctx context.Context, user string, ids []string) (
 				}
 				metadata.Remove(s.ctl.MetadataDir(), h.Addr)
 			}
-			out = append(out, ec2api.StateChange{ID: h.Name, Previous: prev, Current: "terminated"})
+			out = append(out, ec2api.StateChange{ID: instanceID(h), Previous: prev, Current: "terminated"})
 		}
 		return nil
 	})
@@ -380,8 +438,9 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 
 // change applies do to each of user's instances ids under the
 // environment's lock and says what each went from and to.
-func (b *ec2Backend) change(ctx context.Context, what, user string, ids []string, do func(s *session, h inventory.Host) error) ([]ec2api.StateChange, error) {
+func (b *ec2Backend) change(ctx context.Context, what, user string, ids []string, do func(s *session, h inventory.Host) error) ([]ec2api.StateChange, []string, error) {
 	var out []ec2api.StateChange
+	var names []string
 	err := b.r.withLock(ctx, b.env, what+" "+b.env, func(s *session) error {
 		hosts, err := b.instances(ctx, s, user, ids)
 		if err != nil {
@@ -399,19 +458,21 @@ func (b *ec2Backend) change(ctx context.Context, what, user string, ids []string
 			}
 			now, _ := s.store.Host(ctx, s.env.Name, h.Name)
 			cur, _ := ec2State(now)
-			out = append(out, ec2api.StateChange{ID: h.Name, Previous: prev, Current: cur})
+			out = append(out, ec2api.StateChange{ID: instanceID(h), Previous: prev, Current: cur})
+			names = append(names, h.Name)
 		}
 		return nil
 	})
-	return out, err
+	return out, names, err
 }
 
 func (b *ec2Backend) Stop(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
-	return b.change(ctx, "instances:stop", user, ids, func(s *session, h inventory.Host) error { return s.stop(ctx, h.Name) })
+	ch, _, err := b.change(ctx, "instances:stop", user, ids, func(s *session, h inventory.Host) error { return s.stop(ctx, h.Name) })
+	return ch, err
 }
 
 func (b *ec2Backend) Start(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
-	ch, err := b.change(ctx, "instances:start", user, ids, func(s *session, h inventory.Host) error { return nil })
+	ch, names, err := b.change(ctx, "instances:start", user, ids, func(s *session, h inventory.Host) error { return nil })
 	if err != nil {
 		return nil, err
 	}
@@ -419,7 +480,7 @@ func (b *ec2Backend) Start(ctx context.Context, user string, ids []string) ([]ec
 	for i := range ch {
 		if ch[i].Current == "stopped" {
 			ch[i].Current = "pending"
-			start = append(start, ch[i].ID)
+			start = append(start, names[i])
 		}
 	}
 	if len(start) > 0 {
@@ -429,15 +490,11 @@ func (b *ec2Backend) Start(ctx context.Context, user string, ids []string) ([]ec
 }
 
 func (b *ec2Backend) Reboot(ctx context.Context, user string, ids []string) error {
-	ch, err := b.change(ctx, "instances:reboot", user, ids, func(s *session, h inventory.Host) error { return s.stop(ctx, h.Name) })
+	_, names, err := b.change(ctx, "instances:reboot", user, ids, func(s *session, h inventory.Host) error { return s.stop(ctx, h.Name) })
 	if err != nil {
 		return err
 	}
-	var again []string
-	for _, c := range ch {
-		again = append(again, c.ID)
-	}
-	b.launch(again)
+	b.launch(names)
 	return nil
 }
 
@@ -445,14 +502,16 @@ func (b *ec2Backend) Reboot(ctx context.Context, user string, ids []string) erro
 func (b *ec2Backend) ConsoleOutput(ctx context.Context, user, id string) ([]byte, error) {
 	var out []byte
 	err := b.r.withEnv(ctx, b.env, func(s *session) error {
-		if _, err := b.instances(ctx, s, user, []string{id}); err != nil {
+		hosts, err := b.instances(ctx, s, user, []string{id})
+		if err != nil {
 			return err
 		}
-		c, ok := s.provOf(id).(provider.Console)
+		name := hosts[0].Name
+		c, ok := s.provOf(name).(provider.Console)
 		if !ok {
-			return ec2api.Errorf("UnsupportedOperation", "the %s provider keeps no console", s.env.ProviderOf(id))
+			return ec2api.Errorf("UnsupportedOperation", "the %s provider keeps no console", s.env.ProviderOf(name))
 		}
-		data, err := os.ReadFile(c.ConsoleLog(id))
+		data, err := os.ReadFile(c.ConsoleLog(name))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -467,12 +526,14 @@ func (b *ec2Backend) ConsoleOutput(ctx context.Context, user, id string) ([]byte
 
 func (b *ec2Backend) CreateTags(ctx context.Context, user string, ids []string, tags map[string]string) error {
 	return b.r.withEnv(ctx, b.env, func(s *session) error {
-		if _, err := b.instances(ctx, s, user, ids); err != nil {
+		hosts, err := b.instances(ctx, s, user, ids)
+		if err != nil {
 			return err
 		}
 		return s.store.Update(ctx, func(tx *inventory.Tx) error {
-			for _, id := range ids {
-				err := tx.Modify(s.env.Name, id, func(h *inventory.Host) error {
+			for _, host := range hosts {
+				id := instanceID(host)
+				err := tx.Modify(s.env.Name, host.Name, func(h *inventory.Host) error {
 					cur := map[string]string{}
 					json.Unmarshal([]byte(h.Attrs[attrTags]), &cur)
 					for k, v := range tags {
@@ -533,7 +594,7 @@ func (s *session) writeMetadata(ctx context.Context, id string) error {
 		return err
 	}
 	ud, _ := base64.StdEncoding.DecodeString(h.Attrs[attrUserData])
-	return metadata.Write(s.ctl.MetadataDir(), metadata.Instance{ID: id, Hostname: id, Addr: h.Addr, Type: h.Attrs[attrType],
+	return metadata.Write(s.ctl.MetadataDir(), metadata.Instance{ID: instanceID(h), Hostname: h.Name, Addr: h.Addr, Type: h.Attrs[attrType],
 		Image: h.Attrs[attrImage], Zone: "booted-" + s.env.Name, Reservation: h.Attrs[attrReservation],
 		KeyName: h.Attrs[attrKey], PublicKey: h.Attrs[attrAuthorized], UserData: ud})
 }

@@ -314,6 +314,32 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	if n := len(m.events(t, "n2", "stage")); n != installs {
 		t.Errorf("the power cycle went through install stages again: %d stage events, was %d", n, installs)
 	}
+
+	// A bare-metal instance: the free node (n3: its BMC back, its NIC
+	// plugged in) is installed for the user, runs, and is given back.
+	m.must(t, m.r.MetalLab(ctx, env))
+	if out, err := exec.Command("ip", "link", "set", tap, "master", bridge.Name(env)).CombinedOutput(); err != nil {
+		t.Fatalf("plug n3 in: %v %s", err, out)
+	}
+	m.r.User, m.r.JSON = "ursula", true
+	m.out.Reset()
+	start = time.Now()
+	m.must(t, m.r.InstancesRun(ctx, env, "ami-debian12", 1))
+	t.Logf("instances:run on bare metal (n3, PXE to running): %v", time.Since(start).Round(time.Second))
+	var rows []instanceRow
+	if err := json.Unmarshal([]byte(m.out.String()), &rows); err != nil || len(rows) != 1 || rows[0].State != "running" || rows[0].Address != m.ips[2] {
+		t.Fatalf("instances:run on bare metal: %v %s", err, m.out)
+	}
+	if err := m.r.InstancesRun(ctx, env, "ami-debian12", 1); err == nil || !strings.Contains(err.Error(), "InsufficientInstanceCapacity") {
+		t.Errorf("a second instance with no node free: %v", err)
+	}
+	m.r.JSON = false
+	m.must(t, m.r.InstancesTerminate(ctx, env, rows[0].ID))
+	m.out.Reset()
+	m.must(t, m.r.Power(ctx, "status", env, "n3"))
+	if !strings.Contains(m.out.String(), "n3: power off") {
+		t.Errorf("n3 after its instance was terminated: %s", m.out)
+	}
 }
 
 func (m *metalProject) console(t *testing.T, name string) string {
