@@ -338,22 +338,6 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 		return struct {
 			R []xmlReservation `xml:"reservationSet>item"`
 		}{reservations(ins)}, nil
-	case "TerminateInstances":
-		ids := list(f, "InstanceId")
-		if len(ids) == 0 {
-			return nil, Errorf("MissingParameter", "The request must contain the parameter InstanceId")
-		}
-		ch, err := s.Backend.Terminate(ctx, user, ids)
-		if err != nil {
-			return nil, err
-		}
-		var out []xmlChange
-		for _, c := range ch {
-			out = append(out, xmlChange{c.ID, xmlState{StateCodes[c.Current], c.Current}, xmlState{StateCodes[c.Previous], c.Previous}})
-		}
-		return struct {
-			I []xmlChange `xml:"instancesSet>item"`
-		}{out}, nil
 	case "CreateKeyPair":
 		kp, err := s.Backend.CreateKeyPair(ctx, user, f.Get("KeyName"))
 		if err != nil {
@@ -392,15 +376,13 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 		return struct {
 			R bool `xml:"return"`
 		}{true}, nil
-	case "StopInstances", "StartInstances":
-		ids := list(f, "InstanceId")
-		if len(ids) == 0 {
-			return nil, Errorf("MissingParameter", "The request must contain the parameter InstanceId")
+	case "StopInstances", "StartInstances", "TerminateInstances":
+		ids, err := instanceIDs(f)
+		if err != nil {
+			return nil, err
 		}
-		do := s.Backend.Stop
-		if action == "StartInstances" {
-			do = s.Backend.Start
-		}
+		do := map[string]func(context.Context, string, []string) ([]StateChange, error){
+			"StopInstances": s.Backend.Stop, "StartInstances": s.Backend.Start, "TerminateInstances": s.Backend.Terminate}[action]
 		ch, err := do(ctx, user, ids)
 		if err != nil {
 			return nil, err
@@ -413,9 +395,9 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 			I []xmlChange `xml:"instancesSet>item"`
 		}{out}, nil
 	case "RebootInstances":
-		ids := list(f, "InstanceId")
-		if len(ids) == 0 {
-			return nil, Errorf("MissingParameter", "The request must contain the parameter InstanceId")
+		ids, err := instanceIDs(f)
+		if err != nil {
+			return nil, err
 		}
 		if err := s.Backend.Reboot(ctx, user, ids); err != nil {
 			return nil, err
@@ -526,6 +508,15 @@ func intParam(f url.Values, name string, def int) (int, error) {
 		return 0, Errorf("InvalidParameterValue", "%s: %q is not a whole number", name, v)
 	}
 	return n, nil
+}
+
+// instanceIDs returns InstanceId.N, which an action needs.
+func instanceIDs(f url.Values) ([]string, error) {
+	ids := list(f, "InstanceId")
+	if len(ids) == 0 {
+		return nil, Errorf("MissingParameter", "The request must contain the parameter InstanceId")
+	}
+	return ids, nil
 }
 
 // list returns NAME.1, NAME.2, … in order.
