@@ -498,6 +498,30 @@ func (Keypair) Del(ctx context.Context, env, name string) error {
 	return run(func(r *targets.Runner) error { return r.KeypairDel(ctx, env, name) })
 }
 
+// Systems are the bare-metal nodes instances run on, and who they are reserved for.
+type Systems mg.Namespace
+
+// List lists the bare-metal nodes of ENV: who each is reserved for, its state, the instance on it and its owner.
+//
+// Settings: BOOTED_OUTPUT=json.
+func (Systems) List(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.SystemsList(ctx, env) })
+}
+
+// Reserve reserves bare-metal nodes NODES (comma-separated) of ENV for USER: only USER's instances run on them.
+//
+// Settings: BOOTED_LOCK_WAIT.
+func (Systems) Reserve(ctx context.Context, env, nodes, user string) error {
+	return run(func(r *targets.Runner) error { return r.SystemsReserve(ctx, env, nodes, user) })
+}
+
+// Release gives bare-metal nodes NODES (comma-separated) of ENV back to everyone.
+//
+// Settings: BOOTED_LOCK_WAIT.
+func (Systems) Release(ctx context.Context, env, nodes string) error {
+	return run(func(r *targets.Runner) error { return r.SystemsRelease(ctx, env, nodes) })
+}
+
 // Creds makes the users of the EC2 API.
 type Creds mg.Namespace
 

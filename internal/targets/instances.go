@@ -176,7 +176,7 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 		now := time.Now().UTC().Truncate(time.Second)
 		res := hexID("r-", 17)
 		return s.store.Update(ctx, func(tx *inventory.Tx) error {
-			names, err := b.hostsFor(s, tx, req.Count)
+			names, err := b.hostsFor(s, tx, user, req.Count)
 			if err != nil {
 				return err
 			}
@@ -225,10 +225,11 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 	return out, nil
 }
 
-// hostsFor returns the hosts n new instances run on: new hosts, named by
-// their instance IDs; on bare metal, nodes no role of the env file uses
-// and no instance holds (EC2's capacity).
-func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, n int) ([]string, error) {
+// hostsFor returns the hosts n new instances of user run on: new hosts,
+// named by their instance IDs; on bare metal, nodes no role of the env
+// file uses, no instance holds and no other user reserved (user's reserved
+// nodes first: Metaleuca's reserve-systems).
+func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, user string, n int) ([]string, error) {
 	p, ok := s.prov.(*baremetal.Provider)
 	if !ok {
 		var out []string
@@ -237,7 +238,7 @@ func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, n int) ([]string, er
 		}
 		return out, nil
 	}
-	var free []string
+	var reserved, free []string // the user's reserved nodes first
 	for _, node := range p.Settings().Nodes {
 		if _, declared := s.env.RoleOf(node.Name); declared {
 			continue
@@ -245,13 +246,25 @@ func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, n int) ([]string, er
 		if h, err := tx.Host(s.env.Name, node.Name); err == nil && h.State != inventory.Terminated && h.State != inventory.Failed {
 			continue
 		}
-		free = append(free, node.Name)
+		var holder string
+		if _, err := tx.Get(s.env.Name, reservationKey(node.Name), &holder); err != nil {
+			return nil, err
+		}
+		switch holder {
+		case "":
+			free = append(free, node.Name)
+		case user:
+			reserved = append(reserved, node.Name)
+		}
 	}
+	free = append(reserved, free...)
 	if len(free) < n {
 		return nil, ec2api.Errorf("InsufficientInstanceCapacity", "There is not enough capacity: %d free bare-metal nodes for %d instances", len(free), n)
 	}
 	return free[:n], nil
 }
+
+func reservationKey(node string) string { return "reservation/" + node }
 
 func (b *ec2Backend) Describe(ctx context.Context, user string, ids []string) ([]ec2api.Instance, error) {
 	var out []ec2api.Instance

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"booted/internal/creds"
 	"booted/internal/ec2api"
+	"booted/internal/inventory"
 )
 
 // backend is the EC2 backend for the targets: a launch waits for its
@@ -221,4 +223,104 @@ func (r *Runner) KeypairList(ctx context.Context, envName string) error {
 func (r *Runner) KeypairDel(ctx context.Context, envName, name string) error {
 	b, _ := r.backend(envName)
 	return instanceError(b.DeleteKeyPair(ctx, r.User, name))
+}
+
+type systemRow struct {
+	Node     string `json:"node"`
+	Reserved string `json:"reservedFor"`
+	State    string `json:"state"`
+	Instance string `json:"instance"`
+	Owner    string `json:"owner"`
+}
+
+// SystemsList lists the bare-metal nodes of ENV as systems (Metaleuca's
+// describe-systems): who each is reserved for, its state, the instance on
+// it and its owner.
+func (r *Runner) SystemsList(ctx context.Context, envName string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		p, err := s.metal("systems:list")
+		if err != nil {
+			return err
+		}
+		rows := []systemRow{}
+		for _, n := range p.Settings().Nodes {
+			row := systemRow{Node: n.Name, State: "free"}
+			s.store.Get(ctx, s.env.Name, reservationKey(n.Name), &row.Reserved)
+			if role, ok := s.env.RoleOf(n.Name); ok {
+				row.State = "role " + role
+			}
+			if h, err := s.store.Host(ctx, s.env.Name, n.Name); err == nil && h.Role == instanceRole && h.State != inventory.Terminated {
+				row.State, row.Instance, row.Owner = string(h.State), instanceID(h), h.Attrs[attrOwner]
+			}
+			rows = append(rows, row)
+		}
+		return printRows(r, rows, []string{"NODE", "RESERVED FOR", "STATE", "INSTANCE", "OWNER"}, func(x systemRow) []string {
+			return []string{x.Node, orDash(x.Reserved), x.State, orDash(x.Instance), orDash(x.Owner)}
+		})
+	})
+}
+
+// SystemsReserve reserves bare-metal nodes NODES (comma-separated) of ENV
+// for USER (Metaleuca's reserve-systems): only USER's instances run on
+// them. A node another user's instance holds, or reserved for another
+// user, is refused.
+func (r *Runner) SystemsReserve(ctx context.Context, envName, nodes, user string) error {
+	if err := creds.CheckUser(user); err != nil {
+		return err
+	}
+	return r.reserve(ctx, envName, nodes, user)
+}
+
+// SystemsRelease gives bare-metal nodes NODES of ENV back to everyone.
+func (r *Runner) SystemsRelease(ctx context.Context, envName, nodes string) error {
+	return r.reserve(ctx, envName, nodes, "")
+}
+
+func (r *Runner) reserve(ctx context.Context, envName, nodes, user string) error {
+	return r.withLock(ctx, envName, "systems:reserve "+envName+" "+nodes, func(s *session) error {
+		p, err := s.metal("systems:reserve")
+		if err != nil {
+			return err
+		}
+		names := splitIDs(nodes)
+		var done []string
+		err = s.store.Update(ctx, func(tx *inventory.Tx) error {
+			done = done[:0]
+			for _, n := range names {
+				if !p.Listed(n) {
+					return fmt.Errorf("node %s is not listed in provider.baremetal.nodes of %s", n, s.env.Path)
+				}
+				var holder string
+				tx.Get(s.env.Name, reservationKey(n), &holder)
+				if user != "" && holder != "" && holder != user {
+					return fmt.Errorf("node %s is reserved for %s (systems:release it first)", n, holder)
+				}
+				if h, err := tx.Host(s.env.Name, n); user != "" && err == nil && h.Role == instanceRole && h.State != inventory.Terminated && h.Attrs[attrOwner] != user {
+					return fmt.Errorf("node %s runs instance %s of %s", n, instanceID(h), h.Attrs[attrOwner])
+				}
+				var err error
+				if user == "" {
+					err = tx.Delete(s.env.Name, reservationKey(n))
+				} else {
+					err = tx.Put(s.env.Name, reservationKey(n), user)
+				}
+				if err != nil {
+					return err
+				}
+				what := "released"
+				if user != "" {
+					what = "reserved for " + user
+				}
+				if err := tx.Record(inventory.Event{Env: s.env.Name, Host: n, Kind: "system", Detail: what}); err != nil {
+					return err
+				}
+				done = append(done, n+": "+what)
+			}
+			return nil
+		})
+		if err == nil {
+			fmt.Fprintln(r.Out, strings.Join(done, "\n"))
+		}
+		return err
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"booted/internal/ec2api"
 	"booted/internal/testutil"
 )
 
@@ -445,4 +446,58 @@ func pubOf(t *testing.T, f string) string {
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// Bare-metal nodes reserved for a user run only that user's instances;
+// a run takes free nodes only (no role, no instance); systems:list says
+// who holds what. (The launches are not booted here: the metal test
+// boots one.)
+func TestInstances_Reservations(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	m := &metalProject{fixture: f, net: strings.TrimSuffix(f.proj.Gateway, "1")}
+	for i := range m.ports {
+		m.ports[i] = testutil.FreeUDP(t)
+	}
+	m.write(t, "  workers: {hosts: [n1], min: 1, max: 1}\n")
+	ctx := context.Background()
+	env := f.proj.Env
+	m.must(t, m.r.SystemsReserve(ctx, env, "n2", "alice"))
+	if err := m.r.SystemsReserve(ctx, env, "n2", "bob"); err == nil || !strings.Contains(err.Error(), "reserved for alice") {
+		t.Errorf("reserving alice's node for bob: %v", err)
+	}
+	b, launched := m.r.backend(env)
+	run := func(user string, n int) ([]ec2api.Instance, error) {
+		return b.Run(ctx, user, ec2api.RunRequest{ImageID: "ami-debian12", Count: n})
+	}
+	if _, err := run("bob", 2); err == nil || !strings.Contains(err.Error(), "InsufficientInstanceCapacity") {
+		t.Errorf("bob asking for 2 nodes with 1 free to him: %v", err)
+	}
+	bobs, err := run("bob", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alices, err := run("alice", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("alice", 1); err == nil {
+		t.Error("a third instance with two nodes free of roles")
+	}
+	if got := strings.Join(*launched, " "); got != "n3 n2" {
+		t.Errorf("instances placed on %q, want bob's on n3 and alice's on her reserved n2", got)
+	}
+	if err := m.r.SystemsReserve(ctx, env, "n3", "alice"); err == nil || !strings.Contains(err.Error(), "runs instance "+bobs[0].ID+" of bob") {
+		t.Errorf("reserving bob's running node for alice: %v", err)
+	}
+	m.r.JSON = true
+	m.out.Reset()
+	m.must(t, m.r.SystemsList(ctx, env))
+	var rows []systemRow
+	if err := json.Unmarshal([]byte(m.out.String()), &rows); err != nil || len(rows) != 3 {
+		t.Fatalf("systems:list: %v %s", err, m.out)
+	}
+	if rows[0].State != "role workers" || rows[1].Reserved != "alice" || rows[1].Instance != alices[0].ID || rows[2].Owner != "bob" {
+		t.Errorf("systems:list: %+v", rows)
+	}
+	m.must(t, m.r.SystemsRelease(ctx, env, "n2"))
 }
