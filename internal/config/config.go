@@ -32,6 +32,9 @@ type Env struct {
 	// Monitor is the scaling policy of monitor:run; the workers role's min
 	// and max bound it.
 	Monitor Monitor `yaml:"monitor"`
+	// Sizes are the instance types users may ask for (EC2's instance
+	// types, PiNet's sizes), by name; none: booted's defaults.
+	Sizes map[string]Size `yaml:"sizes"`
 
 	// Name is the environment's name: the file name without ".yaml".
 	Name string `yaml:"-"`
@@ -166,6 +169,14 @@ type Role struct {
 	// (a local-host load balancer beside bare-metal workers); its section
 	// provider.TYPE sits beside the environment's.
 	Provider string `yaml:"provider"`
+}
+
+// Size is an instance type: what a VM is given, what a bare-metal node
+// must have.
+type Size struct {
+	CPUs     int `yaml:"cpus" json:"cpus"`
+	MemoryMB int `yaml:"memory_mb" json:"memoryMb"`
+	DiskGB   int `yaml:"disk_gb" json:"diskGb"`
 }
 
 // ProviderOf returns the provider type of the named host: its role's, or

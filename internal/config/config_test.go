@@ -132,6 +132,8 @@ func TestParse_Errors(t *testing.T) {
 			[]string{`provider.baremetal: missing: the baremetal provider needs its networks and nodes`}, nil},
 		{"OtherSection", func(s string) string { return strings.Replace(s, "  local:", "  qemu: {}\n  local:", 1) },
 			[]string{"x.yaml:4: provider.qemu: the provider is local and no role names qemu: remove this section"}, nil},
+		{"BadSize", func(s string) string { return s + "sizes:\n  Big: {cpus: 0, memory_mb: 64, disk_gb: 0}\n" },
+			[]string{`sizes.Big: "Big": name sizes`, "sizes.Big.cpus: 0: use 1 to 256", "sizes.Big.memory_mb: 64: use 128 or more", "sizes.Big.disk_gb: 0: use 1 or more"}, nil},
 		{"RoleProviderUnknown", func(s string) string { return strings.Replace(s, "    max: 1\n", "    max: 1\n    provider: ec2\n", 1) },
 			[]string{`roles.loadbalancers.provider: "ec2" is not a provider`}, nil},
 		{"RoleProviderWithoutSection", func(s string) string {

@@ -168,6 +168,7 @@ func lookupLine(lines map[string]int, field string) int {
 
 var (
 	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	sizeRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,31}$`)
 	hostRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	serviceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 )
@@ -221,6 +222,21 @@ func (e *Env) validate() []*Error {
 	var errs []*Error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, &Error{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	for _, name := range sortedKeys(e.Sizes) {
+		sz, f := e.Sizes[name], "sizes."+name
+		if !sizeRE.MatchString(name) {
+			bad(f, "%q: name sizes with lower-case letters, digits, '.' and '-' (such as m1.small)", name)
+		}
+		if sz.CPUs < 1 || sz.CPUs > 256 {
+			bad(f+".cpus", "%d: use 1 to 256", sz.CPUs)
+		}
+		if sz.MemoryMB < 128 {
+			bad(f+".memory_mb", "%d: use 128 or more", sz.MemoryMB)
+		}
+		if sz.DiskGB < 1 {
+			bad(f+".disk_gb", "%d: use 1 or more", sz.DiskGB)
+		}
 	}
 	if e.Version != Version {
 		if e.Version == 0 {
@@ -316,3 +332,12 @@ func (e *Env) validate() []*Error {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -88,18 +88,21 @@ type Backend interface {
 	ConsoleOutput(ctx context.Context, user, id string) ([]byte, error)
 	CreateTags(ctx context.Context, user string, ids []string, tags map[string]string) error
 	Images(ctx context.Context, user string) ([]Image, error)
+	InstanceTypes(ctx context.Context, user string) ([]InstanceType, error)
+}
+
+// InstanceType is a size instances may have.
+type InstanceType struct {
+	Name                     string
+	VCPUs, MemoryMiB, DiskGB int
 }
 
 // Image is an image instances may run.
 type Image struct{ ID, Name, Description string }
 
-// InstanceTypes are the sizes booted knows, with their vCPUs and memory
-// (MiB); DescribeInstanceTypes lists them.
-var InstanceTypes = []struct {
-	Name      string
-	VCPUs     int
-	MemoryMiB int
-}{{"t2.micro", 1, 1024}, {"t2.small", 1, 2048}, {"t2.medium", 2, 4096}, {"m1.small", 1, 1740}}
+// DefaultInstanceTypes are the sizes of an environment whose file names
+// none.
+var DefaultInstanceTypes = []InstanceType{{"m1.small", 1, 1740, 10}, {"t2.micro", 1, 1024, 8}, {"t2.small", 1, 2048, 8}, {"t2.medium", 2, 4096, 8}}
 
 // Server is the EC2 endpoint.
 type Server struct {
@@ -485,8 +488,12 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 			VCPUs  int    `xml:"vCpuInfo>defaultVCpus"`
 			Memory int    `xml:"memoryInfo>sizeInMiB"`
 		}
+		types, err := s.Backend.InstanceTypes(ctx, user)
+		if err != nil {
+			return nil, err
+		}
 		var out []it
-		for _, t := range InstanceTypes {
+		for _, t := range types {
 			out = append(out, it{t.Name, t.VCPUs, t.MemoryMiB})
 		}
 		return struct {

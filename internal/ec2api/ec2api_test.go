@@ -138,3 +138,6 @@ func (b *backend) CreateTags(context.Context, string, []string, map[string]strin
 	return nil
 }
 func (b *backend) Images(context.Context, string) ([]Image, error) { return nil, nil }
+func (b *backend) InstanceTypes(context.Context, string) ([]InstanceType, error) {
+	return DefaultInstanceTypes, nil
+}

@@ -44,14 +44,43 @@ const (
 // images are the image IDs an environment's instances may run, by provider.
 var images = map[string]string{"local": "ami-local", "qemu": "ami-debian12", "baremetal": "ami-debian12"}
 
-// instanceTypes are the sizes instances may have (until the env file names its own).
-var instanceTypes = func() map[string]bool {
-	m := map[string]bool{}
-	for _, t := range ec2api.InstanceTypes {
-		m[t.Name] = true
+// instanceTypes are the sizes of s's instances: the env file's, or
+// booted's defaults; the first (the smallest) is the default.
+func (s *session) instanceTypes() []ec2api.InstanceType {
+	if len(s.env.Sizes) == 0 {
+		return ec2api.DefaultInstanceTypes
 	}
-	return m
-}()
+	var out []ec2api.InstanceType
+	for name, sz := range s.env.Sizes {
+		out = append(out, ec2api.InstanceType{Name: name, VCPUs: sz.CPUs, MemoryMiB: sz.MemoryMB, DiskGB: sz.DiskGB})
+	}
+	sort.Slice(out, func(i, j int) bool { // the smallest first: the default
+		a, b := out[i], out[j]
+		if a.MemoryMiB != b.MemoryMiB {
+			return a.MemoryMiB < b.MemoryMiB
+		}
+		if a.VCPUs != b.VCPUs {
+			return a.VCPUs < b.VCPUs
+		}
+		return a.Name < b.Name
+	})
+	return out
+}
+
+func (s *session) instanceType(name string) (ec2api.InstanceType, bool) {
+	for _, t := range s.instanceTypes() {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return ec2api.InstanceType{}, false
+}
+
+func (b *ec2Backend) InstanceTypes(ctx context.Context, user string) ([]ec2api.InstanceType, error) {
+	var out []ec2api.InstanceType
+	err := b.r.withEnv(ctx, b.env, func(s *session) error { out = s.instanceTypes(); return nil })
+	return out, err
+}
 
 func hexID(prefix string, n int) string {
 	b := make([]byte, (n+1)/2)
@@ -152,10 +181,15 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 			return ec2api.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist (this environment's instances run %s)", req.ImageID, want)
 		}
 		if req.Type == "" {
-			req.Type = "m1.small"
+			req.Type = s.instanceTypes()[0].Name
 		}
-		if !instanceTypes[req.Type] {
-			return ec2api.Errorf("InvalidParameterValue", "Invalid value '%s' for InstanceType (use t2.micro, t2.small, t2.medium or m1.small)", req.Type)
+		size, ok := s.instanceType(req.Type)
+		if !ok {
+			var names []string
+			for _, t := range s.instanceTypes() {
+				names = append(names, t.Name)
+			}
+			return ec2api.Errorf("InvalidParameterValue", "Invalid value '%s' for InstanceType (this environment has %s)", req.Type, strings.Join(names, ", "))
 		}
 		if req.Count > 20 {
 			return ec2api.Errorf("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of 20 allows", req.Count)
@@ -176,7 +210,7 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 		now := time.Now().UTC().Truncate(time.Second)
 		res := hexID("r-", 17)
 		return s.store.Update(ctx, func(tx *inventory.Tx) error {
-			names, err := b.hostsFor(s, tx, user, req.Count)
+			names, err := b.hostsFor(s, tx, user, req.Count, size)
 			if err != nil {
 				return err
 			}
@@ -229,7 +263,7 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 // named by their instance IDs; on bare metal, nodes no role of the env
 // file uses, no instance holds and no other user reserved (user's reserved
 // nodes first: Metaleuca's reserve-systems).
-func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, user string, n int) ([]string, error) {
+func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, user string, n int, size ec2api.InstanceType) ([]string, error) {
 	p, ok := s.prov.(*baremetal.Provider)
 	if !ok {
 		var out []string
@@ -242,6 +276,9 @@ func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, user string, n int) 
 	for _, node := range p.Settings().Nodes {
 		if _, declared := s.env.RoleOf(node.Name); declared {
 			continue
+		}
+		if node.CPUs < size.VCPUs || node.MemoryMB < size.MemoryMiB || node.DiskGB < size.DiskGB {
+			continue // smaller than the size asked for
 		}
 		if h, err := tx.Host(s.env.Name, node.Name); err == nil && h.State != inventory.Terminated && h.State != inventory.Failed {
 			continue
@@ -259,7 +296,7 @@ func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, user string, n int) 
 	}
 	free = append(reserved, free...)
 	if len(free) < n {
-		return nil, ec2api.Errorf("InsufficientInstanceCapacity", "There is not enough capacity: %d free bare-metal nodes for %d instances", len(free), n)
+		return nil, ec2api.Errorf("InsufficientInstanceCapacity", "There is not enough capacity: %d free bare-metal nodes of %s (%d CPUs, %d MiB, %d GB) or more for %d instances", len(free), size.Name, size.VCPUs, size.MemoryMiB, size.DiskGB, n)
 	}
 	return free[:n], nil
 }

@@ -469,6 +469,13 @@ func TestInstances_Reservations(t *testing.T) {
 	run := func(user string, n int) ([]ec2api.Instance, error) {
 		return b.Run(ctx, user, ec2api.RunRequest{ImageID: "ami-debian12", Count: n})
 	}
+	if _, err := b.Run(ctx, "bob", ec2api.RunRequest{ImageID: "ami-debian12", Type: "metal.big", Count: 1}); err == nil ||
+		!strings.Contains(err.Error(), "InsufficientInstanceCapacity") || !strings.Contains(err.Error(), "metal.big (2 CPUs, 4096 MiB, 2 GB)") {
+		t.Errorf("a size bigger than every node: %v", err)
+	}
+	if types, _ := b.InstanceTypes(ctx, "bob"); len(types) != 2 || types[0].Name != "metal.small" {
+		t.Errorf("instance types from the env file: %+v", types)
+	}
 	if _, err := run("bob", 2); err == nil || !strings.Contains(err.Error(), "InsufficientInstanceCapacity") {
 		t.Errorf("bob asking for 2 nodes with 1 free to him: %v", err)
 	}

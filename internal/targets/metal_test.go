@@ -52,6 +52,9 @@ provider:
 %s    stages: {power_on: 30s, dhcp: 30s, installer: 1m, installed: 5m, first_boot: 5m}
     retries: 1
 timeouts: {boot: 15m, ssh: 15s, ping: 2s}
+sizes:
+  metal.small: {cpus: 1, memory_mb: 512, disk_gb: 2}
+  metal.big: {cpus: 2, memory_mb: 4096, disk_gb: 2}
 roles:
 %s`, local, bridge.Name(m.proj.Env), m.proj.Subnet, nodes.String(), roles)
 	if err := os.WriteFile(filepath.Join(m.proj.Root, "envs", m.proj.Env+".yaml"), []byte(body), 0o644); err != nil {

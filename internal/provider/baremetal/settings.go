@@ -54,7 +54,9 @@ type Node struct {
 	// OSImage is what this node is installed from; empty: the section's
 	// osimage (node:deploy ENV NODE OSIMAGE chooses another).
 	OSImage string `yaml:"osimage"`
-	// DiskGB and MemoryMB describe the machine (the lab makes it so).
+	// CPUs, DiskGB and MemoryMB describe the machine (the lab makes it so;
+	// an instance size fits it only if it has as much).
+	CPUs     int `yaml:"cpus"`
 	DiskGB   int `yaml:"disk_gb"`
 	MemoryMB int `yaml:"memory_mb"`
 }
@@ -260,6 +262,9 @@ func (s *Settings) applyDefaults() {
 		}
 		if n.MemoryMB == 0 {
 			n.MemoryMB = 512
+		}
+		if n.CPUs == 0 {
+			n.CPUs = 1
 		}
 	}
 }
