@@ -35,7 +35,13 @@ type Spec struct {
 	Token string
 	// AuthorizedKey is the deploy public key, in authorized_keys format.
 	AuthorizedKey []byte
+	// Size is what an instance asked for (zero: the provider's settings);
+	// VM providers give it to the machine.
+	Size Size
 }
+
+// Size is a machine's CPUs, memory and disk.
+type Size struct{ CPUs, MemoryMB, DiskGB int }
 
 // Instance is a host as the provider sees it.
 type Instance struct {

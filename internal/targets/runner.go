@@ -246,6 +246,9 @@ func (s *session) spec(name string) (provider.Spec, error) {
 	instance := false
 	if h, err := s.store.Host(context.Background(), s.env.Name, name); err == nil && h.Role == instanceRole {
 		spec.Role, instance = h.Role, true
+		if t, ok := s.instanceType(h.Attrs[attrType]); ok {
+			spec.Size = provider.Size{CPUs: t.VCPUs, MemoryMB: t.MemoryMiB, DiskGB: t.DiskGB}
+		}
 		if k := h.Attrs[attrAuthorized]; k != "" { // launched with a key pair: its key next to the deploy key
 			spec.AuthorizedKey = []byte(strings.TrimSpace(string(s.authorized)) + "\n" + k + "\n")
 		}

@@ -261,8 +261,12 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 	if accel == "kvm" {
 		cpu = "host"
 	}
+	mem, cpus := p.q.MemoryMB, p.q.CPUs
+	if s.Size.CPUs > 0 { // an instance's size
+		mem, cpus = s.Size.MemoryMB, s.Size.CPUs
+	}
 	args := []string{"-name", "booted-" + p.env.Name + "-" + s.Name, "-machine", "pc", "-accel", accel, "-cpu", cpu,
-		"-m", strconv.Itoa(p.q.MemoryMB), "-smp", strconv.Itoa(p.q.CPUs), "-display", "none", "-vga", "none", "-nodefaults",
+		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus), "-display", "none", "-vga", "none", "-nodefaults",
 		"-serial", "file:" + p.ConsoleLog(s.Name),
 		"-qmp", "unix:" + filepath.Join(dir, "qmp.sock") + ",server=on,wait=off",
 		"-kernel", img.Kernel, "-initrd", img.Initrd,

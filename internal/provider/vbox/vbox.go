@@ -243,12 +243,16 @@ func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instanc
 	if v.Network.Mode == "bridged" {
 		nic2 = []string{"--nic2", "bridged", "--bridgeadapter2", v.Network.Name}
 	}
+	cpus, mem, diskGB := v.CPUs, v.MemoryMB, v.DiskGB
+	if s.Size.CPUs > 0 { // an instance's size
+		cpus, mem, diskGB = s.Size.CPUs, s.Size.MemoryMB, s.Size.DiskGB
+	}
 	steps := [][]string{
 		{"createvm", "--name", vm, "--ostype", v.OSType, "--register"},
-		append([]string{"modifyvm", vm, "--description", p.marker(s.Name), "--cpus", fmt.Sprint(v.CPUs), "--memory", fmt.Sprint(v.MemoryMB),
+		append([]string{"modifyvm", vm, "--description", p.marker(s.Name), "--cpus", fmt.Sprint(cpus), "--memory", fmt.Sprint(mem),
 			"--ioapic", "on", "--acpi", "on", "--boot1", "net", "--boot2", "disk", "--boot3", "none", "--boot4", "none",
 			"--nic1", "nat", "--macaddress1", mac1, "--nattftpfile1", "pxelinux.0", "--macaddress2", mac2, "--uart1", "0x3F8", "4", "--uartmode1", "file", filepath.Join(p.Dir, "console", vm+".log")}, nic2...),
-		{"createmedium", "disk", "--filename", disk, "--size", fmt.Sprint(v.DiskGB * 1024), "--format", "VDI"},
+		{"createmedium", "disk", "--filename", disk, "--size", fmt.Sprint(diskGB * 1024), "--format", "VDI"},
 		{"storagectl", vm, "--name", "SATA", "--add", "sata", "--controller", "IntelAhci", "--portcount", "2"},
 		{"storageattach", vm, "--storagectl", "SATA", "--port", "0", "--device", "0", "--type", "hdd", "--medium", disk},
 	}

@@ -232,3 +232,20 @@ func TestConformance(t *testing.T) {
 		return providertest.Subject{Provider: f.p, Spec: func(name string) provider.Spec { return f.spec(t, name) }}
 	})
 }
+
+// An instance's size is the VM's CPUs, memory and disk (the env file's
+// cpus and memory_mb are the default).
+func TestVBox_InstanceSize(t *testing.T) {
+	f := newFixture(t, "rhel9")
+	s := f.spec(t, "w2")
+	s.Size = provider.Size{CPUs: 2, MemoryMB: 4096, DiskGB: 16}
+	if _, err := f.p.Build(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	calls := string(f.calls(t))
+	for _, want := range []string{"--cpus 2 --memory 4096", "createmedium disk --filename", "--size 16384 --format VDI"} {
+		if !strings.Contains(calls, want) {
+			t.Errorf("VBoxManage calls lack %q:\n%s", want, calls)
+		}
+	}
+}
