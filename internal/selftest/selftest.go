@@ -6,6 +6,7 @@
 package selftest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -44,13 +45,13 @@ func Run(ctx context.Context, out io.Writer) error {
 	if err := hello.Run(); err != nil {
 		return fmt.Errorf("services/hello tests: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, "go", append([]string{"test"}, s.TestArgs...)...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Run(); err != nil {
-		return err
+	if os.Getenv(settings.TestArgs) != "" { // a run of the caller's choosing
+		cmd := exec.CommandContext(ctx, "go", append([]string{"test"}, s.TestArgs...)...)
+		cmd.Stdout, cmd.Stderr = out, out
+		return cmd.Run()
 	}
-	if os.Getenv(settings.TestArgs) != "" {
-		return nil // a run of the caller's choosing
+	if err := runSplit(ctx, out); err != nil {
+		return err
 	}
 	// The race detector over what runs without root and fast: the pure
 	// packages, and the targets' orchestration on fake hosts.
@@ -70,3 +71,32 @@ func Run(ctx context.Context, out io.Writer) error {
 // racePackages run whole under the race detector by the test target.
 var racePackages = []string{"./internal/config/", "./internal/inventory/", "./internal/rollout/", "./internal/fanout/",
 	"./internal/settings/", "./internal/monitor/", "./internal/report/", "./internal/lb/", "./internal/provider/memory/", "./internal/provider/vbox/"}
+
+// long is the test that takes the longest by far (emulated bare-metal
+// machines installed under TCG, several minutes): it runs in a go test of
+// its own, beside the rest, so that the suite's wall time is not the sum.
+const long = "^TestMetal_DeployStagesAndPowerCycle$"
+
+// runSplit runs every test: the long one in one go test, the others in
+// another, at once; the long one's output follows the others'.
+func runSplit(ctx context.Context, out io.Writer) error {
+	var longOut bytes.Buffer
+	longCmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-timeout", "30m", "-run", long, "./internal/targets/")
+	longCmd.Stdout, longCmd.Stderr = &longOut, &longOut
+	if err := longCmd.Start(); err != nil {
+		return err
+	}
+	rest := exec.CommandContext(ctx, "go", "test", "-count=1", "-timeout", "30m", "-skip", long, "./...")
+	rest.Stdout, rest.Stderr = out, out
+	restErr := rest.Run()
+	longErr := longCmd.Wait()
+	fmt.Fprintf(out, "--- %s (run beside the others):\n", long)
+	out.Write(longOut.Bytes())
+	if restErr != nil {
+		return restErr
+	}
+	if longErr != nil {
+		return fmt.Errorf("%s: %w", long, longErr)
+	}
+	return nil
+}

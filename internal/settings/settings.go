@@ -58,8 +58,9 @@ const (
 	LoadPath = "BOOTED_LOAD_PATH"
 	// BenchRuns is the number of runs per figure of bench:fanout; default 5.
 	BenchRuns = "BOOTED_BENCH_RUNS"
-	// TestArgs are the arguments of go test in the test target; default
-	// "-count=1 -timeout 30m ./...".
+	// TestArgs are the arguments of go test in the test target, instead
+	// of the default (every test, the long bare-metal one beside the
+	// others, then the race pass).
 	TestArgs = "BOOTED_TEST_ARGS"
 	// LockWait is how long a target that changes an environment waits for
 	// another one holding it (a Go duration); default 10m.
