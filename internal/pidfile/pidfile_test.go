@@ -25,6 +25,10 @@ func TestReadAndStop(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill() })
 	file := filepath.Join(dir, "x.pid")
 	os.WriteFile(file, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600)
+	// Until the child has exec'd the shell, its command line is the test's.
+	for i := 0; i < 100 && Read(file, marker) == 0; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if got := Read(file, marker); got != cmd.Process.Pid {
 		t.Fatalf("Read = %d, want %d", got, cmd.Process.Pid)
 	}
