@@ -470,7 +470,7 @@ func (Instances) Console(ctx context.Context, env, id string) error {
 // Keypair manages the SSH key pairs instances are launched with.
 type Keypair mg.Namespace
 
-// Create makes key pair NAME for BOOTED_USER and prints its private key once (booted keeps only the public key).
+// Create makes key pair NAME for BOOTED_USER and writes its private key to NAME.pem here (0600, the only copy; booted keeps the public key).
 //
 // Settings: BOOTED_USER.
 func (Keypair) Create(ctx context.Context, env, name string) error {

@@ -176,17 +176,34 @@ func (r *Runner) printChanges(ch []ec2api.StateChange, err error) error {
 	return nil
 }
 
-// KeypairCreate makes key pair NAME for BOOTED_USER in ENV and prints its
-// private key, once: booted keeps only the public key.
+// KeypairCreate makes key pair NAME for BOOTED_USER in ENV and hands its
+// private key over once, in the file NAME.pem of the working directory
+// (0600, never overwritten; not printed): booted keeps only the public key.
 func (r *Runner) KeypairCreate(ctx context.Context, envName, name string) error {
+	file := name + ".pem"
+	if strings.ContainsAny(name, "/ ") {
+		return fmt.Errorf("keypair:create %s %q: the private key goes to NAME.pem here; use a name without '/' or spaces", envName, name)
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("keypair:create %s %s: %w (it writes the private key there, and never over a file)", envName, name, err)
+	}
 	b, _ := r.backend(envName)
 	kp, err := b.CreateKeyPair(ctx, r.User, name)
 	if err != nil {
+		f.Close()
+		os.Remove(file)
 		return instanceError(err)
 	}
-	fmt.Fprintf(r.Err, "%s: key pair %s (%s); its private key follows, shown this once\n", envName, kp.Name, kp.Fingerprint)
-	_, err = fmt.Fprint(r.Out, kp.Material)
-	return err
+	if _, err := f.WriteString(kp.Material); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.Out, "%s: key pair %s (%s); its private key is in %s (0600), the only copy\n", envName, kp.Name, kp.Fingerprint, file)
+	return nil
 }
 
 // KeypairImport imports the public key in FILE as key pair NAME of

@@ -508,3 +508,28 @@ func TestInstances_Reservations(t *testing.T) {
 	}
 	m.must(t, m.r.SystemsRelease(ctx, env, "n2"))
 }
+
+// keypair:create hands the private key over in NAME.pem (0600), never
+// printed nor kept, and refuses to overwrite a file.
+func TestInstances_KeypairCreate(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	t.Chdir(t.TempDir())
+	f.r.User = "frank"
+	f.must(t, f.r.KeypairCreate(ctx, f.proj.Env, "k2"))
+	fi, err := os.Stat("k2.pem")
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("k2.pem: %v %v", fi, err)
+	}
+	key, _ := os.ReadFile("k2.pem")
+	if !strings.Contains(string(key), "OPENSSH PRIVATE KEY") || strings.Contains(f.out.String(), "PRIVATE KEY") {
+		t.Errorf("k2.pem %q; printed %q", key[:40], f.out)
+	}
+	body := strings.Split(string(key), "\n")[2] // a line of the key itself (the first is the same for every ed25519 key)
+	if out, err := exec.Command("grep", "-rlF", body, f.proj.Inventory).Output(); err == nil {
+		t.Errorf("k2's private key is kept under the inventory: %s", out)
+	}
+	if err := f.r.KeypairCreate(ctx, f.proj.Env, "k2"); err == nil || !strings.Contains(err.Error(), "never over a file") {
+		t.Errorf("creating k2 again over k2.pem: %v", err)
+	}
+}
