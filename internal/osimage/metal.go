@@ -39,7 +39,7 @@ type Metal struct {
 }
 
 // metalVersion changes whenever the layout or the installer change.
-const metalVersion = "1"
+const metalVersion = "2"
 
 // FromQemu makes (once; cached next to the base image, under its lock)
 // the metal form of a base image the qemu provider built: base is its
@@ -250,8 +250,12 @@ say "$name: writing $image to $disk"
 wget -q -O - "$url/metal/images/$image/disk.img" | dd of=$disk bs=1M 2>/tmp/dd.log || fail "writing the disk: $(tail -1 /tmp/dd.log)"
 sync
 blockdev --rereadpt $disk || partprobe $disk
-sleep 1
-mount -t ext4 ${disk}2 /mnt || fail "cannot mount the root filesystem"
+i=0 # the partition's device appears a moment later (later still on a busy machine)
+until [ -b ${disk}2 ] && mount -t ext4 ${disk}2 /mnt 2>/tmp/mount.log; do
+	i=$((i + 1)); [ $i -lt 30 ] || fail "cannot mount the root filesystem: $(tail -1 /tmp/mount.log)"
+	sleep 1
+	[ -b ${disk}2 ] || blockdev --rereadpt $disk
+done
 cp -a /tmp/seed/. /mnt/ || fail "cannot write the seed"
 umount /mnt
 sync
