@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"booted/internal/atomicfile"
 )
 
 // Cred is one user's key.
@@ -59,7 +61,7 @@ func (s Store) Create(user string) (Cred, error) {
 		return c, err
 	}
 	b, _ := json.Marshal(c)
-	return c, writePrivate(filepath.Join(s.Dir, c.AccessKey+".json"), b)
+	return c, atomicfile.Write(filepath.Join(s.Dir, c.AccessKey+".json"), b, 0o600)
 }
 
 // ErrUnknownKey is returned for an access key ID booted did not make.
@@ -92,10 +94,10 @@ func (s Store) Files(env string, c Cred, endpoint, region string) (string, error
 	profile := "booted-" + env
 	base := filepath.Join(s.Dir, c.User)
 	credFile, confFile, rc := base+".credentials", base+".config", base+".rc"
-	if err := writePrivate(credFile, []byte(fmt.Sprintf("[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", profile, c.AccessKey, c.Secret))); err != nil {
+	if err := atomicfile.Write(credFile, []byte(fmt.Sprintf("[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", profile, c.AccessKey, c.Secret)), 0o600); err != nil {
 		return "", err
 	}
-	if err := writePrivate(confFile, []byte(fmt.Sprintf("[profile %s]\nregion = %s\noutput = json\nendpoint_url = %s\n", profile, region, endpoint))); err != nil {
+	if err := atomicfile.Write(confFile, []byte(fmt.Sprintf("[profile %s]\nregion = %s\noutput = json\nendpoint_url = %s\n", profile, region, endpoint)), 0o600); err != nil {
 		return "", err
 	}
 	var b strings.Builder
@@ -103,13 +105,5 @@ func (s Store) Files(env string, c Cred, endpoint, region string) (string, error
 	fmt.Fprintf(&b, "export AWS_SHARED_CREDENTIALS_FILE=%s\nexport AWS_CONFIG_FILE=%s\nexport AWS_PROFILE=%s\n", credFile, confFile, profile)
 	fmt.Fprintf(&b, "export AWS_DEFAULT_REGION=%s\n", region)
 	fmt.Fprintf(&b, "# AWS CLI 1.30+/2.13+ and boto3 read the endpoint from the profile (and from this variable);\n# older ones need --endpoint-url \"$EC2_URL\".\nexport AWS_ENDPOINT_URL_EC2=%s\nexport EC2_URL=%s\n", endpoint, endpoint)
-	return rc, writePrivate(rc, []byte(b.String()))
-}
-
-func writePrivate(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return rc, atomicfile.Write(rc, []byte(b.String()), 0o600)
 }

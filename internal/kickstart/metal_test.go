@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,7 +136,7 @@ func TestMetal_Autoinstall(t *testing.T) {
 	// 22.04 and later).
 	known := strings.Fields("version interactive-sections early-commands locale refresh-installer keyboard source network proxy apt storage identity active-directory ubuntu-pro ubuntu-advantage ssh codecs drivers oem snaps debconf-selections packages kernel kernel-crash-dumps timezone updates shutdown late-commands error-commands reporting user-data")
 	for k := range doc.Autoinstall {
-		if !contains(known, k) {
+		if !slices.Contains(known, k) {
 			t.Errorf("autoinstall key %q is not in subiquity's schema", k)
 		}
 	}
@@ -163,13 +164,4 @@ func TestMetal_UnknownMethod(t *testing.T) {
 	if _, err := RenderMetal(filepath.Join(testutil.RepoRoot(t), "kickstart"), "kiwi", Data{}); err == nil || !strings.Contains(err.Error(), `"kiwi"`) {
 		t.Errorf("unknown method: %v", err)
 	}
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

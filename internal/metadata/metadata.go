@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -63,7 +64,7 @@ func Write(dir string, in Instance) error {
 	lists := map[string][]string{}
 	for f := range files {
 		for d, name := filepath.Dir(f), filepath.Base(f); ; d, name = filepath.Dir(d), filepath.Base(d)+"/" {
-			if !contains(lists[d], name) {
+			if !slices.Contains(lists[d], name) {
 				lists[d] = append(lists[d], name)
 			}
 			if d == "." {
@@ -98,15 +99,6 @@ func Remove(dir, addr string) error {
 		return nil
 	}
 	return os.RemoveAll(filepath.Join(dir, a.String()))
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // table is the nftables table of an environment's DNAT.

@@ -14,7 +14,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -249,16 +248,3 @@ func DiskScript(name string) []byte {
 func ScriptName(mac string) string {
 	return strings.ReplaceAll(strings.ToLower(mac), ":", "-") + ".ipxe"
 }
-
-// WriteFile writes a served file atomically.
-func WriteFile(path string, b []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	if err := os.WriteFile(path+".tmp", b, mode); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
-}
-
-var _ = errors.New

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -131,7 +132,7 @@ func Inspect(ctx context.Context, iso string) (Info, error) {
 	default:
 		var top []string
 		for f := range files {
-			if t := strings.SplitN(f, "/", 2)[0]; !contains(top, t) {
+			if t := strings.SplitN(f, "/", 2)[0]; !slices.Contains(top, t) {
 				top = append(top, t)
 			}
 		}
@@ -378,15 +379,6 @@ func first(v ...string) string {
 }
 
 func firstLine(s string) string { return strings.SplitN(strings.TrimSpace(s), "\n", 2)[0] }
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
 
 func copyFile(ctx context.Context, src, dst string) error {
 	cmd := exec.CommandContext(ctx, "cp", "--sparse=always", src, dst)

@@ -163,7 +163,7 @@ func (s *session) start(ctx context.Context, name string) error {
 	}
 	// A new provisioning: a token for this boot alone. The boot timeout
 	// counts from here.
-	if err := s.enroll(ctx, &spec, built.Addr); err != nil {
+	if err := s.enroll(ctx, &spec); err != nil {
 		return err
 	}
 	if h.State == inventory.Booting { // booting no more (it is off): its boot counts from now

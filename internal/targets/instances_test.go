@@ -159,12 +159,11 @@ func TestInstances_AWSCLI(t *testing.T) {
 	ssh := func(id, cmd string) string {
 		t.Helper()
 		ip := strings.Fields(d.byID()[id])[1]
-		out, err := exec.Command("ssh", "-i", keyFile, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+known,
-			"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "root@"+ip, cmd).CombinedOutput()
+		out, err := sshKey(keyFile, known, ip, cmd)
 		if err != nil {
 			t.Errorf("ssh -i k1 root@%s %s: %v %s", ip, cmd, err, out)
 		}
-		return strings.TrimSpace(string(out))
+		return out
 	}
 	if got := ssh(ids[0], "hostname"); got != ids[0] {
 		t.Errorf("hostname = %q", got)
@@ -392,9 +391,8 @@ func TestInstances_Targets(t *testing.T) {
 			t.Errorf("after instances:run: %+v", r)
 		}
 	}
-	out, err := exec.Command("ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+filepath.Join(f.proj.Inventory, env, "known_hosts"),
-		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "root@"+rows[0].Address, "hostname").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != rows[0].ID {
+	out, err := sshKey(key, filepath.Join(f.proj.Inventory, env, "known_hosts"), rows[0].Address, "hostname")
+	if err != nil || out != rows[0].ID {
 		t.Errorf("ssh with the imported key: %v %s", err, out)
 	}
 	state := func() string {
@@ -453,14 +451,9 @@ func pubOf(t *testing.T, f string) string {
 // who holds what. (The launches are not booted here: the metal test
 // boots one.)
 func TestInstances_Reservations(t *testing.T) {
-	f := newFixture(t, testutil.DefaultEnv)
-	m := &metalProject{fixture: f, net: strings.TrimSuffix(f.proj.Gateway, "1")}
-	for i := range m.ports {
-		m.ports[i] = testutil.FreeUDP(t)
-	}
-	m.write(t, "  workers: {hosts: [n1], min: 1, max: 1}\n")
+	m := newMetalEnv(t, "  workers: {hosts: [n1], min: 1, max: 1}\n")
 	ctx := context.Background()
-	env := f.proj.Env
+	env := m.proj.Env
 	m.must(t, m.r.SystemsReserve(ctx, env, "n2", "alice"))
 	if err := m.r.SystemsReserve(ctx, env, "n2", "bob"); err == nil || !strings.Contains(err.Error(), "reserved for alice") {
 		t.Errorf("reserving alice's node for bob: %v", err)
@@ -532,4 +525,12 @@ func TestInstances_KeypairCreate(t *testing.T) {
 	if err := f.r.KeypairCreate(ctx, f.proj.Env, "k2"); err == nil || !strings.Contains(err.Error(), "never over a file") {
 		t.Errorf("creating k2 again over k2.pem: %v", err)
 	}
+}
+
+// sshKey runs cmd as root@ip the way a user of the instance would: with
+// the key pair's private key, the host key checked strictly against known.
+func sshKey(key, known, ip, cmd string) (string, error) {
+	out, err := exec.Command("ssh", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile="+known,
+		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "root@"+ip, cmd).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"booted/internal/atomicfile"
 	"booted/internal/metallab"
 	"booted/internal/pkgs"
 	"booted/internal/provider"
@@ -114,13 +115,7 @@ func (r *Runner) NodeSecret(ctx context.Context, envName, node string, in io.Rea
 			return fmt.Errorf("node:secret %s %s: give the password on standard input, one line without quotes, at most 20 characters (IPMI 2.0)", envName, node)
 		}
 		path := bp.BMCPasswordFile(node)
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return err
-		}
-		if err := os.WriteFile(path+".tmp", []byte(pw), 0o600); err != nil {
-			return err
-		}
-		if err := os.Rename(path+".tmp", path); err != nil {
+		if err := atomicfile.Write(path, []byte(pw), 0o600); err != nil {
 			return err
 		}
 		fmt.Fprintf(r.Out, "%s: BMC password kept in %s\n", node, path)

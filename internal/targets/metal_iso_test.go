@@ -226,14 +226,9 @@ func (m *metalProject) afterISO(t *testing.T, ctx context.Context) {
 // net:del stops it; an unknown name is refused with the names there are.
 func TestMetal_NetCreateDel(t *testing.T) {
 	testutil.RequireCommands(t, "dnsmasq")
-	f := newFixture(t, testutil.DefaultEnv)
-	m := &metalProject{fixture: f, net: strings.TrimSuffix(f.proj.Gateway, "1")}
-	for i := range m.ports {
-		m.ports[i] = testutil.FreeUDP(t)
-	}
-	m.write(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n")
+	m := newMetalEnv(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n")
 	ctx := context.Background()
-	env := f.proj.Env
+	env := m.proj.Env
 	t.Cleanup(func() { m.r.EnvDestroy(context.Background(), env) })
 	if err := m.r.NetCreate(ctx, env, "lab"); err == nil || !strings.Contains(err.Error(), `network "lab" is not in provider.baremetal.networks`) || !strings.Contains(err.Error(), "it has: prov") {
 		t.Errorf("net:create of an unknown network: %v", err)

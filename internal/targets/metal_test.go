@@ -62,6 +62,18 @@ roles:
 	}
 }
 
+// newMetalEnv is a project whose environment is baremetal, with roles
+// (no lab: nodes n1..n3 whose BMCs nothing answers yet).
+func newMetalEnv(t *testing.T, roles string) *metalProject {
+	f := newFixture(t, testutil.DefaultEnv)
+	m := &metalProject{fixture: f, net: strings.TrimSuffix(f.proj.Gateway, "1")}
+	for i := range m.ports {
+		m.ports[i] = testutil.FreeUDP(t)
+	}
+	m.write(t, roles)
+	return m
+}
+
 func newMetalProject(t *testing.T) *metalProject {
 	testutil.RequireQemu(t)
 	for _, c := range []string{"dnsmasq", "ipmi_sim", "ipmitool", "mkfs.vfat", "syslinux", "busybox"} {
@@ -70,14 +82,8 @@ func newMetalProject(t *testing.T) *metalProject {
 		}
 	}
 	testutil.ExclusiveCPU(t) // TCG machines take the cores for minutes
-	proj := testutil.NewProject(t, testutil.DefaultEnv)
-	out := &testutil.SyncBuffer{}
-	m := &metalProject{fixture: &fixture{proj: proj, out: out, r: newRunner(proj.Root, proj.Inventory, out, testWriter{t})}}
-	m.net = strings.TrimSuffix(proj.Gateway, "1")
-	for i := range m.ports {
-		m.ports[i] = testutil.FreeUDP(t)
-	}
-	m.write(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n")
+	m := newMetalEnv(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n")
+	proj := m.proj
 	t.Cleanup(func() {
 		ctx := context.Background()
 		if err := m.r.EnvDestroy(ctx, proj.Env); err != nil {

@@ -265,14 +265,13 @@ func (s *session) spec(name string) (provider.Spec, error) {
 
 // enroll makes starting spec's host a new provisioning: a fresh single-use
 // enrollment token, good for the boot timeout (and only from the host's
-// address: addr, where the provider says it now, or the one recorded),
-// replaces any token issued before; the provider hands it to that host
-// alone.
-func (s *session) enroll(ctx context.Context, spec *provider.Spec, addr string) error {
+// address, once the provider has given it one), replaces any token issued
+// before; the provider hands it to that host alone.
+func (s *session) enroll(ctx context.Context, spec *provider.Spec) error {
 	spec.Token = bootlog.NewToken()
 	return s.store.Update(ctx, func(tx *inventory.Tx) error {
-		from := addr
-		if h, err := tx.Host(s.env.Name, spec.Name); err == nil && from == "" {
+		from := ""
+		if h, err := tx.Host(s.env.Name, spec.Name); err == nil {
 			from = h.Addr
 		}
 		return tx.Issue(s.env.Name, spec.Name, bootlog.HashToken(spec.Token), time.Now().Add(s.env.Timeouts.Boot.D()+time.Minute), from)

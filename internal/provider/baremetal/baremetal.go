@@ -28,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"booted/internal/atomicfile"
 	"booted/internal/bmc"
 	"booted/internal/bridge"
 	"booted/internal/config"
@@ -259,7 +260,7 @@ func (p *Provider) setNetboot(ctx context.Context, n Node, install bool) error {
 		script = netboot.InstallScript(n.Name, kernel, initrd, args)
 		dev = "pxe"
 	}
-	if err := netboot.WriteFile(filepath.Join(p.dir, "node", netboot.ScriptName(n.Primary().MAC)), script, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(p.dir, "node", netboot.ScriptName(n.Primary().MAC)), script, 0o600); err != nil {
 		return err
 	}
 	b, err := p.BMC(n.Name)
@@ -322,7 +323,7 @@ func (p *Provider) writeSeed(n Node, s provider.Spec) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	return netboot.WriteFile(filepath.Join(p.dir, "seed", n.Name+".tar"), b.Bytes(), 0o600)
+	return atomicfile.Write(filepath.Join(p.dir, "seed", n.Name+".tar"), b.Bytes(), 0o600)
 }
 
 // IsInstalled says whether node name is installed (netboot is off for it).
@@ -464,7 +465,7 @@ func (p *Provider) Servers() []*netboot.Server {
 // first iPXE script, each node's seed access, the imported osimages (the
 // one booted builds is made at the first deploy that needs it).
 func (p *Provider) Prepare(ctx context.Context) error {
-	if err := netboot.WriteFile(filepath.Join(p.dir, "boot.ipxe"), netboot.BootScript(p.baseURL+"/metal/node/"), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(p.dir, "boot.ipxe"), netboot.BootScript(p.baseURL+"/metal/node/"), 0o600); err != nil {
 		return err
 	}
 	imported, err := osimage.List(p.OSImagesDir())
@@ -560,7 +561,7 @@ func (p *Provider) writeSeedAccess() error {
 		fmt.Fprintf(&b, "location = /metal/seed/%s.tar {\n\tallow %s;\n\tdeny all;\n\talias %s;\n}\n", n.Name, n.Primary().IP, filepath.Join(p.dir, "seed", n.Name+".tar"))
 		fmt.Fprintf(&b, "location /metal/ks/%s/ {\n\tallow %s;\n\tdeny all;\n\talias %s/;\n}\n", n.Name, n.Primary().IP, filepath.Join(p.dir, "ks", n.Name))
 	}
-	return netboot.WriteFile(filepath.Join(p.dir, "seeds.conf"), []byte(b.String()), 0o600)
+	return atomicfile.Write(filepath.Join(p.dir, "seeds.conf"), []byte(b.String()), 0o600)
 }
 
 // Teardown stops every network's dnsmasq and removes the bridges booted

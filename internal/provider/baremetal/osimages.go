@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"booted/internal/atomicfile"
 	"booted/internal/bootlog"
 	"booted/internal/kickstart"
-	"booted/internal/netboot"
 	"booted/internal/osimage"
 	"booted/internal/provider"
 	"booted/internal/provider/qemu"
@@ -149,7 +149,7 @@ func (p *Provider) writeInstallFiles(n Node, s provider.Spec, img osimage.Info) 
 		return err
 	}
 	for name, b := range files {
-		if err := netboot.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, name), b, 0o600); err != nil {
 			return err
 		}
 	}

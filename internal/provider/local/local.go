@@ -14,6 +14,7 @@ import (
 	"text/template"
 	"time"
 
+	"booted/internal/atomicfile"
 	"booted/internal/bridge"
 	"booted/internal/config"
 	"booted/internal/pkgs"
@@ -139,7 +140,7 @@ func (p *Provider) create(name string, a netip.Addr) (record, error) {
 		}
 	}
 	b, _ := json.MarshalIndent(r, "", "  ")
-	if err := writeFile(filepath.Join(dir, "host.json"), b, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "host.json"), b, 0o600); err != nil {
 		return r, err
 	}
 	return r, nil
@@ -176,17 +177,17 @@ func (p *Provider) writeFiles(r record, s provider.Spec) error {
 	dir := p.hostDir(r.Name)
 	fs := filepath.Join(dir, "fs")
 	if len(s.AuthorizedKey) > 0 {
-		if err := writeFile(filepath.Join(fs, "root/.ssh/authorized_keys"), s.AuthorizedKey, 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(fs, "root/.ssh/authorized_keys"), s.AuthorizedKey, 0o600); err != nil {
 			return err
 		}
 	}
 	if len(s.PhoneHome) > 0 {
-		if err := writeFile(filepath.Join(fs, "etc-booted/phone-home.sh"), s.PhoneHome, 0o700); err != nil {
+		if err := atomicfile.Write(filepath.Join(fs, "etc-booted/phone-home.sh"), s.PhoneHome, 0o700); err != nil {
 			return err
 		}
 	}
 	if s.Token != "" { // this provisioning's enrollment token, for this host alone
-		if err := writeFile(filepath.Join(fs, "etc-booted/enroll-token"), []byte(s.Token), 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(fs, "etc-booted/enroll-token"), []byte(s.Token), 0o600); err != nil {
 			return err
 		}
 	}
@@ -195,14 +196,14 @@ func (p *Provider) writeFiles(r record, s provider.Spec) error {
 	if err := sshdConfig.Execute(&b, data); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(fs, "etc-ssh/sshd_config"), b.Bytes(), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(fs, "etc-ssh/sshd_config"), b.Bytes(), 0o644); err != nil {
 		return err
 	}
 	b.Reset()
 	if err := bootScript.Execute(&b, data); err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(dir, "boot.sh"), b.Bytes(), 0o700)
+	return atomicfile.Write(filepath.Join(dir, "boot.sh"), b.Bytes(), 0o700)
 }
 
 func (p *Provider) ensureNetns(ctx context.Context, r record) error {
@@ -323,18 +324,6 @@ func (p *Provider) instance(r record) provider.Instance {
 		st = provider.Running
 	}
 	return provider.Instance{Name: r.Name, ID: r.Netns, Addr: r.Addr, MAC: r.MAC, State: st}
-}
-
-// writeFile writes atomically (temporary file, then rename).
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 var funcs = template.FuncMap{"q": shell.Quote}
