@@ -11,11 +11,14 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 )
 
-// Need maps commands to the Debian packages that have them.
+// Need maps commands to the Debian packages that have them. A key that is
+// an absolute path names a file of the package instead (Debian's own
+// /usr/bin/aws where pip's is first on PATH; a Python module).
 type Need map[string]string
 
 // Merge returns the union of needs.
@@ -28,8 +31,13 @@ func Merge(needs ...Need) Need {
 }
 
 // Have reports whether command name is installed (on PATH or in the
-// system directories, which root's PATH may lack).
+// system directories, which root's PATH may lack), or, for an absolute
+// path, whether that file exists.
 func Have(name string) bool {
+	if filepath.IsAbs(name) {
+		st, err := os.Stat(name)
+		return err == nil && !st.IsDir()
+	}
 	if _, err := exec.LookPath(name); err == nil {
 		return true
 	}

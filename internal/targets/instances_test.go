@@ -17,12 +17,33 @@ import (
 	"booted/internal/testutil"
 )
 
-// awsCLI runs the real AWS CLI (the one on PATH; this machine's is v1 with
-// botocore) as the user whose rc file creds:create wrote.
+// awsCLI runs the real AWS CLI as the user whose rc file creds:create
+// wrote: Debian's (`apt-get install awscli`, v2.9), the one the issue names
+// and the test target installs; it needs --endpoint-url (it predates the
+// endpoint in the profile).
 type awsCLI struct {
 	t        *testing.T
+	bin      string
 	env      []string
 	endpoint string
+}
+
+// debianAWS and debianPython are Debian's AWS CLI and the system Python
+// with Debian's python3-boto3, not the pip ones this machine's PATH has.
+const (
+	debianAWS    = "/usr/bin/aws"
+	debianPython = "/usr/bin/python3"
+)
+
+// requireDebian skips (fails in CI) when a Debian client is missing.
+func requireDebian(t *testing.T, what string, check ...string) {
+	t.Helper()
+	if err := exec.Command(check[0], check[1:]...).Run(); err != nil {
+		if testutil.InCI() {
+			t.Fatalf("CI must run this test: %s: %v (the test target installs it)", what, err)
+		}
+		t.Skipf("skipped: %s: %v (apt-get install awscli python3-boto3, or run the test target as root)", what, err)
+	}
 }
 
 func newAWSCLI(t *testing.T, rc, endpoint string) *awsCLI {
@@ -42,7 +63,7 @@ func newAWSCLI(t *testing.T, rc, endpoint string) *awsCLI {
 			env = append(env, kv)
 		}
 	}
-	return &awsCLI{t: t, env: env, endpoint: endpoint}
+	return &awsCLI{t: t, bin: debianAWS, env: env, endpoint: endpoint}
 }
 
 // run runs `aws ec2 ARGS… --output json`; it returns stdout, stderr and
@@ -51,7 +72,7 @@ func (a *awsCLI) run(args ...string) (string, string, bool) {
 	a.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "aws", append(append([]string{"ec2"}, args...), "--endpoint-url", a.endpoint, "--output", "json")...)
+	cmd := exec.CommandContext(ctx, a.bin, append(append([]string{"ec2"}, args...), "--endpoint-url", a.endpoint, "--output", "json")...)
 	cmd.Env = a.env
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -100,7 +121,7 @@ func (d describeOut) byID() map[string]string {
 // user sees none of it; a wrong secret, an unknown ID and a bad parameter
 // get EC2's errors.
 func TestInstances_AWSCLI(t *testing.T) {
-	testutil.RequireCommands(t, "aws")
+	requireDebian(t, "Debian's AWS CLI", debianAWS, "--version")
 	f := newFixture(t, testutil.DefaultEnv)
 	env := f.proj.Env
 	credsDir, endpoint := serveAPI(t, f, "alice", "bob")
@@ -126,30 +147,38 @@ func TestInstances_AWSCLI(t *testing.T) {
 	}
 	ud := filepath.Join(t.TempDir(), "user-data.sh")
 	os.WriteFile(ud, []byte("#!/bin/sh\necho \"user-data ran on $(hostname)\" > /root/user-data-ran\n"), 0o644)
-	alice.must(&run, "run-instances", "--image-id", "ami-local", "--instance-type", "t2.micro", "--count", "2", "--key-name", "k1",
+	alice.must(&run, "run-instances", "--image-id", "ami-local", "--instance-type", "t2.micro", "--count", "3", "--key-name", "k1",
 		"--tag-specifications", "ResourceType=instance,Tags=[{Key=team,Value=blue}]", "--user-data", "file://"+ud)
-	if len(run.Instances) != 2 {
+	if len(run.Instances) != 3 {
 		t.Fatalf("run-instances: %+v", run)
 	}
-	ids := []string{run.Instances[0].InstanceId, run.Instances[1].InstanceId}
+	var ids []string
+	for _, in := range run.Instances {
+		ids = append(ids, in.InstanceId)
+	}
 	for _, in := range run.Instances {
 		if !strings.HasPrefix(in.InstanceId, "i-") || in.State.Name != "pending" {
 			t.Errorf("run-instances answered %+v, want pending i-…", in)
 		}
 	}
 	var d describeOut
-	f.waitFor(t, "both instances running", 90*time.Second, func() bool {
+	f.waitFor(t, "the 3 instances running", 90*time.Second, func() bool {
 		d = describeOut{}
 		alice.must(&d, append([]string{"describe-instances", "--instance-ids"}, ids...)...)
 		st := d.byID()
-		return strings.HasPrefix(st[ids[0]], "running 1") && strings.HasPrefix(st[ids[1]], "running 1")
+		for _, id := range ids {
+			if !strings.HasPrefix(st[id], "running 1") {
+				return false
+			}
+		}
+		return true
 	})
 	if in := d.Reservations[0].Instances[0]; in.KeyName != "k1" || len(in.Tags) != 1 || in.Tags[0].Value != "blue" {
 		t.Errorf("describe-instances: %+v", in)
 	}
 	var filtered describeOut
 	alice.must(&filtered, "describe-instances", "--filters", "Name=tag:team,Values=blue", "Name=instance-state-name,Values=running")
-	if len(filtered.byID()) != 2 {
+	if len(filtered.byID()) != 3 {
 		t.Errorf("filters tag:team=blue, running: %v", filtered.byID())
 	}
 
@@ -178,6 +207,11 @@ func TestInstances_AWSCLI(t *testing.T) {
 		if got := ssh(id, "curl -fsS -m 5 http://169.254.169.254/latest/meta-data/instance-id"); got != id {
 			t.Errorf("%s: meta-data/instance-id = %q", id, got)
 		}
+	}
+	var console struct{ InstanceId, Output string }
+	alice.must(&console, "get-console-output", "--instance-id", ids[2])
+	if console.InstanceId != ids[2] || !strings.Contains(console.Output, "callback sent to http://") {
+		t.Errorf("get-console-output of %s (a local host's console is its boot script's output): %+v", ids[2], console)
 	}
 	if got := ssh(ids[1], "curl -fsS -m 5 http://169.254.169.254/latest/meta-data/public-keys/0/openssh-key"); got != strings.Join(strings.Fields(pubOf(t, keyFile))[:2], " ") {
 		t.Errorf("meta-data/public-keys/0/openssh-key = %q", got)
@@ -247,7 +281,7 @@ func TestInstances_AWSCLI(t *testing.T) {
 		}
 	}
 	alice.must(&term, append([]string{"terminate-instances", "--instance-ids"}, ids...)...)
-	if len(term.TerminatingInstances) != 2 || term.TerminatingInstances[0].CurrentState.Name != "terminated" {
+	if len(term.TerminatingInstances) != 3 || term.TerminatingInstances[0].CurrentState.Name != "terminated" {
 		t.Errorf("terminate-instances: %+v", term)
 	}
 	var after describeOut
@@ -314,13 +348,8 @@ func serveAPI(t *testing.T, f *fixture, users ...string) (string, string) {
 // pair, run with user data, tags, console output, stop, start, reboot,
 // images, instance types, an unknown ID, terminate.
 func TestInstances_Boto3(t *testing.T) {
-	testutil.RequireCommands(t, "python3", "ssh-keygen")
-	if err := exec.Command("python3", "-c", "import boto3").Run(); err != nil {
-		if testutil.InCI() {
-			t.Fatalf("CI must run this test: python3 has no boto3 (%v)", err)
-		}
-		t.Skip("skipped: python3 has no boto3 (pip install boto3, or Debian's python3-boto3)")
-	}
+	testutil.RequireCommands(t, "ssh-keygen")
+	requireDebian(t, "Debian's python3-boto3", debianPython, "-c", "import boto3")
 	f := newFixture(t, testutil.DefaultEnv)
 	credsDir, endpoint := serveAPI(t, f, "carol")
 	key := filepath.Join(t.TempDir(), "id")
@@ -330,7 +359,7 @@ func TestInstances_Boto3(t *testing.T) {
 	cli := newAWSCLI(t, filepath.Join(credsDir, "carol.rc"), endpoint)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "python3", filepath.Join("testdata", "boto3_flow.py"), key+".pub")
+	cmd := exec.CommandContext(ctx, debianPython, filepath.Join("testdata", "boto3_flow.py"), key+".pub")
 	cmd.Env = cli.env
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
