@@ -34,6 +34,11 @@ type Instance struct {
 // Index is the name of the listing file in each directory (nginx's index).
 const Index = "_index"
 
+// Versions are the dated API versions served as copies of latest:
+// cloud-init's EC2 datasource asks for 2009-04-04 (the oldest it knows)
+// when the newer ones it tries are not there.
+var Versions = []string{"2009-04-04"}
+
 // Write writes in's files under dir/ADDR/latest (replacing earlier ones).
 func Write(dir string, in Instance) error {
 	a, err := netip.ParseAddr(in.Addr)
@@ -88,6 +93,11 @@ func Write(dir string, in Instance) error {
 			return err
 		}
 	}
+	for _, v := range Versions {
+		if err := os.Symlink("latest", filepath.Join(tmp, v)); err != nil {
+			return err
+		}
+	}
 	os.RemoveAll(root)
 	return os.Rename(tmp, root)
 }
@@ -106,11 +116,16 @@ func table(env string) string {
 	return "booted_md_" + strings.NewReplacer("-", "_", ".", "_").Replace(env)
 }
 
-// Route makes 169.254.169.254:80 on bridge br reach to (the controller's
-// nginx, ADDRESS:PORT), replacing the environment's earlier rule.
-func Route(ctx context.Context, env, br, to string) error {
+// Route makes 169.254.169.254:80 on the bridges (those of the
+// environment's hosts) reach to (the controller's nginx, ADDRESS:PORT),
+// replacing the environment's earlier rules.
+func Route(ctx context.Context, env string, bridges []string, to string) error {
 	t := table(env)
-	script := fmt.Sprintf("table ip %[1]s {}\ndelete table ip %[1]s\ntable ip %[1]s {\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tiifname %[2]q ip daddr %[3]s tcp dport 80 dnat to %[4]s\n\t}\n}\n", t, br, Addr, to)
+	var rules strings.Builder
+	for _, br := range bridges {
+		fmt.Fprintf(&rules, "\t\tiifname %q ip daddr %s tcp dport 80 dnat to %s\n", br, Addr, to)
+	}
+	script := fmt.Sprintf("table ip %[1]s {}\ndelete table ip %[1]s\ntable ip %[1]s {\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n%[2]s\t}\n}\n", t, rules.String())
 	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -1,8 +1,11 @@
 package metadata
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +27,9 @@ func TestWrite(t *testing.T) {
 		"latest/user-data":                             "#!/bin/sh\necho hi\n",
 		"latest/_index":                                "meta-data/\nuser-data",
 		"latest/meta-data/_index":                      "ami-id\nhostname\ninstance-id\ninstance-type\nlocal-hostname\nlocal-ipv4\nplacement/\npublic-keys/\nreservation-id",
+		// cloud-init's EC2 datasource reads the 2009-04-04 version.
+		"2009-04-04/meta-data/instance-id": "i-0abc",
+		"2009-04-04/user-data":             "#!/bin/sh\necho hi\n",
 	} {
 		got, err := os.ReadFile(filepath.Join(dir, "10.77.0.10", f))
 		if err != nil || string(got) != want {
@@ -44,5 +50,37 @@ func TestWrite(t *testing.T) {
 	Remove(dir, "10.77.0.10")
 	if _, err := os.Stat(filepath.Join(dir, "10.77.0.10")); !os.IsNotExist(err) {
 		t.Errorf("Remove left %v", err)
+	}
+}
+
+// An environment whose hosts are on two bridges (roles on two providers)
+// has the DNAT on both: one Route does not replace the other bridge's.
+func TestRoute_EveryBridge(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs as root with nft (go run mage.go test installs nftables)")
+		}
+		t.Skip("skipped: needs root and nft (apt-get install nftables)")
+	}
+	const env = "tmdroute"
+	ctx := context.Background()
+	t.Cleanup(func() { Unroute(ctx, env) })
+	if err := Route(ctx, env, []string{"bt-a", "bq-b"}, "10.9.8.1:8077"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("nft", "list", "table", "ip", table(env)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, br := range []string{"bt-a", "bq-b"} {
+		if !strings.Contains(string(out), `iifname "`+br+`" ip daddr 169.254.169.254 tcp dport 80 dnat to 10.9.8.1:8077`) {
+			t.Errorf("no DNAT on %s:\n%s", br, out)
+		}
+	}
+	if err := Unroute(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("nft", "list", "table", "ip", table(env)).Run(); err == nil {
+		t.Error("Unroute left the table")
 	}
 }

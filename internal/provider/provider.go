@@ -38,6 +38,10 @@ type Spec struct {
 	// Size is what an instance asked for (zero: the provider's settings);
 	// VM providers give it to the machine.
 	Size Size
+	// Instance: the host is an instance (EC2-like); a provider whose
+	// image has cloud-init turns it on, to run the user data from the
+	// metadata service.
+	Instance bool
 }
 
 // Size is a machine's CPUs, memory and disk.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -619,14 +620,16 @@ func (b *ec2Backend) Images(ctx context.Context, user string) ([]ec2api.Image, e
 // routeMetadata brings 169.254.169.254:80 on the bridges of the
 // environment's hosts to the controller's nginx.
 func (s *session) routeMetadata(ctx context.Context) error {
+	var bridges []string
 	for _, p := range s.allProvs() {
-		if b, ok := p.(interface{ Bridge() string }); ok {
-			if err := metadata.Route(ctx, s.env.Name, b.Bridge(), s.env.CallbackAddr()); err != nil {
-				return err
-			}
+		if b, ok := p.(interface{ Bridge() string }); ok && !slices.Contains(bridges, b.Bridge()) {
+			bridges = append(bridges, b.Bridge())
 		}
 	}
-	return nil
+	if len(bridges) == 0 {
+		return nil
+	}
+	return metadata.Route(ctx, s.env.Name, bridges, s.env.CallbackAddr())
 }
 
 // writeMetadata makes instance id (its address is known once it is built)

@@ -464,6 +464,33 @@ func TestInstances_Targets(t *testing.T) {
 	if got := state(); got != "terminated terminated" {
 		t.Errorf("after instances:terminate: %s", got)
 	}
+
+	// A launch whose first-boot step (its user data) fails: run says which
+	// instance and why, and describe keeps the reason (EC2's StateReason)
+	// on the terminated instance; nothing of it is left running.
+	bad := filepath.Join(t.TempDir(), "bad.sh")
+	os.WriteFile(bad, []byte("#!/bin/sh\necho 'no such package: frobnicate' >&2\nexit 3\n"), 0o644)
+	f.r.UserData, f.r.Tags = bad, nil
+	f.out.Reset()
+	err = f.r.InstancesRun(ctx, env, "ami-local", 1)
+	if err == nil || !strings.Contains(err.Error(), "no such package: frobnicate") {
+		t.Fatalf("instances:run with failing user data: %v", err)
+	}
+	f.out.Reset()
+	f.must(t, f.r.InstancesDescribe(ctx, env))
+	var all []instanceRow
+	json.Unmarshal([]byte(f.out.String()), &all)
+	var failed *instanceRow
+	for i := range all {
+		if all[i].ID != rows[0].ID && all[i].ID != rows[1].ID {
+			failed = &all[i]
+		}
+	}
+	if failed == nil || failed.State != "terminated" || !strings.Contains(failed.Reason, "first-boot step (/etc/booted/firstboot.sh) exited 3") || !strings.Contains(failed.Reason, "no such package: frobnicate") || failed.Address != "" {
+		t.Errorf("the failed launch in describe: %+v", failed)
+	} else if nets, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(nets), failed.ID) {
+		t.Errorf("the failed %s still has its namespace", failed.ID)
+	}
 }
 
 // pubOf is the public key of private key file f.

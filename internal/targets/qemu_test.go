@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +17,7 @@ import (
 )
 
 // qemuProject is a project whose environment runs qemu VMs on a free subnet.
-func qemuProject(t *testing.T, boot string) *fixture {
+func qemuProject(t *testing.T, boot string, extra ...string) *fixture {
 	testutil.RequireQemu(t)
 	testutil.ExclusiveCPU(t)                            // a TCG VM takes a core for a minute
 	proj := testutil.NewProject(t, testutil.DefaultEnv) // a free subnet, cleaned up
@@ -29,7 +31,7 @@ provider:
 timeouts: {boot: %s, ssh: 15s, ping: 2s}
 roles:
   workers: {prefix: v, count: 1, min: 1, max: 2}
-`, proj.Subnet, boot)), 0o644)
+%s`, proj.Subnet, boot, strings.Join(extra, ""))), 0o644)
 	t.Cleanup(func() {
 		f.r.withEnv(context.Background(), proj.Env, func(s *session) error {
 			if td, ok := s.prov.(provider.Teardowner); ok {
@@ -103,4 +105,66 @@ func TestQemu_BrokenBootFails(t *testing.T) {
 		t.Errorf("the reason does not end with the console's last line %q: %s", last, h.Reason)
 	}
 	t.Logf("reason: %s", h.Reason)
+}
+
+// An instance on a qemu VM, through the targets: instances:run (a size of
+// the env file, a key pair, #cloud-config user data) waits until it runs;
+// the image's cloud-init, its EC2 datasource at the metadata service, ran
+// the user data and authorized the key pair's key; ssh -i that key logs
+// in with strict host key checking; the VM has the size's memory and
+// CPUs; the console shows cloud-init; terminate removes the VM.
+func TestQemu_Instance(t *testing.T) {
+	f := qemuProject(t, "5m", "sizes:\n  q.small: {cpus: 2, memory_mb: 700, disk_gb: 4}\n")
+	ctx := context.Background()
+	env := f.proj.Env
+	key := filepath.Join(t.TempDir(), "id")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	f.r.User = "alice"
+	f.must(t, f.r.KeypairImport(ctx, env, "laptop", key+".pub"))
+	// #cloud-config: a format only cloud-init runs (booted's own first-boot
+	// step takes #! scripts alone).
+	ud := filepath.Join(t.TempDir(), "user-data")
+	os.WriteFile(ud, []byte("#cloud-config\nwrite_files:\n  - path: /root/from-cloud-config\n    content: written by cloud-init\nruncmd:\n  - [sh, -c, 'echo \"ran on $(hostname)\" > /root/user-data-ran']\n"), 0o644)
+	f.r.KeyName, f.r.InstanceType, f.r.UserData = "laptop", "q.small", ud
+	f.r.JSON = true
+	f.out.Reset()
+	start := time.Now()
+	f.must(t, f.r.InstancesRun(ctx, env, "ami-debian12", 1))
+	t.Logf("instances:run to running: %v", time.Since(start).Round(time.Second))
+	var rows []instanceRow
+	if err := json.Unmarshal([]byte(f.out.String()), &rows); err != nil || len(rows) != 1 {
+		t.Fatalf("instances:run printed %v %s", err, f.out)
+	}
+	in := rows[0]
+	if in.State != "running" || in.Address == "" || in.Type != "q.small" {
+		t.Fatalf("after instances:run: %+v", in)
+	}
+	known := filepath.Join(f.proj.Inventory, env, "known_hosts")
+	// cloud-init's last stage runs after boot, as on EC2: wait for it.
+	out, err := sshKey(key, known, in.Address, "cloud-init status --wait >/dev/null; cloud-init status; hostname; cat /root/user-data-ran /root/from-cloud-config; echo; nproc; awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo; grep -c laptop /root/.ssh/authorized_keys")
+	t.Logf("on the instance: %s", out)
+	lines := strings.Split(out, "\n")
+	if err != nil || len(lines) < 7 {
+		t.Fatalf("ssh -i the key pair's key: %v %s", err, out)
+	}
+	if lines[0] != "status: done" || lines[1] != in.ID || lines[2] != "ran on "+in.ID || lines[3] != "written by cloud-init" {
+		t.Errorf("cloud-init did not run the user data: %q", lines[:4])
+	}
+	if lines[4] != "2" {
+		t.Errorf("nproc = %s, want q.small's 2", lines[4])
+	}
+	if mb, _ := strconv.Atoi(lines[5]); mb < 550 || mb > 700 {
+		t.Errorf("MemTotal %s MiB, want about q.small's 700", lines[5])
+	}
+	f.out.Reset()
+	f.must(t, f.r.InstancesConsole(ctx, env, in.ID))
+	if c := f.out.String(); !strings.Contains(c, "Cloud-init v.") || !strings.Contains(c, "finished at") {
+		t.Errorf("instances:console does not show cloud-init:\n%s", provider.ConsoleTail([]byte(c), 20))
+	}
+	f.must(t, f.r.InstancesTerminate(ctx, env, in.ID))
+	if _, err := os.Stat(filepath.Join(f.proj.Inventory, env, "vms", in.ID)); !os.IsNotExist(err) {
+		t.Errorf("terminated %s still has its VM directory: %v", in.ID, err)
+	}
 }

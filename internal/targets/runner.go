@@ -245,7 +245,7 @@ func (s *session) spec(name string) (provider.Spec, error) {
 	spec := provider.Spec{Name: name, Role: role, AuthorizedKey: s.authorized}
 	instance := false
 	if h, err := s.store.Host(context.Background(), s.env.Name, name); err == nil && h.Role == instanceRole {
-		spec.Role, instance = h.Role, true
+		spec.Role, spec.Instance, instance = h.Role, true, true
 		if t, ok := s.instanceType(h.Attrs[attrType]); ok {
 			spec.Size = provider.Size{CPUs: t.VCPUs, MemoryMB: t.MemoryMiB, DiskGB: t.DiskGB}
 		}

@@ -19,12 +19,47 @@ import (
 )
 
 // packages the image gets on top of debootstrap's minbase (dbus: for
-// logind, which turns the ACPI power button into a clean shutdown).
+// logind, which turns the ACPI power button into a clean shutdown;
+// cloud-init: instances run their user data with it, other hosts boot
+// with it disabled).
 var packages = []string{"systemd-sysv", "udev", "kmod", "openssh-server", "curl", "ca-certificates",
-	"iproute2", "linux-image-cloud-amd64", "e2fsprogs", "nginx-light", "dbus"}
+	"iproute2", "linux-image-cloud-amd64", "e2fsprogs", "nginx-light", "dbus", "cloud-init"}
 
 // imageVersion changes whenever customize changes, so images are rebuilt.
-const imageVersion = "5"
+const imageVersion = "6"
+
+// CloudInitOn is the kernel argument that turns the image's cloud-init on
+// (it wins over the image's /etc/cloud/cloud-init.disabled): instances
+// boot with it, other hosts without.
+const CloudInitOn = "cloud-init=enabled"
+
+// cloudCfg is cloud-init's configuration in the image: the EC2 datasource
+// alone, at booted's metadata service (169.254.169.254, answered by the
+// controller for each instance), not strict about the platform (this is no
+// AWS machine: no DMI to recognise, no IMDSv2 token to fetch); booted owns
+// the network, host keys and root's keys, so cloud-init only adds the
+// key pair's key to root and runs the user data (and the modules a
+// #cloud-config names: write_files, runcmd, bootcmd). Its output goes to
+// the console, which get-console-output returns.
+const cloudCfg = `# booted: cloud-init for instances (enabled by cloud-init=enabled on the kernel command line)
+datasource_list: [ Ec2, None ]
+datasource:
+  Ec2:
+    strict_id: false
+    metadata_urls: [ 'http://169.254.169.254' ]
+    timeout: 5
+    max_wait: 60
+network: {config: disabled}
+users: []
+disable_root: false
+ssh_deletekeys: false
+ssh_genkeytypes: []
+preserve_hostname: false
+manage_etc_hosts: true
+cloud_init_modules: [seed_random, bootcmd, write-files, set_hostname, update_hostname, update_etc_hosts, users-groups, ssh]
+cloud_config_modules: [runcmd]
+cloud_final_modules: [write-files-deferred, scripts-per-once, scripts-per-boot, scripts-per-instance, scripts-user, ssh-authkey-fingerprints, final-message]
+`
 
 // Image is a built base image.
 type Image struct {
@@ -209,12 +244,15 @@ func forgetGone(dir string) (live []string) {
 }
 
 // customize prepares the rootfs: no host keys (each VM makes its own at
-// first boot), systemd-networkd, and booted's two units: booted-seed copies
+// first boot), systemd-networkd, cloud-init off unless the kernel command
+// line turns it on (instances), and booted's two units: booted-seed copies
 // the VM's own files (name, address, deploy key, phone-home script) from
 // its seed disk, booted-phone-home runs the phone-home script at every boot.
 func customize(ctx context.Context, root string) error {
 	files := map[string]string{
-		"etc/fstab": "LABEL=bootedroot / ext4 defaults 0 1\n",
+		"etc/fstab":                                           "LABEL=bootedroot / ext4 defaults 0 1\n",
+		"etc/cloud/cloud-init.disabled":                       "booted: cloud-init runs on instances only (kernel argument " + CloudInitOn + ")\n",
+		"etc/cloud/cloud.cfg.d/99_booted.cfg":                 cloudCfg,
 		"etc/systemd/system/ssh.service.d/booted-keygen.conf": "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n",
 		"usr/local/sbin/booted-seed": `#!/bin/sh
 # Copies this VM's own files from its seed disk (label BOOTEDSEED).

@@ -97,6 +97,9 @@ func New(env *config.Env, envDir string) (*Provider, error) {
 		Dir: filepath.Join(abs, "vms"), ConsoleDir: filepath.Join(abs, "console"), Log: io.Discard, StopTimeout: 30 * time.Second}, nil
 }
 
+// Bridge is the environment's bridge, where its VMs are.
+func (p *Provider) Bridge() string { return p.bridge }
+
 // Prepare creates the environment's bridge (the controller listens on it).
 func (p *Provider) Prepare(ctx context.Context) error {
 	return bridge.Ensure(ctx, p.bridge, p.gateway, "provider.qemu.subnet")
@@ -265,12 +268,16 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 	if s.Size.CPUs > 0 { // an instance's size
 		mem, cpus = s.Size.MemoryMB, s.Size.CPUs
 	}
+	kargs := "root=LABEL=bootedroot rw console=ttyS0 net.ifnames=0 " + p.ExtraAppend
+	if s.Instance {
+		kargs += " " + CloudInitOn
+	}
 	args := []string{"-name", "booted-" + p.env.Name + "-" + s.Name, "-machine", "pc", "-accel", accel, "-cpu", cpu,
 		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus), "-display", "none", "-vga", "none", "-nodefaults",
 		"-serial", "file:" + p.ConsoleLog(s.Name),
 		"-qmp", "unix:" + filepath.Join(dir, "qmp.sock") + ",server=on,wait=off",
 		"-kernel", img.Kernel, "-initrd", img.Initrd,
-		"-append", strings.TrimSpace("root=LABEL=bootedroot rw console=ttyS0 net.ifnames=0 " + p.ExtraAppend),
+		"-append", strings.TrimSpace(kargs),
 		"-drive", "file=" + filepath.Join(dir, "disk.qcow2") + ",if=virtio,format=qcow2",
 		"-drive", "file=" + filepath.Join(dir, "seed.img") + ",if=virtio,format=raw",
 		"-netdev", "tap,id=n0,ifname=" + v.Tap + ",script=no,downscript=no",
