@@ -144,7 +144,7 @@ func TestTargets_FailureReport(t *testing.T) {
 	f.must(t, f.r.HostsLogged(ctx, env))
 	took := time.Since(start)
 	h := f.hosts(t)["w1"]
-	if h.State != "failed" || !strings.Contains(h.Reason, "reported failed: formatting /data | mkfs: no space left on device") {
+	if h.State != "failed" || !strings.Contains(h.Reason, "reported failed: first-boot step (/etc/booted/firstboot.sh) exited 3 | formatting /data | mkfs: no space left on device") {
 		t.Fatalf("w1: %+v", h)
 	}
 	t.Logf("failed %v after image:start", took.Round(time.Millisecond))
