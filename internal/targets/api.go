@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +47,17 @@ func (r *Runner) APIServe(ctx context.Context, envName string) error {
 	ln, err := net.Listen("tcp", r.APIListen)
 	if err != nil {
 		return fmt.Errorf("api:serve %s: %w (BOOTED_API_LISTEN chooses another address)", envName, err)
+	}
+	// Launches an earlier api:serve left unfinished (it was killed) go on:
+	// no instance stays pending for ever.
+	pending, err := r.pendingInstances(ctx, envName)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if len(pending) > 0 {
+		fmt.Fprintf(r.Out, "%s: resuming the launch of %s (left pending by an earlier api:serve)\n", envName, strings.Join(pending, ", "))
+		b.launch(pending)
 	}
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute,
 		Handler: &ec2api.Server{Backend: b, Secrets: secretStore{creds.Store{Dir: credsDir}},

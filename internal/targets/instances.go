@@ -437,6 +437,28 @@ func (s secretStore) Secret(id string) (string, string, error) {
 	return c.User, c.Secret, err
 }
 
+// pendingInstances are the env's instances whose launch has not ended
+// (requested, provisioning, booting, booted).
+func (r *Runner) pendingInstances(ctx context.Context, envName string) ([]string, error) {
+	var out []string
+	err := r.withEnv(ctx, envName, func(s *session) error {
+		hosts, err := s.store.Hosts(ctx, s.env.Name)
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			switch h.State {
+			case inventory.Requested, inventory.Provisioning, inventory.Booting, inventory.Booted:
+				if h.Role == instanceRole {
+					out = append(out, h.Name)
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // launchInstances boots the instances ids and follows them to ready (SSH
 // with the pinned key); one that does not get there is deleted and left
 // terminated with the reason: nothing half-made.
@@ -449,13 +471,14 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 			return err
 		}
 		var errs []error
+		failed := map[string]string{} // why an instance could not even be started
 		for _, id := range ids {
-			if err := s.writeMetadata(ctx, id); err != nil {
-				errs = append(errs, fmt.Errorf("instance %s: %w", id, err))
-				continue
+			err := s.writeMetadata(ctx, id)
+			if err == nil {
+				err = s.provision(ctx, id)
 			}
-			if err := s.provision(ctx, id); err != nil {
-				errs = append(errs, fmt.Errorf("instance %s: %w", id, err))
+			if err != nil {
+				failed[id] = err.Error()
 			}
 		}
 		if err := s.logged(ctx); err != nil {
@@ -473,7 +496,9 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 				continue
 			}
 			why := h.Reason
-			if why == "" {
+			if f, ok := failed[id]; ok {
+				why = f
+			} else if why == "" {
 				why = "not ready: " + string(h.State)
 			}
 			s.delete(context.WithoutCancel(ctx), id, true)

@@ -590,3 +590,28 @@ func sshKey(key, known, ip, cmd string) (string, error) {
 		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "root@"+ip, cmd).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
+
+// Instances an api:serve accepted but did not launch (it was killed right
+// after answering pending) are launched by the next api:serve: none stays
+// pending for ever.
+func TestInstances_ResumeAfterAPIServeDies(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	env := f.proj.Env
+	b, launched := f.r.backend(env) // its launches never run: the server that answered is gone
+	ins, err := b.Run(ctx, "frank", ec2api.RunRequest{ImageID: "ami-local", Count: 2})
+	if err != nil || len(ins) != 2 || len(*launched) != 2 || ins[0].State != "pending" {
+		t.Fatalf("run: %+v %v", ins, err)
+	}
+	serveAPI(t, f, "frank")
+	f.waitFor(t, "the pending instances running after api:serve restarted", 60*time.Second, func() bool {
+		got, err := b.Describe(ctx, "frank", nil)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("describe: %+v %v", got, err)
+		}
+		return got[0].State == "running" && got[1].State == "running"
+	})
+	if out := f.out.String(); !strings.Contains(out, "resuming the launch of ") || !strings.Contains(out, ins[0].ID) || !strings.Contains(out, ins[1].ID) {
+		t.Errorf("api:serve did not say it resumed the launch:\n%s", f.out)
+	}
+}

@@ -114,7 +114,7 @@ func TestQemu_BrokenBootFails(t *testing.T) {
 // in with strict host key checking; the VM has the size's memory and
 // CPUs; the console shows cloud-init; terminate removes the VM.
 func TestQemu_Instance(t *testing.T) {
-	f := qemuProject(t, "5m", "sizes:\n  q.small: {cpus: 2, memory_mb: 700, disk_gb: 4}\n")
+	f := qemuProject(t, "5m", "sizes:\n  q.small: {cpus: 2, memory_mb: 700, disk_gb: 4}\n  q.huge: {cpus: 1, memory_mb: 900000000, disk_gb: 4}\n")
 	ctx := context.Background()
 	env := f.proj.Env
 	key := filepath.Join(t.TempDir(), "id")
@@ -127,7 +127,21 @@ func TestQemu_Instance(t *testing.T) {
 	// step takes #! scripts alone).
 	ud := filepath.Join(t.TempDir(), "user-data")
 	os.WriteFile(ud, []byte("#cloud-config\nwrite_files:\n  - path: /root/from-cloud-config\n    content: written by cloud-init\nruncmd:\n  - [sh, -c, 'echo \"ran on $(hostname)\" > /root/user-data-ran']\n"), 0o644)
-	f.r.KeyName, f.r.InstanceType, f.r.UserData = "laptop", "q.small", ud
+	// A size qemu cannot give: run fails at once, and the instance is left
+	// terminated with qemu's own words as its reason (StateReason).
+	f.r.KeyName, f.r.InstanceType, f.r.UserData = "laptop", "q.huge", ud
+	f.r.JSON = true
+	if err := f.r.InstancesRun(ctx, env, "ami-debian12", 1); err == nil || !strings.Contains(err.Error(), "qemu:") {
+		t.Fatalf("instances:run of q.huge: %v", err)
+	}
+	f.out.Reset()
+	f.must(t, f.r.InstancesDescribe(ctx, env))
+	var huge []instanceRow
+	if json.Unmarshal([]byte(f.out.String()), &huge); len(huge) != 1 || huge[0].State != "terminated" || !strings.Contains(huge[0].Reason, "qemu:") {
+		t.Fatalf("the q.huge instance in describe: %+v", huge)
+	}
+	t.Logf("q.huge: %s", huge[0].Reason)
+	f.r.InstanceType = "q.small"
 	f.r.JSON = true
 	f.out.Reset()
 	start := time.Now()
@@ -143,7 +157,7 @@ func TestQemu_Instance(t *testing.T) {
 	}
 	known := filepath.Join(f.proj.Inventory, env, "known_hosts")
 	// cloud-init's last stage runs after boot, as on EC2: wait for it.
-	out, err := sshKey(key, known, in.Address, "cloud-init status --wait >/dev/null; cloud-init status; hostname; cat /root/user-data-ran /root/from-cloud-config; echo; nproc; awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo; grep -c laptop /root/.ssh/authorized_keys")
+	out, err := sshKey(key, known, in.Address, "cloud-init status --wait >/dev/null; cloud-init status; hostname; cat /root/user-data-ran /root/from-cloud-config; echo; nproc; awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo; systemd-analyze | head -1")
 	t.Logf("on the instance: %s", out)
 	lines := strings.Split(out, "\n")
 	if err != nil || len(lines) < 7 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,11 +20,15 @@ import (
 )
 
 // packages the image gets on top of debootstrap's minbase (dbus: for
-// logind, which turns the ACPI power button into a clean shutdown;
-// cloud-init: instances run their user data with it, other hosts boot
-// with it disabled).
+// logind, which turns the ACPI power button into a clean shutdown).
 var packages = []string{"systemd-sysv", "udev", "kmod", "openssh-server", "curl", "ca-certificates",
-	"iproute2", "linux-image-cloud-amd64", "e2fsprogs", "nginx-light", "dbus", "cloud-init"}
+	"iproute2", "linux-image-cloud-amd64", "e2fsprogs", "nginx-light", "dbus"}
+
+// aptPackages are installed with apt-get in the debootstrapped root:
+// debootstrap's own resolver fails on cloud-init's Python dependencies
+// (python3-cryptography). cloud-init: instances run their user data with
+// it; other hosts boot with it disabled.
+var aptPackages = []string{"cloud-init"}
 
 // imageVersion changes whenever customize changes, so images are rebuilt.
 const imageVersion = "6"
@@ -71,7 +76,7 @@ type Image struct {
 }
 
 func (p *Provider) imageDir() string {
-	h := sha256.Sum256([]byte(strings.Join(append([]string{imageVersion, p.q.Suite, p.q.Mirror}, packages...), "\n")))
+	h := sha256.Sum256([]byte(strings.Join(slices.Concat([]string{imageVersion, p.q.Suite, p.q.Mirror}, packages, aptPackages), "\n")))
 	return filepath.Join(p.q.ImageDir, fmt.Sprintf("debian-%s-%s", p.q.Suite, hex.EncodeToString(h[:6])))
 }
 
@@ -121,6 +126,9 @@ func (p *Provider) Image(ctx context.Context, log io.Writer) (Image, error) {
 		return nil
 	}
 	if err := run("debootstrap", "--variant=minbase", "--include="+strings.Join(packages, ","), p.q.Suite, root, p.q.Mirror); err != nil {
+		return img, err
+	}
+	if err := aptInstall(ctx, root, aptPackages); err != nil {
 		return img, err
 	}
 	if err := customize(ctx, root); err != nil {
@@ -323,6 +331,43 @@ WantedBy=multi-user.target
 	}
 	os.WriteFile(filepath.Join(root, "etc", "hostname"), []byte("booted\n"), 0o644)
 	return nil
+}
+
+// aptInstall installs pkgs in the root with its own apt-get (the
+// debootstrap mirror, the host's resolver; no service started in it) and
+// leaves no package cache behind.
+func aptInstall(ctx context.Context, root string, pkgs []string) error {
+	if len(pkgs) == 0 {
+		return nil
+	}
+	policy := filepath.Join(root, "usr", "sbin", "policy-rc.d")
+	if err := os.WriteFile(policy, []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
+		return err
+	}
+	defer os.Remove(policy)
+	if resolv, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		inRoot := filepath.Join(root, "etc", "resolv.conf")
+		if was, err := os.ReadFile(inRoot); err == nil {
+			defer os.WriteFile(inRoot, was, 0o644)
+		}
+		os.Remove(inRoot) // a symlink would point out of the root
+		os.WriteFile(inRoot, resolv, 0o644)
+	}
+	for _, args := range [][]string{
+		{"apt-get", "update", "-q"},
+		append([]string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}, pkgs...),
+		{"apt-get", "clean"},
+	} {
+		cmd := exec.CommandContext(ctx, "chroot", append([]string{root}, args...)...)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C"}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("qemu image: chroot %s: %v\n%s", strings.Join(args, " "), err, tail(out.String(), 15))
+		}
+	}
+	os.RemoveAll(filepath.Join(root, "var", "lib", "apt", "lists"))
+	return os.MkdirAll(filepath.Join(root, "var", "lib", "apt", "lists", "partial"), 0o755)
 }
 
 func tail(s string, n int) string {
