@@ -352,10 +352,7 @@ func TestInstances_Boto3(t *testing.T) {
 	requireDebian(t, "Debian's python3-boto3", debianPython, "-c", "import boto3")
 	f := newFixture(t, testutil.DefaultEnv)
 	credsDir, endpoint := serveAPI(t, f, "carol")
-	key := filepath.Join(t.TempDir(), "id")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v %s", err, out)
-	}
+	key := newSSHKey(t)
 	cli := newAWSCLI(t, filepath.Join(credsDir, "carol.rc"), endpoint)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -398,10 +395,7 @@ func TestInstances_Targets(t *testing.T) {
 	f := newFixture(t, testutil.DefaultEnv)
 	ctx := context.Background()
 	env := f.proj.Env
-	key := filepath.Join(t.TempDir(), "id")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v %s", err, out)
-	}
+	key := newSSHKey(t)
 	f.r.User = "dave"
 	f.must(t, f.r.KeypairImport(ctx, env, "laptop", key+".pub"))
 	if err := f.r.KeypairImport(ctx, env, "laptop", key+".pub"); err == nil || !strings.Contains(err.Error(), "InvalidKeyPair.Duplicate") {
@@ -491,6 +485,16 @@ func TestInstances_Targets(t *testing.T) {
 	} else if nets, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(nets), failed.ID) {
 		t.Errorf("the failed %s still has its namespace", failed.ID)
 	}
+}
+
+// newSSHKey makes a user's ed25519 key pair (KEY, KEY.pub) with ssh-keygen.
+func newSSHKey(t *testing.T) string {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "id")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	return key
 }
 
 // pubOf is the public key of private key file f.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -117,10 +116,7 @@ func TestQemu_Instance(t *testing.T) {
 	f := qemuProject(t, "5m", "sizes:\n  q.small: {cpus: 2, memory_mb: 700, disk_gb: 4}\n  q.huge: {cpus: 1, memory_mb: 900000000, disk_gb: 4}\n")
 	ctx := context.Background()
 	env := f.proj.Env
-	key := filepath.Join(t.TempDir(), "id")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v %s", err, out)
-	}
+	key := newSSHKey(t)
 	f.r.User = "alice"
 	f.must(t, f.r.KeypairImport(ctx, env, "laptop", key+".pub"))
 	// #cloud-config: a format only cloud-init runs (booted's own first-boot
