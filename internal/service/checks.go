@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jstemmer/go-junit-report/v2/junit"
 )
 
 // CheckResult is one check against one host.
@@ -109,66 +112,62 @@ func (d *Def) WaitHealthy(ctx context.Context, addr string) error {
 	}
 }
 
-// JUnit XML, as CI servers read it.
-type junitSuites struct {
-	XMLName xml.Name     `xml:"testsuites"`
-	Suites  []junitSuite `xml:"testsuite"`
+// junitDoc is the JUnit XML document: go-junit-report's suites under a
+// <testsuites> with no attributes (Ant's schema allows none; Jenkins'
+// needs none).
+type junitDoc struct {
+	XMLName xml.Name          `xml:"testsuites"`
+	Suites  []junit.Testsuite `xml:"testsuite"`
 }
 
-type junitSuite struct {
-	Name     string      `xml:"name,attr"`
-	Tests    int         `xml:"tests,attr"`
-	Failures int         `xml:"failures,attr"`
-	Errors   int         `xml:"errors,attr"`
-	Time     float64     `xml:"time,attr"`
-	Cases    []junitCase `xml:"testcase"`
-}
+// junitTime is a duration as both schemas take it: seconds, 3 decimals
+// (not 8.5127e-05).
+func junitTime(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 
-type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	Classname string        `xml:"classname,attr"`
-	Time      float64       `xml:"time,attr"`
-	Failure   *junitFailure `xml:"failure,omitempty"`
-	Error     *junitFailure `xml:"error,omitempty"`
-}
-
-type junitFailure struct {
-	Message string `xml:"message,attr"`
-	Text    string `xml:",chardata"`
-}
-
-// WriteJUnit writes the results as JUnit XML, one suite per host; hosts
-// that could not be checked at all (unreachable) are given as errors.
-func WriteJUnit(path, service string, results map[string][]CheckResult, hostErrs map[string]error, hosts []string) error {
-	var doc junitSuites
-	for _, h := range hosts {
-		s := junitSuite{Name: service + "@" + h}
+// WriteJUnit writes the results as JUnit XML, one suite per host (its
+// hostname the host's name), valid against the Jenkins xunit and the Ant
+// JUnit schemas; hosts that could not be checked at all (unreachable) are
+// given as errors. started is when the checks began.
+func WriteJUnit(path, service string, started time.Time, results map[string][]CheckResult, hostErrs map[string]error, hosts []string) error {
+	var doc junitDoc
+	for i, h := range hosts {
+		s := junit.Testsuite{Name: service + "@" + h, ID: i, Package: service, Hostname: h,
+			Timestamp: started.UTC().Format("2006-01-02T15:04:05"), // Ant's pattern: no zone
+			SystemOut: &junit.Output{}, SystemErr: &junit.Output{}}
+		s.AddProperty("service", service)
+		s.AddProperty("host", h)
+		var total time.Duration
 		if err := hostErrs[h]; err != nil && len(results[h]) == 0 {
-			s.Tests, s.Errors = 1, 1
-			s.Cases = append(s.Cases, junitCase{Name: "reach " + h, Classname: service + "." + h, Error: &junitFailure{Message: err.Error(), Text: err.Error()}})
+			s.AddTestcase(junit.Testcase{Name: "reach " + h, Classname: service + "." + h, Time: junitTime(0),
+				Error: &junit.Result{Message: err.Error(), Type: "Unreachable", Data: err.Error()}})
 		}
 		for _, r := range results[h] {
-			c := junitCase{Name: r.Check.Name, Classname: service + "." + h, Time: r.Duration.Seconds()}
+			c := junit.Testcase{Name: r.Check.Name, Classname: service + "." + h, Time: junitTime(r.Duration)}
 			if r.Err != nil {
-				c.Failure = &junitFailure{Message: r.Err.Error(), Text: r.Err.Error()}
-				s.Failures++
+				c.Failure = &junit.Result{Message: r.Err.Error(), Type: "CheckFailed", Data: r.Err.Error()}
 			}
-			s.Tests++
-			s.Time += c.Time
-			s.Cases = append(s.Cases, c)
+			total += r.Duration
+			s.AddTestcase(c)
 		}
+		s.Time = junitTime(total)
 		doc.Suites = append(doc.Suites, s)
 	}
-	b, err := xml.MarshalIndent(doc, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	b.WriteString(xml.Header)
+	enc := xml.NewEncoder(&b)
+	enc.Indent("", "  ")
+	if err := enc.Encode(doc); err != nil {
 		return err
 	}
-	return os.WriteFile(path, append([]byte(xml.Header), append(b, '\n')...), 0o644)
+	b.WriteString("\n")
+	return os.WriteFile(path, b.Bytes(), 0o644)
 }
 
 // Run collects the checks of one service:test over many hosts (safe for
 // concurrent use) for its verdict per host and its JUnit report.
 type Run struct {
+	// Started is when the checks began (the suites' timestamp).
+	Started time.Time
 	mu      sync.Mutex
 	results map[string][]CheckResult
 	errs    map[string]error
@@ -206,5 +205,9 @@ func (r *Run) WriteJUnit(path, service string, hosts []string) error {
 	defer r.mu.Unlock()
 	hs := append([]string(nil), hosts...)
 	sort.Strings(hs)
-	return WriteJUnit(path, service, r.results, r.errs, hs)
+	started := r.Started
+	if started.IsZero() {
+		started = time.Now()
+	}
+	return WriteJUnit(path, service, started, r.results, r.errs, hs)
 }

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"booted/internal/testutil"
 )
@@ -132,5 +134,62 @@ func TestBuild_FromRepoURL(t *testing.T) {
 	}
 	if _, err := d.Build(ctx, root, cache, "v9", io.Discard); !errors.Is(err, ErrUnknownVersion) {
 		t.Errorf("unknown version: %v", err)
+	}
+}
+
+// The JUnit report of a service:test passes both schemas CI servers hold
+// it to: the Jenkins xunit plugin's and Ant's (times with 3 decimals, not
+// 8.5127e-05; a timestamp and a hostname per suite; every <failure> and
+// <error> with a type), checked by xmllint. A passing check, a failing
+// one and an unreachable host are all in it, and it parses back.
+func TestWriteJUnit_ValidAgainstSchemas(t *testing.T) {
+	testutil.RequireCommands(t, "xmllint")
+	path := filepath.Join(t.TempDir(), "junit.xml")
+	results := map[string][]CheckResult{
+		"w1": {{Check: Check{Name: "greets"}, Duration: 85127 * time.Nanosecond}, {Check: Check{Name: "version"}, Duration: 3 * time.Millisecond}},
+		"w2": {{Check: Check{Name: "greets"}, Duration: time.Millisecond, Err: errors.New(`GET /hello: want "Hello", got "Bye" <&>`)}},
+	}
+	hostErrs := map[string]error{"w3": errors.New("host w3: unreachable: dial tcp 10.0.0.3:22: connect: no route to host")}
+	if err := WriteJUnit(path, "hello", time.Date(2026, 11, 26, 19, 30, 0, 0, time.UTC), results, hostErrs, []string{"w1", "w2", "w3"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, xsd := range []string{"jenkins-xunit-junit-10.xsd", "ant-junit.xsd"} {
+		out, err := exec.Command("xmllint", "--noout", "--schema", filepath.Join("testdata", "junit-schemas", xsd), path).CombinedOutput()
+		if err != nil {
+			b, _ := os.ReadFile(path)
+			t.Errorf("%s rejects the report: %v\n%s\n%s", xsd, err, out, b)
+		}
+	}
+	var doc struct {
+		Suites []struct {
+			Name      string `xml:"name,attr"`
+			Hostname  string `xml:"hostname,attr"`
+			Timestamp string `xml:"timestamp,attr"`
+			Tests     int    `xml:"tests,attr"`
+			Failures  int    `xml:"failures,attr"`
+			Errors    int    `xml:"errors,attr"`
+			Cases     []struct {
+				Name    string `xml:"name,attr"`
+				Time    string `xml:"time,attr"`
+				Failure *struct {
+					Type string `xml:"type,attr"`
+					Text string `xml:",chardata"`
+				} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	b, _ := os.ReadFile(path)
+	if err := xml.Unmarshal(b, &doc); err != nil || len(doc.Suites) != 3 {
+		t.Fatalf("the report does not parse: %v\n%s", err, b)
+	}
+	w1, w2, w3 := doc.Suites[0], doc.Suites[1], doc.Suites[2]
+	if w1.Hostname != "w1" || w1.Timestamp != "2026-11-26T19:30:00" || w1.Tests != 2 || w1.Cases[0].Time != "0.000" || w1.Cases[1].Time != "0.003" {
+		t.Errorf("w1: %+v", w1)
+	}
+	if w2.Failures != 1 || w2.Cases[0].Failure == nil || w2.Cases[0].Failure.Type != "CheckFailed" || !strings.Contains(w2.Cases[0].Failure.Text, `got "Bye" <&>`) {
+		t.Errorf("w2: %+v", w2)
+	}
+	if w3.Errors != 1 || w3.Tests != 1 || !strings.HasPrefix(w3.Cases[0].Name, "reach w3") {
+		t.Errorf("w3: %+v", w3)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"booted/internal/inventory"
 	"booted/internal/remote"
@@ -331,7 +332,7 @@ func (r *Runner) ServiceTest(ctx context.Context, sel, svc string) error {
 }
 
 func (s *session) test(ctx context.Context, def *service.Def, hosts []inventory.Host) error {
-	var run service.Run
+	run := service.Run{Started: time.Now()}
 	_, err := s.op(ctx, "service:test "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
 		rr := s.io.Checks(ctx, def, c.Host())
 		err := run.Add(c.Host().Name, rr)
