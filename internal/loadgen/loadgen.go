@@ -39,6 +39,8 @@ type Stats struct {
 	Bodies map[string]int
 	// Errors counts failures by their message.
 	Errors map[string]int
+	// Latencies are every request's time, sorted.
+	Latencies []time.Duration `json:"-"`
 }
 
 // Run sends requests until Duration has passed or ctx ends; requests in
@@ -111,6 +113,7 @@ func Run(ctx context.Context, o Options) (*Stats, error) {
 		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
 	}
 	st.P50, st.P95, st.P99 = pct(0.50), pct(0.95), pct(0.99)
+	st.Latencies = lat
 	if len(lat) > 0 {
 		st.Max = lat[len(lat)-1]
 	}

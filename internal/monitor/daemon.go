@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -66,7 +65,7 @@ type Daemon struct {
 	mu        sync.Mutex
 	saved     Saved
 	unhealthy map[string]int
-	actions   map[string]int
+	metrics   *metrics
 	wg        sync.WaitGroup
 }
 
@@ -74,7 +73,7 @@ type Daemon struct {
 // in flight when the daemon stopped (or died) is carried out again first:
 // actions are idempotent, so this finishes it rather than repeating it.
 func (d *Daemon) Run(ctx context.Context) error {
-	d.unhealthy, d.actions = map[string]int{}, map[string]int{}
+	d.unhealthy, d.metrics = map[string]int{}, newMetrics()
 	saved, err := d.Env.Load(ctx)
 	if err != nil {
 		return err
@@ -148,6 +147,7 @@ func (d *Daemon) interval(ctx context.Context, p config.Monitor, min, max int, n
 		prev = d.saved.Last.Decision
 	}
 	d.saved.Last = &Status{Time: st.Now, Measure: m, Workers: counts, Decision: dec.Why, Action: dec.Action}
+	d.metrics.interval(m, workers, healthy)
 	d.Log.Info("interval", "requests", m.Requests, "p95", m.P95, "errors", m.ErrorRate, "serving", counts[string(inventory.Serving)], "decision", dec.Why)
 	if dec.Action != nil || (dec.Why != prev && !strings.HasPrefix(dec.Why, "p95")) {
 		d.Env.Event(ctx, "monitor-decision", "", dec.Why)
@@ -173,6 +173,7 @@ func (d *Daemon) interval(ctx context.Context, p config.Monitor, min, max int, n
 // start carries an action out in the background; d.mu may be held.
 func (d *Daemon) start(ctx context.Context, a Action) {
 	d.saved.InFlight = &a
+	d.metrics.setInFlight(true)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -192,7 +193,8 @@ func (d *Daemon) start(ctx context.Context, a Action) {
 		} else {
 			d.Env.Event(ctx, "monitor-action", a.Host, fmt.Sprintf("%s done in %v", a.Kind, time.Since(a.Start).Round(time.Millisecond)))
 		}
-		d.actions[a.Kind]++
+		d.metrics.action(a.Kind)
+		d.metrics.setInFlight(false)
 		d.finished(a, time.Now())
 		d.saved.InFlight = nil
 		d.Env.Save(ctx, d.saved)
@@ -215,31 +217,7 @@ func (d *Daemon) serve(addr string) (*http.Server, error) {
 		return nil, fmt.Errorf("monitor: listen on %s (monitor.listen in the env file): %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		fmt.Fprintln(w, "# HELP booted_workers Workers of the environment by lifecycle state.\n# TYPE booted_workers gauge")
-		if last := d.saved.Last; last != nil {
-			for _, s := range inventory.States {
-				fmt.Fprintf(w, "booted_workers{state=%q} %d\n", s, last.Workers[string(s)])
-			}
-			fmt.Fprintf(w, "# HELP booted_latency_seconds Latency through the load balancer over the last interval.\n# TYPE booted_latency_seconds gauge\n")
-			fmt.Fprintf(w, "booted_latency_seconds{quantile=\"0.5\"} %g\nbooted_latency_seconds{quantile=\"0.95\"} %g\n", last.Measure.P50.Seconds(), last.Measure.P95.Seconds())
-			fmt.Fprintf(w, "# HELP booted_error_rate Share of failed requests over the last interval.\n# TYPE booted_error_rate gauge\nbooted_error_rate %g\n", last.Measure.ErrorRate)
-		}
-		fmt.Fprintln(w, "# HELP booted_scaling_actions_total Scaling actions carried out, by kind.\n# TYPE booted_scaling_actions_total counter")
-		kinds := []string{ScaleUp, ScaleDown, Replace, CancelDrain}
-		sort.Strings(kinds)
-		for _, k := range kinds {
-			fmt.Fprintf(w, "booted_scaling_actions_total{kind=%q} %d\n", k, d.actions[k])
-		}
-		inflight := 0
-		if d.saved.InFlight != nil {
-			inflight = 1
-		}
-		fmt.Fprintf(w, "# HELP booted_action_in_flight Whether a scaling action is under way.\n# TYPE booted_action_in_flight gauge\nbooted_action_in_flight %d\n", inflight)
-	})
+	mux.Handle("GET /metrics", d.metrics.handler())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
 		defer d.mu.Unlock()

@@ -20,6 +20,8 @@ type Measure struct {
 	Failed    int
 	P50, P95  time.Duration
 	ErrorRate float64
+	// Latencies are the requests' times, when known (for /metrics).
+	Latencies []time.Duration `json:"-"`
 }
 
 // Worker is one worker as the decision sees it.

@@ -49,7 +49,7 @@ func FromTimes(times []time.Duration, failed int) Measure {
 	t := append([]time.Duration(nil), times...)
 	sort.Slice(t, func(i, j int) bool { return t[i] < t[j] })
 	return Measure{Requests: len(t), Failed: failed, P50: t[len(t)/2], P95: t[min(len(t)-1, len(t)*95/100)],
-		ErrorRate: float64(failed) / float64(len(t))}
+		ErrorRate: float64(failed) / float64(len(t)), Latencies: t}
 }
 
 // PrintStatus writes what monitor:status shows: the last interval, the

@@ -71,7 +71,7 @@ func (m *monitorEnv) Measure(ctx context.Context, d time.Duration) (monitor.Meas
 	if lat, failed, ok := m.lbLog(ctx); ok && len(lat) > 0 {
 		return monitor.FromTimes(lat, failed), nil
 	}
-	meas := monitor.Measure{Requests: st.Sent, Failed: st.Failed, P50: st.P50, P95: st.P95}
+	meas := monitor.Measure{Requests: st.Sent, Failed: st.Failed, P50: st.P50, P95: st.P95, Latencies: st.Latencies}
 	if meas.Requests > 0 {
 		meas.ErrorRate = float64(meas.Failed) / float64(meas.Requests)
 	}

@@ -141,7 +141,7 @@ func TestMonitor_ScalesAndHeals(t *testing.T) {
 		body = httpGet(t, "http://"+p.Listen+"/metrics")
 		return strings.Contains(body, `booted_workers{state="serving"} 1`)
 	})
-	for _, want := range []string{`booted_scaling_actions_total{kind="scale-up"} `, `booted_scaling_actions_total{kind="replace"} 1`, "booted_latency_seconds{quantile=\"0.95\"}"} {
+	for _, want := range []string{`booted_scaling_actions_total{kind="scale-up"} `, `booted_scaling_actions_total{kind="replace"} 1`, "booted_request_duration_seconds_count ", `booted_worker_healthy{state="serving",worker=`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
 		}
