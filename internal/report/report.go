@@ -289,3 +289,74 @@ func (h *HostOutput) Flush(host string) {
 		ws[1].Flush()
 	}
 }
+
+// HostCapture keeps each host's stdout and stderr (up to Limit bytes each;
+// what comes after is dropped and counted) for output that is not shown
+// line by line: JSON, one object per host.
+type HostCapture struct {
+	mu sync.Mutex
+	ws map[string][2]*limitedBuffer
+}
+
+// CaptureLimit bounds what is kept of one stream of one host.
+const CaptureLimit = 1 << 20
+
+// NewHostCapture returns an empty capture.
+func NewHostCapture() *HostCapture { return &HostCapture{ws: map[string][2]*limitedBuffer{}} }
+
+// Writers returns host's stdout and stderr.
+func (h *HostCapture) Writers(host string) (io.Writer, io.Writer) {
+	o, e := &limitedBuffer{}, &limitedBuffer{}
+	h.mu.Lock()
+	h.ws[host] = [2]*limitedBuffer{o, e}
+	h.mu.Unlock()
+	return o, e
+}
+
+// Take returns and forgets what host wrote.
+func (h *HostCapture) Take(host string) (stdout, stderr string) {
+	h.mu.Lock()
+	ws, ok := h.ws[host]
+	delete(h.ws, host)
+	h.mu.Unlock()
+	if !ok {
+		return "", ""
+	}
+	return ws[0].String(), ws[1].String()
+}
+
+type limitedBuffer struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	dropped int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(p) // all of it is taken: what is past the limit is dropped, not refused
+	room := max(CaptureLimit-l.b.Len(), 0)
+	if room < len(p) {
+		l.dropped += len(p) - room
+		p = p[:room]
+	}
+	l.b.Write(p)
+	return n, nil
+}
+
+func (l *limitedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dropped > 0 {
+		return l.b.String() + fmt.Sprintf("\n[booted: %d more bytes dropped]\n", l.dropped)
+	}
+	return l.b.String()
+}
+
+// HostLine is one host of an operation as a JSON line: its result, with
+// all it wrote to stdout and stderr.
+type HostLine struct {
+	remote.Result
+	Stdout string `json:"stdout"`
+	Stderr string `json:"stderr"`
+}

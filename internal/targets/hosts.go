@@ -2,10 +2,12 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -15,6 +17,7 @@ import (
 	"booted/internal/inventory"
 	"booted/internal/liveness"
 	"booted/internal/provider"
+	"booted/internal/remote"
 	"booted/internal/report"
 )
 
@@ -307,11 +310,18 @@ func (r *Runner) NginxRestart(ctx context.Context, envName string) error {
 		if err != nil {
 			return err
 		}
-		if !r.JSON {
-			fmt.Fprintf(r.Out, "controller nginx of %s: listening on %s (pid %d), boot log %s\n", envName, s.env.CallbackAddr(), s.ctl.PID(), s.ctl.BootLog)
-			if old != "" {
-				fmt.Fprintf(r.Out, "previous boot log kept as %s\n", old)
-			}
+		if r.JSON {
+			return json.NewEncoder(r.Out).Encode(struct {
+				Env         string `json:"env"`
+				Listen      string `json:"listen"`
+				PID         int    `json:"pid"`
+				BootLog     string `json:"bootLog"`
+				PreviousLog string `json:"previousBootLog,omitempty"`
+			}{envName, s.env.CallbackAddr(), s.ctl.PID(), s.ctl.BootLog, old})
+		}
+		fmt.Fprintf(r.Out, "controller nginx of %s: listening on %s (pid %d), boot log %s\n", envName, s.env.CallbackAddr(), s.ctl.PID(), s.ctl.BootLog)
+		if old != "" {
+			fmt.Fprintf(r.Out, "previous boot log kept as %s\n", old)
 		}
 		return nil
 	})
@@ -328,6 +338,22 @@ func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
 		}
 		if len(hosts) == 0 {
 			return fmt.Errorf("%s: no hosts to run on (hosts:list %s shows the inventory)", sel, envName)
+		}
+		if r.JSON { // a JSON line per host as it finishes (its output inside), then the recap's
+			capture := report.NewHostCapture()
+			var mu sync.Mutex
+			enc := json.NewEncoder(r.Out)
+			done := func(res remote.Result) {
+				line := report.HostLine{Result: res}
+				line.Stdout, line.Stderr = capture.Take(res.Host)
+				mu.Lock()
+				defer mu.Unlock()
+				enc.Encode(line)
+			}
+			_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: capture.Writers, onDone: done}, func(ctx context.Context, c hostConn) error {
+				return c.Run(ctx, cmd)
+			})
+			return err
 		}
 		out := report.NewHostOutput(r.Out, r.Err, hostNames(hosts))
 		_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: out.Writers}, func(ctx context.Context, c hostConn) error {

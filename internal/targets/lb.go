@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -126,9 +127,32 @@ func (r *Runner) BenchLoad(ctx context.Context, envName string, d time.Duration,
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(r.Out, "bench:load %s%s: %s\n", url, r.LoadPath, st)
-		for msg, n := range st.Errors {
-			fmt.Fprintf(r.Out, "  %d× %s\n", n, msg)
+		if r.JSON {
+			secs := func(d time.Duration) float64 { return d.Seconds() }
+			rps := 0.0
+			if st.Duration > 0 {
+				rps = float64(st.Sent) / st.Duration.Seconds()
+			}
+			if err := json.NewEncoder(r.Out).Encode(struct {
+				URL      string         `json:"url"`
+				Sent     int            `json:"sent"`
+				Failed   int            `json:"failed"`
+				RPS      float64        `json:"requestsPerSecond"`
+				P50      float64        `json:"p50Seconds"`
+				P95      float64        `json:"p95Seconds"`
+				P99      float64        `json:"p99Seconds"`
+				Max      float64        `json:"maxSeconds"`
+				Duration float64        `json:"durationSeconds"`
+				Bodies   map[string]int `json:"bodies"`
+				Errors   map[string]int `json:"errors"`
+			}{url + r.LoadPath, st.Sent, st.Failed, rps, secs(st.P50), secs(st.P95), secs(st.P99), secs(st.Max), secs(st.Duration), st.Bodies, st.Errors}); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(r.Out, "bench:load %s%s: %s\n", url, r.LoadPath, st)
+			for msg, n := range st.Errors {
+				fmt.Fprintf(r.Out, "  %d× %s\n", n, msg)
+			}
 		}
 		if st.Failed > 0 {
 			return fmt.Errorf("bench:load: %d of %d requests failed", st.Failed, st.Sent)

@@ -2,6 +2,8 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,6 +162,59 @@ func TestTargets_LoadBalancerUnderLoad(t *testing.T) {
 		}
 		if got := httpGet(t, url+"/"); got != "Hello World!\n" {
 			t.Errorf("load balancer after a refused configuration: %q", got)
+		}
+	})
+
+	// BOOTED_OUTPUT=json: hosts:run, bench:load and nginx:restart print JSON
+	// lines a program can read (the landed hosts:run printed prefixed
+	// lines before its JSON, bench:load printed text).
+	t.Run("JSONOutputs", func(t *testing.T) {
+		f.r.JSON = true
+		defer func() { f.r.JSON = false }()
+		lines := func() []map[string]any {
+			t.Helper()
+			var out []map[string]any
+			for _, l := range strings.Split(strings.TrimSpace(f.out.String()), "\n") {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(l), &m); err != nil {
+					t.Fatalf("not a JSON line: %q (%v)\n%s", l, err, f.out)
+				}
+				out = append(out, m)
+			}
+			return out
+		}
+		f.out.Reset()
+		err := f.r.HostsRun(ctx, env+"/workers", `echo "out of $(hostname)"; echo "err of $(hostname)" >&2; [ "$(hostname)" != w2 ] || exit 3`)
+		if err == nil || !strings.Contains(err.Error(), "w2") {
+			t.Errorf("hosts:run with w2 exiting 3: %v", err)
+		}
+		ls := lines()
+		if len(ls) != 4 {
+			t.Fatalf("hosts:run on 3 workers: want 3 host lines and the recap, got:\n%s", f.out)
+		}
+		for _, l := range ls[:3] {
+			h, _ := l["host"].(string)
+			if l["stdout"] != "out of "+h+"\n" || l["stderr"] != "err of "+h+"\n" {
+				t.Errorf("host line %v", l)
+			}
+			if want := map[bool]string{true: "failed", false: "ok"}[h == "w2"]; l["status"] != want {
+				t.Errorf("%s: status %v, want %s", h, l["status"], want)
+			}
+		}
+		if recap := ls[3]; recap["operation"] != "hosts:run" || fmt.Sprint(recap["failed"]) != "[w2]" {
+			t.Errorf("recap line %v", recap)
+		}
+
+		f.out.Reset()
+		f.must(t, f.r.BenchLoad(ctx, env, time.Second, 20))
+		if ls := lines(); len(ls) != 1 || ls[0]["sent"].(float64) < 10 || ls[0]["failed"].(float64) != 0 || ls[0]["p95Seconds"].(float64) <= 0 {
+			t.Errorf("bench:load: %s", f.out)
+		}
+
+		f.out.Reset()
+		f.must(t, f.r.NginxRestart(ctx, env))
+		if ls := lines(); len(ls) != 1 || ls[0]["pid"].(float64) <= 0 || ls[0]["listen"] == "" {
+			t.Errorf("nginx:restart: %s", f.out)
 		}
 	})
 }

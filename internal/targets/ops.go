@@ -51,6 +51,8 @@ type opOptions struct {
 	live bool
 	// output gives each host's stdout and stderr.
 	output func(host string) (io.Writer, io.Writer)
+	// onDone is told of each host as it finishes.
+	onDone func(r remote.Result)
 }
 
 // op runs step on hosts with bounded parallelism (BOOTED_PARALLEL) and a
@@ -69,6 +71,9 @@ func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, 
 	if o.live {
 		prog = report.NewProgress(s.r.Out, title, len(hosts), s.r.JSON)
 		opt.OnStart, opt.OnDone = prog.Start, prog.Done
+	}
+	if o.onDone != nil {
+		opt.OnDone = o.onDone
 	}
 	results := s.io.Each(ctx, hosts, opt, step)
 	if prog != nil {
