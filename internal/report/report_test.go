@@ -71,3 +71,22 @@ func TestPrefixer(t *testing.T) {
 		t.Errorf("%q", b.String())
 	}
 }
+
+// A host that writes more than the capture keeps loses the rest, says so,
+// and is never refused a write (its command would fail on a short write).
+func TestHostCapture_Limit(t *testing.T) {
+	c := NewHostCapture()
+	o, e := c.Writers("w1")
+	big := bytes.Repeat([]byte("x"), CaptureLimit+10)
+	if n, err := o.Write(big); n != len(big) || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	e.Write([]byte("oops\n"))
+	out, errs := c.Take("w1")
+	if len(out) < CaptureLimit || !strings.HasSuffix(out, "[booted: 10 more bytes dropped]\n") || errs != "oops\n" {
+		t.Errorf("took %d bytes ending %q, stderr %q", len(out), out[len(out)-40:], errs)
+	}
+	if out, errs := c.Take("w1"); out != "" || errs != "" {
+		t.Error("Take did not forget w1")
+	}
+}
