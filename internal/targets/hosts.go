@@ -295,8 +295,40 @@ func (r *Runner) HostsReset(ctx context.Context, envName string) error {
 		if err := s.printHosts(ctx); err != nil {
 			return err
 		}
-		return s.printRejected(ctx)
+		if err := s.printRejected(ctx); err != nil {
+			return err
+		}
+		return s.recapHosts(ctx, "hosts:reset "+envName)
 	})
+}
+
+// recapHosts ends a target that discovered and checked every host with a
+// recap (each host ok, or failed with its reason) and an error naming the
+// failed ones.
+func (s *session) recapHosts(ctx context.Context, title string) error {
+	hosts, err := s.store.Hosts(ctx, s.env.Name)
+	if err != nil {
+		return err
+	}
+	var results []remote.Result
+	for _, h := range hosts {
+		if h.State == inventory.Terminated || h.Damaged != "" {
+			continue
+		}
+		r := remote.Result{Host: h.Name, Status: remote.OK, Note: string(h.State)}
+		if h.State == inventory.Failed {
+			r.Status, r.Error = remote.Failed, h.Reason
+		}
+		results = append(results, r)
+	}
+	if bad := report.Recap(s.r.Out, title, results, s.r.JSON); len(bad) > 0 {
+		shown := bad
+		if len(shown) > 10 {
+			shown = append(shown[:10:10], fmt.Sprintf("and %d more", len(bad)-10))
+		}
+		return fmt.Errorf("%s: %d of %d hosts failed: %s (hosts:list %s shows why)", title, len(bad), len(results), strings.Join(shown, ", "), s.env.Name)
+	}
+	return nil
 }
 
 // NginxRestart starts a new boot log, keeping the old one with a timestamp

@@ -43,7 +43,16 @@ roles:
     max: 2
 `, kh, local["w1"].IP, local["w2"].IP, filepath.Join(dir, "id_ed25519"))), 0o644)
 
-	f.must(t, f.r.HostsReset(ctx, name))
+	// s2's key is unknown: the reset ends with a recap and fails naming
+	// it (the landed one exited 0 with no recap).
+	f.out.Reset()
+	err := f.r.HostsReset(ctx, name)
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 hosts failed: s2") {
+		t.Errorf("hosts:reset with s2 refused: %v", err)
+	}
+	if out := f.out.String(); !strings.Contains(out, "recap hosts:reset "+name+": 1 ok, 1 failed") || !strings.Contains(out, "host key unknown") {
+		t.Errorf("hosts:reset printed no recap naming s2's reason:\n%s", out)
+	}
 	hosts := f.hostsOf(t, name)
 	if hosts["s1"].State != "ready" {
 		t.Errorf("s1: %+v", hosts["s1"])
