@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -242,6 +243,10 @@ if kill -0 "$sp" 2>/dev/null; then kill -KILL "$sp" $(cat run/pid 2>/dev/null); 
 // q quotes for the shell.
 var q = shell.Quote
 
+// ErrNoPrevious is Rollback's answer on a host that has had one release
+// only: there is nothing to roll back to (nothing was changed).
+var ErrNoPrevious = errors.New("no previous release to roll back to")
+
 // Rollback switches the host back to its previous release (the one current
 // pointed to before the last deploy; the two swap, so rolling back twice
 // goes forward again) and restarts the service. It returns the version it
@@ -249,12 +254,15 @@ var q = shell.Quote
 func (d *Def) Rollback(ctx context.Context, s *remote.Session) (string, error) {
 	out, err := s.Output(ctx, fmt.Sprintf(`set -e
 cd %s
-prev=$(readlink previous 2>/dev/null) || { echo "no previous release to roll back to" >&2; exit 1; }
+prev=$(readlink previous 2>/dev/null) || { echo "no previous release to roll back to" >&2; exit 3; }
 cur=$(readlink current)
 ln -sfn "$prev" current.tmp
 mv -T current.tmp current
 ln -sfn "$cur" previous
 basename "$prev"`, q(d.base())))
+	if ee := (*remote.ExitError)(nil); errors.As(err, &ee) && ee.Status == 3 {
+		return "", ErrNoPrevious
+	}
 	if err != nil {
 		return "", fmt.Errorf("host %s: roll %s back: %w", s.Target.Name, d.Name, err)
 	}

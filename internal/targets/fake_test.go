@@ -227,7 +227,7 @@ func (c *fakeConn) Rollback(ctx context.Context, def *service.Def) (string, erro
 	h := c.f.host(c.h.Name)
 	c.f.record("rollback %s", c.h.Name)
 	if h.previous == "" {
-		return "", errors.New("no previous release to roll back to")
+		return "", service.ErrNoPrevious
 	}
 	h.previous, h.current = h.current, h.previous
 	return h.current, nil

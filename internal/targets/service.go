@@ -64,8 +64,61 @@ func (r *Runner) withService(ctx context.Context, what, sel, svc string, fn func
 		if err != nil {
 			return err
 		}
+		if hosts, err = s.awaitReady(ctx, what != "", hosts); err != nil {
+			return err
+		}
 		return fn(s, def, hosts)
 	})
+}
+
+// comingUp says whether a host in state st is still coming up (asked for,
+// being made, booting, or phoned home but not yet checked).
+func comingUp(st inventory.State) bool {
+	switch st {
+	case inventory.Requested, inventory.Provisioning, inventory.Booting, inventory.Booted:
+		return true
+	}
+	return false
+}
+
+// awaitReady makes a target that needs its hosts up wait for those still
+// coming up, as hosts:logged and hosts:filter do (each up to its boot
+// timeout), when it holds the environment's lock (wait); it returns the
+// hosts as they are now, without those still not up, each skipped with a
+// message. (A deploy to a host just started failed "the lifecycle does not
+// allow booting → serving".)
+func (s *session) awaitReady(ctx context.Context, wait bool, hosts []inventory.Host) ([]inventory.Host, error) {
+	var coming []string
+	for _, h := range hosts {
+		if comingUp(h.State) {
+			coming = append(coming, h.Name)
+		}
+	}
+	if len(coming) == 0 {
+		return hosts, nil
+	}
+	if wait {
+		fmt.Fprintf(s.r.Err, "%s: waiting for %s to come up (each up to the boot timeout, %v)\n", s.env.Name, strings.Join(coming, ", "), s.env.Timeouts.Boot.D())
+		if err := s.logged(ctx); err != nil {
+			return nil, err
+		}
+		if err := s.filter(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var out []inventory.Host
+	for _, h := range hosts {
+		cur, err := s.store.Host(ctx, s.env.Name, h.Name)
+		if err != nil {
+			return nil, err
+		}
+		if comingUp(cur.State) {
+			fmt.Fprintf(s.r.Err, "host %s: skipped: still %s (hosts:logged %s waits for it)\n", cur.Name, cur.State, s.env.Name)
+			continue
+		}
+		out = append(out, cur)
+	}
+	return out, nil
 }
 
 // ServiceDeploy builds VERSION of SVC once, puts it on every host of ENV that
@@ -225,6 +278,10 @@ func (s *session) startChecked(ctx context.Context, def *service.Def, c hostConn
 func (s *session) rollback(ctx context.Context, def *service.Def, hosts []inventory.Host, title string) error {
 	_, err := s.op(context.WithoutCancel(ctx), title, hosts, opOptions{live: true, keepList: true}, func(ctx context.Context, c hostConn) error {
 		v, err := c.Rollback(ctx, def)
+		if errors.Is(err, service.ErrNoPrevious) {
+			c.Note("nothing to roll back: it has had one release only")
+			return nil
+		}
 		if err != nil {
 			return err
 		}
