@@ -39,7 +39,7 @@ type Metal struct {
 }
 
 // metalVersion changes whenever the layout or the installer change.
-const metalVersion = "2"
+const metalVersion = "3"
 
 // FromQemu makes (once; cached next to the base image, under its lock)
 // the metal form of a base image the qemu provider built: base is its
@@ -127,6 +127,11 @@ func FromQemu(ctx context.Context, imageDir, base, kernel, initrd string, log io
 		return m, err
 	}
 	if err := run(nil, "dd", "if="+root, "of="+disk, "bs=1M", fmt.Sprintf("seek=%d", rootStart*sector>>20), "conv=notrunc,sparse"); err != nil {
+		return m, err
+	}
+	if st, err := os.Stat(disk); err != nil {
+		return m, err
+	} else if err := os.WriteFile(disk+".size", []byte(fmt.Sprintln(st.Size())), 0o644); err != nil {
 		return m, err
 	}
 	if err := buildInstaller(ctx, work, root, filepath.Join(work, "out", "installer.img"), run); err != nil {
@@ -247,7 +252,18 @@ wget -q -O /tmp/seed.tar "$url/metal/seed/$name.tar" || fail "could not fetch th
 mkdir -p /tmp/seed && tar -x -C /tmp/seed -f /tmp/seed.tar || fail "unreadable seed"
 token=$(cat /tmp/seed/etc/booted/enroll-token 2>/dev/null)
 say "$name: writing $image to $disk"
-wget -q -O - "$url/metal/images/$image/disk.img" | dd of=$disk bs=1M 2>/tmp/dd.log || fail "writing the disk: $(tail -1 /tmp/dd.log)"
+# The image, checked whole: a transfer cut short (a busy machine, a
+# dropped connection) is fetched again, not written half and found unmountable.
+size=$(wget -q -O - "$url/metal/images/$image/disk.img.size") || fail "could not fetch the image's size"
+want="$((size / 1048576))+$(( size % 1048576 > 0 )) records in"
+set -o pipefail
+try=1
+until wget -q -O - "$url/metal/images/$image/disk.img" | dd of=$disk bs=1M iflag=fullblock 2>/tmp/dd.log && grep -qx "$want" /tmp/dd.log; do
+	[ $try -lt 3 ] || fail "writing the disk: the image came short 3 times (dd: $(head -1 /tmp/dd.log), want $want)"
+	say "$name: the image came short (dd: $(head -1 /tmp/dd.log), want $want); fetching it again"
+	try=$((try + 1))
+done
+set +o pipefail
 sync
 blockdev --rereadpt $disk || partprobe $disk
 i=0 # the partition's device appears a moment later (later still on a busy machine)
