@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"booted/internal/bridge"
 	"booted/internal/provider"
 	"booted/internal/testutil"
 )
@@ -137,6 +138,9 @@ func TestQemu_Instance(t *testing.T) {
 		t.Fatalf("the q.huge instance in describe: %+v", huge)
 	}
 	t.Logf("q.huge: %s", huge[0].Reason)
+	if tap := bridge.ShortName("bq", env, huge[0].ID); bridge.LinkExists(tap) {
+		t.Errorf("the q.huge instance that never ran left its tap %s", tap)
+	}
 	f.r.InstanceType = "q.small"
 	f.r.JSON = true
 	f.out.Reset()

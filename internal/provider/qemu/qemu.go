@@ -284,6 +284,7 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 		"-device", "virtio-net-pci,netdev=n0,mac=" + v.MAC,
 		"-daemonize", "-pidfile", filepath.Join(dir, "qemu.pid")}
 	if out, err := exec.CommandContext(ctx, "qemu-system-x86_64", args...).CombinedOutput(); err != nil {
+		bridge.Remove(context.WithoutCancel(ctx), v.Tap)
 		return in, fmt.Errorf("host %s: qemu: %v: %s", s.Name, err, strings.TrimSpace(string(out)))
 	}
 	in.State = provider.Running
@@ -325,7 +326,8 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 		return err
 	}
 	pid := p.pid(name)
-	if pid == 0 {
+	if pid == 0 { // not running; its tap may be left from a start that failed
+		bridge.Remove(context.WithoutCancel(ctx), v.Tap)
 		return nil
 	}
 	if err := qmp(filepath.Join(p.vmDir(name), "qmp.sock"), "system_powerdown"); err != nil {
