@@ -35,6 +35,8 @@ type Conn interface {
 	Deploy(ctx context.Context, def *service.Def, a *service.Artifact) (uploaded bool, err error)
 	Start(ctx context.Context, def *service.Def, restart bool) (service.State, error)
 	Stop(ctx context.Context, def *service.Def) (pid int, err error)
+	// Status is the service's state on the host (running, version, checksum).
+	Status(ctx context.Context, def *service.Def) (service.State, error)
 	Rollback(ctx context.Context, def *service.Def) (version string, err error)
 	ApplyLB(ctx context.Context, conf []byte) (string, error)
 	StopLB(ctx context.Context) error
@@ -127,6 +129,9 @@ func (c *sshConn) Start(ctx context.Context, def *service.Def, restart bool) (se
 }
 func (c *sshConn) Stop(ctx context.Context, def *service.Def) (int, error) {
 	return def.Stop(ctx, c.rs)
+}
+func (c *sshConn) Status(ctx context.Context, def *service.Def) (service.State, error) {
+	return def.Status(ctx, c.rs)
 }
 func (c *sshConn) Rollback(ctx context.Context, def *service.Def) (string, error) {
 	return def.Rollback(ctx, c.rs)

@@ -99,6 +99,9 @@ type State struct {
 	Running bool
 	PID     int
 	Version string
+	// SHA256 is the checksum of the release current points to ("" if
+	// unknown).
+	SHA256 string
 }
 
 // Status reads the service's state on the host: from systemd where the
@@ -106,19 +109,24 @@ type State struct {
 func (d *Def) Status(ctx context.Context, s *remote.Session) (State, error) {
 	out, err := s.Output(ctx, fmt.Sprintf(`cd %s 2>/dev/null || exit 0
 v=$(cat run/version 2>/dev/null || echo -)
+sum=$(cat current/.sha256 2>/dev/null || echo -)
 if [ -d /run/systemd/system ]; then
-	if systemctl is-active --quiet %s; then echo running $(systemctl show -p MainPID --value %s) $v; fi
+	if systemctl is-active --quiet %s; then echo running $(systemctl show -p MainPID --value %s) $v $sum; fi
 	exit 0
 fi
 sp=$(cat run/supervisor.pid 2>/dev/null || true)
-if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null; then echo running $(cat run/pid 2>/dev/null || echo 0) $v; fi`, q(d.base()), d.unit(), d.unit()))
+if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null; then echo running $(cat run/pid 2>/dev/null || echo 0) $v $sum; fi`, q(d.base()), d.unit(), d.unit()))
 	if err != nil {
 		return State{}, err
 	}
 	f := strings.Fields(out)
-	if len(f) == 3 && f[0] == "running" {
+	if len(f) >= 3 && f[0] == "running" {
 		pid, _ := strconv.Atoi(f[1])
-		return State{Running: true, PID: pid, Version: f[2]}, nil
+		st := State{Running: true, PID: pid, Version: f[2]}
+		if len(f) == 4 && f[3] != "-" {
+			st.SHA256 = f[3]
+		}
+		return st, nil
 	}
 	return State{}, nil
 }

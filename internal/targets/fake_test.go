@@ -31,6 +31,7 @@ import (
 // runs, and (a load balancer) what it routes to.
 type fakeHost struct {
 	releases          map[string]bool
+	sums              map[string]string // version → checksum
 	current, previous string
 	running           string
 	pid               int
@@ -57,7 +58,7 @@ func newFakeIO() *fakeIO { return &fakeIO{hosts: map[string]*fakeHost{}, down: m
 func (f *fakeIO) host(name string) *fakeHost {
 	h := f.hosts[name]
 	if h == nil {
-		h = &fakeHost{releases: map[string]bool{}}
+		h = &fakeHost{releases: map[string]bool{}, sums: map[string]string{}}
 		f.hosts[name] = h
 	}
 	return h
@@ -189,7 +190,7 @@ func (c *fakeConn) Deploy(ctx context.Context, def *service.Def, a *service.Arti
 	h := c.f.host(c.h.Name)
 	c.f.record("deploy %s %s", c.h.Name, a.Version)
 	uploaded := !h.releases[a.Version]
-	h.releases[a.Version] = true
+	h.releases[a.Version], h.sums[a.Version] = true, a.SHA256
 	if h.current != a.Version {
 		h.previous, h.current = h.current, a.Version
 	}
@@ -219,6 +220,17 @@ func (c *fakeConn) Stop(ctx context.Context, def *service.Def) (int, error) {
 	pid := h.pid
 	h.running, h.pid = "", 0
 	return pid, nil
+}
+
+func (c *fakeConn) Status(ctx context.Context, def *service.Def) (service.State, error) {
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	h := c.f.host(c.h.Name)
+	c.f.record("status %s", c.h.Name)
+	if h.running == "" {
+		return service.State{}, nil
+	}
+	return service.State{Running: true, PID: h.pid, Version: h.running, SHA256: h.sums[h.current]}, nil
 }
 
 func (c *fakeConn) Rollback(ctx context.Context, def *service.Def) (string, error) {
@@ -654,5 +666,44 @@ func TestFake_DamagedRowDoesNotBlock(t *testing.T) {
 	f.must(t, f.r.HostsClear(ctx, f.env))
 	if _, ok := f.states(t)["w2"]; ok {
 		t.Error("hosts:clear kept the damaged row")
+	}
+}
+
+// Ensure env:startAll on an environment already up touches nothing: no
+// drain (every load-balancer update routes to all the workers), no
+// deploy, no restart; the recap says the hosts are unchanged. (The landed
+// one drained each worker, reloaded and put it back.) A worker deployed
+// by hand with another version is brought back to the env file's, and
+// the recap says so (old → new), never "unchanged".
+func TestFake_StartAllTwiceIsANoOp(t *testing.T) {
+	f := fakeProject(t, fakeRoles)
+	ctx := context.Background()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	f.io.mu.Lock()
+	f.io.log = nil
+	f.io.mu.Unlock()
+	f.out.Reset()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	for _, op := range []string{"deploy ", "start ", "stop-service ", "rollback "} {
+		if got := f.io.logged(op); len(got) > 0 {
+			t.Errorf("the second env:startAll did %v", got)
+		}
+	}
+	for _, l := range f.io.logged("lb ") {
+		if len(strings.Fields(l)) != 2+3 { // lb lb1 and the three workers
+			t.Errorf("the second env:startAll drained a worker: %s", l)
+		}
+	}
+	if out := f.out.String(); !strings.Contains(out, "recap service:deploy hello v1 (unchanged hosts): 3 ok") {
+		t.Errorf("no recap of the unchanged hosts:\n%s", out)
+	}
+
+	// w2 deployed by hand with v2: the next env:startAll puts it back on
+	// v1 and says v2 → v1.
+	f.must(t, f.r.ServiceDeploy(ctx, f.env+"/workers", "hello", "v2"))
+	f.out.Reset()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	if out := f.out.String(); !regexp.MustCompile(`(?m)^  w1 +ok .*hello v2 → v1`).MatchString(out) || !regexp.MustCompile(`(?m)^  w3 +ok .*hello v2 → v1`).MatchString(out) || strings.Contains(out, "(unchanged hosts)") {
+		t.Errorf("env:startAll after a deploy of v2 does not say v2 → v1 on each worker:\n%s", out)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"booted/internal/inventory"
 	"booted/internal/remote"
+	"booted/internal/report"
 	"booted/internal/rollout"
 	"booted/internal/service"
 )
@@ -148,7 +149,28 @@ func (s *session) deploy(ctx context.Context, def *service.Def, version string, 
 	if err != nil {
 		return err
 	}
-	x := &deployer{s: s, def: def, a: a, byName: byName(hosts)}
+	// A host already serving this very build is left alone: no drain, no
+	// load-balancer reload, no restart (a no-op deploy costs a status
+	// read per host).
+	before := s.serviceStates(ctx, def, hosts)
+	var change []inventory.Host
+	var same []remote.Result
+	for _, h := range hosts {
+		st := before[h.Name]
+		if h.State == inventory.Serving && st.Running && st.Version == a.Version && st.SHA256 == a.SHA256 {
+			same = append(same, remote.Result{Host: h.Name, Status: remote.OK, Note: fmt.Sprintf("unchanged: serving %s %s already, pid %d", def.Name, a.Version, st.PID)})
+			continue
+		}
+		change = append(change, h)
+	}
+	if len(same) > 0 {
+		report.Recap(s.r.Out, title+" "+a.Version+" (unchanged hosts)", same, s.r.JSON)
+	}
+	if len(change) == 0 {
+		return s.saveFailed(ctx, title, nil)
+	}
+	hosts = change
+	x := &deployer{s: s, def: def, a: a, byName: byName(hosts), before: before}
 	rep, err := rollout.Run(ctx, title+" "+a.Version, rollout.Plan(hostNames(hosts), size), x)
 	if serr := s.saveFailed(ctx, title, append(rep.Failed, rep.Unreachable...)); err == nil {
 		err = serr
@@ -159,12 +181,31 @@ func (s *session) deploy(ctx context.Context, def *service.Def, version string, 
 	return fmt.Errorf("%s %s failed on %d of %d hosts: %s unreachable (BOOTED_RETRY=failed runs it again on just those)", title, a.Version, len(rep.Unreachable), len(hosts), strings.Join(rep.Unreachable, ", "))
 }
 
+// serviceStates reads the service's state on each host (a host that
+// cannot be read is missing: it is changed, and reported, by the rollout).
+func (s *session) serviceStates(ctx context.Context, def *service.Def, hosts []inventory.Host) map[string]service.State {
+	var mu sync.Mutex
+	out := map[string]service.State{}
+	s.io.Each(ctx, hosts, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, func(ctx context.Context, c hostConn) error {
+		st, err := c.Status(ctx, def)
+		if err == nil {
+			mu.Lock()
+			out[c.Host().Name] = st
+			mu.Unlock()
+		}
+		return err
+	})
+	return out
+}
+
 // deployer carries a deploy's rollout out on the hosts.
 type deployer struct {
 	s      *session
 	def    *service.Def
 	a      *service.Artifact
 	byName map[string]inventory.Host
+	// before is each host's service as the deploy found it.
+	before map[string]service.State
 }
 
 var _ rollout.Executor = (*deployer)(nil)
@@ -203,11 +244,18 @@ func (d *deployer) Change(ctx context.Context, title string, names []string) (ma
 		if err != nil {
 			return err
 		}
-		what := "unchanged"
-		if uploaded {
-			what = "uploaded"
+		what := d.def.Name + " " + d.a.Version // it ran this version already (not serving, or another build)
+		if old := d.before[c.Host().Name]; !old.Running {
+			what = fmt.Sprintf("%s (not running) → %s", d.def.Name, d.a.Version)
+		} else if old.Version != d.a.Version {
+			what = fmt.Sprintf("%s %s → %s", d.def.Name, old.Version, d.a.Version)
 		}
-		c.Note(fmt.Sprintf("%s %s, %s, pid %d", d.def.Name, d.a.Version, what, st.PID))
+		if uploaded {
+			what += ", uploaded"
+		} else {
+			what += ", release already on the host"
+		}
+		c.Note(fmt.Sprintf("%s, pid %d", what, st.PID))
 		return nil
 	})
 	out := map[string]rollout.Result{}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"booted/internal/inventory"
+	"booted/internal/lb"
 	"booted/internal/report"
 	"booted/internal/testutil"
 )
@@ -80,13 +81,27 @@ func TestTargets_Services(t *testing.T) {
 	if got := httpGet(t, "http://"+hosts["w1"].IP+":8080/"); got != "Hello World!\n" {
 		t.Errorf("w1 after a rollback with nothing to roll back: %q", got)
 	}
-	// Re-running is safe: nothing is uploaded or restarted again.
+	// Re-running is a no-op: nothing is uploaded, restarted or drained;
+	// the load balancer's nginx is not reloaded (its configuration keeps
+	// its mtime, its workers their PIDs).
+	snapshot := func() string {
+		t.Helper()
+		f.out.Reset()
+		f.must(t, f.r.HostsRun(ctx, env, `cat /opt/booted/hello/run/pid 2>/dev/null; if [ -s `+lb.Prefix+`/run/nginx.pid ]; then stat -c %Y.%y `+lb.Prefix+`/nginx.conf; pgrep -P "$(cat `+lb.Prefix+`/run/nginx.pid)" | sort; fi`))
+		return f.out.String()
+	}
+	before := snapshot()
 	f.r.JSON = true
 	f.out.Reset()
 	f.must(t, f.r.EnvStartAll(ctx, env))
 	if strings.Contains(f.out.String(), "uploaded") {
 		t.Errorf("second env:startAll uploaded again:\n%s", f.out)
 	}
+	f.r.JSON = false
+	if after := snapshot(); after != before {
+		t.Errorf("the second env:startAll changed service PIDs or reloaded the load balancer:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	f.r.JSON = true
 
 	// Deploy v2: every worker reports it; deploying it again uploads nothing.
 	f.out.Reset()
@@ -158,7 +173,7 @@ func TestTargets_Services(t *testing.T) {
 	f.r.JSON = false
 	f.out.Reset()
 	f.must(t, f.r.HostsRun(ctx, env+"/workers", "cat /opt/booted/hello/run/pid; kill -9 $(cat /opt/booted/hello/run/pid)"))
-	before := f.out.String()
+	before = f.out.String()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		f.out.Reset()
