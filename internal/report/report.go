@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"booted/internal/remote"
 )
@@ -44,12 +45,40 @@ type Progress struct {
 	failed  int
 	stop    chan struct{}
 	stopped chan struct{}
+	// width is the terminal's width now (it may change while drawing).
+	width func() int
+}
+
+// termWidth is the width of the terminal w is, or 80.
+func termWidth(w io.Writer) func() int {
+	return func() int {
+		if f, ok := w.(*os.File); ok {
+			if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 0 {
+				return cols
+			}
+		}
+		return 80
+	}
+}
+
+// fit cuts line to fewer than width columns, so that "\r" then "erase
+// line" overwrite all of it: a line that wraps leaves a copy of its first
+// rows on every redraw.
+func fit(line string, width int) string {
+	if width < 2 {
+		return ""
+	}
+	r := []rune(line)
+	if len(r) < width {
+		return line
+	}
+	return string(r[:width-2]) + "…"
 }
 
 // NewProgress starts showing an operation on total hosts.
 func NewProgress(out io.Writer, title string, total int, jsonOut bool) *Progress {
 	p := &Progress{out: out, title: title, total: total, json: jsonOut, tty: !jsonOut && IsTerminal(out),
-		running: map[string]time.Time{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+		running: map[string]time.Time{}, stop: make(chan struct{}), stopped: make(chan struct{}), width: termWidth(out)}
 	if p.tty {
 		go p.loop()
 	} else {
@@ -99,7 +128,11 @@ func (p *Progress) draw() {
 	if len(slow) > 0 {
 		line += " (" + strings.Join(slow, ", ") + ")"
 	}
-	fmt.Fprint(p.out, "\r\033[K"+line)
+	width := 80
+	if p.width != nil {
+		width = p.width()
+	}
+	fmt.Fprint(p.out, "\r\033[K"+fit(line, width))
 }
 
 // Start notes that host started.

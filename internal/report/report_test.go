@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"booted/internal/remote"
 	"booted/internal/testutil"
@@ -88,5 +89,27 @@ func TestHostCapture_Limit(t *testing.T) {
 	}
 	if out, errs := c.Take("w1"); out != "" || errs != "" {
 		t.Error("Take did not forget w1")
+	}
+}
+
+// On a terminal narrower than the line, each redraw fits on one row: the
+// landed line wrapped, and "\r" + "erase line" left a copy of its first
+// row behind on every redraw.
+func TestProgress_FitsTheTerminal(t *testing.T) {
+	var buf bytes.Buffer
+	width := 40
+	p := &Progress{out: &buf, title: "service:deploy hello v2 (batch 1 of 3)", total: 1000, tty: true,
+		running: map[string]time.Time{"worker-0001": time.Now(), "worker-0002": time.Now()}, width: func() int { return width }}
+	p.draw()
+	width = 10 // the terminal shrank
+	p.draw()
+	draws := strings.Split(buf.String(), "\r\033[K")[1:]
+	if len(draws) != 2 {
+		t.Fatalf("draws: %q", buf.String())
+	}
+	for i, want := range []int{40, 10} {
+		if n := utf8.RuneCountInString(draws[i]); n >= want || !strings.HasSuffix(draws[i], "…") {
+			t.Errorf("draw %d at width %d is %d columns: %q", i, want, n, draws[i])
+		}
 	}
 }
