@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -46,7 +47,7 @@ var (
 // Needs are the commands local hosts run, and their Debian packages.
 var Needs = pkgs.Need{
 	"sshd": "openssh-server", "ssh-keygen": "openssh-client", "ip": "iproute2",
-	"unshare": "util-linux", "setsid": "util-linux", "curl": "curl",
+	"unshare": "util-linux", "setsid": "util-linux", "curl": "curl", "tini": "tini",
 }
 
 // Open returns the local provider of env, installing what it needs; the
@@ -245,17 +246,62 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 	if err := bridge.IP(ctx, "", "-n", r.Netns, "link", "set", "eth0", "up"); err != nil {
 		return inst, fmt.Errorf("host %s: %w", s.Name, err)
 	}
-	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(bctx, "ip", "netns", "exec", r.Netns,
-		"unshare", "--mount", "--uts", "--propagation", "private", "/bin/sh", filepath.Join(p.hostDir(s.Name), "boot.sh"))
-	cmd.WaitDelay = 2 * time.Second
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if err := p.boot(ctx, r); err != nil {
 		killAll(context.WithoutCancel(ctx), netnsInode(r.Netns), time.Second)
-		return inst, fmt.Errorf("host %s: boot failed: %v: %s", s.Name, err, bytes.TrimSpace(out))
+		return inst, fmt.Errorf("host %s: boot failed: %w", s.Name, err)
 	}
 	inst.State = provider.Running
 	return inst, nil
+}
+
+// bootTimeout bounds boot.sh's setup (mounts, host key, sshd).
+const bootTimeout = 30 * time.Second
+
+// bootDone is the line boot.sh writes to its log when the host is up.
+const bootDone = "boot.sh: done\n"
+
+// boot runs boot.sh in the host's own mount, UTS and PID namespaces (its
+// processes see only each other; /proc is its own), under tini as the
+// host's init, which reaps orphans and lives as long as the host. boot.sh
+// says it is done in its log (its own mounts hide the host's directory
+// from it), then stays as init's child.
+func (p *Provider) boot(ctx context.Context, r record) error {
+	dir := p.hostDir(r.Name)
+	logPath := filepath.Join(dir, "boot.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("ip", "netns", "exec", r.Netns,
+		"unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--propagation", "private",
+		"tini", "--", "/bin/sh", filepath.Join(dir, "boot.sh"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // the host outlives this process
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); logf.Close() }() // reaped when the host stops
+	deadline := time.NewTimer(bootTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, _ := os.ReadFile(logPath); bytes.HasSuffix(b, []byte(bootDone)) {
+			return nil
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(filepath.Join(dir, "boot.log"))
+			return fmt.Errorf("%v: %s", err, bytes.TrimSpace(b))
+		case <-deadline.C:
+			return fmt.Errorf("boot.sh not done within %v (%s)", bootTimeout, filepath.Join(dir, "boot.log"))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // Stop kills every process of the host and takes its link down.
@@ -348,7 +394,7 @@ Subsystem sftp internal-sftp
 
 var bootScript = template.Must(template.New("boot").Funcs(funcs).Parse(`#!/bin/sh
 # Boot of local host {{.Name}} ({{.Env}}), written by booted. It runs inside
-# the host's own network, mount and UTS namespaces.
+# the host's own network, mount, UTS and PID namespaces, under tini (PID 1).
 set -eu
 fs={{q .FS}}
 for d in root opt etc/booted etc/ssh var/log tmp; do
@@ -357,9 +403,11 @@ done
 hostname {{.Name}}
 [ -s /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -C root@{{.Name}} -f /etc/ssh/ssh_host_ed25519_key
 /usr/sbin/sshd -f /etc/ssh/sshd_config -E /var/log/sshd.log
-if [ -x /etc/booted/phone-home.sh ]; then
-	setsid /etc/booted/phone-home.sh </dev/null >>/var/log/booted-phone-home.log 2>&1 &
+if [ -x /etc/booted/phone-home.sh ]; then # a child of init (reaped there), not of this script
+	(setsid /etc/booted/phone-home.sh </dev/null >>/var/log/booted-phone-home.log 2>&1 &)
 fi
+echo "boot.sh: done"
+exec sleep infinity
 `))
 
 // Prepare creates the environment's bridge, which the controller's nginx

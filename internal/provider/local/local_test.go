@@ -132,14 +132,29 @@ func TestLocal_IsolationAndStop(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// A process started over SSH, detached, must die with the host.
-	out, err = f.run("a1", insts[0].Addr, "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!")
-	if err != nil {
+	// Each host has its own PID namespace, its init (tini, PID 1) reaping
+	// orphans: a process on a1 is not seen from a2 (the landed hosts shared
+	// the machine's: pgrep on one saw every host's), and an orphan that
+	// exits leaves no zombie.
+	if _, err := f.run("a1", insts[0].Addr, "setsid sleep 301 </dev/null >/dev/null 2>&1 &"); err != nil {
 		t.Fatal(err)
 	}
-	pid := strings.TrimSpace(out)
-	if _, err := os.Stat("/proc/" + pid); err != nil {
-		t.Fatalf("sleep %s not running: %v", pid, err)
+	if out, err := f.run("a1", insts[0].Addr, "ps -o comm= -p 1; pgrep -c -f 'slee[p] 301'; sh -c 'sleep 0.2 & exit 0'; sleep 1; ps -eo stat= | grep -c '^Z' || true"); err != nil || out != "tini\n1\n0\n" {
+		t.Errorf("a1: init, its sleep 301, zombies after an orphan exited: %q %v", out, err)
+	}
+	if out, _ := f.run("a2", insts[1].Addr, "pgrep -c -f 'slee[p] 301' || true"); !strings.HasPrefix(out, "0\n") {
+		t.Errorf("a2 sees a1's processes: %q", out)
+	}
+	// A process started over SSH, detached, must die with the host.
+	pid := ""
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && string(b) == "sleep\x00301\x00" {
+			pid = e.Name()
+		}
+	}
+	if pid == "" {
+		t.Fatal("a1's sleep 301 is not running")
 	}
 	if err := f.prov.Stop(ctx, "a1"); err != nil {
 		t.Fatal(err)
