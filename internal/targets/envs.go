@@ -34,6 +34,9 @@ func (r *Runner) envStart(ctx context.Context, envName string, count func(*confi
 			rl := s.env.Roles[role]
 			names = append(names, rl.HostNames(count(rl))...)
 		}
+		if s.r.DryRun {
+			return s.planStart(ctx, "env:start", names)
+		}
 		if err := s.bootHosts(ctx, names); err != nil {
 			return err
 		}
@@ -126,6 +129,9 @@ func (s *session) deployRoles(ctx context.Context, names []string) error {
 // EnvStartWorker (re)starts one host of ENV and its role's service.
 func (r *Runner) EnvStartWorker(ctx context.Context, envName, host string) error {
 	return r.withLock(ctx, envName, "env:startWorker "+envName+" "+host, func(s *session) error {
+		if s.r.DryRun {
+			return s.planStart(ctx, "env:startWorker", []string{host})
+		}
 		return s.startWorker(ctx, host)
 	})
 }
@@ -146,6 +152,9 @@ func (s *session) startWorker(ctx context.Context, host string) error {
 // first, workers last).
 func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 	return r.withLock(ctx, envName, "env:stop "+envName, func(s *session) error {
+		if s.r.DryRun {
+			return s.planStop(ctx)
+		}
 		roles := s.env.RoleNames()
 		var errs []error
 		errs = append(errs, s.stopLB(ctx)) // the load balancers go down first
@@ -243,6 +252,9 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 // nginx and removes what else the provider set up (the local bridge).
 func (r *Runner) EnvDestroy(ctx context.Context, envName string) error {
 	return r.withLock(ctx, envName, "env:destroy "+envName, func(s *session) error {
+		if s.r.DryRun {
+			return s.planDestroy(ctx)
+		}
 		n, err := s.destroy(ctx, "env:destroy")
 		if err == nil && !r.JSON {
 			fmt.Fprintf(r.Out, "%s: deleted %d hosts\n", envName, n)

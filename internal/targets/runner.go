@@ -290,10 +290,18 @@ func (s *session) loadService(svc string) (*service.Def, error) {
 	return service.Load(s.r.Root, svc)
 }
 
+// dryRunPlans are the targets (by their lock's title) that print a plan
+// under BOOTED_DRY_RUN=1; every other target that changes something
+// refuses it rather than act.
+var dryRunPlans = []string{"env:start ", "env:startWorker ", "env:stop ", "env:destroy ", "service:deploy ", "service:rollback ", "service:start ", "service:stop "}
+
 // withLock is withEnv for a target that changes the environment: it holds
 // the environment's lock (BOOTED_LOCK_WAIT bounds the wait for another
 // operation holding it) while fn runs.
 func (r *Runner) withLock(ctx context.Context, envName, what string, fn func(s *session) error) error {
+	if r.DryRun && !slices.ContainsFunc(dryRunPlans, func(p string) bool { return strings.HasPrefix(what, p) }) {
+		return fmt.Errorf("%s: BOOTED_DRY_RUN=1, and this target has no dry run: nothing was done (the targets with one: env:startAll, env:startMin, env:startWorker, env:stop, env:destroy, service:deploy, service:rollback, service:start, service:stop)", strings.Fields(what)[0])
+	}
 	return r.withEnv(ctx, envName, func(s *session) error {
 		l, err := s.lock(ctx, what)
 		if err != nil {

@@ -65,6 +65,9 @@ func (r *Runner) withService(ctx context.Context, what, sel, svc string, fn func
 		if err != nil {
 			return err
 		}
+		if r.DryRun { // the plans say what waiting there would be
+			return fn(s, def, hosts)
+		}
 		if hosts, err = s.awaitReady(ctx, what != "", hosts); err != nil {
 			return err
 		}
@@ -139,6 +142,9 @@ func (s *session) deploy(ctx context.Context, def *service.Def, version string, 
 	size, err := rollout.ParseBatch(s.r.Batch)
 	if err != nil {
 		return err
+	}
+	if s.r.DryRun {
+		return s.planDeploy(ctx, def, version, hosts, size)
 	}
 	title := "service:deploy " + def.Name
 	hosts, err = s.retryFilter(ctx, title, hosts)
@@ -328,7 +334,11 @@ func (s *session) rollback(ctx context.Context, def *service.Def, hosts []invent
 		v, err := c.Rollback(ctx, def)
 		if errors.Is(err, service.ErrNoPrevious) {
 			c.Note("nothing to roll back: it has had one release only")
-			return nil
+			// untouched: back in service if it was taken out for this
+			if h, err := s.store.Host(ctx, s.env.Name, c.Host().Name); err != nil || h.State != inventory.Draining {
+				return err
+			}
+			return s.advance(ctx, c.Host().Name, inventory.Serving, "")
 		}
 		if err != nil {
 			return err
@@ -351,6 +361,9 @@ func (r *Runner) ServiceRollback(ctx context.Context, sel, svc string) error {
 		size, err := rollout.ParseBatch(s.r.Batch)
 		if err != nil {
 			return err
+		}
+		if s.r.DryRun {
+			return s.planService(ctx, "service:rollback", def, hosts)
 		}
 		hb := byName(hosts)
 		for _, names := range rollout.Plan(hostNames(hosts), size) {
@@ -387,6 +400,9 @@ func (s *session) startOne(ctx context.Context, def *service.Def, c hostConn, re
 // ServiceStart (re)starts SVC on every host of ENV that runs it.
 func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "service:start", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
+		if s.r.DryRun {
+			return s.planService(ctx, "service:start", def, hosts)
+		}
 		_, err := s.op(ctx, "service:start "+svc, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
 			st, err := s.startOne(ctx, def, c, true)
 			if err == nil {
@@ -401,6 +417,9 @@ func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
 // ServiceStop stops SVC on every host of ENV that runs it.
 func (r *Runner) ServiceStop(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "service:stop", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
+		if s.r.DryRun {
+			return s.planService(ctx, "service:stop", def, hosts)
+		}
 		return s.stopService(ctx, def, hosts)
 	})
 }

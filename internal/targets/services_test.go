@@ -17,7 +17,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"booted/internal/inventory"
-	"booted/internal/lb"
 	"booted/internal/report"
 	"booted/internal/testutil"
 )
@@ -84,12 +83,7 @@ func TestTargets_Services(t *testing.T) {
 	// Re-running is a no-op: nothing is uploaded, restarted or drained;
 	// the load balancer's nginx is not reloaded (its configuration keeps
 	// its mtime, its workers their PIDs).
-	snapshot := func() string {
-		t.Helper()
-		f.out.Reset()
-		f.must(t, f.r.HostsRun(ctx, env, `cat /opt/booted/hello/run/pid 2>/dev/null; if [ -s `+lb.Prefix+`/run/nginx.pid ]; then stat -c %Y.%y `+lb.Prefix+`/nginx.conf; pgrep -P "$(cat `+lb.Prefix+`/run/nginx.pid)" | sort; fi`))
-		return f.out.String()
-	}
+	snapshot := func() string { return f.hostsOutput(t, env, "cat /opt/booted/hello/run/pid 2>/dev/null; "+lbState) }
 	before := snapshot()
 	f.r.JSON = true
 	f.out.Reset()
