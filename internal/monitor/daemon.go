@@ -47,11 +47,14 @@ type Saved struct {
 
 // Status is one interval as monitor:status shows it.
 type Status struct {
-	Time     time.Time      `json:"time"`
-	Measure  Measure        `json:"measure"`
-	Workers  map[string]int `json:"workers"`
-	Decision string         `json:"decision"`
-	Action   *Action        `json:"action,omitempty"`
+	Time    time.Time      `json:"time"`
+	Measure Measure        `json:"measure"`
+	Workers map[string]int `json:"workers"`
+	// Health is each worker's: "healthy", "unhealthy for N intervals"
+	// (serving, its health check failing), or its state.
+	Health   map[string]string `json:"health"`
+	Decision string            `json:"decision"`
+	Action   *Action           `json:"action,omitempty"`
 }
 
 // Daemon runs the monitor loop.
@@ -129,6 +132,7 @@ func (d *Daemon) interval(ctx context.Context, p config.Monitor, min, max int, n
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	counts := map[string]int{}
+	health := map[string]string{}
 	for i, w := range workers {
 		counts[string(w.State)]++
 		if w.State == inventory.Serving && !healthy[w.Name] {
@@ -137,6 +141,14 @@ func (d *Daemon) interval(ctx context.Context, p config.Monitor, min, max int, n
 			delete(d.unhealthy, w.Name)
 		}
 		workers[i].UnhealthyFor = d.unhealthy[w.Name]
+		switch {
+		case w.State != inventory.Serving:
+			health[w.Name] = string(w.State)
+		case healthy[w.Name]:
+			health[w.Name] = "healthy"
+		default:
+			health[w.Name] = fmt.Sprintf("unhealthy for %d intervals", d.unhealthy[w.Name])
+		}
 	}
 	st := State{Now: time.Now(), Workers: workers, Names: names, LastUp: d.saved.LastUp, LastDown: d.saved.LastDown,
 		Breach: d.saved.Breach, Calm: d.saved.Calm, InFlight: d.saved.InFlight}
@@ -146,7 +158,7 @@ func (d *Daemon) interval(ctx context.Context, p config.Monitor, min, max int, n
 	if d.saved.Last != nil {
 		prev = d.saved.Last.Decision
 	}
-	d.saved.Last = &Status{Time: st.Now, Measure: m, Workers: counts, Decision: dec.Why, Action: dec.Action}
+	d.saved.Last = &Status{Time: st.Now, Measure: m, Workers: counts, Health: health, Decision: dec.Why, Action: dec.Action}
 	d.metrics.interval(m, workers, healthy)
 	d.Log.Info("interval", "requests", m.Requests, "p95", m.P95, "errors", m.ErrorRate, "serving", counts[string(inventory.Serving)], "decision", dec.Why)
 	if dec.Action != nil || (dec.Why != prev && !strings.HasPrefix(dec.Why, "p95")) {

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"booted/internal/config"
 	"booted/internal/inventory"
 )
 
@@ -52,6 +55,30 @@ func FromTimes(times []time.Duration, failed int) Measure {
 		ErrorRate: float64(failed) / float64(len(t)), Latencies: t}
 }
 
+// lbFlap is a state event of a load balancer between ready and serving.
+func lbFlap(e inventory.Event, role string) bool {
+	return e.Kind == "state" && role == config.RoleLoadBalancers &&
+		(e.From == inventory.Serving && e.To == inventory.Ready || e.From == inventory.Ready && e.To == inventory.Serving)
+}
+
+// workersLine is each worker with its health ("w1 healthy, w2 unhealthy
+// for 2 intervals, w3 booting"), or the counts by state of a status saved
+// before health was kept.
+func workersLine(l *Status) string {
+	if len(l.Health) == 0 {
+		var parts []string
+		for _, st := range slices.Sorted(maps.Keys(l.Workers)) {
+			parts = append(parts, fmt.Sprintf("%d %s", l.Workers[st], st))
+		}
+		return strings.Join(parts, ", ")
+	}
+	var parts []string
+	for _, w := range slices.Sorted(maps.Keys(l.Health)) {
+		parts = append(parts, w+" "+l.Health[w])
+	}
+	return strings.Join(parts, ", ")
+}
+
 // PrintStatus writes what monitor:status shows: the last interval, the
 // action in flight and the recent events of the monitor and the hosts'
 // states (JSON with asJSON).
@@ -64,8 +91,19 @@ func (s Kept) PrintStatus(ctx context.Context, w io.Writer, sla time.Duration, a
 	if err != nil {
 		return err
 	}
+	hosts, err := s.Store.Hosts(ctx, s.Env)
+	if err != nil {
+		return err
+	}
+	roles := map[string]string{}
+	for _, h := range hosts {
+		roles[h.Name] = h.Role
+	}
 	var evs []inventory.Event
 	for _, e := range all {
+		if lbFlap(e, roles[e.Host]) {
+			continue // a load balancer between ready and serving: its own comings and goings
+		}
 		if strings.HasPrefix(e.Kind, "monitor") || e.Kind == "state" {
 			evs = append(evs, e)
 		}
@@ -79,7 +117,7 @@ func (s Kept) PrintStatus(ctx context.Context, w io.Writer, sla time.Duration, a
 	if l := sv.Last; l != nil {
 		fmt.Fprintf(w, "last interval %s: %d requests, p50 %v, p95 %v (SLA %v), errors %.2f%%\n", l.Time.Format(time.RFC3339), l.Measure.Requests,
 			l.Measure.P50.Round(100*time.Microsecond), l.Measure.P95.Round(100*time.Microsecond), sla, 100*l.Measure.ErrorRate)
-		fmt.Fprintf(w, "workers: %v\ndecision: %s\n", l.Workers, l.Decision)
+		fmt.Fprintf(w, "workers: %s\ndecision: %s\n", workersLine(l), l.Decision)
 	} else {
 		fmt.Fprintln(w, "the monitor has not run yet (monitor:run "+s.Env+")")
 	}
