@@ -20,14 +20,14 @@ func (d *Discoverer) Await(ctx context.Context, late func(h inventory.Host) stri
 		if err != nil {
 			return err
 		}
-		waiting := 0
+		var waiting []inventory.Host
 		for _, h := range hosts {
 			if h.State != inventory.Booting {
 				continue
 			}
 			reason := late(h)
 			if reason == "" {
-				waiting++
+				waiting = append(waiting, h)
 				continue
 			}
 			err := d.Store.Update(ctx, func(tx *inventory.Tx) error {
@@ -44,8 +44,11 @@ func (d *Discoverer) Await(ctx context.Context, late func(h inventory.Host) stri
 				d.Logf("host %s: failed: %s", h.Name, reason)
 			}
 		}
-		if waiting == 0 {
+		if len(waiting) == 0 {
 			return nil
+		}
+		if d.Waiting != nil {
+			d.Waiting(waiting)
 		}
 		select {
 		case <-ctx.Done():

@@ -67,6 +67,9 @@ type Discoverer struct {
 	Poll time.Duration
 	// OnBooted, if set, is called after a batch with the hosts it booted.
 	OnBooted func(names []string)
+	// Waiting, if set, is told (every 100 ms) of the hosts Await still
+	// waits for.
+	Waiting func(hosts []inventory.Host)
 	// OnInstalled, if set, is called after a batch with the hosts whose
 	// installer reported the disk written (netboot is turned off for them).
 	OnInstalled func(names []string)

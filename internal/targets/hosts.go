@@ -133,8 +133,12 @@ func (s *session) logged(ctx context.Context) error {
 		}
 	}
 	d.OnInstalled = installed
+	d.Waiting = s.bootProgress()
 	d.OnBooted = func(names []string) {
 		installed(names)
+		for _, n := range names {
+			fmt.Fprintf(s.r.Err, "host %s: phoned home\n", n)
+		}
 		for _, n := range names { // a deploy's last stage: it phoned home from its disk (a later reboot is none)
 			var last string
 			s.store.Get(ctx, s.env.Name, "stage/"+n, &last)
@@ -154,6 +158,29 @@ func (s *session) logged(ctx context.Context) error {
 		return fmt.Sprintf("no phone-home within %v of boot", timeout) + s.consoleTail(h.Name)
 	}
 	return d.Await(ctx, late)
+}
+
+// bootProgress says, while hosts boot, which ones booted still waits for
+// and for how long (after 2 s, then every 10 s): a VM or a node takes
+// minutes, and the screen stayed silent.
+func (s *session) bootProgress() func([]inventory.Host) {
+	start := time.Now()
+	next := start.Add(2 * time.Second)
+	return func(hosts []inventory.Host) {
+		if time.Now().Before(next) {
+			return
+		}
+		next = time.Now().Add(10 * time.Second)
+		var parts []string
+		for i, h := range hosts {
+			if i == 5 {
+				parts = append(parts, fmt.Sprintf("and %d more", len(hosts)-5))
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%s %s", h.Name, time.Since(h.Since).Round(time.Second)))
+		}
+		fmt.Fprintf(s.r.Err, "%s: %d booting, waiting for them to phone home: %s (boot timeout %v)\n", s.env.Name, len(hosts), strings.Join(parts, ", "), s.env.Timeouts.Boot.D())
+	}
 }
 
 // lateStage says why host h, booting through stages, is failed: a stage

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -91,9 +93,15 @@ func TestQemu_VMBootsAndPhonesHome(t *testing.T) {
 func TestQemu_BrokenBootFails(t *testing.T) {
 	f := qemuProject(t, "25s")
 	f.r.QemuAppend = "root=/dev/vdz rootdelay=2"
+	var errs testutil.SyncBuffer
+	f.r.Err = io.MultiWriter(f.r.Err, &errs)
 	ctx := context.Background()
 	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "v1"))
 	f.must(t, f.r.HostsLogged(ctx, f.proj.Env))
+	// The wait was shown (the landed one printed nothing for minutes).
+	if !regexp.MustCompile(`: 1 booting, waiting for them to phone home: v1 \d+s \(boot timeout 25s\)`).MatchString(errs.String()) {
+		t.Errorf("nothing said while v1 booted:\n%s", errs.String())
+	}
 	h := f.hosts(t)["v1"]
 	if h.State != "failed" || !strings.Contains(h.Reason, "no phone-home within 25s") || !strings.Contains(h.Reason, "console:") {
 		t.Fatalf("v1: %+v", h)
