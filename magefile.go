@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,13 +35,22 @@ func init() {
 }
 
 // run reads the settings (BOOTED_*, refusing values they do not accept)
-// and calls fn.
+// and calls fn. The exit status says how it ended: 0 done, 1 failed, 2
+// refused input (nothing was done), 3 hosts unreachable (none failed).
 func run(fn func(r *targets.Runner) error) error {
 	r, err := targets.FromEnviron()
 	if err != nil {
-		return err
+		return mg.Fatal(2, err)
 	}
-	return fn(r)
+	return exitCode(fn(r))
+}
+
+func exitCode(err error) error {
+	var he *targets.HostsError
+	if errors.As(err, &he) && !he.Failed {
+		return mg.Fatal(3, err)
+	}
+	return err
 }
 
 // Default is what `go run mage.go` runs.
@@ -547,4 +557,11 @@ func (Metal) Lab(ctx context.Context, env string) error {
 // Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
 func (Metal) LabDown(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.MetalLabDown(ctx, env) })
+}
+
+// Install compiles every target into one command, bin/booted, and writes `booted` (which runs it for this project from any directory) to BOOTED_BIN_DIR: milliseconds a call instead of go run mage.go's build. Install again after changing the code.
+//
+// Settings: BOOTED_BIN_DIR (default /usr/local/bin as root, else ~/.local/bin).
+func Install(ctx context.Context) error {
+	return run(func(r *targets.Runner) error { return r.Install(ctx) })
 }

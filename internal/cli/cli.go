@@ -39,6 +39,7 @@ func s(name string) Arg { return Arg{name, "string"} }
 var Catalog = []Target{
 	{"local", nil},
 	{"test", nil},
+	{"install", nil},
 	{"env:startAll", []Arg{s("env")}},
 	{"env:startMin", []Arg{s("env")}},
 	{"env:startWorker", []Arg{s("env"), s("host")}},

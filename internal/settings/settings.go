@@ -68,6 +68,9 @@ const (
 	// APIListen is where api:serve listens (host:port); default
 	// 127.0.0.1:8773 (Eucalyptus' port).
 	APIListen = "BOOTED_API_LISTEN"
+	// BinDir is where the install target puts the booted command; default
+	// /usr/local/bin as root, else ~/.local/bin.
+	BinDir = "BOOTED_BIN_DIR"
 	// User is who the instances:* and keypair:* targets act for (the
 	// owner of the instances and key pairs); default the login name.
 	User = "BOOTED_USER"
@@ -100,6 +103,7 @@ type Settings struct {
 	TestArgs    []string
 	LockWait    time.Duration
 	APIListen   string
+	BinDir      string
 	User        string
 	// InstanceType, KeyName, UserData (a file) and Tags are instances:run's.
 	InstanceType string
@@ -185,6 +189,14 @@ func From(getenv func(string) string) (Settings, error) {
 			bad(LockWait, v, "use a duration such as 30s or 10m")
 		} else {
 			s.LockWait = d
+		}
+	}
+	s.BinDir = getenv(BinDir)
+	if s.BinDir == "" {
+		s.BinDir = "/usr/local/bin"
+		if os.Geteuid() != 0 {
+			home, _ := os.UserHomeDir()
+			s.BinDir = filepath.Join(home, ".local", "bin")
 		}
 	}
 	s.APIListen = getenv(APIListen)

@@ -184,7 +184,7 @@ func (s *session) deploy(ctx context.Context, def *service.Def, version string, 
 	if err != nil || len(rep.Unreachable) == 0 {
 		return err
 	}
-	return fmt.Errorf("%s %s failed on %d of %d hosts: %s unreachable (BOOTED_RETRY=failed runs it again on just those)", title, a.Version, len(rep.Unreachable), len(hosts), strings.Join(rep.Unreachable, ", "))
+	return &HostsError{Title: title + " " + a.Version, Total: len(hosts), Hosts: rep.Unreachable}
 }
 
 // serviceStates reads the service's state on each host (a host that
