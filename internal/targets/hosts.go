@@ -329,6 +329,39 @@ func (r *Runner) HostsReset(ctx context.Context, envName string) error {
 	})
 }
 
+// recordKnown records the hosts of a provider that knows their keys
+// beforehand (static: known_hosts) that the inventory does not have yet,
+// so that a static environment works at once, as Fabric does, without a
+// hosts:reset first (13 s of it on 1,000 hosts).
+func (s *session) recordKnown(ctx context.Context) error {
+	k, ok := s.prov.(provider.KnownKeys)
+	if !ok {
+		return nil
+	}
+	known, err := k.Known(ctx)
+	if err != nil {
+		return err
+	}
+	have, err := s.store.Hosts(ctx, s.env.Name)
+	if err != nil {
+		return err
+	}
+	in := map[string]bool{}
+	for _, h := range have {
+		in[h.Name] = true
+	}
+	var missing []string
+	for _, kn := range known {
+		if !in[kn.Name] {
+			missing = append(missing, kn.Name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return s.pinner(k).Record(ctx, missing...)
+}
+
 // recapHosts ends a target that discovered and checked every host with a
 // recap (each host ok, or failed with its reason) and an error naming the
 // failed ones.
@@ -391,6 +424,9 @@ func (r *Runner) NginxRestart(ctx context.Context, envName string) error {
 func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
 	envName, role := splitSel(sel)
 	return r.withEnv(ctx, envName, func(s *session) error {
+		if err := s.recordKnown(ctx); err != nil {
+			return err
+		}
 		hosts, err := s.selectHosts(ctx, role, nil)
 		if err != nil {
 			return err

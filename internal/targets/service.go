@@ -61,6 +61,11 @@ func (r *Runner) withService(ctx context.Context, what, sel, svc string, fn func
 		if err != nil {
 			return err
 		}
+		if !r.DryRun {
+			if err := s.recordKnown(ctx); err != nil {
+				return err
+			}
+		}
 		hosts, err := s.serviceHosts(ctx, svc, role)
 		if err != nil {
 			return err

@@ -43,10 +43,21 @@ roles:
     max: 2
 `, kh, local["w1"].IP, local["w2"].IP, filepath.Join(dir, "id_ed25519"))), 0o644)
 
+	// It works at once, as Fabric does: hosts:run on a host listed with its
+	// key in known_hosts connects without a hosts:reset first; s2, whose
+	// key is unknown, is refused saying so.
+	f.out.Reset()
+	err := f.r.HostsRun(ctx, name, "hostname")
+	if out := f.out.String(); !strings.Contains(out, "s1 | w1") || err == nil || !strings.Contains(err.Error(), "s2") {
+		t.Errorf("hosts:run on a static env never reset: %v\n%s", err, out)
+	}
+	if s2 := f.hostsOf(t, name)["s2"]; !strings.Contains(s2.Reason, "host key unknown") {
+		t.Errorf("s2 is not refused with what to do: %+v", s2)
+	}
 	// s2's key is unknown: the reset ends with a recap and fails naming
 	// it (the landed one exited 0 with no recap).
 	f.out.Reset()
-	err := f.r.HostsReset(ctx, name)
+	err = f.r.HostsReset(ctx, name)
 	if err == nil || !strings.Contains(err.Error(), "1 of 2 hosts failed: s2") {
 		t.Errorf("hosts:reset with s2 refused: %v", err)
 	}
