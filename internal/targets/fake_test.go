@@ -408,7 +408,7 @@ func TestFake_StartDeployUnreachableRetry(t *testing.T) {
 	f.io.down["w2"] = true
 	f.io.mu.Unlock()
 	err := f.r.ServiceDeploy(ctx, f.env, "hello", "v2")
-	if err == nil || !strings.Contains(err.Error(), "w2 unreachable") {
+	if err == nil || !strings.Contains(err.Error(), "w2 (unreachable") {
 		t.Fatalf("deploy with w2 down: %v", err)
 	}
 	f.io.mu.Lock()
