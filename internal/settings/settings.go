@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -68,6 +69,10 @@ const (
 	// APIListen is where api:serve listens (host:port); default
 	// 127.0.0.1:8773 (Eucalyptus' port).
 	APIListen = "BOOTED_API_LISTEN"
+	// Limit restricts the multi-host targets to the hosts it names: a
+	// comma list of host names or role names, globs allowed (Ansible's
+	// --limit).
+	Limit = "BOOTED_LIMIT"
 	// BinDir is where the install target puts the booted command; default
 	// /usr/local/bin as root, else ~/.local/bin.
 	BinDir = "BOOTED_BIN_DIR"
@@ -104,6 +109,7 @@ type Settings struct {
 	LockWait    time.Duration
 	APIListen   string
 	BinDir      string
+	Limit       []string
 	User        string
 	// InstanceType, KeyName, UserData (a file) and Tags are instances:run's.
 	InstanceType string
@@ -163,6 +169,16 @@ func From(getenv func(string) string) (Settings, error) {
 		bad(Output, v, "use json or text")
 	}
 	s.Parallel = num(Parallel, 0, 1, 10000)
+	if v := getenv(Limit); v != "" {
+		for _, p := range strings.Split(v, ",") {
+			p = strings.TrimSpace(p)
+			if _, err := path.Match(p, ""); err != nil || p == "" {
+				bad(Limit, v, fmt.Sprintf("%q is not a host, role or glob; use names such as w1,lb* or workers", p))
+				continue
+			}
+			s.Limit = append(s.Limit, p)
+		}
+	}
 	switch v := getenv(Retry); v {
 	case "":
 	case "failed":

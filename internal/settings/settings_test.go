@@ -19,7 +19,10 @@ func TestFrom(t *testing.T) {
 	if err != nil || !s.JSON || s.Parallel != 8 || !s.RetryFailed || s.Batch != "25%" || !s.Force || s.Inventory != "/p/inventory" {
 		t.Errorf("values: %+v, %v", s, err)
 	}
-	_, err = From(env(map[string]string{Parallel: "abc", Output: "yaml", Retry: "yes", Batch: "half", DryRun: "true", LoadPath: "x"}))
+	if s, err := From(env(map[string]string{Limit: "w1, lb*,workers"})); err != nil || strings.Join(s.Limit, "|") != "w1|lb*|workers" {
+		t.Errorf("BOOTED_LIMIT: %q %v", s.Limit, err)
+	}
+	_, err = From(env(map[string]string{Parallel: "abc", Output: "yaml", Retry: "yes", Batch: "half", DryRun: "true", LoadPath: "x", Limit: "w1,[w"}))
 	for _, want := range []string{
 		"BOOTED_PARALLEL=abc: use a whole number from 1",
 		"BOOTED_OUTPUT=yaml: use json or text",
@@ -27,6 +30,7 @@ func TestFrom(t *testing.T) {
 		"BOOTED_BATCH=half: use a count",
 		"BOOTED_DRY_RUN=true: use 1 (on) or 0 (off)",
 		"BOOTED_LOAD_PATH=x: use a path starting with /",
+		`BOOTED_LIMIT=w1,[w: "[w" is not a host, role or glob`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not contain %q: %v", want, err)

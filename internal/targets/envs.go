@@ -32,7 +32,14 @@ func (r *Runner) envStart(ctx context.Context, envName string, count func(*confi
 		var names []string
 		for _, role := range s.env.RoleNames() {
 			rl := s.env.Roles[role]
-			names = append(names, rl.HostNames(count(rl))...)
+			for _, n := range rl.HostNames(count(rl)) {
+				if s.inLimit(n, role) {
+					names = append(names, n)
+				}
+			}
+		}
+		if len(names) == 0 {
+			return fmt.Errorf("BOOTED_LIMIT=%s matches none of %s's hosts", strings.Join(s.r.Limit, ","), s.env.Name)
 		}
 		if s.r.DryRun {
 			return s.planStart(ctx, "env:start", names)

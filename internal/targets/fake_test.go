@@ -707,3 +707,37 @@ func TestFake_StartAllTwiceIsANoOp(t *testing.T) {
 		t.Errorf("env:startAll after a deploy of v2 does not say v2 → v1 on each worker:\n%s", out)
 	}
 }
+
+// Ensure BOOTED_LIMIT (hosts or roles, globs) narrows the multi-host
+// targets, as Ansible's --limit: a deploy touches only the hosts it
+// names, hosts:run runs only there, a limit matching nothing is refused.
+func TestFake_Limit(t *testing.T) {
+	f := fakeProject(t, fakeRoles)
+	ctx := context.Background()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	f.io.mu.Lock()
+	f.io.log = nil
+	f.io.mu.Unlock()
+	f.r.Limit = []string{"w2"}
+	f.must(t, f.r.ServiceDeploy(ctx, f.env, "hello", "v2"))
+	if got := f.io.logged("deploy "); fmt.Sprint(got) != "[deploy w2 v2]" {
+		t.Errorf("BOOTED_LIMIT=w2 deployed %v", got)
+	}
+	f.r.Limit = []string{"lb*", "w3"}
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, f.env, "uptime"))
+	out := f.out.String()
+	if !strings.Contains(out, "lb1 | ran uptime") || !strings.Contains(out, "w3  | ran uptime") || strings.Contains(out, "w1") || strings.Contains(out, "w2") {
+		t.Errorf("BOOTED_LIMIT=lb*,w3 hosts:run:\n%s", out)
+	}
+	f.r.Limit = []string{"workers"}
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, f.env, "uptime"))
+	if out := f.out.String(); strings.Contains(out, "lb1") || !strings.Contains(out, "w1") {
+		t.Errorf("BOOTED_LIMIT=workers (a role) hosts:run:\n%s", out)
+	}
+	f.r.Limit = []string{"nope*"}
+	if err := f.r.HostsRun(ctx, f.env, "uptime"); err == nil || !strings.Contains(err.Error(), "BOOTED_LIMIT=nope* matches none") {
+		t.Errorf("a limit matching nothing: %v", err)
+	}
+}

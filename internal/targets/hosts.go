@@ -428,6 +428,9 @@ func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
 			return err
 		}
 		hosts, err := s.selectHosts(ctx, role, nil)
+		if err == nil {
+			hosts, err = s.limited(hosts)
+		}
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strings"
 
@@ -38,6 +39,40 @@ func (s *session) selectHosts(ctx context.Context, role string, only func(invent
 		}
 	}
 	return out, nil
+}
+
+// limited keeps the hosts BOOTED_LIMIT names (by host or role name, globs
+// allowed); a limit that keeps none of them is an error naming it.
+func (s *session) limited(hosts []inventory.Host) ([]inventory.Host, error) {
+	if len(s.r.Limit) == 0 {
+		return hosts, nil
+	}
+	var out []inventory.Host
+	for _, h := range hosts {
+		if s.inLimit(h.Name, h.Role) {
+			out = append(out, h)
+		}
+	}
+	if len(out) == 0 && len(hosts) > 0 {
+		return nil, fmt.Errorf("BOOTED_LIMIT=%s matches none of these hosts of %s: %s", strings.Join(s.r.Limit, ","), s.env.Name, strings.Join(hostNames(hosts), ", "))
+	}
+	return out, nil
+}
+
+// inLimit says whether BOOTED_LIMIT (if set) takes host name of role.
+func (s *session) inLimit(name, role string) bool {
+	if len(s.r.Limit) == 0 {
+		return true
+	}
+	for _, p := range s.r.Limit {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+		if ok, _ := path.Match(p, role); ok && role != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // splitSel splits "ENV/ROLE".

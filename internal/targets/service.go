@@ -67,6 +67,9 @@ func (r *Runner) withService(ctx context.Context, what, sel, svc string, fn func
 			}
 		}
 		hosts, err := s.serviceHosts(ctx, svc, role)
+		if err == nil {
+			hosts, err = s.limited(hosts)
+		}
 		if err != nil {
 			return err
 		}
