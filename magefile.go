@@ -185,6 +185,11 @@ func (Hosts) Run(ctx context.Context, env, cmd string) error {
 	return run(func(r *targets.Runner) error { return r.HostsRun(ctx, env, cmd) })
 }
 
+// Ssh opens an interactive SSH session on host HOST of ENV with the deploy key, checking its host key against the one booted pinned.
+func (Hosts) Ssh(ctx context.Context, env, host string) error {
+	return run(func(r *targets.Runner) error { return r.HostsSSH(ctx, env, host) })
+}
+
 // Console prints the console log of host HOST of ENV (the serial console of a VM or an emulated machine).
 func (Hosts) Console(ctx context.Context, env, host string) error {
 	return run(func(r *targets.Runner) error { return r.HostsConsole(ctx, env, host) })

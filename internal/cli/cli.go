@@ -55,6 +55,7 @@ var Catalog = []Target{
 	{"hosts:logged", []Arg{s("env")}},
 	{"hosts:filter", []Arg{s("env")}},
 	{"hosts:run", []Arg{s("env"), s("cmd")}},
+	{"hosts:ssh", []Arg{s("env"), s("host")}},
 	{"hosts:clear", []Arg{s("env")}},
 	{"hosts:reset", []Arg{s("env")}},
 	{"hosts:console", []Arg{s("env"), s("host")}},

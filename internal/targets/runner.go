@@ -36,6 +36,8 @@ type Runner struct {
 	settings.Settings
 	Out io.Writer
 	Err io.Writer
+	// In is what hosts:ssh reads (nil: the standard input).
+	In io.Reader
 	// io reaches the hosts; nil means over SSH and HTTP.
 	io hostIO
 	// openProvider opens an environment's provider; nil means the registry.
@@ -64,6 +66,7 @@ type session struct {
 	io         hostIO
 	signer     ssh.Signer
 	authorized []byte
+	keyPath    string // the deploy key's private half
 	ctl        *controller.Controller
 	warned     map[string]bool // damaged hosts already reported
 }
@@ -101,6 +104,7 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 	if keyPath == "" {
 		keyPath = filepath.Join(dir, "id_ed25519")
 	}
+	s.keyPath = keyPath
 	if s.signer, s.authorized, err = secrets.DeployKey(keyPath, "booted@"+env.Name); err != nil {
 		return fail(err)
 	}

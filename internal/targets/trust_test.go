@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"booted/internal/bootlog"
+	"booted/internal/inventory"
 	"booted/internal/testutil"
 )
 
@@ -240,5 +241,38 @@ echo "current=$cur run=$run supervisors=$n"`))
 	}
 	if versions[0] != versions[1] {
 		t.Errorf("workers on different versions: %v", versions)
+	}
+}
+
+// hosts:ssh logs in with the deploy key, the host key checked against
+// booted's pin (a command on its standard input here, as a user would
+// type it); an unknown host is refused naming what to run.
+func TestTargets_HostsSSH(t *testing.T) {
+	testutil.RequireCommands(t, "ssh")
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	env := f.proj.Env
+	f.must(t, f.r.ImageStart(ctx, env, "w1"))
+	f.must(t, f.r.HostsLogged(ctx, env))
+	f.r.In = strings.NewReader("hostname; echo $((6*7))\n")
+	f.out.Reset()
+	f.must(t, f.r.HostsSSH(ctx, env, "w1"))
+	if out := f.out.String(); !strings.Contains(out, "w1\n42\n") {
+		t.Errorf("hosts:ssh w1 printed %q", out)
+	}
+	if err := f.r.HostsSSH(ctx, env, "w9"); err == nil || !strings.Contains(err.Error(), "has no host w9 (hosts:list") {
+		t.Errorf("hosts:ssh of an unknown host: %v", err)
+	}
+	// A pin that is not w1's key: ssh refuses to log in.
+	other := strings.TrimSpace(pubOf(t, newSSHKey(t)))
+	f.must(t, f.r.withEnv(ctx, env, func(s *session) error {
+		return s.store.Update(ctx, func(tx *inventory.Tx) error {
+			return tx.Modify(env, "w1", func(h *inventory.Host) error { h.HostKey = other; return nil })
+		})
+	}))
+	f.r.In = strings.NewReader("echo logged-in\n")
+	f.out.Reset()
+	if err := f.r.HostsSSH(ctx, env, "w1"); err == nil || strings.Contains(f.out.String(), "logged-in") {
+		t.Errorf("hosts:ssh with a pin that is not w1's key logged in: %v %s", err, f.out)
 	}
 }
