@@ -185,6 +185,20 @@ func (Hosts) Run(ctx context.Context, env, cmd string) error {
 	return run(func(r *targets.Runner) error { return r.HostsRun(ctx, env, cmd) })
 }
 
+// Put copies local file SRC to DST on every host of ENV (or ENV/ROLE) over SFTP, skipping hosts that have that content already.
+//
+// Settings: BOOTED_LIMIT, BOOTED_PARALLEL, BOOTED_RETRY=failed, BOOTED_OUTPUT=json.
+func (Hosts) Put(ctx context.Context, env, src, dst string) error {
+	return run(func(r *targets.Runner) error { return r.HostsPut(ctx, env, src, dst) })
+}
+
+// Get copies SRC from every host of ENV (or ENV/ROLE) to DIR/HOST/ over SFTP, skipping copies that have that content already.
+//
+// Settings: BOOTED_LIMIT, BOOTED_PARALLEL, BOOTED_RETRY=failed, BOOTED_OUTPUT=json.
+func (Hosts) Get(ctx context.Context, env, src, dir string) error {
+	return run(func(r *targets.Runner) error { return r.HostsGet(ctx, env, src, dir) })
+}
+
 // Ssh opens an interactive SSH session on host HOST of ENV with the deploy key, checking its host key against the one booted pinned.
 func (Hosts) Ssh(ctx context.Context, env, host string) error {
 	return run(func(r *targets.Runner) error { return r.HostsSSH(ctx, env, host) })

@@ -56,6 +56,8 @@ var Catalog = []Target{
 	{"hosts:filter", []Arg{s("env")}},
 	{"hosts:run", []Arg{s("env"), s("cmd")}},
 	{"hosts:ssh", []Arg{s("env"), s("host")}},
+	{"hosts:put", []Arg{s("env"), s("src"), s("dst")}},
+	{"hosts:get", []Arg{s("env"), s("src"), s("dir")}},
 	{"hosts:clear", []Arg{s("env")}},
 	{"hosts:reset", []Arg{s("env")}},
 	{"hosts:console", []Arg{s("env"), s("host")}},

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"booted/internal/fanout"
+	"booted/internal/files"
 	"booted/internal/inventory"
 	"booted/internal/lb"
 	"booted/internal/liveness"
@@ -35,6 +36,11 @@ type Conn interface {
 	Deploy(ctx context.Context, def *service.Def, a *service.Artifact) (uploaded bool, err error)
 	Start(ctx context.Context, def *service.Def, restart bool) (service.State, error)
 	Stop(ctx context.Context, def *service.Def) (pid int, err error)
+	// Put copies local file src to dst on the host, Get src on the host to
+	// local file dst, each unless the other side has that content already
+	// (0 bytes copied).
+	Put(ctx context.Context, src, dst string) (int64, error)
+	Get(ctx context.Context, src, dst string) (int64, error)
 	// Status is the service's state on the host (running, version, checksum).
 	Status(ctx context.Context, def *service.Def) (service.State, error)
 	Rollback(ctx context.Context, def *service.Def) (version string, err error)
@@ -129,6 +135,20 @@ func (c *sshConn) Start(ctx context.Context, def *service.Def, restart bool) (se
 }
 func (c *sshConn) Stop(ctx context.Context, def *service.Def) (int, error) {
 	return def.Stop(ctx, c.rs)
+}
+func (c *sshConn) Put(ctx context.Context, src, dst string) (int64, error) {
+	cl, err := c.rs.Client(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return files.Put(ctx, cl, src, dst)
+}
+func (c *sshConn) Get(ctx context.Context, src, dst string) (int64, error) {
+	cl, err := c.rs.Client(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return files.Get(ctx, cl, src, dst)
 }
 func (c *sshConn) Status(ctx context.Context, def *service.Def) (service.State, error) {
 	return def.Status(ctx, c.rs)

@@ -222,6 +222,20 @@ func (c *fakeConn) Stop(ctx context.Context, def *service.Def) (int, error) {
 	return pid, nil
 }
 
+func (c *fakeConn) Put(ctx context.Context, src, dst string) (int64, error) {
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	c.f.record("put %s %s %s", c.h.Name, src, dst)
+	return 1, nil
+}
+
+func (c *fakeConn) Get(ctx context.Context, src, dst string) (int64, error) {
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	c.f.record("get %s %s %s", c.h.Name, src, dst)
+	return 1, nil
+}
+
 func (c *fakeConn) Status(ctx context.Context, def *service.Def) (service.State, error) {
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()

@@ -1,0 +1,81 @@
+package targets
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"booted/internal/report"
+	"booted/internal/testutil"
+)
+
+// hosts:put and hosts:get, as Fabric's put and get, over SFTP on real
+// hosts: the file lands on each host with its content and mode; a second
+// put or get copies nothing ("unchanged"); get writes DIR/HOST/NAME; a
+// source that does not exist is refused before any host is touched.
+func TestTargets_PutGet(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	env := f.proj.Env
+	f.must(t, f.r.ImageStart(ctx, env, "w1,w2"))
+	f.must(t, f.r.HostsLogged(ctx, env))
+	src := filepath.Join(t.TempDir(), "app.conf")
+	os.WriteFile(src, []byte("port = 8080\n"), 0o640)
+
+	notes := func() map[string]string {
+		t.Helper()
+		m := map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(f.out.String()), "\n") {
+			var hl report.HostLine
+			if json.Unmarshal([]byte(l), &hl) == nil && hl.Host != "" {
+				m[hl.Host] = string(hl.Status) + ": " + hl.Note
+			}
+		}
+		return m
+	}
+	f.r.JSON = true
+	defer func() { f.r.JSON = false }()
+	f.out.Reset()
+	f.must(t, f.r.HostsPut(ctx, env, src, "/opt/app.conf"))
+	if n := notes(); !strings.HasPrefix(n["w1"], "ok: copied 12 bytes") || !strings.HasPrefix(n["w2"], "ok: copied 12 bytes") {
+		t.Errorf("the first put: %v", n)
+	}
+	for _, w := range []string{"w1", "w2"} {
+		p := filepath.Join(f.proj.Inventory, env, "hosts", w, "fs", "opt", "app.conf")
+		if b, err := os.ReadFile(p); err != nil || string(b) != "port = 8080\n" {
+			t.Errorf("%s: /opt/app.conf = %q %v", w, b, err)
+		} else if st, _ := os.Stat(p); st.Mode().Perm() != 0o640 {
+			t.Errorf("%s: /opt/app.conf mode %v, want 0640", w, st.Mode().Perm())
+		}
+	}
+	f.out.Reset()
+	f.must(t, f.r.HostsPut(ctx, env, src, "/opt/app.conf"))
+	if n := notes(); !strings.HasPrefix(n["w1"], "ok: unchanged") || !strings.HasPrefix(n["w2"], "ok: unchanged") {
+		t.Errorf("the second put: %v", n)
+	}
+
+	dir := t.TempDir()
+	f.out.Reset()
+	key := "/etc/ssh/ssh_host_ed25519_key.pub" // each host's own
+	f.must(t, f.r.HostsGet(ctx, env, key, dir))
+	for _, w := range []string{"w1", "w2"} {
+		if b, err := os.ReadFile(filepath.Join(dir, w, "ssh_host_ed25519_key.pub")); err != nil || !strings.HasSuffix(string(b), " root@"+w+"\n") {
+			t.Errorf("get: %s/ssh_host_ed25519_key.pub = %q %v", w, b, err)
+		}
+	}
+	f.out.Reset()
+	f.must(t, f.r.HostsGet(ctx, env, key, dir))
+	if n := notes(); !strings.HasPrefix(n["w1"], "ok: unchanged") {
+		t.Errorf("the second get: %v", n)
+	}
+	f.out.Reset()
+	if err := f.r.HostsGet(ctx, env, "/nonexistent", dir); err == nil || !strings.Contains(f.out.String(), "no such file on the host") {
+		t.Errorf("get of a file no host has: %v %s", err, f.out)
+	}
+	if err := f.r.HostsPut(ctx, env, filepath.Join(dir, "missing"), "/opt/x"); err == nil || !strings.Contains(err.Error(), "missing: no such file") {
+		t.Errorf("put of a missing file: %v", err)
+	}
+}
