@@ -147,6 +147,13 @@ func (Service) Rollback(ctx context.Context, env, svc string) error {
 	return run(func(r *targets.Runner) error { return r.ServiceRollback(ctx, env, svc) })
 }
 
+// Logs prints the last lines of SVC's log on every host of ENV (or ENV/ROLE), prefixed by host; BOOTED_FOLLOW=1 follows them until Ctrl-C.
+//
+// Settings: BOOTED_FOLLOW=1, BOOTED_LIMIT.
+func (Service) Logs(ctx context.Context, env, svc string) error {
+	return run(func(r *targets.Runner) error { return r.ServiceLogs(ctx, env, svc) })
+}
+
 // Test runs SVC's service.yaml checks against every host of ENV running it; non-zero exit on failure.
 //
 // Settings: BOOTED_JUNIT (JUnit XML file), BOOTED_RETRY=failed, BOOTED_PARALLEL, BOOTED_OUTPUT=json.

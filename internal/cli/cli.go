@@ -51,6 +51,7 @@ var Catalog = []Target{
 	{"service:stop", []Arg{s("env"), s("svc")}},
 	{"service:rollback", []Arg{s("env"), s("svc")}},
 	{"service:test", []Arg{s("env"), s("svc")}},
+	{"service:logs", []Arg{s("env"), s("svc")}},
 	{"hosts:list", []Arg{s("env")}},
 	{"hosts:logged", []Arg{s("env")}},
 	{"hosts:filter", []Arg{s("env")}},

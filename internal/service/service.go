@@ -141,6 +141,9 @@ func (d *Def) release(v string) string { return d.base() + "/releases/" + v }
 func (d *Def) current() string         { return d.base() + "/current" }
 func (d *Def) runDir() string          { return d.base() + "/run" }
 func (d *Def) logFile() string         { return "/var/log/booted/" + d.Name + ".log" }
+
+// LogFile is where the service's output goes on a host.
+func (d *Def) LogFile() string { return d.logFile() }
 func (d *Def) startCommand() (string, error) {
 	return render(d.StartCmd, map[string]any{"Port": d.Port, "Name": d.Name})
 }

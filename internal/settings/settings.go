@@ -48,6 +48,8 @@ const (
 	// DryRun set to 1 makes monitor:run log (and record) what it would do,
 	// and do nothing.
 	DryRun = "BOOTED_DRY_RUN"
+	// Follow set to 1 makes service:logs follow the logs until Ctrl-C.
+	Follow = "BOOTED_FOLLOW"
 	// VBoxManage is another VBoxManage command (the vbox provider).
 	VBoxManage = "BOOTED_VBOXMANAGE"
 	// VBoxTFTP is another TFTP directory for VirtualBox's NAT (default
@@ -99,6 +101,7 @@ type Settings struct {
 	Batch       string
 	AcceptNew   bool
 	Force       bool
+	Follow      bool
 	DryRun      bool
 	VBoxManage  string
 	VBoxTFTP    string
@@ -191,7 +194,7 @@ func From(getenv func(string) string) (Settings, error) {
 			errs = append(errs, err)
 		}
 	}
-	s.AcceptNew, s.Force, s.DryRun = flag(AcceptNew), flag(Force), flag(DryRun)
+	s.AcceptNew, s.Force, s.DryRun, s.Follow = flag(AcceptNew), flag(Force), flag(DryRun), flag(Follow)
 	if s.LoadPath == "" {
 		s.LoadPath = "/"
 	} else if !strings.HasPrefix(s.LoadPath, "/") {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"booted/internal/report"
 	"booted/internal/testutil"
@@ -77,5 +79,47 @@ func TestTargets_PutGet(t *testing.T) {
 	}
 	if err := f.r.HostsPut(ctx, env, filepath.Join(dir, "missing"), "/opt/x"); err == nil || !strings.Contains(err.Error(), "missing: no such file") {
 		t.Errorf("put of a missing file: %v", err)
+	}
+}
+
+// service:logs prints each host's service log, prefixed by host; with
+// BOOTED_FOLLOW=1 a line written meanwhile shows up, and Ctrl-C (the
+// context ending) ends it cleanly.
+func TestTargets_ServiceLogs(t *testing.T) {
+	f := newFixture(t, testutil.ServiceEnv)
+	f.proj.GitInit(t, "v1")
+	ctx := context.Background()
+	env := f.proj.Env
+	f.must(t, f.r.EnvStartAll(ctx, env))
+	f.out.Reset()
+	f.must(t, f.r.ServiceLogs(ctx, env, "hello"))
+	for _, w := range []string{"w1", "w2"} {
+		if !regexp.MustCompile(`(?m)^` + w + ` \| .*hello v1 listening on`).MatchString(f.out.String()) {
+			t.Errorf("no log line of %s:\n%s", w, f.out)
+		}
+	}
+	f.r.Follow = true
+	defer func() { f.r.Follow = false }()
+	f.out.Reset()
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.r.ServiceLogs(fctx, env+"/workers", "hello") }()
+	f.waitFor(t, "the logs shown", 10*time.Second, func() bool { return strings.Contains(f.out.String(), "w2 | ") })
+	logFile := filepath.Join(f.proj.Inventory, env, "hosts", "w2", "fs", "var-log", "booted", "hello.log")
+	lf, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf.WriteString("a line written while following\n")
+	lf.Close()
+	f.waitFor(t, "the new line followed", 10*time.Second, func() bool { return strings.Contains(f.out.String(), "w2 | a line written while following") })
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("service:logs ended by Ctrl-C: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("service:logs did not end after Ctrl-C")
 	}
 }

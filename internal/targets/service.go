@@ -484,3 +484,38 @@ func (s *session) test(ctx context.Context, def *service.Def, hosts []inventory.
 	}
 	return err
 }
+
+// ServiceLogs prints the last lines of SVC's log on every host of ENV
+// (ENV/ROLE, BOOTED_LIMIT), each line prefixed by its host; with
+// BOOTED_FOLLOW=1 it follows them (tail -F) until Ctrl-C, which ends it
+// cleanly, not as a failure.
+func (r *Runner) ServiceLogs(ctx context.Context, sel, svc string) error {
+	return r.withService(ctx, "", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
+		cmd := "tail -n 100 -- " + def.LogFile()
+		if r.Follow {
+			cmd = "tail -n 100 -F -- " + def.LogFile() + " 2>/dev/null"
+		}
+		out := report.NewHostOutput(r.Out, r.Err, hostNames(hosts))
+		opt := remote.Options{Parallel: len(hosts), Output: out.Writers}
+		if !r.Follow {
+			opt.Parallel, opt.Timeout = s.r.Parallel, s.env.Timeouts.Command.D()
+		}
+		results := s.io.Each(ctx, hosts, opt, func(ctx context.Context, c hostConn) error {
+			defer out.Flush(c.Host().Name)
+			return c.Run(ctx, cmd)
+		})
+		if r.Follow && ctx.Err() != nil {
+			return nil // Ctrl-C: the end of following, not a failure
+		}
+		var bad []string
+		for _, res := range results {
+			if res.Status != remote.OK {
+				bad = append(bad, fmt.Sprintf("%s (%s)", res.Host, res.Error))
+			}
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf("service:logs %s: no log from %s", svc, strings.Join(bad, ", "))
+		}
+		return nil
+	})
+}
