@@ -27,7 +27,9 @@ type Position struct {
 type Follower struct {
 	// Path of the live log.
 	Path string
-	// Poll is how often to look for new data. Zero means 100ms.
+	// Poll is how often to look for new data when no change is signalled
+	// (the log is watched with inotify: a write wakes the reader at once).
+	// Zero means 100ms.
 	Poll time.Duration
 	// Idle is how long a rotated file must go unwritten before it is taken
 	// as finished: nginx may write to it until it reopens its logs. Zero
@@ -62,6 +64,19 @@ func (f *Follower) Follow(ctx context.Context, pos Position, untilCaughtUp bool,
 			cur.Close()
 		}
 	}()
+	var watch *Watcher // made at the first wait (a catch-up may never wait)
+	defer func() {
+		if watch != nil {
+			watch.Close()
+		}
+	}()
+	wait := func() error {
+		if watch == nil {
+			watch = Watch(f.Path)
+			return nil // read once more: a write may have come before the watch
+		}
+		return watch.Wait(ctx, poll)
+	}
 	buf := make([]byte, 64<<10)
 	var pending []byte
 	for {
@@ -77,7 +92,7 @@ func (f *Follower) Follow(ctx context.Context, pos Position, untilCaughtUp bool,
 				if untilCaughtUp {
 					return pos, nil
 				}
-				if err := sleep(ctx, poll); err != nil {
+				if err := wait(); err != nil {
 					return pos, err
 				}
 				continue
@@ -152,7 +167,7 @@ func (f *Follower) Follow(ctx context.Context, pos Position, untilCaughtUp bool,
 				continue
 			}
 		}
-		if err := sleep(ctx, poll); err != nil {
+		if err := wait(); err != nil {
 			return pos, err
 		}
 	}
@@ -273,13 +288,3 @@ func inode(fi os.FileInfo) uint64 {
 	return 0
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

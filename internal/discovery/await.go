@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"booted/internal/bootlog"
 	"booted/internal/inventory"
 )
 
@@ -12,6 +13,8 @@ import (
 // boot timeout passed, with its console's last lines, say); "" keeps
 // waiting. OnBooted is told of the hosts that phoned home meanwhile.
 func (d *Discoverer) Await(ctx context.Context, late func(h inventory.Host) string) error {
+	watch := bootlog.Watch(d.Log) // a callback wakes the wait below at once
+	defer watch.Close()
 	for {
 		if err := d.CatchUp(ctx); err != nil {
 			return err
@@ -50,10 +53,8 @@ func (d *Discoverer) Await(ctx context.Context, late func(h inventory.Host) stri
 		if d.Waiting != nil {
 			d.Waiting(waiting)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		if err := watch.Wait(ctx, 100*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }

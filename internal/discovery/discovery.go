@@ -62,8 +62,8 @@ type Discoverer struct {
 	Provider string
 	// Logf, if set, is told about each rejected callback.
 	Logf func(format string, args ...any)
-	// Poll is how often to look at the log; zero means 25ms (a stat and a
-	// read of nothing, so cheap; it bounds discovery latency).
+	// Poll is how often to look at the log when inotify signals nothing
+	// (a write wakes the follower at once); zero means 250ms.
 	Poll time.Duration
 	// OnBooted, if set, is called after a batch with the hosts it booted.
 	OnBooted func(names []string)
@@ -81,8 +81,8 @@ var errMoved = errors.New("boot log position moved under us")
 
 func (d *Discoverer) follower() *bootlog.Follower {
 	poll := d.Poll
-	if poll == 0 {
-		poll = 25 * time.Millisecond
+	if poll == 0 { // the backstop: a write to the log wakes the follower at once (inotify)
+		poll = 250 * time.Millisecond
 	}
 	return &bootlog.Follower{Path: d.Log, Poll: poll, Logf: d.Logf}
 }
