@@ -287,4 +287,3 @@ func inode(fi os.FileInfo) uint64 {
 	}
 	return 0
 }
-
