@@ -3,8 +3,6 @@ package service
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"booted/internal/files"
 )
 
 // Artifact is one built version.
@@ -102,7 +102,7 @@ func (d *Def) Build(ctx context.Context, root, cacheDir, version string, log io.
 	dir := filepath.Join(cacheDir, d.Name, version+"-"+commit[:12])
 	a := &Artifact{Service: d.Name, Version: version, Commit: commit, Path: filepath.Join(dir, d.Name)}
 	if sum, err := os.ReadFile(a.Path + ".sha256"); err == nil {
-		if got, err := fileSHA256(a.Path); err == nil && got == strings.TrimSpace(string(sum)) {
+		if got, err := files.Sum(a.Path); err == nil && got == strings.TrimSpace(string(sum)) {
 			a.SHA256 = got
 			return a, nil
 		}
@@ -146,7 +146,7 @@ func (d *Def) Build(ctx context.Context, root, cacheDir, version string, log io.
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("build %s %s (%s): %v\n%s", d.Name, version, commit[:12], err, tail(out.String(), 20))
 	}
-	sum, err := fileSHA256(a.Path + ".tmp")
+	sum, err := files.Sum(a.Path + ".tmp")
 	if err != nil {
 		return nil, fmt.Errorf("build %s %s: the build command wrote no %s: %w", d.Name, version, a.Path, err)
 	}
@@ -158,19 +158,6 @@ func (d *Def) Build(ctx context.Context, root, cacheDir, version string, log io.
 	}
 	a.SHA256 = sum
 	return a, nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func tail(s string, n int) string {

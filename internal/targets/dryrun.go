@@ -144,34 +144,13 @@ func (s *session) planStart(ctx context.Context, title string, names []string) e
 	if err := s.plan(title+" "+s.env.Name+": hosts", steps); err != nil {
 		return err
 	}
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
 	size, err := rollout.ParseBatch(s.r.Batch)
 	if err != nil {
 		return err
 	}
-	for _, role := range s.env.RoleNames() {
-		rl := s.env.Roles[role]
-		if rl.Service == "" {
-			continue
-		}
-		def, err := s.loadService(rl.Service)
-		if err != nil {
-			return err
-		}
-		hosts, err := s.selectHosts(ctx, role, func(h inventory.Host) bool { return want[h.Name] })
-		if err != nil {
-			return err
-		}
-		if len(hosts) > 0 {
-			if err := s.planDeploy(ctx, def, rl.Version, hosts, size); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return s.eachRoleService(ctx, names, func(rl *config.Role, def *service.Def, hosts []inventory.Host) error {
+		return s.planDeploy(ctx, def, rl.Version, hosts, size)
+	})
 }
 
 // planStop is the plan of env:stop.

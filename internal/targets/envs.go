@@ -12,6 +12,7 @@ import (
 	"booted/internal/inventory"
 	"booted/internal/metadata"
 	"booted/internal/provider"
+	"booted/internal/service"
 )
 
 // EnvStartAll starts every host of every role of ENV (the count of each
@@ -89,8 +90,9 @@ func (s *session) bootHosts(ctx context.Context, names []string) error {
 	return nil
 }
 
-// deployRoles deploys, starts and tests each role's service on the named hosts.
-func (s *session) deployRoles(ctx context.Context, names []string) error {
+// eachRoleService calls fn for each role that runs a service, with its
+// hosts among names (roles with none are passed over), in role order.
+func (s *session) eachRoleService(ctx context.Context, names []string, fn func(rl *config.Role, def *service.Def, hosts []inventory.Host) error) error {
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
@@ -111,6 +113,16 @@ func (s *session) deployRoles(ctx context.Context, names []string) error {
 		if len(hosts) == 0 {
 			continue
 		}
+		if err := fn(rl, def, hosts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deployRoles deploys, starts and tests each role's service on the named hosts.
+func (s *session) deployRoles(ctx context.Context, names []string) error {
+	err := s.eachRoleService(ctx, names, func(rl *config.Role, def *service.Def, hosts []inventory.Host) error {
 		if err := s.deploy(ctx, def, rl.Version, hosts); err != nil {
 			return err
 		}
@@ -122,6 +134,10 @@ func (s *session) deployRoles(ctx context.Context, names []string) error {
 				fmt.Fprintf(s.r.Out, "%s on %s: curl %s/\n", def.Name, h.Name, def.URL(h.Addr))
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	// The load balancers come up after the workers.
 	if err := s.updateLB(ctx); err != nil {
