@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -32,6 +31,8 @@ type Env interface {
 	Save(ctx context.Context, s Saved) error
 	// Event records what the daemon decided or did.
 	Event(ctx context.Context, kind, host, detail string) error
+	// Overview is every host and the recent events, for the status page.
+	Overview(ctx context.Context) (Overview, error)
 }
 
 // Saved is the state that survives a restart of the daemon.
@@ -59,7 +60,9 @@ type Status struct {
 
 // Daemon runs the monitor loop.
 type Daemon struct {
-	Env    Env
+	Env Env
+	// Name is the environment's, for the status page.
+	Name   string
 	DryRun bool
 	Log    *slog.Logger
 	// Reload, when it receives, makes the daemon read its policy again.
@@ -69,6 +72,7 @@ type Daemon struct {
 	saved     Saved
 	unhealthy map[string]int
 	metrics   *metrics
+	history   []Status // the last hour's intervals, for the status page
 	wg        sync.WaitGroup
 }
 
@@ -160,6 +164,10 @@ func (d *Daemon) interval(ctx context.Context, p config.Monitor, min, max int, n
 	}
 	d.saved.Last = &Status{Time: st.Now, Measure: m, Workers: counts, Health: health, Decision: dec.Why, Action: dec.Action}
 	d.metrics.interval(m, workers, healthy)
+	d.history = append(d.history, *d.saved.Last)
+	for len(d.history) > 0 && st.Now.Sub(d.history[0].Time) > history {
+		d.history = d.history[1:]
+	}
 	d.Log.Info("interval", "requests", m.Requests, "p95", m.P95, "errors", m.ErrorRate, "serving", counts[string(inventory.Serving)], "decision", dec.Why)
 	if dec.Action != nil || (dec.Why != prev && !strings.HasPrefix(dec.Why, "p95")) {
 		d.Env.Event(ctx, "monitor-decision", "", dec.Why)
@@ -230,15 +238,9 @@ func (d *Daemon) serve(addr string) (*http.Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", d.metrics.handler())
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(d.saved)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.HandleFunc("GET /{$}", d.page)
+	mux.HandleFunc("GET /status.json", d.statusJSON)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, Addr: l.Addr().String()}
 	go srv.Serve(l)
 	return srv, nil
 }

@@ -74,6 +74,20 @@ func (f *fakeEnv) Event(ctx context.Context, kind, host, detail string) error {
 	return nil
 }
 
+func (f *fakeEnv) Overview(ctx context.Context) (Overview, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var o Overview
+	o.Hosts = append(o.Hosts, PageHost{Name: "lb1", Role: "loadbalancers", State: "serving"})
+	for _, w := range f.workers {
+		o.Hosts = append(o.Hosts, PageHost{Name: w.Name, Role: "workers", State: string(w.State), Version: "v1", Routed: w.State == inventory.Serving})
+	}
+	for _, e := range f.events {
+		o.Events = append(o.Events, inventory.Event{Time: time.Now(), Kind: "monitor", Detail: e})
+	}
+	return o, nil
+}
+
 func newFake() *fakeEnv {
 	p := config.Monitor{Interval: config.Duration(20 * time.Millisecond), SLA: config.SLA{P95: config.Duration(100 * time.Millisecond), ErrorRate: 0.01},
 		BreachIntervals: 1, CalmIntervals: 1, LowWater: 0.5, UnhealthyIntervals: 1, Listen: "127.0.0.1:0"}

@@ -77,6 +77,12 @@ func (l *Locked) Event(ctx context.Context, kind, host, detail string) error {
 	return l.e.Event(ctx, kind, host, detail)
 }
 
+func (l *Locked) Overview(ctx context.Context) (Overview, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.e.Overview(ctx)
+}
+
 // RunWithSignals runs d until SIGINT or SIGTERM (or ctx ends). On SIGHUP
 // it calls reload (which changes the environment d.Env reads) with no call
 // of the daemon in progress, then makes the daemon read its policy again;

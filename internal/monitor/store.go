@@ -79,21 +79,16 @@ func workersLine(l *Status) string {
 	return strings.Join(parts, ", ")
 }
 
-// PrintStatus writes what monitor:status shows: the last interval, the
-// action in flight and the recent events of the monitor and the hosts'
-// states (JSON with asJSON).
-func (s Kept) PrintStatus(ctx context.Context, w io.Writer, sla time.Duration, asJSON bool) error {
-	sv, err := s.Load(ctx)
-	if err != nil {
-		return err
-	}
+// RecentEvents are the last n events of the monitor and of the hosts'
+// states, without a load balancer's own ready ⇄ serving comings and goings.
+func (s Kept) RecentEvents(ctx context.Context, n int) ([]inventory.Event, error) {
 	all, err := s.Store.Events(ctx, s.Env, "", 1000)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hosts, err := s.Store.Hosts(ctx, s.Env)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	roles := map[string]string{}
 	for _, h := range hosts {
@@ -102,14 +97,29 @@ func (s Kept) PrintStatus(ctx context.Context, w io.Writer, sla time.Duration, a
 	var evs []inventory.Event
 	for _, e := range all {
 		if lbFlap(e, roles[e.Host]) {
-			continue // a load balancer between ready and serving: its own comings and goings
+			continue
 		}
 		if strings.HasPrefix(e.Kind, "monitor") || e.Kind == "state" {
 			evs = append(evs, e)
 		}
 	}
-	if len(evs) > 40 {
-		evs = evs[len(evs)-40:]
+	if len(evs) > n {
+		evs = evs[len(evs)-n:]
+	}
+	return evs, nil
+}
+
+// PrintStatus writes what monitor:status shows: the last interval, the
+// action in flight and the recent events of the monitor and the hosts'
+// states (JSON with asJSON).
+func (s Kept) PrintStatus(ctx context.Context, w io.Writer, sla time.Duration, asJSON bool) error {
+	sv, err := s.Load(ctx)
+	if err != nil {
+		return err
+	}
+	evs, err := s.RecentEvents(ctx, 40)
+	if err != nil {
+		return err
 	}
 	if asJSON {
 		return json.NewEncoder(w).Encode(map[string]any{"state": sv, "events": evs})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -26,7 +28,7 @@ import (
 // it would do.
 func (r *Runner) MonitorRun(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		d := &monitor.Daemon{Env: newMonitorEnv(s), DryRun: r.DryRun, Log: slog.New(slog.NewTextHandler(r.Err, nil)).With("env", envName)}
+		d := &monitor.Daemon{Env: newMonitorEnv(s), Name: envName, DryRun: r.DryRun, Log: slog.New(slog.NewTextHandler(r.Err, nil)).With("env", envName)}
 		return monitor.RunWithSignals(ctx, d, s.reload, r.Err)
 	})
 }
@@ -193,4 +195,60 @@ func (r *Runner) MonitorStatus(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
 		return monitor.Kept{Store: s.store, Env: s.env.Name}.PrintStatus(ctx, r.Out, s.env.Monitor.SLA.P95.D(), r.JSON)
 	})
+}
+
+// Overview is the status page's view: every host with its role's service
+// version (read on the host) and whether a load balancer routes to it
+// (read on the load balancers), and the recent events.
+func (m *monitorEnv) Overview(ctx context.Context) (monitor.Overview, error) {
+	s := m.s
+	var o monitor.Overview
+	hosts, err := s.selectHosts(ctx, "", nil)
+	if err != nil {
+		return o, err
+	}
+	routed := map[string]bool{} // ADDRESS:PORT the load balancers send to
+	lbs, _ := s.lbHosts(ctx)
+	var mu sync.Mutex
+	s.io.Each(ctx, lbs, remote.Options{Parallel: s.r.Parallel, Timeout: 5 * time.Second}, func(ctx context.Context, c hostConn) error {
+		ups, err := c.Routes(ctx)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, u := range ups {
+			routed[u] = true
+		}
+		return err
+	})
+	versions := map[string]string{}
+	port := map[string]int{}
+	for _, role := range s.env.RoleNames() {
+		rl := s.env.Roles[role]
+		if rl.Service == "" {
+			continue
+		}
+		def, err := s.loadService(rl.Service)
+		if err != nil {
+			return o, err
+		}
+		var up []inventory.Host
+		for _, h := range hosts {
+			if h.Role == role && (h.State == inventory.Ready || h.State == inventory.Serving || h.State == inventory.Draining) {
+				up = append(up, h)
+			}
+			if h.Role == role {
+				port[h.Name] = def.Port
+			}
+		}
+		for name, st := range s.serviceStates(ctx, def, up) {
+			if st.Running {
+				versions[name] = st.Version
+			}
+		}
+	}
+	for _, h := range hosts {
+		o.Hosts = append(o.Hosts, monitor.PageHost{Name: h.Name, Role: h.Role, State: string(h.State), Version: versions[h.Name],
+			Routed: port[h.Name] != 0 && routed[net.JoinHostPort(h.Addr, strconv.Itoa(port[h.Name]))]})
+	}
+	o.Events, err = m.RecentEvents(ctx, 30)
+	return o, err
 }

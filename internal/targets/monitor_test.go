@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -141,6 +142,12 @@ func TestMonitor_ScalesAndHeals(t *testing.T) {
 		body = httpGet(t, "http://"+p.Listen+"/metrics")
 		return strings.Contains(body, `booted_workers{state="serving"} 1`)
 	})
+	// The status page, with the hosts as they are: the serving worker's
+	// version read on it, the load balancer routing to it.
+	page := httpGet(t, "http://"+p.Listen+"/")
+	if !regexp.MustCompile(`<tr id="host-(w\d)"><td>w\d</td><td>serving</td><td>v1</td>`).MatchString(page) || !strings.Contains(page, "<td>routed</td>") {
+		t.Errorf("the status page:\n%s", page)
+	}
 	for _, want := range []string{`booted_scaling_actions_total{kind="scale-up"} `, `booted_scaling_actions_total{kind="replace"} 1`, "booted_request_duration_seconds_count ", `booted_worker_healthy{state="serving",worker=`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
