@@ -91,7 +91,7 @@ func TestQemu_VMBootsAndPhonesHome(t *testing.T) {
 // A VM that never phones home (its root disk is not there) is failed
 // after the boot timeout, with its console's last lines in the reason.
 func TestQemu_BrokenBootFails(t *testing.T) {
-	f := qemuProject(t, "25s")
+	f := qemuProject(t, "12s")
 	f.r.QemuAppend = "root=/dev/vdz rootdelay=2"
 	var errs testutil.SyncBuffer
 	f.r.Err = io.MultiWriter(f.r.Err, &errs)
@@ -99,11 +99,11 @@ func TestQemu_BrokenBootFails(t *testing.T) {
 	f.must(t, f.r.ImageStart(ctx, f.proj.Env, "v1"))
 	f.must(t, f.r.HostsLogged(ctx, f.proj.Env))
 	// The wait was shown (the landed one printed nothing for minutes).
-	if !regexp.MustCompile(`: 1 booting, waiting for them to phone home: v1 \d+s \(boot timeout 25s\)`).MatchString(errs.String()) {
+	if !regexp.MustCompile(`: 1 booting, waiting for them to phone home: v1 \d+s \(boot timeout 12s\)`).MatchString(errs.String()) {
 		t.Errorf("nothing said while v1 booted:\n%s", errs.String())
 	}
 	h := f.hosts(t)["v1"]
-	if h.State != "failed" || !strings.Contains(h.Reason, "no phone-home within 25s") || !strings.Contains(h.Reason, "console:") {
+	if h.State != "failed" || !strings.Contains(h.Reason, "no phone-home within 12s") || !strings.Contains(h.Reason, "console:") {
 		t.Fatalf("v1: %+v", h)
 	}
 	// The reason ends with the console's last line (initramfs waiting for the disk).
