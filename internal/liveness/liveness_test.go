@@ -2,7 +2,6 @@ package liveness
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -13,12 +12,7 @@ import (
 // sent, not three (the landed check waited for all three: 200 ms per
 // check of a live host).
 func TestPing_StopsAtTheFirstReply(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if testutil.InCI() {
-			t.Fatal("CI runs as root (raw ICMP sockets)")
-		}
-		t.Skip("skipped: pinging needs root (raw ICMP sockets)")
-	}
+	testutil.RequireRoot(t, "raw ICMP sockets")
 	sent, err := ping(context.Background(), "127.0.0.1", 3, 2*time.Second)
 	if err != nil || sent != 1 {
 		t.Errorf("ping 127.0.0.1: %d sent, %v; want 1 sent and a reply", sent, err)

@@ -314,6 +314,22 @@ var (
 
 // fakeProject copies services/hello into a git repository with tags v1 and
 // v2 (built once for every fake test).
+// startedFake is a fake project of fakeRoles after env:startAll.
+func startedFake(t *testing.T) (*fakeFixture, context.Context) {
+	t.Helper()
+	f := fakeProject(t, fakeRoles)
+	ctx := context.Background()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	return f, ctx
+}
+
+// with changes the fake hosts' behaviour under their lock.
+func (f *fakeIO) with(change func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change()
+}
+
 func fakeProject(t *testing.T, roles string) *fakeFixture {
 	t.Helper()
 	root := t.TempDir()
@@ -407,9 +423,7 @@ const fakeRoles = `  loadbalancers: {hosts: [lb1], min: 1, max: 1}
 // unreachable changes the others, leaves that one alone and fails naming
 // it; BOOTED_RETRY=failed then deploys to it alone.
 func TestFake_StartDeployUnreachableRetry(t *testing.T) {
-	f := fakeProject(t, fakeRoles)
-	ctx := context.Background()
-	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	f, ctx := startedFake(t)
 	for n, st := range f.states(t) {
 		if st != "serving" {
 			t.Errorf("%s is %s after env:startAll", n, st)
@@ -418,9 +432,9 @@ func TestFake_StartDeployUnreachableRetry(t *testing.T) {
 	if got := f.routes("lb1"); got != "w1 w2 w3" {
 		t.Errorf("lb1 routes to %q", got)
 	}
-	f.io.mu.Lock()
-	f.io.down["w2"] = true
-	f.io.mu.Unlock()
+	f.io.with(func() {
+		f.io.down["w2"] = true
+	})
 	err := f.r.ServiceDeploy(ctx, f.env, "hello", "v2")
 	if err == nil || !strings.Contains(err.Error(), "w2 (unreachable") {
 		t.Fatalf("deploy with w2 down: %v", err)
@@ -448,12 +462,10 @@ func TestFake_StartDeployUnreachableRetry(t *testing.T) {
 // it switched, nothing after it is touched, and the load balancer routes
 // to every worker again.
 func TestFake_FailedBatchRollsBack(t *testing.T) {
-	f := fakeProject(t, fakeRoles)
-	ctx := context.Background()
-	f.must(t, f.r.EnvStartAll(ctx, f.env))
-	f.io.mu.Lock()
-	f.io.badVersion, f.io.log = "v2", nil
-	f.io.mu.Unlock()
+	f, ctx := startedFake(t)
+	f.io.with(func() {
+		f.io.badVersion, f.io.log = "v2", nil
+	})
 	err := f.r.ServiceDeploy(ctx, f.env, "hello", "v2")
 	if err == nil || !strings.Contains(err.Error(), "stopped at batch 1 of 3: failed on w1, rolled back") {
 		t.Fatalf("err = %v", err)
@@ -475,9 +487,9 @@ func TestFake_FailedBatchRollsBack(t *testing.T) {
 	}
 	// Once v2 is good and deployed everywhere, service:rollback puts every
 	// worker back on v1, batch by batch, and they all serve.
-	f.io.mu.Lock()
-	f.io.badVersion = ""
-	f.io.mu.Unlock()
+	f.io.with(func() {
+		f.io.badVersion = ""
+	})
 	f.must(t, f.r.ServiceDeploy(ctx, f.env, "hello", "v2"))
 	f.must(t, f.r.ServiceRollback(ctx, f.env+"/workers", "hello"))
 	f.io.mu.Lock()
@@ -495,9 +507,7 @@ func TestFake_FailedBatchRollsBack(t *testing.T) {
 // Ensure env:stop takes the load balancers down first, then the workers'
 // service, then the hosts.
 func TestFake_StopOrder(t *testing.T) {
-	f := fakeProject(t, fakeRoles)
-	ctx := context.Background()
-	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	f, ctx := startedFake(t)
 	f.must(t, f.r.EnvStop(ctx, f.env))
 	var order []string
 	for _, l := range f.io.logged("stop-") {
@@ -559,9 +569,7 @@ func TestFake_TwoLoadBalancers(t *testing.T) {
 
 // Ensure image:del of a serving worker takes it out of the load balancer.
 func TestFake_ImageDelUpdatesLB(t *testing.T) {
-	f := fakeProject(t, fakeRoles)
-	ctx := context.Background()
-	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	f, ctx := startedFake(t)
 	err := f.r.ImageDel(ctx, f.env, "w2")
 	if !errors.Is(err, provider.ErrRunning) || !strings.Contains(err.Error(), "BOOTED_FORCE=1") {
 		t.Fatalf("image:del of a running host: %v, want ErrRunning naming BOOTED_FORCE", err)
@@ -582,12 +590,10 @@ func TestFake_ImageDelUpdatesLB(t *testing.T) {
 // Ensure a refused load balancer configuration reaches the caller as
 // lb.ErrRefused (wrapped, not flattened into a string).
 func TestFake_LBErrorIsWrapped(t *testing.T) {
-	f := fakeProject(t, fakeRoles)
-	ctx := context.Background()
-	f.must(t, f.r.EnvStartAll(ctx, f.env))
-	f.io.mu.Lock()
-	f.io.refuseLB = true
-	f.io.mu.Unlock()
+	f, ctx := startedFake(t)
+	f.io.with(func() {
+		f.io.refuseLB = true
+	})
 	err := f.r.ServiceStart(ctx, f.env, "hello")
 	if !errors.Is(err, lb.ErrRefused) || !strings.Contains(err.Error(), "lb1") {
 		t.Errorf("service:start with a refusing load balancer: %v, want lb.ErrRefused naming lb1", err)
@@ -600,9 +606,7 @@ func TestFake_LBErrorIsWrapped(t *testing.T) {
 
 // Ensure hosts:run runs on every host of a role, prefixed by host.
 func TestFake_HostsRun(t *testing.T) {
-	f := fakeProject(t, fakeRoles)
-	ctx := context.Background()
-	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	f, ctx := startedFake(t)
 	f.out.Reset()
 	f.must(t, f.r.HostsRun(ctx, f.env+"/workers", "uptime"))
 	for _, w := range []string{"w1", "w2", "w3"} {
@@ -654,9 +658,7 @@ func TestSession_ReloadSwapsProvider(t *testing.T) {
 // shows it as damaged, a deploy goes on with the other hosts and says it
 // skipped it, and hosts:clear removes it.
 func TestFake_DamagedRowDoesNotBlock(t *testing.T) {
-	f := fakeProject(t, fakeRoles)
-	ctx := context.Background()
-	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	f, ctx := startedFake(t)
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(f.r.Inventory, "booted.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -670,9 +672,9 @@ func TestFake_DamagedRowDoesNotBlock(t *testing.T) {
 	if !strings.Contains(f.out.String(), "DAMAGED ROW: attributes unreadable") {
 		t.Errorf("hosts:list does not show the damaged row:\n%s", f.out)
 	}
-	f.io.mu.Lock()
-	f.io.log = nil
-	f.io.mu.Unlock()
+	f.io.with(func() {
+		f.io.log = nil
+	})
 	f.must(t, f.r.ServiceDeploy(ctx, f.env, "hello", "v2"))
 	if got := f.io.logged("deploy "); fmt.Sprint(got) != "[deploy w1 v2 deploy w3 v2]" {
 		t.Errorf("deployed %v, want w1 and w3", got)
@@ -690,12 +692,10 @@ func TestFake_DamagedRowDoesNotBlock(t *testing.T) {
 // by hand with another version is brought back to the env file's, and
 // the recap says so (old → new), never "unchanged".
 func TestFake_StartAllTwiceIsANoOp(t *testing.T) {
-	f := fakeProject(t, fakeRoles)
-	ctx := context.Background()
-	f.must(t, f.r.EnvStartAll(ctx, f.env))
-	f.io.mu.Lock()
-	f.io.log = nil
-	f.io.mu.Unlock()
+	f, ctx := startedFake(t)
+	f.io.with(func() {
+		f.io.log = nil
+	})
 	f.out.Reset()
 	f.must(t, f.r.EnvStartAll(ctx, f.env))
 	for _, op := range []string{"deploy ", "start ", "stop-service ", "rollback "} {
@@ -726,12 +726,10 @@ func TestFake_StartAllTwiceIsANoOp(t *testing.T) {
 // targets, as Ansible's --limit: a deploy touches only the hosts it
 // names, hosts:run runs only there, a limit matching nothing is refused.
 func TestFake_Limit(t *testing.T) {
-	f := fakeProject(t, fakeRoles)
-	ctx := context.Background()
-	f.must(t, f.r.EnvStartAll(ctx, f.env))
-	f.io.mu.Lock()
-	f.io.log = nil
-	f.io.mu.Unlock()
+	f, ctx := startedFake(t)
+	f.io.with(func() {
+		f.io.log = nil
+	})
 	f.r.Limit = []string{"w2"}
 	f.must(t, f.r.ServiceDeploy(ctx, f.env, "hello", "v2"))
 	if got := f.io.logged("deploy "); fmt.Sprint(got) != "[deploy w2 v2]" {

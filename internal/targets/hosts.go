@@ -422,20 +422,11 @@ func (r *Runner) NginxRestart(ctx context.Context, envName string) error {
 // HostsRun runs a shell command on every host of ENV (or of one role, with
 // ENV/ROLE), printing each output line prefixed with the host's name.
 func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
-	envName, role := splitSel(sel)
+	envName, _ := splitSel(sel)
 	return r.withEnv(ctx, envName, func(s *session) error {
-		if err := s.recordKnown(ctx); err != nil {
-			return err
-		}
-		hosts, err := s.selectHosts(ctx, role, nil)
-		if err == nil {
-			hosts, err = s.limited(hosts)
-		}
+		hosts, err := s.hostsOf(ctx, sel)
 		if err != nil {
 			return err
-		}
-		if len(hosts) == 0 {
-			return fmt.Errorf("%s: no hosts to run on (hosts:list %s shows the inventory)", sel, envName)
 		}
 		if r.JSON { // a JSON line per host as it finishes (its output inside), then the recap's
 			capture := report.NewHostCapture()

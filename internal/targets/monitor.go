@@ -17,6 +17,7 @@ import (
 	"booted/internal/monitor"
 	"booted/internal/provider"
 	"booted/internal/remote"
+	"booted/internal/service"
 )
 
 // MonitorRun runs the monitor daemon for ENV until SIGINT or SIGTERM:
@@ -221,22 +222,12 @@ func (m *monitorEnv) Overview(ctx context.Context) (monitor.Overview, error) {
 	})
 	versions := map[string]string{}
 	port := map[string]int{}
-	for _, role := range s.env.RoleNames() {
-		rl := s.env.Roles[role]
-		if rl.Service == "" {
-			continue
-		}
-		def, err := s.loadService(rl.Service)
-		if err != nil {
-			return o, err
-		}
+	err = s.eachRoleService(ctx, hostNames(hosts), func(_ *config.Role, def *service.Def, role []inventory.Host) error {
 		var up []inventory.Host
-		for _, h := range hosts {
-			if h.Role == role && (h.State == inventory.Ready || h.State == inventory.Serving || h.State == inventory.Draining) {
+		for _, h := range role {
+			port[h.Name] = def.Port
+			if h.State == inventory.Ready || h.State == inventory.Serving || h.State == inventory.Draining {
 				up = append(up, h)
-			}
-			if h.Role == role {
-				port[h.Name] = def.Port
 			}
 		}
 		for name, st := range s.serviceStates(ctx, def, up) {
@@ -244,6 +235,10 @@ func (m *monitorEnv) Overview(ctx context.Context) (monitor.Overview, error) {
 				versions[name] = st.Version
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return o, err
 	}
 	for _, h := range hosts {
 		o.Hosts = append(o.Hosts, monitor.PageHost{Name: h.Name, Role: h.Role, State: string(h.State), Version: versions[h.Name],

@@ -44,6 +44,22 @@ func RequireLocalHosts(t testing.TB) {
 	require(t, missing)
 }
 
+// RequireRoot skips the test when not run as root (fails it in CI), and
+// when one of the commands is missing; why says what needs root.
+func RequireRoot(t testing.TB, why string, cmds ...string) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root ("+why+")")
+	}
+	for _, c := range cmds {
+		if _, err := exec.LookPath(c); err != nil {
+			missing = append(missing, c)
+		}
+	}
+	require(t, missing)
+}
+
 // RequireCommands skips the test on a developer machine that lacks one of
 // the commands (fails it in CI).
 func RequireCommands(t testing.TB, cmds ...string) {
