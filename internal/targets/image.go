@@ -29,14 +29,17 @@ func (r *Runner) eachHost(ctx context.Context, what, envName, hosts string, fn f
 
 // ImageBuild makes hosts (comma-separated names) without starting them.
 func (r *Runner) ImageBuild(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, "image:build", envName, hosts, func(s *session, n string) error {
-		spec, err := s.spec(n)
-		if err != nil {
-			return err
-		}
-		_, err = s.build(ctx, spec)
+	return r.eachHost(ctx, "image:build", envName, hosts, func(s *session, n string) error { return s.buildHost(ctx, n) })
+}
+
+// buildHost makes host n through its provider and records it.
+func (s *session) buildHost(ctx context.Context, n string) error {
+	spec, err := s.spec(n)
+	if err != nil {
 		return err
-	})
+	}
+	_, err = s.build(ctx, spec)
+	return err
 }
 
 // build makes the host through the provider and records it; it returns
@@ -230,12 +233,16 @@ func (s *session) retire(ctx context.Context, name string, to inventory.State, r
 // files. The inventory keeps them as terminated. A running VM is refused
 // unless BOOTED_FORCE=1, which powers it off first.
 func (r *Runner) ImageDel(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, "image:del", envName, hosts, func(s *session, n string) error {
-		if err := s.delete(ctx, n, r.Force); err != nil {
-			return err
-		}
-		return s.retire(ctx, n, inventory.Terminated, "")
-	})
+	return r.eachHost(ctx, "image:del", envName, hosts, func(s *session, n string) error { return s.deleteHost(ctx, n) })
+}
+
+// deleteHost deletes host n (BOOTED_FORCE: even running) and records it
+// terminated.
+func (s *session) deleteHost(ctx context.Context, n string) error {
+	if err := s.delete(ctx, n, s.r.Force); err != nil {
+		return err
+	}
+	return s.retire(ctx, n, inventory.Terminated, "")
 }
 
 // delete removes a host through the provider, powering it off first when

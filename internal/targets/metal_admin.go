@@ -164,28 +164,27 @@ func (s *session) forgetInstall(ctx context.Context, p *baremetal.Provider, node
 // NodeCreate records node NODE of ENV, listed in its env file, in the
 // inventory after checking its BMC answers (xCAT3's create).
 func (r *Runner) NodeCreate(ctx context.Context, envName, node string) error {
-	if err := r.withEnv(ctx, envName, func(s *session) error {
+	return r.eachHost(ctx, "node:create", envName, node, func(s *session, n string) error {
 		p, err := s.metal("node:create")
-		if err == nil && !p.Listed(node) {
-			err = fmt.Errorf("node %s is not listed in provider.baremetal.nodes of %s: add it there (NICs, BMC) first", node, s.env.Path)
+		if err == nil && !p.Listed(n) {
+			err = fmt.Errorf("node %s is not listed in provider.baremetal.nodes of %s: add it there (NICs, BMC) first", n, s.env.Path)
 		}
-		return err
-	}); err != nil {
-		return err
-	}
-	return r.ImageBuild(ctx, envName, node)
+		if err != nil {
+			return err
+		}
+		return s.buildHost(ctx, n)
+	})
 }
 
 // NodeDel powers node NODE off, forgets its install and its osimage
 // choice, and marks it terminated (xCAT3's delete).
 func (r *Runner) NodeDel(ctx context.Context, envName, node string) error {
-	if err := r.withEnv(ctx, envName, func(s *session) error {
-		_, err := s.metal("node:del")
-		return err
-	}); err != nil {
-		return err
-	}
-	return r.ImageDel(ctx, envName, node)
+	return r.eachHost(ctx, "node:del", envName, node, func(s *session, n string) error {
+		if _, err := s.metal("node:del"); err != nil {
+			return err
+		}
+		return s.deleteHost(ctx, n)
+	})
 }
 
 // NetCreate makes network NAME of ENV: its bridge and its dnsmasq
