@@ -126,7 +126,13 @@ func Ensure(ctx context.Context, bridge string, gateway netip.Prefix, field stri
 	if err := CheckSubnet(ctx, gateway.Masked(), bridge, field); err != nil {
 		return err
 	}
-	err = IP(ctx, fmt.Sprintf("link add %s type bridge\naddr add %s dev %s\nlink set %s up\n", bridge, gateway, bridge, bridge))
+	// quickack: this machine acknowledges the hosts' segments at once.
+	// sshd leaves Nagle on for sessions without a terminal, so each small
+	// reply it sends before our delayed ACK (40 ms) of its last one waits
+	// for it: the first command on every new SSH connection took 45 ms
+	// instead of 2 (measured with x/crypto/ssh against OpenSSH 9.2).
+	err = IP(ctx, fmt.Sprintf("link add %[1]s type bridge\naddr add %[2]s dev %[1]s\nlink set %[1]s up\nroute replace %[3]s dev %[1]s proto kernel scope link src %[4]s quickack 1\n",
+		bridge, gateway, gateway.Masked(), gateway.Addr()))
 	if err != nil {
 		IP(context.WithoutCancel(ctx), "", "link", "del", bridge)
 		return fmt.Errorf("create bridge %s: %w", bridge, err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -50,12 +51,29 @@ type Conn interface {
 	AccessLogSince(ctx context.Context, at int64) (int64, lb.Requests, error)
 }
 
-// SSH reaches real hosts: steps over SSH (one connection per host per
-// call of Each), liveness by ping and an SSH login, services over HTTP.
+// SSH reaches real hosts: steps over SSH, liveness by ping and an SSH
+// login, services over HTTP. One connection per host serves every call
+// (the liveness login, then each Each's steps: a no-op env:startAll logs
+// in once per host, not once per phase); each is checked with a keepalive
+// before a later call reuses it. Close ends them.
 type SSH struct {
 	Auth        remote.Auth
 	SSHTimeout  time.Duration
 	PingTimeout time.Duration
+
+	once sync.Once
+	pool *remote.Pool
+}
+
+func (x *SSH) conns() *remote.Pool {
+	x.once.Do(func() { x.pool = remote.NewPool(x.Auth, x.SSHTimeout) })
+	return x.pool
+}
+
+// Close closes the connections kept to the hosts.
+func (x *SSH) Close() error {
+	x.conns().Close()
+	return nil
 }
 
 // Target makes the SSH target of an inventory host.
@@ -80,9 +98,7 @@ func (x *SSH) Each(ctx context.Context, hosts []inventory.Host, opt remote.Optio
 		byName[h.Name] = h
 		targets = append(targets, t)
 	}
-	pool := remote.NewPool(x.Auth, x.SSHTimeout)
-	defer pool.Close()
-	res := pool.Each(ctx, targets, opt, func(ctx context.Context, rs *remote.Session) error {
+	res := x.conns().Each(ctx, targets, opt, func(ctx context.Context, rs *remote.Session) error {
 		return step(ctx, &sshConn{rs: rs, h: byName[rs.Target.Name]})
 	})
 	return append(skipped, res...)
@@ -102,7 +118,7 @@ func (x *SSH) Alive(ctx context.Context, hosts []inventory.Host, parallel int) [
 		if err != nil {
 			return err
 		}
-		return liveness.SSH(ctx, t, x.Auth, x.SSHTimeout)
+		return x.conns().Login(ctx, t)
 	})
 }
 

@@ -1,6 +1,6 @@
 // Package liveness tells whether hosts are up: an ICMP echo (pro-bing, raw
-// sockets, so root or CAP_NET_RAW is needed) and an SSH login checked
-// against the host's pinned key.
+// sockets, so root or CAP_NET_RAW is needed); the SSH login checked against
+// the host's pinned key is remote.Pool's Login, which keeps the connection.
 package liveness
 
 import (
@@ -12,7 +12,6 @@ import (
 
 	"booted/internal/fanout"
 	"booted/internal/inventory"
-	"booted/internal/remote"
 )
 
 // Ping sends count echo requests to each address, at most parallel
@@ -47,16 +46,6 @@ func ping(ctx context.Context, addr string, count int, timeout time.Duration) (i
 		return st.PacketsSent, fmt.Errorf("no reply to ping within %v", timeout)
 	}
 	return st.PacketsSent, nil
-}
-
-// SSH logs in to t and closes the connection: the host answers SSH with its
-// pinned key and takes the deploy key.
-func SSH(ctx context.Context, t remote.Target, a remote.Auth, timeout time.Duration) error {
-	c, err := remote.Dial(ctx, t, a, timeout)
-	if err != nil {
-		return err
-	}
-	return c.Close()
 }
 
 // Checked are the states in which a host is expected to be up, and so is

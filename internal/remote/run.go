@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,27 +21,44 @@ import (
 var ErrUnreachable = errors.New("unreachable")
 
 // Pool keeps one connection per host, so that the steps of one operation
-// (mkdir, upload, switch, start, check) share it. Close ends them all.
+// (mkdir, upload, switch, start, check) share it, and the operations of one
+// session (liveness login, status read, load-balancer compare) too. Close
+// ends them all.
 type Pool struct {
 	auth    Auth
 	timeout time.Duration
 
 	mu    sync.Mutex
-	conns map[string]*ssh.Client
+	conns map[string]*pooled
+}
+
+// pooled is a connection and what it was made for.
+type pooled struct {
+	c *ssh.Client
+	t Target
+	// fresh: not used by a step since it was dialed or last checked.
+	fresh bool
 }
 
 // NewPool returns a pool that logs in with auth, giving each dial timeout.
 func NewPool(auth Auth, timeout time.Duration) *Pool {
-	return &Pool{auth: auth, timeout: timeout, conns: map[string]*ssh.Client{}}
+	return &Pool{auth: auth, timeout: timeout, conns: map[string]*pooled{}}
+}
+
+// sameTarget tells whether a connection made for a still reaches b: the
+// same address, port and pinned key (a re-enrolled host is dialed again).
+func sameTarget(a, b Target) bool {
+	return a.Addr == b.Addr && a.Port == b.Port && a.HostKey != nil && b.HostKey != nil &&
+		bytes.Equal(a.HostKey.Marshal(), b.HostKey.Marshal())
 }
 
 // Client returns the connection to t, dialing it the first time.
 func (p *Pool) Client(ctx context.Context, t Target) (*ssh.Client, error) {
 	p.mu.Lock()
-	c := p.conns[t.Name]
+	pc := p.conns[t.Name]
 	p.mu.Unlock()
-	if c != nil {
-		return c, nil
+	if pc != nil && sameTarget(pc.t, t) {
+		return pc.c, nil
 	}
 	c, err := Dial(ctx, t, p.auth, p.timeout)
 	if err != nil {
@@ -51,24 +69,89 @@ func (p *Pool) Client(ctx context.Context, t Target) (*ssh.Client, error) {
 		}
 		return nil, err
 	}
+	return p.keep(t, c, false), nil
+}
+
+// keep records c as t's connection, unless one for the same target is
+// kept already: then c is closed and that one returned (a step may be
+// using it; the next Each checks it before use).
+func (p *Pool) keep(t Target, c *ssh.Client, fresh bool) *ssh.Client {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if old := p.conns[t.Name]; old != nil {
-		c.Close()
-		return old, nil
+		if sameTarget(old.t, t) {
+			c.Close()
+			return old.c
+		}
+		old.c.Close() // made for another address or key: never to be used
 	}
-	p.conns[t.Name] = c
-	return c, nil
+	p.conns[t.Name] = &pooled{c: c, t: t, fresh: fresh}
+	return c
+}
+
+// Login dials and logs in to t afresh (a liveness check: the host answers
+// SSH with its pinned key and takes the deploy key now) and keeps the
+// connection for the steps that follow. Its error is Dial's.
+func (p *Pool) Login(ctx context.Context, t Target) error {
+	c, err := Dial(ctx, t, p.auth, p.timeout)
+	if err != nil {
+		p.Drop(t.Name)
+		return err
+	}
+	p.keep(t, c, true)
+	return nil
+}
+
+// check makes sure the kept connection to t, if any, still answers before
+// a step uses it (the host may have been stopped or rebooted since): a
+// keepalive request and its reply, within the dial timeout. One that does
+// not answer is dropped, so that the step dials again.
+func (p *Pool) check(ctx context.Context, t Target) {
+	p.mu.Lock()
+	pc := p.conns[t.Name]
+	if pc != nil && pc.fresh {
+		pc.fresh = false
+		p.mu.Unlock()
+		return // just dialed: the login was the check
+	}
+	p.mu.Unlock()
+	if pc == nil {
+		return
+	}
+	if !sameTarget(pc.t, t) {
+		p.Drop(t.Name)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := pc.c.SendRequest("keepalive@openssh.com", true, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			return
+		}
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	if p.conns[t.Name] == pc {
+		delete(p.conns, t.Name)
+	}
+	p.mu.Unlock()
+	pc.c.Close()
 }
 
 // Drop closes and forgets the connection to host name.
 func (p *Pool) Drop(name string) {
 	p.mu.Lock()
-	c := p.conns[name]
+	pc := p.conns[name]
 	delete(p.conns, name)
 	p.mu.Unlock()
-	if c != nil {
-		c.Close()
+	if pc != nil {
+		pc.c.Close()
 	}
 }
 
@@ -76,8 +159,8 @@ func (p *Pool) Drop(name string) {
 func (p *Pool) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for n, c := range p.conns {
-		c.Close()
+	for n, pc := range p.conns {
+		pc.c.Close()
 		delete(p.conns, n)
 	}
 }

@@ -122,7 +122,12 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 	return s, nil
 }
 
-func (s *session) Close() error { return s.store.Close() }
+func (s *session) Close() error {
+	if c, ok := s.io.(io.Closer); ok && s.io != s.r.io {
+		c.Close() // the connections kept to the hosts
+	}
+	return s.store.Close()
+}
 
 // openProvider opens the environment's provider through the registry,
 // installing what it (and the controller) needs.
