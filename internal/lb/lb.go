@@ -65,12 +65,9 @@ var ErrRefused = fmt.Errorf("nginx -t refused the new configuration; the old one
 // have finished their requests) or starts nginx under booted's supervisor.
 // It returns "reloaded", "started" or "unchanged".
 func Apply(ctx context.Context, s *remote.Session, conf []byte) (string, error) {
-	if err := supervise.Ensure(ctx, s); err != nil {
-		return "", err
-	}
 	nginx := fmt.Sprintf("nginx -p %[1]s/ -c %[1]s/nginx.conf -e %[1]s/logs/error.log", Prefix)
-	script := fmt.Sprintf(`set -e
-P=%[1]s
+	// The supervisor first (it starts nginx), in the same command.
+	script := supervise.EnsureScript() + fmt.Sprintf(`P=%[1]s
 mkdir -p $P/run $P/logs $P/tmp
 cat > $P/nginx.conf.next.$$ <<'BOOTED_EOF'
 %[2]sBOOTED_EOF

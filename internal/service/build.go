@@ -95,6 +95,15 @@ func (d *Def) Build(ctx context.Context, root, cacheDir, version string, log io.
 	if err != nil {
 		return nil, err
 	}
+	return d.BuildCommit(ctx, root, cacheDir, version, commit, log)
+}
+
+// BuildCommit is Build of a version already resolved to commit (by Resolve).
+func (d *Def) BuildCommit(ctx context.Context, root, cacheDir, version, commit string, log io.Writer) (*Artifact, error) {
+	cacheDir, err := filepath.Abs(cacheDir)
+	if err != nil {
+		return nil, err
+	}
 	repo, err := d.repo(ctx, root, cacheDir, false)
 	if err != nil {
 		return nil, err

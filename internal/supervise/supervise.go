@@ -49,15 +49,21 @@ const Path = "/opt/booted/bin/booted-supervise"
 
 // Ensure writes the supervisor script if the host's copy differs.
 func Ensure(ctx context.Context, s Runner) error {
+	return s.Run(ctx, EnsureScript())
+}
+
+// EnsureScript is the shell step Ensure runs (set -e), for callers that
+// put it in front of their own script (one command, one round trip).
+func EnsureScript() string {
 	h := sha256.Sum256([]byte(supervisor))
 	want := hex.EncodeToString(h[:])
-	script := fmt.Sprintf(`set -e
+	return fmt.Sprintf(`set -e
 if [ "$(sha256sum %[1]s 2>/dev/null | cut -d' ' -f1)" != %[2]s ]; then
 	mkdir -p %[3]s
 	cat > %[1]s.tmp <<'BOOTED_EOF'
 %[4]sBOOTED_EOF
 	chmod 755 %[1]s.tmp
 	mv -f %[1]s.tmp %[1]s
-fi`, Path, want, path.Dir(Path), supervisor)
-	return s.Run(ctx, script)
+fi
+`, Path, want, path.Dir(Path), supervisor)
 }

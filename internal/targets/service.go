@@ -34,9 +34,10 @@ func (s *session) serviceHosts(ctx context.Context, svc, role string) ([]invento
 // artifacts is where builds (and mirrors of services' repositories) are kept.
 func (s *session) artifacts() string { return filepath.Join(s.r.Inventory, "artifacts") }
 
-// buildArtifact builds (or takes from the cache) version of def.
-func (s *session) buildArtifact(ctx context.Context, def *service.Def, version string) (*service.Artifact, error) {
-	a, err := def.Build(ctx, s.r.Root, s.artifacts(), version, io.Discard)
+// buildArtifact builds (or takes from the cache) version of def, which
+// Resolve gave as commit.
+func (s *session) buildArtifact(ctx context.Context, def *service.Def, version, commit string) (*service.Artifact, error) {
+	a, err := def.BuildCommit(ctx, s.r.Root, s.artifacts(), version, commit, io.Discard)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +145,8 @@ func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) er
 
 // deploy rolls version of def out to hosts (see package rollout).
 func (s *session) deploy(ctx context.Context, def *service.Def, version string, hosts []inventory.Host) error {
-	if _, err := def.Resolve(ctx, s.r.Root, s.artifacts(), version); err != nil {
+	commit, err := def.Resolve(ctx, s.r.Root, s.artifacts(), version)
+	if err != nil {
 		return err // before anything is touched
 	}
 	size, err := rollout.ParseBatch(s.r.Batch)
@@ -159,7 +161,7 @@ func (s *session) deploy(ctx context.Context, def *service.Def, version string, 
 	if err != nil || len(hosts) == 0 {
 		return err
 	}
-	a, err := s.buildArtifact(ctx, def, version)
+	a, err := s.buildArtifact(ctx, def, version, commit)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"text/template"
 	"time"
@@ -240,8 +242,8 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 	if err != nil {
 		return inst, err
 	}
-	if len(pidsIn(netnsInode(r.Netns))) > 0 {
-		return inst, nil // already running
+	if p.running(r) {
+		return inst, nil
 	}
 	if err := bridge.IP(ctx, "", "-n", r.Netns, "link", "set", "eth0", "up"); err != nil {
 		return inst, fmt.Errorf("host %s: %w", s.Name, err)
@@ -281,6 +283,11 @@ func (p *Provider) boot(ctx context.Context, r record) error {
 		logf.Close()
 		return err
 	}
+	// unshare, in the host's network namespace, lives as long as the host:
+	// its PID tells at once that the host runs (see running).
+	if err := os.WriteFile(filepath.Join(dir, "init.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		cmd.Process.Kill()
+	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait(); logf.Close() }() // reaped when the host stops
 	deadline := time.NewTimer(bootTimeout)
@@ -302,6 +309,22 @@ func (p *Provider) boot(ctx context.Context, r record) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// running tells whether any process runs in the host's network namespace:
+// the one boot started, if it still does (one read), else any (a walk of
+// /proc, which grows with the machine's processes).
+func (p *Provider) running(r record) bool {
+	ino := netnsInode(r.Netns)
+	if ino == 0 {
+		return false
+	}
+	if b, err := os.ReadFile(filepath.Join(p.hostDir(r.Name), "init.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && inNetns(pid, ino) {
+			return true
+		}
+	}
+	return len(pidsIn(ino)) > 0
 }
 
 // Stop kills every process of the host and takes its link down.
@@ -366,7 +389,7 @@ func (p *Provider) Teardown(ctx context.Context) error {
 
 func (p *Provider) instance(r record) provider.Instance {
 	st := provider.Off
-	if len(pidsIn(netnsInode(r.Netns))) > 0 {
+	if p.running(r) {
 		st = provider.Running
 	}
 	return provider.Instance{Name: r.Name, ID: r.Netns, Addr: r.Addr, MAC: r.MAC, State: st}

@@ -15,22 +15,24 @@ func pidsIn(ino uint64) []int {
 	if ino == 0 {
 		return nil
 	}
-	want := fmt.Sprintf("net:[%d]", ino)
 	ents, _ := os.ReadDir("/proc")
-	self := os.Getpid()
 	var out []int
 	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
+		if pid, err := strconv.Atoi(e.Name()); err == nil && inNetns(pid, ino) {
+			out = append(out, pid)
 		}
-		link, err := os.Readlink("/proc/" + e.Name() + "/ns/net")
-		if err != nil || link != want || zombie(pid) {
-			continue
-		}
-		out = append(out, pid)
 	}
 	return out
+}
+
+// inNetns tells whether pid is a live process (not this one) in the
+// network namespace with inode ino.
+func inNetns(pid int, ino uint64) bool {
+	if pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	link, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	return err == nil && link == fmt.Sprintf("net:[%d]", ino) && !zombie(pid)
 }
 
 // zombie reports whether pid has exited but is not reaped yet (or is gone).
