@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -111,5 +112,32 @@ func TestProgress_FitsTheTerminal(t *testing.T) {
 		if n := utf8.RuneCountInString(draws[i]); n >= want || !strings.HasSuffix(draws[i], "…") {
 			t.Errorf("draw %d at width %d is %d columns: %q", i, want, n, draws[i])
 		}
+	}
+}
+
+// Listings with BOOTED_OUTPUT=json are JSON lines: each line one row, whole.
+func TestRows_JSONLines(t *testing.T) {
+	type row struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+	}
+	var b bytes.Buffer
+	rows := []row{{"w1", "serving"}, {"w2", "failed"}}
+	if err := Rows(&b, true, rows, []string{"NAME", "STATE"}, func(r row) []string { return []string{r.Name, r.State} }); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines for 2 rows:\n%s", len(lines), &b)
+	}
+	for i, l := range lines {
+		var got row
+		if err := json.Unmarshal([]byte(l), &got); err != nil || got != rows[i] {
+			t.Errorf("line %d %q: %+v, %v; want %+v", i+1, l, got, err, rows[i])
+		}
+	}
+	b.Reset()
+	if err := Rows(&b, true, []row{}, nil, nil); err != nil || b.Len() != 0 {
+		t.Errorf("no rows: %q, %v; want nothing", &b, err)
 	}
 }

@@ -9,15 +9,17 @@ import (
 )
 
 // Rows writes rows as an aligned table under header (an empty cell shows
-// as "-"), or as a JSON array with asJSON.
+// as "-"), or with asJSON as JSON lines: one object per row, each on a line
+// of its own (as jq, grep and a line reader take them; no rows, no lines).
 func Rows[T any](w io.Writer, asJSON bool, rows []T, header []string, cells func(T) []string) error {
 	if asJSON {
-		if rows == nil {
-			rows = []T{}
-		}
 		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		for _, x := range rows {
+			if err := enc.Encode(x); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))

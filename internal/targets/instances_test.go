@@ -406,7 +406,7 @@ func TestInstances_Targets(t *testing.T) {
 	f.out.Reset()
 	f.must(t, f.r.InstancesRun(ctx, env, "ami-local", 2))
 	var rows []instanceRow
-	if err := json.Unmarshal([]byte(f.out.String()), &rows); err != nil || len(rows) != 2 {
+	if err := unmarshalRows([]byte(f.out.String()), &rows); err != nil || len(rows) != 2 {
 		t.Fatalf("instances:run printed %v %s", err, f.out)
 	}
 	for _, r := range rows {
@@ -423,7 +423,7 @@ func TestInstances_Targets(t *testing.T) {
 		f.out.Reset()
 		f.must(t, f.r.InstancesDescribe(ctx, env))
 		var rs []instanceRow
-		json.Unmarshal([]byte(f.out.String()), &rs)
+		unmarshalRows([]byte(f.out.String()), &rs)
 		by := map[string]string{}
 		for _, r := range rs {
 			by[r.ID] = r.State
@@ -473,7 +473,7 @@ func TestInstances_Targets(t *testing.T) {
 	f.out.Reset()
 	f.must(t, f.r.InstancesDescribe(ctx, env))
 	var all []instanceRow
-	json.Unmarshal([]byte(f.out.String()), &all)
+	unmarshalRows([]byte(f.out.String()), &all)
 	var failed *instanceRow
 	for i := range all {
 		if all[i].ID != rows[0].ID && all[i].ID != rows[1].ID {
@@ -553,7 +553,7 @@ func TestInstances_Reservations(t *testing.T) {
 	m.out.Reset()
 	m.must(t, m.r.SystemsList(ctx, env))
 	var rows []systemRow
-	if err := json.Unmarshal([]byte(m.out.String()), &rows); err != nil || len(rows) != 3 {
+	if err := unmarshalRows([]byte(m.out.String()), &rows); err != nil || len(rows) != 3 {
 		t.Fatalf("systems:list: %v %s", err, m.out)
 	}
 	if rows[0].State != "role workers" || rows[1].Reserved != "alice" || rows[1].Instance != alices[0].ID || rows[2].Owner != "bob" {

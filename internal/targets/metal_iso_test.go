@@ -2,7 +2,6 @@ package targets
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -90,7 +89,7 @@ func (m *metalProject) isoInstall(t *testing.T, ctx context.Context) {
 	m.must(t, m.r.OSImageList(ctx, env))
 	m.r.JSON = false
 	var imgs []osimageRow
-	if err := json.Unmarshal([]byte(m.out.String()), &imgs); err != nil || len(imgs) != 2 {
+	if err := unmarshalRows([]byte(m.out.String()), &imgs); err != nil || len(imgs) != 2 {
 		t.Fatalf("osimage:list: %v %s", err, m.out)
 	}
 	if imgs[0].Name != "debian" || imgs[0].Method != "image" || len(imgs[0].Nodes) != 3 || imgs[1].Name != img || imgs[1].Method != "kickstart" || len(imgs[1].Nodes) != 0 {
@@ -240,7 +239,7 @@ func TestMetal_NetCreateDel(t *testing.T) {
 		m.out.Reset()
 		m.must(t, m.r.NetList(ctx, env))
 		var nets []netRow
-		if err := json.Unmarshal([]byte(m.out.String()), &nets); err != nil || len(nets) != 1 {
+		if err := unmarshalRows([]byte(m.out.String()), &nets); err != nil || len(nets) != 1 {
 			t.Fatalf("net:list: %v %s", err, m.out)
 		}
 		return nets[0]

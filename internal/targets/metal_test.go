@@ -2,7 +2,6 @@ package targets
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -180,7 +179,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	m.must(t, m.r.NodeCreate(ctx, env, "n1"))
 	m.r.JSON = false
 	var imgs []imageRow
-	if err := json.Unmarshal([]byte(m.out.String()), &imgs); err != nil || len(imgs) != 1 || imgs[0].Name != "n1" || imgs[0].Power != "stopped" {
+	if err := unmarshalRows([]byte(m.out.String()), &imgs); err != nil || len(imgs) != 1 || imgs[0].Name != "n1" || imgs[0].Power != "stopped" {
 		t.Errorf("image:list after node:create n1: %v %s", err, m.out)
 	}
 
@@ -273,7 +272,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	m.out.Reset()
 	m.must(t, m.r.NodeList(ctx, env))
 	var nodes []nodeRow
-	if err := json.Unmarshal([]byte(m.out.String()), &nodes); err != nil || len(nodes) != 3 {
+	if err := unmarshalRows([]byte(m.out.String()), &nodes); err != nil || len(nodes) != 3 {
 		t.Fatalf("node:list: %v %s", err, m.out)
 	}
 	if nodes[0].Power != "on" || !strings.HasPrefix(nodes[1].Install, "installed") || nodes[2].Power != "no answer" || nodes[2].State != "terminated" {
@@ -286,7 +285,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	m.must(t, m.r.NetList(ctx, env))
 	m.r.JSON = false
 	var nets []netRow
-	if err := json.Unmarshal([]byte(m.out.String()), &nets); err != nil || len(nets) != 1 || !strings.HasPrefix(nets[0].DHCP, "dnsmasq pid ") || nets[0].Nodes != 3 {
+	if err := unmarshalRows([]byte(m.out.String()), &nets); err != nil || len(nets) != 1 || !strings.HasPrefix(nets[0].DHCP, "dnsmasq pid ") || nets[0].Nodes != 3 {
 		t.Errorf("net:list: %v %s", err, m.out)
 	}
 
@@ -333,7 +332,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	m.must(t, m.r.InstancesRun(ctx, env, "ami-debian12", 1))
 	t.Logf("instances:run on bare metal (n3, PXE to running): %v", time.Since(start).Round(time.Second))
 	var rows []instanceRow
-	if err := json.Unmarshal([]byte(m.out.String()), &rows); err != nil || len(rows) != 1 || rows[0].State != "running" || rows[0].Address != m.ips[2] {
+	if err := unmarshalRows([]byte(m.out.String()), &rows); err != nil || len(rows) != 1 || rows[0].State != "running" || rows[0].Address != m.ips[2] {
 		t.Fatalf("instances:run on bare metal: %v %s", err, m.out)
 	}
 	if err := m.r.InstancesRun(ctx, env, "ami-debian12", 1); err == nil || !strings.Contains(err.Error(), "InsufficientInstanceCapacity") {

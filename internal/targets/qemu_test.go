@@ -2,7 +2,6 @@ package targets
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -80,7 +79,7 @@ func TestQemu_VMBootsAndPhonesHome(t *testing.T) {
 	f.must(t, f.r.ImageList(ctx, f.proj.Env))
 	f.r.JSON = false
 	var imgs []imageRow
-	if err := json.Unmarshal([]byte(f.out.String()), &imgs); err != nil || len(imgs) != 2 {
+	if err := unmarshalRows([]byte(f.out.String()), &imgs); err != nil || len(imgs) != 2 {
 		t.Fatalf("image:list: %v %s", err, f.out)
 	}
 	if imgs[0].MAC == imgs[1].MAC || imgs[0].IP == imgs[1].IP || imgs[0].Power != "stopped" {
@@ -142,7 +141,7 @@ func TestQemu_Instance(t *testing.T) {
 	f.out.Reset()
 	f.must(t, f.r.InstancesDescribe(ctx, env))
 	var huge []instanceRow
-	if json.Unmarshal([]byte(f.out.String()), &huge); len(huge) != 1 || huge[0].State != "terminated" || !strings.Contains(huge[0].Reason, "qemu:") {
+	if unmarshalRows([]byte(f.out.String()), &huge); len(huge) != 1 || huge[0].State != "terminated" || !strings.Contains(huge[0].Reason, "qemu:") {
 		t.Fatalf("the q.huge instance in describe: %+v", huge)
 	}
 	t.Logf("q.huge: %s", huge[0].Reason)
@@ -156,7 +155,7 @@ func TestQemu_Instance(t *testing.T) {
 	f.must(t, f.r.InstancesRun(ctx, env, "ami-debian12", 1))
 	t.Logf("instances:run to running: %v", time.Since(start).Round(time.Second))
 	var rows []instanceRow
-	if err := json.Unmarshal([]byte(f.out.String()), &rows); err != nil || len(rows) != 1 {
+	if err := unmarshalRows([]byte(f.out.String()), &rows); err != nil || len(rows) != 1 {
 		t.Fatalf("instances:run printed %v %s", err, f.out)
 	}
 	in := rows[0]

@@ -184,7 +184,7 @@ func TestTargets_Services(t *testing.T) {
 	f.out.Reset()
 	f.must(t, f.r.EnvStatus(ctx, env))
 	var st []statusRow
-	if err := json.Unmarshal(f.out.Bytes(), &st); err != nil {
+	if err := unmarshalRows(f.out.Bytes(), &st); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range st {

@@ -3,10 +3,12 @@ package targets
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -65,7 +67,7 @@ func (f *fixture) hostsOf(t *testing.T, env string) map[string]hostRow {
 		t.Fatal(err)
 	}
 	var rows []hostRow
-	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+	if err := unmarshalRows(out.Bytes(), &rows); err != nil {
 		t.Fatalf("hosts:list JSON: %v\n%s", err, &out)
 	}
 	m := map[string]hostRow{}
@@ -169,7 +171,7 @@ func TestTargets_StartResetSSH(t *testing.T) {
 	f.out.Reset()
 	f.must(t, f.r.ImageList(ctx, f.proj.Env))
 	var imgs []imageRow
-	if err := json.Unmarshal(f.out.Bytes(), &imgs); err != nil || len(imgs) != 2 {
+	if err := unmarshalRows(f.out.Bytes(), &imgs); err != nil || len(imgs) != 2 {
 		t.Errorf("image:list after del: %v %s", err, f.out)
 	}
 }
@@ -221,4 +223,23 @@ func TestTargets_RoleFollowsEnvFile(t *testing.T) {
 	if h := f.hosts(t)["w2"]; h.Role != "batch" {
 		t.Errorf("w2 after the env file moved it to role batch: %+v", h)
 	}
+}
+
+// unmarshalRows decodes a listing's BOOTED_OUTPUT=json (JSON lines: one
+// row per line) into the slice v points to; a line that is not one whole
+// JSON value is an error.
+func unmarshalRows(data []byte, v any) error {
+	sv := reflect.ValueOf(v).Elem()
+	sv.Set(reflect.MakeSlice(sv.Type(), 0, 0))
+	for i, l := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		x := reflect.New(sv.Type().Elem())
+		if err := json.Unmarshal([]byte(l), x.Interface()); err != nil {
+			return fmt.Errorf("line %d %q: %w", i+1, l, err)
+		}
+		sv.Set(reflect.Append(sv, x.Elem()))
+	}
+	return nil
 }
