@@ -302,6 +302,13 @@ func (Bench) Fanout(ctx context.Context, n int) error {
 	return run(func(r *targets.Runner) error { return r.BenchFanout(ctx, n) })
 }
 
+// Daily measures, on ENV (which it brings up first if needed), what every day costs: one call through go run mage.go against the compiled command, a no-op env:startAll, and the discovery latency (p50, p99), side by side.
+//
+// Settings: BOOTED_BENCH_RUNS (runs per figure, default 5), BOOTED_OUTPUT=json.
+func (Bench) Daily(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.BenchDaily(ctx, env) })
+}
+
 // Monitor keeps environments inside their SLA.
 type Monitor mg.Namespace
 
