@@ -71,6 +71,7 @@ var Catalog = []Target{
 	{"nginx:restart", []Arg{s("env")}},
 	{"bench:load", []Arg{s("env"), {"d", "duration"}, {"rate", "int"}}},
 	{"bench:fanout", []Arg{{"n", "int"}}},
+	{"bench:daily", []Arg{s("env")}},
 	{"monitor:run", []Arg{s("env")}},
 	{"monitor:status", []Arg{s("env")}},
 	{"power:on", []Arg{s("env"), s("node")}},
