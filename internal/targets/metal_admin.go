@@ -39,9 +39,7 @@ func (r *Runner) OSImageImport(ctx context.Context, envName, iso, name string) e
 			return fmt.Errorf("osimage %s is imported, but not served: %w", in.Name, err)
 		}
 		if r.JSON {
-			e := json.NewEncoder(r.Out)
-			e.SetIndent("", "  ")
-			return e.Encode(in)
+			return json.NewEncoder(r.Out).Encode(in) // one line
 		}
 		fmt.Fprintf(r.Out, "%s: imported %s %s %s from %s (%s install, %d MB); served at %s/metal/images/%s/; install a node from it with node:deploy %s NODE %s\n",
 			in.Name, in.Product, in.Version, in.Arch, iso, in.Method, in.Bytes>>20, "http://"+s.env.CallbackAddr(), in.Name, envName, in.Name)
