@@ -83,6 +83,11 @@ CREATE TABLE IF NOT EXISTS counters (
 	env TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (env, name));
 CREATE TABLE IF NOT EXISTS kv (
 	env TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (env, key));
+CREATE TABLE IF NOT EXISTS host_attrs (
+	env TEXT NOT NULL, host TEXT NOT NULL, key TEXT NOT NULL, pos INTEGER NOT NULL, value TEXT NOT NULL,
+	PRIMARY KEY (env, host, key, pos));
+CREATE TABLE IF NOT EXISTS pools (
+	env TEXT NOT NULL, pool TEXT NOT NULL, host TEXT NOT NULL, PRIMARY KEY (env, pool, host));
 CREATE TABLE IF NOT EXISTS enrollments (
 	env TEXT NOT NULL, name TEXT NOT NULL,
 	token_hash TEXT NOT NULL DEFAULT '', issued INTEGER NOT NULL DEFAULT 0, expires INTEGER NOT NULL DEFAULT 0,
@@ -473,8 +478,10 @@ func (tx *Tx) Forget(env, name, why string) error {
 	if err := tx.write(); err != nil {
 		return err
 	}
-	if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM hosts WHERE env = ? AND name = ?`, env, name); err != nil {
-		return fmt.Errorf("inventory: %w", err)
+	for _, q := range []string{`DELETE FROM hosts WHERE env = ? AND name = ?`, `DELETE FROM host_attrs WHERE env = ? AND host = ?`, `DELETE FROM pools WHERE env = ? AND host = ?`} {
+		if _, err := tx.tx.ExecContext(tx.ctx, q, env, name); err != nil {
+			return fmt.Errorf("inventory: %w", err)
+		}
 	}
 	return tx.Record(Event{Env: env, Host: name, Kind: "forgotten", Detail: why})
 }
