@@ -50,6 +50,9 @@ func exitCode(err error) error {
 	if errors.As(err, &he) && !he.Failed {
 		return mg.Fatal(3, err)
 	}
+	if targets.Refused(err) {
+		return mg.Fatal(2, err)
+	}
 	return err
 }
 
@@ -190,6 +193,44 @@ func (Hosts) Filter(ctx context.Context, env string) error {
 // Settings: BOOTED_PARALLEL (default 64), BOOTED_RETRY=failed, BOOTED_OUTPUT=json.
 func (Hosts) Run(ctx context.Context, env, cmd string) error {
 	return run(func(r *targets.Runner) error { return r.HostsRun(ctx, env, cmd) })
+}
+
+// Query lists the hosts of ENV that EXPR matches: name:, role:, pool:, class:, state:, provider:, connected: (globs), attr:KEY, attr:KEY=VALUE, joined by and, or, not and parentheses. Every target taking ENV/ROLE takes ENV/EXPR too.
+//
+// Settings: BOOTED_OUTPUT=json.
+func (Hosts) Query(ctx context.Context, env, expr string) error {
+	return run(func(r *targets.Runner) error { return r.HostsQuery(ctx, env, expr) })
+}
+
+// Pick lists N hosts that EXPR matches, each with a different value of attribute KEY (clusto's "4 unallocated servers, each in a different rack": hosts:pick local attr:status=unallocated 4 rack).
+//
+// Settings: BOOTED_OUTPUT=json.
+func (Hosts) Pick(ctx context.Context, env, expr string, n int, key string) error {
+	return run(func(r *targets.Runner) error { return r.HostsPick(ctx, env, expr, n, key) })
+}
+
+// Attr changes or shows HOST's attributes; SPEC is one quoted argument: "add KEY VALUE…", "set KEY VALUE…", "del KEY [VALUE…]" or "get [KEY]".
+//
+// Settings: BOOTED_OUTPUT=json, BOOTED_LOCK_WAIT.
+func (Hosts) Attr(ctx context.Context, env, host, spec string) error {
+	return run(func(r *targets.Runner) error { return r.HostsAttr(ctx, env, host, spec) })
+}
+
+// Pool adds hosts to POOL or removes them; SPEC is one quoted argument: "add HOST…" or "del HOST…".
+//
+// Settings: BOOTED_LOCK_WAIT.
+func (Hosts) Pool(ctx context.Context, env, pool, spec string) error {
+	return run(func(r *targets.Runner) error { return r.HostsPool(ctx, env, pool, spec) })
+}
+
+// Pools lists the pools of hosts.
+type Pools mg.Namespace
+
+// List prints the pools of ENV with their hosts.
+//
+// Settings: BOOTED_OUTPUT=json.
+func (Pools) List(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.PoolsList(ctx, env) })
 }
 
 // Put copies local file SRC to DST on every host of ENV (or ENV/ROLE) over SFTP, skipping hosts that have that content already.

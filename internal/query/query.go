@@ -65,9 +65,23 @@ func Parse(input string) (Expr, error) {
 		return nil, err
 	}
 	if t := p.peek(); t.kind != tEnd {
-		return nil, p.fail(t, "expected and, or, or the end, got %q", t.text)
+		return nil, p.fail(t, "expected and, or, or the end, got %q%s", t.text, p.hint())
 	}
 	return e, nil
+}
+
+// hint names the bare word before the current token, if any: a misspelt
+// keyword ("nto") reads as a role or host name, and the error comes a word
+// later.
+func (p *parser) hint() string {
+	if p.i == 0 {
+		return ""
+	}
+	prev := p.toks[p.i-1]
+	if prev.kind != tWord || strings.Contains(prev.text, ":") {
+		return ""
+	}
+	return fmt.Sprintf(" (%q before it reads as a role or host name: is it a misspelt and, or, not?)", prev.text)
 }
 
 type kind int
@@ -189,7 +203,7 @@ func (p *parser) primary() (Expr, error) {
 			return nil, err
 		}
 		if c := p.next(); c.kind != tRParen {
-			return nil, p.fail(c, "expected ) to close the ( at position %d, got %s", t.pos+1, describe(c))
+			return nil, p.fail(c, "expected ) to close the ( at position %d, got %s%s", t.pos+1, describe(c), p.hint())
 		}
 		return e, nil
 	case t.kind == tWord && !keyword(t, "and") && !keyword(t, "or") && !keyword(t, "not"):

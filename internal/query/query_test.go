@@ -49,8 +49,8 @@ func TestMatch(t *testing.T) {
 		{"connected:bt-local", "w1"},
 		{"provider:baremetal", "n1"},
 		{"workers", "w1 w2 w3"}, // ENV/ROLE's shorthand
-		{"w2", "w2"},           // a host name
-		{"w1,lb1", "w1 lb1"},   // ENV/a,b's shorthand
+		{"w2", "w2"},            // a host name
+		{"w1,lb1", "w1 lb1"},    // ENV/a,b's shorthand
 		{"w1,lb1 and state:serving", "w1 lb1"},
 		{"name:zz", ""},
 	} {
@@ -87,6 +87,7 @@ func TestParse_Errors(t *testing.T) {
 		{"not", 3, "got the end"},
 		{"and role:x", 0, `got "and"`},
 		{"()", 1, `got ")"`},
+		{"role:workers and nto state:failed", 21, `got "state:failed" ("nto" before it reads as a role or host name: is it a misspelt and, or, not?)`},
 		{",", 0, "expected host names"},
 	} {
 		_, err := Parse(c.expr)

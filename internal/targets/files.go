@@ -17,7 +17,7 @@ func (s *session) hostsOf(ctx context.Context, sel string) ([]inventory.Host, er
 	if err := s.recordKnown(ctx); err != nil {
 		return nil, err
 	}
-	hosts, err := s.selectHosts(ctx, role, nil)
+	hosts, err := s.selectBy(ctx, role, nil)
 	if err == nil {
 		hosts, err = s.limited(hosts)
 	}

@@ -36,10 +36,27 @@ type hostRow struct {
 	Reason  string `json:"reason,omitempty"`
 	// Stage is the last stage a booting bare-metal node reached (STAGE@TIME).
 	Stage string `json:"stage,omitempty"`
+	// Attrs are the operator's attributes (hosts:attr); Pools the pools
+	// the host is in (hosts:pool).
+	Attrs map[string][]string `json:"attrs,omitempty"`
+	Pools []string            `json:"pools,omitempty"`
 }
 
 func (s *session) printHosts(ctx context.Context) error {
 	hosts, err := s.store.Hosts(ctx, s.env.Name)
+	if err != nil {
+		return err
+	}
+	return s.printHostRows(ctx, hosts)
+}
+
+// printHostRows lists hosts as hosts:list does.
+func (s *session) printHostRows(ctx context.Context, hosts []inventory.Host) error {
+	attrs, err := s.store.AllAttrs(ctx, s.env.Name)
+	if err != nil {
+		return err
+	}
+	subs, err := s.subjects(ctx, hosts)
 	if err != nil {
 		return err
 	}
@@ -57,7 +74,7 @@ func (s *session) printHosts(ctx context.Context) error {
 			}
 		}
 		rows = append(rows, hostRow{Name: h.Name, Role: h.Role, State: string(h.State), IP: h.Addr, HostKey: h.HostKey,
-			Since: h.Since.UTC().Format(time.RFC3339), Reason: reason, Stage: stage})
+			Since: h.Since.UTC().Format(time.RFC3339), Reason: reason, Stage: stage, Attrs: attrs[h.Name], Pools: subs[h.Name].Pools})
 	}
 	return printRows(s.r, rows, []string{"NAME", "ROLE", "STATE", "IP", "HOSTKEY", "SINCE", "REASON"}, func(x hostRow) []string {
 		return []string{x.Name, x.Role, x.State, x.IP, fingerprint(x.HostKey), x.Since, x.Reason}

@@ -56,6 +56,9 @@ func TestInstall_CompiledCommand(t *testing.T) {
 	if out, code := booted("env:startAll", env); code != 0 {
 		t.Fatalf("env:startAll: exit %d: %s", code, out)
 	}
+	if out, code := booted("hosts:run", env+"/role:workers and nto state:failed", "true"); code != 2 || !strings.Contains(out, "^") {
+		t.Errorf("a bad expression: exit %d, want 2 (refused input): %s", code, out)
+	}
 	if out, code := booted("hosts:run", env+"/workers", "[ $(hostname) != w2 ]"); code != 1 || !strings.Contains(out, "w2") {
 		t.Errorf("a command failing on w2: exit %d, want 1: %s", code, out)
 	}

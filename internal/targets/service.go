@@ -17,8 +17,17 @@ import (
 	"booted/internal/service"
 )
 
-// serviceHosts returns the hosts whose role runs svc (only role, if given).
-func (s *session) serviceHosts(ctx context.Context, svc, role string) ([]inventory.Host, error) {
+// serviceHosts returns the hosts whose role runs svc, those sel selects
+// (a role of the env file, or an expression; all when empty).
+func (s *session) serviceHosts(ctx context.Context, svc, sel string) ([]inventory.Host, error) {
+	role := sel
+	if _, ok := s.env.Roles[sel]; !ok {
+		role = "" // an expression, applied below
+	}
+	e, err := s.selector(sel)
+	if err != nil {
+		return nil, err
+	}
 	roles := map[string]bool{}
 	for name, r := range s.env.Roles {
 		if r.Service == svc && (role == "" || role == name) {
@@ -28,7 +37,11 @@ func (s *session) serviceHosts(ctx context.Context, svc, role string) ([]invento
 	if len(roles) == 0 {
 		return nil, fmt.Errorf("%s: no role of %s runs %s (set roles.ROLE.service in the env file)", s.env.Path, s.env.Name, svc)
 	}
-	return s.selectHosts(ctx, "", func(h inventory.Host) bool { return roles[h.Role] })
+	hosts, err := s.selectHosts(ctx, "", func(h inventory.Host) bool { return roles[h.Role] })
+	if err != nil || role != "" {
+		return hosts, err
+	}
+	return s.matching(ctx, e, hosts)
 }
 
 // artifacts is where builds (and mirrors of services' repositories) are kept.

@@ -1,0 +1,274 @@
+package targets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"booted/internal/inventory"
+	"booted/internal/query"
+)
+
+// reservedAttrs are the attributes booted fills itself: an operator cannot
+// set them (they are matched by attr:KEY all the same).
+var reservedAttrs = []string{"ip", "address", "mac", "provider", "bmc", "stage", "name", "role", "state"}
+
+func reservedAttr(key string) bool {
+	for _, r := range reservedAttrs {
+		if key == r {
+			return true
+		}
+	}
+	return strings.HasPrefix(key, "ec2.")
+}
+
+// subjects makes the query subject of each host: its own fields, its
+// attributes (the operator's and booted's), its pools.
+func (s *session) subjects(ctx context.Context, hosts []inventory.Host) (map[string]*query.Subject, error) {
+	attrs, err := s.store.AllAttrs(ctx, s.env.Name)
+	if err != nil {
+		return nil, err
+	}
+	pools, err := s.store.Pools(ctx, s.env.Name)
+	if err != nil {
+		return nil, err
+	}
+	inPools := map[string][]string{}
+	for p, hs := range pools {
+		for _, h := range hs {
+			inPools[h] = append(inPools[h], p)
+		}
+	}
+	for _, ps := range inPools {
+		sort.Strings(ps)
+	}
+	out := make(map[string]*query.Subject, len(hosts))
+	for _, h := range hosts {
+		a := map[string][]string{}
+		for k, vs := range attrs[h.Name] {
+			a[k] = vs
+		}
+		for k, v := range map[string]string{"ip": h.Addr, "address": h.Addr, "mac": h.MAC, "provider": h.Provider} {
+			if v != "" {
+				a[k] = []string{v}
+			}
+		}
+		out[h.Name] = &query.Subject{Name: h.Name, Role: h.Role, State: string(h.State), Provider: h.Provider, Pools: inPools[h.Name], Attrs: a}
+	}
+	return out, nil
+}
+
+// selector parses a target's host selector (the part after ENV/): a role
+// of the env file is that role exactly; anything else is an expression
+// (see package query). A bad expression is refused before anything acts.
+func (s *session) selector(sel string) (query.Expr, error) {
+	if sel == "" {
+		return nil, nil
+	}
+	if _, ok := s.env.Roles[sel]; ok {
+		return query.Parse("role:" + sel)
+	}
+	e, err := query.Parse(sel)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", s.env.Name, sel, err)
+	}
+	return e, nil
+}
+
+// selectBy returns the hosts (as selectHosts with only) that sel
+// matches: a role of the env file, or an expression.
+func (s *session) selectBy(ctx context.Context, sel string, only func(inventory.Host) bool) ([]inventory.Host, error) {
+	if _, ok := s.env.Roles[sel]; ok || sel == "" {
+		return s.selectHosts(ctx, sel, only)
+	}
+	e, err := s.selector(sel)
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := s.selectHosts(ctx, "", only)
+	if err != nil {
+		return nil, err
+	}
+	return s.matching(ctx, e, hosts)
+}
+
+// matching keeps the hosts expression e matches (all of them when e is nil).
+func (s *session) matching(ctx context.Context, e query.Expr, hosts []inventory.Host) ([]inventory.Host, error) {
+	if e == nil {
+		return hosts, nil
+	}
+	subs, err := s.subjects(ctx, hosts)
+	if err != nil {
+		return nil, err
+	}
+	var out []inventory.Host
+	for _, h := range hosts {
+		if e.Match(subs[h.Name]) {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// HostsQuery lists the hosts of ENV that EXPR matches (see package query).
+func (r *Runner) HostsQuery(ctx context.Context, envName, expr string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		e, err := query.Parse(expr)
+		if err != nil {
+			return fmt.Errorf("hosts:query %s: %w", envName, err)
+		}
+		hosts, err := s.store.Hosts(ctx, s.env.Name)
+		if err != nil {
+			return err
+		}
+		if hosts, err = s.matching(ctx, e, hosts); err != nil {
+			return err
+		}
+		return s.printHostRows(ctx, hosts)
+	})
+}
+
+// HostsAttr changes or shows the attributes of HOST (clusto's attr): SPEC
+// is "add KEY VALUE…" (append), "set KEY VALUE…" (replace), "del KEY
+// [VALUE…]" (those values, or the key) or "get [KEY]".
+func (r *Runner) HostsAttr(ctx context.Context, envName, host, spec string) error {
+	f := strings.Fields(spec)
+	usage := fmt.Errorf("hosts:attr %s %s %q: want \"add KEY VALUE…\", \"set KEY VALUE…\", \"del KEY [VALUE…]\" or \"get [KEY]\"", envName, host, spec)
+	if len(f) == 0 {
+		return usage
+	}
+	op := f[0]
+	switch {
+	case op == "get" && len(f) <= 2:
+		return r.withEnv(ctx, envName, func(s *session) error {
+			h, err := s.store.Host(ctx, s.env.Name, host)
+			if err != nil {
+				return fmt.Errorf("hosts:attr: host %s: %w (hosts:list %s shows the inventory)", host, err, envName)
+			}
+			subs, err := s.subjects(ctx, []inventory.Host{h})
+			if err != nil {
+				return err
+			}
+			type attrRow struct {
+				Key    string   `json:"key"`
+				Values []string `json:"values"`
+			}
+			var rows []attrRow
+			for k, vs := range subs[host].Attrs {
+				if len(f) == 1 || f[1] == k {
+					rows = append(rows, attrRow{k, vs})
+				}
+			}
+			sort.Slice(rows, func(i, j int) bool { return rows[i].Key < rows[j].Key })
+			return printRows(r, rows, []string{"KEY", "VALUES"}, func(x attrRow) []string { return []string{x.Key, strings.Join(x.Values, ",")} })
+		})
+	case (op == "add" || op == "set") && len(f) >= 3, op == "del" && len(f) >= 2:
+	default:
+		return usage
+	}
+	key := f[1]
+	if reservedAttr(key) {
+		return fmt.Errorf("hosts:attr: %q is an attribute booted fills itself (%s, ec2.*): choose another key", key, strings.Join(reservedAttrs, ", "))
+	}
+	if strings.ContainsAny(key, "=:,\"()") {
+		return fmt.Errorf("hosts:attr: key %q: a key has no = : , \" ( or ) (queries write attr:KEY=VALUE)", key)
+	}
+	return r.withLock(ctx, envName, "hosts:attr "+envName+" "+host, func(s *session) error {
+		err := s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.ChangeAttr(s.env.Name, host, inventory.AttrOp(op), key, f[2:]) })
+		if err != nil {
+			return fmt.Errorf("hosts:attr: host %s: %w (hosts:list %s shows the inventory)", host, err, envName)
+		}
+		return nil
+	})
+}
+
+// HostsPool adds hosts to POOL or removes them: SPEC is "add HOST…" or
+// "del HOST…".
+func (r *Runner) HostsPool(ctx context.Context, envName, pool, spec string) error {
+	f := strings.Fields(spec)
+	if len(f) < 2 || (f[0] != "add" && f[0] != "del") {
+		return fmt.Errorf("hosts:pool %s %s %q: want \"add HOST…\" or \"del HOST…\"", envName, pool, spec)
+	}
+	if _, err := query.Parse("pool:" + pool); err != nil || strings.ContainsAny(pool, " ,()\"") {
+		return fmt.Errorf("hosts:pool: %q is not a pool name (letters, digits, - _ .)", pool)
+	}
+	return r.withLock(ctx, envName, "hosts:pool "+envName+" "+pool, func(s *session) error {
+		return s.store.Update(ctx, func(tx *inventory.Tx) error {
+			if err := tx.ChangePool(s.env.Name, pool, f[0] == "add", f[1:]); err != nil {
+				return fmt.Errorf("hosts:pool %s: %w (hosts:list %s shows the inventory)", pool, err, envName)
+			}
+			return nil
+		})
+	})
+}
+
+// PoolsList lists the pools of ENV with their hosts.
+func (r *Runner) PoolsList(ctx context.Context, envName string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		pools, err := s.store.Pools(ctx, s.env.Name)
+		if err != nil {
+			return err
+		}
+		type poolRow struct {
+			Pool  string   `json:"pool"`
+			Hosts []string `json:"hosts"`
+		}
+		var rows []poolRow
+		for p, hs := range pools {
+			rows = append(rows, poolRow{p, hs})
+		}
+		sort.Slice(rows, func(i, j int) bool { return rows[i].Pool < rows[j].Pool })
+		return printRows(r, rows, []string{"POOL", "HOSTS"}, func(x poolRow) []string { return []string{x.Pool, strings.Join(x.Hosts, ",")} })
+	})
+}
+
+// HostsPick answers clusto's question "N hosts that EXPR matches, each with
+// a different value of attribute KEY" (say, 4 unallocated servers in 4
+// racks): it lists the first host (by name) of each distinct value, N of
+// them, or fails saying how many distinct values there are.
+func (r *Runner) HostsPick(ctx context.Context, envName, expr string, n int, key string) error {
+	if n < 1 {
+		return fmt.Errorf("hosts:pick: N must be at least 1, not %d", n)
+	}
+	return r.withEnv(ctx, envName, func(s *session) error {
+		e, err := query.Parse(expr)
+		if err != nil {
+			return fmt.Errorf("hosts:pick %s: %w", envName, err)
+		}
+		hosts, err := s.store.Hosts(ctx, s.env.Name)
+		if err != nil {
+			return err
+		}
+		if hosts, err = s.matching(ctx, e, hosts); err != nil {
+			return err
+		}
+		subs, err := s.subjects(ctx, hosts)
+		if err != nil {
+			return err
+		}
+		sort.Slice(hosts, func(i, j int) bool { return hosts[i].Name < hosts[j].Name })
+		seen := map[string]bool{}
+		var picked []inventory.Host
+		for _, h := range hosts {
+			vs := subs[h.Name].Attrs[key]
+			if len(vs) == 0 || seen[vs[0]] || len(picked) == n {
+				continue
+			}
+			seen[vs[0]] = true
+			picked = append(picked, h)
+		}
+		if len(picked) < n {
+			return fmt.Errorf("hosts:pick: %d hosts match %q with %d distinct values of %s; %d asked (hosts:query %s %q lists them)", len(hosts), expr, len(picked), key, n, envName, expr)
+		}
+		return s.printHostRows(ctx, picked)
+	})
+}
+
+// Refused tells whether err refuses the input before anything acted (a
+// bad expression): the compiled command exits 2 for it.
+func Refused(err error) bool {
+	var se *query.SyntaxError
+	return errors.As(err, &se)
+}

@@ -1,0 +1,150 @@
+package targets
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"booted/internal/inventory"
+)
+
+// Attributes, pools and the expression language, as an operator uses them:
+// hosts:attr and hosts:pool record facts, hosts:query answers with them,
+// and the same expression selects the hosts of hosts:run, service:deploy
+// and service:test; a bad expression is refused with a caret before
+// anything runs.
+func TestFake_QueryAttrsPools(t *testing.T) {
+	f, ctx := startedFake(t)
+	f.must(t, f.r.HostsAttr(ctx, f.env, "w1", "add rack r1"))
+	f.must(t, f.r.HostsAttr(ctx, f.env, "w2", "add rack r1"))
+	f.must(t, f.r.HostsAttr(ctx, f.env, "w3", "set rack r2"))
+	f.must(t, f.r.HostsAttr(ctx, f.env, "w3", "add owner ada bob"))
+	f.must(t, f.r.HostsAttr(ctx, f.env, "w3", "del owner ada"))
+	f.must(t, f.r.HostsPool(ctx, f.env, "canary", "add w1 w3"))
+	// w2 has failed (a liveness check said so).
+	f.must(t, f.r.withEnv(ctx, f.env, func(s *session) error {
+		return s.store.Advance(ctx, f.env, "w2", inventory.Failed, "liveness: test")
+	}))
+
+	query := func(expr string) string {
+		t.Helper()
+		f.r.JSON = true
+		defer func() { f.r.JSON = false }()
+		f.out.Reset()
+		f.must(t, f.r.HostsQuery(ctx, f.env, expr))
+		var rows []hostRow
+		if err := unmarshalRows(f.out.Bytes(), &rows); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, r := range rows {
+			names = append(names, r.Name)
+		}
+		return strings.Join(names, " ")
+	}
+	for expr, want := range map[string]string{
+		"role:workers and not state:failed and attr:rack=r1": "w1",
+		"attr:rack=r1":                     "w1 w2",
+		"pool:canary":                      "w1 w3",
+		"attr:owner=bob":                   "w3",
+		"attr:owner=ada":                   "",
+		"role:workers and not pool:canary": "w2",
+		"provider:local and attr:ip=192.*": "lb1 w1 w2 w3",
+		"loadbalancers":                    "lb1",
+	} {
+		if got := query(expr); got != want {
+			t.Errorf("hosts:query %q = %q, want %q", expr, got, want)
+		}
+	}
+	// clusto's question: 2 hosts that are not load balancers, each in a
+	// different rack; 3 cannot be had (two racks only).
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.HostsPick(ctx, f.env, "not role:loadbalancers", 2, "rack"))
+	f.r.JSON = false
+	var picked []hostRow
+	if err := unmarshalRows(f.out.Bytes(), &picked); err != nil || len(picked) != 2 || picked[0].Name != "w1" || picked[1].Name != "w3" {
+		t.Errorf("hosts:pick 2 by rack: %v %s", err, f.out)
+	}
+	if err := f.r.HostsPick(ctx, f.env, "not role:loadbalancers", 3, "rack"); err == nil || !strings.Contains(err.Error(), "3 hosts match \"not role:loadbalancers\" with 2 distinct values of rack; 3 asked") {
+		t.Errorf("hosts:pick 3 by rack out of 2 racks: %v", err)
+	}
+
+	// hosts:list shows the attributes and pools.
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.HostsList(ctx, f.env))
+	f.r.JSON = false
+	var rows []hostRow
+	if err := unmarshalRows(f.out.Bytes(), &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Name == "w3" && (fmt.Sprint(r.Attrs) != "map[owner:[bob] rack:[r2]]" || fmt.Sprint(r.Pools) != "[canary]") {
+			t.Errorf("hosts:list w3: attrs %v, pools %v", r.Attrs, r.Pools)
+		}
+	}
+
+	// The same expression selects the hosts of hosts:run, service:deploy
+	// and service:test.
+	sel := f.env + "/role:workers and not state:failed and attr:rack=r1"
+	f.io.with(func() { f.io.log = nil })
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, sel, "uptime"))
+	if out := f.out.String(); !strings.Contains(out, "w1 | ran uptime") || strings.Contains(out, "w2") || strings.Contains(out, "w3") || strings.Contains(out, "lb1") {
+		t.Errorf("hosts:run %q:\n%s", sel, out)
+	}
+	f.must(t, f.r.ServiceDeploy(ctx, f.env+"/pool:canary", "hello", "v2"))
+	if got := f.io.logged("deploy "); fmt.Sprint(got) != "[deploy w1 v2 deploy w3 v2]" {
+		t.Errorf("service:deploy ENV/pool:canary deployed %v", got)
+	}
+	f.out.Reset()
+	f.must(t, f.r.ServiceTest(ctx, f.env+"/attr:rack=r2", "hello"))
+	if out := f.out.String(); !strings.Contains(out, "recap service:test hello: 1 ok") || !strings.Contains(out, "w3") {
+		t.Errorf("service:test ENV/attr:rack=r2:\n%s", out)
+	}
+
+	// A bad expression is refused, pointing at the word, and nothing runs.
+	f.io.with(func() { f.io.log = nil })
+	before := f.states(t)
+	for _, run := range []func(sel string) error{
+		func(sel string) error { return f.r.HostsRun(ctx, sel, "uptime") },
+		func(sel string) error { return f.r.ServiceDeploy(ctx, sel, "hello", "v1") },
+		func(sel string) error { return f.r.ServiceTest(ctx, sel, "hello") },
+	} {
+		err := run(f.env + "/role:workers and nto state:failed")
+		if err == nil || !strings.Contains(err.Error(), `"nto" before it reads as a role or host name: is it a misspelt and, or, not?`) || !strings.Contains(err.Error(), "\n  role:workers and nto state:failed\n                       ^") {
+			t.Errorf("a bad expression: %v", err)
+		}
+	}
+	if err := f.r.HostsQuery(ctx, f.env, "attr:"); err == nil || !strings.Contains(err.Error(), "expected a value after attr:") {
+		t.Errorf("hosts:query attr: : %v", err)
+	}
+	if got := f.io.logged(""); len(got) > 0 {
+		t.Errorf("a refused expression still did %v", got)
+	}
+	if after := f.states(t); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("a refused expression changed the inventory: %v → %v", before, after)
+	}
+
+	// Attributes booted fills itself cannot be set by hand; a host not in
+	// the inventory is named.
+	for spec, want := range map[string]string{"set ip 10.0.0.1": "fills itself", "add ec2.owner bob": "fills itself", "add rack": "want", "frob rack r1": "want", "add a=b c": "a key has no"} {
+		if err := f.r.HostsAttr(ctx, f.env, "w1", spec); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("hosts:attr %q: %v, want %q", spec, err, want)
+		}
+	}
+	if err := f.r.HostsAttr(ctx, f.env, "w9", "add rack r1"); err == nil || !strings.Contains(err.Error(), "host w9") {
+		t.Errorf("hosts:attr of an unknown host: %v", err)
+	}
+	if err := f.r.HostsPool(ctx, f.env, "canary", "add w9"); err == nil || !strings.Contains(err.Error(), "w9") {
+		t.Errorf("hosts:pool add of an unknown host: %v", err)
+	}
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.PoolsList(ctx, f.env))
+	f.r.JSON = false
+	if out := strings.TrimSpace(f.out.String()); out != `{"pool":"canary","hosts":["w1","w3"]}` {
+		t.Errorf("pools:list: %s", out)
+	}
+}
