@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"booted/internal/query"
 )
 
 // Version is the env file format this booted reads.
@@ -35,6 +37,12 @@ type Env struct {
 	// Sizes are the instance types users may ask for (EC2's instance
 	// types, PiNet's sizes), by name; none: booted's defaults.
 	Sizes map[string]Size `yaml:"sizes"`
+	// Classes are named conditions over hosts' attributes and facts
+	// (clusto's and FAI's classes): bigmem: memory_mb >= 2048, or any
+	// expression of package query. A role may require classes.
+	Classes map[string]string `yaml:"classes"`
+	// ClassExprs are Classes parsed.
+	ClassExprs map[string]query.Expr `yaml:"-"`
 
 	// Name is the environment's name: the file name without ".yaml".
 	Name string `yaml:"-"`
@@ -165,6 +173,9 @@ type Role struct {
 	// Service and Version run on the role's hosts.
 	Service string `yaml:"service"`
 	Version string `yaml:"version"`
+	// Classes are the classes (Env.Classes) a host must be in to be used
+	// for the role; one that is not is left out, and env:status says why.
+	Classes []string `yaml:"classes"`
 	// Provider makes the role's hosts when it is not the environment's
 	// (a local-host load balancer beside bare-metal workers); its section
 	// provider.TYPE sits beside the environment's.

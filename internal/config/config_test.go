@@ -88,6 +88,13 @@ func TestParse_Defaults(t *testing.T) {
 	if got := env.RoleNames(); strings.Join(got, ",") != "workers,loadbalancers" {
 		t.Errorf("RoleNames = %v", got)
 	}
+	classy, err := Parse("x.yaml", "x", []byte(strings.Replace(good, "    min: 2\n", "    min: 2\n    classes: [bigmem]\n", 1)+"classes:\n  bigmem: memory_mb >= 2048\n"), providers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := classy.ClassExprs["bigmem"]; x == nil || x.String() != "attr:memory_mb>=2048" || classy.Roles[RoleWorkers].Classes[0] != "bigmem" {
+		t.Errorf("classes: %v, workers need %v", classy.ClassExprs, classy.Roles[RoleWorkers].Classes)
+	}
 }
 
 func TestParse_Errors(t *testing.T) {
@@ -144,6 +151,11 @@ func TestParse_Errors(t *testing.T) {
 			s = strings.Replace(s, "    max: 1\n", "    max: 1\n    provider: qemu\n", 1)
 			return strings.Replace(s, "  local:", "  qemu: {memory_mb: lots}\n  local:", 1)
 		}, []string{"provider.qemu.memory_mb"}, nil},
+		{"ClassBadCondition", func(s string) string { return s + "classes:\n  bigmem: memory_mb >= lots\n" },
+			[]string{`x.yaml:19: classes.bigmem: query: expected a number after >=, got "lots" at position 14:`, "\n  memory_mb >= lots\n               ^"}, nil},
+		{"RoleClassUndefined", func(s string) string {
+			return strings.Replace(s, "    min: 2\n", "    min: 2\n    classes: [bigmem]\n", 1)
+		}, []string{`x.yaml:15: roles.workers.classes[0]: class "bigmem" is not defined`}, nil},
 		{"StaticWithoutHosts", func(s string) string {
 			return strings.Replace(strings.Replace(s, "type: local", "type: static", 1), "  local:\n    subnet: 10.77.0.0/24\n", "", 1)
 		}, []string{"provider.static.hosts: missing"}, nil},

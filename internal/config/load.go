@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"booted/internal/query"
 )
 
 // Error is one problem in an env file.
@@ -267,6 +269,19 @@ func (e *Env) validate() []*Error {
 		}
 	}
 	e.Monitor.validate(bad)
+	e.ClassExprs = map[string]query.Expr{}
+	for _, c := range sortedKeys(e.Classes) {
+		if !serviceRE.MatchString(c) {
+			bad("classes."+c, "%q is not a valid class name (lower-case letters, digits, '-')", c)
+			continue
+		}
+		x, err := query.ParseCondition(e.Classes[c])
+		if err != nil {
+			bad("classes."+c, "%v", err)
+			continue
+		}
+		e.ClassExprs[c] = x
+	}
 	if len(e.Roles) == 0 {
 		bad("roles", "missing: an environment needs at least the %s role", RoleWorkers)
 	} else if _, ok := e.Roles[RoleWorkers]; !ok {
@@ -318,6 +333,11 @@ func (e *Env) validate() []*Error {
 				bad(hf, "host %s is also in role %s", h, prev)
 			}
 			seen[h] = rn
+		}
+		for i, c := range r.Classes {
+			if _, ok := e.Classes[c]; !ok {
+				bad(fmt.Sprintf("%s.classes[%d]", f, i), "class %q is not defined: add it under classes: (e.g. %s: memory_mb >= 2048)", c, c)
+			}
 		}
 		if r.Service != "" {
 			if !serviceRE.MatchString(r.Service) {

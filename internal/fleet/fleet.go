@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"booted/internal/facts"
 	"booted/internal/fanout"
 	"booted/internal/files"
 	"booted/internal/inventory"
@@ -44,6 +45,8 @@ type Conn interface {
 	Get(ctx context.Context, src, dst string) (int64, error)
 	// Status is the service's state on the host (running, version, checksum).
 	Status(ctx context.Context, def *service.Def) (service.State, error)
+	// Facts gathers the host's facts (package facts).
+	Facts(ctx context.Context) (map[string][]string, error)
 	Rollback(ctx context.Context, def *service.Def) (version string, err error)
 	ApplyLB(ctx context.Context, conf []byte) (string, error)
 	StopLB(ctx context.Context) error
@@ -165,6 +168,13 @@ func (c *sshConn) Get(ctx context.Context, src, dst string) (int64, error) {
 		return 0, err
 	}
 	return files.Get(ctx, cl, src, dst)
+}
+func (c *sshConn) Facts(ctx context.Context) (map[string][]string, error) {
+	out, err := c.rs.Output(ctx, facts.Script)
+	if err != nil {
+		return nil, err
+	}
+	return facts.Parse(out), nil
 }
 func (c *sshConn) Status(ctx context.Context, def *service.Def) (service.State, error) {
 	return def.Status(ctx, c.rs)

@@ -147,3 +147,36 @@ func (s *Store) Pools(ctx context.Context, env string) (map[string][]string, err
 	}
 	return out, rows.Err()
 }
+
+// SetFacts replaces the attributes booted gathered from host (its facts:
+// each key given replaces that key's values), with one event.
+func (tx *Tx) SetFacts(env, host string, facts map[string][]string) error {
+	if err := tx.write(); err != nil {
+		return err
+	}
+	if _, err := tx.Host(env, host); err != nil {
+		return err
+	}
+	var parts []string
+	for _, k := range sortedKeys(facts) {
+		if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM host_attrs WHERE env = ? AND host = ? AND key = ?`, env, host, k); err != nil {
+			return fmt.Errorf("inventory: facts: %w", err)
+		}
+		for i, v := range facts[k] {
+			if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO host_attrs (env, host, key, pos, value) VALUES (?,?,?,?,?)`, env, host, k, i, v); err != nil {
+				return fmt.Errorf("inventory: facts: %w", err)
+			}
+		}
+		parts = append(parts, k+" "+strings.Join(facts[k], ","))
+	}
+	return tx.Record(Event{Env: env, Host: host, Kind: "facts", Detail: strings.Join(parts, "; ")})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -12,8 +12,11 @@
 package query
 
 import (
+	"errors"
 	"fmt"
 	"path"
+	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -262,11 +265,29 @@ func (p *parser) term(t token) (Expr, error) {
 	}
 	x := &term{field: field, value: value}
 	if field == "attr" {
-		k, v, hasValue := strings.Cut(value, "=")
-		if k == "" {
-			return nil, p.fail(valuePos, "expected an attribute name: attr:KEY or attr:KEY=VALUE")
+		k, op, v := value, "", ""
+		if i := strings.IndexAny(value, "<>!="); i >= 0 {
+			k, op = value[:i], value[i:i+1]
+			if i+1 < len(value) && value[i+1] == '=' && op != "=" {
+				op += "="
+			}
+			v = value[i+len(op):]
+			if op == "!" {
+				return nil, p.fail(token{pos: valuePos.pos + i}, "expected != (not equal), got a lone !")
+			}
 		}
-		x.key, x.value, x.hasValue = k, v, hasValue
+		if k == "" {
+			return nil, p.fail(valuePos, "expected an attribute name: attr:KEY, attr:KEY=VALUE, attr:KEY!=VALUE or attr:KEY>=NUMBER (> < <= too)")
+		}
+		x.key, x.op, x.value = k, op, v
+		if op != "" && op != "=" && op != "!=" {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return nil, p.fail(token{pos: valuePos.pos + len(k) + len(op)}, "expected a number after %s, got %q", op, v)
+			}
+			x.num = n
+			return x, nil
+		}
 	}
 	if err := checkGlob(x.value); err != nil {
 		return nil, p.fail(valuePos, "bad glob %q: %v", x.value, err)
@@ -283,7 +304,10 @@ func checkGlob(g string) error {
 
 type term struct {
 	field, key, value string
-	hasValue          bool
+	// op is attr's comparison: "" (has the key), = != (globs), or
+	// >= <= > < (numbers, against num).
+	op  string
+	num float64
 }
 
 func glob(pattern, s string) bool {
@@ -318,20 +342,31 @@ func (t *term) Match(s *Subject) bool {
 		return anyGlob(t.value, s.Connected)
 	case "attr":
 		vs, ok := s.Attrs[t.key]
-		if !t.hasValue {
+		switch t.op {
+		case "":
 			return ok
+		case "=":
+			return anyGlob(t.value, vs)
+		case "!=":
+			return ok && !anyGlob(t.value, vs)
 		}
-		return anyGlob(t.value, vs)
+		for _, v := range vs {
+			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				continue
+			}
+			if (t.op == ">=" && n >= t.num) || (t.op == "<=" && n <= t.num) || (t.op == ">" && n > t.num) || (t.op == "<" && n < t.num) {
+				return true
+			}
+		}
+		return false
 	}
 	return false
 }
 
 func (t *term) String() string {
 	if t.field == "attr" {
-		if t.hasValue {
-			return "attr:" + t.key + "=" + t.value
-		}
-		return "attr:" + t.key
+		return "attr:" + t.key + t.op + t.value
 	}
 	return t.field + ":" + t.value
 }
@@ -350,3 +385,31 @@ type not struct{ e Expr }
 
 func (e *not) Match(s *Subject) bool { return !e.e.Match(s) }
 func (e *not) String() string        { return "not " + e.e.String() }
+
+var conditionRE = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*(>=|<=|!=|==|=|>|<)\s*(\S+)\s*$`)
+
+// ParseCondition parses a class's condition (an env file's classes:
+// bigmem: memory_mb >= 2048): the short form KEY OP VALUE on one attribute,
+// or any expression. A class is about a host's attributes: class: terms
+// (a class of classes) are refused.
+func ParseCondition(s string) (Expr, error) {
+	in, valueAt := s, -1
+	if m := conditionRE.FindStringSubmatchIndex(s); m != nil {
+		op := s[m[4]:m[5]]
+		if op == "==" {
+			op = "="
+		}
+		in, valueAt = "attr:"+s[m[2]:m[3]]+op+s[m[6]:m[7]], m[6]
+	}
+	e, err := Parse(in)
+	if se := (*SyntaxError)(nil); errors.As(err, &se) && valueAt >= 0 {
+		return nil, &SyntaxError{Input: s, Pos: valueAt, Msg: se.Msg} // pointing into what the user wrote
+	}
+	if err != nil {
+		return nil, err
+	}
+	if strings.Contains(e.String(), "class:") {
+		return nil, &SyntaxError{Input: s, Pos: max(0, strings.Index(strings.ToLower(s), "class:")), Msg: "a class's condition is on attributes, not on other classes"}
+	}
+	return e, nil
+}

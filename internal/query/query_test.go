@@ -53,6 +53,12 @@ func TestMatch(t *testing.T) {
 		{"w1,lb1", "w1 lb1"},    // ENV/a,b's shorthand
 		{"w1,lb1 and state:serving", "w1 lb1"},
 		{"name:zz", ""},
+		{"attr:memory_mb>=2048", "w1"},
+		{"attr:memory_mb>2048", ""},
+		{"attr:memory_mb<4096 and attr:memory_mb>1000.5", "w1"},
+		{"attr:rack<=3", ""}, // r1 is not a number
+		{"attr:rack!=r1", "w3 n1"},
+		{"attr:rack!=r*", ""},
 	} {
 		e, err := Parse(c.expr)
 		if err != nil {
@@ -89,6 +95,8 @@ func TestParse_Errors(t *testing.T) {
 		{"()", 1, `got ")"`},
 		{"role:workers and nto state:failed", 21, `got "state:failed" ("nto" before it reads as a role or host name: is it a misspelt and, or, not?)`},
 		{",", 0, "expected host names"},
+		{"attr:memory_mb>=lots", 16, `expected a number after >=, got "lots"`},
+		{"attr:rack!", 9, "lone !"},
 	} {
 		_, err := Parse(c.expr)
 		var se *SyntaxError
@@ -133,4 +141,29 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%q and its print %q match differently: %q vs %q", s, e, names(e), names(again))
 		}
 	})
+}
+
+func TestParseCondition(t *testing.T) {
+	for _, c := range []struct{ cond, want string }{
+		{"memory_mb >= 2048", "w1"},
+		{"memory_mb>=2048", "w1"},
+		{"rack == r2", "w3 n1"},
+		{"rack = r1", "w1 w2"},
+		{"attr:rack=r2 and provider:qemu", "w3"},
+	} {
+		e, err := ParseCondition(c.cond)
+		if err != nil {
+			t.Errorf("ParseCondition(%q): %v", c.cond, err)
+			continue
+		}
+		if got := names(e); got != c.want {
+			t.Errorf("condition %q matches %q, want %q", c.cond, got, c.want)
+		}
+	}
+	if _, err := ParseCondition("class:bigmem and attr:rack=r1"); err == nil || !strings.Contains(err.Error(), "not on other classes") {
+		t.Errorf("a class of classes: %v", err)
+	}
+	if _, err := ParseCondition("memory_mb >= "); err == nil {
+		t.Error("a condition without a value was accepted")
+	}
 }

@@ -107,6 +107,9 @@ func (s *session) eachRoleService(ctx context.Context, names []string, fn func(r
 			return err
 		}
 		hosts, err := s.selectHosts(ctx, role, func(h inventory.Host) bool { return want[h.Name] })
+		if err == nil {
+			hosts, err = s.withClasses(ctx, hosts)
+		}
 		if err != nil {
 			return err
 		}
@@ -234,10 +237,18 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 		if err != nil {
 			return err
 		}
+		subs, err := s.subjects(ctx, hosts)
+		if err != nil {
+			return err
+		}
 		rows := fanout.Map(ctx, hosts, r.Parallel, func(ctx context.Context, h inventory.Host) statusRow {
 			row := statusRow{Name: h.Name, Role: h.Role, State: string(h.State), IP: h.Addr}
 			rl := s.env.Roles[h.Role]
 			if rl == nil || rl.Service == "" || h.State == inventory.Terminated || h.State == inventory.Stopped {
+				return row
+			}
+			if miss := s.missingClasses(h, subs[h.Name]); len(miss) > 0 {
+				row.Health = "not used for " + h.Role + ": " + s.classWhy(miss)
 				return row
 			}
 			def, err := s.loadService(rl.Service)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,7 @@ type fakeHost struct {
 	pid               int
 	routes            []string
 	lbRunning         bool
+	memoryMB          int // its memory_mb fact (1024 unless a test says)
 }
 
 // fakeIO is hosts in memory: the targets' orchestration without SSH, HTTP
@@ -234,6 +236,18 @@ func (c *fakeConn) Get(ctx context.Context, src, dst string) (int64, error) {
 	defer c.f.mu.Unlock()
 	c.f.record("get %s %s %s", c.h.Name, src, dst)
 	return 1, nil
+}
+
+func (c *fakeConn) Facts(ctx context.Context) (map[string][]string, error) {
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	h := c.f.host(c.h.Name)
+	c.f.record("facts %s", c.h.Name)
+	mem := h.memoryMB
+	if mem == 0 {
+		mem = 1024
+	}
+	return map[string][]string{"cpus": {"2"}, "memory_mb": {strconv.Itoa(mem)}, "kernel": {"6.1.0-fake"}, "arch": {"x86_64"}, "distribution": {"debian"}}, nil
 }
 
 func (c *fakeConn) Status(ctx context.Context, def *service.Def) (service.State, error) {

@@ -287,6 +287,9 @@ func (s *session) filter(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.gatherFacts(ctx, check, results); err != nil {
+		return err
+	}
 	if lost { // a serving host failed: the load balancers must not route to it
 		if err := s.updateLB(ctx); err != nil {
 			return err

@@ -4,24 +4,109 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
+	"booted/internal/facts"
 	"booted/internal/inventory"
 	"booted/internal/query"
+	"booted/internal/remote"
 )
 
 // reservedAttrs are the attributes booted fills itself: an operator cannot
 // set them (they are matched by attr:KEY all the same).
-var reservedAttrs = []string{"ip", "address", "mac", "provider", "bmc", "stage", "name", "role", "state"}
+var reservedAttrs = append([]string{"ip", "address", "mac", "provider", "bmc", "stage", "name", "role", "state"}, facts.Keys...)
 
 func reservedAttr(key string) bool {
-	for _, r := range reservedAttrs {
-		if key == r {
-			return true
+	return slices.Contains(reservedAttrs, key) || strings.HasPrefix(key, "ec2.")
+}
+
+// gatherFacts gathers the facts of the hosts that answered the liveness
+// check (results[i] for hosts[i]) and came up from a boot (they were
+// booted), or have none yet: once per boot, over the connection the check
+// made. A host whose facts cannot be read keeps its old ones, said on
+// stderr; it is not failed for it.
+func (s *session) gatherFacts(ctx context.Context, hosts []inventory.Host, results []error) error {
+	attrs, err := s.store.AllAttrs(ctx, s.env.Name)
+	if err != nil {
+		return err
+	}
+	var todo []inventory.Host
+	for i, h := range hosts {
+		if results[i] == nil && (h.State == inventory.Booted || len(attrs[h.Name]["cpus"]) == 0) {
+			todo = append(todo, h)
 		}
 	}
-	return strings.HasPrefix(key, "ec2.")
+	if len(todo) == 0 {
+		return nil
+	}
+	res := s.io.Each(ctx, todo, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, func(ctx context.Context, c hostConn) error {
+		f, err := c.Facts(ctx)
+		if err != nil {
+			return err
+		}
+		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.SetFacts(s.env.Name, c.Host().Name, f) })
+	})
+	for _, r := range res {
+		if r.Status != remote.OK {
+			fmt.Fprintf(s.r.Err, "host %s: facts not gathered: %s\n", r.Host, r.Error)
+		}
+	}
+	return nil
+}
+
+// missingClasses are the classes of h's role that h is not in.
+func (s *session) missingClasses(h inventory.Host, sub *query.Subject) []string {
+	rl := s.env.Roles[h.Role]
+	if rl == nil {
+		return nil
+	}
+	var out []string
+	for _, c := range rl.Classes {
+		if !slices.Contains(sub.Classes, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// withClasses keeps the hosts that are in every class their role needs;
+// each left out is said on stderr (once per session).
+func (s *session) withClasses(ctx context.Context, hosts []inventory.Host) ([]inventory.Host, error) {
+	need := false
+	for _, rl := range s.env.Roles {
+		need = need || len(rl.Classes) > 0
+	}
+	if !need {
+		return hosts, nil
+	}
+	subs, err := s.subjects(ctx, hosts)
+	if err != nil {
+		return nil, err
+	}
+	var out []inventory.Host
+	for _, h := range hosts {
+		if miss := s.missingClasses(h, subs[h.Name]); len(miss) > 0 {
+			if !s.warned["class/"+h.Name] {
+				fmt.Fprintf(s.r.Err, "host %s: not used for role %s: %s\n", h.Name, h.Role, s.classWhy(miss))
+				s.warned["class/"+h.Name] = true
+			}
+			continue
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// classWhy says which classes a host lacks, with their conditions.
+func (s *session) classWhy(miss []string) string {
+	var parts []string
+	for _, c := range miss {
+		parts = append(parts, fmt.Sprintf("%s (%s)", c, s.env.Classes[c]))
+	}
+	return "not in class " + strings.Join(parts, ", ")
 }
 
 // subjects makes the query subject of each host: its own fields, its
@@ -55,7 +140,13 @@ func (s *session) subjects(ctx context.Context, hosts []inventory.Host) (map[str
 				a[k] = []string{v}
 			}
 		}
-		out[h.Name] = &query.Subject{Name: h.Name, Role: h.Role, State: string(h.State), Provider: h.Provider, Pools: inPools[h.Name], Attrs: a}
+		sub := &query.Subject{Name: h.Name, Role: h.Role, State: string(h.State), Provider: h.Provider, Pools: inPools[h.Name], Attrs: a}
+		for _, c := range slices.Sorted(maps.Keys(s.env.ClassExprs)) {
+			if s.env.ClassExprs[c].Match(sub) {
+				sub.Classes = append(sub.Classes, c)
+			}
+		}
+		out[h.Name] = sub
 	}
 	return out, nil
 }

@@ -1,11 +1,13 @@
 package targets
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 
 	"booted/internal/inventory"
+	"booted/internal/testutil"
 )
 
 // Attributes, pools and the expression language, as an operator uses them:
@@ -80,7 +82,7 @@ func TestFake_QueryAttrsPools(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rows {
-		if r.Name == "w3" && (fmt.Sprint(r.Attrs) != "map[owner:[bob] rack:[r2]]" || fmt.Sprint(r.Pools) != "[canary]") {
+		if r.Name == "w3" && (fmt.Sprint(r.Attrs["owner"], r.Attrs["rack"], r.Attrs["memory_mb"]) != "[bob] [r2] [1024]" || fmt.Sprint(r.Pools) != "[canary]") {
 			t.Errorf("hosts:list w3: attrs %v, pools %v", r.Attrs, r.Pools)
 		}
 	}
@@ -146,5 +148,64 @@ func TestFake_QueryAttrsPools(t *testing.T) {
 	f.r.JSON = false
 	if out := strings.TrimSpace(f.out.String()); out != `{"pool":"canary","hosts":["w1","w3"]}` {
 		t.Errorf("pools:list: %s", out)
+	}
+}
+
+// Facts are gathered once per boot at the first login, and classes over
+// them decide which hosts a role uses: a worker without the memory the
+// workers' class asks for is not deployed to, and env:status and stderr
+// say why.
+func TestFake_FactsAndClasses(t *testing.T) {
+	f := fakeProject(t, `  loadbalancers: {hosts: [lb1], min: 1, max: 1}
+  workers: {prefix: w, count: 3, min: 1, max: 4, service: hello, version: v1, classes: [bigmem]}
+classes:
+  bigmem: memory_mb >= 2048
+`)
+	ctx := context.Background()
+	var errs testutil.SyncBuffer
+	f.r.Err = &errs
+	f.io.with(func() {
+		f.io.host("w1").memoryMB = 4096
+		f.io.host("w3").memoryMB = 2048
+	})
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	if got := f.io.logged("deploy "); fmt.Sprint(got) != "[deploy w1 v1 deploy w3 v1]" {
+		t.Errorf("env:startAll deployed %v; want w1 and w3 (w2 has 1024 MB)", got)
+	}
+	if !strings.Contains(errs.String(), "host w2: not used for role workers: not in class bigmem (memory_mb >= 2048)") {
+		t.Errorf("stderr does not say why w2 is left out:\n%s", &errs)
+	}
+	if got := f.io.logged("facts "); len(got) != 4 {
+		t.Errorf("facts gathered: %v; want once on each of the 4 hosts", got)
+	}
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.EnvStatus(ctx, f.env))
+	var st []statusRow
+	if err := unmarshalRows(f.out.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range st {
+		if r.Name == "w2" && r.Health != "not used for workers: not in class bigmem (memory_mb >= 2048)" {
+			t.Errorf("env:status w2: %+v", r)
+		}
+	}
+	f.out.Reset()
+	f.must(t, f.r.HostsQuery(ctx, f.env, "class:bigmem"))
+	var rows []hostRow
+	unmarshalRows(f.out.Bytes(), &rows)
+	if len(rows) != 2 || rows[0].Name != "w1" || rows[1].Name != "w3" || rows[0].Attrs["memory_mb"][0] != "4096" || rows[0].Attrs["kernel"][0] != "6.1.0-fake" {
+		t.Errorf("hosts:query class:bigmem: %s", f.out)
+	}
+	f.r.JSON = false
+	// Once per boot: a second env:startAll gathers nothing; facts cannot
+	// be set by hand.
+	f.io.with(func() { f.io.log = nil })
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	if got := f.io.logged("facts "); len(got) > 0 {
+		t.Errorf("the second env:startAll gathered facts again: %v", got)
+	}
+	if err := f.r.HostsAttr(ctx, f.env, "w2", "set memory_mb 9999"); err == nil || !strings.Contains(err.Error(), "fills itself") {
+		t.Errorf("hosts:attr set memory_mb: %v", err)
 	}
 }

@@ -38,10 +38,13 @@ func (s *session) serviceHosts(ctx context.Context, svc, sel string) ([]inventor
 		return nil, fmt.Errorf("%s: no role of %s runs %s (set roles.ROLE.service in the env file)", s.env.Path, s.env.Name, svc)
 	}
 	hosts, err := s.selectHosts(ctx, "", func(h inventory.Host) bool { return roles[h.Role] })
-	if err != nil || role != "" {
-		return hosts, err
+	if err == nil && role == "" {
+		hosts, err = s.matching(ctx, e, hosts)
 	}
-	return s.matching(ctx, e, hosts)
+	if err != nil {
+		return nil, err
+	}
+	return s.withClasses(ctx, hosts)
 }
 
 // artifacts is where builds (and mirrors of services' repositories) are kept.
