@@ -23,10 +23,11 @@ type Secrets interface {
 	Secret(accessKey string) (user, secret string, err error)
 }
 
-// authenticate checks r's Signature Version 4 (Authorization header, as
-// the AWS CLI and boto3 send it) by signing the same request again with
-// the AWS SDK's signer and the stored secret; it returns the user.
-func authenticate(ctx context.Context, r *http.Request, body []byte, secrets Secrets, now time.Time) (string, *Error) {
+// Authenticate checks r's Signature Version 4 for service (the
+// Authorization header, as the AWS CLI, boto3 and curl --aws-sigv4 send
+// it) by signing the same request again with the AWS SDK's signer and the
+// stored secret; it returns the user.
+func Authenticate(ctx context.Context, r *http.Request, body []byte, secrets Secrets, now time.Time, service string) (string, *Error) {
 	fail := func(format string, a ...any) (string, *Error) {
 		return "", &Error{Status: http.StatusUnauthorized, Code: "AuthFailure", Message: fmt.Sprintf(format, a...)}
 	}
@@ -41,8 +42,11 @@ func authenticate(ctx context.Context, r *http.Request, body []byte, secrets Sec
 		fields[k] = v
 	}
 	scope := strings.Split(fields["Credential"], "/")
-	if len(scope) != 5 || scope[3] != "ec2" || scope[4] != "aws4_request" || fields["SignedHeaders"] == "" || fields["Signature"] == "" {
+	if len(scope) != 5 || scope[4] != "aws4_request" || fields["SignedHeaders"] == "" || fields["Signature"] == "" {
 		return fail("AWS was not able to validate the provided access credentials: a malformed Authorization header")
+	}
+	if scope[3] != service {
+		return fail("AWS was not able to validate the provided access credentials: signed for service %q; this endpoint is %q", scope[3], service)
 	}
 	akid, day, region := scope[0], scope[1], scope[2]
 	user, secret, err := secrets.Secret(akid)
@@ -81,7 +85,7 @@ func authenticate(ctx context.Context, r *http.Request, body []byte, secrets Sec
 		return fail("AWS was not able to validate the provided access credentials: the body does not match its hash")
 	}
 	signer := v4.NewSigner(func(o *v4.SignerOptions) { o.DisableURIPathEscaping = false })
-	if err := signer.SignHTTP(ctx, aws.Credentials{AccessKeyID: akid, SecretAccessKey: secret}, again, payload, "ec2", region, at); err != nil {
+	if err := signer.SignHTTP(ctx, aws.Credentials{AccessKeyID: akid, SecretAccessKey: secret}, again, payload, service, region, at); err != nil {
 		return fail("AWS was not able to validate the provided access credentials")
 	}
 	want := ""

@@ -136,7 +136,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action := form.Get("Action")
-	user, aerr := authenticate(r.Context(), r, body, s.Secrets, now)
+	user, aerr := Authenticate(r.Context(), r, body, s.Secrets, now, "ec2")
 	if aerr != nil {
 		s.fail(w, id, action, "", aerr)
 		return

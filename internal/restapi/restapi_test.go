@@ -1,0 +1,310 @@
+package restapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"booted/internal/ec2api"
+	"booted/internal/inventory"
+	"booted/internal/query"
+)
+
+type secrets map[string][2]string // access key → user, secret
+
+func (s secrets) Secret(akid string) (string, string, error) {
+	if c, ok := s[akid]; ok {
+		return c[0], c[1], nil
+	}
+	return "", "", errors.New("unknown")
+}
+
+// memBackend is an inventory in memory.
+type memBackend struct {
+	hosts []Host
+	pools map[string][]string
+}
+
+func (b *memBackend) Hosts(ctx context.Context, q string) ([]Host, error) {
+	var e query.Expr
+	if q != "" {
+		var err error
+		if e, err = query.Parse(q); err != nil {
+			return nil, err
+		}
+	}
+	var out []Host
+	for _, h := range b.hosts {
+		if e == nil || e.Match(&query.Subject{Name: h.Name, Role: h.Role, State: h.State, Attrs: h.Attrs}) {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+func (b *memBackend) Host(ctx context.Context, name string) (Host, error) {
+	for _, h := range b.hosts {
+		if h.Name == name {
+			return h, nil
+		}
+	}
+	return Host{}, fmt.Errorf("host %s: %w", name, inventory.ErrNotFound)
+}
+
+func (b *memBackend) ChangeAttr(ctx context.Context, host string, c AttrChange) error {
+	for i := range b.hosts {
+		if b.hosts[i].Name == host {
+			if c.Op != "add" {
+				return Errorf("InvalidParameterValue", "op %q", c.Op)
+			}
+			b.hosts[i].Attrs[c.Key] = append(b.hosts[i].Attrs[c.Key], c.Values...)
+			return nil
+		}
+	}
+	return fmt.Errorf("host %s: %w", host, inventory.ErrNotFound)
+}
+
+func (b *memBackend) Pools(ctx context.Context) ([]Pool, error) {
+	var out []Pool
+	for n, hs := range b.pools {
+		out = append(out, Pool{Name: n, Hosts: hs})
+	}
+	return out, nil
+}
+
+func (b *memBackend) ChangePool(ctx context.Context, pool, host string, add bool) error {
+	if add {
+		b.pools[pool] = append(b.pools[pool], host)
+	} else {
+		b.pools[pool] = slices.DeleteFunc(b.pools[pool], func(h string) bool { return h == host })
+	}
+	return nil
+}
+
+func (b *memBackend) Events(ctx context.Context, host string, limit int) ([]inventory.Event, error) {
+	return []inventory.Event{{ID: 1, Time: time.Unix(1700000000, 0).UTC(), Env: "e", Host: "w1", Kind: "state", From: "booted", To: "ready"}}, nil
+}
+
+func (b *memBackend) Listing(ctx context.Context, kind string) ([]json.RawMessage, error) {
+	return []json.RawMessage{json.RawMessage(`{"name":"pxe","subnet":"10.99.0.0/24"}`)}, nil
+}
+
+type memInstances struct{ ec2api.Backend }
+
+func (memInstances) Describe(ctx context.Context, user string, ids []string) ([]ec2api.Instance, error) {
+	return []ec2api.Instance{{ID: "i-1", ImageID: "ami-local", Type: "t2.micro", Owner: user, State: "running", Addr: "10.0.0.5", Launched: time.Unix(1700000000, 0).UTC()}}, nil
+}
+
+func (memInstances) Terminate(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
+	if ids[0] != "i-1" {
+		return nil, &ec2api.Error{Status: 400, Code: "InvalidInstanceID.NotFound", Message: "The instance ID '" + ids[0] + "' does not exist"}
+	}
+	return []ec2api.StateChange{{ID: "i-1", Previous: "running", Current: "shutting-down"}}, nil
+}
+
+type fixture struct {
+	t   *testing.T
+	srv *httptest.Server
+	doc *openapi3.T
+}
+
+func newFixture(t *testing.T) *fixture {
+	b := &memBackend{hosts: []Host{
+		{Name: "w1", Role: "workers", State: "serving", IP: "10.0.0.10", Since: time.Unix(1700000000, 0).UTC(), Attrs: map[string][]string{"rack": {"r1"}}, Pools: []string{}, Classes: []string{}},
+		{Name: "w2", Role: "workers", State: "failed", IP: "10.0.0.11", Since: time.Unix(1700000000, 0).UTC(), Attrs: map[string][]string{"rack": {"r2"}}, Pools: []string{}, Classes: []string{}},
+	}, pools: map[string][]string{}}
+	s := &Server{Backend: b, Instances: memInstances{}, Secrets: secrets{"AKIAADMIN": {"ops", "s3cret"}, "AKIAUSER": {"bob", "hunter2"}},
+		Admin: func(u string) bool { return u == "ops" }}
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(OpenAPI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("openapi.json is not a valid OpenAPI 3 description: %v", err)
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return &fixture{t: t, srv: srv, doc: doc}
+}
+
+// do sends a request signed with key (none when key is ""), checks the
+// request and the answer against the OpenAPI description, and returns the
+// status and body.
+func (f *fixture) do(key, method, path string, body any) (int, []byte) {
+	f.t.Helper()
+	var b []byte
+	if body != nil {
+		b, _ = json.Marshal(body)
+	}
+	req, _ := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(b))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		sec := map[string]string{"AKIAADMIN": "s3cret", "AKIAUSER": "hunter2"}[key]
+		sum := sha256.Sum256(b)
+		req.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
+		if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: key, SecretAccessKey: sec}, req, hex.EncodeToString(sum[:]), Service, "booted", time.Now()); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.Header.Get("Content-Type") != "application/json" {
+		f.t.Errorf("%s %s: Content-Type %q", method, path, resp.Header.Get("Content-Type"))
+	}
+	if path != "/openapi.json" {
+		f.validate(req, b, resp, out)
+	}
+	return resp.StatusCode, out
+}
+
+// validate checks a request and its answer with kin-openapi's validator.
+func (f *fixture) validate(req *http.Request, reqBody []byte, resp *http.Response, body []byte) {
+	f.t.Helper()
+	router, err := gorillamux.NewRouter(f.doc)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	vreq := req.Clone(context.Background())
+	vreq.URL.Host, vreq.URL.Scheme, vreq.Host = "", "", ""
+	vreq.Body = io.NopCloser(bytes.NewReader(reqBody))
+	route, params, err := router.FindRoute(vreq)
+	if err != nil {
+		if resp.StatusCode == http.StatusNotFound {
+			return // a route the description does not have: the 404 is the answer
+		}
+		f.t.Errorf("%s %s is not in openapi.json: %v", req.Method, req.URL.Path, err)
+		return
+	}
+	in := &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+	if resp.StatusCode < 400 {
+		if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil {
+			f.t.Errorf("%s %s: the request does not fit openapi.json: %v", req.Method, req.URL.Path, err)
+		}
+	}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
+		Body: io.NopCloser(bytes.NewReader(body)), Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
+		f.t.Errorf("%s %s: the answer (%d %s) does not fit openapi.json: %v", req.Method, req.URL.Path, resp.StatusCode, body, err)
+	}
+}
+
+func TestAPI(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.do("", http.MethodGet, "/openapi.json", nil)
+	if code != 200 || !json.Valid(body) {
+		t.Fatalf("/openapi.json: %d", code)
+	}
+
+	// Reads with a query.
+	code, body = f.do("AKIAADMIN", http.MethodGet, "/api/v1/hosts?q="+strings.ReplaceAll("role:workers and not state:failed", " ", "%20"), nil)
+	var hs []Host
+	if json.Unmarshal(body, &hs); code != 200 || len(hs) != 1 || hs[0].Name != "w1" {
+		t.Errorf("hosts?q=: %d %s", code, body)
+	}
+	code, body = f.do("AKIAADMIN", http.MethodGet, "/api/v1/hosts?q=role:workers%20and%20nto%20x", nil)
+	if code != 400 || !strings.Contains(string(body), `"code":"InvalidQuery"`) || !strings.Contains(string(body), "^") {
+		t.Errorf("a bad query: %d %s", code, body)
+	}
+	if code, body = f.do("AKIAADMIN", http.MethodGet, "/api/v1/hosts/w9", nil); code != 404 || !strings.Contains(string(body), `"code":"NotFound"`) {
+		t.Errorf("an unknown host: %d %s", code, body)
+	}
+	// Writes.
+	code, body = f.do("AKIAADMIN", http.MethodPost, "/api/v1/hosts/w2/attrs", AttrChange{Op: "add", Key: "owner", Values: []string{"ada"}})
+	if code != 200 || !strings.Contains(string(body), `"owner":["ada"]`) {
+		t.Errorf("POST attrs: %d %s", code, body)
+	}
+	if code, body = f.do("AKIAADMIN", http.MethodPost, "/api/v1/hosts/w2/attrs", map[string]any{"op": "add", "key": "k", "colour": "red"}); code != 400 || !strings.Contains(string(body), "unknown field") {
+		t.Errorf("a body with an unknown field: %d %s", code, body)
+	}
+	if code, body = f.do("AKIAADMIN", http.MethodPut, "/api/v1/pools/canary/hosts/w1", nil); code != 200 || !strings.Contains(string(body), `{"name":"canary","hosts":["w1"]}`) {
+		t.Errorf("PUT pool: %d %s", code, body)
+	}
+	for _, p := range []string{"/api/v1/events?host=w1&limit=5", "/api/v1/networks", "/api/v1/nodes", "/api/v1/osimages", "/api/v1/pools", "/api/v1/hosts/w1", "/api/v1/hosts/w1/attrs"} {
+		if code, body := f.do("AKIAADMIN", http.MethodGet, p, nil); code != 200 {
+			t.Errorf("GET %s: %d %s", p, code, body)
+		}
+	}
+	if code, body = f.do("AKIAADMIN", http.MethodGet, "/api/v1/events?limit=lots", nil); code != 400 || !strings.Contains(string(body), "limit") {
+		t.Errorf("events?limit=lots: %d %s", code, body)
+	}
+
+	// Without credentials, or with a user's that is not an administrator:
+	// refused, and nothing changed.
+	code, body = f.do("", http.MethodPost, "/api/v1/hosts/w1/attrs", AttrChange{Op: "add", Key: "owner", Values: []string{"mallory"}})
+	if code != 401 || !strings.Contains(string(body), `"code":"Unauthorized"`) {
+		t.Errorf("a write without credentials: %d %s", code, body)
+	}
+	code, body = f.do("AKIAUSER", http.MethodPost, "/api/v1/hosts/w1/attrs", AttrChange{Op: "add", Key: "owner", Values: []string{"bob"}})
+	if code != 403 || !strings.Contains(string(body), "api.admins") {
+		t.Errorf("a write by a user who is not an administrator: %d %s", code, body)
+	}
+	if _, body = f.do("AKIAADMIN", http.MethodGet, "/api/v1/hosts/w1/attrs", nil); strings.Contains(string(body), "owner") {
+		t.Errorf("a refused write changed w1: %s", body)
+	}
+	if code, _ = f.do("AKIAUSER", http.MethodGet, "/api/v1/hosts", nil); code != 403 {
+		t.Errorf("a user's read of the inventory: %d", code)
+	}
+	// Instances are every user's own.
+	code, body = f.do("AKIAUSER", http.MethodGet, "/api/v1/instances", nil)
+	if code != 200 || !strings.Contains(string(body), `"id":"i-1"`) {
+		t.Errorf("GET instances: %d %s", code, body)
+	}
+	if code, body = f.do("AKIAUSER", http.MethodDelete, "/api/v1/instances/i-9", nil); code != 400 || !strings.Contains(string(body), "InvalidInstanceID.NotFound") {
+		t.Errorf("DELETE an unknown instance: %d %s", code, body)
+	}
+	if code, body = f.do("AKIAUSER", http.MethodDelete, "/api/v1/instances/i-1", nil); code != 200 || !strings.Contains(string(body), `"currentState":"shutting-down"`) {
+		t.Errorf("DELETE an instance: %d %s", code, body)
+	}
+	if code, body = f.do("AKIAUSER", http.MethodGet, "/api/v1/nothing", nil); code != 404 || !strings.Contains(string(body), "openapi.json") {
+		t.Errorf("an unknown route: %d %s", code, body)
+	}
+}
+
+// The description's host states are the inventory's.
+func TestOpenAPI_StatesAreTheInventorys(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Enum []string `json:"enum"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(OpenAPI(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := doc.Components.Schemas["Host"].Properties["state"].Enum
+	var want []string
+	for _, s := range inventory.States {
+		want = append(want, string(s))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("openapi.json's host states %v; the inventory's %v", got, want)
+	}
+}
