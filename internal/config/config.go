@@ -37,6 +37,8 @@ type Env struct {
 	// Sizes are the instance types users may ask for (EC2's instance
 	// types, PiNet's sizes), by name; none: booted's defaults.
 	Sizes map[string]Size `yaml:"sizes"`
+	// API is the REST API's policy.
+	API API `yaml:"api"`
 	// Classes are named conditions over hosts' attributes and facts
 	// (clusto's and FAI's classes): bigmem: memory_mb >= 2048, or any
 	// expression of package query. A role may require classes.
@@ -180,6 +182,13 @@ type Role struct {
 	// (a local-host load balancer beside bare-metal workers); its section
 	// provider.TYPE sits beside the environment's.
 	Provider string `yaml:"provider"`
+}
+
+// API is who may do what through api:serve's REST API.
+type API struct {
+	// Admins are the users (of creds:create) who may read and change the
+	// inventory; every user has their own instances.
+	Admins []string `yaml:"admins"`
 }
 
 // Size is an instance type: what a VM is given, what a bare-metal node

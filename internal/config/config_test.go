@@ -151,6 +151,8 @@ func TestParse_Errors(t *testing.T) {
 			s = strings.Replace(s, "    max: 1\n", "    max: 1\n    provider: qemu\n", 1)
 			return strings.Replace(s, "  local:", "  qemu: {memory_mb: lots}\n  local:", 1)
 		}, []string{"provider.qemu.memory_mb"}, nil},
+		{"BadAdmin", func(s string) string { return s + "api:\n  admins: [Ops]\n" },
+			[]string{`x.yaml:19: api.admins[0]: user "Ops": use lower-case letters`}, nil},
 		{"ClassBadCondition", func(s string) string { return s + "classes:\n  bigmem: memory_mb >= lots\n" },
 			[]string{`x.yaml:19: classes.bigmem: query: expected a number after >=, got "lots" at position 14:`, "\n  memory_mb >= lots\n               ^"}, nil},
 		{"RoleClassUndefined", func(s string) string {

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"booted/internal/creds"
 	"booted/internal/query"
 )
 
@@ -269,6 +270,11 @@ func (e *Env) validate() []*Error {
 		}
 	}
 	e.Monitor.validate(bad)
+	for i, u := range e.API.Admins {
+		if err := creds.CheckUser(u); err != nil {
+			bad(fmt.Sprintf("api.admins[%d]", i), "%v", err)
+		}
+	}
 	e.ClassExprs = map[string]query.Expr{}
 	for _, c := range sortedKeys(e.Classes) {
 		if !serviceRE.MatchString(c) {

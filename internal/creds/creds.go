@@ -100,6 +100,13 @@ func (s Store) Files(env string, c Cred, endpoint, region string) (string, error
 	if err := atomicfile.Write(confFile, []byte(fmt.Sprintf("[profile %s]\nregion = %s\noutput = json\nendpoint_url = %s\n", profile, region, endpoint)), 0o600); err != nil {
 		return "", err
 	}
+	// curl's config for the REST API: curl -K USER.curlrc URL (the
+	// secret stays off the command line).
+	curlrc := fmt.Sprintf("# booted: the REST API of environment %s for user %s: curl -K %s %s/api/v1/hosts\nuser = \"%s:%s\"\naws-sigv4 = \"aws:amz:%s:booted\"\nfail-with-body\n",
+		env, c.User, base+".curlrc", endpoint, c.AccessKey, c.Secret, region)
+	if err := atomicfile.Write(base+".curlrc", []byte(curlrc), 0o600); err != nil {
+		return "", err
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# booted: the EC2 API of environment %s for user %s (source this file).\n", env, c.User)
 	fmt.Fprintf(&b, "export AWS_SHARED_CREDENTIALS_FILE=%s\nexport AWS_CONFIG_FILE=%s\nexport AWS_PROFILE=%s\n", credFile, confFile, profile)

@@ -44,6 +44,9 @@ type Saved struct {
 	InFlight *Action   `json:"inFlight,omitempty"`
 	// Last is the last interval, for monitor:status.
 	Last *Status `json:"last,omitempty"`
+	// History is the last hour's intervals, for the status page's graph
+	// (kept, so that the API server's page and a restarted daemon have it).
+	History []Status `json:"history,omitempty"`
 }
 
 // Status is one interval as monitor:status shows it.
@@ -72,7 +75,6 @@ type Daemon struct {
 	saved     Saved
 	unhealthy map[string]int
 	metrics   *metrics
-	history   []Status // the last hour's intervals, for the status page
 	wg        sync.WaitGroup
 }
 
@@ -164,9 +166,9 @@ func (d *Daemon) interval(ctx context.Context, p config.Monitor, min, max int, n
 	}
 	d.saved.Last = &Status{Time: st.Now, Measure: m, Workers: counts, Health: health, Decision: dec.Why, Action: dec.Action}
 	d.metrics.interval(m, workers, healthy)
-	d.history = append(d.history, *d.saved.Last)
-	for len(d.history) > 0 && st.Now.Sub(d.history[0].Time) > history {
-		d.history = d.history[1:]
+	d.saved.History = append(d.saved.History, *d.saved.Last)
+	for len(d.saved.History) > 0 && st.Now.Sub(d.saved.History[0].Time) > history {
+		d.saved.History = d.saved.History[1:]
 	}
 	d.Log.Info("interval", "requests", m.Requests, "p95", m.P95, "errors", m.ErrorRate, "serving", counts[string(inventory.Serving)], "decision", dec.Why)
 	if dec.Action != nil || (dec.Why != prev && !strings.HasPrefix(dec.Why, "p95")) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -64,6 +65,8 @@ type pageRole struct {
 type pageHostRow struct {
 	PageHost
 	Health string
+	// Link is where the host's name links to ("" for none).
+	Link string
 }
 
 // chart is the p95 and error rate of the last hour as SVG polylines.
@@ -114,7 +117,19 @@ func makeChart(points []Status, slaP95 time.Duration, slaErr float64) chart {
 	return c
 }
 
-// page renders the status page.
+// PageInput is what the status page shows: the policy's SLA, what the
+// daemon kept, the environment now. HostLink, if set, links each host's
+// name (to its JSON in the REST API).
+type PageInput struct {
+	Env      string
+	SLAP95   time.Duration
+	SLAErr   float64
+	Saved    Saved
+	Overview Overview
+	HostLink func(host string) string
+}
+
+// page renders the status page of the daemon.
 func (d *Daemon) page(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
@@ -125,20 +140,34 @@ func (d *Daemon) page(w http.ResponseWriter, r *http.Request) {
 	}
 	p, _, _, _ := d.Env.Policy()
 	d.mu.Lock()
-	data := pageData{Env: d.Name, Now: time.Now(), SLAP95: p.SLA.P95.D(), SLAErr: p.SLA.ErrorRate, Last: d.saved.Last,
-		InFlight: d.saved.InFlight, Chart: makeChart(d.history, p.SLA.P95.D(), p.SLA.ErrorRate), Events: ov.Events}
-	var health map[string]string
-	if d.saved.Last != nil {
-		health = d.saved.Last.Health
-	}
+	in := PageInput{Env: d.Name, SLAP95: p.SLA.P95.D(), SLAErr: p.SLA.ErrorRate, Saved: d.saved, Overview: ov}
+	in.Saved.History = slices.Clone(d.saved.History)
 	d.mu.Unlock()
+	if err := RenderPage(w, in); err != nil {
+		d.Log.Error("status page", "err", err)
+	}
+}
+
+// RenderPage writes the status page (HTML).
+func RenderPage(w http.ResponseWriter, in PageInput) error {
+	sv := in.Saved
+	data := pageData{Env: in.Env, Now: time.Now(), SLAP95: in.SLAP95, SLAErr: in.SLAErr, Last: sv.Last,
+		InFlight: sv.InFlight, Chart: makeChart(sv.History, in.SLAP95, in.SLAErr), Events: slices.Clone(in.Overview.Events)}
+	var health map[string]string
+	if sv.Last != nil {
+		health = sv.Last.Health
+	}
 	byRole := map[string][]pageHostRow{}
-	for _, h := range ov.Hosts {
+	for _, h := range in.Overview.Hosts {
 		hh := health[h.Name]
 		if hh == "" {
 			hh = h.State
 		}
-		byRole[h.Role] = append(byRole[h.Role], pageHostRow{PageHost: h, Health: hh})
+		row := pageHostRow{PageHost: h, Health: hh}
+		if in.HostLink != nil {
+			row.Link = in.HostLink(h.Name)
+		}
+		byRole[h.Role] = append(byRole[h.Role], row)
 	}
 	roles := make([]string, 0, len(byRole))
 	for r := range byRole {
@@ -148,13 +177,9 @@ func (d *Daemon) page(w http.ResponseWriter, r *http.Request) {
 	for _, r := range roles {
 		data.Roles = append(data.Roles, pageRole{Name: r, Hosts: byRole[r]})
 	}
-	for i, j := 0, len(data.Events)-1; i < j; i, j = i+1, j-1 { // newest first
-		data.Events[i], data.Events[j] = data.Events[j], data.Events[i]
-	}
+	slices.Reverse(data.Events) // newest first
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := pageTmpl.Execute(w, data); err != nil {
-		d.Log.Error("status page", "err", err)
-	}
+	return pageTmpl.Execute(w, data)
 }
 
 // statusJSON is the page's data for programs: durations in seconds, no
@@ -192,7 +217,7 @@ func (d *Daemon) statusJSON(w http.ResponseWriter, r *http.Request) {
 	if t := d.saved.LastDown; !t.IsZero() {
 		o.LastDown = &t
 	}
-	for _, s := range d.history {
+	for _, s := range d.saved.History {
 		o.History = append(o.History, pt(s))
 	}
 	d.mu.Unlock()

@@ -34,9 +34,9 @@ func TestStatusPage_Chromium(t *testing.T) {
 		if i < 5 {
 			p95 = 180 * time.Millisecond // over the SLA lately
 		}
-		d.history = append(d.history, Status{Time: now.Add(-time.Duration(i) * time.Minute), Measure: Measure{Requests: 600, P50: p95 / 2, P95: p95, ErrorRate: float64(i%3) / 1000}})
+		d.saved.History = append(d.saved.History, Status{Time: now.Add(-time.Duration(i) * time.Minute), Measure: Measure{Requests: 600, P50: p95 / 2, P95: p95, ErrorRate: float64(i%3) / 1000}})
 	}
-	last := d.history[len(d.history)-1]
+	last := d.saved.History[len(d.saved.History)-1]
 	last.Health = map[string]string{"w1": "healthy", "w2": "unhealthy for 2 intervals", "w3": "booting"}
 	last.Decision = "p95 180ms over the SLA 100ms for 1 of 1 intervals"
 	d.saved.Last = &last

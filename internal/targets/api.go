@@ -7,12 +7,14 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"booted/internal/creds"
 	"booted/internal/ec2api"
+	"booted/internal/restapi"
 )
 
 // apiRegion is the region the rc files name (any region signs; booted
@@ -26,7 +28,11 @@ const launchTimeout = 30 * time.Minute
 // is stopped (Ctrl-C): instances, key pairs, for the users of creds:create.
 func (r *Runner) APIServe(ctx context.Context, envName string) error {
 	var credsDir string
-	if err := r.withEnv(ctx, envName, func(s *session) error { credsDir = filepath.Join(s.dir, "creds"); return nil }); err != nil {
+	var admins []string
+	if err := r.withEnv(ctx, envName, func(s *session) error {
+		credsDir, admins = filepath.Join(s.dir, "creds"), s.env.API.Admins
+		return nil
+	}); err != nil {
 		return err
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -59,10 +65,17 @@ func (r *Runner) APIServe(ctx context.Context, envName string) error {
 		fmt.Fprintf(r.Out, "%s: resuming the launch of %s (left pending by an earlier api:serve)\n", envName, strings.Join(pending, ", "))
 		b.launch(pending)
 	}
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute,
-		Handler: &ec2api.Server{Backend: b, Secrets: secretStore{creds.Store{Dir: credsDir}},
-			Log: func(f string, a ...any) { fmt.Fprintf(r.Err, "api: "+f+"\n", a...) }}}
-	fmt.Fprintf(r.Out, "%s: EC2 API on http://%s/ (creds:create %s USER makes a user)\n", envName, ln.Addr(), envName)
+	logf := func(f string, a ...any) { fmt.Fprintf(r.Err, "api: "+f+"\n", a...) }
+	secrets := secretStore{creds.Store{Dir: credsDir}}
+	rest := &restapi.Server{Backend: &restBackend{r: r, env: envName}, Instances: b, Secrets: secrets, Log: logf,
+		Admin: func(user string) bool { return slices.Contains(admins, user) }}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", rest)
+	mux.Handle("GET /openapi.json", rest)
+	mux.Handle("GET /status", r.statusPage(envName))
+	mux.Handle("/", &ec2api.Server{Backend: b, Secrets: secrets, Log: logf})
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute, Handler: mux}
+	fmt.Fprintf(r.Out, "%s: EC2 API on http://%s/, REST API on http://%s/api/v1/ (described at /openapi.json), status page at /status (creds:create %s USER makes a user; api.admins in the env file may use the inventory)\n", envName, ln.Addr(), ln.Addr(), envName)
 	go func() {
 		<-ctx.Done()
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -95,7 +108,8 @@ func (r *Runner) CredsCreate(ctx context.Context, envName, user string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(r.Out, "%s: access key %s for %s; `source %s` points the AWS CLI and boto3 at http://%s/\n", envName, c.AccessKey, user, rc, r.APIListen)
+		fmt.Fprintf(r.Out, "%s: access key %s for %s; `source %s` points the AWS CLI and boto3 at http://%s/; `curl -K %s http://%s/api/v1/instances` reaches the REST API\n",
+			envName, c.AccessKey, user, rc, r.APIListen, strings.TrimSuffix(rc, ".rc")+".curlrc", r.APIListen)
 		return nil
 	})
 }

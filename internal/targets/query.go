@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -226,7 +227,7 @@ func (r *Runner) HostsQuery(ctx context.Context, envName, expr string) error {
 // [VALUE…]" (those values, or the key) or "get [KEY]".
 func (r *Runner) HostsAttr(ctx context.Context, envName, host, spec string) error {
 	f := strings.Fields(spec)
-	usage := fmt.Errorf("hosts:attr %s %s %q: want \"add KEY VALUE…\", \"set KEY VALUE…\", \"del KEY [VALUE…]\" or \"get [KEY]\"", envName, host, spec)
+	usage := &inputError{fmt.Sprintf("hosts:attr %s %s %q: want \"add KEY VALUE…\", \"set KEY VALUE…\", \"del KEY [VALUE…]\" or \"get [KEY]\"", envName, host, spec)}
 	if len(f) == 0 {
 		return usage
 	}
@@ -259,20 +260,39 @@ func (r *Runner) HostsAttr(ctx context.Context, envName, host, spec string) erro
 	default:
 		return usage
 	}
-	key := f[1]
-	if reservedAttr(key) {
-		return fmt.Errorf("hosts:attr: %q is an attribute booted fills itself (%s, ec2.*): choose another key", key, strings.Join(reservedAttrs, ", "))
-	}
-	if strings.ContainsAny(key, "=:,\"()") {
-		return fmt.Errorf("hosts:attr: key %q: a key has no = : , \" ( or ) (queries write attr:KEY=VALUE)", key)
-	}
 	return r.withLock(ctx, envName, "hosts:attr "+envName+" "+host, func(s *session) error {
-		err := s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.ChangeAttr(s.env.Name, host, inventory.AttrOp(op), key, f[2:]) })
-		if err != nil {
-			return fmt.Errorf("hosts:attr: host %s: %w (hosts:list %s shows the inventory)", host, err, envName)
+		if err := s.changeAttr(ctx, host, op, f[1], f[2:]); err != nil {
+			return fmt.Errorf("hosts:attr: %w", err)
 		}
 		return nil
 	})
+}
+
+// inputError is input refused before anything acted (Refused says so).
+type inputError struct{ msg string }
+
+func (e *inputError) Error() string { return e.msg }
+
+// changeAttr adds, sets or deletes (op) values of an operator's attribute
+// key of host; keys booted fills itself are refused.
+func (s *session) changeAttr(ctx context.Context, host, op, key string, values []string) error {
+	switch {
+	case op != "add" && op != "set" && op != "del":
+		return &inputError{fmt.Sprintf("attribute operation %q: use add, set or del", op)}
+	case reservedAttr(key):
+		return &inputError{fmt.Sprintf("%q is an attribute booted fills itself (%s, ec2.*): choose another key", key, strings.Join(reservedAttrs, ", "))}
+	case key == "" || strings.ContainsAny(key, "=:,\"()<>! "):
+		return &inputError{fmt.Sprintf("key %q: a key is a word without = : , \" ( ) < > ! (queries write attr:KEY=VALUE)", key)}
+	case op != "del" && len(values) == 0:
+		return &inputError{fmt.Sprintf("%s %s: give the values", op, key)}
+	}
+	err := s.store.Update(ctx, func(tx *inventory.Tx) error {
+		return tx.ChangeAttr(s.env.Name, host, inventory.AttrOp(op), key, values)
+	})
+	if err != nil {
+		return fmt.Errorf("host %s: %w (hosts:list %s shows the inventory)", host, err, s.env.Name)
+	}
+	return nil
 }
 
 // HostsPool adds hosts to POOL or removes them: SPEC is "add HOST…" or
@@ -280,10 +300,10 @@ func (r *Runner) HostsAttr(ctx context.Context, envName, host, spec string) erro
 func (r *Runner) HostsPool(ctx context.Context, envName, pool, spec string) error {
 	f := strings.Fields(spec)
 	if len(f) < 2 || (f[0] != "add" && f[0] != "del") {
-		return fmt.Errorf("hosts:pool %s %s %q: want \"add HOST…\" or \"del HOST…\"", envName, pool, spec)
+		return &inputError{fmt.Sprintf("hosts:pool %s %s %q: want \"add HOST…\" or \"del HOST…\"", envName, pool, spec)}
 	}
-	if _, err := query.Parse("pool:" + pool); err != nil || strings.ContainsAny(pool, " ,()\"") {
-		return fmt.Errorf("hosts:pool: %q is not a pool name (letters, digits, - _ .)", pool)
+	if err := checkPool(pool); err != nil {
+		return fmt.Errorf("hosts:pool: %w", err)
 	}
 	return r.withLock(ctx, envName, "hosts:pool "+envName+" "+pool, func(s *session) error {
 		return s.store.Update(ctx, func(tx *inventory.Tx) error {
@@ -293,6 +313,15 @@ func (r *Runner) HostsPool(ctx context.Context, envName, pool, spec string) erro
 			return nil
 		})
 	})
+}
+
+var poolRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+func checkPool(pool string) error {
+	if !poolRE.MatchString(pool) {
+		return &inputError{fmt.Sprintf("%q is not a pool name (letters, digits, - _ ., at most 63)", pool)}
+	}
+	return nil
 }
 
 // PoolsList lists the pools of ENV with their hosts.
@@ -358,8 +387,9 @@ func (r *Runner) HostsPick(ctx context.Context, envName, expr string, n int, key
 }
 
 // Refused tells whether err refuses the input before anything acted (a
-// bad expression): the compiled command exits 2 for it.
+// bad expression, a bad attribute): the compiled command exits 2 for it.
 func Refused(err error) bool {
 	var se *query.SyntaxError
-	return errors.As(err, &se)
+	var ie *inputError
+	return errors.As(err, &se) || errors.As(err, &ie)
 }

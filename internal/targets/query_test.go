@@ -131,7 +131,7 @@ func TestFake_QueryAttrsPools(t *testing.T) {
 
 	// Attributes booted fills itself cannot be set by hand; a host not in
 	// the inventory is named.
-	for spec, want := range map[string]string{"set ip 10.0.0.1": "fills itself", "add ec2.owner bob": "fills itself", "add rack": "want", "frob rack r1": "want", "add a=b c": "a key has no"} {
+	for spec, want := range map[string]string{"set ip 10.0.0.1": "fills itself", "add ec2.owner bob": "fills itself", "add rack": "want", "frob rack r1": "want", "add a=b c": "a key is a word without"} {
 		if err := f.r.HostsAttr(ctx, f.env, "w1", spec); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("hosts:attr %q: %v, want %q", spec, err, want)
 		}

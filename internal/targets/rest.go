@@ -1,0 +1,192 @@
+package targets
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"booted/internal/inventory"
+	"booted/internal/monitor"
+	"booted/internal/query"
+	"booted/internal/restapi"
+)
+
+// restBackend is the REST API's work, done with the targets' functions on
+// environment env (each call opens it, as a target does).
+type restBackend struct {
+	r   *Runner
+	env string
+}
+
+var _ restapi.Backend = (*restBackend)(nil)
+
+// restHosts turns inventory hosts into the API's.
+func (s *session) restHosts(ctx context.Context, hosts []inventory.Host) ([]restapi.Host, error) {
+	subs, err := s.subjects(ctx, hosts)
+	if err != nil {
+		return nil, err
+	}
+	attrs, err := s.store.AllAttrs(ctx, s.env.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]restapi.Host, 0, len(hosts))
+	for _, h := range hosts {
+		a := attrs[h.Name]
+		if a == nil {
+			a = map[string][]string{}
+		}
+		sub := subs[h.Name]
+		out = append(out, restapi.Host{Name: h.Name, Role: h.Role, State: string(h.State), IP: h.Addr, MAC: h.MAC, Provider: h.Provider,
+			HostKey: h.HostKey, Since: h.Since.UTC(), Reason: h.Reason, Attrs: a,
+			Pools: append([]string{}, sub.Pools...), Classes: append([]string{}, sub.Classes...)})
+	}
+	return out, nil
+}
+
+func (b *restBackend) Hosts(ctx context.Context, q string) (out []restapi.Host, err error) {
+	var e query.Expr
+	if q != "" {
+		if e, err = query.Parse(q); err != nil {
+			return nil, err
+		}
+	}
+	err = b.r.withEnv(ctx, b.env, func(s *session) error {
+		hosts, err := s.store.Hosts(ctx, s.env.Name)
+		if err == nil {
+			hosts, err = s.matching(ctx, e, hosts)
+		}
+		if err == nil {
+			out, err = s.restHosts(ctx, hosts)
+		}
+		return err
+	})
+	return out, err
+}
+
+func (b *restBackend) Host(ctx context.Context, name string) (out restapi.Host, err error) {
+	err = b.r.withEnv(ctx, b.env, func(s *session) error {
+		h, err := s.store.Host(ctx, s.env.Name, name)
+		if err != nil {
+			return fmt.Errorf("host %s: %w", name, err)
+		}
+		hs, err := s.restHosts(ctx, []inventory.Host{h})
+		if err == nil {
+			out = hs[0]
+		}
+		return err
+	})
+	return out, err
+}
+
+// refused makes the targets' refusals the API's 400s.
+func refused(err error) error {
+	var ie *inputError
+	if errors.As(err, &ie) {
+		return restapi.Errorf("InvalidParameterValue", "%s", ie.msg)
+	}
+	return err
+}
+
+func (b *restBackend) ChangeAttr(ctx context.Context, host string, c restapi.AttrChange) error {
+	return refused(b.r.withLock(ctx, b.env, "api: attr "+b.env+" "+host, func(s *session) error {
+		return s.changeAttr(ctx, host, c.Op, c.Key, c.Values)
+	}))
+}
+
+func (b *restBackend) Pools(ctx context.Context) (out []restapi.Pool, err error) {
+	err = b.r.withEnv(ctx, b.env, func(s *session) error {
+		pools, err := s.store.Pools(ctx, s.env.Name)
+		for _, p := range slices.Sorted(maps.Keys(pools)) {
+			out = append(out, restapi.Pool{Name: p, Hosts: pools[p]})
+		}
+		return err
+	})
+	return out, err
+}
+
+func (b *restBackend) ChangePool(ctx context.Context, pool, host string, add bool) error {
+	if err := checkPool(pool); err != nil {
+		return refused(err)
+	}
+	return b.r.withLock(ctx, b.env, "api: pool "+b.env+" "+pool, func(s *session) error {
+		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.ChangePool(s.env.Name, pool, add, []string{host}) })
+	})
+}
+
+func (b *restBackend) Events(ctx context.Context, host string, limit int) (out []inventory.Event, err error) {
+	err = b.r.withEnv(ctx, b.env, func(s *session) error {
+		out, err = s.store.Events(ctx, s.env.Name, host, limit)
+		return err
+	})
+	return out, err
+}
+
+// Listing runs the listing target with BOOTED_OUTPUT=json and returns its
+// lines; an environment without bare metal has none.
+func (b *restBackend) Listing(ctx context.Context, kind string) ([]json.RawMessage, error) {
+	var buf bytes.Buffer
+	r := *b.r
+	r.JSON, r.Out = true, &buf
+	list := map[string]func(context.Context, string) error{"networks": r.NetList, "nodes": r.NodeList, "osimages": r.OSImageList}[kind]
+	if list == nil {
+		return nil, restapi.Errorf("NotFound", "no listing %q", kind)
+	}
+	var bare bool
+	if err := b.r.withEnv(ctx, b.env, func(s *session) error { _, err := s.metal(kind); bare = err == nil; return nil }); err != nil {
+		return nil, err
+	}
+	if !bare {
+		return nil, nil
+	}
+	if err := list(ctx, b.env); err != nil {
+		return nil, err
+	}
+	var out []json.RawMessage
+	sc := bufio.NewScanner(&buf)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if l := bytes.TrimSpace(sc.Bytes()); len(l) > 0 {
+			out = append(out, json.RawMessage(slices.Clone(l)))
+		}
+	}
+	return out, sc.Err()
+}
+
+// statusPage serves the status page (the monitor's) from what the monitor
+// kept, each host linking to its JSON in the REST API.
+func (r *Runner) statusPage(envName string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+		defer cancel()
+		var in monitor.PageInput
+		err := r.withEnv(ctx, envName, func(s *session) error {
+			m := newMonitorEnv(s)
+			saved, err := m.Load(ctx)
+			if err != nil {
+				return err
+			}
+			ov, err := m.Overview(ctx)
+			if err != nil {
+				return err
+			}
+			p, _, _, _ := m.Policy()
+			in = monitor.PageInput{Env: s.env.Name, SLAP95: p.SLA.P95.D(), SLAErr: p.SLA.ErrorRate, Saved: saved, Overview: ov,
+				HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
+			return nil
+		})
+		if err != nil {
+			http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		monitor.RenderPage(w, in)
+	})
+}

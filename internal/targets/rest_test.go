@@ -1,0 +1,143 @@
+package targets
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"booted/internal/testutil"
+)
+
+// The REST API against a running api:serve, with curl as the client (its
+// --aws-sigv4 signing, from the curlrc creds:create writes): an
+// administrator reads hosts by expression and changes an attribute, which
+// the targets then see; a user who is not one, and a request without
+// credentials, are refused and change nothing; /openapi.json is a valid
+// OpenAPI description; the status page links each host to its JSON.
+func TestFake_RESTAPI(t *testing.T) {
+	testutil.RequireCommands(t, "curl")
+	f := fakeProject(t, fakeRoles+"api:\n  admins: [ops]\n")
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	f.r.APIListen = testutil.FreePort(t)
+	f.must(t, f.r.CredsCreate(ctx, f.env, "ops"))
+	f.must(t, f.r.CredsCreate(ctx, f.env, "bob"))
+	credsDir := filepath.Join(f.root, "inventory", f.env, "creds")
+	if fi, err := os.Stat(filepath.Join(credsDir, "ops.curlrc")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("ops.curlrc: %v %v, want mode 0600", fi, err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- f.r.APIServe(ctx, f.env) }()
+	defer func() {
+		stop()
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("api:serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("api:serve did not stop")
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", f.r.APIListen, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("api:serve does not listen")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	base := "http://" + f.r.APIListen
+	curl := func(user string, args ...string) (string, int) {
+		t.Helper()
+		a := []string{"-s", "-o", "-", "-w", "\n%{http_code}"}
+		if user != "" {
+			a = append(a, "-K", filepath.Join(credsDir, user+".curlrc"))
+		}
+		out, err := exec.Command("curl", append(a, args...)...).Output()
+		if err != nil && user == "" {
+			t.Fatalf("curl %v: %v", args, err)
+		}
+		s := strings.TrimSpace(string(out))
+		i := strings.LastIndexByte(s, '\n')
+		code := 0
+		if i >= 0 {
+			json.Unmarshal([]byte(s[i+1:]), &code)
+			s = strings.TrimSpace(s[:i])
+		}
+		return s, code
+	}
+
+	spec, code := curl("", base+"/openapi.json")
+	if code != 200 {
+		t.Fatalf("/openapi.json: %d", code)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData([]byte(spec))
+	if err == nil {
+		err = doc.Validate(ctx)
+	}
+	if err != nil {
+		t.Errorf("/openapi.json is not a valid OpenAPI 3 description: %v", err)
+	}
+
+	body, code := curl("ops", "-X", "POST", "-H", "Content-Type: application/json", "--data", `{"op":"add","key":"rack","values":["r1"]}`, base+"/api/v1/hosts/w1/attrs")
+	if code != 200 || !strings.Contains(body, `"rack":["r1"]`) {
+		t.Fatalf("POST /api/v1/hosts/w1/attrs by ops: %d %s", code, body)
+	}
+	body, code = curl("ops", "-G", "--data-urlencode", "q=role:workers and attr:rack=r1", base+"/api/v1/hosts")
+	var hosts []struct {
+		Name  string              `json:"name"`
+		Attrs map[string][]string `json:"attrs"`
+	}
+	if json.Unmarshal([]byte(body), &hosts); code != 200 || len(hosts) != 1 || hosts[0].Name != "w1" || hosts[0].Attrs["memory_mb"] == nil {
+		t.Errorf("GET /api/v1/hosts?q=…: %d %s", code, body)
+	}
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.HostsQuery(ctx, f.env, "attr:rack=r1"))
+	f.r.JSON = false
+	if !strings.Contains(f.out.String(), `"name":"w1"`) {
+		t.Errorf("hosts:query does not see the attribute the API set:\n%s", f.out)
+	}
+	if body, code = curl("ops", "-G", "--data-urlencode", "q=role:workers and nto x", base+"/api/v1/hosts"); code != 400 || !strings.Contains(body, `"code":"InvalidQuery"`) {
+		t.Errorf("a bad query: %d %s", code, body)
+	}
+	if body, code = curl("ops", "-X", "POST", "-H", "Content-Type: application/json", "--data", `{"op":"set","key":"ip","values":["1.2.3.4"]}`, base+"/api/v1/hosts/w1/attrs"); code != 400 || !strings.Contains(body, "fills itself") {
+		t.Errorf("setting a reserved attribute: %d %s", code, body)
+	}
+
+	// Refused writes change nothing.
+	if body, code = curl("bob", "-X", "POST", "-H", "Content-Type: application/json", "--data", `{"op":"add","key":"owner","values":["bob"]}`, base+"/api/v1/hosts/w1/attrs"); code != 403 || !strings.Contains(body, `"code":"Forbidden"`) {
+		t.Errorf("a write by bob (not an administrator): %d %s", code, body)
+	}
+	if body, code = curl("", "-X", "POST", "-H", "Content-Type: application/json", "--data", `{"op":"add","key":"owner","values":["mallory"]}`, base+"/api/v1/hosts/w1/attrs"); code != 401 || !strings.Contains(body, `"code":"Unauthorized"`) {
+		t.Errorf("a write without credentials: %d %s", code, body)
+	}
+	body, _ = curl("ops", base+"/api/v1/hosts/w1/attrs")
+	if strings.Contains(body, "owner") {
+		t.Errorf("a refused write changed w1: %s", body)
+	}
+	// bob's own instances (none).
+	if body, code = curl("bob", base+"/api/v1/instances"); code != 200 || body != "[]" {
+		t.Errorf("GET /api/v1/instances by bob: %d %s", code, body)
+	}
+
+	// The status page, served by the same server, links each host to its JSON.
+	page, code := curl("", base+"/status")
+	if code != 200 || !strings.Contains(page, `<a href="/api/v1/hosts/w1">w1</a>`) || !strings.Contains(page, `<a href="/api/v1/hosts/lb1">lb1</a>`) {
+		t.Errorf("/status: %d\n%s", code, page)
+	}
+}
