@@ -112,6 +112,17 @@ func (memInstances) Describe(ctx context.Context, user string, ids []string) ([]
 	return []ec2api.Instance{{ID: "i-1", ImageID: "ami-local", Type: "t2.micro", Owner: user, State: "running", Addr: "10.0.0.5", Launched: time.Unix(1700000000, 0).UTC()}}, nil
 }
 
+func (memInstances) Run(ctx context.Context, user string, r ec2api.RunRequest) ([]ec2api.Instance, error) {
+	if r.ImageID != "ami-local" {
+		return nil, &ec2api.Error{Status: 400, Code: "InvalidAMIID.NotFound", Message: "The image id '[" + r.ImageID + "]' does not exist"}
+	}
+	var out []ec2api.Instance
+	for i := 0; i < r.Count; i++ {
+		out = append(out, ec2api.Instance{ID: fmt.Sprintf("i-%d", 10+i), ImageID: r.ImageID, Type: "t2.micro", Owner: user, State: "pending", Tags: r.Tags})
+	}
+	return out, nil
+}
+
 func (memInstances) Terminate(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
 	if ids[0] != "i-1" {
 		return nil, &ec2api.Error{Status: 400, Code: "InvalidInstanceID.NotFound", Message: "The instance ID '" + ids[0] + "' does not exist"}
@@ -279,6 +290,12 @@ func TestAPI(t *testing.T) {
 	}
 	if code, body = f.do("AKIAUSER", http.MethodDelete, "/api/v1/instances/i-1", nil); code != 200 || !strings.Contains(string(body), `"currentState":"shutting-down"`) {
 		t.Errorf("DELETE an instance: %d %s", code, body)
+	}
+	if code, body = f.do("AKIAUSER", http.MethodPost, "/api/v1/instances", RunRequest{ImageID: "ami-local", Count: 2, Tags: map[string]string{"team": "green"}}); code != 201 || strings.Count(string(body), `"state":"pending"`) != 2 {
+		t.Errorf("POST instances: %d %s", code, body)
+	}
+	if code, body = f.do("AKIAUSER", http.MethodPost, "/api/v1/instances", RunRequest{ImageID: "ami-nope"}); code != 400 || !strings.Contains(string(body), "InvalidAMIID.NotFound") {
+		t.Errorf("POST instances of an unknown image: %d %s", code, body)
 	}
 	if code, body = f.do("AKIAUSER", http.MethodGet, "/api/v1/nothing", nil); code != 404 || !strings.Contains(string(body), "openapi.json") {
 		t.Errorf("an unknown route: %d %s", code, body)
