@@ -370,28 +370,28 @@ func (Monitor) Status(ctx context.Context, env string) error {
 // Power switches bare-metal nodes through their BMCs (IPMI).
 type Power mg.Namespace
 
-// On powers node NODE of ENV on through its BMC.
+// On powers host NODE of ENV on: a bare-metal node through its BMC; a local host or VM through its provider (it boots and enrolls again, as image:start).
 //
 // Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
 func (Power) On(ctx context.Context, env, node string) error {
 	return run(func(r *targets.Runner) error { return r.Power(ctx, "on", env, node) })
 }
 
-// Off powers node NODE of ENV off through its BMC.
+// Off powers host NODE of ENV off: a bare-metal node through its BMC; a local host or VM through its provider (as image:stop).
 //
 // Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
 func (Power) Off(ctx context.Context, env, node string) error {
 	return run(func(r *targets.Runner) error { return r.Power(ctx, "off", env, node) })
 }
 
-// Cycle power-cycles node NODE of ENV through its BMC (an installed node boots its disk).
+// Cycle power-cycles host NODE of ENV: a bare-metal node through its BMC (an installed node boots its disk); a local host or VM off then on.
 //
 // Settings: BOOTED_LOCK_WAIT (it holds the environment while it runs).
 func (Power) Cycle(ctx context.Context, env, node string) error {
 	return run(func(r *targets.Runner) error { return r.Power(ctx, "cycle", env, node) })
 }
 
-// Status prints the power of node NODE of ENV, asked of its BMC.
+// Status prints the power of host NODE of ENV, asked of its BMC (bare metal) or its provider.
 func (Power) Status(ctx context.Context, env, node string) error {
 	return run(func(r *targets.Runner) error { return r.Power(ctx, "status", env, node) })
 }

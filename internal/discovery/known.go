@@ -117,7 +117,7 @@ func (p *Pinner) record(ctx context.Context, kn provider.Known) error {
 		switch {
 		case key == nil:
 			return tx.Advance(p.Env, kn.Name, inventory.Failed, reason)
-		case exists && cur.State == inventory.Terminated: // started again after its deletion
+		case exists && (cur.State == inventory.Terminated || cur.State == inventory.Stopped): // started again after its deletion or a stop
 			if err := tx.Advance(p.Env, kn.Name, inventory.Booting, ""); err != nil {
 				return err
 			}

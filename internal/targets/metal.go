@@ -61,8 +61,10 @@ func (s *session) downLab(ctx context.Context) error {
 	return lab.Down(ctx)
 }
 
-// Power switches node NODE of ENV (on, off, cycle) or shows its power
-// (status), through its BMC.
+// Power switches host NODE of ENV (on, off, cycle) or shows its power
+// (status): a bare-metal node through its BMC; a host of a provider
+// without one (local hosts, qemu and VirtualBox VMs) through the provider,
+// as image:stop and image:start do (on boots and enrolls it again).
 func (r *Runner) Power(ctx context.Context, what, envName, node string) error {
 	run := r.withLock
 	if what == "status" {
@@ -73,7 +75,7 @@ func (r *Runner) Power(ctx context.Context, what, envName, node string) error {
 	return run(ctx, envName, "power:"+what+" "+envName+" "+node, func(s *session) error {
 		sw, ok := s.provOf(node).(provider.Switch)
 		if !ok {
-			return fmt.Errorf("%s: the %s provider of %s has no power switch (a BMC): power:%s works on bare-metal nodes", s.env.Path, s.env.ProviderOf(node), node, what)
+			return s.powerByProvider(ctx, what, node)
 		}
 		var err error
 		switch what {
@@ -137,4 +139,42 @@ func (r *Runner) HostsConsole(ctx context.Context, envName, host string) error {
 		_, err = r.Out.Write(b)
 		return err
 	})
+}
+
+// powerByProvider is Power for a host without a BMC.
+func (s *session) powerByProvider(ctx context.Context, what, node string) error {
+	if _, ok := s.provOf(node).(provider.Power); !ok {
+		return fmt.Errorf("%s: the %s provider of %s cannot power hosts off and on (static hosts are someone else's)", s.env.Path, s.env.ProviderOf(node), node)
+	}
+	switch what {
+	case "status":
+		list, err := s.provOf(node).List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, in := range list {
+			if in.Name == node {
+				st := "off"
+				if in.State == provider.Running {
+					st = "on"
+				}
+				fmt.Fprintf(s.r.Out, "%s: power %s\n", node, st)
+				return nil
+			}
+		}
+		return fmt.Errorf("host %s: %w (hosts:list %s shows the inventory)", node, provider.ErrNoInstance, s.env.Name)
+	case "off":
+		return s.stop(ctx, node)
+	case "on", "cycle":
+		if what == "cycle" {
+			if err := s.stop(ctx, node); err != nil {
+				return err
+			}
+		}
+		if err := s.startController(ctx); err != nil {
+			return err
+		}
+		return s.provision(ctx, node)
+	}
+	return fmt.Errorf("power:%s: use on, off, cycle or status", what)
 }

@@ -209,3 +209,36 @@ classes:
 		t.Errorf("hosts:attr set memory_mb: %v", err)
 	}
 }
+
+// power:* works on hosts without a BMC, through their provider: status
+// says on or off, off stops the host (the load balancer stops routing to
+// it), on brings it back; a static host (someone else's) is refused.
+func TestFake_PowerWithoutBMC(t *testing.T) {
+	f, ctx := startedFake(t)
+	power := func(what string) string {
+		t.Helper()
+		f.out.Reset()
+		f.must(t, f.r.Power(ctx, what, f.env, "w2"))
+		return strings.TrimSpace(f.out.String())
+	}
+	if got := power("status"); got != "w2: power on" {
+		t.Errorf("power:status of a running host: %q", got)
+	}
+	power("off")
+	if got := power("status"); got != "w2: power off" {
+		t.Errorf("power:status after power:off: %q", got)
+	}
+	if st := f.states(t)["w2"]; st != "stopped" {
+		t.Errorf("w2 is %s after power:off", st)
+	}
+	if r := f.routes("lb1"); strings.Contains(r, "w2") {
+		t.Errorf("the load balancer still routes to w2 after power:off: %s", r)
+	}
+	power("on")
+	if got := power("status"); got != "w2: power on" {
+		t.Errorf("power:status after power:on: %q", got)
+	}
+	if err := f.r.Power(ctx, "status", f.env, "w9"); err == nil || !strings.Contains(err.Error(), "w9") {
+		t.Errorf("power:status of an unknown host: %v", err)
+	}
+}
