@@ -209,6 +209,20 @@ func (Hosts) Pick(ctx context.Context, env, expr string, n int, key string) erro
 	return run(func(r *targets.Runner) error { return r.HostsPick(ctx, env, expr, n, key) })
 }
 
+// Locate says where HOST is: provider, address, MAC, bridge or network and its port there (veth, tap, NIC), BMC, and the rack and u attributes when set.
+//
+// Settings: BOOTED_OUTPUT=json.
+func (Hosts) Locate(ctx context.Context, env, host string) error {
+	return run(func(r *targets.Runner) error { return r.HostsLocate(ctx, env, host) })
+}
+
+// Rebuild makes HOST again from nothing: out of the load balancers, deleted, built and booted with a new enrollment (a new host key pinned, the old one refused), its role's service deployed, back in.
+//
+// Settings: BOOTED_LOCK_WAIT.
+func (Hosts) Rebuild(ctx context.Context, env, host string) error {
+	return run(func(r *targets.Runner) error { return r.HostsRebuild(ctx, env, host) })
+}
+
 // Attr changes or shows HOST's attributes; SPEC is one quoted argument: "add KEY VALUE…", "set KEY VALUE…", "del KEY [VALUE…]" or "get [KEY]".
 //
 // Settings: BOOTED_OUTPUT=json, BOOTED_LOCK_WAIT.

@@ -58,6 +58,8 @@ var Catalog = []Target{
 	{"hosts:run", []Arg{s("env"), s("cmd")}},
 	{"hosts:ssh", []Arg{s("env"), s("host")}},
 	{"hosts:query", []Arg{s("env"), s("expr")}},
+	{"hosts:locate", []Arg{s("env"), s("host")}},
+	{"hosts:rebuild", []Arg{s("env"), s("host")}},
 	{"hosts:attr", []Arg{s("env"), s("host"), s("spec")}},
 	{"hosts:pick", []Arg{s("env"), s("expr"), {"n", "int"}, s("key")}},
 	{"hosts:pool", []Arg{s("env"), s("pool"), s("spec")}},

@@ -110,6 +110,21 @@ type Cloner interface {
 	Clone(ctx context.Context, src string, s Spec) (Instance, error)
 }
 
+// Location is where a host is attached (clusto's locate): the bridge or
+// network it is on, its port there (a veth or tap), its BMC.
+type Location struct {
+	Bridge  string `json:"bridge,omitempty"`
+	Port    string `json:"port,omitempty"`
+	Network string `json:"network,omitempty"`
+	BMC     string `json:"bmc,omitempty"`
+}
+
+// Locator is implemented by providers that know where their hosts are
+// attached.
+type Locator interface {
+	Locate(name string) (Location, error)
+}
+
 // Console is implemented by providers that keep what a host prints while
 // it boots (a VM's serial console, a light host's boot log).
 type Console interface {

@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"booted/internal/loadgen"
+	"booted/internal/remote"
 	"booted/internal/testutil"
 )
 
@@ -137,6 +141,50 @@ func TestTargets_LoadBalancerUnderLoad(t *testing.T) {
 		if h := f.hosts(t); h["w1"].State != "serving" || h["w2"].State != "serving" || h["w3"].State != "serving" {
 			t.Errorf("workers after the refused deploy: %+v", h)
 		}
+	})
+
+	// hosts:rebuild of a serving worker under load: no request fails, the
+	// worker comes back with a new host key on the version it ran, and
+	// its old key is refused from then on.
+	t.Run("Rebuild", func(t *testing.T) {
+		old := f.hosts(t)["w2"]
+		oldKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(old.HostKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := load(t, url+"/", 3*time.Minute)
+		time.Sleep(time.Second)
+		f.must(t, f.r.HostsRebuild(ctx, env, "w2"))
+		time.Sleep(time.Second)
+		st := stop()
+		t.Logf("hosts:rebuild of w2 under load: %s", st)
+		if st.Failed != 0 || st.Sent == 0 {
+			t.Errorf("%d of %d requests failed: %v", st.Failed, st.Sent, st.Errors)
+		}
+		now := f.hosts(t)["w2"]
+		if now.State != "serving" || now.HostKey == old.HostKey || now.HostKey == "" {
+			t.Errorf("w2 after the rebuild: %s, key %q (was %q)", now.State, now.HostKey, old.HostKey)
+		}
+		if got := httpGet(t, "http://"+now.IP+":8080/version"); got != "v2\n" {
+			t.Errorf("w2 serves %q after the rebuild, want v2 (what it ran)", got)
+		}
+		// The old key is refused: booted's pin for w2 is the new key, and a
+		// host offering the old one is not w2 any more.
+		var dialErr error
+		f.must(t, f.r.withEnv(ctx, env, func(s *session) error {
+			c, err := remote.Dial(ctx, remote.Target{Name: "w2", Addr: now.IP, HostKey: oldKey}, remote.Auth{User: "root", Signer: s.signer}, 10*time.Second)
+			if err == nil {
+				c.Close()
+			}
+			dialErr = err
+			return nil
+		}))
+		var hk *remote.HostKeyError
+		if !errors.As(dialErr, &hk) {
+			t.Errorf("w2 with its old key pinned: %v; want HOST KEY CHANGED", dialErr)
+		}
+		f.out.Reset()
+		f.must(t, f.r.HostsRun(ctx, env+"/w2", "true")) // and booted reaches it with the new one
 	})
 
 	t.Run("RefusedConfigNeverApplied", func(t *testing.T) {

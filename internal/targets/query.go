@@ -12,6 +12,7 @@ import (
 
 	"booted/internal/facts"
 	"booted/internal/inventory"
+	"booted/internal/provider"
 	"booted/internal/query"
 	"booted/internal/remote"
 )
@@ -142,6 +143,15 @@ func (s *session) subjects(ctx context.Context, hosts []inventory.Host) (map[str
 			}
 		}
 		sub := &query.Subject{Name: h.Name, Role: h.Role, State: string(h.State), Provider: h.Provider, Pools: inPools[h.Name], Attrs: a}
+		if l, ok := s.provOf(h.Name).(provider.Locator); ok {
+			if loc, err := l.Locate(h.Name); err == nil {
+				for _, c := range []string{loc.Bridge, loc.Network, loc.BMC} {
+					if c != "" {
+						sub.Connected = append(sub.Connected, c)
+					}
+				}
+			}
+		}
 		for _, c := range slices.Sorted(maps.Keys(s.env.ClassExprs)) {
 			if s.env.ClassExprs[c].Match(sub) {
 				sub.Classes = append(sub.Classes, c)
@@ -392,4 +402,54 @@ func Refused(err error) bool {
 	var se *query.SyntaxError
 	var ie *inputError
 	return errors.As(err, &se) || errors.As(err, &ie)
+}
+
+// locateRow is what hosts:locate prints.
+type locateRow struct {
+	Host     string `json:"host"`
+	Provider string `json:"provider"`
+	IP       string `json:"ip,omitempty"`
+	MAC      string `json:"mac,omitempty"`
+	provider.Location
+	// Rack and U are the operator's attributes rack and u, when set.
+	Rack string `json:"rack,omitempty"`
+	U    string `json:"u,omitempty"`
+}
+
+// HostsLocate says where HOST is (clusto's locate): its provider, address
+// and MAC, the bridge or network it is on and its port there (veth, tap,
+// NIC), its BMC, and the rack and U attributes when set.
+func (r *Runner) HostsLocate(ctx context.Context, envName, host string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		h, err := s.store.Host(ctx, s.env.Name, host)
+		if err != nil {
+			return fmt.Errorf("hosts:locate: host %s: %w (hosts:list %s shows the inventory)", host, err, envName)
+		}
+		row := locateRow{Host: h.Name, Provider: s.env.ProviderOf(h.Name), IP: h.Addr, MAC: h.MAC}
+		if l, ok := s.provOf(h.Name).(provider.Locator); ok {
+			if row.Location, err = l.Locate(h.Name); err != nil {
+				return fmt.Errorf("hosts:locate: %w", err)
+			}
+		}
+		attrs, err := s.store.AllAttrs(ctx, s.env.Name)
+		if err != nil {
+			return err
+		}
+		if v := attrs[h.Name]["rack"]; len(v) > 0 {
+			row.Rack = v[0]
+		}
+		if v := attrs[h.Name]["u"]; len(v) > 0 {
+			row.U = v[0]
+		}
+		if r.JSON {
+			return printRows(r, []locateRow{row}, nil, nil)
+		}
+		for _, kv := range [][2]string{{"host", row.Host}, {"provider", row.Provider}, {"ip", row.IP}, {"mac", row.MAC}, {"bridge", row.Bridge},
+			{"port", row.Port}, {"network", row.Network}, {"bmc", row.BMC}, {"rack", row.Rack}, {"u", row.U}} {
+			if kv[1] != "" {
+				fmt.Fprintf(r.Out, "%-9s %s\n", kv[0]+":", kv[1])
+			}
+		}
+		return nil
+	})
 }

@@ -242,3 +242,67 @@ func TestFake_PowerWithoutBMC(t *testing.T) {
 		t.Errorf("power:status of an unknown host: %v", err)
 	}
 }
+
+// hosts:rebuild: the load balancer stops routing to the host before it is
+// deleted and routes to it again only once it is rebuilt, deployed and
+// checked; the host comes back with a new host key, the version it ran
+// (a deploy had moved it past the env file's), serving.
+func TestFake_Rebuild(t *testing.T) {
+	f, ctx := startedFake(t)
+	f.must(t, f.r.ServiceDeploy(ctx, f.env, "hello", "v2"))
+	key := func() string {
+		var k string
+		f.must(t, f.r.withEnv(ctx, f.env, func(s *session) error {
+			h, err := s.store.Host(ctx, f.env, "w2")
+			k = h.HostKey
+			return err
+		}))
+		return k
+	}
+	before := key()
+	w2 := ""
+	for _, in := range mustList(f.prov) {
+		if in.Name == "w2" {
+			w2 = in.Addr + ":8080"
+		}
+	}
+	f.io.with(func() { f.io.log = nil })
+	f.out.Reset()
+	f.must(t, f.r.HostsRebuild(ctx, f.env, "w2"))
+	if after := key(); after == before || after == "" {
+		t.Errorf("w2's host key after the rebuild: %q (before: %q)", after, before)
+	}
+	w2new := ""
+	for _, in := range mustList(f.prov) {
+		if in.Name == "w2" {
+			w2new = in.Addr + ":8080"
+		}
+	}
+	deployed, back := -1, false
+	for i, l := range f.io.logged("") {
+		switch {
+		case strings.HasPrefix(l, "deploy w2"):
+			deployed = i
+		case strings.HasPrefix(l, "lb ") && deployed < 0 && (strings.Contains(l, w2) || strings.Contains(l, w2new)):
+			t.Errorf("the load balancer routed to w2 before it was deployed again: %s", l)
+		case strings.HasPrefix(l, "lb ") && deployed >= 0 && strings.Contains(l, w2new):
+			back = true
+		}
+	}
+	if !back || !strings.Contains(f.io.logged("lb ")[0], "192.0.2.") || strings.Contains(f.io.logged("lb ")[0], w2) {
+		t.Errorf("the rebuild's load-balancer updates: %v; want w2 out first, back after its deploy", f.io.logged("lb "))
+	}
+	if got := f.io.logged("deploy "); fmt.Sprint(got) != "[deploy w2 v2]" {
+		t.Errorf("the rebuild deployed %v; want w2 back on v2, the version it ran", got)
+	}
+	calls := strings.Join(f.prov.Calls(), " ")
+	if !strings.Contains(calls, "stop w2 delete w2 start w2") {
+		t.Errorf("provider calls: %s; want w2 stopped, deleted, then made and started", calls)
+	}
+	if st := f.states(t)["w2"]; st != "serving" {
+		t.Errorf("w2 is %s after the rebuild", st)
+	}
+	if !strings.Contains(f.out.String(), "w2: rebuilt in") {
+		t.Errorf("no word of the rebuild:\n%s", f.out)
+	}
+}

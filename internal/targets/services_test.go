@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,6 +70,24 @@ func TestTargets_Services(t *testing.T) {
 	if hosts["lb1"].State != "serving" {
 		t.Errorf("lb1 is %s", hosts["lb1"].State)
 	}
+	// hosts:locate: w1's veth is on the environment's bridge, as ip says;
+	// connected: finds the hosts on that bridge.
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.HostsLocate(ctx, env, "w1"))
+	var loc []locateRow
+	if err := unmarshalRows(f.out.Bytes(), &loc); err != nil || len(loc) != 1 || loc[0].Bridge == "" || loc[0].Port == "" || loc[0].IP != hosts["w1"].IP {
+		t.Fatalf("hosts:locate w1: %v %s", err, f.out)
+	}
+	if out, err := exec.Command("ip", "-o", "link", "show", "dev", loc[0].Port).CombinedOutput(); err != nil || !strings.Contains(string(out), "master "+loc[0].Bridge) {
+		t.Errorf("hosts:locate says w1 is on %s through %s; ip says: %v %s", loc[0].Bridge, loc[0].Port, err, out)
+	}
+	f.out.Reset()
+	f.must(t, f.r.HostsQuery(ctx, env, "connected:"+loc[0].Bridge+" and role:workers"))
+	if n := strings.Count(f.out.String(), `"role":"workers"`); n != 2 {
+		t.Errorf("hosts:query connected:%s found %d workers:\n%s", loc[0].Bridge, n, f.out)
+	}
+	f.r.JSON = false
 	// service:rollback with one release on each worker: nothing to roll
 	// back, said per host, not a failure (the landed one failed every
 	// host "no previous release to roll back to").

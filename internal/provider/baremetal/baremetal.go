@@ -21,10 +21,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -380,6 +382,23 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 	os.Remove(filepath.Join(p.dir, "seed", name+".tar"))
 	os.Remove(filepath.Join(p.dir, "node", netboot.ScriptName(n.Primary().MAC)))
 	return nil
+}
+
+// Locate says the node's network (its primary NIC's), that network's
+// bridge, and its BMC's address.
+func (p *Provider) Locate(name string) (provider.Location, error) {
+	n, ok := p.set.node(name)
+	if !ok {
+		return provider.Location{}, fmt.Errorf("node %s: %w", name, provider.ErrNoInstance)
+	}
+	loc := provider.Location{Network: n.Primary().Network, Port: n.Primary().MAC}
+	if nw, ok := p.set.network(loc.Network); ok {
+		loc.Bridge = nw.Bridge
+	}
+	if n.BMC.Address != "" {
+		loc.BMC = net.JoinHostPort(n.BMC.Address, strconv.Itoa(n.BMC.Port))
+	}
+	return loc, nil
 }
 
 // List returns the nodes built (created and not deleted) with their power

@@ -311,6 +311,15 @@ func (p *Provider) boot(ctx context.Context, r record) error {
 	}
 }
 
+// Locate says the host's bridge and its veth there.
+func (p *Provider) Locate(name string) (provider.Location, error) {
+	r, err := p.load(name)
+	if err != nil {
+		return provider.Location{}, err
+	}
+	return provider.Location{Bridge: p.bridge, Port: r.Veth, Network: p.subnet.String()}, nil
+}
+
 // running tells whether any process runs in the host's network namespace:
 // the one boot started, if it still does (one read), else any (a walk of
 // /proc, which grows with the machine's processes).

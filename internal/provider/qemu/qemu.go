@@ -112,6 +112,15 @@ type vm struct {
 	Tap  string `json:"tap"`
 }
 
+// Locate says the VM's bridge and its tap there.
+func (p *Provider) Locate(name string) (provider.Location, error) {
+	v, err := p.load(name)
+	if err != nil {
+		return provider.Location{}, err
+	}
+	return provider.Location{Bridge: p.bridge, Port: v.Tap, Network: p.gateway.Masked().String()}, nil
+}
+
 func (p *Provider) vmDir(name string) string { return filepath.Join(p.Dir, name) }
 
 func (p *Provider) load(name string) (vm, error) {
