@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,6 +94,21 @@ type Backend interface {
 	// Listing returns the rows of a listing (networks, nodes, osimages),
 	// as their targets print them with BOOTED_OUTPUT=json.
 	Listing(ctx context.Context, kind string) ([]json.RawMessage, error)
+	// Change does one of Changes to name (with arg, where it takes one),
+	// as its target does, and returns what the target printed.
+	Change(ctx context.Context, what, name, arg string) (string, error)
+}
+
+// Changes are what Backend.Change does, each the work of a target:
+// net:create, net:del, node:create, node:del, node:deploy (arg: the
+// osimage, "" for the node's), osimage:importAs (name, arg: the ISO's path
+// on the server), osimage:del, power:ACTION (arg: on, off, cycle),
+// hosts:rebuild.
+var Changes = []string{"network.create", "network.delete", "node.create", "node.delete", "node.deploy", "osimage.import", "osimage.delete", "host.power", "host.rebuild"}
+
+// Result is what a change answers.
+type Result struct {
+	Output string `json:"output"`
 }
 
 // Error is an error as the client gets it.
@@ -174,6 +190,57 @@ func (s *Server) routes() {
 			return http.StatusOK, rows, err
 		}))
 	}
+	change := func(what string, arg func(body []byte) (string, error)) handler {
+		return admin(func(ctx context.Context, _ string, r *http.Request, body []byte) (int, any, error) {
+			a := ""
+			if arg != nil {
+				var err error
+				if a, err = arg(body); err != nil {
+					return 0, nil, err
+				}
+			}
+			out, err := s.Backend.Change(ctx, what, r.PathValue("name"), a)
+			return http.StatusOK, Result{Output: out}, err
+		})
+	}
+	field := func(name string, allowed ...string) func(body []byte) (string, error) {
+		return func(body []byte) (string, error) {
+			var m map[string]string
+			if len(strings.TrimSpace(string(body))) > 0 {
+				if err := strictJSON(body, &m); err != nil {
+					return "", err
+				}
+			}
+			for k := range m {
+				if k != name {
+					return "", Errorf("InvalidRequest", "unknown field %q: this route takes {%q: …}", k, name)
+				}
+			}
+			v := m[name]
+			if len(allowed) > 0 && !slices.Contains(allowed, v) {
+				return "", Errorf("InvalidParameterValue", "%s %q: one of %s", name, v, strings.Join(allowed, ", "))
+			}
+			return v, nil
+		}
+	}
+	route("PUT /api/v1/networks/{name}", change("network.create", nil))
+	route("DELETE /api/v1/networks/{name}", change("network.delete", nil))
+	route("PUT /api/v1/nodes/{name}", change("node.create", nil))
+	route("DELETE /api/v1/nodes/{name}", change("node.delete", nil))
+	required := func(name, what string) func(body []byte) (string, error) {
+		return func(body []byte) (string, error) {
+			v, err := field(name)(body)
+			if err == nil && v == "" {
+				err = Errorf("MissingParameter", "%s: %s", name, what)
+			}
+			return v, err
+		}
+	}
+	route("POST /api/v1/nodes/{name}/deploy", change("node.deploy", required("osimage", "the osimage to install (GET /api/v1/osimages lists them)")))
+	route("PUT /api/v1/osimages/{name}", change("osimage.import", required("iso", "the installer ISO's path on the server")))
+	route("DELETE /api/v1/osimages/{name}", change("osimage.delete", nil))
+	route("POST /api/v1/hosts/{name}/power", change("host.power", field("action", "on", "off", "cycle")))
+	route("POST /api/v1/hosts/{name}/rebuild", change("host.rebuild", nil))
 	route("GET /api/v1/instances", s.instances)
 	route("POST /api/v1/instances", s.runInstances)
 	route("DELETE /api/v1/instances/{id}", s.terminate)

@@ -38,8 +38,9 @@ func (s secrets) Secret(akid string) (string, string, error) {
 
 // memBackend is an inventory in memory.
 type memBackend struct {
-	hosts []Host
-	pools map[string][]string
+	hosts   []Host
+	pools   map[string][]string
+	changes []string
 }
 
 func (b *memBackend) Hosts(ctx context.Context, q string) ([]Host, error) {
@@ -106,6 +107,11 @@ func (b *memBackend) Listing(ctx context.Context, kind string) ([]json.RawMessag
 	return []json.RawMessage{json.RawMessage(`{"name":"pxe","subnet":"10.99.0.0/24"}`)}, nil
 }
 
+func (b *memBackend) Change(ctx context.Context, what, name, arg string) (string, error) {
+	b.changes = append(b.changes, what+" "+name+" "+arg)
+	return "done: " + what, nil
+}
+
 type memInstances struct{ ec2api.Backend }
 
 func (memInstances) Describe(ctx context.Context, user string, ids []string) ([]ec2api.Instance, error) {
@@ -131,6 +137,7 @@ func (memInstances) Terminate(ctx context.Context, user string, ids []string) ([
 }
 
 type fixture struct {
+	b   *memBackend
 	t   *testing.T
 	srv *httptest.Server
 	doc *openapi3.T
@@ -153,7 +160,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, srv: srv, doc: doc}
+	return &fixture{t: t, srv: srv, doc: doc, b: b}
 }
 
 // do sends a request signed with key (none when key is ""), checks the
@@ -262,6 +269,55 @@ func TestAPI(t *testing.T) {
 	}
 	if code, body = f.do("AKIAADMIN", http.MethodGet, "/api/v1/events?limit=lots", nil); code != 400 || !strings.Contains(string(body), "limit") {
 		t.Errorf("events?limit=lots: %d %s", code, body)
+	}
+
+	// Changes: each route does its target's work, with its argument.
+	for _, c := range []struct {
+		method, path string
+		body         any
+		want         string
+	}{
+		{http.MethodPut, "/api/v1/networks/pxe", nil, "network.create pxe "},
+		{http.MethodDelete, "/api/v1/networks/pxe", nil, "network.delete pxe "},
+		{http.MethodPut, "/api/v1/nodes/n1", nil, "node.create n1 "},
+		{http.MethodPost, "/api/v1/nodes/n1/deploy", map[string]string{"osimage": "debian12"}, "node.deploy n1 debian12"},
+		{http.MethodDelete, "/api/v1/nodes/n1", nil, "node.delete n1 "},
+		{http.MethodPut, "/api/v1/osimages/deb", map[string]string{"iso": "/srv/debian.iso"}, "osimage.import deb /srv/debian.iso"},
+		{http.MethodDelete, "/api/v1/osimages/deb", nil, "osimage.delete deb "},
+		{http.MethodPost, "/api/v1/hosts/w1/power", map[string]string{"action": "cycle"}, "host.power w1 cycle"},
+		{http.MethodPost, "/api/v1/hosts/w1/rebuild", nil, "host.rebuild w1 "},
+	} {
+		f.b.changes = nil
+		code, body := f.do("AKIAADMIN", c.method, c.path, c.body)
+		if code != 200 || len(f.b.changes) != 1 || f.b.changes[0] != c.want || !strings.Contains(string(body), `"output":"done: `) {
+			t.Errorf("%s %s: %d %s; did %q, want %q", c.method, c.path, code, body, f.b.changes, c.want)
+		}
+	}
+	f.b.changes = nil
+	for _, c := range []struct {
+		path string
+		body any
+		want string
+	}{
+		{"/api/v1/hosts/w1/power", map[string]string{"action": "explode"}, `one of on, off, cycle`},
+		{"/api/v1/hosts/w1/power", map[string]string{"actoin": "on"}, `unknown field`},
+		{"/api/v1/hosts/w1/power", nil, `action \"\": one of`},
+	} {
+		if code, body := f.do("AKIAADMIN", http.MethodPost, c.path, c.body); code != 400 || !strings.Contains(string(body), c.want) {
+			t.Errorf("POST %s %v: %d %s; want 400 with %q", c.path, c.body, code, body, c.want)
+		}
+	}
+	if code, body := f.do("AKIAADMIN", http.MethodPost, "/api/v1/nodes/n1/deploy", nil); code != 400 || !strings.Contains(string(body), "MissingParameter") {
+		t.Errorf("a deploy without its osimage: %d %s", code, body)
+	}
+	if code, body := f.do("AKIAADMIN", http.MethodPut, "/api/v1/osimages/deb", map[string]string{}); code != 400 || !strings.Contains(string(body), "MissingParameter") {
+		t.Errorf("an import without its ISO: %d %s", code, body)
+	}
+	if code, _ := f.do("AKIAUSER", http.MethodPost, "/api/v1/hosts/w1/rebuild", nil); code != 403 {
+		t.Errorf("a rebuild by a user who is not an administrator: %d", code)
+	}
+	if len(f.b.changes) > 0 {
+		t.Errorf("refused changes were done: %v", f.b.changes)
 	}
 
 	// Without credentials, or with a user's that is not an administrator:

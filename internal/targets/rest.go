@@ -161,6 +161,38 @@ func (b *restBackend) Listing(ctx context.Context, kind string) ([]json.RawMessa
 	return out, sc.Err()
 }
 
+// Change does a change of the REST API with the target that does it, and
+// returns what the target printed.
+func (b *restBackend) Change(ctx context.Context, what, name, arg string) (string, error) {
+	var buf bytes.Buffer
+	r := *b.r
+	r.Out, r.JSON = &buf, false
+	var err error
+	switch what {
+	case "network.create":
+		err = r.NetCreate(ctx, b.env, name)
+	case "network.delete":
+		err = r.NetDel(ctx, b.env, name)
+	case "node.create":
+		err = r.NodeCreate(ctx, b.env, name)
+	case "node.delete":
+		err = r.NodeDel(ctx, b.env, name)
+	case "node.deploy":
+		err = r.NodeDeploy(ctx, b.env, name, arg)
+	case "osimage.import":
+		err = r.OSImageImport(ctx, b.env, arg, name)
+	case "osimage.delete":
+		err = r.OSImageDel(ctx, b.env, name)
+	case "host.power":
+		err = r.Power(ctx, arg, b.env, name)
+	case "host.rebuild":
+		err = r.HostsRebuild(ctx, b.env, name)
+	default:
+		return "", restapi.Errorf("InvalidRequest", "no change %q", what)
+	}
+	return buf.String(), refused(err)
+}
+
 // statusPage serves the status page (the monitor's) from what the monitor
 // kept, each host linking to its JSON in the REST API.
 func (r *Runner) statusPage(envName string) http.Handler {

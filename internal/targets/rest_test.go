@@ -135,6 +135,32 @@ func TestFake_RESTAPI(t *testing.T) {
 		t.Errorf("GET /api/v1/instances by bob: %d %s", code, body)
 	}
 
+	// Changes through the API are the targets' own: power a worker off
+	// and on, rebuild one (a new host key).
+	if body, code = curl("ops", "-X", "POST", "-H", "Content-Type: application/json", "--data", `{"action":"off"}`, base+"/api/v1/hosts/w2/power"); code != 200 {
+		t.Errorf("POST /api/v1/hosts/w2/power off: %d %s", code, body)
+	}
+	if st := f.states(t)["w2"]; st != "stopped" {
+		t.Errorf("w2 is %s after a power off through the API", st)
+	}
+	if body, code = curl("ops", "-X", "POST", "-H", "Content-Type: application/json", "--data", `{"action":"on"}`, base+"/api/v1/hosts/w2/power"); code != 200 {
+		t.Errorf("POST /api/v1/hosts/w2/power on: %d %s", code, body)
+	}
+	before, _ := curl("ops", base+"/api/v1/hosts/w3")
+	if body, code = curl("ops", "-X", "POST", base+"/api/v1/hosts/w3/rebuild"); code != 200 || !strings.Contains(body, "w3: rebuilt in") {
+		t.Errorf("POST /api/v1/hosts/w3/rebuild: %d %s", code, body)
+	}
+	after, _ := curl("ops", base+"/api/v1/hosts/w3")
+	var b, a struct{ HostKey, State string }
+	json.Unmarshal([]byte(before), &b)
+	json.Unmarshal([]byte(after), &a)
+	if a.HostKey == b.HostKey || a.State != "serving" {
+		t.Errorf("w3 after a rebuild through the API: %s (before: %s)", after, before)
+	}
+	if body, code = curl("bob", "-X", "POST", base+"/api/v1/hosts/w3/rebuild"); code != 403 {
+		t.Errorf("a rebuild by bob: %d %s", code, body)
+	}
+
 	// The status page, served by the same server, links each host to its JSON.
 	page, code := curl("", base+"/status")
 	if code != 200 || !strings.Contains(page, `<a href="/api/v1/hosts/w1">w1</a>`) || !strings.Contains(page, `<a href="/api/v1/hosts/lb1">lb1</a>`) {
