@@ -320,10 +320,20 @@ func serveAPI(t *testing.T, f *fixture, users ...string) (string, string) {
 	if strings.Contains(f.out.String(), "aws_secret_access_key") {
 		t.Error("creds:create printed the secret")
 	}
+	startAPIServe(t, f.r, env, stop)
+	return credsDir, "http://" + f.r.APIListen
+}
+
+// startAPIServe runs r's api:serve of env (on r.APIListen) until the
+// test ends (stop cancels its context), and waits until it listens.
+func startAPIServe(t *testing.T, r *Runner, env string, stop context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- f.r.APIServe(ctx, env) }()
+	go func() { served <- r.APIServe(ctx, env) }()
 	t.Cleanup(func() {
 		stop()
+		cancel()
 		select {
 		case err := <-served:
 			if err != nil {
@@ -333,15 +343,18 @@ func serveAPI(t *testing.T, f *fixture, users ...string) (string, string) {
 			t.Error("api:serve did not stop within 30 s")
 		}
 	})
-	endpoint := "http://" + f.r.APIListen
-	f.waitFor(t, "the API listens", 10*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", f.r.APIListen, time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", r.APIListen, time.Second)
 		if err == nil {
 			c.Close()
+			return
 		}
-		return err == nil
-	})
-	return credsDir, endpoint
+		if time.Now().After(deadline) {
+			t.Fatalf("api:serve does not listen on %s: %v", r.APIListen, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // The same flow through boto3 (the Python SDK), as a script: import a key

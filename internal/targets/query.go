@@ -214,19 +214,28 @@ func (s *session) matching(ctx context.Context, e query.Expr, hosts []inventory.
 	return out, nil
 }
 
+// queryHosts returns the inventory's hosts expr matches (all when empty).
+func (s *session) queryHosts(ctx context.Context, expr string) ([]inventory.Host, error) {
+	var e query.Expr
+	if expr != "" {
+		var err error
+		if e, err = query.Parse(expr); err != nil {
+			return nil, err
+		}
+	}
+	hosts, err := s.store.Hosts(ctx, s.env.Name)
+	if err != nil {
+		return nil, err
+	}
+	return s.matching(ctx, e, hosts)
+}
+
 // HostsQuery lists the hosts of ENV that EXPR matches (see package query).
 func (r *Runner) HostsQuery(ctx context.Context, envName, expr string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		e, err := query.Parse(expr)
+		hosts, err := s.queryHosts(ctx, expr)
 		if err != nil {
 			return fmt.Errorf("hosts:query %s: %w", envName, err)
-		}
-		hosts, err := s.store.Hosts(ctx, s.env.Name)
-		if err != nil {
-			return err
-		}
-		if hosts, err = s.matching(ctx, e, hosts); err != nil {
-			return err
 		}
 		return s.printHostRows(ctx, hosts)
 	})
@@ -363,16 +372,9 @@ func (r *Runner) HostsPick(ctx context.Context, envName, expr string, n int, key
 		return fmt.Errorf("hosts:pick: N must be at least 1, not %d", n)
 	}
 	return r.withEnv(ctx, envName, func(s *session) error {
-		e, err := query.Parse(expr)
+		hosts, err := s.queryHosts(ctx, expr)
 		if err != nil {
 			return fmt.Errorf("hosts:pick %s: %w", envName, err)
-		}
-		hosts, err := s.store.Hosts(ctx, s.env.Name)
-		if err != nil {
-			return err
-		}
-		if hosts, err = s.matching(ctx, e, hosts); err != nil {
-			return err
 		}
 		subs, err := s.subjects(ctx, hosts)
 		if err != nil {

@@ -15,7 +15,6 @@ import (
 
 	"booted/internal/inventory"
 	"booted/internal/monitor"
-	"booted/internal/query"
 	"booted/internal/restapi"
 )
 
@@ -53,17 +52,8 @@ func (s *session) restHosts(ctx context.Context, hosts []inventory.Host) ([]rest
 }
 
 func (b *restBackend) Hosts(ctx context.Context, q string) (out []restapi.Host, err error) {
-	var e query.Expr
-	if q != "" {
-		if e, err = query.Parse(q); err != nil {
-			return nil, err
-		}
-	}
 	err = b.r.withEnv(ctx, b.env, func(s *session) error {
-		hosts, err := s.store.Hosts(ctx, s.env.Name)
-		if err == nil {
-			hosts, err = s.matching(ctx, e, hosts)
-		}
+		hosts, err := s.queryHosts(ctx, q)
 		if err == nil {
 			out, err = s.restHosts(ctx, hosts)
 		}

@@ -3,13 +3,11 @@ package targets
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
@@ -35,31 +33,7 @@ func TestFake_RESTAPI(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(credsDir, "ops.curlrc")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("ops.curlrc: %v %v, want mode 0600", fi, err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- f.r.APIServe(ctx, f.env) }()
-	defer func() {
-		stop()
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("api:serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("api:serve did not stop")
-		}
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", f.r.APIListen, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("api:serve does not listen")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	startAPIServe(t, f.r, f.env, stop)
 	base := "http://" + f.r.APIListen
 	curl := func(user string, args ...string) (string, int) {
 		t.Helper()
