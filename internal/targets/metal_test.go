@@ -289,6 +289,22 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 		t.Errorf("net:list: %v %s", err, m.out)
 	}
 
+	// hosts:locate and queries know where nodes are: their network, its
+	// bridge, their BMC (an attribute booted fills).
+	m.r.JSON = true
+	m.out.Reset()
+	m.must(t, m.r.HostsLocate(ctx, env, "n1"))
+	var loc []locateRow
+	if err := unmarshalRows(m.out.Bytes(), &loc); err != nil || len(loc) != 1 || loc[0].Network != "prov" || loc[0].Bridge == "" || loc[0].BMC == "" {
+		t.Errorf("hosts:locate n1: %v %s", err, m.out)
+	}
+	m.out.Reset()
+	m.must(t, m.r.HostsQuery(ctx, env, "connected:prov and attr:bmc=*:* and not state:terminated"))
+	m.r.JSON = false
+	if n := strings.Count(m.out.String(), `"name":"n`); n != 2 {
+		t.Errorf("hosts:query connected:prov and attr:bmc: %d nodes (want n1 and n2, serving):\n%s", n, m.out)
+	}
+
 	// The load balancer is a local host on the nodes' network.
 	lb := m.hosts(t)["lb1"]
 	if lb.State != "serving" || !strings.HasPrefix(lb.IP, m.net) {

@@ -150,6 +150,15 @@ func (s *session) subjects(ctx context.Context, hosts []inventory.Host) (map[str
 						sub.Connected = append(sub.Connected, c)
 					}
 				}
+				if loc.BMC != "" {
+					a["bmc"] = []string{loc.BMC}
+				}
+			}
+		}
+		if _, ok := s.provOf(h.Name).(provider.Stages); ok && h.State == inventory.Booting {
+			var stage string // STAGE@TIME, the last a booting node reached
+			if found, _ := s.store.Get(ctx, s.env.Name, "stage/"+h.Name, &stage); found && stage != "" {
+				a["stage"] = []string{strings.SplitN(stage, "@", 2)[0]}
 			}
 		}
 		for _, c := range slices.Sorted(maps.Keys(s.env.ClassExprs)) {
