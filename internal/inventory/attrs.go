@@ -86,6 +86,9 @@ func (tx *Tx) ChangeAttr(env, host string, op AttrOp, key string, values []strin
 	default:
 		return fmt.Errorf("inventory: attribute operation %q: use add, set or del", op)
 	}
+	if slices.Equal(vs, cur[key]) {
+		return nil // nothing changes: no write, no event
+	}
 	if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM host_attrs WHERE env = ? AND host = ? AND key = ?`, env, host, key); err != nil {
 		return fmt.Errorf("inventory: attributes: %w", err)
 	}

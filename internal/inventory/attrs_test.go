@@ -29,6 +29,11 @@ func TestAttrs_AddSetDelForget(t *testing.T) {
 	change("w2", AttrSet, "rack", "r2")
 	change("w2", AttrSet, "rack", "r3") // set replaces
 	change("w1", AttrDel, "owner", "ada")
+	evs, _ := s.Events(ctx, "e", "w1", 100)
+	change("w1", AttrAdd, "rack", "r1") // already so: no event
+	if again, _ := s.Events(ctx, "e", "w1", 100); len(again) != len(evs) {
+		t.Errorf("adding a value a key has already recorded an event: %d → %d events", len(evs), len(again))
+	}
 	all, err := s.AllAttrs(ctx, "e")
 	if err != nil {
 		t.Fatal(err)
