@@ -1,0 +1,464 @@
+// Package conductor spreads booted's work over machines through NATS
+// JetStream (xCAT3's conductors over a queue): the controller publishes
+// jobs, one per host, on a work-queue stream, each with an ID; the
+// conductors of the job's site take them, do them with the same functions
+// the in-process path uses, and publish per-host results; the controller
+// waits for one result per job.
+//
+// Delivery is at least once; the effect is at most once, and exactly once
+// while a conductor lives to ack: a job is claimed (a create-only key in
+// a KV bucket) before its work starts and its result is recorded (another
+// key) before it is acked. A redelivered job whose result is recorded
+// gets that result again, not a second run; one claimed by a conductor
+// that died before recording it fails, naming the host and the dead
+// conductor, unless its kind is idempotent (Job.Idempotent), when it is
+// done again. Publishing is deduplicated by JetStream's message-ID window.
+package conductor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of the streams and buckets.
+const (
+	JobsStream    = "BOOTED_JOBS"
+	ResultsStream = "BOOTED_RESULTS"
+	ClaimsBucket  = "BOOTED_CLAIMS"
+	DoneBucket    = "BOOTED_DONE"
+	BeatsBucket   = "BOOTED_CONDUCTORS"
+)
+
+// Job is one unit of work on one host.
+type Job struct {
+	// ID is unique per job: RUN.HOST (a run's ID and the host).
+	ID   string `json:"id"`
+	Run  string `json:"run"`
+	Env  string `json:"env"`
+	Site string `json:"site"`
+	// Kind says what to do: "run" (Cmd on Host).
+	Kind string `json:"kind"`
+	// Host is the host to work on, as the inventory knows it.
+	Host HostRef `json:"host"`
+	Cmd  string  `json:"cmd,omitempty"`
+	// Timeout bounds the work; the conductor tells JetStream it is still
+	// working until then.
+	Timeout time.Duration `json:"timeout"`
+	// Idempotent jobs may be done again when their conductor died in the
+	// middle (a deploy: the same release is not uploaded twice).
+	Idempotent bool `json:"idempotent,omitempty"`
+}
+
+// HostRef is what a conductor needs to reach a host.
+type HostRef struct {
+	Name    string `json:"name"`
+	Addr    string `json:"addr"`
+	Port    int    `json:"port,omitempty"`
+	HostKey string `json:"hostKey"`
+}
+
+// Result is one job's end.
+type Result struct {
+	JobID     string  `json:"jobId"`
+	Host      string  `json:"host"`
+	Conductor string  `json:"conductor"`
+	Status    string  `json:"status"` // ok, failed, unreachable
+	Stdout    string  `json:"stdout,omitempty"`
+	Stderr    string  `json:"stderr,omitempty"`
+	Error     string  `json:"error,omitempty"`
+	Seconds   float64 `json:"seconds"`
+	// Deliveries is how many times JetStream delivered the job; Again
+	// says its recorded result was sent again (a redelivery, not done
+	// twice).
+	Deliveries uint64 `json:"deliveries"`
+	Again      bool   `json:"again,omitempty"`
+}
+
+// JobSubject is where a site's jobs of env are published.
+func JobSubject(env, site string) string { return "booted.jobs." + env + "." + site }
+
+// ResultSubject is where a job's result is published.
+func ResultSubject(env, run, host string) string {
+	return "booted.results." + env + "." + run + "." + host
+}
+
+// key makes a KV key of a job ID (letters, digits, - _ . = /).
+func key(id string) string { return strings.NewReplacer(":", "_", " ", "_").Replace(id) }
+
+// Setup makes the streams and buckets (replicated replicas times), or
+// keeps them when they exist.
+func Setup(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: JobsStream, Subjects: []string{"booted.jobs.>"},
+		Retention: jetstream.WorkQueuePolicy, Replicas: replicas, Duplicates: 10 * time.Minute, MaxAge: 24 * time.Hour}); err != nil {
+		return fmt.Errorf("stream %s: %w", JobsStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: ResultsStream, Subjects: []string{"booted.results.>"},
+		Retention: jetstream.LimitsPolicy, Replicas: replicas, Duplicates: 10 * time.Minute, MaxAge: time.Hour}); err != nil {
+		return fmt.Errorf("stream %s: %w", ResultsStream, err)
+	}
+	for _, b := range []jetstream.KeyValueConfig{
+		{Bucket: ClaimsBucket, Replicas: replicas, TTL: 24 * time.Hour},
+		{Bucket: DoneBucket, Replicas: replicas, TTL: 24 * time.Hour},
+		{Bucket: BeatsBucket, Replicas: replicas, TTL: 15 * time.Second},
+	} {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, b); err != nil {
+			return fmt.Errorf("bucket %s: %w", b.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// Conductor takes the jobs of one site of one environment.
+type Conductor struct {
+	JS   jetstream.JetStream
+	Env  string
+	Site string
+	// Name identifies this conductor (in claims, results, heartbeats).
+	Name string
+	// Do does a job and says how it ended (Status, Stdout, Stderr, Error).
+	Do func(ctx context.Context, j Job) Result
+	// MaxDeliver bounds the deliveries of a job (default 5).
+	MaxDeliver int
+	// Parallel is how many jobs it does at once (default 16).
+	Parallel int
+	// AckWait is how long JetStream waits for a word from the conductor
+	// holding a job before handing it to another (default 10 s; the
+	// conductor says it is still working three times per AckWait).
+	AckWait time.Duration
+	// Log, if set, is told what happens.
+	Log func(format string, args ...any)
+}
+
+// Heartbeat is a conductor's entry in BeatsBucket.
+type Heartbeat struct {
+	Name  string    `json:"name"`
+	Env   string    `json:"env"`
+	Site  string    `json:"site"`
+	Since time.Time `json:"since"`
+	Beat  time.Time `json:"beat"`
+	Done  int       `json:"done"`
+}
+
+func (c *Conductor) logf(format string, args ...any) {
+	if c.Log != nil {
+		c.Log(format, args...)
+	}
+}
+
+// Run takes jobs until ctx ends.
+func (c *Conductor) Run(ctx context.Context) error {
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 5
+	}
+	if c.Parallel == 0 {
+		c.Parallel = 16
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 10 * time.Second
+	}
+	cons, err := c.JS.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{
+		Durable: "conductor_" + c.Env + "_" + c.Site, FilterSubject: JobSubject(c.Env, c.Site),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, MaxAckPending: 1000,
+	})
+	if err != nil {
+		return fmt.Errorf("conductor %s: consumer for site %s: %w", c.Name, c.Site, err)
+	}
+	claims, err := c.JS.KeyValue(ctx, ClaimsBucket)
+	if err != nil {
+		return err
+	}
+	done, err := c.JS.KeyValue(ctx, DoneBucket)
+	if err != nil {
+		return err
+	}
+	beats, err := c.JS.KeyValue(ctx, BeatsBucket)
+	if err != nil {
+		return err
+	}
+	hb := Heartbeat{Name: c.Name, Env: c.Env, Site: c.Site, Since: time.Now().UTC()}
+	count := make(chan int, 1)
+	count <- 0
+	beat := func() {
+		n := <-count
+		count <- n
+		hb.Beat, hb.Done = time.Now().UTC(), n
+		b, _ := json.Marshal(hb)
+		beats.Put(ctx, c.Env+"."+c.Site+"."+c.Name, b)
+	}
+	beat()
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				beat()
+			}
+		}
+	}()
+	slots := make(chan struct{}, c.Parallel)
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(c.Parallel, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			c.logf("fetch: %v", err)
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		for m := range batch.Messages() {
+			slots <- struct{}{}
+			go func(m jetstream.Msg) {
+				defer func() { <-slots }()
+				if c.handle(ctx, m, claims, done) {
+					n := <-count
+					count <- n + 1
+				}
+			}(m)
+		}
+	}
+	for i := 0; i < cap(slots); i++ { // the jobs in hand end (their work is cancelled)
+		slots <- struct{}{}
+	}
+	beats.Delete(context.Background(), c.Env+"."+c.Site+"."+c.Name)
+	return nil
+}
+
+// handle does one delivery of a job; it reports whether this conductor
+// did the job's work.
+func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done jetstream.KeyValue) bool {
+	var j Job
+	if err := json.Unmarshal(m.Data(), &j); err != nil || j.ID == "" {
+		c.logf("a job that is not one (%v): dropped", err)
+		m.Term()
+		return false
+	}
+	meta, _ := m.Metadata()
+	deliveries := uint64(1)
+	if meta != nil {
+		deliveries = meta.NumDelivered
+	}
+	k := key(j.ID)
+	// Done already (this delivery is a redelivery): its result again.
+	if e, err := done.Get(ctx, k); err == nil {
+		var r Result
+		if json.Unmarshal(e.Value(), &r) == nil {
+			r.Again, r.Deliveries = true, deliveries
+			c.publish(ctx, j, r)
+			m.Ack()
+			return false
+		}
+	}
+	if _, err := claims.Create(ctx, k, []byte(c.Name)); err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			c.logf("job %s: claim: %v", j.ID, err)
+			m.Nak() // try again later
+			return false
+		}
+		prev, _ := claims.Get(ctx, k)
+		owner := ""
+		if prev != nil {
+			owner = string(prev.Value())
+		}
+		if owner != c.Name && !j.Idempotent {
+			r := Result{JobID: j.ID, Host: j.Host.Name, Conductor: c.Name, Status: "failed", Deliveries: deliveries,
+				Error: fmt.Sprintf("host %s: conductor %s took this job and stopped before saying how it ended; not run again (it may or may not have run)", j.Host.Name, owner)}
+			c.finish(ctx, m, j, r, done)
+			return false
+		}
+		claims.Put(ctx, k, []byte(c.Name)) // an idempotent job, done again here
+	}
+	wctx, cancel := context.WithTimeout(ctx, j.Timeout)
+	defer cancel()
+	go func() { // still working: JetStream does not hand it to another
+		t := time.NewTicker(c.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				m.InProgress()
+			}
+		}
+	}()
+	start := time.Now()
+	r := c.Do(wctx, j)
+	if ctx.Err() != nil { // stopping: no result; the job goes to another conductor
+		return false
+	}
+	r.JobID, r.Host, r.Conductor, r.Deliveries = j.ID, j.Host.Name, c.Name, deliveries
+	r.Seconds = time.Since(start).Round(time.Millisecond).Seconds()
+	c.finish(ctx, m, j, r, done)
+	return true
+}
+
+// finish records r, publishes it and acks the job, in that order.
+func (c *Conductor) finish(ctx context.Context, m jetstream.Msg, j Job, r Result, done jetstream.KeyValue) {
+	b, _ := json.Marshal(r)
+	// While the cluster elects new leaders (a server lost), the record
+	// waits a little; the job is acked only once it is recorded.
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := retry(rctx, func(ctx context.Context) error { _, err := done.Put(ctx, key(j.ID), b); return err }); err != nil {
+		c.logf("job %s: record: %v (not acked: it comes back)", j.ID, err)
+		return
+	}
+	c.publish(rctx, j, r)
+	m.Ack()
+}
+
+func (c *Conductor) publish(ctx context.Context, j Job, r Result) {
+	b, _ := json.Marshal(r)
+	err := retry(ctx, func(ctx context.Context) error { // its ID makes a second one a no-op
+		_, err := c.JS.Publish(ctx, ResultSubject(j.Env, j.Run, j.Host.Name), b, jetstream.WithMsgID("result-"+j.ID))
+		return err
+	})
+	if err != nil {
+		c.logf("job %s: publish result: %v", j.ID, err)
+	}
+}
+
+// Dispatch publishes jobs (deduplicated by ID) and returns their results
+// as they come, one per job, until all came or ctx ended (then the jobs
+// without a result are failed naming their host).
+func Dispatch(ctx context.Context, js jetstream.JetStream, env, run string, jobs []Job, onResult func(Result)) ([]Result, error) {
+	want := map[string]Job{}
+	for _, j := range jobs {
+		want[j.Host.Name] = j
+	}
+	// A durable consumer of this run's results, replicated as the stream
+	// is, so that it outlives a server (an ordered consumer's reset
+	// retries for ever once its server is gone); deleted at the end.
+	name := "results_" + env + "_" + run
+	var cons jetstream.Consumer
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		cons, err = js.CreateOrUpdateConsumer(ctx, ResultsStream, jetstream.ConsumerConfig{Durable: name,
+			FilterSubject: "booted.results." + env + "." + run + ".>", AckPolicy: jetstream.AckNonePolicy,
+			DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Minute})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("results of run %s: %w", run, err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), attempt)
+		defer cancel()
+		js.DeleteConsumer(dctx, ResultsStream, name)
+	}()
+	for _, j := range jobs {
+		b, _ := json.Marshal(j)
+		err := retry(ctx, func(ctx context.Context) error { // the ID makes a second publish a no-op
+			_, err := js.Publish(ctx, JobSubject(j.Env, j.Site), b, jetstream.WithMsgID(j.ID))
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("host %s: publish job %s: %w", j.Host.Name, j.ID, err)
+		}
+	}
+	got := map[string]Result{}
+	for len(got) < len(want) && ctx.Err() == nil {
+		batch, err := cons.Fetch(len(want)-len(got), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				continue
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for m := range batch.Messages() {
+			var r Result
+			if json.Unmarshal(m.Data(), &r) == nil {
+				if _, ok := want[r.Host]; ok {
+					if _, seen := got[r.Host]; !seen {
+						got[r.Host] = r
+						if onResult != nil {
+							onResult(r)
+						}
+					}
+				}
+			}
+		}
+	}
+	out := make([]Result, 0, len(jobs))
+	for _, j := range jobs {
+		r, ok := got[j.Host.Name]
+		if !ok {
+			r = Result{JobID: j.ID, Host: j.Host.Name, Status: "failed", Error: fmt.Sprintf("host %s: no result from site %s's conductors: %v", j.Host.Name, j.Site, ctx.Err())}
+		}
+		out = append(out, r)
+	}
+	return out, ctx.Err()
+}
+
+// attempt bounds one request to the cluster: while a server is lost and
+// its streams elect new leaders (a few seconds), a request may go
+// unanswered; it is made again rather than waited for.
+const attempt = 3 * time.Second
+
+// retry calls fn with attempt-long contexts until it succeeds or ctx ends.
+func retry(ctx context.Context, fn func(ctx context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		err := fn(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Conductors returns the conductors beating for env (their last beat is
+// at most the bucket's TTL old).
+func Conductors(ctx context.Context, js jetstream.JetStream, env string) ([]Heartbeat, error) {
+	// The keys from the bucket's stream's subjects (KeyValue.ListKeys asks
+	// for a consumer nats-server 2.9 does not give and lists none there).
+	var beats jetstream.KeyValue
+	var subjects map[string]uint64
+	err := retry(ctx, func(ctx context.Context) error {
+		var err error
+		if beats, err = js.KeyValue(ctx, BeatsBucket); err != nil {
+			return err
+		}
+		st, err := js.Stream(ctx, "KV_"+BeatsBucket)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter("$KV."+BeatsBucket+"."+env+".>"))
+		if err != nil {
+			return err
+		}
+		subjects = info.State.Subjects
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Heartbeat
+	for subj := range subjects {
+		e, err := beats.Get(ctx, strings.TrimPrefix(subj, "$KV."+BeatsBucket+"."))
+		if err != nil {
+			continue // deleted since
+		}
+		var h Heartbeat
+		if json.Unmarshal(e.Value(), &h) == nil {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,328 @@
+package conductor
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"booted/internal/testutil"
+)
+
+// A conductor process for the kill -9 test: the test binary run again
+// with BOOTED_TEST_CONDUCTOR=NAME.
+func TestMain(m *testing.M) {
+	if name := os.Getenv("BOOTED_TEST_CONDUCTOR"); name != "" {
+		os.Exit(runTestConductor(name))
+	}
+	os.Exit(m.Run())
+}
+
+// runTestConductor takes site a's jobs; a job's work is a line in the
+// effects file (its ID), after 300 ms; an idempotent job whose line is
+// there already is not written again ("unchanged", as a deploy of a
+// release a host has).
+func runTestConductor(name string) int {
+	nc, err := nats.Connect(os.Getenv("BOOTED_TEST_NATS"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	js, _ := jetstream.New(nc)
+	effects := os.Getenv("BOOTED_TEST_EFFECTS")
+	var mu sync.Mutex
+	c := &Conductor{JS: js, Env: "e", Site: "a", Name: name, AckWait: 2 * time.Second, Log: func(f string, a ...any) { fmt.Fprintf(os.Stderr, name+": "+f+"\n", a...) }, Do: func(ctx context.Context, j Job) Result {
+		// h00 takes 300 ms, each next host 100 ms more: when the first
+		// result is in, the others are still in hand.
+		var n int
+		fmt.Sscanf(j.Host.Name, "h%d", &n)
+		select {
+		case <-time.After(time.Duration(300+100*n) * time.Millisecond):
+		case <-ctx.Done():
+			return Result{Status: "failed", Error: ctx.Err().Error()}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if j.Idempotent {
+			b, _ := os.ReadFile(effects)
+			if strings.Contains(string(b), j.ID+"\n") {
+				return Result{Status: "ok", Stdout: "unchanged"}
+			}
+		}
+		f, err := os.OpenFile(effects, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return Result{Status: "failed", Error: err.Error()}
+		}
+		fmt.Fprintf(f, "%s\n", j.ID)
+		f.Close()
+		return Result{Status: "ok", Stdout: "done"}
+	}}
+	if err := c.Run(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// cluster is nats-server processes clustered on loopback, JetStream on.
+type cluster struct {
+	urls  []string
+	procs []*exec.Cmd
+}
+
+func startCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	testutil.RequireCommands(t, "nats-server")
+	dir := t.TempDir()
+	c := &cluster{}
+	var clientPorts, routePorts []string
+	for i := 0; i < n; i++ {
+		clientPorts = append(clientPorts, testutil.FreePort(t))
+		routePorts = append(routePorts, testutil.FreePort(t))
+	}
+	var routes []string
+	for _, r := range routePorts {
+		routes = append(routes, "nats-route://"+r)
+	}
+	for i := 0; i < n; i++ {
+		host, port, _ := net.SplitHostPort(clientPorts[i])
+		rhost, rport, _ := net.SplitHostPort(routePorts[i])
+		conf := fmt.Sprintf(`server_name: n%d
+listen: %s:%s
+jetstream { store_dir: %q, max_memory_store: 64MB, max_file_store: 256MB }
+cluster { name: booted-test, listen: %s:%s, routes: [%s] }
+`, i, host, port, filepath.Join(dir, fmt.Sprint(i)), rhost, rport, strings.Join(routes, ", "))
+		path := filepath.Join(dir, fmt.Sprintf("n%d.conf", i))
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("nats-server", "-c", path)
+		log, _ := os.Create(filepath.Join(dir, fmt.Sprintf("n%d.log", i)))
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c.procs = append(c.procs, cmd)
+		c.urls = append(c.urls, "nats://"+clientPorts[i])
+	}
+	t.Cleanup(func() {
+		for _, p := range c.procs {
+			if p.ProcessState == nil {
+				p.Process.Kill()
+				p.Wait()
+			}
+		}
+	})
+	// Ready when a JetStream stream can be made with 3 replicas.
+	nc := c.connect(t)
+	js, _ := jetstream.New(nc)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := Setup(ctx, js, n)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the NATS cluster did not become ready: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return c
+}
+
+func (c *cluster) url() string { return strings.Join(c.urls, ",") }
+
+func (c *cluster) connect(t *testing.T) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(c.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// stop kills server i (SIGKILL: as a machine that dies).
+func (c *cluster) stop(i int) {
+	c.procs[i].Process.Signal(syscall.SIGKILL)
+	c.procs[i].Wait()
+}
+
+func startConductor(t *testing.T, c *cluster, name, effects string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "BOOTED_TEST_CONDUCTOR="+name, "BOOTED_TEST_NATS="+c.url(), "BOOTED_TEST_EFFECTS="+effects)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+func jobs(run string, n int, idempotent bool) []Job {
+	var out []Job
+	for i := 0; i < n; i++ {
+		h := fmt.Sprintf("h%02d", i)
+		out = append(out, Job{ID: run + "." + h, Run: run, Env: "e", Site: "a", Kind: "run", Host: HostRef{Name: h}, Timeout: 20 * time.Second, Idempotent: idempotent})
+	}
+	return out
+}
+
+func effectCounts(t *testing.T, path string) map[string]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m[sc.Text()]++
+	}
+	return m
+}
+
+// Two conductors of site a take 20 jobs; one is killed (-9) in the middle.
+// Idempotent jobs (a deploy) all end ok, each done exactly once (the
+// effects file has each once); jobs that are not (a command) are never
+// done twice: those the dead conductor held fail, naming the host and the
+// conductor. Then one of the three NATS servers dies during a run, and the
+// run finishes.
+func TestConductors_KillAConductorAndAServer(t *testing.T) {
+	c := startCluster(t, 3)
+	nc := c.connect(t)
+	js, _ := jetstream.New(nc)
+	effects := filepath.Join(t.TempDir(), "effects")
+	os.WriteFile(effects, nil, 0o600)
+	var survivors []*exec.Cmd
+	for i, idempotent := range []bool{true, false} {
+		phase := time.Now()
+		if i > 0 { // the last phase's survivor would share the victim's jobs
+			survivors[0].Process.Signal(syscall.SIGTERM)
+			survivors[0].Wait()
+		}
+		// The victim takes the jobs alone (16 at once); at its first
+		// result it is killed and the survivor starts.
+		name, survivor := fmt.Sprintf("ca%d", 2*i+1), fmt.Sprintf("ca%d", 2*i+2)
+		victim := startConductor(t, c, name, effects)
+		run := fmt.Sprintf("deploy%v", idempotent)
+		js := jobs(run, 20, idempotent)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		var once sync.Once
+		var killed string
+		res, err := Dispatch(ctx, jetstreamOf(t, nc), "e", run, js, func(r Result) {
+			if r.Conductor != name {
+				return
+			}
+			once.Do(func() { // in the middle: its first result is in, others are in its hands
+				victim.Process.Signal(syscall.SIGKILL)
+				victim.Wait()
+				killed = name
+				survivors = append(survivors, startConductor(t, c, survivor, effects))
+			})
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: %v", run, err)
+		}
+		counts := effectCounts(t, effects)
+		var ok, failed, redelivered, again int
+		for _, r := range res {
+			switch {
+			case r.Status == "ok":
+				ok++
+			case !idempotent && strings.Contains(r.Error, "host "+r.Host) && strings.Contains(r.Error, "conductor "+name):
+				failed++
+			default:
+				t.Errorf("%s: %+v", run, r)
+			}
+			if r.Deliveries > 1 {
+				redelivered++
+			}
+			if r.Again {
+				again++
+			}
+			if counts[r.JobID] > 1 {
+				t.Errorf("%s: job %s done %d times", run, r.JobID, counts[r.JobID])
+			}
+			if r.Status == "ok" && counts[r.JobID] != 1 {
+				t.Errorf("%s: job %s ok but done %d times", run, r.JobID, counts[r.JobID])
+			}
+		}
+		t.Logf("%s (conductor %s killed), %v: %d ok, %d failed (held by the dead conductor), %d redelivered, %d results sent again", run, killed, time.Since(phase).Round(time.Millisecond), ok, failed, redelivered, again)
+		if idempotent && ok != 20 {
+			t.Errorf("%s: %d of 20 ok; an idempotent job is done again after its conductor died", run, ok)
+		}
+		if redelivered == 0 || (!idempotent && failed == 0) {
+			t.Errorf("%s: %d redelivered, %d failed: the killed conductor held no job", run, redelivered, failed)
+		}
+		if len(res) != 20 {
+			t.Errorf("%s: %d results", run, len(res))
+		}
+	}
+
+	// A NATS server dies during a run: the run finishes.
+	phase := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var once sync.Once
+	res, err := Dispatch(ctx, jetstreamOf(t, nc), "e", "serverdies", jobs("serverdies", 20, true), func(Result) { once.Do(func() { c.stop(0) }) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Status != "ok" {
+			t.Errorf("with server n0 dead: %+v", r)
+		}
+	}
+	t.Logf("a run of 20 jobs with NATS server n0 killed in the middle, %v", time.Since(phase).Round(time.Millisecond))
+	// conductors:list's view: ca4 beats (within its 5 s beat); the
+	// killed ones stopped beating.
+	var names []string
+	var beats []Heartbeat
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		bctx, bcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		beats, err = Conductors(bctx, js, "e")
+		bcancel()
+		names = nil
+		for _, b := range beats {
+			if time.Since(b.Beat) < 7*time.Second {
+				names = append(names, b.Name)
+			}
+		}
+		if strings.Join(names, " ") == "ca4" {
+			break
+		}
+	}
+	if strings.Join(names, " ") != "ca4" {
+		t.Errorf("conductors beating lately: %v (%+v, %v); want ca4, the survivor", names, beats, err)
+	}
+}
+
+func jetstreamOf(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
