@@ -364,6 +364,26 @@ func (Bench) Daily(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.BenchDaily(ctx, env) })
 }
 
+// Conductor takes a site's work from NATS JetStream (the env file's nats and sites).
+type Conductor mg.Namespace
+
+// Run takes the jobs of SITE of ENV (from the env file's NATS cluster) until Ctrl-C or SIGTERM, doing each with the functions the targets use in-process.
+//
+// Settings: BOOTED_PARALLEL.
+func (Conductor) Run(ctx context.Context, env, site string) error {
+	return run(func(r *targets.Runner) error { return r.ConductorRun(ctx, env, site) })
+}
+
+// Conductors lists the conductors of an environment.
+type Conductors mg.Namespace
+
+// List shows the conductors beating for ENV: site, name, since, last beat, jobs done.
+//
+// Settings: BOOTED_OUTPUT=json.
+func (Conductors) List(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.ConductorsList(ctx, env) })
+}
+
 // Monitor keeps environments inside their SLA.
 type Monitor mg.Namespace
 

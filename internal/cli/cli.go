@@ -79,6 +79,8 @@ var Catalog = []Target{
 	{"bench:load", []Arg{s("env"), {"d", "duration"}, {"rate", "int"}}},
 	{"bench:fanout", []Arg{{"n", "int"}}},
 	{"bench:daily", []Arg{s("env")}},
+	{"conductor:run", []Arg{s("env"), s("site")}},
+	{"conductors:list", []Arg{s("env")}},
 	{"monitor:run", []Arg{s("env")}},
 	{"monitor:status", []Arg{s("env")}},
 	{"power:on", []Arg{s("env"), s("node")}},

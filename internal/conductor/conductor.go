@@ -93,8 +93,13 @@ func ResultSubject(env, run, host string) string {
 func key(id string) string { return strings.NewReplacer(":", "_", " ", "_").Replace(id) }
 
 // Setup makes the streams and buckets (replicated replicas times), or
-// keeps them when they exist.
+// keeps them when they exist. While the cluster forms (no JetStream
+// leader yet) it tries again, until ctx ends.
 func Setup(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	return retry(ctx, func(ctx context.Context) error { return setup(ctx, js, replicas) })
+}
+
+func setup(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: JobsStream, Subjects: []string{"booted.jobs.>"},
 		Retention: jetstream.WorkQueuePolicy, Replicas: replicas, Duplicates: 10 * time.Minute, MaxAge: 24 * time.Hour}); err != nil {
 		return fmt.Errorf("stream %s: %w", JobsStream, err)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,75 +74,30 @@ func runTestConductor(name string) int {
 	return 0
 }
 
-// cluster is nats-server processes clustered on loopback, JetStream on.
-type cluster struct {
-	urls  []string
-	procs []*exec.Cmd
-}
+// cluster is a NATS cluster of testutil's, ready for JetStream.
+type cluster struct{ *testutil.NATSCluster }
 
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	testutil.RequireCommands(t, "nats-server")
-	dir := t.TempDir()
-	c := &cluster{}
-	var clientPorts, routePorts []string
-	for i := 0; i < n; i++ {
-		clientPorts = append(clientPorts, testutil.FreePort(t))
-		routePorts = append(routePorts, testutil.FreePort(t))
-	}
-	var routes []string
-	for _, r := range routePorts {
-		routes = append(routes, "nats-route://"+r)
-	}
-	for i := 0; i < n; i++ {
-		host, port, _ := net.SplitHostPort(clientPorts[i])
-		rhost, rport, _ := net.SplitHostPort(routePorts[i])
-		conf := fmt.Sprintf(`server_name: n%d
-listen: %s:%s
-jetstream { store_dir: %q, max_memory_store: 64MB, max_file_store: 256MB }
-cluster { name: booted-test, listen: %s:%s, routes: [%s] }
-`, i, host, port, filepath.Join(dir, fmt.Sprint(i)), rhost, rport, strings.Join(routes, ", "))
-		path := filepath.Join(dir, fmt.Sprintf("n%d.conf", i))
-		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("nats-server", "-c", path)
-		log, _ := os.Create(filepath.Join(dir, fmt.Sprintf("n%d.log", i)))
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		c.procs = append(c.procs, cmd)
-		c.urls = append(c.urls, "nats://"+clientPorts[i])
-	}
-	t.Cleanup(func() {
-		for _, p := range c.procs {
-			if p.ProcessState == nil {
-				p.Process.Kill()
-				p.Wait()
-			}
-		}
-	})
-	// Ready when a JetStream stream can be made with 3 replicas.
-	nc := c.connect(t)
-	js, _ := jetstream.New(nc)
+	c := &cluster{testutil.StartNATS(t, n)}
+	// Ready when the streams and buckets can be made with n replicas.
+	js, _ := jetstream.New(c.connect(t))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := Setup(ctx, js, n)
 		cancel()
 		if err == nil {
-			break
+			return c
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the NATS cluster did not become ready: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return c
 }
 
-func (c *cluster) url() string { return strings.Join(c.urls, ",") }
+func (c *cluster) url() string { return c.URL() }
 
 func (c *cluster) connect(t *testing.T) *nats.Conn {
 	t.Helper()
@@ -153,12 +107,6 @@ func (c *cluster) connect(t *testing.T) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
-}
-
-// stop kills server i (SIGKILL: as a machine that dies).
-func (c *cluster) stop(i int) {
-	c.procs[i].Process.Signal(syscall.SIGKILL)
-	c.procs[i].Wait()
 }
 
 func startConductor(t *testing.T, c *cluster, name, effects string) *exec.Cmd {
@@ -286,7 +234,7 @@ func TestConductors_KillAConductorAndAServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	var once sync.Once
-	res, err := Dispatch(ctx, jetstreamOf(t, nc), "e", "serverdies", jobs("serverdies", 20, true), func(Result) { once.Do(func() { c.stop(0) }) })
+	res, err := Dispatch(ctx, jetstreamOf(t, nc), "e", "serverdies", jobs("serverdies", 20, true), func(Result) { once.Do(func() { c.Kill(0) }) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"path"
 	"reflect"
 	"strings"
 	"time"
@@ -39,6 +40,11 @@ type Env struct {
 	Sizes map[string]Size `yaml:"sizes"`
 	// API is the REST API's policy.
 	API API `yaml:"api"`
+	// NATS is the cluster conductors and the controller meet on; Sites
+	// say which hosts each site's conductors work on. Without them
+	// everything runs in the process of the target, as it always did.
+	NATS  NATS             `yaml:"nats"`
+	Sites map[string]*Site `yaml:"sites"`
 	// Classes are named conditions over hosts' attributes and facts
 	// (clusto's and FAI's classes): bigmem: memory_mb >= 2048, or any
 	// expression of package query. A role may require classes.
@@ -182,6 +188,43 @@ type Role struct {
 	// (a local-host load balancer beside bare-metal workers); its section
 	// provider.TYPE sits beside the environment's.
 	Provider string `yaml:"provider"`
+}
+
+// NATS is how to reach the NATS cluster.
+type NATS struct {
+	URLs []string `yaml:"urls"`
+	// Credentials is a credentials file (a user JWT and its nkey seed,
+	// nsc's .creds) or an nkey seed file; empty: none.
+	Credentials string `yaml:"credentials"`
+	// CA is a PEM file of the CA that signed the servers' TLS
+	// certificates; set, the connection must be TLS.
+	CA string `yaml:"ca"`
+}
+
+// Site is the hosts one site's conductors work on: those named (globs)
+// and those of the roles listed.
+type Site struct {
+	Hosts []string `yaml:"hosts"`
+	Roles []string `yaml:"roles"`
+}
+
+// SiteOf returns the site of host (in role), or "" when it has none (the
+// controller works on it itself).
+func (e *Env) SiteOf(host, role string) string {
+	for _, name := range sortedKeys(e.Sites) {
+		st := e.Sites[name]
+		for _, r := range st.Roles {
+			if r == role {
+				return name
+			}
+		}
+		for _, g := range st.Hosts {
+			if ok, _ := path.Match(g, host); ok {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 // API is who may do what through api:serve's REST API.

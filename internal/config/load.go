@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -273,6 +274,34 @@ func (e *Env) validate() []*Error {
 	for i, u := range e.API.Admins {
 		if err := creds.CheckUser(u); err != nil {
 			bad(fmt.Sprintf("api.admins[%d]", i), "%v", err)
+		}
+	}
+	if len(e.Sites) > 0 && len(e.NATS.URLs) == 0 {
+		bad("nats.urls", "missing: sites need the NATS cluster their conductors take jobs from (nats: {urls: [nats://HOST:4222]})")
+	}
+	for i, u := range e.NATS.URLs {
+		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+			bad(fmt.Sprintf("nats.urls[%d]", i), "%q: a nats:// or tls:// URL", u)
+		}
+	}
+	for _, name := range sortedKeys(e.Sites) {
+		st := e.Sites[name]
+		if !serviceRE.MatchString(name) {
+			bad("sites."+name, "%q is not a valid site name (lower-case letters, digits, '-')", name)
+		}
+		if st == nil || len(st.Hosts)+len(st.Roles) == 0 {
+			bad("sites."+name, "empty: give the site's hosts (globs) or roles")
+			continue
+		}
+		for i, g := range st.Hosts {
+			if _, err := path.Match(g, ""); err != nil {
+				bad(fmt.Sprintf("sites.%s.hosts[%d]", name, i), "%q: %v", g, err)
+			}
+		}
+		for i, r := range st.Roles {
+			if _, ok := e.Roles[r]; !ok {
+				bad(fmt.Sprintf("sites.%s.roles[%d]", name, i), "%q is not a role of this file", r)
+			}
 		}
 	}
 	e.ClassExprs = map[string]query.Expr{}

@@ -30,7 +30,7 @@ func Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := pkgs.Ensure(ctx, out, pkgs.Merge(controller.Needs, registry.Needs(), metallab.Needs, metadata.Needs, pkgs.Need{"ssh": "openssh-client", "/usr/bin/aws": "awscli", "/usr/lib/python3/dist-packages/boto3/__init__.py": "python3-boto3", "debconf-set-selections": "debconf", "xmllint": "libxml2-utils", "promtool": "prometheus", "chromium": "chromium"})); err != nil {
+	if err := pkgs.Ensure(ctx, out, pkgs.Merge(controller.Needs, registry.Needs(), metallab.Needs, metadata.Needs, pkgs.Need{"ssh": "openssh-client", "/usr/bin/aws": "awscli", "/usr/lib/python3/dist-packages/boto3/__init__.py": "python3-boto3", "debconf-set-selections": "debconf", "xmllint": "libxml2-utils", "promtool": "prometheus", "chromium": "chromium", "nats-server": "nats-server"})); err != nil {
 		return err
 	}
 	if os.Geteuid() == 0 {

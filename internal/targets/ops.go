@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"booted/internal/conductor"
 	"booted/internal/config"
 	"booted/internal/inventory"
 	"booted/internal/remote"
@@ -88,6 +89,9 @@ type opOptions struct {
 	output func(host string) (io.Writer, io.Writer)
 	// onDone is told of each host as it finishes.
 	onDone func(r remote.Result)
+	// job, when set, is step as a job for conductors: the hosts of a
+	// site (the env file's sites) get it through their conductors.
+	job *conductor.Job
 }
 
 // op runs step on hosts with bounded parallelism (BOOTED_PARALLEL) and a
@@ -110,7 +114,12 @@ func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, 
 	if o.onDone != nil {
 		opt.OnDone = o.onDone
 	}
-	results := s.io.Each(ctx, hosts, opt, step)
+	var results []remote.Result
+	if o.job != nil && len(s.env.Sites) > 0 {
+		results = s.conducted(ctx, hosts, opt, *o.job, step)
+	} else {
+		results = s.io.Each(ctx, hosts, opt, step)
+	}
 	if prog != nil {
 		prog.Close()
 	}
