@@ -196,9 +196,6 @@ type NATS struct {
 	// Credentials is a credentials file (a user JWT and its nkey seed,
 	// nsc's .creds) or an nkey seed file; empty: none.
 	Credentials string `yaml:"credentials"`
-	// CA is a PEM file of the CA that signed the servers' TLS
-	// certificates; set, the connection must be TLS.
-	CA string `yaml:"ca"`
 }
 
 // Site is the hosts one site's conductors work on: those named (globs)

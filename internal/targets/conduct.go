@@ -20,7 +20,7 @@ import (
 )
 
 // natsConnect connects to the env file's NATS cluster as name, with its
-// credentials (a .creds file or an nkey seed) and CA, if given; wait
+// credentials (a .creds file or an nkey seed), if given; wait
 // keeps trying when no server answers yet (a conductor), else that fails
 // at once (a target).
 func (s *session) natsConnect(name string, wait bool) (*nats.Conn, jetstream.JetStream, error) {
@@ -42,9 +42,6 @@ func (s *session) natsConnect(name string, wait bool) (*nats.Conn, jetstream.Jet
 			}
 			opts = append(opts, o)
 		}
-	}
-	if n.CA != "" {
-		opts = append(opts, nats.RootCAs(n.CA))
 	}
 	nc, err := nats.Connect(strings.Join(n.URLs, ","), opts...)
 	if err != nil {

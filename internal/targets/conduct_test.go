@@ -7,10 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"booted/internal/report"
 	"booted/internal/testutil"
@@ -40,13 +44,25 @@ func TestMain(m *testing.M) {
 // conductor, the command never runs twice anywhere, and BOOTED_RETRY=failed
 // runs it on just those, through the surviving conductor.
 func TestConducted_HostsRun(t *testing.T) {
-	nats := testutil.StartNATS(t, 3)
+	// The servers take one nkey user: booted's (controller and conductors).
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user.Seed()
+	pub, _ := user.PublicKey()
+	nats := testutil.StartNATS(t, 3, fmt.Sprintf("authorization { users: [ { nkey: %s } ] }", pub))
+	seedFile := filepath.Join(t.TempDir(), "booted.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	f := newFixture(t, testutil.Workers(3, 3)+testutil.EnvFile(fmt.Sprintf(`nats:
   urls: [%s]
+  credentials: %s
 sites:
   a:
     roles: [workers]
-`, strings.Join(nats.URLs, ", "))))
+`, strings.Join(nats.URLs, ", "), seedFile)))
 	ctx := context.Background()
 	env := f.proj.Env
 	f.must(t, f.r.EnvStartAll(ctx, env))
@@ -64,6 +80,14 @@ sites:
 			}
 		})
 		return cmd
+	}
+	// Without the seed, NATS refuses the connection: no jobs published,
+	// none taken.
+	if nc, err := natsgo.Connect(nats.URL(), natsgo.Timeout(5*time.Second)); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		if nc != nil {
+			nc.Close()
+		}
+		t.Errorf("a client without the nkey: %v, want an authorization violation", err)
 	}
 	c1 := conductor("c1")
 	conductor("c2")
@@ -107,7 +131,7 @@ sites:
 	time.Sleep(1500 * time.Millisecond)
 	c1.Process.Signal(syscall.SIGKILL)
 	c1.Wait()
-	err := <-done
+	err = <-done
 	out := f.out.String()
 	t.Logf("hosts:run with conductor c1 killed:\n%s", out)
 	runs := func(h, file string) int { // the host's /root is this directory

@@ -18,9 +18,10 @@ type NATSCluster struct {
 	procs []*exec.Cmd
 }
 
-// StartNATS starts n clustered nats-server processes. It does not wait
-// for JetStream to be ready (clients retry until it is).
-func StartNATS(t testing.TB, n int) *NATSCluster {
+// StartNATS starts n clustered nats-server processes, each with extra
+// (more of the configuration: an authorization block, say). It does not
+// wait for JetStream to be ready (clients retry until it is).
+func StartNATS(t testing.TB, n int, extra ...string) *NATSCluster {
 	t.Helper()
 	RequireCommands(t, "nats-server")
 	dir := t.TempDir()
@@ -38,7 +39,8 @@ func StartNATS(t testing.TB, n int) *NATSCluster {
 listen: %s:%s
 jetstream { store_dir: %q, max_memory_store: 64MB, max_file_store: 256MB }
 cluster { name: booted-test, listen: %s:%s, routes: [%s] }
-`, i, host, port, filepath.Join(dir, fmt.Sprint(i)), rhost, rport, strings.Join(routes, ", "))
+%s
+`, i, host, port, filepath.Join(dir, fmt.Sprint(i)), rhost, rport, strings.Join(routes, ", "), strings.Join(extra, "\n"))
 		path := filepath.Join(dir, fmt.Sprintf("n%d.conf", i))
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
