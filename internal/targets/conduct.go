@@ -65,7 +65,7 @@ func (s *session) replicas() int { return min(3, len(s.env.NATS.URLs)) }
 func (s *session) conducted(ctx context.Context, hosts []inventory.Host, opt remote.Options, tmpl conductor.Job, step func(ctx context.Context, c hostConn) error) []remote.Result {
 	var local []inventory.Host
 	var jobs []conductor.Job
-	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.Itoa(os.Getpid())
 	for _, h := range hosts {
 		site := s.env.SiteOf(h.Name, h.Role)
 		if site == "" {
@@ -81,10 +81,19 @@ func (s *session) conducted(ctx context.Context, hosts []inventory.Host, opt rem
 		}
 		jobs = append(jobs, j)
 	}
-	results := s.io.Each(ctx, local, opt, step)
 	if len(jobs) == 0 {
-		return results
+		return s.io.Each(ctx, local, opt, step)
 	}
+	// The hosts of no site, here, while the conductors work on the others.
+	localDone := make(chan []remote.Result, 1)
+	go func() { localDone <- s.io.Each(ctx, local, opt, step) }()
+	results := s.dispatch(ctx, opt, run, jobs)
+	return append(<-localDone, results...)
+}
+
+// dispatch sends jobs to their sites' conductors and returns their results.
+func (s *session) dispatch(ctx context.Context, opt remote.Options, run string, jobs []conductor.Job) []remote.Result {
+	var results []remote.Result
 	fail := func(err error) []remote.Result {
 		for _, j := range jobs {
 			r := remote.Result{Host: j.Host.Name, Status: remote.Failed, Err: fmt.Errorf("host %s: %w", j.Host.Name, err)}
