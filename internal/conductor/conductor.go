@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -139,6 +140,8 @@ type Conductor struct {
 	AckWait time.Duration
 	// Log, if set, is told what happens.
 	Log func(format string, args ...any)
+
+	pending sync.Map // job ID → Result done here, not recorded yet
 }
 
 // Heartbeat is a conductor's entry in BeatsBucket.
@@ -275,7 +278,15 @@ func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done je
 		if prev != nil {
 			owner = string(prev.Value())
 		}
-		if owner != c.Name && !j.Idempotent {
+		if owner == c.Name { // this conductor did it and could not record it yet: record it now
+			if r, ok := c.pending.Load(j.ID); ok {
+				res := r.(Result)
+				res.Deliveries = deliveries
+				c.finish(ctx, m, j, res, done)
+				return false
+			}
+		}
+		if !j.Idempotent {
 			r := Result{JobID: j.ID, Host: j.Host.Name, Conductor: c.Name, Status: "failed", Deliveries: deliveries,
 				Error: fmt.Sprintf("host %s: conductor %s took this job and stopped before saying how it ended; not run again (it may or may not have run)", j.Host.Name, owner)}
 			c.finish(ctx, m, j, r, done)
@@ -308,8 +319,11 @@ func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done je
 	return true
 }
 
-// finish records r, publishes it and acks the job, in that order.
+// finish records r, publishes it and acks the job, in that order. Until
+// it is recorded, r is kept here: a redelivery to this conductor records
+// it then, rather than doing the work again.
 func (c *Conductor) finish(ctx context.Context, m jetstream.Msg, j Job, r Result, done jetstream.KeyValue) {
+	c.pending.Store(j.ID, r)
 	b, _ := json.Marshal(r)
 	// While the cluster elects new leaders (a server lost), the record
 	// waits a little; the job is acked only once it is recorded.
@@ -319,6 +333,7 @@ func (c *Conductor) finish(ctx context.Context, m jetstream.Msg, j Job, r Result
 		c.logf("job %s: record: %v (not acked: it comes back)", j.ID, err)
 		return
 	}
+	c.pending.Delete(j.ID)
 	c.publish(rctx, j, r)
 	m.Ack()
 }
