@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -191,12 +192,9 @@ func (c *Conductor) Run(ctx context.Context) error {
 		return err
 	}
 	hb := Heartbeat{Name: c.Name, Env: c.Env, Site: c.Site, Since: time.Now().UTC()}
-	count := make(chan int, 1)
-	count <- 0
+	var count atomic.Int64 // jobs done here
 	beat := func() {
-		n := <-count
-		count <- n
-		hb.Beat, hb.Done = time.Now().UTC(), n
+		hb.Beat, hb.Done = time.Now().UTC(), int(count.Load())
 		b, _ := json.Marshal(hb)
 		beats.Put(ctx, c.Env+"."+c.Site+"."+c.Name, b)
 	}
@@ -229,8 +227,7 @@ func (c *Conductor) Run(ctx context.Context) error {
 			go func(m jetstream.Msg) {
 				defer func() { <-slots }()
 				if c.handle(ctx, m, claims, done) {
-					n := <-count
-					count <- n + 1
+					count.Add(1)
 				}
 			}(m)
 		}
