@@ -3,6 +3,7 @@ package conductor
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -229,21 +230,35 @@ func TestConductors_KillAConductorAndAServer(t *testing.T) {
 		}
 	}
 
-	// A NATS server dies during a run: the run finishes.
+	// A NATS server dies during a run: the run finishes, every host with
+	// its result, none done twice. (Mostly all end ok within seconds, the
+	// streams electing new leaders; once under CI's load a bucket's stream
+	// stayed leaderless past the run's time, and those jobs ended failed
+	// by it, each naming its host: finished, not hung.)
 	phase := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	var once sync.Once
 	res, err := Dispatch(ctx, jetstreamOf(t, nc), "e", "serverdies", jobs("serverdies", 20, true), func(Result) { once.Do(func() { c.Kill(0) }) })
-	if err != nil {
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal(err)
 	}
+	counts := effectCounts(t, effects)
+	ok := 0
 	for _, r := range res {
-		if r.Status != "ok" {
-			t.Errorf("with server n0 dead: %+v", r)
+		switch {
+		case counts[r.JobID] > 1:
+			t.Errorf("with server n0 dead: job %s done %d times", r.JobID, counts[r.JobID])
+		case r.Status == "ok":
+			ok++
+		case !strings.Contains(r.Error, "host "+r.Host):
+			t.Errorf("with server n0 dead: a result that does not name its host: %+v", r)
 		}
 	}
-	t.Logf("a run of 20 jobs with NATS server n0 killed in the middle, %v", time.Since(phase).Round(time.Millisecond))
+	if len(res) != 20 {
+		t.Errorf("with server n0 dead: %d results of 20", len(res))
+	}
+	t.Logf("a run of 20 jobs with NATS server n0 killed in the middle, %v: %d ok", time.Since(phase).Round(time.Millisecond), ok)
 	// conductors:list's view: ca4 beats (within its 5 s beat); the
 	// killed ones stopped beating.
 	var names []string
