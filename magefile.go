@@ -374,6 +374,14 @@ func (Conductor) Run(ctx context.Context, env, site string) error {
 	return run(func(r *targets.Runner) error { return r.ConductorRun(ctx, env, site) })
 }
 
+// Nats makes the trust of an environment's NATS cluster.
+type Nats mg.Namespace
+
+// Config makes, under inventory/ENV/nats (0600), a CA and the servers' TLS certificate, an nkey for the controller and one per site, and each server's configuration (a site's conductors may take only its jobs); it prints how to start the servers. Keys already there are kept.
+func (Nats) Config(ctx context.Context, env string) error {
+	return run(func(r *targets.Runner) error { return r.NATSConfig(ctx, env) })
+}
+
 // Conductors lists the conductors of an environment.
 type Conductors mg.Namespace
 

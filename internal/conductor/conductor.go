@@ -86,13 +86,51 @@ type Result struct {
 // JobSubject is where a site's jobs of env are published.
 func JobSubject(env, site string) string { return "booted.jobs." + env + "." + site }
 
-// ResultSubject is where a job's result is published.
-func ResultSubject(env, run, host string) string {
-	return "booted.results." + env + "." + run + "." + host
+// ResultSubject is where a job's result is published: under its site,
+// which is all a site's conductors may publish to (Permissions).
+func ResultSubject(env, site, run, host string) string {
+	return "booted.results." + env + "." + site + "." + run + "." + host
 }
 
-// key makes a KV key of a job ID (letters, digits, - _ . = /).
-func key(id string) string { return strings.NewReplacer(":", "_", " ", "_").Replace(id) }
+// key makes a KV key of a job (letters, digits, - _ . = /): under its env
+// and site, which are all a site's conductors may write (Permissions).
+func key(j Job) string {
+	return j.Env + "." + j.Site + "." + strings.NewReplacer(":", "_", " ", "_").Replace(j.ID)
+}
+
+// consumerName is the durable consumer a site's conductors share.
+func consumerName(env, site string) string { return "conductor_" + env + "_" + site }
+
+// InboxPrefix is where the replies to a site's conductors come: theirs
+// alone (Permissions), so no site reads another's (or the controller's).
+func InboxPrefix(env, site string) string { return "_BOOTED_INBOX." + env + "." + site }
+
+// Permissions are what a conductor of site in env may publish and
+// subscribe to, for its NATS user: take its site's jobs from its site's
+// consumer (made with exactly its filter), ack them, claim and record
+// them under its site's keys, beat under its site, publish results under
+// its site, and hear replies on its own inbox. It cannot publish jobs,
+// make or read another consumer, read another site's records or results,
+// or change a stream. The controller's user may do everything.
+func Permissions(env, site string) (publish, subscribe []string) {
+	cons := consumerName(env, site)
+	publish = []string{
+		"$JS.API.INFO",
+		"$JS.API.STREAM.INFO." + JobsStream,
+		"$JS.API.CONSUMER.CREATE." + JobsStream + "." + cons + "." + JobSubject(env, site),
+		"$JS.API.CONSUMER.INFO." + JobsStream + "." + cons,
+		"$JS.API.CONSUMER.MSG.NEXT." + JobsStream + "." + cons,
+		"$JS.ACK." + JobsStream + "." + cons + ".>",
+		"booted.results." + env + "." + site + ".>",
+	}
+	for _, b := range []string{ClaimsBucket, DoneBucket, BeatsBucket} {
+		publish = append(publish,
+			"$JS.API.STREAM.INFO.KV_"+b,
+			"$KV."+b+"."+env+"."+site+".>",
+			"$JS.API.DIRECT.GET.KV_"+b+".$KV."+b+"."+env+"."+site+".>")
+	}
+	return publish, []string{InboxPrefix(env, site) + ".>"}
+}
 
 // Setup makes the streams and buckets (replicated replicas times), or
 // keeps them when they exist. While the cluster forms (no JetStream
@@ -172,24 +210,42 @@ func (c *Conductor) Run(ctx context.Context) error {
 	if c.AckWait == 0 {
 		c.AckWait = 10 * time.Second
 	}
-	cons, err := c.JS.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{
-		Durable: "conductor_" + c.Env + "_" + c.Site, FilterSubject: JobSubject(c.Env, c.Site),
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, MaxAckPending: 1000,
+	// The streams and buckets are the controller's to make (Setup): a
+	// conductor waits for them, saying so once.
+	var claims, done, beats jetstream.KeyValue
+	said := false
+	err := retry(ctx, func(ctx context.Context) error {
+		_, err := c.JS.Stream(ctx, JobsStream)
+		if err == nil {
+			claims, err = c.JS.KeyValue(ctx, ClaimsBucket)
+		}
+		if err == nil {
+			done, err = c.JS.KeyValue(ctx, DoneBucket)
+		}
+		if err == nil {
+			beats, err = c.JS.KeyValue(ctx, BeatsBucket)
+		}
+		if err != nil && !said && (errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound)) {
+			said = true
+			c.logf("waiting for the controller to make the streams (any target that uses the sites does, or conductors:list)")
+		}
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("conductor %s: consumer for site %s: %w", c.Name, c.Site, err)
+		return fmt.Errorf("conductor %s: streams: %w", c.Name, err)
 	}
-	claims, err := c.JS.KeyValue(ctx, ClaimsBucket)
-	if err != nil {
+	var cons jetstream.Consumer
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = retry(cctx, func(ctx context.Context) (err error) {
+		cons, err = c.JS.CreateOrUpdateConsumer(ctx, JobsStream, jetstream.ConsumerConfig{
+			Durable: consumerName(c.Env, c.Site), FilterSubject: JobSubject(c.Env, c.Site),
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, MaxAckPending: 1000,
+		})
 		return err
-	}
-	done, err := c.JS.KeyValue(ctx, DoneBucket)
+	})
+	cancel()
 	if err != nil {
-		return err
-	}
-	beats, err := c.JS.KeyValue(ctx, BeatsBucket)
-	if err != nil {
-		return err
+		return fmt.Errorf("conductor %s: the consumer of site %s's jobs: %w (are its credentials site %s's?)", c.Name, c.Site, err, c.Site)
 	}
 	hb := Heartbeat{Name: c.Name, Env: c.Env, Site: c.Site, Since: time.Now().UTC()}
 	var count atomic.Int64 // jobs done here
@@ -253,7 +309,7 @@ func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done je
 	if meta != nil {
 		deliveries = meta.NumDelivered
 	}
-	k := key(j.ID)
+	k := key(j)
 	// Done already (this delivery is a redelivery): its result again.
 	if e, err := done.Get(ctx, k); err == nil {
 		var r Result
@@ -326,7 +382,7 @@ func (c *Conductor) finish(ctx context.Context, m jetstream.Msg, j Job, r Result
 	// waits a little; the job is acked only once it is recorded.
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := retry(rctx, func(ctx context.Context) error { _, err := done.Put(ctx, key(j.ID), b); return err }); err != nil {
+	if err := retry(rctx, func(ctx context.Context) error { _, err := done.Put(ctx, key(j), b); return err }); err != nil {
 		c.logf("job %s: record: %v (not acked: it comes back)", j.ID, err)
 		return
 	}
@@ -338,7 +394,7 @@ func (c *Conductor) finish(ctx context.Context, m jetstream.Msg, j Job, r Result
 func (c *Conductor) publish(ctx context.Context, j Job, r Result) {
 	b, _ := json.Marshal(r)
 	err := retry(ctx, func(ctx context.Context) error { // its ID makes a second one a no-op
-		_, err := c.JS.Publish(ctx, ResultSubject(j.Env, j.Run, j.Host.Name), b, jetstream.WithMsgID("result-"+j.ID))
+		_, err := c.JS.Publish(ctx, ResultSubject(j.Env, j.Site, j.Run, j.Host.Name), b, jetstream.WithMsgID("result-"+j.ID))
 		return err
 	})
 	if err != nil {
@@ -361,7 +417,7 @@ func Dispatch(ctx context.Context, js jetstream.JetStream, env, run string, jobs
 	var cons jetstream.Consumer
 	err := retry(ctx, func(ctx context.Context) (err error) {
 		cons, err = js.CreateOrUpdateConsumer(ctx, ResultsStream, jetstream.ConsumerConfig{Durable: name,
-			FilterSubject: "booted.results." + env + "." + run + ".>", AckPolicy: jetstream.AckNonePolicy,
+			FilterSubject: "booted.results." + env + ".*." + run + ".>", AckPolicy: jetstream.AckNonePolicy,
 			DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Minute})
 		return err
 	})
@@ -396,7 +452,9 @@ func Dispatch(ctx context.Context, js jetstream.JetStream, env, run string, jobs
 		for m := range batch.Messages() {
 			var r Result
 			if json.Unmarshal(m.Data(), &r) == nil {
-				if _, ok := want[r.Host]; ok {
+				// A result counts only from the job's own site (another
+				// site's conductors cannot publish there).
+				if j, ok := want[r.Host]; ok && m.Subject() == ResultSubject(env, j.Site, run, r.Host) {
 					if _, seen := got[r.Host]; !seen {
 						got[r.Host] = r
 						if onResult != nil {

@@ -193,9 +193,16 @@ type Role struct {
 // NATS is how to reach the NATS cluster.
 type NATS struct {
 	URLs []string `yaml:"urls"`
-	// Credentials is a credentials file (a user JWT and its nkey seed,
-	// nsc's .creds) or an nkey seed file; empty: none.
+	// Credentials is the controller's credentials file (a user JWT and
+	// its nkey seed, nsc's .creds, or an nkey seed file); empty: the seed
+	// nats:config made (inventory/ENV/nats/controller.nk), if any.
 	Credentials string `yaml:"credentials"`
+	// CA is the certificate authority the servers' TLS certificates are
+	// checked against; empty: the one nats:config made, if any.
+	CA string `yaml:"ca"`
+	// Routes are the servers' cluster URLs for nats:config, one per URL
+	// in the same order; empty: each client port + 2000.
+	Routes []string `yaml:"routes"`
 }
 
 // Site is the hosts one site's conductors work on: those named (globs)
@@ -203,6 +210,9 @@ type NATS struct {
 type Site struct {
 	Hosts []string `yaml:"hosts"`
 	Roles []string `yaml:"roles"`
+	// Credentials are the site's conductors' (as nats.credentials);
+	// empty: the seed nats:config made for the site, if any.
+	Credentials string `yaml:"credentials"`
 }
 
 // SiteOf returns the site of host (in role), or "" when it has none (the

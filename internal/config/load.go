@@ -284,6 +284,14 @@ func (e *Env) validate() []*Error {
 			bad(fmt.Sprintf("nats.urls[%d]", i), "%q: a nats:// or tls:// URL", u)
 		}
 	}
+	if len(e.NATS.Routes) > 0 && len(e.NATS.Routes) != len(e.NATS.URLs) {
+		bad("nats.routes", "%d routes for %d servers (nats.urls): one per server, in the same order", len(e.NATS.Routes), len(e.NATS.URLs))
+	}
+	for i, u := range e.NATS.Routes {
+		if !strings.HasPrefix(u, "nats-route://") {
+			bad(fmt.Sprintf("nats.routes[%d]", i), "%q: a nats-route://HOST:PORT URL", u)
+		}
+	}
 	for _, name := range sortedKeys(e.Sites) {
 		st := e.Sites[name]
 		if !serviceRE.MatchString(name) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,33 +16,62 @@ import (
 
 	"booted/internal/conductor"
 	"booted/internal/inventory"
+	"booted/internal/natsconf"
 	"booted/internal/remote"
 	"booted/internal/report"
 )
 
-// natsConnect connects to the env file's NATS cluster as name, with its
-// credentials (a .creds file or an nkey seed), if given; wait
-// keeps trying when no server answers yet (a conductor), else that fails
-// at once (a target).
-func (s *session) natsConnect(name string, wait bool) (*nats.Conn, jetstream.JetStream, error) {
+// natsFiles are the NATS trust nats:config makes for the environment.
+func (s *session) natsFiles() natsconf.Files {
+	return natsconf.Files{Dir: filepath.Join(s.dir, "nats")}
+}
+
+// natsConnect connects to the env file's NATS cluster as name: as site's
+// conductor (its credentials, its own inbox) or, with site "", as the
+// controller; over TLS checked against nats.ca (or nats:config's CA).
+// wait keeps trying when no server answers yet (a conductor), else that
+// fails at once (a target).
+func (s *session) natsConnect(name, site string, wait bool) (*nats.Conn, jetstream.JetStream, error) {
 	n := s.env.NATS
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(5 * time.Second),
 		nats.RetryOnFailedConnect(wait),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { fmt.Fprintf(s.r.Err, "%s: nats: %v\n", name, err) })}
-	if n.Credentials != "" {
-		b, err := os.ReadFile(n.Credentials)
+	files := s.natsFiles()
+	credField, cred := "nats.credentials", n.Credentials
+	if cred == "" {
+		cred = ifExists(files.Controller())
+	}
+	if site != "" {
+		opts = append(opts, nats.CustomInboxPrefix(conductor.InboxPrefix(s.env.Name, site)))
+		credField, cred = "sites."+site+".credentials", s.env.Sites[site].Credentials
+		if cred == "" {
+			cred = ifExists(files.Site(site))
+		}
+		if cred == "" {
+			credField, cred = "nats.credentials", n.Credentials
+		}
+	}
+	if cred != "" {
+		b, err := os.ReadFile(cred)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: nats.credentials: %w", s.env.Path, err)
+			return nil, nil, fmt.Errorf("%s: %s: %w", s.env.Path, credField, err)
 		}
 		if strings.Contains(string(b), "BEGIN NATS USER JWT") {
-			opts = append(opts, nats.UserCredentials(n.Credentials))
+			opts = append(opts, nats.UserCredentials(cred))
 		} else {
-			o, err := nats.NkeyOptionFromSeed(n.Credentials)
+			o, err := nats.NkeyOptionFromSeed(cred)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s: nats.credentials %s: %w", s.env.Path, n.Credentials, err)
+				return nil, nil, fmt.Errorf("%s: %s %s: %w", s.env.Path, credField, cred, err)
 			}
 			opts = append(opts, o)
 		}
+	}
+	ca := n.CA
+	if ca == "" {
+		ca = ifExists(files.CA())
+	}
+	if ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
 	}
 	nc, err := nats.Connect(strings.Join(n.URLs, ","), opts...)
 	if err != nil {
@@ -53,6 +83,35 @@ func (s *session) natsConnect(name string, wait bool) (*nats.Conn, jetstream.Jet
 		return nil, nil, err
 	}
 	return nc, js, nil
+}
+
+func ifExists(path string) string {
+	if _, err := os.Stat(path); err != nil {
+		return ""
+	}
+	return path
+}
+
+// NATSConfig makes the trust of ENV's NATS cluster (nats:config): a CA
+// and the servers' certificate, an nkey seed for the controller and one
+// per site (0600, under inventory/ENV/nats, kept when there), and each
+// server's configuration, whose users are those keys (a site's may take
+// only its site's jobs). It prints how to start the servers.
+func (r *Runner) NATSConfig(ctx context.Context, envName string) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		if len(s.env.NATS.URLs) == 0 {
+			return &inputError{fmt.Sprintf("nats:config: %s names no NATS cluster (nats.urls)", s.env.Path)}
+		}
+		confs, err := natsconf.Make(s.natsFiles(), natsconf.Spec{Env: s.env.Name, URLs: s.env.NATS.URLs, Routes: s.env.NATS.Routes, Sites: sortedSites(s)})
+		if err != nil {
+			return fmt.Errorf("%s: nats: %w", s.env.Path, err)
+		}
+		fmt.Fprintf(r.Out, "NATS trust of %s in %s: CA, server certificate, the controller's nkey and one per site (%s)\n", s.env.Name, s.natsFiles().Dir, strings.Join(sortedSites(s), ", "))
+		for _, c := range confs {
+			fmt.Fprintf(r.Out, "start: nats-server -c %s\n", c)
+		}
+		return nil
+	})
 }
 
 // replicas is how many copies of the streams the cluster keeps.
@@ -105,7 +164,7 @@ func (s *session) dispatch(ctx context.Context, opt remote.Options, run string, 
 		}
 		return results
 	}
-	nc, js, err := s.natsConnect("booted controller "+s.env.Name, false)
+	nc, js, err := s.natsConnect("booted controller "+s.env.Name, "", false)
 	if err != nil {
 		return fail(err)
 	}
@@ -176,14 +235,11 @@ func (r *Runner) ConductorRun(ctx context.Context, envName, site string) error {
 		}
 		host, _ := os.Hostname()
 		name := fmt.Sprintf("%s-%d", host, os.Getpid())
-		nc, js, err := s.natsConnect("booted conductor "+name, true)
+		nc, js, err := s.natsConnect("booted conductor "+name, site, true)
 		if err != nil {
 			return err
 		}
 		defer nc.Close()
-		if err := conductor.Setup(ctx, js, s.replicas()); err != nil {
-			return err
-		}
 		c := &conductor.Conductor{JS: js, Env: s.env.Name, Site: site, Name: name, Parallel: max(s.r.Parallel, 16),
 			Log: func(f string, a ...any) { fmt.Fprintf(r.Err, "conductor %s: "+f+"\n", append([]any{name}, a...)...) },
 			Do:  func(ctx context.Context, j conductor.Job) conductor.Result { return s.doJob(ctx, j) }}
@@ -225,7 +281,7 @@ func (r *Runner) ConductorsList(ctx context.Context, envName string) error {
 		if len(s.env.NATS.URLs) == 0 {
 			return &inputError{fmt.Sprintf("conductors:list: %s names no NATS cluster (nats.urls) and no sites: everything runs in the target's own process", s.env.Path)}
 		}
-		nc, js, err := s.natsConnect("booted conductors:list", false)
+		nc, js, err := s.natsConnect("booted conductors:list", "", false)
 		if err != nil {
 			return err
 		}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 
 	"booted/internal/report"
 	"booted/internal/testutil"
@@ -44,27 +43,36 @@ func TestMain(m *testing.M) {
 // conductor, the command never runs twice anywhere, and BOOTED_RETRY=failed
 // runs it on just those, through the surviving conductor.
 func TestConducted_HostsRun(t *testing.T) {
-	// The servers take one nkey user: booted's (controller and conductors).
-	user, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := user.Seed()
-	pub, _ := user.PublicKey()
-	nats := testutil.StartNATS(t, 3, fmt.Sprintf("authorization { users: [ { nkey: %s } ] }", pub))
-	seedFile := filepath.Join(t.TempDir(), "booted.nk")
-	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
-		t.Fatal(err)
+	// The cluster as a user makes it: nats:config writes its trust (a CA,
+	// TLS certificates, the controller's and site a's nkeys) and each
+	// server's configuration, started as it says.
+	var urls, routes []string
+	for i := 0; i < 3; i++ {
+		urls = append(urls, "tls://"+testutil.FreePort(t))
+		routes = append(routes, "nats-route://"+testutil.FreePort(t))
 	}
 	f := newFixture(t, testutil.Workers(3, 3)+testutil.EnvFile(fmt.Sprintf(`nats:
   urls: [%s]
-  credentials: %s
+  routes: [%s]
 sites:
   a:
     roles: [workers]
-`, strings.Join(nats.URLs, ", "), seedFile)))
+`, strings.Join(urls, ", "), strings.Join(routes, ", "))))
 	ctx := context.Background()
 	env := f.proj.Env
+	f.out.Reset()
+	f.must(t, f.r.NATSConfig(ctx, env))
+	var confs []string
+	for _, l := range strings.Split(f.out.String(), "\n") {
+		if c, ok := strings.CutPrefix(l, "start: nats-server -c "); ok {
+			confs = append(confs, c)
+		}
+	}
+	if len(confs) != 3 {
+		t.Fatalf("nats:config: %d servers to start, want 3:\n%s", len(confs), f.out.String())
+	}
+	nats := testutil.StartNATSFrom(t, confs, urls)
+	natsDir := filepath.Dir(confs[0])
 	f.must(t, f.r.EnvStartAll(ctx, env))
 	conductor := func(name string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -81,16 +89,16 @@ sites:
 		})
 		return cmd
 	}
-	// Without the seed, NATS refuses the connection: no jobs published,
-	// none taken.
-	if nc, err := natsgo.Connect(nats.URL(), natsgo.Timeout(5*time.Second)); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+	// Without a key of nats:config's, NATS refuses the connection (over
+	// TLS, checked against its CA): no jobs published, none taken.
+	if nc, err := natsgo.Connect(nats.URL(), natsgo.Timeout(5*time.Second), natsgo.RootCAs(filepath.Join(natsDir, "ca.pem"))); err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
 		if nc != nil {
 			nc.Close()
 		}
 		t.Errorf("a client without the nkey: %v, want an authorization violation", err)
 	}
 	c1 := conductor("c1")
-	conductor("c2")
+	c2 := conductor("c2")
 	f.waitFor(t, "two conductors beating", 30*time.Second, func() bool {
 		f.out.Reset()
 		f.r.JSON = true
@@ -124,14 +132,18 @@ sites:
 		t.Errorf("recap: %+v", sum)
 	}
 
-	// A conductor killed while it holds hosts (a command that takes 3 s).
+	// A conductor killed while it holds the hosts (c1 alone takes them;
+	// a command that takes 3 s); c3 starts then and gets them again.
+	c2.Process.Signal(syscall.SIGTERM)
+	c2.Wait()
 	f.out.Reset()
 	done := make(chan error, 1)
 	go func() { done <- f.r.HostsRun(ctx, env+"/workers", "sleep 3; echo $$ >> /root/ran2") }()
 	time.Sleep(1500 * time.Millisecond)
 	c1.Process.Signal(syscall.SIGKILL)
 	c1.Wait()
-	err = <-done
+	conductor("c3")
+	err := <-done
 	out := f.out.String()
 	t.Logf("hosts:run with conductor c1 killed:\n%s", out)
 	runs := func(h, file string) int { // the host's /root is this directory
@@ -147,17 +159,15 @@ sites:
 			held = append(held, h)
 		}
 	}
-	if err == nil && len(held) > 0 || err != nil && len(held) == 0 {
-		t.Errorf("hosts:run with a conductor killed: err %v, hosts it held %v", err, held)
+	if err == nil || len(held) != 3 {
+		t.Errorf("hosts:run with the conductor holding every worker killed: err %v, hosts failed naming their conductor %v, want w1 w2 w3", err, held)
 	}
-	// BOOTED_RETRY=failed: just those, through the survivor.
-	if len(held) > 0 {
-		f.r.RetryFailed, f.r.JSON = true, true
-		f.out.Reset()
-		f.must(t, f.r.HostsRun(ctx, env+"/workers", "echo again"))
-		f.r.RetryFailed, f.r.JSON = false, false
-		if sum := lastSummary(t, f.out.String()); sum.OK != len(held) {
-			t.Errorf("BOOTED_RETRY=failed after the kill: %+v, want the %d held hosts", sum, len(held))
-		}
+	// BOOTED_RETRY=failed: just those, through c3.
+	f.r.RetryFailed, f.r.JSON = true, true
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, env+"/workers", "echo again"))
+	f.r.RetryFailed, f.r.JSON = false, false
+	if sum := lastSummary(t, f.out.String()); sum.OK != len(held) {
+		t.Errorf("BOOTED_RETRY=failed after the kill: %+v, want the %d held hosts", sum, len(held))
 	}
 }

@@ -45,27 +45,46 @@ cluster { name: booted-test, listen: %s:%s, routes: [%s] }
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("nats-server", "-c", path)
-		log, err := os.Create(filepath.Join(dir, fmt.Sprintf("n%d.log", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		c.procs = append(c.procs, cmd)
+		c.start(t, path)
 		c.URLs = append(c.URLs, "nats://"+clientAddrs[i])
 	}
+	return c
+}
+
+// StartNATSFrom starts a nats-server for each configuration file (as
+// nats:config writes them), whose clients reach them at urls.
+func StartNATSFrom(t testing.TB, confs, urls []string) *NATSCluster {
+	t.Helper()
+	RequireCommands(t, "nats-server")
+	c := &NATSCluster{URLs: urls}
+	for _, conf := range confs {
+		c.start(t, conf)
+	}
+	return c
+}
+
+// start runs nats-server -c conf, its log beside conf; it is killed (by
+// its PID) when the test ends.
+func (c *NATSCluster) start(t testing.TB, conf string) {
+	t.Helper()
+	cmd := exec.Command("nats-server", "-c", conf)
+	log, err := os.Create(strings.TrimSuffix(conf, ".conf") + ".log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	log.Close()
+	c.procs = append(c.procs, cmd)
+	p := cmd
 	t.Cleanup(func() {
-		for _, p := range c.procs {
-			if p.ProcessState == nil {
-				p.Process.Kill()
-				p.Wait()
-			}
+		if p.ProcessState == nil {
+			p.Process.Kill()
+			p.Wait()
 		}
 	})
-	return c
 }
 
 // URL is every server's URL, comma-separated (as nats.Connect takes them).
