@@ -369,7 +369,7 @@ type Conductor mg.Namespace
 
 // Run takes the jobs of SITE of ENV (from the env file's NATS cluster) until Ctrl-C or SIGTERM, doing each with the functions the targets use in-process.
 //
-// Settings: BOOTED_PARALLEL.
+// Settings: BOOTED_PARALLEL, BOOTED_NATS_CREDENTIALS (this machine's credentials file instead of the env file's).
 func (Conductor) Run(ctx context.Context, env, site string) error {
 	return run(func(r *targets.Runner) error { return r.ConductorRun(ctx, env, site) })
 }

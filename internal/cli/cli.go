@@ -81,6 +81,7 @@ var Catalog = []Target{
 	{"bench:daily", []Arg{s("env")}},
 	{"conductor:run", []Arg{s("env"), s("site")}},
 	{"conductors:list", []Arg{s("env")}},
+	{"nats:config", []Arg{s("env")}},
 	{"monitor:run", []Arg{s("env")}},
 	{"monitor:status", []Arg{s("env")}},
 	{"power:on", []Arg{s("env"), s("node")}},

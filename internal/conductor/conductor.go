@@ -17,9 +17,14 @@ package conductor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +41,9 @@ const (
 	ClaimsBucket  = "BOOTED_CLAIMS"
 	DoneBucket    = "BOOTED_DONE"
 	BeatsBucket   = "BOOTED_CONDUCTORS"
+	// ArtifactsBucket is the object store of the releases a deploy's
+	// conductors upload (PutArtifact, GetArtifact).
+	ArtifactsBucket = "BOOTED_ARTIFACTS"
 )
 
 // Job is one unit of work on one host.
@@ -50,6 +58,8 @@ type Job struct {
 	// Host is the host to work on, as the inventory knows it.
 	Host HostRef `json:"host"`
 	Cmd  string  `json:"cmd,omitempty"`
+	// Args are the kind's own arguments (a deploy's service and release).
+	Args json.RawMessage `json:"args,omitempty"`
 	// Timeout bounds the work; the conductor tells JetStream it is still
 	// working until then.
 	Timeout time.Duration `json:"timeout"`
@@ -76,6 +86,9 @@ type Result struct {
 	Stderr    string  `json:"stderr,omitempty"`
 	Error     string  `json:"error,omitempty"`
 	Seconds   float64 `json:"seconds"`
+	// Data is the kind's own outcome (a deploy's: switched, pid…), for
+	// the controller to record.
+	Data json.RawMessage `json:"data,omitempty"`
 	// Deliveries is how many times JetStream delivered the job; Again
 	// says its recorded result was sent again (a redelivery, not done
 	// twice).
@@ -129,6 +142,17 @@ func Permissions(env, site string) (publish, subscribe []string) {
 			"$KV."+b+"."+env+"."+site+".>",
 			"$JS.API.DIRECT.GET.KV_"+b+".$KV."+b+"."+env+"."+site+".>")
 	}
+	// The releases: read only (an ordered consumer of an object's chunks,
+	// its flow control).
+	obj := "OBJ_" + ArtifactsBucket
+	publish = append(publish,
+		"$JS.API.STREAM.INFO."+obj,
+		"$JS.API.DIRECT.GET."+obj+".>",
+		"$JS.API.STREAM.MSG.GET."+obj,
+		"$JS.API.CONSUMER.CREATE."+obj,
+		"$JS.API.CONSUMER.CREATE."+obj+".>",
+		"$JS.API.CONSUMER.DELETE."+obj+".>",
+		"$JS.FC."+obj+".>")
 	return publish, []string{InboxPrefix(env, site) + ".>"}
 }
 
@@ -157,7 +181,86 @@ func setup(ctx context.Context, js jetstream.JetStream, replicas int) error {
 			return fmt.Errorf("bucket %s: %w", b.Bucket, err)
 		}
 	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: ArtifactsBucket, Replicas: replicas, TTL: 7 * 24 * time.Hour}); err != nil {
+		return fmt.Errorf("object store %s: %w", ArtifactsBucket, err)
+	}
 	return nil
+}
+
+// PutArtifact puts the file at path in the artifacts' object store as
+// name, unless an object of that name with the same SHA-256 is there.
+func PutArtifact(ctx context.Context, js jetstream.JetStream, name, path, sha256hex string) error {
+	return retry(ctx, func(ctx context.Context) error {
+		obs, err := js.ObjectStore(ctx, ArtifactsBucket)
+		if err != nil {
+			return err
+		}
+		if info, err := obs.GetInfo(ctx, name); err == nil && info.Headers.Get("Booted-Sha256") == sha256hex {
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = obs.Put(ctx, jetstream.ObjectMeta{Name: name, Headers: nats.Header{"Booted-Sha256": []string{sha256hex}}}, f)
+		return err
+	})
+}
+
+// GetArtifact writes the object name to path (0755), checking that its
+// SHA-256 is sha256hex; a file already there with that sum is kept. The
+// jobs of one conductor fetch it once; conductors sharing a directory
+// each write their own temporary file and rename it into place.
+func GetArtifact(ctx context.Context, js jetstream.JetStream, name, path, sha256hex string) error {
+	mu, _ := fetching.LoadOrStore(path, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	if sumFile(path) == sha256hex {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".part-*")
+	if err != nil {
+		return err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	err = retry(ctx, func(ctx context.Context) error {
+		obs, err := js.ObjectStore(ctx, ArtifactsBucket)
+		if err != nil {
+			return err
+		}
+		return obs.GetFile(ctx, name, tmp.Name())
+	})
+	if err != nil {
+		return fmt.Errorf("artifact %s from the object store %s: %w", name, ArtifactsBucket, err)
+	}
+	if got := sumFile(tmp.Name()); got != sha256hex {
+		return fmt.Errorf("artifact %s from the object store %s: sha256 %s, want %s (not used)", name, ArtifactsBucket, got, sha256hex)
+	}
+	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// fetching holds a lock per artifact path being fetched.
+var fetching sync.Map
+
+func sumFile(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Conductor takes the jobs of one site of one environment.
@@ -247,6 +350,7 @@ func (c *Conductor) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("conductor %s: the consumer of site %s's jobs: %w (are its credentials site %s's?)", c.Name, c.Site, err, c.Site)
 	}
+	c.logf("taking the jobs of site %s of %s", c.Site, c.Env)
 	hb := Heartbeat{Name: c.Name, Env: c.Env, Site: c.Site, Since: time.Now().UTC()}
 	var count atomic.Int64 // jobs done here
 	beat := func() {
@@ -267,9 +371,21 @@ func (c *Conductor) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	slots := make(chan struct{}, c.Parallel)
+	// A job is fetched only when a slot is free for it: none waits here
+	// while another conductor could do it.
+	var busy atomic.Int64
+	freed := make(chan struct{}, c.Parallel)
+	var wg sync.WaitGroup
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(c.Parallel, jetstream.FetchMaxWait(time.Second))
+		free := c.Parallel - int(busy.Load())
+		if free == 0 {
+			select {
+			case <-freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		batch, err := cons.Fetch(free, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -279,18 +395,24 @@ func (c *Conductor) Run(ctx context.Context) error {
 			continue
 		}
 		for m := range batch.Messages() {
-			slots <- struct{}{}
+			busy.Add(1)
+			wg.Add(1)
 			go func(m jetstream.Msg) {
-				defer func() { <-slots }()
+				defer func() {
+					busy.Add(-1)
+					wg.Done()
+					select {
+					case freed <- struct{}{}:
+					default:
+					}
+				}()
 				if c.handle(ctx, m, claims, done) {
 					count.Add(1)
 				}
 			}(m)
 		}
 	}
-	for i := 0; i < cap(slots); i++ { // the jobs in hand end (their work is cancelled)
-		slots <- struct{}{}
-	}
+	wg.Wait() // the jobs in hand end (their work is cancelled)
 	beats.Delete(context.Background(), c.Env+"."+c.Site+"."+c.Name)
 	return nil
 }
@@ -347,6 +469,7 @@ func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done je
 		}
 		claims.Put(ctx, k, []byte(c.Name)) // an idempotent job, done again here
 	}
+	c.logf("job %s: %s on %s (delivery %d)", j.ID, j.Kind, j.Host.Name, deliveries)
 	wctx, cancel := context.WithTimeout(ctx, j.Timeout)
 	defer cancel()
 	go func() { // still working: JetStream does not hand it to another

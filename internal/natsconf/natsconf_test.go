@@ -2,6 +2,8 @@ package natsconf
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net"
@@ -203,6 +205,52 @@ func TestMake_ASiteTakesOnlyItsJobs(t *testing.T) {
 		if want := "done by site " + jobs[i].Site; r.Status != "ok" || r.Stdout != want || r.Conductor != "c"+jobs[i].Site {
 			t.Errorf("%s: %+v, want ok %q by c%s", r.Host, r, want, jobs[i].Site)
 		}
+	}
+}
+
+// A release the controller puts in the object store: a site's key reads
+// it (its sum checked), and cannot put one.
+func TestMake_ASiteReadsReleases(t *testing.T) {
+	tr := start(t)
+	ca := nats.RootCAs(tr.f.CA())
+	ctl, err := tr.connect(t, tr.f.Controller(), ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(ctl)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := conductor.Setup(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rel := filepath.Join(dir, "hello")
+	body := strings.Repeat("release bytes ", 100000) // 1.4 MB: many chunks
+	os.WriteFile(rel, []byte(body), 0o755)
+	sum := sha256.Sum256([]byte(body))
+	sumHex := hex.EncodeToString(sum[:])
+	if err := conductor.PutArtifact(ctx, js, "hello-v1", rel, sumHex); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := tr.connect(t, tr.f.Site("b"), ca, nats.CustomInboxPrefix(conductor.InboxPrefix("e", "b")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bjs, _ := jetstream.New(nc)
+	got := filepath.Join(dir, "b", "hello")
+	if err := conductor.GetArtifact(ctx, bjs, "hello-v1", got, sumHex); err != nil {
+		t.Fatalf("site b reading a release: %v", err)
+	}
+	if b, _ := os.ReadFile(got); string(b) != body {
+		t.Errorf("site b's copy differs (%d bytes of %d)", len(b), len(body))
+	}
+	if err := conductor.GetArtifact(ctx, bjs, "hello-v1", filepath.Join(dir, "b", "other"), strings.Repeat("0", 64)); err == nil || !strings.Contains(err.Error(), "sha256") {
+		t.Errorf("a release whose sum is not the job's: %v, want refused naming its sha256", err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 4*time.Second)
+	defer pcancel()
+	if err := conductor.PutArtifact(pctx, bjs, "hello-v1", filepath.Join(dir, "b", "hello"), "x"); err == nil {
+		t.Error("site b's key put a release")
 	}
 }
 

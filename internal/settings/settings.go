@@ -87,6 +87,10 @@ const (
 	KeyName      = "BOOTED_KEY_NAME"
 	UserData     = "BOOTED_USER_DATA"
 	Tags         = "BOOTED_TAGS"
+	// NATSCredentials is the credentials file (an nkey seed or a .creds)
+	// a conductor or controller uses instead of the env file's (a
+	// conductor's machine keeps its own).
+	NATSCredentials = "BOOTED_NATS_CREDENTIALS"
 )
 
 // Settings are the values of the variables.
@@ -119,6 +123,8 @@ type Settings struct {
 	KeyName      string
 	UserData     string
 	Tags         map[string]string
+	// NATSCredentials replaces the env file's NATS credentials.
+	NATSCredentials string
 }
 
 // FromEnviron reads every BOOTED_* variable, refusing a value a variable
@@ -157,6 +163,7 @@ func From(getenv func(string) string) (Settings, error) {
 	s := Settings{
 		Root: getenv(Root), Inventory: getenv(Inventory), JUnit: getenv(JUnit), Batch: getenv(Batch),
 		VBoxManage: getenv(VBoxManage), VBoxTFTP: getenv(VBoxTFTP), QemuAppend: getenv(QemuAppend), LoadPath: getenv(LoadPath),
+		NATSCredentials: getenv(NATSCredentials),
 	}
 	if s.Root == "" {
 		s.Root = "."

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +21,7 @@ import (
 	"booted/internal/natsconf"
 	"booted/internal/remote"
 	"booted/internal/report"
+	"booted/internal/service"
 )
 
 // natsFiles are the NATS trust nats:config makes for the environment.
@@ -35,7 +38,8 @@ func (s *session) natsConnect(name, site string, wait bool) (*nats.Conn, jetstre
 	n := s.env.NATS
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(5 * time.Second),
 		nats.RetryOnFailedConnect(wait),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { fmt.Fprintf(s.r.Err, "%s: nats: %v\n", name, err) })}
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { fmt.Fprintf(s.r.Err, "%s: nats: %v\n", name, err) }),
+		nats.ReconnectErrHandler(onceEach(func(err error) { fmt.Fprintf(s.r.Err, "%s: nats: %v (trying again)\n", name, err) }))}
 	files := s.natsFiles()
 	credField, cred := "nats.credentials", n.Credentials
 	if cred == "" {
@@ -50,6 +54,9 @@ func (s *session) natsConnect(name, site string, wait bool) (*nats.Conn, jetstre
 		if cred == "" {
 			credField, cred = "nats.credentials", n.Credentials
 		}
+	}
+	if s.r.NATSCredentials != "" {
+		credField, cred = "BOOTED_NATS_CREDENTIALS", s.r.NATSCredentials
 	}
 	if cred != "" {
 		b, err := os.ReadFile(cred)
@@ -83,6 +90,21 @@ func (s *session) natsConnect(name, site string, wait bool) (*nats.Conn, jetstre
 		return nil, nil, err
 	}
 	return nc, js, nil
+}
+
+// onceEach calls fn with an error unlike the last one it was called with
+// (a connection refused every 250 ms is said once).
+func onceEach(fn func(error)) func(*nats.Conn, error) {
+	var mu sync.Mutex
+	last := ""
+	return func(_ *nats.Conn, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && err.Error() != last {
+			last = err.Error()
+			fn(err)
+		}
+	}
 }
 
 func ifExists(path string) string {
@@ -121,9 +143,11 @@ func (s *session) replicas() int { return min(3, len(s.env.NATS.URLs)) }
 // conductors and step on the others in-process, and returns one result
 // per host; each sited host's output goes to opt.Output's writers as if it
 // had run here.
-func (s *session) conducted(ctx context.Context, hosts []inventory.Host, opt remote.Options, tmpl conductor.Job, step func(ctx context.Context, c hostConn) error) []remote.Result {
+func (s *session) conducted(ctx context.Context, hosts []inventory.Host, opt remote.Options, o opOptions, step func(ctx context.Context, c hostConn) error) []remote.Result {
+	tmpl := *o.job
 	var local []inventory.Host
 	var jobs []conductor.Job
+	sited := map[string]inventory.Host{}
 	run := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.Itoa(os.Getpid())
 	for _, h := range hosts {
 		site := s.env.SiteOf(h.Name, h.Role)
@@ -134,6 +158,7 @@ func (s *session) conducted(ctx context.Context, hosts []inventory.Host, opt rem
 		j := tmpl
 		j.ID, j.Run, j.Env, j.Site = run+"."+h.Name, run, s.env.Name, site
 		j.Host = conductor.HostRef{Name: h.Name, Addr: h.Addr, Port: h.Port, HostKey: h.HostKey}
+		sited[h.Name] = h
 		j.Timeout = opt.Timeout
 		if j.Timeout == 0 {
 			j.Timeout = s.env.Timeouts.Command.D()
@@ -146,12 +171,12 @@ func (s *session) conducted(ctx context.Context, hosts []inventory.Host, opt rem
 	// The hosts of no site, here, while the conductors work on the others.
 	localDone := make(chan []remote.Result, 1)
 	go func() { localDone <- s.io.Each(ctx, local, opt, step) }()
-	results := s.dispatch(ctx, opt, run, jobs)
+	results := s.dispatch(ctx, opt, o, run, jobs, sited)
 	return append(<-localDone, results...)
 }
 
 // dispatch sends jobs to their sites' conductors and returns their results.
-func (s *session) dispatch(ctx context.Context, opt remote.Options, run string, jobs []conductor.Job) []remote.Result {
+func (s *session) dispatch(ctx context.Context, opt remote.Options, o opOptions, run string, jobs []conductor.Job, hosts map[string]inventory.Host) []remote.Result {
 	var results []remote.Result
 	fail := func(err error) []remote.Result {
 		for _, j := range jobs {
@@ -175,6 +200,30 @@ func (s *session) dispatch(ctx context.Context, opt remote.Options, run string, 
 	if err != nil {
 		return fail(fmt.Errorf("NATS %s: %w", strings.Join(s.env.NATS.URLs, ","), err))
 	}
+	if o.beforeJobs != nil {
+		bctx, bcancel := context.WithTimeout(ctx, 5*time.Minute)
+		err := o.beforeJobs(bctx, js)
+		bcancel()
+		if err != nil {
+			return fail(err)
+		}
+	}
+	// r of cr, with what the controller makes of it (once per result).
+	made := map[string]remote.Result{}
+	var mu sync.Mutex
+	result := func(cr conductor.Result) remote.Result {
+		mu.Lock()
+		defer mu.Unlock()
+		if r, ok := made[cr.Host]; ok {
+			return r
+		}
+		r := fromConducted(cr)
+		if o.conducted != nil && cr.Conductor != "" {
+			o.conducted(ctx, hosts[cr.Host], cr, &r)
+		}
+		made[cr.Host] = r
+		return r
+	}
 	// A job waits for its site's conductors (they may be busy) as long
 	// as it may run, and a little more.
 	dctx, cancel := context.WithTimeout(ctx, jobs[0].Timeout+30*time.Second)
@@ -185,7 +234,7 @@ func (s *session) dispatch(ctx context.Context, opt remote.Options, run string, 
 		}
 	}
 	res, _ := conductor.Dispatch(dctx, js, s.env.Name, run, jobs, func(cr conductor.Result) {
-		r := fromConducted(cr)
+		r := result(cr)
 		if opt.Output != nil {
 			o, e := opt.Output(cr.Host)
 			o.Write([]byte(cr.Stdout))
@@ -196,7 +245,7 @@ func (s *session) dispatch(ctx context.Context, opt remote.Options, run string, 
 		}
 	})
 	for _, cr := range res {
-		r := fromConducted(cr)
+		r := result(cr)
 		if cr.Conductor == "" && opt.OnDone != nil { // no result came: said now
 			opt.OnDone(r)
 		}
@@ -240,29 +289,66 @@ func (r *Runner) ConductorRun(ctx context.Context, envName, site string) error {
 			return err
 		}
 		defer nc.Close()
-		c := &conductor.Conductor{JS: js, Env: s.env.Name, Site: site, Name: name, Parallel: max(s.r.Parallel, 16),
+		c := &conductor.Conductor{JS: js, Env: s.env.Name, Site: site, Name: name, Parallel: s.r.Parallel, // 0: the default, 16
 			Log: func(f string, a ...any) { fmt.Fprintf(r.Err, "conductor %s: "+f+"\n", append([]any{name}, a...)...) },
-			Do:  func(ctx context.Context, j conductor.Job) conductor.Result { return s.doJob(ctx, j) }}
-		fmt.Fprintf(r.Out, "conductor %s: taking the jobs of site %s of %s from %s\n", name, site, s.env.Name, strings.Join(s.env.NATS.URLs, ","))
+			Do:  func(ctx context.Context, j conductor.Job) conductor.Result { return s.doJob(ctx, js, j) }}
+		fmt.Fprintf(r.Out, "conductor %s: site %s of %s, NATS %s\n", name, site, s.env.Name, strings.Join(s.env.NATS.URLs, ","))
 		return c.Run(ctx)
 	})
 }
 
-// doJob does one job on its host, as the in-process path would.
-func (s *session) doJob(ctx context.Context, j conductor.Job) conductor.Result {
+// doJob does one job on its host, as the in-process path would (with the
+// same functions), and says how it ended; it writes no inventory (the
+// controller does, from the result).
+func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor.Job) conductor.Result {
 	h := inventory.Host{Env: j.Env, Name: j.Host.Name, Addr: j.Host.Addr, Port: j.Host.Port, HostKey: j.Host.HostKey}
 	capture := report.NewHostCapture()
 	opt := remote.Options{Timeout: j.Timeout, Output: capture.Writers}
+	failed := func(err error) conductor.Result {
+		return conductor.Result{Status: string(remote.Failed), Error: fmt.Sprintf("host %s: %v", j.Host.Name, err)}
+	}
+	var data any
 	var step func(ctx context.Context, c hostConn) error
 	switch j.Kind {
 	case "run":
 		step = func(ctx context.Context, c hostConn) error { return c.Run(ctx, j.Cmd) }
+	case "deploy":
+		var a deployArgs
+		if err := json.Unmarshal(j.Args, &a); err != nil {
+			return failed(fmt.Errorf("deploy job: %w", err))
+		}
+		def, err := s.loadService(a.Service)
+		if err != nil {
+			return failed(err)
+		}
+		art := &service.Artifact{Service: a.Service, Version: a.Version, Commit: a.Commit, SHA256: a.SHA256,
+			Path: filepath.Join(s.artifacts(), "conducted", a.SHA256, a.Service)}
+		if err := conductor.GetArtifact(ctx, js, a.Object, art.Path, a.SHA256); err != nil {
+			return failed(err)
+		}
+		var mu sync.Mutex
+		var out deployOutcome
+		data = &out
+		step = func(ctx context.Context, c hostConn) error {
+			o, err := s.deployOnHost(ctx, def, art, c)
+			mu.Lock()
+			out = o
+			mu.Unlock()
+			if err == nil {
+				c.Note(fmt.Sprintf("pid %d", o.PID))
+			}
+			return err
+		}
 	default:
-		return conductor.Result{Status: string(remote.Failed), Error: fmt.Sprintf("host %s: job kind %q is not one this conductor does", j.Host.Name, j.Kind)}
+		return failed(fmt.Errorf("job kind %q is not one this conductor does", j.Kind))
 	}
 	res := s.io.Each(ctx, []inventory.Host{h}, opt, step)[0]
 	out, errs := capture.Take(h.Name)
-	return conductor.Result{Status: string(res.Status), Stdout: out, Stderr: errs, Error: res.Error}
+	r := conductor.Result{Status: string(res.Status), Stdout: out, Stderr: errs, Error: res.Error}
+	if data != nil {
+		r.Data, _ = json.Marshal(data)
+	}
+	return r
 }
 
 func sortedSites(s *session) []string {

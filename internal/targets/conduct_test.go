@@ -9,13 +9,16 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"booted/internal/report"
+	"booted/internal/settings"
 	"booted/internal/testutil"
 )
 
@@ -26,7 +29,13 @@ func TestMain(m *testing.M) {
 		f := strings.Split(spec, "|")
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()
-		r := newRunner(f[0], f[0]+"/inventory", os.Stdout, os.Stderr)
+		st, err := settings.FromEnviron() // BOOTED_NATS_CREDENTIALS, say
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		st.Root, st.Inventory = f[0], f[0]+"/inventory"
+		r := &Runner{Settings: st, Out: os.Stdout, Err: os.Stderr}
 		if err := r.ConductorRun(ctx, f[1], f[2]); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -36,28 +45,33 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// hosts:run on a site's hosts goes through the site's conductors (two
-// processes here) and comes back as if it ran here: per-host output,
-// statuses and the recap; the hosts of no site run in-process. A conductor
-// killed (-9) while it holds hosts: those fail, naming the host and the
-// conductor, the command never runs twice anywhere, and BOOTED_RETRY=failed
-// runs it on just those, through the surviving conductor.
-func TestConducted_HostsRun(t *testing.T) {
-	// The cluster as a user makes it: nats:config writes its trust (a CA,
-	// TLS certificates, the controller's and site a's nkeys) and each
-	// server's configuration, started as it says.
+// The issue's test, on this machine: a 3-server NATS cluster made as a
+// user makes it (nats:config, TLS, an nkey per site), two conductors for
+// site a (20 workers) and one for site b (the load balancer), processes of
+// their own. env:startAll deploys v1 through them; hosts:run comes back as
+// if it ran here; a deploy of v2 with one of a's conductors killed (-9)
+// in the middle ends with every worker on v2, each deployed once (by the
+// inventory's events), the recap complete; a conductor killed while it
+// holds a command's hosts fails them naming it, never runs it twice, and
+// BOOTED_RETRY=failed runs just those; a conductor with a key the servers
+// do not know gets nothing.
+func TestConducted(t *testing.T) {
 	var urls, routes []string
 	for i := 0; i < 3; i++ {
 		urls = append(urls, "tls://"+testutil.FreePort(t))
 		routes = append(routes, "nats-route://"+testutil.FreePort(t))
 	}
-	f := newFixture(t, testutil.Workers(3, 3)+testutil.EnvFile(fmt.Sprintf(`nats:
+	f := newFixture(t, testutil.Workers(20, 20)+testutil.Hello+testutil.EnvFile(fmt.Sprintf(`nats:
   urls: [%s]
   routes: [%s]
 sites:
   a:
     roles: [workers]
+  b:
+    hosts: [lb1]
 `, strings.Join(urls, ", "), strings.Join(routes, ", "))))
+	f.proj.GitInit(t, "v1", "v2")
+	f.r.Batch = "10"
 	ctx := context.Background()
 	env := f.proj.Env
 	f.out.Reset()
@@ -73,11 +87,18 @@ sites:
 	}
 	nats := testutil.StartNATSFrom(t, confs, urls)
 	natsDir := filepath.Dir(confs[0])
-	f.must(t, f.r.EnvStartAll(ctx, env))
-	conductor := func(name string) *exec.Cmd {
+
+	var mu sync.Mutex
+	logs := map[string]*strings.Builder{}
+	conductor := func(name, site string, env_ ...string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "BOOTED_TEST_CONDUCTOR="+f.proj.Root+"|"+env+"|a")
-		cmd.Stdout, cmd.Stderr = testWriter{t}, testWriter{t}
+		// 4 jobs at once: a batch of 10 is shared.
+		cmd.Env = append(append(os.Environ(), "BOOTED_TEST_CONDUCTOR="+f.proj.Root+"|"+env+"|"+site, "BOOTED_PARALLEL=4"), env_...)
+		mu.Lock()
+		logs[name] = &strings.Builder{}
+		mu.Unlock()
+		w := prefixWriter{t: t, name: name, mu: &mu, log: logs[name]}
+		cmd.Stdout, cmd.Stderr = w, w
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -97,17 +118,57 @@ sites:
 		}
 		t.Errorf("a client without the nkey: %v, want an authorization violation", err)
 	}
-	c1 := conductor("c1")
-	c2 := conductor("c2")
-	f.waitFor(t, "two conductors beating", 30*time.Second, func() bool {
-		f.out.Reset()
-		f.r.JSON = true
-		defer func() { f.r.JSON = false }()
-		return f.r.ConductorsList(ctx, env) == nil && strings.Count(f.out.String(), `"site":"a"`) == 2
-	})
+	stranger, _ := nkeys.CreateUser()
+	seed, _ := stranger.Seed()
+	strangerSeed := filepath.Join(t.TempDir(), "stranger.nk")
+	os.WriteFile(strangerSeed, seed, 0o600)
+	conductor("stranger", "a", "BOOTED_NATS_CREDENTIALS="+strangerSeed)
+	c1 := conductor("a1", "a")
+	conductors := map[string]*exec.Cmd{"a2": conductor("a2", "a")}
+	conductor("b1", "b")
+	beating := func() map[string]int {
+		r := *f.r
+		var out testutil.SyncBuffer
+		r.JSON, r.Out = true, &out
+		n := map[string]int{}
+		if err := r.ConductorsList(ctx, env); err != nil {
+			t.Logf("conductors:list: %v", err)
+		} else {
+			for _, l := range strings.Split(out.String(), "\n") {
+				var row struct{ Site string }
+				if json.Unmarshal([]byte(l), &row) == nil && row.Site != "" {
+					n[row.Site]++
+				}
+			}
+		}
+		return n
+	}
+	f.waitFor(t, "three conductors beating", 30*time.Second, func() bool { n := beating(); return n["a"] == 2 && n["b"] == 1 })
 
-	// Through the conductors: each worker's output and status, the
-	// load balancer (no site) in-process.
+	// env:startAll: the workers' v1 deployed by site a's conductors.
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.EnvStartAll(ctx, env))
+	f.r.JSON = false
+	var byConductor int
+	for _, l := range strings.Split(f.out.String(), "\n") {
+		var res struct {
+			Operation string
+			Results   []struct{ Host, Status, Note string }
+		}
+		if json.Unmarshal([]byte(l), &res) == nil && strings.HasPrefix(res.Operation, "service:deploy hello") {
+			for _, r := range res.Results {
+				if r.Status == "ok" && strings.Contains(r.Note, "(conductor ") {
+					byConductor++
+				}
+			}
+		}
+	}
+	if byConductor != 20 {
+		t.Errorf("env:startAll: %d workers deployed by a conductor, want 20:\n%s", byConductor, f.out)
+	}
+
+	// Through the conductors: each host's output and status.
 	f.r.JSON = true
 	f.out.Reset()
 	f.must(t, f.r.HostsRun(ctx, env, "hostname; echo $$ >> /root/ran"))
@@ -119,50 +180,142 @@ sites:
 			lines[hl.Host] = hl
 		}
 	}
-	for _, h := range []string{"w1", "w2", "w3", "lb1"} {
+	for _, h := range append(workers(20), "lb1") {
 		hl := lines[h]
-		if hl.Status != "ok" || strings.TrimSpace(hl.Stdout) != h {
-			t.Errorf("hosts:run on %s: %+v", h, hl)
-		}
-		if conducted := strings.HasPrefix(hl.Note, "by conductor "); conducted != (h != "lb1") {
-			t.Errorf("%s: note %q: the workers (site a) go through a conductor, lb1 (no site) does not", h, hl.Note)
+		if hl.Status != "ok" || strings.TrimSpace(hl.Stdout) != h || !strings.HasPrefix(hl.Note, "by conductor ") {
+			t.Errorf("hosts:run on %s: %+v, want its name, by a conductor", h, hl)
 		}
 	}
-	if sum := lastSummary(t, f.out.String()); sum.OK != 4 {
+	if sum := lastSummary(t, f.out.String()); sum.OK != 21 {
 		t.Errorf("recap: %+v", sum)
 	}
 
-	// A conductor killed while it holds the hosts (c1 alone takes them;
-	// a command that takes 3 s); c3 starts then and gets them again.
-	c2.Process.Signal(syscall.SIGTERM)
-	c2.Wait()
+	// v2 with a1 killed (-9) in the middle: as soon as it starts a job of
+	// the deploy (its other jobs in hand are redelivered to a2 after the
+	// ack wait; a deploy is idempotent: a2 does them again).
+	var before int64 // the newest event's ID
+	for _, e := range f.events(t, "") {
+		before = max(before, e.ID)
+	}
+	runsOf := func(log string) map[string]bool { // the runs of the deploy jobs in a conductor's log
+		m := map[string]bool{}
+		for _, l := range strings.Split(log, "\n") {
+			if _, rest, ok := strings.Cut(l, ": job "); ok && strings.Contains(rest, ": deploy on ") {
+				id, _, _ := strings.Cut(rest, ":")
+				run, _, _ := strings.Cut(id, ".")
+				m[run] = true
+			}
+		}
+		return m
+	}
+	mu.Lock()
+	seen := runsOf(logs["a1"].String())
+	mu.Unlock()
+	stop := make(chan struct{})
+	killedMid := false
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			mu.Lock()
+			runs := runsOf(logs["a1"].String())
+			mu.Unlock()
+			started := false
+			for r := range runs {
+				started = started || !seen[r]
+			}
+			if started {
+				c1.Process.Signal(syscall.SIGKILL)
+				killedMid = true
+				return
+			}
+		}
+	}()
+	f.out.Reset()
+	f.r.JSON = true
+	err := f.r.ServiceDeploy(ctx, env, "hello", "v2")
+	f.r.JSON = false
+	close(stop)
+	wg.Wait()
+	if !killedMid {
+		t.Errorf("a1 took no job of the deploy of v2: not killed in its middle")
+		c1.Process.Signal(syscall.SIGKILL)
+	}
+	c1.Wait()
+	t.Logf("service:deploy hello v2 with conductor a1 killed:\n%s", f.out)
+	f.must(t, err)
+	if sum := lastSummary(t, f.out.String()); sum.OK != 10 { // the second batch's recap
+		t.Errorf("deploy v2's last recap: %+v", sum)
+	}
+	hosts := f.hosts(t)
+	for _, w := range workers(20) {
+		if hosts[w].State != "serving" {
+			t.Errorf("%s is %s after deploying v2", w, hosts[w].State)
+		}
+		if got := httpGet(t, "http://"+hosts[w].IP+":8080/version"); got != "v2\n" {
+			t.Errorf("%s /version = %q after deploying v2", w, got)
+		}
+	}
+	served := map[string]int{}
+	for _, e := range f.events(t, "") {
+		if e.ID > before && e.To == "serving" {
+			served[e.Host]++
+		}
+	}
+	for _, w := range workers(20) {
+		if served[w] != 1 {
+			var trail []string
+			for _, e := range f.events(t, w) {
+				if e.ID > before {
+					trail = append(trail, fmt.Sprintf("%s %s→%s %s", e.Kind, e.From, e.To, e.Detail))
+				}
+			}
+			t.Errorf("%s: put back to serving %d times by the deploy of v2 (its events since: %s), want once", w, served[w], strings.Join(trail, "; "))
+		}
+	}
+
+	mu.Lock()
+	redone := strings.Count(logs["a2"].String(), ": deploy on ") - strings.Count(logs["a2"].String(), "(delivery 1)")
+	mu.Unlock()
+	t.Logf("deploy v2 of 20 workers with a1 killed at its first job: %d jobs redelivered to a2 and done there, each worker put back to serving once", redone)
+
+	// A conductor killed while it holds hosts (a command that takes 3 s;
+	// a2 alone of site a takes them, 16 at once); a3 starts then and takes
+	// the rest: those a2 held fail naming it, the command runs nowhere
+	// twice, and BOOTED_RETRY=failed runs just those, through a3.
+	c2 := conductors["a2"]
 	f.out.Reset()
 	done := make(chan error, 1)
 	go func() { done <- f.r.HostsRun(ctx, env+"/workers", "sleep 3; echo $$ >> /root/ran2") }()
 	time.Sleep(1500 * time.Millisecond)
-	c1.Process.Signal(syscall.SIGKILL)
-	c1.Wait()
-	conductor("c3")
-	err := <-done
+	c2.Process.Signal(syscall.SIGKILL)
+	c2.Wait()
+	conductor("a3", "a")
+	err = <-done
 	out := f.out.String()
-	t.Logf("hosts:run with conductor c1 killed:\n%s", out)
+	t.Logf("hosts:run with conductor a2 killed:\n%s", out)
 	runs := func(h, file string) int { // the host's /root is this directory
 		b, _ := os.ReadFile(f.proj.Inventory + "/" + env + "/hosts/" + h + "/fs/root/" + file)
 		return strings.Count(string(b), "\n")
 	}
 	var held []string
-	for _, h := range []string{"w1", "w2", "w3"} {
+	for _, h := range workers(20) {
 		if n := runs(h, "ran2"); n > 1 {
 			t.Errorf("%s ran the command %d times", h, n)
 		}
-		if strings.Contains(out, "host "+h+": conductor ") {
+		if strings.Contains(out, "host "+h+": conductor "+conductorName(c2)) {
 			held = append(held, h)
 		}
 	}
-	if err == nil || len(held) != 3 {
-		t.Errorf("hosts:run with the conductor holding every worker killed: err %v, hosts failed naming their conductor %v, want w1 w2 w3", err, held)
+	if err == nil || len(held) == 0 {
+		t.Errorf("hosts:run with the conductor holding workers killed: err %v, hosts failed naming it %v", err, held)
 	}
-	// BOOTED_RETRY=failed: just those, through c3.
 	f.r.RetryFailed, f.r.JSON = true, true
 	f.out.Reset()
 	f.must(t, f.r.HostsRun(ctx, env+"/workers", "echo again"))
@@ -170,4 +323,48 @@ sites:
 	if sum := lastSummary(t, f.out.String()); sum.OK != len(held) {
 		t.Errorf("BOOTED_RETRY=failed after the kill: %+v, want the %d held hosts", sum, len(held))
 	}
+
+	// The conductor with a key the servers do not know did nothing, and
+	// said why.
+	mu.Lock()
+	strangerLog := logs["stranger"].String()
+	mu.Unlock()
+	if !strings.Contains(strings.ToLower(strangerLog), "authorization") {
+		t.Errorf("a conductor with an unknown key: its log does not say it was refused:\n%s", strangerLog)
+	}
+	for _, l := range []string{"taking the jobs", ": run on ", ": deploy on "} {
+		if strings.Contains(strangerLog, l) {
+			t.Errorf("a conductor with an unknown key: %q in its log:\n%s", l, strangerLog)
+		}
+	}
+}
+
+// prefixWriter logs a conductor's lines, named, and keeps them.
+type prefixWriter struct {
+	t    *testing.T
+	name string
+	mu   *sync.Mutex
+	log  *strings.Builder
+}
+
+func (w prefixWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	w.log.Write(p)
+	w.mu.Unlock()
+	w.t.Logf("%s: %s", w.name, strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// conductorName is the name a conductor process goes by (HOST-PID).
+func conductorName(cmd *exec.Cmd) string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", h, cmd.Process.Pid)
+}
+
+func workers(n int) []string {
+	var out []string
+	for i := 1; i <= n; i++ {
+		out = append(out, fmt.Sprintf("w%d", i))
+	}
+	return out
 }

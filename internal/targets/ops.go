@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"booted/internal/conductor"
 	"booted/internal/config"
 	"booted/internal/inventory"
@@ -92,6 +94,12 @@ type opOptions struct {
 	// job, when set, is step as a job for conductors: the hosts of a
 	// site (the env file's sites) get it through their conductors.
 	job *conductor.Job
+	// beforeJobs, if set, runs once before jobs are published (a
+	// deploy's release put in the object store).
+	beforeJobs func(ctx context.Context, js jetstream.JetStream) error
+	// conducted, if set, is told of each conducted host's result before
+	// it is shown (what the controller records from it), and may change it.
+	conducted func(ctx context.Context, h inventory.Host, cr conductor.Result, r *remote.Result)
 }
 
 // op runs step on hosts with bounded parallelism (BOOTED_PARALLEL) and a
@@ -116,7 +124,7 @@ func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, 
 	}
 	var results []remote.Result
 	if o.job != nil && len(s.env.Sites) > 0 {
-		results = s.conducted(ctx, hosts, opt, *o.job, step)
+		results = s.conducted(ctx, hosts, opt, o, step)
 	} else {
 		results = s.io.Each(ctx, hosts, opt, step)
 	}

@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"booted/internal/conductor"
 	"booted/internal/inventory"
 	"booted/internal/remote"
 	"booted/internal/report"
@@ -260,34 +264,43 @@ func (d *deployer) Rollback(ctx context.Context, names []string) error {
 }
 
 // Change uploads the release where missing, switches to it, restarts the
-// service and checks it, on each host of the batch.
+// service and checks it, on each host of the batch: here, or through the
+// conductors of the hosts' sites (the env file's sites), which do the same
+// on the host; the inventory is written here from what they say.
 func (d *deployer) Change(ctx context.Context, title string, names []string) (map[string]rollout.Result, error) {
 	var mu sync.Mutex
-	switched := map[string]bool{}
-	results, err := d.s.op(ctx, title, d.hosts(names), opOptions{live: true, keepList: true}, func(ctx context.Context, c hostConn) error {
-		uploaded, err := c.Deploy(ctx, d.def, d.a)
-		if err != nil {
-			return err
-		}
+	outcomes := map[string]deployOutcome{}
+	keep := func(h string, out deployOutcome) {
 		mu.Lock()
-		switched[c.Host().Name] = true
+		outcomes[h] = out
 		mu.Unlock()
-		st, err := d.s.startChecked(ctx, d.def, c)
+	}
+	args, _ := json.Marshal(deployArgs{Service: d.def.Name, Version: d.a.Version, Commit: d.a.Commit, SHA256: d.a.SHA256, Object: artifactObject(d.a)})
+	results, err := d.s.op(ctx, title, d.hosts(names), opOptions{live: true, keepList: true,
+		job: &conductor.Job{Kind: "deploy", Args: args, Idempotent: true},
+		beforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
+			return conductor.PutArtifact(ctx, js, artifactObject(d.a), d.a.Path, d.a.SHA256)
+		},
+		conducted: func(ctx context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
+			var out deployOutcome
+			json.Unmarshal(cr.Data, &out)
+			keep(h.Name, out)
+			if err := d.s.recordDeploy(ctx, h, out); err != nil && r.Status == remote.OK {
+				r.Status, r.Err, r.Error = remote.Failed, err, err.Error()
+			}
+			if r.Status == remote.OK {
+				r.Note = d.note(h, out) + " (conductor " + cr.Conductor + ")"
+			}
+		}}, func(ctx context.Context, c hostConn) error {
+		out, err := d.s.deployOnHost(ctx, d.def, d.a, c)
+		keep(c.Host().Name, out)
+		if rerr := d.s.recordDeploy(ctx, c.Host(), out); err == nil {
+			err = rerr
+		}
 		if err != nil {
 			return err
 		}
-		what := d.def.Name + " " + d.a.Version // it ran this version already (not serving, or another build)
-		if old := d.before[c.Host().Name]; !old.Running {
-			what = fmt.Sprintf("%s (not running) → %s", d.def.Name, d.a.Version)
-		} else if old.Version != d.a.Version {
-			what = fmt.Sprintf("%s %s → %s", d.def.Name, old.Version, d.a.Version)
-		}
-		if uploaded {
-			what += ", uploaded"
-		} else {
-			what += ", release already on the host"
-		}
-		c.Note(fmt.Sprintf("%s, pid %d", what, st.PID))
+		c.Note(d.note(c.Host(), out))
 		return nil
 	})
 	out := map[string]rollout.Result{}
@@ -299,9 +312,91 @@ func (d *deployer) Change(ctx context.Context, title string, names []string) (ma
 		case remote.Failed:
 			st = rollout.Failed
 		}
-		out[r.Host] = rollout.Result{Status: st, Switched: switched[r.Host]}
+		out[r.Host] = rollout.Result{Status: st, Switched: outcomes[r.Host].Switched}
 	}
 	return out, err
+}
+
+// note says what a deploy did on h: old → new version, uploaded or not.
+func (d *deployer) note(h inventory.Host, out deployOutcome) string {
+	what := d.def.Name + " " + d.a.Version // it ran this version already (not serving, or another build)
+	if old := d.before[h.Name]; !old.Running {
+		what = fmt.Sprintf("%s (not running) → %s", d.def.Name, d.a.Version)
+	} else if old.Version != d.a.Version {
+		what = fmt.Sprintf("%s %s → %s", d.def.Name, old.Version, d.a.Version)
+	}
+	if out.Uploaded {
+		what += ", uploaded"
+	} else {
+		what += ", release already on the host"
+	}
+	return fmt.Sprintf("%s, pid %d", what, out.PID)
+}
+
+// deployArgs are a deploy job's: the service and its release (in the
+// artifacts' object store as Object).
+type deployArgs struct {
+	Service string `json:"service"`
+	Version string `json:"version"`
+	Commit  string `json:"commit"`
+	SHA256  string `json:"sha256"`
+	Object  string `json:"object"`
+}
+
+// deployOutcome is what a deploy did on a host.
+type deployOutcome struct {
+	Switched    bool `json:"switched"`
+	Uploaded    bool `json:"uploaded"`
+	PID         int  `json:"pid"`
+	Healthy     bool `json:"healthy"`
+	CheckFailed bool `json:"checkFailed"`
+}
+
+func artifactObject(a *service.Artifact) string { return a.Service + "-" + a.SHA256 }
+
+// deployOnHost puts release a of def on the host and switches to it,
+// (re)starts the service, waits for its health check and runs its checks:
+// the host's side of a deploy, the same here and on a conductor. It
+// writes nothing in the inventory (recordDeploy does, on the controller).
+func (s *session) deployOnHost(ctx context.Context, def *service.Def, a *service.Artifact, c hostConn) (deployOutcome, error) {
+	var out deployOutcome
+	uploaded, err := c.Deploy(ctx, def, a)
+	if err != nil {
+		return out, err
+	}
+	out.Switched, out.Uploaded = true, uploaded
+	st, err := c.Start(ctx, def, false)
+	out.PID = st.PID
+	if err != nil {
+		return out, err
+	}
+	h := c.Host()
+	if err := s.io.WaitHealthy(ctx, def, h); err != nil {
+		return out, fmt.Errorf("host %s: %s %s started (pid %d) but %w", h.Name, def.Name, st.Version, st.PID, err)
+	}
+	out.Healthy = true
+	for _, cr := range s.io.Checks(ctx, def, h) {
+		if cr.Err != nil {
+			out.CheckFailed = true
+			return out, fmt.Errorf("host %s: check %q failed: %w", h.Name, cr.Check.Name, cr.Err)
+		}
+	}
+	return out, nil
+}
+
+// recordDeploy writes what a deploy did on h in the inventory: serving
+// once healthy, draining again when a check failed.
+func (s *session) recordDeploy(ctx context.Context, h inventory.Host, out deployOutcome) error {
+	if !out.Healthy {
+		return nil
+	}
+	if err := s.advance(ctx, h.Name, inventory.Serving, ""); err != nil {
+		return err
+	}
+	if out.CheckFailed {
+		return s.advance(context.WithoutCancel(ctx), h.Name, inventory.Draining, "")
+	}
+	return nil
 }
 
 func byName(hosts []inventory.Host) map[string]inventory.Host {

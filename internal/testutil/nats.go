@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // NATSCluster is nats-server processes (Debian's) clustered on loopback
@@ -59,6 +60,20 @@ func StartNATSFrom(t testing.TB, confs, urls []string) *NATSCluster {
 	c := &NATSCluster{URLs: urls}
 	for _, conf := range confs {
 		c.start(t, conf)
+	}
+	for i, u := range urls { // each listening
+		addr := u[strings.Index(u, "://")+3:]
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			conn, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				conn.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				log, _ := os.ReadFile(strings.TrimSuffix(confs[i], ".conf") + ".log")
+				t.Fatalf("nats-server -c %s: not listening on %s after 15 s:\n%s", confs[i], addr, log)
+			}
+		}
 	}
 	return c
 }
