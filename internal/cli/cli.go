@@ -79,6 +79,7 @@ var Catalog = []Target{
 	{"bench:load", []Arg{s("env"), {"d", "duration"}, {"rate", "int"}}},
 	{"bench:fanout", []Arg{{"n", "int"}}},
 	{"bench:daily", []Arg{s("env")}},
+	{"bench:conductors", []Arg{{"n", "int"}}},
 	{"conductor:run", []Arg{s("env"), s("site")}},
 	{"conductors:list", []Arg{s("env")}},
 	{"nats:config", []Arg{s("env")}},

@@ -339,6 +339,37 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 			}
 			return err
 		}
+	case "status", "checks":
+		var a serviceArgs
+		if err := json.Unmarshal(j.Args, &a); err != nil {
+			return failed(fmt.Errorf("%s job: %w", j.Kind, err))
+		}
+		def, err := s.loadService(a.Service)
+		if err != nil {
+			return failed(err)
+		}
+		var mu sync.Mutex
+		if j.Kind == "status" {
+			var st service.State
+			data = &st
+			step = func(ctx context.Context, c hostConn) error {
+				got, err := c.Status(ctx, def)
+				mu.Lock()
+				st = got
+				mu.Unlock()
+				return err
+			}
+			break
+		}
+		var ws []checkWire
+		data = &ws
+		step = func(ctx context.Context, c hostConn) error { // failed checks are the controller's to judge
+			got := toWire(s.io.Checks(ctx, def, c.Host()))
+			mu.Lock()
+			ws = got
+			mu.Unlock()
+			return nil
+		}
 	default:
 		return failed(fmt.Errorf("job kind %q is not one this conductor does", j.Kind))
 	}

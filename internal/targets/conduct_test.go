@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -150,22 +151,22 @@ sites:
 	f.out.Reset()
 	f.must(t, f.r.EnvStartAll(ctx, env))
 	f.r.JSON = false
-	var byConductor int
+	byConductor := map[string]int{} // deployed, tested
 	for _, l := range strings.Split(f.out.String(), "\n") {
 		var res struct {
 			Operation string
 			Results   []struct{ Host, Status, Note string }
 		}
-		if json.Unmarshal([]byte(l), &res) == nil && strings.HasPrefix(res.Operation, "service:deploy hello") {
+		if json.Unmarshal([]byte(l), &res) == nil {
 			for _, r := range res.Results {
 				if r.Status == "ok" && strings.Contains(r.Note, "(conductor ") {
-					byConductor++
+					byConductor[strings.Join(strings.Fields(res.Operation)[:2], " ")]++
 				}
 			}
 		}
 	}
-	if byConductor != 20 {
-		t.Errorf("env:startAll: %d workers deployed by a conductor, want 20:\n%s", byConductor, f.out)
+	if byConductor["service:deploy hello"] != 20 || byConductor["service:test hello"] != 20 {
+		t.Errorf("env:startAll: by a conductor %v, want 20 workers deployed and 20 tested:\n%s", byConductor, f.out)
 	}
 
 	// Through the conductors: each host's output and status.
@@ -281,7 +282,7 @@ sites:
 	}
 
 	mu.Lock()
-	redone := strings.Count(logs["a2"].String(), ": deploy on ") - strings.Count(logs["a2"].String(), "(delivery 1)")
+	redone := len(regexp.MustCompile(`: deploy on \S+ \(delivery [2-9]`).FindAllString(logs["a2"].String(), -1))
 	mu.Unlock()
 	t.Logf("deploy v2 of 20 workers with a1 killed at its first job: %d jobs redelivered to a2 and done there, each worker put back to serving once", redone)
 

@@ -102,6 +102,15 @@ type opOptions struct {
 	conducted func(ctx context.Context, h inventory.Host, cr conductor.Result, r *remote.Result)
 }
 
+// each runs step on hosts: those of a site through its conductors when
+// o has a job (and the env file sites), the others here.
+func (s *session) each(ctx context.Context, hosts []inventory.Host, opt remote.Options, o opOptions, step func(ctx context.Context, c hostConn) error) []remote.Result {
+	if o.job != nil && len(s.env.Sites) > 0 {
+		return s.conducted(ctx, hosts, opt, o, step)
+	}
+	return s.io.Each(ctx, hosts, opt, step)
+}
+
 // op runs step on hosts with bounded parallelism (BOOTED_PARALLEL) and a
 // per-host timeout, shows progress and a recap, keeps the list of hosts
 // that did not succeed (for BOOTED_RETRY=failed) and returns an error
@@ -122,12 +131,7 @@ func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, 
 	if o.onDone != nil {
 		opt.OnDone = o.onDone
 	}
-	var results []remote.Result
-	if o.job != nil && len(s.env.Sites) > 0 {
-		results = s.conducted(ctx, hosts, opt, o, step)
-	} else {
-		results = s.io.Each(ctx, hosts, opt, step)
-	}
+	results := s.each(ctx, hosts, opt, o, step)
 	if prog != nil {
 		prog.Close()
 	}

@@ -218,19 +218,65 @@ func (s *session) deploy(ctx context.Context, def *service.Def, version string, 
 }
 
 // serviceStates reads the service's state on each host (a host that
-// cannot be read is missing: it is changed, and reported, by the rollout).
+// cannot be read is missing: it is changed, and reported, by the rollout);
+// a site's hosts are read by its conductors.
 func (s *session) serviceStates(ctx context.Context, def *service.Def, hosts []inventory.Host) map[string]service.State {
 	var mu sync.Mutex
 	out := map[string]service.State{}
-	s.io.Each(ctx, hosts, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, func(ctx context.Context, c hostConn) error {
+	keep := func(h string, st service.State) {
+		mu.Lock()
+		out[h] = st
+		mu.Unlock()
+	}
+	args, _ := json.Marshal(serviceArgs{Service: def.Name})
+	o := opOptions{job: &conductor.Job{Kind: "status", Args: args, Idempotent: true},
+		conducted: func(_ context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
+			var st service.State
+			if r.Status == remote.OK && json.Unmarshal(cr.Data, &st) == nil {
+				keep(h.Name, st)
+			}
+		}}
+	s.each(ctx, hosts, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, func(ctx context.Context, c hostConn) error {
 		st, err := c.Status(ctx, def)
 		if err == nil {
-			mu.Lock()
-			out[c.Host().Name] = st
-			mu.Unlock()
+			keep(c.Host().Name, st)
 		}
 		return err
 	})
+	return out
+}
+
+// serviceArgs are the arguments of a job on a service (status, checks).
+type serviceArgs struct {
+	Service string `json:"service"`
+}
+
+// checkWire is a check's result as a conductor sends it.
+type checkWire struct {
+	Check   service.Check `json:"check"`
+	Seconds float64       `json:"seconds"`
+	Error   string        `json:"error,omitempty"`
+}
+
+func toWire(rr []service.CheckResult) []checkWire {
+	out := make([]checkWire, len(rr))
+	for i, r := range rr {
+		out[i] = checkWire{Check: r.Check, Seconds: r.Duration.Seconds()}
+		if r.Err != nil {
+			out[i].Error = r.Err.Error()
+		}
+	}
+	return out
+}
+
+func fromWire(host string, ws []checkWire) []service.CheckResult {
+	out := make([]service.CheckResult, len(ws))
+	for i, w := range ws {
+		out[i] = service.CheckResult{Check: w.Check, Host: host, Duration: time.Duration(w.Seconds * float64(time.Second))}
+		if w.Error != "" {
+			out[i].Err = errors.New(w.Error)
+		}
+	}
 	return out
 }
 
@@ -578,16 +624,32 @@ func (r *Runner) ServiceTest(ctx context.Context, sel, svc string) error {
 
 func (s *session) test(ctx context.Context, def *service.Def, hosts []inventory.Host) error {
 	run := service.Run{Started: time.Now()}
-	_, err := s.op(ctx, "service:test "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
-		rr := s.io.Checks(ctx, def, c.Host())
-		err := run.Add(c.Host().Name, rr)
+	add := func(h string, rr []service.CheckResult) (string, error) {
+		err := run.Add(h, rr)
 		passed := 0
 		for _, cr := range rr {
 			if cr.Err == nil {
 				passed++
 			}
 		}
-		c.Note(fmt.Sprintf("%d/%d checks passed", passed, len(rr)))
+		return fmt.Sprintf("%d/%d checks passed", passed, len(rr)), err
+	}
+	args, _ := json.Marshal(serviceArgs{Service: def.Name})
+	_, err := s.op(ctx, "service:test "+def.Name, hosts, opOptions{live: true,
+		job: &conductor.Job{Kind: "checks", Args: args, Idempotent: true},
+		conducted: func(_ context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
+			var ws []checkWire
+			if json.Unmarshal(cr.Data, &ws) != nil || len(ws) == 0 {
+				return // the job failed before its checks (said in r)
+			}
+			note, err := add(h.Name, fromWire(h.Name, ws))
+			r.Note = note + " (conductor " + cr.Conductor + ")"
+			if err != nil {
+				r.Status, r.Err, r.Error, r.Note = remote.Failed, err, err.Error(), ""
+			}
+		}}, func(ctx context.Context, c hostConn) error {
+		note, err := add(c.Host().Name, s.io.Checks(ctx, def, c.Host()))
+		c.Note(note)
 		return err
 	})
 	if s.r.JUnit != "" {
