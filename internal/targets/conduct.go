@@ -224,6 +224,35 @@ func (s *session) dispatch(ctx context.Context, opt remote.Options, o opOptions,
 		made[cr.Host] = r
 		return r
 	}
+	// A site with no conductor beating would keep its jobs waiting until
+	// they time out: they fail now, saying what to start.
+	bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)
+	beats, err := conductor.Conductors(bctx, js, s.env.Name)
+	bcancel()
+	if err != nil {
+		return fail(fmt.Errorf("NATS %s: conductors: %w", strings.Join(s.env.NATS.URLs, ","), err))
+	}
+	beating := map[string]bool{}
+	for _, b := range beats {
+		beating[b.Site] = true
+	}
+	var live []conductor.Job
+	for _, j := range jobs {
+		if beating[j.Site] {
+			live = append(live, j)
+			continue
+		}
+		r := remote.Result{Host: j.Host.Name, Status: remote.Failed,
+			Err: fmt.Errorf("host %s: no conductor of site %s is running (start one: conductor:run %s %s; conductors:list %s shows them)", j.Host.Name, j.Site, s.env.Name, j.Site, s.env.Name)}
+		r.Error = r.Err.Error()
+		if opt.OnDone != nil {
+			opt.OnDone(r)
+		}
+		results = append(results, r)
+	}
+	if jobs = live; len(jobs) == 0 {
+		return results
+	}
 	// A job waits for its site's conductors (they may be busy) as long
 	// as it may run, and a little more.
 	dctx, cancel := context.WithTimeout(ctx, jobs[0].Timeout+30*time.Second)

@@ -125,8 +125,7 @@ sites:
 	os.WriteFile(strangerSeed, seed, 0o600)
 	conductor("stranger", "a", "BOOTED_NATS_CREDENTIALS="+strangerSeed)
 	c1 := conductor("a1", "a")
-	conductors := map[string]*exec.Cmd{"a2": conductor("a2", "a")}
-	conductor("b1", "b")
+	conductors := map[string]*exec.Cmd{"a2": conductor("a2", "a"), "b1": conductor("b1", "b")}
 	beating := func() map[string]int {
 		r := *f.r
 		var out testutil.SyncBuffer
@@ -323,6 +322,17 @@ sites:
 	f.r.RetryFailed, f.r.JSON = false, false
 	if sum := lastSummary(t, f.out.String()); sum.OK != len(held) {
 		t.Errorf("BOOTED_RETRY=failed after the kill: %+v, want the %d held hosts", sum, len(held))
+	}
+
+	// Site b without a conductor: its host fails at once, saying what to
+	// start, rather than wait out the command's timeout.
+	b1 := conductors["b1"]
+	b1.Process.Signal(syscall.SIGTERM)
+	b1.Wait()
+	f.out.Reset()
+	err = f.r.HostsRun(ctx, env+"/lb1", "true")
+	if err == nil || !strings.Contains(f.out.String(), "host lb1: no conductor of site b is running (start one: conductor:run "+env+" b") {
+		t.Errorf("hosts:run on site b with no conductor: %v:\n%s", err, f.out)
 	}
 
 	// The conductor with a key the servers do not know did nothing, and
