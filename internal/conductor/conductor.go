@@ -78,14 +78,16 @@ type HostRef struct {
 
 // Result is one job's end.
 type Result struct {
-	JobID     string  `json:"jobId"`
-	Host      string  `json:"host"`
-	Conductor string  `json:"conductor"`
-	Status    string  `json:"status"` // ok, failed, unreachable
-	Stdout    string  `json:"stdout,omitempty"`
-	Stderr    string  `json:"stderr,omitempty"`
-	Error     string  `json:"error,omitempty"`
-	Seconds   float64 `json:"seconds"`
+	JobID     string `json:"jobId"`
+	Host      string `json:"host"`
+	Conductor string `json:"conductor"`
+	Status    string `json:"status"` // ok, failed, unreachable
+	Stdout    string `json:"stdout,omitempty"`
+	Stderr    string `json:"stderr,omitempty"`
+	Error     string `json:"error,omitempty"`
+	// Note is the short word of a success (what the load balancer did).
+	Note    string  `json:"note,omitempty"`
+	Seconds float64 `json:"seconds"`
 	// Data is the kind's own outcome (a deploy's: switched, pid…), for
 	// the controller to record.
 	Data json.RawMessage `json:"data,omitempty"`

@@ -203,6 +203,10 @@ type NATS struct {
 	// Routes are the servers' cluster URLs for nats:config, one per URL
 	// in the same order; empty: each client port + 2000.
 	Routes []string `yaml:"routes"`
+	// AckWait is how long a conductor may go without saying it still
+	// works on a job before JetStream hands the job to another (it says
+	// so three times per AckWait); default 10s.
+	AckWait Duration `yaml:"ack_wait"`
 }
 
 // Site is the hosts one site's conductors work on: those named (globs)

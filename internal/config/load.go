@@ -284,6 +284,9 @@ func (e *Env) validate() []*Error {
 			bad(fmt.Sprintf("nats.urls[%d]", i), "%q: a nats:// or tls:// URL", u)
 		}
 	}
+	if e.NATS.AckWait != 0 && e.NATS.AckWait.D() < time.Second {
+		bad("nats.ack_wait", "%v: at least 1s (a conductor says it still works three times per ack wait)", e.NATS.AckWait.D())
+	}
 	if len(e.NATS.Routes) > 0 && len(e.NATS.Routes) != len(e.NATS.URLs) {
 		bad("nats.routes", "%d routes for %d servers (nats.urls): one per server, in the same order", len(e.NATS.Routes), len(e.NATS.URLs))
 	}

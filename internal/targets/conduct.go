@@ -158,6 +158,9 @@ func (s *session) conducted(ctx context.Context, hosts []inventory.Host, opt rem
 		j := tmpl
 		j.ID, j.Run, j.Env, j.Site = run+"."+h.Name, run, s.env.Name, site
 		j.Host = conductor.HostRef{Name: h.Name, Addr: h.Addr, Port: h.Port, HostKey: h.HostKey}
+		if o.perHost != nil {
+			j.Args = o.perHost(h)
+		}
 		sited[h.Name] = h
 		j.Timeout = opt.Timeout
 		if j.Timeout == 0 {
@@ -283,6 +286,46 @@ func (s *session) dispatch(ctx context.Context, opt remote.Options, o opOptions,
 	return results
 }
 
+// alive checks hosts (ping, a login against the pinned key): those of a
+// site through its conductors, the others here; errs[i] for hosts[i].
+func (s *session) alive(ctx context.Context, hosts []inventory.Host) []error {
+	if len(s.env.Sites) == 0 {
+		return s.io.Alive(ctx, hosts, s.r.Parallel)
+	}
+	var local, sited []inventory.Host
+	for _, h := range hosts {
+		if s.env.SiteOf(h.Name, h.Role) == "" {
+			local = append(local, h)
+		} else {
+			sited = append(sited, h)
+		}
+	}
+	byHost := map[string]error{}
+	for i, err := range s.io.Alive(ctx, local, s.r.Parallel) {
+		byHost[local[i].Name] = err
+	}
+	if len(sited) > 0 {
+		opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.SSH.D() + s.env.Timeouts.Ping.D()}
+		res := s.conducted(ctx, sited, opt, opOptions{job: &conductor.Job{Kind: "alive", Idempotent: true}}, nil)
+		for _, r := range res {
+			byHost[r.Host] = r.Err
+			if r.Err == nil && r.Status != remote.OK {
+				byHost[r.Host] = fmt.Errorf("host %s: %s", r.Host, r.Status)
+			}
+		}
+	}
+	errs := make([]error, len(hosts))
+	for i, h := range hosts {
+		errs[i] = byHost[h.Name]
+	}
+	return errs
+}
+
+// lbArgs are a load balancer job's: its configuration, rendered here.
+type lbArgs struct {
+	Conf []byte `json:"conf"`
+}
+
 func fromConducted(cr conductor.Result) remote.Result {
 	r := remote.Result{Host: cr.Host, Status: remote.Status(cr.Status), Seconds: cr.Seconds, Duration: time.Duration(cr.Seconds * float64(time.Second)), Error: cr.Error, Stderr: tailLines(cr.Stderr, 5)}
 	if cr.Error != "" {
@@ -290,7 +333,7 @@ func fromConducted(cr conductor.Result) remote.Result {
 	}
 	if r.Status == remote.OK {
 		r.Stderr = ""
-		r.Note = "by conductor " + cr.Conductor
+		r.Note = strings.TrimSpace(cr.Note + " by conductor " + cr.Conductor)
 	}
 	return r
 }
@@ -318,7 +361,7 @@ func (r *Runner) ConductorRun(ctx context.Context, envName, site string) error {
 			return err
 		}
 		defer nc.Close()
-		c := &conductor.Conductor{JS: js, Env: s.env.Name, Site: site, Name: name, Parallel: s.r.Parallel, // 0: the default, 16
+		c := &conductor.Conductor{JS: js, Env: s.env.Name, Site: site, Name: name, Parallel: s.r.Parallel, AckWait: s.env.NATS.AckWait.D(), // 0: the defaults, 16 and 10s
 			Log: func(f string, a ...any) { fmt.Fprintf(r.Err, "conductor %s: "+f+"\n", append([]any{name}, a...)...) },
 			Do:  func(ctx context.Context, j conductor.Job) conductor.Result { return s.doJob(ctx, js, j) }}
 		fmt.Fprintf(r.Out, "conductor %s: site %s of %s, NATS %s\n", name, site, s.env.Name, strings.Join(s.env.NATS.URLs, ","))
@@ -368,6 +411,34 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 			}
 			return err
 		}
+	case "alive": // ping and a login against the pinned key, the connection kept
+		if err := s.io.Alive(ctx, []inventory.Host{h}, 1)[0]; err != nil {
+			return conductor.Result{Status: string(remote.Failed), Error: err.Error()}
+		}
+		return conductor.Result{Status: string(remote.OK)}
+	case "facts":
+		var mu sync.Mutex
+		var facts map[string][]string
+		data = &facts
+		step = func(ctx context.Context, c hostConn) error {
+			f, err := c.Facts(ctx)
+			mu.Lock()
+			facts = f
+			mu.Unlock()
+			return err
+		}
+	case "lb":
+		var a lbArgs
+		if err := json.Unmarshal(j.Args, &a); err != nil {
+			return failed(fmt.Errorf("lb job: %w", err))
+		}
+		step = func(ctx context.Context, c hostConn) error {
+			note, err := c.ApplyLB(ctx, a.Conf)
+			if err == nil {
+				c.Note(note)
+			}
+			return err
+		}
 	case "status", "checks":
 		var a serviceArgs
 		if err := json.Unmarshal(j.Args, &a); err != nil {
@@ -404,7 +475,7 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 	}
 	res := s.io.Each(ctx, []inventory.Host{h}, opt, step)[0]
 	out, errs := capture.Take(h.Name)
-	r := conductor.Result{Status: string(res.Status), Stdout: out, Stderr: errs, Error: res.Error}
+	r := conductor.Result{Status: string(res.Status), Stdout: out, Stderr: errs, Error: res.Error, Note: res.Note}
 	if data != nil {
 		r.Data, _ = json.Marshal(data)
 	}

@@ -57,6 +57,8 @@ func TestMain(m *testing.M) {
 // BOOTED_RETRY=failed runs just those; a conductor with a key the servers
 // do not know gets nothing.
 func TestConducted(t *testing.T) {
+	t0 := time.Now()
+	phase := func(what string) { t.Logf("%v: %s", time.Since(t0).Round(100*time.Millisecond), what) }
 	var urls, routes []string
 	for i := 0; i < 3; i++ {
 		urls = append(urls, "tls://"+testutil.FreePort(t))
@@ -65,6 +67,7 @@ func TestConducted(t *testing.T) {
 	f := newFixture(t, testutil.Workers(20, 20)+testutil.Hello+testutil.EnvFile(fmt.Sprintf(`nats:
   urls: [%s]
   routes: [%s]
+  ack_wait: 5s
 sites:
   a:
     roles: [workers]
@@ -93,8 +96,8 @@ sites:
 	logs := map[string]*strings.Builder{}
 	conductor := func(name, site string, env_ ...string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		// 4 jobs at once: a batch of 10 is shared.
-		cmd.Env = append(append(os.Environ(), "BOOTED_TEST_CONDUCTOR="+f.proj.Root+"|"+env+"|"+site, "BOOTED_PARALLEL=4"), env_...)
+		// 8 jobs at once: a batch of 10 is shared.
+		cmd.Env = append(append(os.Environ(), "BOOTED_TEST_CONDUCTOR="+f.proj.Root+"|"+env+"|"+site, "BOOTED_PARALLEL=8"), env_...)
 		mu.Lock()
 		logs[name] = &strings.Builder{}
 		mu.Unlock()
@@ -143,8 +146,10 @@ sites:
 		}
 		return n
 	}
+	phase("cluster and conductors up")
 	f.waitFor(t, "three conductors beating", 30*time.Second, func() bool { n := beating(); return n["a"] == 2 && n["b"] == 1 })
 
+	phase("conductors beating")
 	// env:startAll: the workers' v1 deployed by site a's conductors.
 	f.r.JSON = true
 	f.out.Reset()
@@ -167,7 +172,26 @@ sites:
 	if byConductor["service:deploy hello"] != 20 || byConductor["service:test hello"] != 20 {
 		t.Errorf("env:startAll: by a conductor %v, want 20 workers deployed and 20 tested:\n%s", byConductor, f.out)
 	}
+	// The bring-up's liveness checks and facts, and the load balancer's
+	// configuration, by the sites' conductors too.
+	mu.Lock()
+	siteA, siteB := logs["a1"].String()+logs["a2"].String(), logs["b1"].String()
+	mu.Unlock()
+	for _, w := range workers(20) {
+		for _, kind := range []string{"alive", "facts"} {
+			if !strings.Contains(siteA, ": "+kind+" on "+w+" (") {
+				t.Errorf("%s: no %s job in site a's conductors' logs", w, kind)
+			}
+		}
+	}
+	if !strings.Contains(siteB, ": lb on lb1 (") || !strings.Contains(siteB, ": alive on lb1 (") {
+		t.Errorf("lb1: its liveness and configuration not by site b's conductor:\n%s", siteB)
+	}
+	if h := f.hosts(t); len(h["w7"].Attrs["cpus"]) == 0 || h["lb1"].State != "serving" {
+		t.Errorf("after env:startAll: w7's facts %v, lb1 %s", h["w7"].Attrs, h["lb1"].State)
+	}
 
+	phase("env:startAll done")
 	// Through the conductors: each host's output and status.
 	f.r.JSON = true
 	f.out.Reset()
@@ -190,6 +214,7 @@ sites:
 		t.Errorf("recap: %+v", sum)
 	}
 
+	phase("hosts:run done")
 	// v2 with a1 killed (-9) in the middle: as soon as it starts a job of
 	// the deploy (its other jobs in hand are redelivered to a2 after the
 	// ack wait; a deploy is idempotent: a2 does them again).
@@ -285,15 +310,16 @@ sites:
 	mu.Unlock()
 	t.Logf("deploy v2 of 20 workers with a1 killed at its first job: %d jobs redelivered to a2 and done there, each worker put back to serving once", redone)
 
-	// A conductor killed while it holds hosts (a command that takes 3 s;
-	// a2 alone of site a takes them, 16 at once); a3 starts then and takes
+	phase("deploy v2 done")
+	// A conductor killed while it holds hosts (a command that takes 2 s;
+	// a2 alone of site a takes them, 8 at once); a3 starts then and takes
 	// the rest: those a2 held fail naming it, the command runs nowhere
 	// twice, and BOOTED_RETRY=failed runs just those, through a3.
 	c2 := conductors["a2"]
 	f.out.Reset()
 	done := make(chan error, 1)
-	go func() { done <- f.r.HostsRun(ctx, env+"/workers", "sleep 3; echo $$ >> /root/ran2") }()
-	time.Sleep(1500 * time.Millisecond)
+	go func() { done <- f.r.HostsRun(ctx, env+"/workers", "sleep 2; echo $$ >> /root/ran2") }()
+	time.Sleep(time.Second)
 	c2.Process.Signal(syscall.SIGKILL)
 	c2.Wait()
 	conductor("a3", "a")
@@ -324,6 +350,7 @@ sites:
 		t.Errorf("BOOTED_RETRY=failed after the kill: %+v, want the %d held hosts", sum, len(held))
 	}
 
+	phase("hosts:run kill and retry done")
 	// Site b without a conductor: its host fails at once, saying what to
 	// start, rather than wait out the command's timeout.
 	b1 := conductors["b1"]

@@ -280,7 +280,7 @@ func (s *session) filter(ctx context.Context) error {
 		return err
 	}
 	check := liveness.ToCheck(hosts)
-	results := s.io.Alive(ctx, check, s.r.Parallel)
+	results := s.alive(ctx, check)
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"booted/internal/conductor"
 	"booted/internal/config"
 	"booted/internal/inventory"
 	"booted/internal/lb"
@@ -57,13 +58,29 @@ func (s *session) updateLB(ctx context.Context) error {
 		ups = append(ups, net.JoinHostPort(w.Addr, strconv.Itoa(def.Port)))
 	}
 	tmpl := filepath.Join(s.r.Root, "nginx", "lb.conf.tmpl")
-	results := s.io.Each(ctx, lbs, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, func(ctx context.Context, c hostConn) error {
-		h := c.Host()
+	confs := map[string][]byte{}
+	for _, h := range lbs {
 		conf, err := lb.Render(tmpl, lb.Config{Env: s.env.Name, Host: h.Name, Service: def.Name, Listen: LBPort, Workers: ups})
 		if err != nil {
-			return err
+			return fmt.Errorf("host %s: %w", h.Name, err)
 		}
-		note, err := c.ApplyLB(ctx, conf)
+		confs[h.Name] = conf
+	}
+	// A site's load balancers are given their configuration by its
+	// conductors; the inventory is written here.
+	o := opOptions{job: &conductor.Job{Kind: "lb", Idempotent: true},
+		perHost: func(h inventory.Host) json.RawMessage { b, _ := json.Marshal(lbArgs{Conf: confs[h.Name]}); return b },
+		conducted: func(ctx context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
+			if r.Status != remote.OK {
+				return
+			}
+			if err := s.advance(ctx, h.Name, inventory.Serving, ""); err != nil {
+				r.Status, r.Err, r.Error = remote.Failed, err, err.Error()
+			}
+		}}
+	results := s.each(ctx, lbs, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, func(ctx context.Context, c hostConn) error {
+		h := c.Host()
+		note, err := c.ApplyLB(ctx, confs[h.Name])
 		if err != nil {
 			return err
 		}

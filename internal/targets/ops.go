@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"path"
@@ -94,6 +95,9 @@ type opOptions struct {
 	// job, when set, is step as a job for conductors: the hosts of a
 	// site (the env file's sites) get it through their conductors.
 	job *conductor.Job
+	// perHost, if set, gives each host's job its own Args (a load
+	// balancer's configuration).
+	perHost func(h inventory.Host) json.RawMessage
 	// beforeJobs, if set, runs once before jobs are published (a
 	// deploy's release put in the object store).
 	beforeJobs func(ctx context.Context, js jetstream.JetStream) error

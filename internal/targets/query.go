@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"booted/internal/conductor"
 	"booted/internal/facts"
 	"booted/internal/inventory"
 	"booted/internal/provider"
@@ -44,12 +46,29 @@ func (s *session) gatherFacts(ctx context.Context, hosts []inventory.Host, resul
 	if len(todo) == 0 {
 		return nil
 	}
-	res := s.io.Each(ctx, todo, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, func(ctx context.Context, c hostConn) error {
+	set := func(h string, f map[string][]string) error {
+		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.SetFacts(s.env.Name, h, f) })
+	}
+	o := opOptions{job: &conductor.Job{Kind: "facts", Idempotent: true},
+		conducted: func(ctx context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
+			var f map[string][]string
+			if r.Status != remote.OK {
+				return
+			}
+			err := json.Unmarshal(cr.Data, &f)
+			if err == nil {
+				err = set(h.Name, f)
+			}
+			if err != nil {
+				r.Status, r.Err, r.Error = remote.Failed, err, err.Error()
+			}
+		}}
+	res := s.each(ctx, todo, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, func(ctx context.Context, c hostConn) error {
 		f, err := c.Facts(ctx)
 		if err != nil {
 			return err
 		}
-		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.SetFacts(s.env.Name, c.Host().Name, f) })
+		return set(c.Host().Name, f)
 	})
 	for _, r := range res {
 		if r.Status != remote.OK {
