@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"booted/internal/bridge"
 	"booted/internal/report"
 	"booted/internal/settings"
 	"booted/internal/testutil"
@@ -49,7 +52,10 @@ func TestMain(m *testing.M) {
 // The issue's test, on this machine: a 3-server NATS cluster made as a
 // user makes it (nats:config, TLS, an nkey per site), two conductors for
 // site a (20 workers) and one for site b (the load balancer), processes of
-// their own. env:startAll deploys v1 through them; hosts:run comes back as
+// their own, each in a network namespace whose one link is on the hosts'
+// bridge; the controller (this process) cannot open a connection to any
+// host (an nftables rule drops and counts them: none). env:startAll brings
+// the hosts up and deploys v1 through the conductors; hosts:run comes back as
 // if it ran here; a deploy of v2 with one of a's conductors killed (-9)
 // in the middle ends with every worker on v2, each deployed once (by the
 // inventory's events), the recap complete; a conductor killed while it
@@ -59,12 +65,15 @@ func TestMain(m *testing.M) {
 func TestConducted(t *testing.T) {
 	t0 := time.Now()
 	phase := func(what string) { t.Logf("%v: %s", time.Since(t0).Round(100*time.Millisecond), what) }
+	f := newFixture(t, testutil.Workers(20, 20)+testutil.Hello)
+	// The servers listen on the bridge's address: the conductors reach
+	// them from their namespaces, the controller from here.
 	var urls, routes []string
 	for i := 0; i < 3; i++ {
-		urls = append(urls, "tls://"+testutil.FreePort(t))
-		routes = append(routes, "nats-route://"+testutil.FreePort(t))
+		urls = append(urls, "tls://"+strings.Replace(testutil.FreePort(t), "127.0.0.1", f.proj.Gateway, 1))
+		routes = append(routes, "nats-route://"+strings.Replace(testutil.FreePort(t), "127.0.0.1", f.proj.Gateway, 1))
 	}
-	f := newFixture(t, testutil.Workers(20, 20)+testutil.Hello+testutil.EnvFile(fmt.Sprintf(`nats:
+	f.proj.WriteEnv(t, testutil.Workers(20, 20)+testutil.Hello+testutil.EnvFile(fmt.Sprintf(`nats:
   urls: [%s]
   routes: [%s]
   ack_wait: 5s
@@ -94,8 +103,13 @@ sites:
 
 	var mu sync.Mutex
 	logs := map[string]*strings.Builder{}
+	// Each conductor in a network namespace of its own whose one link is
+	// on the environment's bridge (as a site's machine on its network).
+	nsAddr := 200
 	conductor := func(name, site string, env_ ...string) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		ns := conductorNetns(t, env, name, f.proj.Gateway, nsAddr)
+		nsAddr++
+		cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^$")
 		// 8 jobs at once: a batch of 10 is shared.
 		cmd.Env = append(append(os.Environ(), "BOOTED_TEST_CONDUCTOR="+f.proj.Root+"|"+env+"|"+site, "BOOTED_PARALLEL=8"), env_...)
 		mu.Lock()
@@ -150,6 +164,34 @@ sites:
 	f.waitFor(t, "three conductors beating", 30*time.Second, func() bool { n := beating(); return n["a"] == 2 && n["b"] == 1 })
 
 	phase("conductors beating")
+	// From here the controller (this process) cannot open a connection to
+	// any host: an nftables rule drops (and counts) them; the bridge's
+	// own address (NATS, the callbacks' nginx) stays reachable.
+	iso := "booted_iso_" + env
+	// (A connection's opening: a SYN, or a ping. A late segment to a killed
+	// conductor is state "new" to conntrack's loose pickup, not an opening.)
+	rule := fmt.Sprintf(`table inet %[1]s {
+	chain output {
+		type filter hook output priority 0; policy accept;
+		ip daddr %[2]s ip daddr != %[3]s tcp flags & (syn | ack) == syn counter drop
+		ip daddr %[2]s ip daddr != %[3]s icmp type echo-request counter drop
+	}
+}
+`, iso, f.proj.Subnet, f.proj.Gateway)
+	nft := exec.Command("nft", "-f", "-")
+	nft.Stdin = strings.NewReader(rule)
+	if out, err := nft.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", iso).Run() })
+	dropped := func() string {
+		out, _ := exec.Command("nft", "list", "table", "inet", iso).Output()
+		ms := regexp.MustCompile(`counter packets (\d+)`).FindAllStringSubmatch(string(out), -1)
+		if len(ms) != 2 {
+			t.Fatalf("nft list table inet %s: not two counters:\n%s", iso, out)
+		}
+		return ms[0][1] + " SYN, " + ms[1][1] + " ping"
+	}
 	// env:startAll: the workers' v1 deployed by site a's conductors.
 	f.r.JSON = true
 	f.out.Reset()
@@ -283,9 +325,9 @@ sites:
 		if hosts[w].State != "serving" {
 			t.Errorf("%s is %s after deploying v2", w, hosts[w].State)
 		}
-		if got := httpGet(t, "http://"+hosts[w].IP+":8080/version"); got != "v2\n" {
-			t.Errorf("%s /version = %q after deploying v2", w, got)
-		}
+	}
+	if got, want := f.hostsOutput(t, env+"/workers", "curl -s http://127.0.0.1:8080/version"), strings.Repeat("v2\n", 20); strings.Count(got, "\nv2\n") != 20 {
+		t.Errorf("each worker's /version after deploying v2 (hosts:run, through the conductors):\n%s\nwant 20 × %q", got, want)
 	}
 	served := map[string]int{}
 	for _, e := range f.events(t, "") {
@@ -362,6 +404,19 @@ sites:
 		t.Errorf("hosts:run on site b with no conductor: %v:\n%s", err, f.out)
 	}
 
+	// All along, the controller opened no connection to a host.
+	if n := dropped(); n != "0 SYN, 0 ping" {
+		t.Errorf("the controller tried to reach the hosts directly: %s (nftables' counters)", n)
+	}
+	// (And the rule does stop one: this process's own try is dropped.)
+	if c, err := net.DialTimeout("tcp", f.hosts(t)["w1"].IP+":22", 500*time.Millisecond); err == nil {
+		c.Close()
+		t.Error("this process reached w1's sshd through the rule")
+	}
+	if n := dropped(); strings.HasPrefix(n, "0 SYN") {
+		t.Errorf("a connection to w1 from here was not counted: %s", n)
+	}
+
 	// The conductor with a key the servers do not know did nothing, and
 	// said why.
 	mu.Lock()
@@ -391,6 +446,33 @@ func (w prefixWriter) Write(p []byte) (int, error) {
 	w.mu.Unlock()
 	w.t.Logf("%s: %s", w.name, strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// conductorNetns makes a network namespace for a conductor (booted-ENV-
+// cNAME, swept as a host's) with one veth on env's bridge at the
+// bridge's subnet's address .host, and its default route through gateway.
+func conductorNetns(t *testing.T, env, name, gateway string, host int) string {
+	t.Helper()
+	ns := "booted-" + env + "-c" + name
+	veth := bridge.ShortName("bc", env, name)
+	addr := gateway[:strings.LastIndex(gateway, ".")+1] + strconv.Itoa(host)
+	for _, args := range [][]string{
+		{"netns", "add", ns},
+		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns},
+		{"link", "set", veth, "master", bridge.Name(env), "up"},
+		{"-n", ns, "addr", "add", addr + "/24", "dev", "eth0"},
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+		{"-n", ns, "route", "add", "default", "via", gateway},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		if args[0] == "netns" {
+			t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		}
+	}
+	return ns
 }
 
 // conductorName is the name a conductor process goes by (HOST-PID).

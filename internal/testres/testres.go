@@ -61,8 +61,9 @@ var (
 	staleQemu   = regexp.MustCompile(`^-name\x00booted-(?:lab-)?(t[0-9a-f]{6})-`)
 	// The bare-metal lab's BMCs and a network's dnsmasq, by their files.
 	staleMetal = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/(?:lab|metal/net)/`)
-	// The metadata service's DNAT of an environment.
-	staleMetadata = regexp.MustCompile(`^table ip booted_md_(t[0-9a-f]{6})$`)
+	// The metadata service's DNAT of an environment; the conductors
+	// test's rule that keeps the controller from the hosts.
+	staleMetadata = regexp.MustCompile(`^table (ip|inet) (booted_(?:md|iso)_(t[0-9a-f]{6}))$`)
 )
 
 // Sweep removes what test runs that were killed before their cleanup left
@@ -127,8 +128,8 @@ func Sweep() (removed int) {
 	// The metadata service's DNAT of an environment (an nftables table).
 	tables, _ := exec.Command("nft", "list", "tables").Output()
 	for _, l := range strings.Split(string(tables), "\n") {
-		if m := staleMetadata.FindStringSubmatch(l); m != nil && !claimed(m[1]) {
-			if exec.Command("nft", "delete", "table", "ip", "booted_md_"+m[1]).Run() == nil {
+		if m := staleMetadata.FindStringSubmatch(l); m != nil && !claimed(m[3]) {
+			if exec.Command("nft", "delete", "table", m[1], m[2]).Run() == nil {
 				removed++
 			}
 		}
