@@ -434,22 +434,78 @@ func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done je
 		deliveries = meta.NumDelivered
 	}
 	k := key(j)
-	// Done already (this delivery is a redelivery): its result again.
-	if e, err := done.Get(ctx, k); err == nil {
+	// From here until it ends, JetStream is told the job is in hand.
+	progress, stopProgress := context.WithCancel(ctx)
+	defer stopProgress()
+	go func() {
+		t := time.NewTicker(c.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-progress.Done():
+				return
+			case <-t.C:
+				m.InProgress()
+			}
+		}
+	}()
+	// While the cluster elects leaders (a server lost), reading the record
+	// or claiming may go unanswered for a while: each is tried again, the
+	// job kept in hand (a redelivery now would spend its deliveries), for
+	// as long as the job may take; then it is handed back, after a wait.
+	said := false
+	transient := func(what string, err error) {
+		if !said {
+			said = true
+			c.logf("job %s: %s: %v (trying again: the cluster may be electing a leader)", j.ID, what, err)
+		}
+	}
+	tctx, tcancel := context.WithTimeout(ctx, j.Timeout)
+	defer tcancel()
+	var rec jetstream.KeyValueEntry
+	err := retry(tctx, func(ctx context.Context) error {
+		e, err := done.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			return nil
+		case err != nil:
+			transient("its record", err)
+			return err
+		}
+		rec = e
+		return nil
+	})
+	if err == nil && rec != nil { // done already (this delivery is a redelivery): its result again
 		var r Result
-		if json.Unmarshal(e.Value(), &r) == nil {
+		if json.Unmarshal(rec.Value(), &r) == nil {
 			r.Again, r.Deliveries = true, deliveries
 			c.publish(ctx, j, r)
 			m.Ack()
 			return false
 		}
 	}
-	if _, err := claims.Create(ctx, k, []byte(c.Name)); err != nil {
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			c.logf("job %s: claim: %v", j.ID, err)
-			m.Nak() // try again later
-			return false
+	exists := false
+	if err == nil {
+		err = retry(tctx, func(ctx context.Context) error {
+			_, err := claims.Create(ctx, k, []byte(c.Name))
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				exists = true
+				return nil
+			}
+			if err != nil {
+				transient("claim", err)
+			}
+			return err
+		})
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			c.logf("job %s: %v: handed back", j.ID, err)
+			m.NakWithDelay(c.AckWait)
 		}
+		return false
+	}
+	if exists {
 		prev, _ := claims.Get(ctx, k)
 		owner := ""
 		if prev != nil {
@@ -474,18 +530,6 @@ func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done je
 	c.logf("job %s: %s on %s (delivery %d)", j.ID, j.Kind, j.Host.Name, deliveries)
 	wctx, cancel := context.WithTimeout(ctx, j.Timeout)
 	defer cancel()
-	go func() { // still working: JetStream does not hand it to another
-		t := time.NewTicker(c.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-wctx.Done():
-				return
-			case <-t.C:
-				m.InProgress()
-			}
-		}
-	}()
 	start := time.Now()
 	r := c.Do(wctx, j)
 	if ctx.Err() != nil { // stopping: no result; the job goes to another conductor

@@ -230,11 +230,12 @@ func TestConductors_KillAConductorAndAServer(t *testing.T) {
 		}
 	}
 
-	// A NATS server dies during a run: the run finishes, every host with
-	// its result, none done twice. (Mostly all end ok within seconds, the
-	// streams electing new leaders; once under CI's load a bucket's stream
-	// stayed leaderless past the run's time, and those jobs ended failed
-	// by it, each naming its host: finished, not hung.)
+	// A NATS server dies during a run: the run finishes, every host ok,
+	// none done twice. (While the streams elect new leaders a claim may go
+	// unanswered for seconds; the conductor keeps the job in hand and
+	// tries again. It used to hand the job back at once, and five quick
+	// redeliveries spent its deliveries: under load, jobs ended with no
+	// result.)
 	phase := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
@@ -251,8 +252,8 @@ func TestConductors_KillAConductorAndAServer(t *testing.T) {
 			t.Errorf("with server n0 dead: job %s done %d times", r.JobID, counts[r.JobID])
 		case r.Status == "ok":
 			ok++
-		case !strings.Contains(r.Error, "host "+r.Host):
-			t.Errorf("with server n0 dead: a result that does not name its host: %+v", r)
+		default:
+			t.Errorf("with server n0 dead: %+v", r)
 		}
 	}
 	if len(res) != 20 {

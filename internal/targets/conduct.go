@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -321,6 +322,8 @@ func (s *session) alive(ctx context.Context, hosts []inventory.Host) []error {
 	return errs
 }
 
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
 // lbArgs are a load balancer job's: its configuration, rendered here.
 type lbArgs struct {
 	Conf []byte `json:"conf"`
@@ -389,6 +392,9 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 		if err := json.Unmarshal(j.Args, &a); err != nil {
 			return failed(fmt.Errorf("deploy job: %w", err))
 		}
+		if !sha256Hex.MatchString(a.SHA256) {
+			return failed(fmt.Errorf("deploy job: sha256 %q is not 64 hex digits", a.SHA256))
+		}
 		def, err := s.loadService(a.Service)
 		if err != nil {
 			return failed(err)
@@ -402,13 +408,10 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 		var out deployOutcome
 		data = &out
 		step = func(ctx context.Context, c hostConn) error {
-			o, err := s.deployOnHost(ctx, def, art, c)
+			o, err := s.deployOnHost(ctx, def, art, c) // the controller says what it did, from o
 			mu.Lock()
 			out = o
 			mu.Unlock()
-			if err == nil {
-				c.Note(fmt.Sprintf("pid %d", o.PID))
-			}
 			return err
 		}
 	case "alive": // ping and a login against the pinned key, the connection kept
