@@ -353,13 +353,30 @@ sites:
 	t.Logf("deploy v2 of 20 workers with a1 killed at its first job: %d jobs redelivered to a2 and done there, each worker put back to serving once", redone)
 
 	phase("deploy v2 done")
+
+	// A NATS server killed (-9) during a run: the run finishes, every
+	// worker ok, the command run once on each.
+	f.out.Reset()
+	f.r.JSON = true
+	done := make(chan error, 1)
+	go func() { done <- f.r.HostsRun(ctx, env+"/workers", "sleep 1; echo $$ >> /root/ran1") }()
+	time.Sleep(300 * time.Millisecond)
+	nats.Kill(0)
+	err = <-done
+	f.r.JSON = false
+	if err != nil {
+		t.Errorf("hosts:run with NATS server 1 killed: %v\n%s", err, f.out)
+	}
+	if sum := lastSummary(t, f.out.String()); sum.OK != 20 {
+		t.Errorf("hosts:run with NATS server 1 killed: %+v", sum)
+	}
+	phase("hosts:run with a NATS server killed done")
 	// A conductor killed while it holds hosts (a command that takes 2 s;
 	// a2 alone of site a takes them, 8 at once); a3 starts then and takes
 	// the rest: those a2 held fail naming it, the command runs nowhere
 	// twice, and BOOTED_RETRY=failed runs just those, through a3.
 	c2 := conductors["a2"]
 	f.out.Reset()
-	done := make(chan error, 1)
 	go func() { done <- f.r.HostsRun(ctx, env+"/workers", "sleep 2; echo $$ >> /root/ran2") }()
 	time.Sleep(time.Second)
 	c2.Process.Signal(syscall.SIGKILL)
@@ -374,6 +391,9 @@ sites:
 	}
 	var held []string
 	for _, h := range workers(20) {
+		if n := runs(h, "ran1"); n != 1 {
+			t.Errorf("%s ran the command of the run with a NATS server killed %d times", h, n)
+		}
 		if n := runs(h, "ran2"); n > 1 {
 			t.Errorf("%s ran the command %d times", h, n)
 		}
