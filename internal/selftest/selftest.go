@@ -72,7 +72,7 @@ func Run(ctx context.Context, out io.Writer) error {
 
 // racePackages run whole under the race detector by the test target.
 var racePackages = []string{"./internal/config/", "./internal/inventory/", "./internal/rollout/", "./internal/fanout/",
-	"./internal/settings/", "./internal/monitor/", "./internal/report/", "./internal/lb/", "./internal/provider/memory/", "./internal/provider/vbox/"}
+	"./internal/settings/", "./internal/monitor/", "./internal/report/", "./internal/lb/", "./internal/provider/memory/", "./internal/provider/vbox/", "./internal/conductor/"}
 
 // long is the test that takes the longest by far (emulated bare-metal
 // machines installed under TCG, several minutes): it runs in a go test of
