@@ -361,18 +361,7 @@ func (c *Conductor) Run(ctx context.Context) error {
 		beats.Put(ctx, c.Env+"."+c.Site+"."+c.Name, b)
 	}
 	beat()
-	go func() {
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				beat()
-			}
-		}
-	}()
+	go every(ctx, 5*time.Second, beat)
 	// A job is fetched only when a slot is free for it: none waits here
 	// while another conductor could do it.
 	var busy atomic.Int64
@@ -419,6 +408,20 @@ func (c *Conductor) Run(ctx context.Context) error {
 	return nil
 }
 
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
+}
+
 // handle does one delivery of a job; it reports whether this conductor
 // did the job's work.
 func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done jetstream.KeyValue) bool {
@@ -437,18 +440,7 @@ func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done je
 	// From here until it ends, JetStream is told the job is in hand.
 	progress, stopProgress := context.WithCancel(ctx)
 	defer stopProgress()
-	go func() {
-		t := time.NewTicker(c.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-progress.Done():
-				return
-			case <-t.C:
-				m.InProgress()
-			}
-		}
-	}()
+	go every(progress, c.AckWait/3, func() { m.InProgress() })
 	// While the cluster elects leaders (a server lost), reading the record
 	// or claiming may go unanswered for a while: each is tried again, the
 	// job kept in hand (a redelivery now would spend its deliveries), for
