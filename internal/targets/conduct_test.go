@@ -264,10 +264,10 @@ sites:
 	for _, e := range f.events(t, "") {
 		before = max(before, e.ID)
 	}
-	runsOf := func(log string) map[string]bool { // the runs of the deploy jobs in a conductor's log
+	runsOf := func(log, kind string) map[string]bool { // the runs of a kind's jobs in a conductor's log
 		m := map[string]bool{}
 		for _, l := range strings.Split(log, "\n") {
-			if _, rest, ok := strings.Cut(l, ": job "); ok && strings.Contains(rest, ": deploy on ") {
+			if _, rest, ok := strings.Cut(l, ": job "); ok && strings.Contains(rest, ": "+kind+" on ") {
 				id, _, _ := strings.Cut(rest, ":")
 				run, _, _ := strings.Cut(id, ".")
 				m[run] = true
@@ -276,7 +276,7 @@ sites:
 		return m
 	}
 	mu.Lock()
-	seen := runsOf(logs["a1"].String())
+	seen := runsOf(logs["a1"].String(), "deploy")
 	mu.Unlock()
 	stop := make(chan struct{})
 	killedMid := false
@@ -291,7 +291,7 @@ sites:
 			case <-time.After(20 * time.Millisecond):
 			}
 			mu.Lock()
-			runs := runsOf(logs["a1"].String())
+			runs := runsOf(logs["a1"].String(), "deploy")
 			mu.Unlock()
 			started := false
 			for r := range runs {
@@ -376,9 +376,23 @@ sites:
 	// the rest: those a2 held fail naming it, the command runs nowhere
 	// twice, and BOOTED_RETRY=failed runs just those, through a3.
 	c2 := conductors["a2"]
+	mu.Lock()
+	seenRuns := runsOf(logs["a2"].String(), "run")
+	mu.Unlock()
 	f.out.Reset()
 	go func() { done <- f.r.HostsRun(ctx, env+"/workers", "sleep 2; echo $$ >> /root/ran2") }()
-	time.Sleep(time.Second)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) { // a2 starts a job of this run
+		mu.Lock()
+		runs := runsOf(logs["a2"].String(), "run")
+		mu.Unlock()
+		started := false
+		for r := range runs {
+			started = started || !seenRuns[r]
+		}
+		if started || time.Now().After(deadline) {
+			break
+		}
+	}
 	c2.Process.Signal(syscall.SIGKILL)
 	c2.Wait()
 	conductor("a3", "a")
