@@ -275,9 +275,22 @@ sites:
 		}
 		return m
 	}
-	mu.Lock()
-	seen := runsOf(logs["a1"].String(), "deploy")
-	mu.Unlock()
+	// runsSeen are the runs of kind's jobs in name's log; newRun says
+	// whether it shows a job of a run not in seen.
+	runsSeen := func(name, kind string) map[string]bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return runsOf(logs[name].String(), kind)
+	}
+	newRun := func(name, kind string, seen map[string]bool) bool {
+		for r := range runsSeen(name, kind) {
+			if !seen[r] {
+				return true
+			}
+		}
+		return false
+	}
+	seen := runsSeen("a1", "deploy")
 	stop := make(chan struct{})
 	killedMid := false
 	var wg sync.WaitGroup
@@ -290,14 +303,7 @@ sites:
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			mu.Lock()
-			runs := runsOf(logs["a1"].String(), "deploy")
-			mu.Unlock()
-			started := false
-			for r := range runs {
-				started = started || !seen[r]
-			}
-			if started {
+			if newRun("a1", "deploy", seen) {
 				c1.Process.Signal(syscall.SIGKILL)
 				killedMid = true
 				return
@@ -376,22 +382,11 @@ sites:
 	// the rest: those a2 held fail naming it, the command runs nowhere
 	// twice, and BOOTED_RETRY=failed runs just those, through a3.
 	c2 := conductors["a2"]
-	mu.Lock()
-	seenRuns := runsOf(logs["a2"].String(), "run")
-	mu.Unlock()
+	seenRuns := runsSeen("a2", "run")
 	f.out.Reset()
 	go func() { done <- f.r.HostsRun(ctx, env+"/workers", "sleep 2; echo $$ >> /root/ran2") }()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) { // a2 starts a job of this run
-		mu.Lock()
-		runs := runsOf(logs["a2"].String(), "run")
-		mu.Unlock()
-		started := false
-		for r := range runs {
-			started = started || !seenRuns[r]
-		}
-		if started || time.Now().After(deadline) {
-			break
-		}
+	for deadline := time.Now().Add(30 * time.Second); !newRun("a2", "run", seenRuns) && time.Now().Before(deadline); { // a2 starts a job of this run
+		time.Sleep(20 * time.Millisecond)
 	}
 	c2.Process.Signal(syscall.SIGKILL)
 	c2.Wait()
