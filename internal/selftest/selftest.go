@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"time"
 
 	"booted/internal/controller"
 	"booted/internal/metadata"
@@ -50,9 +51,17 @@ func Run(ctx context.Context, out io.Writer) error {
 		cmd.Stdout, cmd.Stderr = out, out
 		return cmd.Run()
 	}
-	if err := runSplit(ctx, out); err != nil {
+	start := time.Now()
+	testres.ResetHolderLog("cpu")
+	err = runSplit(ctx, out)
+	fmt.Fprintf(out, "--- go test took %s; the tests that took the machine's CPU lock (one at a time):\n%s", time.Since(start).Round(time.Second), testres.HolderLog("cpu"))
+	if err != nil {
 		return err
 	}
+	start = time.Now()
+	defer func() {
+		fmt.Fprintf(out, "--- the race detector's pass took %s\n", time.Since(start).Round(time.Second))
+	}()
 	// The race detector over what runs without root and fast: the pure
 	// packages, and the targets' orchestration on fake hosts. After the
 	// rest, not beside it: starved of CPU beside the emulated machines, the

@@ -155,7 +155,10 @@ func Sweep() (removed int) {
 // other test run or package holding it lets go) and returns its release.
 // Tests that load the CPU for long (qemu VMs under TCG) and tests that
 // measure latency take "cpu", so that the first never skew the second.
-func Exclusive(name string) (release func(), err error) {
+// Each holder (who) is written to the lock's log with when it waited, got
+// and let go, so a test run can show where its wall time went
+// (HolderLog).
+func Exclusive(name, who string) (release func(), err error) {
 	if err := os.MkdirAll(ownerDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -163,9 +166,35 @@ func Exclusive(name string) (release func(), err error) {
 	if err != nil {
 		return nil, err
 	}
+	asked := time.Now()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		f.Close()
 		return nil, err
 	}
-	return func() { f.Close() }, nil
+	got := time.Now()
+	return func() {
+		logHolder(name, fmt.Sprintf("%s  held %5.0fs  waited %5.0fs  %s\n", got.Format("15:04:05"), time.Since(got).Seconds(), got.Sub(asked).Seconds(), who))
+		f.Close()
+	}, nil
 }
+
+func holderLog(name string) string { return filepath.Join(ownerDir, "exclusive-"+name+".log") }
+
+func logHolder(name, line string) {
+	f, err := os.OpenFile(holderLog(name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	f.WriteString(line)
+	f.Close()
+}
+
+// HolderLog returns the lines the holders of the lock named name wrote
+// since ResetHolderLog, in the order they let go.
+func HolderLog(name string) string {
+	b, _ := os.ReadFile(holderLog(name))
+	return string(b)
+}
+
+// ResetHolderLog empties the lock's log.
+func ResetHolderLog(name string) { os.Remove(holderLog(name)) }

@@ -287,7 +287,7 @@ func RequireQemu(t testing.TB) {
 func ExclusiveCPU(t testing.TB) {
 	t.Helper()
 	start := time.Now()
-	release, err := testres.Exclusive("cpu")
+	release, err := testres.Exclusive("cpu", t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
