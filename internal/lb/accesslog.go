@@ -69,25 +69,22 @@ type LogOffsets struct {
 	at map[string]int64
 }
 
-// Next reads host's log from where the last call stopped through read
-// (AccessLogSince on the host), and remembers the new offset. The first
-// call only remembers where the log ends.
-func (o *LogOffsets) Next(ctx context.Context, host string, read func(ctx context.Context, at int64) (int64, Requests, error)) (Requests, error) {
+// At is where host's log was read up to (-1: not yet looked at).
+func (o *LogOffsets) At(host string) int64 {
 	o.mu.Lock()
-	at, seen := o.at[host]
-	o.mu.Unlock()
-	if !seen {
-		at = -1
+	defer o.mu.Unlock()
+	if at, seen := o.at[host]; seen {
+		return at
 	}
-	size, reqs, err := read(ctx, at)
-	if err != nil {
-		return Requests{}, err
-	}
+	return -1
+}
+
+// Moved remembers that host's log was read up to size.
+func (o *LogOffsets) Moved(host string, size int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.at == nil {
 		o.at = map[string]int64{}
 	}
 	o.at[host] = size
-	return reqs, nil
 }

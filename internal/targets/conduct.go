@@ -22,7 +22,6 @@ import (
 	"booted/internal/natsconf"
 	"booted/internal/remote"
 	"booted/internal/report"
-	"booted/internal/service"
 )
 
 // natsFiles are the NATS trust nats:config makes for the environment.
@@ -137,6 +136,29 @@ func (r *Runner) NATSConfig(ctx context.Context, envName string) error {
 	})
 }
 
+// controllerNATS is the session's connection to NATS as the controller,
+// made (and the streams and buckets set up) at its first use and kept for
+// the session's other operations (an env:startAll dispatches several).
+func (s *session) controllerNATS(ctx context.Context) (jetstream.JetStream, error) {
+	s.nats.Lock()
+	defer s.nats.Unlock()
+	if s.nats.js != nil {
+		return s.nats.js, nil
+	}
+	nc, js, err := s.natsConnect("booted controller "+s.env.Name, "", false)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := conductor.Setup(sctx, js, s.replicas()); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("NATS %s: %w", strings.Join(s.env.NATS.URLs, ","), err)
+	}
+	s.nats.nc, s.nats.js = nc, js
+	return js, nil
+}
+
 // replicas is how many copies of the streams the cluster keeps.
 func (s *session) replicas() int { return min(3, len(s.env.NATS.URLs)) }
 
@@ -146,16 +168,12 @@ func (s *session) replicas() int { return min(3, len(s.env.NATS.URLs)) }
 // had run here.
 func (s *session) conducted(ctx context.Context, hosts []inventory.Host, opt remote.Options, o opOptions, step func(ctx context.Context, c hostConn) error) []remote.Result {
 	tmpl := *o.job
-	var local []inventory.Host
 	var jobs []conductor.Job
 	sited := map[string]inventory.Host{}
 	run := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.Itoa(os.Getpid())
-	for _, h := range hosts {
+	local, ofSites := s.bySite(hosts)
+	for _, h := range ofSites {
 		site := s.env.SiteOf(h.Name, h.Role)
-		if site == "" {
-			local = append(local, h)
-			continue
-		}
 		j := tmpl
 		j.ID, j.Run, j.Env, j.Site = run+"."+h.Name, run, s.env.Name, site
 		j.Host = conductor.HostRef{Name: h.Name, Addr: h.Addr, Port: h.Port, HostKey: h.HostKey}
@@ -193,16 +211,9 @@ func (s *session) dispatch(ctx context.Context, opt remote.Options, o opOptions,
 		}
 		return results
 	}
-	nc, js, err := s.natsConnect("booted controller "+s.env.Name, "", false)
+	js, err := s.controllerNATS(ctx)
 	if err != nil {
 		return fail(err)
-	}
-	defer nc.Close()
-	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-	err = conductor.Setup(sctx, js, s.replicas())
-	scancel()
-	if err != nil {
-		return fail(fmt.Errorf("NATS %s: %w", strings.Join(s.env.NATS.URLs, ","), err))
 	}
 	if o.beforeJobs != nil {
 		bctx, bcancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -287,19 +298,25 @@ func (s *session) dispatch(ctx context.Context, opt remote.Options, o opOptions,
 	return results
 }
 
-// alive checks hosts (ping, a login against the pinned key): those of a
-// site through its conductors, the others here; errs[i] for hosts[i].
-func (s *session) alive(ctx context.Context, hosts []inventory.Host) []error {
-	if len(s.env.Sites) == 0 {
-		return s.io.Alive(ctx, hosts, s.r.Parallel)
-	}
-	var local, sited []inventory.Host
+// bySite splits hosts into those of no site (worked on here) and those of
+// a site (through its conductors).
+func (s *session) bySite(hosts []inventory.Host) (here, sited []inventory.Host) {
 	for _, h := range hosts {
 		if s.env.SiteOf(h.Name, h.Role) == "" {
-			local = append(local, h)
+			here = append(here, h)
 		} else {
 			sited = append(sited, h)
 		}
+	}
+	return here, sited
+}
+
+// alive checks hosts (ping, a login against the pinned key): those of a
+// site through its conductors, the others here; errs[i] for hosts[i].
+func (s *session) alive(ctx context.Context, hosts []inventory.Host) []error {
+	local, sited := s.bySite(hosts)
+	if len(sited) == 0 {
+		return s.io.Alive(ctx, hosts, s.r.Parallel)
 	}
 	byHost := map[string]error{}
 	for i, err := range s.io.Alive(ctx, local, s.r.Parallel) {
@@ -382,106 +399,37 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 	failed := func(err error) conductor.Result {
 		return conductor.Result{Status: string(remote.Failed), Error: fmt.Sprintf("host %s: %v", j.Host.Name, err)}
 	}
-	var data any
-	var step func(ctx context.Context, c hostConn) error
-	switch j.Kind {
-	case "run":
-		step = func(ctx context.Context, c hostConn) error { return c.Run(ctx, j.Cmd) }
-	case "deploy":
-		var a deployArgs
-		if err := json.Unmarshal(j.Args, &a); err != nil {
-			return failed(fmt.Errorf("deploy job: %w", err))
-		}
-		if !sha256Hex.MatchString(a.SHA256) {
-			return failed(fmt.Errorf("deploy job: sha256 %q is not 64 hex digits", a.SHA256))
-		}
-		def, err := s.loadService(a.Service)
-		if err != nil {
-			return failed(err)
-		}
-		art := &service.Artifact{Service: a.Service, Version: a.Version, Commit: a.Commit, SHA256: a.SHA256,
-			Path: filepath.Join(s.artifacts(), "conducted", a.SHA256, a.Service)}
-		if err := conductor.GetArtifact(ctx, js, a.Object, art.Path, a.SHA256); err != nil {
-			return failed(err)
-		}
-		var mu sync.Mutex
-		var out deployOutcome
-		data = &out
-		step = func(ctx context.Context, c hostConn) error {
-			o, err := s.deployOnHost(ctx, def, art, c) // the controller says what it did, from o
-			mu.Lock()
-			out = o
-			mu.Unlock()
-			return err
-		}
-	case "alive": // ping and a login against the pinned key, the connection kept
+	if j.Kind == "alive" { // ping and a login against the pinned key, the connection kept
 		if err := s.io.Alive(ctx, []inventory.Host{h}, 1)[0]; err != nil {
 			return conductor.Result{Status: string(remote.Failed), Error: err.Error()}
 		}
 		return conductor.Result{Status: string(remote.OK)}
-	case "facts":
-		var mu sync.Mutex
-		var facts map[string][]string
-		data = &facts
-		step = func(ctx context.Context, c hostConn) error {
-			f, err := c.Facts(ctx)
-			mu.Lock()
-			facts = f
-			mu.Unlock()
-			return err
-		}
-	case "lb":
-		var a lbArgs
-		if err := json.Unmarshal(j.Args, &a); err != nil {
-			return failed(fmt.Errorf("lb job: %w", err))
-		}
-		step = func(ctx context.Context, c hostConn) error {
-			note, err := c.ApplyLB(ctx, a.Conf)
-			if err == nil {
-				c.Note(note)
-			}
-			return err
-		}
-	case "status", "checks":
-		var a serviceArgs
-		if err := json.Unmarshal(j.Args, &a); err != nil {
-			return failed(fmt.Errorf("%s job: %w", j.Kind, err))
-		}
-		def, err := s.loadService(a.Service)
-		if err != nil {
-			return failed(err)
-		}
-		var mu sync.Mutex
-		if j.Kind == "status" {
-			var st service.State
-			data = &st
-			step = func(ctx context.Context, c hostConn) error {
-				got, err := c.Status(ctx, def)
-				mu.Lock()
-				st = got
-				mu.Unlock()
-				return err
-			}
-			break
-		}
-		var ws []checkWire
-		data = &ws
-		step = func(ctx context.Context, c hostConn) error { // failed checks are the controller's to judge
-			got := toWire(s.io.Checks(ctx, def, c.Host()))
-			mu.Lock()
-			ws = got
-			mu.Unlock()
-			return nil
-		}
-	default:
+	}
+	mk, ok := jobKinds[j.Kind]
+	if !ok {
 		return failed(fmt.Errorf("job kind %q is not one this conductor does", j.Kind))
+	}
+	host, err := mk(s, ctx, js, j)
+	if err != nil {
+		return failed(err)
+	}
+	var mu sync.Mutex
+	var data any
+	step := func(ctx context.Context, c hostConn) error {
+		d, err := host(ctx, c)
+		mu.Lock()
+		data = d
+		mu.Unlock()
+		return err
 	}
 	res := s.io.Each(ctx, []inventory.Host{h}, opt, step)[0]
 	out, errs := capture.Take(h.Name)
 	r := conductor.Result{Status: string(res.Status), Stdout: out, Stderr: errs, Error: res.Error, Note: res.Note}
+	mu.Lock()
 	if data != nil {
 		r.Data, _ = json.Marshal(data)
 	}
+	mu.Unlock()
 	return r
 }
 
@@ -501,16 +449,12 @@ func (r *Runner) ConductorsList(ctx context.Context, envName string) error {
 		if len(s.env.NATS.URLs) == 0 {
 			return &inputError{fmt.Sprintf("conductors:list: %s names no NATS cluster (nats.urls) and no sites: everything runs in the target's own process", s.env.Path)}
 		}
-		nc, js, err := s.natsConnect("booted conductors:list", "", false)
+		js, err := s.controllerNATS(ctx)
 		if err != nil {
 			return err
 		}
-		defer nc.Close()
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if err := conductor.Setup(ctx, js, s.replicas()); err != nil {
-			return err
-		}
 		beats, err := conductor.Conductors(ctx, js, s.env.Name)
 		if err != nil {
 			return err

@@ -360,6 +360,85 @@ sites:
 
 	phase("deploy v2 done")
 
+	// The other per-host steps through the conductors too: a rollback,
+	// a stop and a start, the logs (BOOTED_LIMIT: w1 and w2), each
+	// recorded here from what the conductors say.
+	f.r.Limit, f.r.JSON = []string{"w1", "w2"}, true
+	f.out.Reset()
+	f.must(t, f.r.ServiceRollback(ctx, env, "hello"))
+	f.must(t, f.r.ServiceStop(ctx, env, "hello"))
+	stopped := f.hosts(t)
+	f.must(t, f.r.ServiceStart(ctx, env, "hello"))
+	notes := conductedNotes(f.out.String())
+	f.r.JSON = false
+	f.out.Reset()
+	f.must(t, f.r.ServiceLogs(ctx, env, "hello"))
+	logsOut := f.out.String()
+	f.r.Limit = nil
+	for _, w := range []string{"w1", "w2"} {
+		for op, want := range map[string]string{"service:rollback hello": "back on v1, pid ", "service:stop hello": "stopped (was pid ", "service:start hello": "running v1, pid "} {
+			if n := notes[op][w]; !strings.HasPrefix(n, want) || !strings.Contains(n, "(conductor ") {
+				t.Errorf("%s on %s: note %q, want %q… by a conductor", op, w, n, want)
+			}
+		}
+		if stopped[w].State != "ready" {
+			t.Errorf("%s is %s after service:stop, want ready", w, stopped[w].State)
+		}
+		if !regexp.MustCompile(`(?m)^` + w + ` +\|.*listening`).MatchString(logsOut) {
+			t.Errorf("service:logs: no line of %s's log, prefixed by its name:\n%s", w, logsOut)
+		}
+	}
+	if got := f.hostsOutput(t, env+"/w1,w2,w3", "curl -s http://127.0.0.1:8080/version"); got != "w1:\nv1\nw2:\nv1\nw3:\nv2\n" {
+		t.Errorf("/version after rolling back w1 and w2:\n%s", got)
+	}
+	if h := f.hosts(t); h["w1"].State != "serving" || h["w2"].State != "serving" {
+		t.Errorf("after service:start: w1 %s, w2 %s, want serving", h["w1"].State, h["w2"].State)
+	}
+	phase("rollback, stop, start, logs through the conductors done")
+
+	// The monitor's reads and bench:load through the conductors too: each
+	// worker's health, the versions and routes the status page shows, and
+	// the service measured through the load balancer (probes and its
+	// access log), all sent from site b's conductor, near lb1.
+	m := newMonitorEnv(mustSession(t, f))
+	_, healthy, err := m.Workers(ctx)
+	if err != nil {
+		t.Fatalf("the monitor's workers: %v", err)
+	}
+	ov, err := m.Overview(ctx)
+	if err != nil {
+		t.Fatalf("the status page's overview: %v", err)
+	}
+	page := map[string]monitorPageHost{}
+	for _, h := range ov.Hosts {
+		page[h.Name] = monitorPageHost{h.Version, h.Routed}
+	}
+	for _, w := range workers(20) {
+		want := monitorPageHost{"v2", true}
+		if w == "w1" || w == "w2" {
+			want.version = "v1"
+		}
+		if !healthy[w] || page[w] != want {
+			t.Errorf("the monitor on %s: healthy %v, status page %+v, want healthy, %+v", w, healthy[w], page[w], want)
+		}
+	}
+	if _, err := m.Measure(ctx, time.Second); err != nil { // the first look learns where the access log ends
+		t.Fatalf("the monitor's measure: %v", err)
+	}
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.BenchLoad(ctx, env, 2*time.Second, 20))
+	f.r.JSON = false
+	var bench struct{ Sent, Failed int }
+	if err := json.Unmarshal(f.out.Bytes(), &bench); err != nil || bench.Sent < 30 || bench.Failed != 0 {
+		t.Errorf("bench:load through site b's conductor: %+v (%v): %s", bench, err, f.out)
+	}
+	meas, err := m.Measure(ctx, time.Second)
+	if err != nil || meas.Requests < bench.Sent {
+		t.Errorf("the monitor's measure after bench:load (%d requests): %+v, %v; want them read from the access log", bench.Sent, meas, err)
+	}
+	phase("the monitor's reads and bench:load through the conductors done")
+
 	// A NATS server killed (-9) during a run: the run finishes, every
 	// worker ok, the command run once on each.
 	f.out.Reset()
@@ -516,4 +595,32 @@ func workers(n int) []string {
 		out = append(out, fmt.Sprintf("w%d", i))
 	}
 	return out
+}
+
+// conductedNotes are the notes of the JSON recaps in out: by operation
+// (its first two words) and host.
+func conductedNotes(out string) map[string]map[string]string {
+	notes := map[string]map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		var res struct {
+			Operation string
+			Results   []struct{ Host, Status, Note string }
+		}
+		if json.Unmarshal([]byte(l), &res) != nil || res.Operation == "" {
+			continue
+		}
+		op := strings.Join(strings.Fields(res.Operation)[:min(2, len(strings.Fields(res.Operation)))], " ")
+		if notes[op] == nil {
+			notes[op] = map[string]string{}
+		}
+		for _, r := range res.Results {
+			notes[op][r.Host] = r.Note
+		}
+	}
+	return notes
+}
+
+type monitorPageHost struct {
+	version string
+	routed  bool
 }

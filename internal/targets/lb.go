@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"booted/internal/conductor"
 	"booted/internal/config"
 	"booted/internal/inventory"
 	"booted/internal/lb"
@@ -68,25 +67,17 @@ func (s *session) updateLB(ctx context.Context) error {
 	}
 	// A site's load balancers are given their configuration by its
 	// conductors; the inventory is written here.
-	o := opOptions{job: &conductor.Job{Kind: "lb", Idempotent: true},
-		perHost: func(h inventory.Host) json.RawMessage { b, _ := json.Marshal(lbArgs{Conf: confs[h.Name]}); return b },
-		conducted: func(ctx context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
-			if r.Status != remote.OK {
-				return
+	o, step := halves(opOptions{perHost: func(h inventory.Host) json.RawMessage { b, _ := json.Marshal(lbArgs{Conf: confs[h.Name]}); return b }}, "lb", nil, true,
+		func(ctx context.Context, c hostConn) (string, error) {
+			return lbApplyHost(confs[c.Host().Name])(ctx, c)
+		},
+		func(ctx context.Context, h inventory.Host, note string, err error) (string, error) {
+			if err != nil {
+				return "", err
 			}
-			if err := s.advance(ctx, h.Name, inventory.Serving, ""); err != nil {
-				r.Status, r.Err, r.Error = remote.Failed, err, err.Error()
-			}
-		}}
-	results := s.each(ctx, lbs, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, func(ctx context.Context, c hostConn) error {
-		h := c.Host()
-		note, err := c.ApplyLB(ctx, confs[h.Name])
-		if err != nil {
-			return err
-		}
-		c.Note(note)
-		return s.advance(ctx, h.Name, inventory.Serving, "")
-	})
+			return note, s.advance(ctx, h.Name, inventory.Serving, "")
+		})
+	results := s.each(ctx, lbs, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, step)
 	if err := remote.Err(results); err != nil {
 		return fmt.Errorf("load balancer update: %w", err)
 	}
@@ -99,17 +90,28 @@ func (s *session) stopLB(ctx context.Context) error {
 	if err != nil || len(lbs) == 0 {
 		return err
 	}
-	_, err = s.op(ctx, "lb:stop", lbs, opOptions{}, func(ctx context.Context, c hostConn) error {
-		if err := c.StopLB(ctx); err != nil {
-			return err
-		}
-		if h := c.Host(); h.State == inventory.Serving {
-			return s.advance(ctx, h.Name, inventory.Ready, "")
-		}
-		return nil
-	})
+	o, step := halves(opOptions{}, "lbstop", nil, true, lbStopHost,
+		func(ctx context.Context, h inventory.Host, _ struct{}, err error) (string, error) {
+			if err != nil || h.State != inventory.Serving {
+				return "", err
+			}
+			return "", s.advance(ctx, h.Name, inventory.Ready, "")
+		})
+	_, err = s.op(ctx, "lb:stop", lbs, o, step)
 	return err
 }
+
+// lbApplyHost gives a load balancer its configuration conf (a reload
+// when it changed): the host's half of a load balancer update.
+func lbApplyHost(conf []byte) hostHalf[string] {
+	return func(ctx context.Context, c hostConn) (string, error) { return c.ApplyLB(ctx, conf) }
+}
+
+// lbStopHost stops nginx on a load balancer.
+func lbStopHost(ctx context.Context, c hostConn) (struct{}, error) { return struct{}{}, c.StopLB(ctx) }
+
+// routesHost reads which workers a load balancer routes to.
+func routesHost(ctx context.Context, c hostConn) ([]string, error) { return c.Routes(ctx) }
 
 // routes returns what each load balancer routes to now.
 func (s *session) routes(ctx context.Context) map[string][]string {
@@ -119,15 +121,17 @@ func (s *session) routes(ctx context.Context) map[string][]string {
 	if err != nil || len(lbs) == 0 {
 		return out
 	}
-	s.io.Each(ctx, lbs, remote.Options{Parallel: s.r.Parallel}, func(ctx context.Context, c hostConn) error {
-		r, err := c.Routes(ctx)
-		if err == nil {
-			mu.Lock()
-			out[c.Host().Name] = r
-			mu.Unlock()
-		}
-		return err
-	})
+	o, step := halves(opOptions{}, "routes", nil, true, routesHost,
+		func(_ context.Context, h inventory.Host, r []string, err error) (string, error) {
+			if err == nil {
+				mu.Lock()
+				out[h.Name] = r
+				mu.Unlock()
+			}
+			return "", err
+		})
+	// a quick read: a load balancer that does not answer within 10 s is left out
+	s.each(ctx, lbs, remote.Options{Parallel: s.r.Parallel, Timeout: 10 * time.Second}, o, step)
 	return out
 }
 
@@ -136,11 +140,11 @@ func (s *session) routes(ctx context.Context) map[string][]string {
 // and latency percentiles. BOOTED_LOAD_PATH sets the path (default /).
 func (r *Runner) BenchLoad(ctx context.Context, envName string, d time.Duration, rate int) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		url, err := s.lbURL(ctx)
+		lb, url, err := s.lbServing(ctx)
 		if err != nil {
 			return err
 		}
-		st, err := loadgen.Run(ctx, loadgen.Options{URL: url + r.LoadPath, Duration: d, Rate: float64(rate)})
+		st, err := s.load(ctx, lb, loadgen.Options{URL: url + r.LoadPath, Duration: d, Rate: float64(rate)})
 		if err != nil {
 			return err
 		}
@@ -180,14 +184,64 @@ func (r *Runner) BenchLoad(ctx context.Context, envName string, d time.Duration,
 
 // lbURL is the URL of the first load balancer that is serving.
 func (s *session) lbURL(ctx context.Context) (string, error) {
+	_, url, err := s.lbServing(ctx)
+	return url, err
+}
+
+// lbServing is the first load balancer that is serving, and its URL.
+func (s *session) lbServing(ctx context.Context) (inventory.Host, string, error) {
 	lbs, err := s.lbHosts(ctx)
 	if err != nil {
-		return "", err
+		return inventory.Host{}, "", err
 	}
 	for _, h := range lbs {
 		if h.State == inventory.Serving {
-			return "http://" + net.JoinHostPort(h.Addr, strconv.Itoa(LBPort)), nil
+			return h, "http://" + net.JoinHostPort(h.Addr, strconv.Itoa(LBPort)), nil
 		}
 	}
-	return "", fmt.Errorf("%s: no load balancer is serving (env:startAll %s starts one)", s.env.Name, s.env.Name)
+	return inventory.Host{}, "", fmt.Errorf("%s: no load balancer is serving (env:startAll %s starts one)", s.env.Name, s.env.Name)
+}
+
+// loadRun is what a load run saw, latencies included.
+type loadRun struct {
+	Stats     loadgen.Stats   `json:"stats"`
+	Latencies []time.Duration `json:"latencies"`
+}
+
+// loadHost sends o's requests (loadgen) from where it runs: the host's
+// half of a load run sent from near load balancer lb (by its site's
+// conductor; c is lb's connection, unused).
+func loadHost(o loadgen.Options) hostHalf[loadRun] {
+	return func(ctx context.Context, _ hostConn) (loadRun, error) {
+		st, err := loadgen.Run(ctx, o)
+		if st == nil {
+			return loadRun{}, err
+		}
+		return loadRun{Stats: *st, Latencies: st.Latencies}, err
+	}
+}
+
+// load sends o's requests to the load balancer lb: from here, or, for a
+// load balancer of a site (which this machine may not reach), from its
+// site's conductor.
+func (s *session) load(ctx context.Context, lb inventory.Host, o loadgen.Options) (*loadgen.Stats, error) {
+	if s.env.SiteOf(lb.Name, lb.Role) == "" {
+		return loadgen.Run(ctx, o)
+	}
+	var run loadRun
+	var runErr error
+	opts, _ := halves(opOptions{}, "load", o, true, nil, // no host here
+		func(_ context.Context, _ inventory.Host, r loadRun, err error) (string, error) {
+			run, runErr = r, err
+			return "", err
+		})
+	res := s.conducted(ctx, []inventory.Host{lb}, remote.Options{Parallel: 1, Timeout: o.Duration + 30*time.Second}, opts, nil)
+	if runErr == nil && len(res) == 1 && res[0].Err != nil {
+		runErr = res[0].Err
+	}
+	if runErr != nil {
+		return nil, runErr
+	}
+	run.Stats.Latencies = run.Latencies
+	return &run.Stats, nil
 }

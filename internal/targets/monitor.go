@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -58,7 +59,7 @@ func (m *monitorEnv) Policy() (config.Monitor, int, int, []string) {
 // when it has requests, the probes otherwise.
 func (m *monitorEnv) Measure(ctx context.Context, d time.Duration) (monitor.Measure, error) {
 	p, _, _, _ := m.Policy()
-	url, err := m.s.lbURL(ctx)
+	lb, url, err := m.s.lbServing(ctx)
 	if err != nil {
 		// No load balancer serving: nothing to measure, wait an interval.
 		select {
@@ -67,7 +68,7 @@ func (m *monitorEnv) Measure(ctx context.Context, d time.Duration) (monitor.Meas
 		}
 		return monitor.Measure{}, nil
 	}
-	st, err := loadgen.Run(ctx, loadgen.Options{URL: url + p.ProbePath, Duration: d, Rate: p.ProbeRate, Timeout: 5 * time.Second})
+	st, err := m.s.load(ctx, lb, loadgen.Options{URL: url + p.ProbePath, Duration: d, Rate: p.ProbeRate, Timeout: 5 * time.Second})
 	if err != nil {
 		return monitor.Measure{}, err
 	}
@@ -90,19 +91,52 @@ func (m *monitorEnv) lbLog(ctx context.Context) ([]time.Duration, int, bool) {
 	}
 	var mu sync.Mutex
 	var all lb.Requests
-	res := m.s.io.Each(ctx, lbs, remote.Options{Parallel: m.s.r.Parallel, Timeout: 10 * time.Second}, func(ctx context.Context, c hostConn) error {
-		reqs, err := m.logs.Next(ctx, c.Host().Name, c.AccessLogSince)
-		mu.Lock()
-		all.Times, all.Failed = append(all.Times, reqs.Times...), all.Failed+reqs.Failed
-		mu.Unlock()
-		return err
-	})
+	// Each log is read from where the last look stopped (the first look
+	// only learns where it ends).
+	o, step := halves(opOptions{perHost: func(h inventory.Host) json.RawMessage {
+		b, _ := json.Marshal(accessLogArgs{At: m.logs.At(h.Name)})
+		return b
+	}}, "accesslog", nil, true,
+		func(ctx context.Context, c hostConn) (accessLog, error) {
+			return accessLogHost(m.logs.At(c.Host().Name))(ctx, c)
+		},
+		func(_ context.Context, h inventory.Host, l accessLog, err error) (string, error) {
+			if err != nil {
+				return "", err
+			}
+			m.logs.Moved(h.Name, l.Size)
+			mu.Lock()
+			all.Times, all.Failed = append(all.Times, l.Requests.Times...), all.Failed+l.Requests.Failed
+			mu.Unlock()
+			return "", nil
+		})
+	res := m.s.each(ctx, lbs, remote.Options{Parallel: m.s.r.Parallel, Timeout: 10 * time.Second}, o, step)
 	for _, r := range res {
 		if r.Status != remote.OK {
 			return nil, 0, false
 		}
 	}
 	return all.Times, all.Failed, true
+}
+
+// accessLogArgs are an access log read's: where the last read stopped.
+type accessLogArgs struct {
+	At int64 `json:"at"`
+}
+
+// accessLog is what a read of a load balancer's access log found: its
+// size now and the requests written since the last read.
+type accessLog struct {
+	Size     int64       `json:"size"`
+	Requests lb.Requests `json:"requests"`
+}
+
+// accessLogHost reads a load balancer's access log from byte at.
+func accessLogHost(at int64) hostHalf[accessLog] {
+	return func(ctx context.Context, c hostConn) (accessLog, error) {
+		size, reqs, err := c.AccessLogSince(ctx, at)
+		return accessLog{Size: size, Requests: reqs}, err
+	}
 }
 
 // Workers returns the workers and, for the serving ones, whether their
@@ -131,14 +165,23 @@ func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]
 	}
 	// at most an interval: a dead worker must not slow the loop
 	timeout := min(3*time.Second, max(500*time.Millisecond, m.s.env.Monitor.Interval.D()))
-	ok := fanout.Map(ctx, serving, m.s.r.Parallel, func(ctx context.Context, h inventory.Host) bool {
-		hctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		_, err := m.s.io.Get(hctx, def, h, def.Health.Path)
-		return err == nil
+	here, sited := m.s.bySite(serving)
+	ok := fanout.Map(ctx, here, m.s.r.Parallel, func(ctx context.Context, h inventory.Host) bool {
+		return m.s.healthy(ctx, def, h, timeout) == nil
 	})
-	for i, h := range serving {
+	for i, h := range here {
 		healthy[h.Name] = ok[i]
+	}
+	if len(sited) > 0 { // asked of their sites' conductors
+		var mu sync.Mutex
+		o, _ := halves(opOptions{}, "health", serviceArgs{Service: def.Name, Within: timeout}, true, nil, // no host here
+			func(_ context.Context, h inventory.Host, _ struct{}, err error) (string, error) {
+				mu.Lock()
+				healthy[h.Name] = err == nil
+				mu.Unlock()
+				return "", err
+			})
+		m.s.conducted(ctx, sited, remote.Options{Parallel: m.s.r.Parallel, Timeout: timeout}, o, nil)
 	}
 	return ws, healthy, nil
 }
@@ -209,17 +252,11 @@ func (m *monitorEnv) Overview(ctx context.Context) (monitor.Overview, error) {
 		return o, err
 	}
 	routed := map[string]bool{} // ADDRESS:PORT the load balancers send to
-	lbs, _ := s.lbHosts(ctx)
-	var mu sync.Mutex
-	s.io.Each(ctx, lbs, remote.Options{Parallel: s.r.Parallel, Timeout: 5 * time.Second}, func(ctx context.Context, c hostConn) error {
-		ups, err := c.Routes(ctx)
-		mu.Lock()
-		defer mu.Unlock()
+	for _, ups := range s.routes(ctx) {
 		for _, u := range ups {
 			routed[u] = true
 		}
-		return err
-	})
+	}
 	versions := map[string]string{}
 	port := map[string]int{}
 	err = s.eachRoleService(ctx, hostNames(hosts), func(_ *config.Role, def *service.Def, role []inventory.Host) error {

@@ -2,7 +2,6 @@ package targets
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,7 +10,6 @@ import (
 	"sort"
 	"strings"
 
-	"booted/internal/conductor"
 	"booted/internal/facts"
 	"booted/internal/inventory"
 	"booted/internal/provider"
@@ -49,27 +47,15 @@ func (s *session) gatherFacts(ctx context.Context, hosts []inventory.Host, resul
 	set := func(h string, f map[string][]string) error {
 		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.SetFacts(s.env.Name, h, f) })
 	}
-	o := opOptions{job: &conductor.Job{Kind: "facts", Idempotent: true},
-		conducted: func(ctx context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
-			var f map[string][]string
-			if r.Status != remote.OK {
-				return
-			}
-			err := json.Unmarshal(cr.Data, &f)
-			if err == nil {
-				err = set(h.Name, f)
-			}
+	o, step := halves(opOptions{}, "facts", nil, true,
+		factsHost,
+		func(_ context.Context, h inventory.Host, f map[string][]string, err error) (string, error) {
 			if err != nil {
-				r.Status, r.Err, r.Error = remote.Failed, err, err.Error()
+				return "", err
 			}
-		}}
-	res := s.each(ctx, todo, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, func(ctx context.Context, c hostConn) error {
-		f, err := c.Facts(ctx)
-		if err != nil {
-			return err
-		}
-		return set(c.Host().Name, f)
-	})
+			return "", set(h.Name, f)
+		})
+	res := s.each(ctx, todo, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, step)
 	for _, r := range res {
 		if r.Status != remote.OK {
 			fmt.Fprintf(s.r.Err, "host %s: facts not gathered: %s\n", r.Host, r.Error)
@@ -77,6 +63,9 @@ func (s *session) gatherFacts(ctx context.Context, hosts []inventory.Host, resul
 	}
 	return nil
 }
+
+// factsHost gathers the host's facts (CPUs, memory, disks, …).
+func factsHost(ctx context.Context, c hostConn) (map[string][]string, error) { return c.Facts(ctx) }
 
 // missingClasses are the classes of h's role that h is not in.
 func (s *session) missingClasses(h inventory.Host, sub *query.Subject) []string {

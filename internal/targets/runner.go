@@ -9,8 +9,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/ssh"
 
 	"booted/internal/bootlog"
@@ -69,6 +72,13 @@ type session struct {
 	keyPath    string // the deploy key's private half
 	ctl        *controller.Controller
 	warned     map[string]bool // damaged hosts already reported
+	// nats is the session's connection to the env file's NATS cluster
+	// as the controller (controllerNATS), made at its first use.
+	nats struct {
+		sync.Mutex
+		nc *nats.Conn
+		js jetstream.JetStream
+	}
 }
 
 // loadEnv reads envs/NAME.yaml.
@@ -126,6 +136,11 @@ func (s *session) Close() error {
 	if c, ok := s.io.(io.Closer); ok && s.io != s.r.io {
 		c.Close() // the connections kept to the hosts
 	}
+	s.nats.Lock()
+	if s.nats.nc != nil {
+		s.nats.nc.Close()
+	}
+	s.nats.Unlock()
 	return s.store.Close()
 }
 

@@ -2,7 +2,6 @@ package targets
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -228,27 +227,43 @@ func (s *session) serviceStates(ctx context.Context, def *service.Def, hosts []i
 		out[h] = st
 		mu.Unlock()
 	}
-	args, _ := json.Marshal(serviceArgs{Service: def.Name})
-	o := opOptions{job: &conductor.Job{Kind: "status", Args: args, Idempotent: true},
-		conducted: func(_ context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
-			var st service.State
-			if r.Status == remote.OK && json.Unmarshal(cr.Data, &st) == nil {
+	o, step := halves(opOptions{}, "status", serviceArgs{Service: def.Name}, true,
+		statusHost(def),
+		func(_ context.Context, h inventory.Host, st service.State, err error) (string, error) {
+			if err == nil {
 				keep(h.Name, st)
 			}
-		}}
-	s.each(ctx, hosts, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, func(ctx context.Context, c hostConn) error {
-		st, err := c.Status(ctx, def)
-		if err == nil {
-			keep(c.Host().Name, st)
-		}
-		return err
-	})
+			return "", err
+		})
+	s.each(ctx, hosts, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, step)
 	return out
 }
 
-// serviceArgs are the arguments of a job on a service (status, checks).
+// statusHost reads def's service's state on the host.
+func statusHost(def *service.Def) hostHalf[service.State] {
+	return func(ctx context.Context, c hostConn) (service.State, error) { return c.Status(ctx, def) }
+}
+
+// serviceArgs are the arguments of a job on a service (status, checks,
+// start, stop, rollback, logs).
 type serviceArgs struct {
 	Service string `json:"service"`
+	// Restart: a start restarts the service when it runs.
+	Restart bool `json:"restart,omitempty"`
+	// Within bounds a health check (0: the job's timeout).
+	Within time.Duration `json:"within,omitempty"`
+}
+
+// healthy asks h's service its health check, once, within timeout (0:
+// ctx's).
+func (s *session) healthy(ctx context.Context, def *service.Def, h inventory.Host, timeout time.Duration) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	_, err := s.io.Get(ctx, def, h, def.Health.Path)
+	return err
 }
 
 // checkWire is a check's result as a conductor sends it.
@@ -267,6 +282,14 @@ func toWire(rr []service.CheckResult) []checkWire {
 		}
 	}
 	return out
+}
+
+// checksHost runs def's checks against the host: the host's half of
+// service:test (failed checks are the controller's to judge).
+func (s *session) checksHost(def *service.Def) hostHalf[[]checkWire] {
+	return func(ctx context.Context, c hostConn) ([]checkWire, error) {
+		return toWire(s.io.Checks(ctx, def, c.Host())), nil
+	}
 }
 
 func fromWire(host string, ws []checkWire) []service.CheckResult {
@@ -321,34 +344,22 @@ func (d *deployer) Change(ctx context.Context, title string, names []string) (ma
 		outcomes[h] = out
 		mu.Unlock()
 	}
-	args, _ := json.Marshal(deployArgs{Service: d.def.Name, Version: d.a.Version, Commit: d.a.Commit, SHA256: d.a.SHA256, Object: artifactObject(d.a)})
-	results, err := d.s.op(ctx, title, d.hosts(names), opOptions{live: true, keepList: true,
-		job: &conductor.Job{Kind: "deploy", Args: args, Idempotent: true},
+	o, step := halves(opOptions{live: true, keepList: true,
 		beforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
 			return conductor.PutArtifact(ctx, js, artifactObject(d.a), d.a.Path, d.a.SHA256)
-		},
-		conducted: func(ctx context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
-			var out deployOutcome
-			json.Unmarshal(cr.Data, &out)
+		}}, "deploy", deployArgs{Service: d.def.Name, Version: d.a.Version, Commit: d.a.Commit, SHA256: d.a.SHA256, Object: artifactObject(d.a)}, true,
+		d.s.deployHost(d.def, d.a),
+		func(ctx context.Context, h inventory.Host, out deployOutcome, err error) (string, error) {
 			keep(h.Name, out)
-			if err := d.s.recordDeploy(ctx, h, out); err != nil && r.Status == remote.OK {
-				r.Status, r.Err, r.Error = remote.Failed, err, err.Error()
+			if rerr := d.s.recordDeploy(ctx, h, out); err == nil {
+				err = rerr
 			}
-			if r.Status == remote.OK {
-				r.Note = d.note(h, out) + " (conductor " + cr.Conductor + ")"
+			if err != nil {
+				return "", err
 			}
-		}}, func(ctx context.Context, c hostConn) error {
-		out, err := d.s.deployOnHost(ctx, d.def, d.a, c)
-		keep(c.Host().Name, out)
-		if rerr := d.s.recordDeploy(ctx, c.Host(), out); err == nil {
-			err = rerr
-		}
-		if err != nil {
-			return err
-		}
-		c.Note(d.note(c.Host(), out))
-		return nil
-	})
+			return d.note(h, out), nil
+		})
+	results, err := d.s.op(ctx, title, d.hosts(names), o, step)
 	out := map[string]rollout.Result{}
 	for _, r := range results {
 		st := rollout.OK
@@ -400,34 +411,33 @@ type deployOutcome struct {
 
 func artifactObject(a *service.Artifact) string { return a.Service + "-" + a.SHA256 }
 
-// deployOnHost puts release a of def on the host and switches to it,
+// deployHost puts release a of def on the host and switches to it,
 // (re)starts the service, waits for its health check and runs its checks:
-// the host's side of a deploy, the same here and on a conductor. It
-// writes nothing in the inventory (recordDeploy does, on the controller).
-func (s *session) deployOnHost(ctx context.Context, def *service.Def, a *service.Artifact, c hostConn) (deployOutcome, error) {
-	var out deployOutcome
-	uploaded, err := c.Deploy(ctx, def, a)
-	if err != nil {
-		return out, err
-	}
-	out.Switched, out.Uploaded = true, uploaded
-	st, err := c.Start(ctx, def, false)
-	out.PID = st.PID
-	if err != nil {
-		return out, err
-	}
-	h := c.Host()
-	if err := s.io.WaitHealthy(ctx, def, h); err != nil {
-		return out, fmt.Errorf("host %s: %s %s started (pid %d) but %w", h.Name, def.Name, st.Version, st.PID, err)
-	}
-	out.Healthy = true
-	for _, cr := range s.io.Checks(ctx, def, h) {
-		if cr.Err != nil {
-			out.CheckFailed = true
-			return out, fmt.Errorf("host %s: check %q failed: %w", h.Name, cr.Check.Name, cr.Err)
+// the host's half of a deploy. It writes nothing in the inventory
+// (recordDeploy does, on the controller).
+func (s *session) deployHost(def *service.Def, a *service.Artifact) hostHalf[deployOutcome] {
+	return func(ctx context.Context, c hostConn) (deployOutcome, error) {
+		var out deployOutcome
+		uploaded, err := c.Deploy(ctx, def, a)
+		if err != nil {
+			return out, err
 		}
+		out.Switched, out.Uploaded = true, uploaded
+		st, err := s.startHost(def, false)(ctx, c)
+		out.PID = st.PID
+		if err != nil {
+			return out, err
+		}
+		out.Healthy = true
+		h := c.Host()
+		for _, cr := range s.io.Checks(ctx, def, h) {
+			if cr.Err != nil {
+				out.CheckFailed = true
+				return out, fmt.Errorf("host %s: check %q failed: %w", h.Name, cr.Check.Name, cr.Err)
+			}
+		}
+		return out, nil
 	}
-	return out, nil
 }
 
 // recordDeploy writes what a deploy did on h in the inventory: serving
@@ -495,28 +505,49 @@ func (s *session) startChecked(ctx context.Context, def *service.Def, c hostConn
 	return st, nil
 }
 
-// rollback switches hosts back to their previous release and restarts it.
-func (s *session) rollback(ctx context.Context, def *service.Def, hosts []inventory.Host, title string) error {
-	_, err := s.op(context.WithoutCancel(ctx), title, hosts, opOptions{live: true, keepList: true}, func(ctx context.Context, c hostConn) error {
+// rollbackOutcome is what a rollback did on a host.
+type rollbackOutcome struct {
+	// NoPrevious: the host has had one release only; nothing was done.
+	NoPrevious bool   `json:"noPrevious,omitempty"`
+	Version    string `json:"version,omitempty"`
+	PID        int    `json:"pid,omitempty"`
+}
+
+// rollbackHost switches the host back to its previous release and
+// restarts it, waiting for its health check: the host's half of a
+// rollback (not done twice: a second would go back one more release).
+func (s *session) rollbackHost(def *service.Def) hostHalf[rollbackOutcome] {
+	return func(ctx context.Context, c hostConn) (rollbackOutcome, error) {
 		v, err := c.Rollback(ctx, def)
 		if errors.Is(err, service.ErrNoPrevious) {
-			c.Note("nothing to roll back: it has had one release only")
-			// untouched: back in service if it was taken out for this
-			if h, err := s.store.Host(ctx, s.env.Name, c.Host().Name); err != nil || h.State != inventory.Draining {
-				return err
+			return rollbackOutcome{NoPrevious: true}, nil
+		}
+		if err != nil {
+			return rollbackOutcome{}, err
+		}
+		st, err := s.startHost(def, true)(ctx, c)
+		return rollbackOutcome{Version: v, PID: st.PID}, err
+	}
+}
+
+// rollback switches hosts back to their previous release and restarts it.
+func (s *session) rollback(ctx context.Context, def *service.Def, hosts []inventory.Host, title string) error {
+	o, step := halves(opOptions{live: true, keepList: true}, "rollback", serviceArgs{Service: def.Name}, false, s.rollbackHost(def),
+		func(ctx context.Context, h inventory.Host, out rollbackOutcome, err error) (string, error) {
+			if err != nil {
+				return "", err
 			}
-			return s.advance(ctx, c.Host().Name, inventory.Serving, "")
-		}
-		if err != nil {
-			return err
-		}
-		st, err := s.startOne(ctx, def, c, true)
-		if err != nil {
-			return err
-		}
-		c.Note(fmt.Sprintf("back on %s, pid %d", v, st.PID))
-		return nil
-	})
+			if out.NoPrevious {
+				note := "nothing to roll back: it has had one release only"
+				// untouched: back in service if it was taken out for this
+				if cur, err := s.store.Host(ctx, s.env.Name, h.Name); err != nil || cur.State != inventory.Draining {
+					return note, err
+				}
+				return note, s.advance(ctx, h.Name, inventory.Serving, "")
+			}
+			return fmt.Sprintf("back on %s, pid %d", out.Version, out.PID), s.advance(ctx, h.Name, inventory.Serving, "")
+		})
+	_, err := s.op(context.WithoutCancel(ctx), title, hosts, o, step)
 	return err
 }
 
@@ -550,18 +581,30 @@ func (r *Runner) ServiceRollback(ctx context.Context, sel, svc string) error {
 	})
 }
 
+// startHost starts (or restarts) the service on the host and waits for
+// its health check: the host's half of a start.
+func (s *session) startHost(def *service.Def, restart bool) hostHalf[service.State] {
+	return func(ctx context.Context, c hostConn) (service.State, error) {
+		st, err := c.Start(ctx, def, restart)
+		if err != nil {
+			return st, err
+		}
+		h := c.Host()
+		if err := s.io.WaitHealthy(ctx, def, h); err != nil {
+			return st, fmt.Errorf("host %s: %s %s started (pid %d) but %w", h.Name, def.Name, st.Version, st.PID, err)
+		}
+		return st, nil
+	}
+}
+
 // startOne starts the service on one host, waits for its health check and
 // marks the host serving.
 func (s *session) startOne(ctx context.Context, def *service.Def, c hostConn, restart bool) (service.State, error) {
-	st, err := c.Start(ctx, def, restart)
+	st, err := s.startHost(def, restart)(ctx, c)
 	if err != nil {
 		return st, err
 	}
-	h := c.Host()
-	if err := s.io.WaitHealthy(ctx, def, h); err != nil {
-		return st, fmt.Errorf("host %s: %s %s started (pid %d) but %w", h.Name, def.Name, st.Version, st.PID, err)
-	}
-	return st, s.advance(ctx, h.Name, inventory.Serving, "")
+	return st, s.advance(ctx, c.Host().Name, inventory.Serving, "")
 }
 
 // ServiceStart (re)starts SVC on every host of ENV that runs it.
@@ -570,13 +613,14 @@ func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
 		if s.r.DryRun {
 			return s.planService(ctx, "service:start", def, hosts)
 		}
-		_, err := s.op(ctx, "service:start "+svc, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
-			st, err := s.startOne(ctx, def, c, true)
-			if err == nil {
-				c.Note(fmt.Sprintf("running %s, pid %d", st.Version, st.PID))
-			}
-			return err
-		})
+		o, step := halves(opOptions{live: true}, "start", serviceArgs{Service: def.Name, Restart: true}, true, s.startHost(def, true),
+			func(ctx context.Context, h inventory.Host, st service.State, err error) (string, error) {
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("running %s, pid %d", st.Version, st.PID), s.advance(ctx, h.Name, inventory.Serving, "")
+			})
+		_, err := s.op(ctx, "service:start "+svc, hosts, o, step)
 		return errors.Join(err, s.updateLB(ctx))
 	})
 }
@@ -595,22 +639,29 @@ func (s *session) stopService(ctx context.Context, def *service.Def, hosts []inv
 	if err := s.drain(ctx, hosts); err != nil {
 		return err
 	}
-	_, err := s.op(ctx, "service:stop "+def.Name, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
-		pid, err := c.Stop(ctx, def)
-		if err != nil {
-			return err
-		}
-		c.Note("not running")
-		if pid != 0 {
-			c.Note(fmt.Sprintf("stopped (was pid %d)", pid))
-		}
-		h, err := s.store.Host(ctx, s.env.Name, c.Host().Name)
-		if err != nil || h.State != inventory.Draining {
-			return err // only a host taken out of service is ready again
-		}
-		return s.advance(ctx, h.Name, inventory.Ready, "")
-	})
+	o, step := halves(opOptions{live: true}, "stop", serviceArgs{Service: def.Name}, true, stopHost(def),
+		func(ctx context.Context, h inventory.Host, pid int, err error) (string, error) {
+			if err != nil {
+				return "", err
+			}
+			note := "not running"
+			if pid != 0 {
+				note = fmt.Sprintf("stopped (was pid %d)", pid)
+			}
+			cur, err := s.store.Host(ctx, s.env.Name, h.Name)
+			if err != nil || cur.State != inventory.Draining {
+				return note, err // only a host taken out of service is ready again
+			}
+			return note, s.advance(ctx, h.Name, inventory.Ready, "")
+		})
+	_, err := s.op(ctx, "service:stop "+def.Name, hosts, o, step)
 	return err
+}
+
+// stopHost stops the service on the host: the host's half of a stop; the
+// PID it had (0: it was not running).
+func stopHost(def *service.Def) hostHalf[int] {
+	return func(ctx context.Context, c hostConn) (int, error) { return c.Stop(ctx, def) }
 }
 
 // ServiceTest runs the checks of SVC's service.yaml against every host of
@@ -634,24 +685,14 @@ func (s *session) test(ctx context.Context, def *service.Def, hosts []inventory.
 		}
 		return fmt.Sprintf("%d/%d checks passed", passed, len(rr)), err
 	}
-	args, _ := json.Marshal(serviceArgs{Service: def.Name})
-	_, err := s.op(ctx, "service:test "+def.Name, hosts, opOptions{live: true,
-		job: &conductor.Job{Kind: "checks", Args: args, Idempotent: true},
-		conducted: func(_ context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
-			var ws []checkWire
-			if json.Unmarshal(cr.Data, &ws) != nil || len(ws) == 0 {
-				return // the job failed before its checks (said in r)
-			}
-			note, err := add(h.Name, fromWire(h.Name, ws))
-			r.Note = note + " (conductor " + cr.Conductor + ")"
+	o, step := halves(opOptions{live: true}, "checks", serviceArgs{Service: def.Name}, true, s.checksHost(def),
+		func(_ context.Context, h inventory.Host, ws []checkWire, err error) (string, error) {
 			if err != nil {
-				r.Status, r.Err, r.Error, r.Note = remote.Failed, err, err.Error(), ""
+				return "", err // the job failed before its checks
 			}
-		}}, func(ctx context.Context, c hostConn) error {
-		note, err := add(c.Host().Name, s.io.Checks(ctx, def, c.Host()))
-		c.Note(note)
-		return err
-	})
+			return add(h.Name, fromWire(h.Name, ws))
+		})
+	_, err := s.op(ctx, "service:test "+def.Name, hosts, o, step)
 	if s.r.JUnit != "" {
 		if jerr := run.WriteJUnit(s.r.JUnit, def.Name, hostNames(hosts)); jerr != nil {
 			return errors.Join(err, fmt.Errorf("write JUnit %s: %w", s.r.JUnit, jerr))
@@ -666,19 +707,26 @@ func (s *session) test(ctx context.Context, def *service.Def, hosts []inventory.
 // cleanly, not as a failure.
 func (r *Runner) ServiceLogs(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
-		cmd := "tail -n 100 -- " + def.LogFile()
-		if r.Follow {
-			cmd = "tail -n 100 -F -- " + def.LogFile() + " 2>/dev/null"
-		}
 		out := report.NewHostOutput(r.Out, r.Err, hostNames(hosts))
-		opt := remote.Options{Parallel: len(hosts), Output: out.Writers}
-		if !r.Follow {
-			opt.Parallel, opt.Timeout = s.r.Parallel, s.env.Timeouts.Command.D()
+		var results []remote.Result
+		if r.Follow {
+			for _, h := range hosts {
+				if site := s.env.SiteOf(h.Name, h.Role); site != "" {
+					return &inputError{fmt.Sprintf("service:logs: BOOTED_FOLLOW=1: host %s is of site %s, reached through its conductors, which send a job's output when it ends; without BOOTED_FOLLOW it prints the last lines of every host's log", h.Name, site)}
+				}
+			}
+			cmd := "tail -n 100 -F -- " + def.LogFile() + " 2>/dev/null"
+			results = s.io.Each(ctx, hosts, remote.Options{Parallel: len(hosts), Output: out.Writers}, func(ctx context.Context, c hostConn) error {
+				defer out.Flush(c.Host().Name)
+				return c.Run(ctx, cmd)
+			})
+		} else {
+			o, step := halves(opOptions{}, "logs", serviceArgs{Service: def.Name}, true, logsHost(def),
+				func(_ context.Context, _ inventory.Host, _ struct{}, err error) (string, error) { return "", err })
+			opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D(), Output: out.Writers,
+				OnDone: func(r remote.Result) { out.Flush(r.Host) }}
+			results = s.each(ctx, hosts, opt, o, step)
 		}
-		results := s.io.Each(ctx, hosts, opt, func(ctx context.Context, c hostConn) error {
-			defer out.Flush(c.Host().Name)
-			return c.Run(ctx, cmd)
-		})
 		if r.Follow && ctx.Err() != nil {
 			return nil // Ctrl-C: the end of following, not a failure
 		}
@@ -693,4 +741,11 @@ func (r *Runner) ServiceLogs(ctx context.Context, sel, svc string) error {
 		}
 		return nil
 	})
+}
+
+// logsHost prints the last 100 lines of def's log on the host.
+func logsHost(def *service.Def) hostHalf[struct{}] {
+	return func(ctx context.Context, c hostConn) (struct{}, error) {
+		return struct{}{}, c.Run(ctx, "tail -n 100 -- "+def.LogFile())
+	}
 }

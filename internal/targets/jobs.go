@@ -1,0 +1,168 @@
+package targets
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"booted/internal/conductor"
+	"booted/internal/inventory"
+	"booted/internal/loadgen"
+	"booted/internal/remote"
+	"booted/internal/service"
+)
+
+// A job is a per-host step cut where the host's work ends: its host half
+// runs on the host (here, or on a conductor of the host's site), its
+// record half here, on the controller, with what the host half returned
+// (the inventory is written only here). jobKinds is every host half a
+// conductor does; halves joins the two for an operation.
+
+// hostHalf is a job's work on its host; what it returns goes back to the
+// controller in the job's result (as JSON).
+type hostHalf[T any] func(ctx context.Context, c hostConn) (T, error)
+
+// recordHalf records on the controller what a host half returned (out,
+// and its error): it returns the host's note in the recap, and an error
+// when the host failed or what it did cannot be recorded.
+type recordHalf[T any] func(ctx context.Context, h inventory.Host, out T, err error) (note string, rerr error)
+
+// jobKind makes a job's host half from the job (its arguments).
+type jobKind func(s *session, ctx context.Context, js jetstream.JetStream, j conductor.Job) (hostHalf[any], error)
+
+// jobKinds are the kinds of job a conductor does ("alive" aside: doJob).
+var jobKinds = map[string]jobKind{}
+
+// kind registers a job kind whose host half is made by mk from the job
+// and its arguments (A).
+func kind[A, T any](name string, mk func(s *session, ctx context.Context, js jetstream.JetStream, j conductor.Job, a A) (hostHalf[T], error)) {
+	jobKinds[name] = func(s *session, ctx context.Context, js jetstream.JetStream, j conductor.Job) (hostHalf[any], error) {
+		var a A
+		if len(j.Args) > 0 {
+			if err := json.Unmarshal(j.Args, &a); err != nil {
+				return nil, fmt.Errorf("%s job: %w", name, err)
+			}
+		}
+		f, err := mk(s, ctx, js, j, a)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, c hostConn) (any, error) { return f(ctx, c) }, nil
+	}
+}
+
+// halves sets o's job (kind name, args; idempotent: a conductor that died
+// in the middle may have it done again) and returns the operation's step
+// here: the host half, then the record half. A site's host does the host
+// half through its conductor, and its result is recorded as it comes.
+func halves[T any](o opOptions, name string, args any, idempotent bool, host hostHalf[T], record recordHalf[T]) (opOptions, func(ctx context.Context, c hostConn) error) {
+	a, _ := json.Marshal(args)
+	o.job = &conductor.Job{Kind: name, Args: a, Idempotent: idempotent}
+	o.conducted = func(ctx context.Context, h inventory.Host, cr conductor.Result, r *remote.Result) {
+		var out T
+		if len(cr.Data) > 0 {
+			json.Unmarshal(cr.Data, &out)
+		}
+		herr := r.Err
+		if herr == nil && r.Status != remote.OK {
+			herr = fmt.Errorf("host %s: %s", h.Name, r.Status)
+		}
+		note, err := record(ctx, h, out, herr)
+		if r.Status != remote.OK {
+			return
+		}
+		if err != nil {
+			r.Status, r.Err, r.Error, r.Note = remote.Failed, err, err.Error(), ""
+			return
+		}
+		if note != "" {
+			r.Note = note + " (conductor " + cr.Conductor + ")"
+		}
+	}
+	return o, func(ctx context.Context, c hostConn) error {
+		out, err := host(ctx, c)
+		note, err := record(ctx, c.Host(), out, err)
+		if err == nil && note != "" {
+			c.Note(note)
+		}
+		return err
+	}
+}
+
+func init() {
+	kind("run", func(s *session, _ context.Context, _ jetstream.JetStream, j conductor.Job, _ struct{}) (hostHalf[any], error) {
+		return func(ctx context.Context, c hostConn) (any, error) { return nil, c.Run(ctx, j.Cmd) }, nil
+	})
+	kind("deploy", func(s *session, ctx context.Context, js jetstream.JetStream, _ conductor.Job, a deployArgs) (hostHalf[deployOutcome], error) {
+		if !sha256Hex.MatchString(a.SHA256) {
+			return nil, fmt.Errorf("deploy job: sha256 %q is not 64 hex digits", a.SHA256)
+		}
+		def, err := s.loadService(a.Service)
+		if err != nil {
+			return nil, err
+		}
+		art := &service.Artifact{Service: a.Service, Version: a.Version, Commit: a.Commit, SHA256: a.SHA256,
+			Path: filepath.Join(s.artifacts(), "conducted", a.SHA256, a.Service)}
+		if err := conductor.GetArtifact(ctx, js, a.Object, art.Path, a.SHA256); err != nil {
+			return nil, err
+		}
+		return s.deployHost(def, art), nil
+	})
+	kind("facts", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[map[string][]string], error) {
+		return factsHost, nil
+	})
+	kind("lb", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a lbArgs) (hostHalf[string], error) {
+		return lbApplyHost(a.Conf), nil
+	})
+	kind("lbstop", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[struct{}], error) {
+		return lbStopHost, nil
+	})
+	kind("accesslog", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a accessLogArgs) (hostHalf[accessLog], error) {
+		return accessLogHost(a.At), nil
+	})
+	kind("load", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, o loadgen.Options) (hostHalf[loadRun], error) {
+		return loadHost(o), nil
+	})
+	kind("routes", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[[]string], error) {
+		return routesHost, nil
+	})
+	svcKind := func(name string, mk func(s *session, def *service.Def, a serviceArgs) hostHalf[any]) {
+		kind(name, func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a serviceArgs) (hostHalf[any], error) {
+			def, err := s.loadService(a.Service)
+			if err != nil {
+				return nil, err
+			}
+			return mk(s, def, a), nil
+		})
+	}
+	svcKind("status", func(s *session, def *service.Def, _ serviceArgs) hostHalf[any] {
+		return anyHalf(statusHost(def))
+	})
+	svcKind("checks", func(s *session, def *service.Def, _ serviceArgs) hostHalf[any] {
+		return anyHalf(s.checksHost(def))
+	})
+	svcKind("start", func(s *session, def *service.Def, a serviceArgs) hostHalf[any] {
+		return anyHalf(s.startHost(def, a.Restart))
+	})
+	svcKind("stop", func(s *session, def *service.Def, _ serviceArgs) hostHalf[any] {
+		return anyHalf(stopHost(def))
+	})
+	svcKind("rollback", func(s *session, def *service.Def, _ serviceArgs) hostHalf[any] {
+		return anyHalf(s.rollbackHost(def))
+	})
+	svcKind("health", func(s *session, def *service.Def, a serviceArgs) hostHalf[any] {
+		return func(ctx context.Context, c hostConn) (any, error) {
+			return nil, s.healthy(ctx, def, c.Host(), a.Within)
+		}
+	})
+	svcKind("logs", func(s *session, def *service.Def, a serviceArgs) hostHalf[any] {
+		return anyHalf(logsHost(def))
+	})
+}
+
+func anyHalf[T any](f hostHalf[T]) hostHalf[any] {
+	return func(ctx context.Context, c hostConn) (any, error) { return f(ctx, c) }
+}
