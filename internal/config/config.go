@@ -217,6 +217,12 @@ type Site struct {
 	// Credentials are the site's conductors' (as nats.credentials);
 	// empty: the seed nats:config made for the site, if any.
 	Credentials string `yaml:"credentials"`
+	// Subnet gives the site's local hosts a bridge of their own on this
+	// subnet (as provider.local.subnet: the bridge takes the first
+	// address), its conductors' network; booted routes between its
+	// environment's bridges and nowhere else. Empty: the environment's
+	// bridge.
+	Subnet string `yaml:"subnet"`
 }
 
 // SiteOf returns the site of host (in role), or "" when it has none (the

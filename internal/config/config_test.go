@@ -158,6 +158,9 @@ func TestParse_Errors(t *testing.T) {
 		{"RoleClassUndefined", func(s string) string {
 			return strings.Replace(s, "    min: 2\n", "    min: 2\n    classes: [bigmem]\n", 1)
 		}, []string{`x.yaml:15: roles.workers.classes[0]: class "bigmem" is not defined`}, nil},
+		{"SiteSubnets", func(s string) string {
+			return s + "nats:\n  urls: [nats://127.0.0.1:4222]\nsites:\n  a:\n    roles: [workers]\n    subnet: 10.78.0.0/33\n  b:\n    hosts: [lb1]\n    subnet: 10.79.0.0/24\n  c:\n    hosts: [x*]\n    subnet: 10.79.0.128/25\n"
+		}, []string{`sites.a.subnet: "10.78.0.0/33" is not an IPv4 subnet`, "sites.c.subnet: 10.79.0.128/25 overlaps site b's 10.79.0.0/24: each site's bridge needs a subnet of its own"}, nil},
 		{"StaticWithoutHosts", func(s string) string {
 			return strings.Replace(strings.Replace(s, "type: local", "type: static", 1), "  local:\n    subnet: 10.77.0.0/24\n", "", 1)
 		}, []string{"provider.static.hosts: missing"}, nil},

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -312,6 +313,21 @@ func (e *Env) validate() []*Error {
 		for i, r := range st.Roles {
 			if _, ok := e.Roles[r]; !ok {
 				bad(fmt.Sprintf("sites.%s.roles[%d]", name, i), "%q is not a role of this file", r)
+			}
+		}
+		if st.Subnet != "" {
+			if pfx, err := netip.ParsePrefix(st.Subnet); err != nil || !pfx.Addr().Is4() {
+				bad("sites."+name+".subnet", "%q is not an IPv4 subnet such as 10.78.0.0/24", st.Subnet)
+			} else if pfx.Bits() < 16 || pfx.Bits() > 28 {
+				bad("sites."+name+".subnet", "prefix length /%d: use /16 to /28", pfx.Bits())
+			} else {
+				for _, other := range sortedKeys(e.Sites) {
+					if o := e.Sites[other]; other < name && o != nil && o.Subnet != "" {
+						if op, err := netip.ParsePrefix(o.Subnet); err == nil && op.Masked().Overlaps(pfx.Masked()) {
+							bad("sites."+name+".subnet", "%s overlaps site %s's %s: each site's bridge needs a subnet of its own", st.Subnet, other, o.Subnet)
+						}
+					}
+				}
 			}
 		}
 	}

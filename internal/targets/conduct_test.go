@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -21,6 +22,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"booted/internal/bridge"
+	"booted/internal/provider/local"
 	"booted/internal/report"
 	"booted/internal/settings"
 	"booted/internal/testutil"
@@ -73,6 +75,17 @@ func TestConducted(t *testing.T) {
 		urls = append(urls, "tls://"+strings.Replace(testutil.FreePort(t), "127.0.0.1", f.proj.Gateway, 1))
 		routes = append(routes, "nats-route://"+strings.Replace(testutil.FreePort(t), "127.0.0.1", f.proj.Gateway, 1))
 	}
+	// Each site's hosts on a bridge of its own (sites.X.subnet), routed
+	// to each other through this machine; NATS and the callbacks on the
+	// environment's bridge.
+	siteNet := func(plus int) (subnet, gateway string) { // 10.X.Y.0/24 → 10.X+plus.Y.0/24
+		p := strings.Split(f.proj.Subnet, ".")
+		x, _ := strconv.Atoi(p[1])
+		pre := fmt.Sprintf("%s.%d.%s.", p[0], x+plus, p[2])
+		return pre + "0/24", pre + "1"
+	}
+	subnetA, gatewayA := siteNet(16)
+	subnetB, gatewayB := siteNet(32)
 	f.proj.WriteEnv(t, testutil.Workers(20, 20)+testutil.Hello+testutil.EnvFile(fmt.Sprintf(`nats:
   urls: [%s]
   routes: [%s]
@@ -80,9 +93,11 @@ func TestConducted(t *testing.T) {
 sites:
   a:
     roles: [workers]
+    subnet: %s
   b:
     hosts: [lb1]
-`, strings.Join(urls, ", "), strings.Join(routes, ", "))))
+    subnet: %s
+`, strings.Join(urls, ", "), strings.Join(routes, ", "), subnetA, subnetB)))
 	f.proj.GitInit(t, "v1", "v2")
 	f.r.Batch = "10"
 	ctx := context.Background()
@@ -99,6 +114,9 @@ sites:
 		t.Fatalf("nats:config: %d servers to start, want 3:\n%s", len(confs), f.out.String())
 	}
 	nats := testutil.StartNATSFrom(t, confs, urls)
+	// The controller started: the environment's bridges are made, the
+	// sites' networks the conductors' machines sit on.
+	f.must(t, f.r.NginxRestart(ctx, env))
 	natsDir := filepath.Dir(confs[0])
 
 	var mu sync.Mutex
@@ -107,7 +125,11 @@ sites:
 	// on the environment's bridge (as a site's machine on its network).
 	nsAddr := 200
 	conductor := func(name, site string, env_ ...string) *exec.Cmd {
-		ns := conductorNetns(t, env, name, f.proj.Gateway, nsAddr)
+		br, gw := local.SiteBridge(env, "a"), gatewayA
+		if site == "b" {
+			br, gw = local.SiteBridge(env, "b"), gatewayB
+		}
+		ns := conductorNetns(t, env, name, br, gw, f.proj.Gateway, nsAddr)
 		nsAddr++
 		cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^$")
 		// 8 jobs at once: a batch of 10 is shared.
@@ -173,11 +195,11 @@ sites:
 	rule := fmt.Sprintf(`table inet %[1]s {
 	chain output {
 		type filter hook output priority 0; policy accept;
-		ip daddr %[2]s ip daddr != %[3]s tcp flags & (syn | ack) == syn counter drop
-		ip daddr %[2]s ip daddr != %[3]s icmp type echo-request counter drop
+		ip daddr { %[2]s } ip daddr != %[3]s tcp flags & (syn | ack) == syn counter drop
+		ip daddr { %[2]s } ip daddr != %[3]s icmp type echo-request counter drop
 	}
 }
-`, iso, f.proj.Subnet, f.proj.Gateway)
+`, iso, strings.Join([]string{f.proj.Subnet, subnetA, subnetB}, ", "), f.proj.Gateway)
 	nft := exec.Command("nft", "-f", "-")
 	nft.Stdin = strings.NewReader(rule)
 	if out, err := nft.CombinedOutput(); err != nil {
@@ -233,6 +255,28 @@ sites:
 		t.Errorf("after env:startAll: w7's facts %v, lb1 %s", h["w7"].Attrs, h["lb1"].State)
 	}
 
+	// Each site's hosts on its own bridge; a site's conductor reaches its
+	// own network, not the other site's.
+	for name, h := range f.hosts(t) {
+		want := subnetA
+		if name == "lb1" {
+			want = subnetB
+		}
+		if pfx := netip.MustParsePrefix(want); !pfx.Contains(netip.MustParseAddr(h.IP)) {
+			t.Errorf("%s at %s, not on its site's subnet %s", name, h.IP, want)
+		}
+	}
+	lb1, w1 := net.JoinHostPort(f.hosts(t)["lb1"].IP, strconv.Itoa(LBPort)), net.JoinHostPort(f.hosts(t)["w1"].IP, "8080")
+	reaches := func(ns, addr string) bool { // a TCP connection made from ns
+		host, port, _ := net.SplitHostPort(addr)
+		return exec.Command("ip", "netns", "exec", ns, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port).Run() == nil
+	}
+	if cb1 := "booted-" + env + "-cb1"; !reaches(cb1, lb1) || reaches(cb1, w1) {
+		t.Errorf("conductor b1's network: lb1 (its site's) reached %v, w1 (site a's) reached %v; want only its site's", reaches(cb1, lb1), reaches(cb1, w1))
+	}
+	if !reaches("booted-"+env+"-lb1", w1) { // the load balancer reaches site a's workers
+		t.Errorf("lb1 does not reach w1 (%s) across the sites' bridges", w1)
+	}
 	phase("env:startAll done")
 	// Through the conductors: each host's output and status.
 	f.r.JSON = true
@@ -557,9 +601,11 @@ func (w prefixWriter) Write(p []byte) (int, error) {
 }
 
 // conductorNetns makes a network namespace for a conductor (booted-ENV-
-// cNAME, swept as a host's) with one veth on env's bridge at the
-// bridge's subnet's address .host, and its default route through gateway.
-func conductorNetns(t *testing.T, env, name, gateway string, host int) string {
+// cNAME, swept as a host's) with one veth on bridge br at the address
+// .host of gateway's /24, and one route out: to the NATS servers' address
+// nats, through gateway (a site's machine reaches its network and NATS,
+// not another site's network).
+func conductorNetns(t *testing.T, env, name, br, gateway, nats string, host int) string {
 	t.Helper()
 	ns := "booted-" + env + "-c" + name
 	veth := bridge.ShortName("bc", env, name)
@@ -567,11 +613,11 @@ func conductorNetns(t *testing.T, env, name, gateway string, host int) string {
 	for _, args := range [][]string{
 		{"netns", "add", ns},
 		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns},
-		{"link", "set", veth, "master", bridge.Name(env), "up"},
+		{"link", "set", veth, "master", br, "up"},
 		{"-n", ns, "addr", "add", addr + "/24", "dev", "eth0"},
 		{"-n", ns, "link", "set", "lo", "up"},
 		{"-n", ns, "link", "set", "eth0", "up"},
-		{"-n", ns, "route", "add", "default", "via", gateway},
+		{"-n", ns, "route", "add", nats + "/32", "via", gateway},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)

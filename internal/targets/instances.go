@@ -647,8 +647,17 @@ func (b *ec2Backend) Images(ctx context.Context, user string) ([]ec2api.Image, e
 func (s *session) routeMetadata(ctx context.Context) error {
 	var bridges []string
 	for _, p := range s.allProvs() {
-		if b, ok := p.(interface{ Bridge() string }); ok && !slices.Contains(bridges, b.Bridge()) {
-			bridges = append(bridges, b.Bridge())
+		var bs []string
+		switch b := p.(type) {
+		case interface{ Bridges() []string }: // the environment's and its sites'
+			bs = b.Bridges()
+		case interface{ Bridge() string }:
+			bs = []string{b.Bridge()}
+		}
+		for _, b := range bs {
+			if !slices.Contains(bridges, b) {
+				bridges = append(bridges, b)
+			}
 		}
 	}
 	if len(bridges) == 0 {

@@ -56,14 +56,14 @@ func claimed(env string) bool {
 
 var (
 	staleNetns  = regexp.MustCompile(`^booted-(t[0-9a-f]{6})-[a-z0-9-]+$`)
-	staleBridge = regexp.MustCompile(`^bt-(t[0-9a-f]{6})$`)
+	staleBridge = regexp.MustCompile(`^bt-(t[0-9a-f]{6})(?:-[a-z0-9]+)?$`) // an environment's, or a site's (bt-ENV-SITE)
 	staleNginx  = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/nginx/nginx\.conf`)
 	staleQemu   = regexp.MustCompile(`^-name\x00booted-(?:lab-)?(t[0-9a-f]{6})-`)
 	// The bare-metal lab's BMCs and a network's dnsmasq, by their files.
 	staleMetal = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/(?:lab|metal/net)/`)
 	// The metadata service's DNAT of an environment; the conductors
 	// test's rule that keeps the controller from the hosts.
-	staleMetadata = regexp.MustCompile(`^table (ip|inet) (booted_(?:md|iso)_(t[0-9a-f]{6}))$`)
+	staleMetadata = regexp.MustCompile(`^table (ip|inet) (booted_(?:md|iso|sites)_(t[0-9a-f]{6}))$`)
 )
 
 // Sweep removes what test runs that were killed before their cleanup left

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,12 +30,21 @@ import (
 
 // Provider makes local hosts for one environment.
 type Provider struct {
-	env     string
-	subnet  netip.Prefix
-	gateway netip.Prefix
+	env string
+	lan // the environment's bridge
+	// sites are the bridges of the sites with a subnet of their own
+	// (sites.X.subnet), by site; siteOf says a host's site.
+	sites   map[string]lan
+	siteOf  func(host, role string) string
 	dir     string
-	bridge  string
 	sshPort int
+}
+
+// lan is a bridge local hosts are on: the environment's or a site's.
+type lan struct {
+	bridge  string
+	subnet  netip.Prefix
+	gateway netip.Prefix // the bridge's address
 }
 
 // Interface guards: what local hosts can do.
@@ -50,6 +61,7 @@ var (
 var Needs = pkgs.Need{
 	"sshd": "openssh-server", "ssh-keygen": "openssh-client", "ip": "iproute2",
 	"unshare": "util-linux", "setsid": "util-linux", "curl": "curl", "tini": "tini",
+	"nft": "nftables", // the routing between sites' bridges
 }
 
 // Open returns the local provider of env, installing what it needs; the
@@ -78,14 +90,84 @@ func New(env *config.Env, hostsDir string) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Provider{
-		env: env.Name, subnet: gw.Masked(), gateway: gw, dir: abs,
-		bridge: bridge.Name(env.Name), sshPort: env.SSH.Port,
-	}, nil
+	p := &Provider{
+		env: env.Name, lan: lan{subnet: gw.Masked(), gateway: gw, bridge: bridge.Name(env.Name)}, dir: abs,
+		sshPort: env.SSH.Port, sites: map[string]lan{}, siteOf: env.SiteOf,
+	}
+	for name, st := range env.Sites {
+		if st == nil || st.Subnet == "" {
+			continue
+		}
+		sgw, err := config.GatewayOf(st.Subnet)
+		if err != nil {
+			return nil, fmt.Errorf("%s: sites.%s.subnet: %w", env.Path, name, err)
+		}
+		if sgw.Masked().Overlaps(p.subnet) {
+			return nil, fmt.Errorf("%s: sites.%s.subnet %s overlaps provider.local.subnet %s: a site's bridge needs a subnet of its own", env.Path, name, st.Subnet, set.Subnet)
+		}
+		p.sites[name] = lan{bridge: SiteBridge(env.Name, name), subnet: sgw.Masked(), gateway: sgw}
+	}
+	return p, nil
+}
+
+// SiteBridge is the name of the bridge of site's local hosts.
+func SiteBridge(env, site string) string {
+	if n := "bt-" + env + "-" + site; len(n) <= 15 {
+		return n
+	}
+	return bridge.ShortName("bs", env, site)
 }
 
 // Bridge returns the name of the environment's bridge.
 func (p *Provider) Bridge() string { return p.bridge }
+
+// Bridges returns the names of every bridge of the environment's hosts:
+// the environment's and its sites'.
+func (p *Provider) Bridges() []string {
+	out := []string{p.bridge}
+	for _, l := range p.lans() {
+		if l.bridge != p.bridge {
+			out = append(out, l.bridge)
+		}
+	}
+	return out
+}
+
+// lans are the environment's bridge and its sites', sites in name order.
+func (p *Provider) lans() []lan {
+	out := []lan{p.lan}
+	names := make([]string, 0, len(p.sites))
+	for n := range p.sites {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		out = append(out, p.sites[n])
+	}
+	return out
+}
+
+// lanFor is the bridge a new host of role goes on: its site's, if that
+// has a subnet of its own, else the environment's.
+func (p *Provider) lanFor(name, role string) lan {
+	if l, ok := p.sites[p.siteOf(name, role)]; ok {
+		return l
+	}
+	return p.lan
+}
+
+// lanOf is the bridge host r is on (the environment's for a host made
+// before it had sites).
+func (p *Provider) lanOf(r record) lan {
+	if r.Bridge == "" || r.Gateway == "" {
+		return p.lan
+	}
+	gw, err := netip.ParsePrefix(r.Gateway)
+	if err != nil {
+		return p.lan
+	}
+	return lan{bridge: r.Bridge, subnet: gw.Masked(), gateway: gw}
+}
 
 // record is what Build remembers of a host, in hosts/NAME/host.json.
 type record struct {
@@ -94,6 +176,10 @@ type record struct {
 	MAC   string `json:"mac"`
 	Netns string `json:"netns"`
 	Veth  string `json:"veth"`
+	// Bridge and Gateway (ADDRESS/BITS) are the bridge the host is on
+	// and its address there; empty: the environment's.
+	Bridge  string `json:"bridge,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -115,21 +201,26 @@ func (p *Provider) load(name string) (record, error) {
 	return r, nil
 }
 
-// allocate gives name a record with a free address, under the env's lock.
-func (p *Provider) allocate(name string) (record, error) {
-	return hostrec.Allocate(p.dir, name, p.subnet, p.load, func(r record) string { return r.Addr }, func(a netip.Addr) (record, error) {
-		return p.create(name, a)
+// allocate gives name (of role) a record with a free address on its
+// bridge, under the env's lock.
+func (p *Provider) allocate(name, role string) (record, error) {
+	l := p.lanFor(name, role)
+	return hostrec.Allocate(p.dir, name, l.subnet, p.load, func(r record) string { return r.Addr }, func(a netip.Addr) (record, error) {
+		return p.create(name, a, l)
 	})
 }
 
-// create records a new host with address a and makes its directories.
-func (p *Provider) create(name string, a netip.Addr) (record, error) {
+// create records a new host with address a on l and makes its directories.
+func (p *Provider) create(name string, a netip.Addr, l lan) (record, error) {
 	r := record{
 		Name:  name,
 		Addr:  a.String(),
 		MAC:   bridge.MAC("02:b0", p.env+"/"+name),
 		Netns: "booted-" + p.env + "-" + name,
 		Veth:  bridge.ShortName("bv", p.env, name),
+	}
+	if l.bridge != p.bridge {
+		r.Bridge, r.Gateway = l.bridge, l.gateway.String()
 	}
 	dir := p.hostDir(name)
 	for _, d := range []string{"root/.ssh", "opt", "etc-booted", "etc-ssh", "var-log", "tmp"} {
@@ -160,14 +251,14 @@ func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instanc
 			return provider.Instance{}, err
 		}
 	}
-	r, err := p.allocate(s.Name)
+	r, err := p.allocate(s.Name, s.Role)
 	if err != nil {
 		return provider.Instance{}, err
 	}
 	if err := p.writeFiles(r, s); err != nil {
 		return provider.Instance{}, fmt.Errorf("host %s: %w", s.Name, err)
 	}
-	if err := p.ensureBridge(ctx); err != nil {
+	if err := p.ensureBridges(ctx); err != nil {
 		return provider.Instance{}, err
 	}
 	if err := p.ensureNetns(ctx, r); err != nil {
@@ -219,10 +310,11 @@ func (p *Provider) ensureNetns(ctx context.Context, r record) error {
 	if err := bridge.IP(ctx, "", "netns", "add", r.Netns); err != nil {
 		return err
 	}
-	err := bridge.IP(ctx, fmt.Sprintf("link add %s type veth peer name %sp netns %s\nlink set %s master %s up\n", r.Veth, r.Veth, r.Netns, r.Veth, p.bridge))
+	l := p.lanOf(r)
+	err := bridge.IP(ctx, fmt.Sprintf("link add %s type veth peer name %sp netns %s\nlink set %s master %s up\n", r.Veth, r.Veth, r.Netns, r.Veth, l.bridge))
 	if err == nil {
 		err = bridge.IP(ctx, fmt.Sprintf("link set %sp name eth0\nlink set eth0 address %s\naddr add %s/%d dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via %s\n",
-			r.Veth, r.MAC, r.Addr, p.subnet.Bits(), p.gateway.Addr()), "-n", r.Netns)
+			r.Veth, r.MAC, r.Addr, l.subnet.Bits(), l.gateway.Addr()), "-n", r.Netns)
 	}
 	if err != nil {
 		bridge.IP(context.WithoutCancel(ctx), "", "netns", "del", r.Netns)
@@ -317,7 +409,8 @@ func (p *Provider) Locate(name string) (provider.Location, error) {
 	if err != nil {
 		return provider.Location{}, err
 	}
-	return provider.Location{Bridge: p.bridge, Port: r.Veth, Network: p.subnet.String()}, nil
+	l := p.lanOf(r)
+	return provider.Location{Bridge: l.bridge, Port: r.Veth, Network: l.subnet.String()}, nil
 }
 
 // running tells whether any process runs in the host's network namespace:
@@ -391,9 +484,21 @@ func (p *Provider) ConsoleLog(name string) string {
 	return filepath.Join(p.hostDir(name), "fs", "var-log", "booted-phone-home.log")
 }
 
-// Teardown deletes every host of the environment and its bridge.
+// Teardown deletes every host of the environment and its bridges (the
+// sites' too), and the routing between them.
 func (p *Provider) Teardown(ctx context.Context) error {
-	return errors.Join(provider.DeleteAll(ctx, p), bridge.Remove(ctx, p.bridge))
+	bridges := p.Bridges()
+	recs, _ := hostrec.Records(p.dir, p.load) // a host's bridge of a site no longer in the env file
+	for _, r := range recs {
+		if b := p.lanOf(r).bridge; !slices.Contains(bridges, b) {
+			bridges = append(bridges, b)
+		}
+	}
+	errs := []error{provider.DeleteAll(ctx, p), unrouteSites(ctx, p.env)}
+	for _, b := range bridges {
+		errs = append(errs, bridge.Remove(ctx, b))
+	}
+	return errors.Join(errs...)
 }
 
 func (p *Provider) instance(r record) provider.Instance {
@@ -443,5 +548,5 @@ exec sleep infinity
 `))
 
 // Prepare creates the environment's bridge, which the controller's nginx
-// listens on.
-func (p *Provider) Prepare(ctx context.Context) error { return p.ensureBridge(ctx) }
+// listens on, and its sites' bridges.
+func (p *Provider) Prepare(ctx context.Context) error { return p.ensureBridges(ctx) }

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"booted/internal/config"
 	"booted/internal/provider"
 	"booted/internal/provider/local"
 	"booted/internal/provider/providertest"
@@ -208,6 +209,31 @@ func TestLocal_RefusesOverlappingSubnet(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "overlaps") || !strings.Contains(err.Error(), "provider.local.subnet") {
 		t.Errorf("error does not say what to do: %v", err)
+	}
+}
+
+// A site's subnet on the environment's is refused, naming both fields;
+// one on another environment's bridge is refused when it is made.
+func TestLocal_RefusesOverlappingSiteSubnet(t *testing.T) {
+	testutil.RequireLocalHosts(t)
+	proj := testutil.NewProject(t, testutil.DefaultEnv)
+	env := *proj.Config(t)
+	env.Sites = map[string]*config.Site{"a": {Roles: []string{"workers"}, Subnet: proj.Subnet}}
+	if _, err := local.New(&env, t.TempDir()); err == nil || !strings.Contains(err.Error(), "sites.a.subnet "+proj.Subnet+" overlaps provider.local.subnet") {
+		t.Errorf("a site on the environment's subnet: %v", err)
+	}
+	other := *proj.Config(t)
+	other.Name = proj.Env + "x"
+	other.Provider.Settings = &local.Settings{Subnet: "10.254.254.0/24"}
+	other.Sites = map[string]*config.Site{"a": {Roles: []string{"workers"}, Subnet: proj.Subnet}}
+	prov, err := local.New(&other, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = prov.Prepare(context.Background())
+	prov.Teardown(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "sites.a.subnet") || !strings.Contains(err.Error(), "overlaps") {
+		t.Errorf("a site on another environment's subnet: %v", err)
 	}
 }
 
