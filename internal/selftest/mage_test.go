@@ -92,3 +92,64 @@ func TestMageBootstrap_RefusesBeforeActing(t *testing.T) {
 		t.Error("a refused command line created the inventory")
 	}
 }
+
+// Ensure `go run mage.go` runs targets built from the sources as they are
+// now: a change to a package the magefile imports (Mage's own cache key is
+// the magefile alone) is in the next call, and a call with nothing changed
+// builds nothing.
+func TestMageBootstrap_SeesChangedPackages(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped with -short: builds the magefile twice")
+	}
+	repo := testutil.RepoRoot(t)
+	files, err := exec.Command("git", "-C", repo, "ls-files").Output()
+	if err != nil {
+		t.Skipf("the checkout's files (git ls-files): %v", err)
+	}
+	mod := t.TempDir() // a copy of the module
+	for _, f := range strings.Fields(string(files)) {
+		b, err := os.ReadFile(filepath.Join(repo, f))
+		if err != nil {
+			continue // listed, not in the work tree
+		}
+		os.MkdirAll(filepath.Dir(filepath.Join(mod, f)), 0o755)
+		if err := os.WriteFile(filepath.Join(mod, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "envs"), 0o755)
+	os.WriteFile(filepath.Join(root, "envs", "x.yaml"), []byte(`version: 1
+provider:
+  type: static
+  static: {known_hosts: /dev/null, hosts: [{name: a, address: 192.0.2.1}]}
+roles:
+  workers: {hosts: [a], min: 1, max: 1}
+`), 0o644)
+	call := func() string {
+		cmd := exec.Command("go", "run", "mage.go", "hosts:list", "x")
+		cmd.Dir = mod
+		cmd.Env = append(os.Environ(), "BOOTED_ROOT="+root)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go run mage.go hosts:list x: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	built := func() []string {
+		b, _ := filepath.Glob(filepath.Join(mod, "bin", ".mage", "booted-*"))
+		return b
+	}
+	if out := call(); strings.Contains(out, "changed package") {
+		t.Fatalf("the marker before it was written: %s", out)
+	}
+	first := built()
+	call()
+	if b := built(); len(first) != 1 || len(b) != 1 || b[0] != first[0] {
+		t.Errorf("nothing changed, yet the targets were built again: %v, then %v", first, b)
+	}
+	os.WriteFile(filepath.Join(mod, "internal", "cli", "zz_marker.go"), []byte("package cli\n\nimport \"os\"\n\nfunc init() { os.Stderr.WriteString(\"changed package\\n\") }\n"), 0o644)
+	if out := call(); !strings.Contains(out, "changed package") {
+		t.Errorf("after a change to internal/cli, go run mage.go ran the old build:\n%s", out)
+	}
+}
