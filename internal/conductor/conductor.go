@@ -537,6 +537,7 @@ func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done je
 // it is recorded, r is kept here: a redelivery to this conductor records
 // it then, rather than doing the work again.
 func (c *Conductor) finish(ctx context.Context, m jetstream.Msg, j Job, r Result, done jetstream.KeyValue) {
+	r = fit(r, int(c.JS.Conn().MaxPayload()))
 	c.pending.Store(j.ID, r)
 	b, _ := json.Marshal(r)
 	// While the cluster elects new leaders (a server lost), the record
@@ -550,6 +551,48 @@ func (c *Conductor) finish(ctx context.Context, m jetstream.Msg, j Job, r Result
 	c.pending.Delete(j.ID)
 	c.publish(rctx, j, r)
 	m.Ack()
+}
+
+// fit cuts r's output so that r fits in a NATS message of limit bytes
+// (the servers' max_payload), saying so at the end of each cut stream; a
+// result that cannot fit even without output fails, saying why.
+func fit(r Result, limit int) Result {
+	const room = 2048 // the message's headers and a key's record
+	size := func(r Result) int { b, _ := json.Marshal(r); return len(b) }
+	total := size(r)
+	if limit <= 0 || total <= limit-room {
+		return r
+	}
+	out, errs := r.Stdout, r.Stderr
+	r.Stdout, r.Stderr = "", ""
+	budget := limit - room - size(r) - 256
+	if budget < 0 {
+		return Result{JobID: r.JobID, Host: r.Host, Conductor: r.Conductor, Status: "failed", Seconds: r.Seconds, Deliveries: r.Deliveries,
+			Error: fmt.Sprintf("host %s: the job's result (%d bytes) does not fit in a NATS message (max_payload %d)", r.Host, total, limit)}
+	}
+	cut := func(s string, n int) string {
+		if len(s) <= n {
+			return s
+		}
+		return strings.ToValidUTF8(s[:n], "") + fmt.Sprintf("\n[booted: output cut at %d of %d bytes to fit a NATS message (max_payload %d)]\n", n, len(s), limit)
+	}
+	// Each stream gets half the budget, the smaller one's unused half going
+	// to the other; JSON escapes may take more room: halve until it fits.
+	for share := budget; share > 0; share /= 2 {
+		n := share / 2
+		if len(errs) < n {
+			r.Stdout, r.Stderr = cut(out, share-len(errs)), errs
+		} else if len(out) < n {
+			r.Stdout, r.Stderr = out, cut(errs, share-len(out))
+		} else {
+			r.Stdout, r.Stderr = cut(out, n), cut(errs, n)
+		}
+		if size(r) <= limit-room {
+			return r
+		}
+	}
+	r.Stdout, r.Stderr = "", ""
+	return r
 }
 
 func (c *Conductor) publish(ctx context.Context, j Job, r Result) {

@@ -290,3 +290,30 @@ func jetstreamOf(t *testing.T, nc *nats.Conn) jetstream.JetStream {
 	}
 	return js
 }
+
+// A job whose output is larger than a NATS message may be (the servers'
+// max_payload, 1 MB by default) ends with its result, the output cut to
+// fit and saying so; it neither fails nor comes back again and again.
+func TestConductor_OutputLargerThanAMessage(t *testing.T) {
+	c := startCluster(t, 1)
+	js, _ := jetstream.New(c.connect(t))
+	big := strings.Repeat("0123456789abcdef", 3<<20/16) // 3 MiB
+	cd := &Conductor{JS: js, Env: "e", Site: "a", Name: "c1", AckWait: 2 * time.Second, Log: t.Logf,
+		Do: func(ctx context.Context, j Job) Result { return Result{Status: "ok", Stdout: "first line\n" + big, Stderr: big} }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go cd.Run(ctx)
+	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer dcancel()
+	res, err := Dispatch(dctx, js, "e", "big", jobs("big", 1, false), nil)
+	if err != nil || len(res) != 1 {
+		t.Fatalf("dispatch: %v, %d results", err, len(res))
+	}
+	r := res[0]
+	limit := int(js.Conn().MaxPayload())
+	if r.Status != "ok" || !strings.HasPrefix(r.Stdout, "first line\n0123") || len(r.Stdout)+len(r.Stderr) > limit ||
+		!strings.Contains(r.Stdout, "output cut") || r.Deliveries != 1 {
+		t.Errorf("result: status %s, error %q, %d + %d bytes of output (a message: %d), deliveries %d, stdout's end %q",
+			r.Status, r.Error, len(r.Stdout), len(r.Stderr), limit, r.Deliveries, r.Stdout[max(0, len(r.Stdout)-120):])
+	}
+}

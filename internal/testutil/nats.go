@@ -36,12 +36,16 @@ func StartNATS(t testing.TB, n int, extra ...string) *NATSCluster {
 	for i := 0; i < n; i++ {
 		host, port, _ := net.SplitHostPort(clientAddrs[i])
 		rhost, rport, _ := net.SplitHostPort(routeAddrs[i])
+		cluster := fmt.Sprintf("cluster { name: booted-test, listen: %s:%s, routes: [%s] }", rhost, rport, strings.Join(routes, ", "))
+		if n == 1 { // a cluster of one never elects a JetStream leader
+			cluster = ""
+		}
 		conf := fmt.Sprintf(`server_name: n%d
 listen: %s:%s
 jetstream { store_dir: %q, max_memory_store: 64MB, max_file_store: 256MB }
-cluster { name: booted-test, listen: %s:%s, routes: [%s] }
 %s
-`, i, host, port, filepath.Join(dir, fmt.Sprint(i)), rhost, rport, strings.Join(routes, ", "), strings.Join(extra, "\n"))
+%s
+`, i, host, port, filepath.Join(dir, fmt.Sprint(i)), cluster, strings.Join(extra, "\n"))
 		path := filepath.Join(dir, fmt.Sprintf("n%d.conf", i))
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
