@@ -299,7 +299,9 @@ func TestConductor_OutputLargerThanAMessage(t *testing.T) {
 	js, _ := jetstream.New(c.connect(t))
 	big := strings.Repeat("0123456789abcdef", 3<<20/16) // 3 MiB
 	cd := &Conductor{JS: js, Env: "e", Site: "a", Name: "c1", AckWait: 2 * time.Second, Log: t.Logf,
-		Do: func(ctx context.Context, j Job) Result { return Result{Status: "ok", Stdout: "first line\n" + big, Stderr: big} }}
+		Do: func(ctx context.Context, j Job) Result {
+			return Result{Status: "ok", Stdout: "first line\n" + big, Stderr: big}
+		}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go cd.Run(ctx)
