@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -105,15 +106,39 @@ func LockFile(path string) (func(), error) {
 	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }
 
+// OwnMAC is bridge's own link-layer address (locally administered, from
+// its name).
+func OwnMAC(bridge string) string { return MAC("02:bb", bridge) }
+
+// pinMAC gives an existing bridge its own address if it has none set
+// (addr_assign_type 3: set by hand).
+func pinMAC(ctx context.Context, bridge string) error {
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", bridge, "addr_assign_type"))
+	if err != nil || strings.TrimSpace(string(b)) == "3" {
+		return nil
+	}
+	if err := IP(ctx, "", "link", "set", bridge, "address", OwnMAC(bridge)); err != nil {
+		return fmt.Errorf("bridge %s: its own address: %w", bridge, err)
+	}
+	return nil
+}
+
 // globalLock serialises bridge creation across environments and processes,
 // so that two environments never take overlapping subnets.
 const globalLock = "/run/booted-local.lock"
 
 // Ensure creates bridge with the gateway address (gateway/bits) and brings
 // it up, unless it exists; field names the env file's subnet setting.
+//
+// The bridge gets an address of its own (OwnMAC): one without takes its
+// ports' lowest, which changed as hosts' links came and went, and each
+// change left the ARP entries of the hosts (and conductors) on it for the
+// gateway pointing at an address no longer the bridge's: their packets to
+// the controller (phone-home, NATS) were lost until the entry went stale,
+// 15 to 45 s later. A bridge made before this gets its address now.
 func Ensure(ctx context.Context, bridge string, gateway netip.Prefix, field string) error {
 	if LinkExists(bridge) {
-		return nil
+		return pinMAC(ctx, bridge)
 	}
 	unlock, err := LockFile(globalLock)
 	if err != nil {
@@ -131,8 +156,8 @@ func Ensure(ctx context.Context, bridge string, gateway netip.Prefix, field stri
 	// reply it sends before our delayed ACK (40 ms) of its last one waits
 	// for it: the first command on every new SSH connection took 45 ms
 	// instead of 2 (measured with x/crypto/ssh against OpenSSH 9.2).
-	err = IP(ctx, fmt.Sprintf("link add %[1]s type bridge\naddr add %[2]s dev %[1]s\nlink set %[1]s up\nroute replace %[3]s dev %[1]s proto kernel scope link src %[4]s quickack 1\n",
-		bridge, gateway, gateway.Masked(), gateway.Addr()))
+	err = IP(ctx, fmt.Sprintf("link add %[1]s type bridge\nlink set %[1]s address %[5]s\naddr add %[2]s dev %[1]s\nlink set %[1]s up\nroute replace %[3]s dev %[1]s proto kernel scope link src %[4]s quickack 1\n",
+		bridge, gateway, gateway.Masked(), gateway.Addr(), OwnMAC(bridge)))
 	if err != nil {
 		IP(context.WithoutCancel(ctx), "", "link", "del", bridge)
 		return fmt.Errorf("create bridge %s: %w", bridge, err)
