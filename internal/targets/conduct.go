@@ -39,7 +39,12 @@ func (s *session) natsConnect(name, site string, wait bool) (*nats.Conn, jetstre
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(5 * time.Second),
 		nats.RetryOnFailedConnect(wait),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { fmt.Fprintf(s.r.Err, "%s: nats: %v\n", name, err) }),
-		nats.ReconnectErrHandler(onceEach(func(err error) { fmt.Fprintf(s.r.Err, "%s: nats: %v (trying again)\n", name, err) }))}
+		nats.ReconnectErrHandler(onceEach(func(err error) { fmt.Fprintf(s.r.Err, "%s: nats: %v (trying again)\n", name, err) })),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { fmt.Fprintf(s.r.Err, "%s: nats: disconnected: %v\n", name, err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { fmt.Fprintf(s.r.Err, "%s: nats: connected again, to %s\n", name, nc.ConnectedUrlRedacted()) })}
+	if wait { // a conductor: a connection gone silent is noticed within 30 s, not minutes
+		opts = append(opts, nats.PingInterval(10*time.Second), nats.MaxPingsOutstanding(3))
+	}
 	files := s.natsFiles()
 	credField, cred := "nats.credentials", n.Credentials
 	if cred == "" {
@@ -425,6 +430,9 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 	res := s.io.Each(ctx, []inventory.Host{h}, opt, step)[0]
 	out, errs := capture.Take(h.Name)
 	r := conductor.Result{Status: string(res.Status), Stdout: out, Stderr: errs, Error: res.Error, Note: res.Note}
+	if r.Error != "" && !strings.HasPrefix(r.Error, "host "+h.Name+":") { // every failure names its host
+		r.Error = "host " + h.Name + ": " + r.Error
+	}
 	mu.Lock()
 	if data != nil {
 		r.Data, _ = json.Marshal(data)

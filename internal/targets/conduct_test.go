@@ -418,7 +418,40 @@ sites:
 	f.out.Reset()
 	f.must(t, f.r.ServiceLogs(ctx, env, "hello"))
 	logsOut := f.out.String()
+	// A file to the hosts and back (hosts:put, hosts:get), through the
+	// conductors; a file too large to come back in a message is refused
+	// naming the host and what to do.
+	src := filepath.Join(t.TempDir(), "motd")
+	os.WriteFile(src, []byte("hello from the controller\n"), 0o640)
+	got := t.TempDir()
+	f.r.JSON = true
+	f.out.Reset()
+	f.must(t, f.r.HostsPut(ctx, env, src, "/root/motd"))
+	f.must(t, f.r.HostsPut(ctx, env, src, "/root/motd"))
+	f.must(t, f.r.HostsGet(ctx, env, "/root/motd", got))
+	files := conductedNotes(f.out.String())
+	f.r.JSON = false
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, env, "head -c 600000 /dev/zero > /root/big"))
+	err = f.r.HostsGet(ctx, env, "/root/big", got)
 	f.r.Limit = nil
+	if err == nil || !strings.Contains(f.out.String(), "host w1: /root/big is 600000 bytes: through a conductor hosts:get brings files of up to") {
+		t.Errorf("hosts:get of a file too large for a message: %v\n%s", err, f.out)
+	}
+	for _, w := range []string{"w1", "w2"} {
+		if b, _ := os.ReadFile(filepath.Join(got, w, "motd")); string(b) != "hello from the controller\n" {
+			t.Errorf("hosts:get brought %q from %s", b, w)
+		}
+		if n := files["hosts:put "+src][w]; !strings.HasPrefix(n, "unchanged: /root/motd has that content already (conductor ") {
+			t.Errorf("the second hosts:put on %s: %q, want unchanged, by a conductor", w, n)
+		}
+		if n := files["hosts:get /root/motd"][w]; !strings.HasPrefix(n, "copied 26 bytes to ") || !strings.Contains(n, "(conductor ") {
+			t.Errorf("hosts:get on %s: %q, want copied 26 bytes, by a conductor", w, n)
+		}
+	}
+	if got := f.hostsOutput(t, env+"/w1,w2", "stat -c %a /root/motd"); got != "w1:\n640\nw2:\n640\n" {
+		t.Errorf("/root/motd's mode on the hosts:\n%s", got)
+	}
 	for _, w := range []string{"w1", "w2"} {
 		for op, want := range map[string]string{"service:rollback hello": "back on v1, pid ", "service:stop hello": "stopped (was pid ", "service:start hello": "running v1, pid "} {
 			if n := notes[op][w]; !strings.HasPrefix(n, want) || !strings.Contains(n, "(conductor ") {

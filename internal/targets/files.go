@@ -1,12 +1,18 @@
 package targets
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"booted/internal/atomicfile"
+	"booted/internal/conductor"
+	"booted/internal/files"
 	"booted/internal/inventory"
 )
 
@@ -46,14 +52,24 @@ func (r *Runner) HostsPut(ctx context.Context, sel, src, dst string) error {
 		if err != nil {
 			return err
 		}
-		_, err = s.op(ctx, "hosts:put "+src, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
-			n, err := c.Put(ctx, src, dst)
-			if err != nil {
-				return fmt.Errorf("host %s: %w", c.Host().Name, err)
-			}
-			c.Note(copied(n, dst))
-			return nil
-		})
+		// A site's hosts get it from its conductors, which take it from
+		// JetStream's object store (put there once, checked by SHA-256).
+		st, _ := os.Stat(src)
+		sum, err := files.Sum(src)
+		if err != nil {
+			return fmt.Errorf("hosts:put: %w", err)
+		}
+		object := "file-" + sum
+		o, step := halves(opOptions{live: true, beforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
+			return conductor.PutArtifact(ctx, js, object, src, sum)
+		}}, "put", putArgs{Object: object, SHA256: sum, Mode: st.Mode().Perm(), Dst: dst}, true, putHost(src, dst),
+			func(_ context.Context, h inventory.Host, n int64, err error) (string, error) {
+				if err != nil {
+					return "", fmt.Errorf("host %s: %w", h.Name, err)
+				}
+				return copied(n, dst), nil
+			})
+		_, err = s.op(ctx, "hosts:put "+src, hosts, o, step)
 		return err
 	})
 }
@@ -71,7 +87,21 @@ func (r *Runner) HostsGet(ctx context.Context, sel, src, dir string) error {
 		if err != nil {
 			return err
 		}
-		_, err = s.op(ctx, "hosts:get "+src, hosts, opOptions{live: true}, func(ctx context.Context, c hostConn) error {
+		// A site's hosts send it through their conductors, in the job's
+		// result: up to getLimit bytes.
+		o, _ := halves(opOptions{live: true}, "get", getArgs{Src: src}, true, nil, // here: straight to dst (below)
+			func(_ context.Context, h inventory.Host, got fetched, err error) (string, error) {
+				if err != nil {
+					return "", fmt.Errorf("host %s: %w", h.Name, err)
+				}
+				dst := filepath.Join(dir, h.Name, path.Base(src))
+				n, err := writeFetched(dst, got)
+				if err != nil {
+					return "", fmt.Errorf("host %s: %w", h.Name, err)
+				}
+				return copied(n, dst), nil
+			})
+		_, err = s.op(ctx, "hosts:get "+src, hosts, o, func(ctx context.Context, c hostConn) error {
 			dst := filepath.Join(dir, c.Host().Name, path.Base(src))
 			n, err := c.Get(ctx, src, dst)
 			if err != nil {
@@ -89,4 +119,78 @@ func copied(n int64, to string) string {
 		return "unchanged: " + to + " has that content already"
 	}
 	return fmt.Sprintf("copied %d bytes to %s", n, to)
+}
+
+// putArgs are a put job's: the file (in the object store as Object), its
+// mode, and where it goes on the host.
+type putArgs struct {
+	Object string      `json:"object"`
+	SHA256 string      `json:"sha256"`
+	Mode   os.FileMode `json:"mode"`
+	Dst    string      `json:"dst"`
+}
+
+// putHost copies local file src to dst on the host unless it has that
+// content (files.Put): the host's half of hosts:put; the bytes copied.
+func putHost(src, dst string) hostHalf[int64] {
+	return func(ctx context.Context, c hostConn) (int64, error) { return c.Put(ctx, src, dst) }
+}
+
+// getArgs are a get job's: the file on the host.
+type getArgs struct {
+	Src string `json:"src"`
+}
+
+// getLimit bounds a file a conductor sends back in a job's result (a
+// NATS message, 1 MB by default, its content base64-encoded there).
+const getLimit = 512 << 10
+
+// fetched is a file a conductor read on a host.
+type fetched struct {
+	Content []byte      `json:"content"`
+	Mode    os.FileMode `json:"mode"`
+}
+
+// getHost reads src on the host through a copy on this machine (under
+// dir): the host's half of hosts:get through a conductor.
+func getHost(dir, src string) hostHalf[fetched] {
+	return func(ctx context.Context, c hostConn) (fetched, error) {
+		tmp, err := os.MkdirTemp(dir, "get-")
+		if err != nil {
+			return fetched{}, err
+		}
+		defer os.RemoveAll(tmp)
+		local := filepath.Join(tmp, path.Base(src))
+		if _, err := c.Get(ctx, src, local); err != nil {
+			return fetched{}, err
+		}
+		st, err := os.Stat(local)
+		if err != nil {
+			return fetched{}, err
+		}
+		if st.Size() > getLimit {
+			return fetched{}, fmt.Errorf("%s is %d bytes: through a conductor hosts:get brings files of up to %d (they come back in a NATS message); compress or split it on the host first", src, st.Size(), getLimit)
+		}
+		b, err := os.ReadFile(local)
+		return fetched{Content: b, Mode: st.Mode().Perm()}, err
+	}
+}
+
+// writeFetched writes got to dst unless dst has that content already;
+// the bytes written (0: unchanged).
+func writeFetched(dst string, got fetched) (int64, error) {
+	if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, got.Content) {
+		return 0, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return 0, err
+	}
+	mode := got.Mode
+	if mode == 0 {
+		mode = 0o644
+	}
+	if err := atomicfile.Write(dst, got.Content, mode); err != nil {
+		return 0, err
+	}
+	return int64(len(got.Content)), nil
 }

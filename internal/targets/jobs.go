@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -125,6 +126,26 @@ func init() {
 	})
 	kind("load", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, o loadgen.Options) (hostHalf[loadRun], error) {
 		return loadHost(o), nil
+	})
+	kind("put", func(s *session, ctx context.Context, js jetstream.JetStream, _ conductor.Job, a putArgs) (hostHalf[int64], error) {
+		if !sha256Hex.MatchString(a.SHA256) {
+			return nil, fmt.Errorf("put job: sha256 %q is not 64 hex digits", a.SHA256)
+		}
+		local := filepath.Join(s.artifacts(), "conducted", "files", a.SHA256, a.Mode.String())
+		if err := conductor.GetArtifact(ctx, js, a.Object, local, a.SHA256); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(local, a.Mode); err != nil {
+			return nil, err
+		}
+		return putHost(local, a.Dst), nil
+	})
+	kind("get", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a getArgs) (hostHalf[fetched], error) {
+		dir := filepath.Join(s.artifacts(), "conducted", "get")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		return getHost(dir, a.Src), nil
 	})
 	kind("routes", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[[]string], error) {
 		return routesHost, nil
