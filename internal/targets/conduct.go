@@ -40,7 +40,11 @@ func (s *session) natsConnect(name, site string, wait bool) (*nats.Conn, jetstre
 		nats.RetryOnFailedConnect(wait),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { fmt.Fprintf(s.r.Err, "%s: nats: %v\n", name, err) }),
 		nats.ReconnectErrHandler(onceEach(func(err error) { fmt.Fprintf(s.r.Err, "%s: nats: %v (trying again)\n", name, err) })),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { fmt.Fprintf(s.r.Err, "%s: nats: disconnected: %v\n", name, err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: closed here
+				fmt.Fprintf(s.r.Err, "%s: nats: disconnected: %v\n", name, err)
+			}
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			fmt.Fprintf(s.r.Err, "%s: nats: connected again, to %s\n", name, nc.ConnectedUrlRedacted())
 		})}
