@@ -113,6 +113,10 @@ func key(j Job) string {
 	return j.Env + "." + j.Site + "." + strings.NewReplacer(":", "_", " ", "_").Replace(j.ID)
 }
 
+// cancelKey is the key (in the claims bucket, under the site's keys)
+// that says the controller stopped waiting for run.
+func cancelKey(env, site, run string) string { return env + "." + site + ".cancel." + run }
+
 // consumerName is the durable consumer a site's conductors share.
 func consumerName(env, site string) string { return "conductor_" + env + "_" + site }
 
@@ -519,13 +523,34 @@ func (c *Conductor) handle(ctx context.Context, m jetstream.Msg, claims, done je
 		}
 		claims.Put(ctx, k, []byte(c.Name)) // an idempotent job, done again here
 	}
+	// A run the controller stopped waiting for (Ctrl-C, its timeout) is
+	// not started, and stopped where it runs (looked for every second).
+	ck := cancelKey(j.Env, j.Site, j.Run)
+	given := func(ctx context.Context) bool { _, err := claims.Get(ctx, ck); return err == nil }
+	givenUp := Result{JobID: j.ID, Host: j.Host.Name, Conductor: c.Name, Status: "failed", Deliveries: deliveries,
+		Error: fmt.Sprintf("host %s: not run: the controller stopped waiting for run %s (Ctrl-C or its timeout)", j.Host.Name, j.Run)}
+	if given(ctx) {
+		c.finish(ctx, m, j, givenUp, done)
+		return false
+	}
 	c.logf("job %s: %s on %s (delivery %d)", j.ID, j.Kind, j.Host.Name, deliveries)
 	wctx, cancel := context.WithTimeout(ctx, j.Timeout)
 	defer cancel()
+	var stoppedHere atomic.Bool
+	go every(wctx, time.Second, func() {
+		if given(wctx) {
+			stoppedHere.Store(true)
+			cancel()
+		}
+	})
 	start := time.Now()
 	r := c.Do(wctx, j)
 	if ctx.Err() != nil { // stopping: no result; the job goes to another conductor
 		return false
+	}
+	if stoppedHere.Load() {
+		c.logf("job %s: stopped: the controller stopped waiting for run %s", j.ID, j.Run)
+		r.Status, r.Error = "failed", fmt.Sprintf("host %s: stopped: the controller stopped waiting for run %s (Ctrl-C or its timeout)", j.Host.Name, j.Run)
 	}
 	r.JobID, r.Host, r.Conductor, r.Deliveries = j.ID, j.Host.Name, c.Name, deliveries
 	r.Seconds = time.Since(start).Round(time.Millisecond).Seconds()
@@ -606,6 +631,28 @@ func (c *Conductor) publish(ctx context.Context, j Job, r Result) {
 	}
 }
 
+// stopRun tells the conductors of the sites of run's jobs without a result
+// that the controller stopped waiting: they start none of them and stop
+// those they run.
+func stopRun(js jetstream.JetStream, env, run string, jobs []Job, got map[string]Result) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, ClaimsBucket)
+	if err != nil {
+		return
+	}
+	sites := map[string]bool{}
+	for _, j := range jobs {
+		if _, ok := got[j.Host.Name]; !ok && !sites[j.Site] {
+			sites[j.Site] = true
+			retry(ctx, func(ctx context.Context) error {
+				_, err := kv.Put(ctx, cancelKey(env, j.Site, run), []byte("stopped"))
+				return err
+			})
+		}
+	}
+}
+
 // Dispatch publishes jobs (deduplicated by ID) and returns their results
 // as they come, one per job, until all came or ctx ended (then the jobs
 // without a result are failed naming their host).
@@ -668,6 +715,9 @@ func Dispatch(ctx context.Context, js jetstream.JetStream, env, run string, jobs
 				}
 			}
 		}
+	}
+	if len(got) < len(want) { // given up (Ctrl-C, the timeout): the run stops where it runs
+		stopRun(js, env, run, jobs, got)
 	}
 	out := make([]Result, 0, len(jobs))
 	for _, j := range jobs {

@@ -319,3 +319,44 @@ func TestConductor_OutputLargerThanAMessage(t *testing.T) {
 			r.Status, r.Error, len(r.Stdout), len(r.Stderr), limit, r.Deliveries, r.Stdout[max(0, len(r.Stdout)-120):])
 	}
 }
+
+// When the controller stops waiting for a run (Ctrl-C, its timeout), the
+// run's jobs stop: those running have their context cancelled within a
+// few seconds, and those still queued are never started (they ran later,
+// after the operator had given up on them).
+func TestDispatch_StoppedRunStopsItsJobs(t *testing.T) {
+	c := startCluster(t, 1)
+	js, _ := jetstream.New(c.connect(t))
+	var mu sync.Mutex
+	started, stopped := map[string]bool{}, map[string]bool{}
+	cd := &Conductor{JS: js, Env: "e", Site: "a", Name: "c1", Parallel: 2, AckWait: 2 * time.Second, Log: t.Logf,
+		Do: func(ctx context.Context, j Job) Result {
+			mu.Lock()
+			started[j.Host.Name] = true
+			mu.Unlock()
+			<-ctx.Done() // a long command
+			mu.Lock()
+			stopped[j.Host.Name] = true
+			mu.Unlock()
+			return Result{Status: "failed", Error: ctx.Err().Error()}
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go cd.Run(ctx)
+	run := jobs("long", 6, false)
+	for i := range run {
+		run[i].Timeout = 2 * time.Minute
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 3*time.Second) // the operator's Ctrl-C
+	defer dcancel()
+	res, err := Dispatch(dctx, js, "e", "long", run, nil)
+	if err == nil || len(res) != 6 || res[0].Status != "failed" {
+		t.Fatalf("dispatch: %v, %d results", err, len(res))
+	}
+	time.Sleep(5 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(started) != 2 || len(stopped) != 2 {
+		t.Errorf("after the run was given up: %d jobs started (want the 2 that were running), %d of them stopped (want both)", len(started), len(stopped))
+	}
+}
