@@ -41,9 +41,6 @@ func monitorEnvFile(t *testing.T) testutil.EnvFile {
 // low-water mark (18 ms), with room for this machine's noise either side.
 func newMonitorFixture(t *testing.T) *fixture {
 	testutil.RequireLocalHosts(t)
-	// After the package's other tests (a parallel test waits for them):
-	// it may wait minutes for the machine's CPU lock, which they need not.
-	t.Parallel()
 	testutil.ExclusiveCPU(t) // it measures latency: no TCG VM meanwhile
 	f := newFixture(t, monitorEnvFile(t))
 	svc := filepath.Join(f.proj.Root, "services", "hello", "service.yaml")

@@ -20,9 +20,6 @@ import (
 // qemuProject is a project whose environment runs qemu VMs on a free subnet.
 func qemuProject(t *testing.T, boot string, extra ...string) *fixture {
 	testutil.RequireQemu(t)
-	// After the package's other tests (a parallel test waits for them):
-	// it may wait minutes for the machine's CPU lock, which they need not.
-	t.Parallel()
 	testutil.ExclusiveCPU(t)                            // a TCG VM takes a core for a minute
 	proj := testutil.NewProject(t, testutil.DefaultEnv) // a free subnet, cleaned up
 	out := &testutil.SyncBuffer{}
