@@ -8,6 +8,7 @@ package selftest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,15 +67,23 @@ func Run(ctx context.Context, out io.Writer) error {
 	// packages, and the targets' orchestration on fake hosts. After the
 	// rest, not beside it: starved of CPU beside the emulated machines, the
 	// inventory's concurrent-writers test ran past SQLite's busy timeout.
-	for _, args := range [][]string{
+	// Its two go tests at once (the cores are free by now), each one's
+	// output kept whole.
+	var outs [2]bytes.Buffer
+	errs := make(chan error, 2)
+	for i, args := range [][]string{
 		append([]string{"test", "-race", "-count=1"}, racePackages...),
 		{"test", "-race", "-count=1", "-run", "TestFake|TestSession", "./internal/targets/"},
 	} {
 		race := exec.CommandContext(ctx, "go", args...)
-		race.Stdout, race.Stderr = out, out
-		if err := race.Run(); err != nil {
-			return fmt.Errorf("go test -race: %w", err)
-		}
+		race.Stdout, race.Stderr = &outs[i], &outs[i]
+		go func() { errs <- race.Run() }()
+	}
+	err = errors.Join(<-errs, <-errs)
+	out.Write(outs[0].Bytes())
+	out.Write(outs[1].Bytes())
+	if err != nil {
+		return fmt.Errorf("go test -race: %w", err)
 	}
 	return nil
 }
