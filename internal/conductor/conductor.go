@@ -66,6 +66,9 @@ type Job struct {
 	// Idempotent jobs may be done again when their conductor died in the
 	// middle (a deploy: the same release is not uploaded twice).
 	Idempotent bool `json:"idempotent,omitempty"`
+	// Stream: the job's output is sent as it comes (OutputSubject), for
+	// the controller to show live; the result carries none of it.
+	Stream bool `json:"stream,omitempty"`
 }
 
 // HostRef is what a conductor needs to reach a host.
@@ -96,6 +99,12 @@ type Result struct {
 	// twice).
 	Deliveries uint64 `json:"deliveries"`
 	Again      bool   `json:"again,omitempty"`
+}
+
+// OutputSubject is where a streaming job's output on host goes as it
+// comes (stream: "out" or "err"), under its site: core NATS, at most once.
+func OutputSubject(env, site, run, host, stream string) string {
+	return "booted.output." + env + "." + site + "." + run + "." + host + "." + stream
 }
 
 // JobSubject is where a site's jobs of env are published.
@@ -141,6 +150,7 @@ func Permissions(env, site string) (publish, subscribe []string) {
 		"$JS.API.CONSUMER.MSG.NEXT." + JobsStream + "." + cons,
 		"$JS.ACK." + JobsStream + "." + cons + ".>",
 		"booted.results." + env + "." + site + ".>",
+		"booted.output." + env + "." + site + ".>",
 	}
 	for _, b := range []string{ClaimsBucket, DoneBucket, BeatsBucket} {
 		publish = append(publish,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -288,6 +289,13 @@ func (s *session) dispatch(ctx context.Context, opt remote.Options, o opOptions,
 			opt.OnStart(j.Host.Name)
 		}
 	}
+	if o.job.Stream && opt.Output != nil {
+		stop, err := s.streamOutput(js, run, hosts, opt)
+		if err != nil {
+			return fail(err)
+		}
+		defer stop()
+	}
 	res, _ := conductor.Dispatch(dctx, js, s.env.Name, run, jobs, func(cr conductor.Result) {
 		r := result(cr)
 		if opt.Output != nil {
@@ -320,6 +328,58 @@ func (s *session) bySite(hosts []inventory.Host) (here, sited []inventory.Host) 
 		}
 	}
 	return here, sited
+}
+
+// natsWriter publishes what is written to it on a subject (core NATS).
+type natsWriter struct {
+	nc   *nats.Conn
+	subj string
+}
+
+func (w natsWriter) Write(p []byte) (int, error) {
+	for sent := 0; sent < len(p); { // in pieces well under a message's size
+		n := min(len(p)-sent, 64<<10)
+		if err := w.nc.Publish(w.subj, p[sent:sent+n]); err != nil {
+			return sent, err
+		}
+		sent += n
+	}
+	return len(p), nil
+}
+
+// streamOutput shows the output of a run's streaming jobs as it comes:
+// each host's, from its own site's subject only, to opt.Output's writers.
+func (s *session) streamOutput(js jetstream.JetStream, run string, hosts map[string]inventory.Host, opt remote.Options) (stop func(), err error) {
+	var mu sync.Mutex
+	ws := map[string][2]io.Writer{}
+	sub, err := js.Conn().Subscribe("booted.output."+s.env.Name+".*."+run+".>", func(m *nats.Msg) {
+		t := strings.Split(m.Subject, ".") // booted.output.ENV.SITE.RUN.HOST.STREAM
+		if len(t) != 7 {
+			return
+		}
+		site, host, stream := t[3], t[5], t[6]
+		h, ok := hosts[host]
+		if !ok || s.env.SiteOf(h.Name, h.Role) != site {
+			return // not this run's host, or not from its site
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		w, ok := ws[host]
+		if !ok {
+			o, e := opt.Output(host)
+			w = [2]io.Writer{o, e}
+			ws[host] = w
+		}
+		if stream == "err" {
+			w[1].Write(m.Data)
+		} else {
+			w[0].Write(m.Data)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() { sub.Drain() }, nil
 }
 
 // alive checks hosts (ping, a login against the pinned key): those of a
@@ -407,6 +467,12 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 	h := inventory.Host{Env: j.Env, Name: j.Host.Name, Addr: j.Host.Addr, Port: j.Host.Port, HostKey: j.Host.HostKey}
 	capture := report.NewHostCapture()
 	opt := remote.Options{Timeout: j.Timeout, Output: capture.Writers}
+	if j.Stream { // sent as it comes, for the controller to show live
+		nc := js.Conn()
+		opt.Output = func(host string) (io.Writer, io.Writer) {
+			return natsWriter{nc, conductor.OutputSubject(j.Env, j.Site, j.Run, host, "out")}, natsWriter{nc, conductor.OutputSubject(j.Env, j.Site, j.Run, host, "err")}
+		}
+	}
 	failed := func(err error) conductor.Result {
 		return conductor.Result{Status: string(remote.Failed), Error: fmt.Sprintf("host %s: %v", j.Host.Name, err)}
 	}

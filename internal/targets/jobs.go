@@ -180,7 +180,7 @@ func init() {
 		}
 	})
 	svcKind("logs", func(s *session, def *service.Def, a serviceArgs) hostHalf[any] {
-		return anyHalf(logsHost(def))
+		return anyHalf(logsHost(def, a.Follow))
 	})
 }
 

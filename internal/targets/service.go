@@ -252,6 +252,8 @@ type serviceArgs struct {
 	Restart bool `json:"restart,omitempty"`
 	// Within bounds a health check (0: the job's timeout).
 	Within time.Duration `json:"within,omitempty"`
+	// Follow: logs are followed until the job is stopped.
+	Follow bool `json:"follow,omitempty"`
 }
 
 // healthy asks h's service its health check, once, within timeout (0:
@@ -709,24 +711,14 @@ func (r *Runner) ServiceLogs(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		out := report.NewHostOutput(r.Out, r.Err, hostNames(hosts))
 		var results []remote.Result
-		if r.Follow {
-			for _, h := range hosts {
-				if site := s.env.SiteOf(h.Name, h.Role); site != "" {
-					return &inputError{fmt.Sprintf("service:logs: BOOTED_FOLLOW=1: host %s is of site %s, reached through its conductors, which send a job's output when it ends; without BOOTED_FOLLOW it prints the last lines of every host's log", h.Name, site)}
-				}
-			}
-			cmd := "tail -n 100 -F -- " + def.LogFile() + " 2>/dev/null"
-			results = s.io.Each(ctx, hosts, remote.Options{Parallel: len(hosts), Output: out.Writers}, func(ctx context.Context, c hostConn) error {
-				defer out.Flush(c.Host().Name)
-				return c.Run(ctx, cmd)
-			})
-		} else {
-			o, step := halves(opOptions{}, "logs", serviceArgs{Service: def.Name}, true, logsHost(def),
-				func(_ context.Context, _ inventory.Host, _ struct{}, err error) (string, error) { return "", err })
-			opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D(), Output: out.Writers,
-				OnDone: func(r remote.Result) { out.Flush(r.Host) }}
-			results = s.each(ctx, hosts, opt, o, step)
+		o, step := halves(opOptions{}, "logs", serviceArgs{Service: def.Name, Follow: r.Follow}, true, logsHost(def, r.Follow),
+			func(_ context.Context, _ inventory.Host, _ struct{}, err error) (string, error) { return "", err })
+		opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D(), Output: out.Writers,
+			OnDone: func(r remote.Result) { out.Flush(r.Host) }}
+		if r.Follow { // every host at once, until Ctrl-C; a site's hosts' lines sent by its conductors as they come
+			opt.Parallel, opt.Timeout, o.job.Stream = len(hosts), 24*time.Hour, true
 		}
+		results = s.each(ctx, hosts, opt, o, step)
 		if r.Follow && ctx.Err() != nil {
 			return nil // Ctrl-C: the end of following, not a failure
 		}
@@ -743,9 +735,12 @@ func (r *Runner) ServiceLogs(ctx context.Context, sel, svc string) error {
 	})
 }
 
-// logsHost prints the last 100 lines of def's log on the host.
-func logsHost(def *service.Def) hostHalf[struct{}] {
-	return func(ctx context.Context, c hostConn) (struct{}, error) {
-		return struct{}{}, c.Run(ctx, "tail -n 100 -- "+def.LogFile())
+// logsHost prints the last 100 lines of def's log on the host and, with
+// follow, the lines written after them until it is stopped.
+func logsHost(def *service.Def, follow bool) hostHalf[struct{}] {
+	cmd := "tail -n 100 -- " + def.LogFile()
+	if follow {
+		cmd = "tail -n 100 -F -- " + def.LogFile() + " 2>/dev/null"
 	}
+	return func(ctx context.Context, c hostConn) (struct{}, error) { return struct{}{}, c.Run(ctx, cmd) }
 }
