@@ -20,15 +20,7 @@ func TestMageBootstrap_Concurrent(t *testing.T) {
 		t.Skip("skipped with -short: builds the magefile ten times")
 	}
 	repo := testutil.RepoRoot(t)
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "envs"), 0o755)
-	os.WriteFile(filepath.Join(root, "envs", "x.yaml"), []byte(`version: 1
-provider:
-  type: static
-  static: {known_hosts: /dev/null, hosts: [{name: a, address: 192.0.2.1}]}
-roles:
-  workers: {hosts: [a], min: 1, max: 1}
-`), 0o644)
+	root := staticProject(t)
 	var wg sync.WaitGroup
 	errs := make([]string, 10)
 	for i := range errs {
@@ -117,15 +109,7 @@ func TestMageBootstrap_SeesChangedPackages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	root := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "envs"), 0o755)
-	os.WriteFile(filepath.Join(root, "envs", "x.yaml"), []byte(`version: 1
-provider:
-  type: static
-  static: {known_hosts: /dev/null, hosts: [{name: a, address: 192.0.2.1}]}
-roles:
-  workers: {hosts: [a], min: 1, max: 1}
-`), 0o644)
+	root := staticProject(t)
 	call := func() string {
 		cmd := exec.Command("go", "run", "mage.go", "hosts:list", "x")
 		cmd.Dir = mod
@@ -152,4 +136,20 @@ roles:
 	if out := call(); !strings.Contains(out, "changed package") {
 		t.Errorf("after a change to internal/cli, go run mage.go ran the old build:\n%s", out)
 	}
+}
+
+// staticProject is a project root (BOOTED_ROOT) with one environment, x,
+// of one static host: a target that lists it touches no machine.
+func staticProject(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "envs"), 0o755)
+	os.WriteFile(filepath.Join(root, "envs", "x.yaml"), []byte(`version: 1
+provider:
+  type: static
+  static: {known_hosts: /dev/null, hosts: [{name: a, address: 192.0.2.1}]}
+roles:
+  workers: {hosts: [a], min: 1, max: 1}
+`), 0o644)
+	return root
 }
