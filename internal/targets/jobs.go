@@ -131,6 +131,7 @@ func init() {
 		if !sha256Hex.MatchString(a.SHA256) {
 			return nil, fmt.Errorf("put job: sha256 %q is not 64 hex digits", a.SHA256)
 		}
+		a.Mode &= os.ModePerm // permissions only, no set-id or other bits
 		local := filepath.Join(s.artifacts(), "conducted", "files", a.SHA256, a.Mode.String())
 		if err := conductor.GetArtifact(ctx, js, a.Object, local, a.SHA256); err != nil {
 			return nil, err
