@@ -298,7 +298,7 @@ func (s *session) dispatch(ctx context.Context, opt remote.Options, o opOptions,
 	}
 	res, _ := conductor.Dispatch(dctx, js, s.env.Name, run, jobs, func(cr conductor.Result) {
 		r := result(cr)
-		if opt.Output != nil {
+		if opt.Output != nil && !o.job.Stream { // (a streaming job's output came as it was written)
 			o, e := opt.Output(cr.Host)
 			o.Write([]byte(cr.Stdout))
 			e.Write([]byte(cr.Stderr))
