@@ -13,6 +13,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"time"
 
 	"booted/internal/controller"
@@ -73,7 +75,7 @@ func Run(ctx context.Context, out io.Writer) error {
 	errs := make(chan error, 2)
 	for i, args := range [][]string{
 		append([]string{"test", "-race", "-count=1"}, racePackages...),
-		{"test", "-race", "-count=1", "-run", "TestFake|TestSession", "./internal/targets/"},
+		{"test", "-race", "-count=1", "-run", raceTests, "./internal/targets/"},
 	} {
 		race := exec.CommandContext(ctx, "go", args...)
 		race.Stdout, race.Stderr = &outs[i], &outs[i]
@@ -91,6 +93,10 @@ func Run(ctx context.Context, out io.Writer) error {
 // racePackages run whole under the race detector by the test target.
 var racePackages = []string{"./internal/config/", "./internal/inventory/", "./internal/rollout/", "./internal/fanout/",
 	"./internal/settings/", "./internal/monitor/", "./internal/report/", "./internal/lb/", "./internal/provider/memory/", "./internal/provider/vbox/", "./internal/conductor/"}
+
+// raceTests are the targets' tests the race pass runs (their
+// orchestration on fake hosts); the main pass skips them.
+const raceTests = "^TestFake|^TestSession"
 
 // long is the test that takes the longest by far (emulated bare-metal
 // machines installed under TCG, several minutes): it runs in a go test of
@@ -110,7 +116,20 @@ func runSplit(ctx context.Context, out io.Writer) error {
 	// here), and the packages whose tests wait for the CPU lock (qemu and
 	// bare-metal conformance, ~5 min behind the long test) held both
 	// slots while idle, so the targets package started only after them.
-	rest := exec.CommandContext(ctx, "go", "test", "-count=1", "-p", "4", "-timeout", "30m", "-skip", long, "./...")
+	// What the race pass runs (racePackages whole, raceTests of the
+	// targets) is left to it: run twice, it only added CPU beside the long
+	// test's TCG machines, which set the suite's pace.
+	pkgs, err := exec.CommandContext(ctx, "go", "list", "./...").Output()
+	if err != nil {
+		return fmt.Errorf("go list ./...: %w", err)
+	}
+	args := []string{"test", "-count=1", "-p", "4", "-timeout", "30m", "-skip", long + "|" + raceTests}
+	for _, p := range strings.Fields(string(pkgs)) {
+		if !slices.Contains(racePackages, "./"+strings.TrimPrefix(p, "booted/")+"/") {
+			args = append(args, p)
+		}
+	}
+	rest := exec.CommandContext(ctx, "go", args...)
 	rest.Stdout, rest.Stderr = out, out
 	restErr := rest.Run()
 	longErr := longCmd.Wait()
