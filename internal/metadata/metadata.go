@@ -11,11 +11,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+
+	"booted/internal/nftables"
 )
 
 // Needs is the command that sets up the DNAT, and its Debian package.
@@ -112,38 +113,26 @@ func Remove(dir, addr string) error {
 }
 
 // table is the nftables table of an environment's DNAT.
-func table(env string) string {
-	return "booted_md_" + strings.NewReplacer("-", "_", ".", "_").Replace(env)
-}
+func table(env string) string { return nftables.Table("booted_md_", env) }
 
 // Route makes 169.254.169.254:80 on the bridges (those of the
 // environment's hosts) reach to (the controller's nginx, ADDRESS:PORT),
 // replacing the environment's earlier rules.
 func Route(ctx context.Context, env string, bridges []string, to string) error {
-	t := table(env)
 	var rules strings.Builder
 	for _, br := range bridges {
 		fmt.Fprintf(&rules, "\t\tiifname %q ip daddr %s tcp dport 80 dnat to %s\n", br, Addr, to)
 	}
-	script := fmt.Sprintf("table ip %[1]s {}\ndelete table ip %[1]s\ntable ip %[1]s {\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n%[2]s\t}\n}\n", t, rules.String())
-	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("metadata service of %s: nft: %v: %s", env, err, strings.TrimSpace(string(out)))
+	if err := nftables.Replace(ctx, "ip", table(env), "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"+rules.String()+"\t}\n"); err != nil {
+		return fmt.Errorf("metadata service of %s: %w", env, err)
 	}
 	return nil
 }
 
 // Unroute removes the environment's DNAT (none: nothing to do).
 func Unroute(ctx context.Context, env string) error {
-	if _, err := exec.LookPath("nft"); err != nil {
-		return nil
-	}
-	t := table(env)
-	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(fmt.Sprintf("table ip %[1]s {}\ndelete table ip %[1]s\n", t))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("metadata service of %s: nft: %v: %s", env, err, strings.TrimSpace(string(out)))
+	if err := nftables.Delete(ctx, "ip", table(env)); err != nil {
+		return fmt.Errorf("metadata service of %s: %w", env, err)
 	}
 	return nil
 }

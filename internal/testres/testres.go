@@ -7,6 +7,7 @@ package testres
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"booted/internal/nftables"
 )
 
 // ownerDir holds one lock file per live test environment.
@@ -129,7 +132,7 @@ func Sweep() (removed int) {
 	tables, _ := exec.Command("nft", "list", "tables").Output()
 	for _, l := range strings.Split(string(tables), "\n") {
 		if m := staleMetadata.FindStringSubmatch(l); m != nil && !claimed(m[3]) {
-			if exec.Command("nft", "delete", "table", m[1], m[2]).Run() == nil {
+			if nftables.Delete(context.Background(), m[1], m[2]) == nil {
 				removed++
 			}
 		}

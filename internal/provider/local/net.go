@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"booted/internal/bridge"
+	"booted/internal/nftables"
 )
 
 // ensureBridges creates the environment's bridge and its sites' (each
@@ -39,29 +39,20 @@ func netnsInode(ns string) uint64 {
 	return st.Ino
 }
 
-// sitesTable is the nftables table that confines the forwarding between
-// an environment's bridges.
-func sitesTable(env string) string {
-	return "booted_sites_" + strings.NewReplacer("-", "_", ".", "_").Replace(env)
-}
-
 // routeSites lets hosts on bridges (an environment's and its sites')
 // reach one another through this machine, as a router between sites'
 // networks: forwarding is turned on for those bridges alone, and an
-// nftables rule drops what they would send anywhere else (this machine's
-// other networks stay out of reach).
+// nftables table (booted_sites_ENV) drops what they would send anywhere
+// else (this machine's other networks stay out of reach).
 func routeSites(ctx context.Context, env string, bridges []string) error {
 	quoted := make([]string, len(bridges))
 	for i, b := range bridges {
 		quoted[i] = strconv.Quote(b)
 	}
 	set := "{ " + strings.Join(quoted, ", ") + " }"
-	t := sitesTable(env)
-	script := fmt.Sprintf("table inet %[1]s {}\ndelete table inet %[1]s\ntable inet %[1]s {\n\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tiifname %[2]s oifname %[2]s accept\n\t\tiifname %[2]s drop\n\t\toifname %[2]s drop\n\t}\n}\n", t, set)
-	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("routing between the sites' bridges of %s: nft: %v: %s", env, err, strings.TrimSpace(string(out)))
+	body := fmt.Sprintf("\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\tiifname %[1]s oifname %[1]s accept\n\t\tiifname %[1]s drop\n\t\toifname %[1]s drop\n\t}\n", set)
+	if err := nftables.Replace(ctx, "inet", nftables.Table("booted_sites_", env), body); err != nil {
+		return fmt.Errorf("routing between the sites' bridges of %s: %w", env, err)
 	}
 	for _, b := range bridges {
 		if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+b+"/forwarding", []byte("1"), 0o644); err != nil {
@@ -74,13 +65,8 @@ func routeSites(ctx context.Context, env string, bridges []string) error {
 // unrouteSites removes routeSites' table (none: nothing to do); the
 // forwarding goes with the bridges.
 func unrouteSites(ctx context.Context, env string) error {
-	if _, err := exec.LookPath("nft"); err != nil {
-		return nil
-	}
-	cmd := exec.CommandContext(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(fmt.Sprintf("table inet %[1]s {}\ndelete table inet %[1]s\n", sitesTable(env)))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("routing between the sites' bridges of %s: nft: %v: %s", env, err, strings.TrimSpace(string(out)))
+	if err := nftables.Delete(ctx, "inet", nftables.Table("booted_sites_", env)); err != nil {
+		return fmt.Errorf("routing between the sites' bridges of %s: %w", env, err)
 	}
 	return nil
 }
