@@ -476,32 +476,8 @@ sites:
 	// BOOTED_FOLLOW=1 through a conductor: a line written on w1 while it
 	// follows comes as it is written; Ctrl-C ends it cleanly, and stops
 	// the tail on the host (the run stops where it runs).
-	f.r.Limit, f.r.Follow = []string{"w1"}, true
-	f.out.Reset()
-	fctx, fstop := context.WithCancel(ctx)
-	followed := make(chan error, 1)
-	go func() { followed <- f.r.ServiceLogs(fctx, env, "hello") }()
-	f.waitFor(t, "w1's log shown as it follows", 20*time.Second, func() bool { return strings.Contains(f.out.String(), "w1 | ") })
-	logFile := filepath.Join(f.proj.Inventory, env, "hosts", "w1", "fs", "var-log", "booted", "hello.log")
-	if lf, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0); err != nil {
-		t.Fatal(err)
-	} else {
-		lf.WriteString("a line written while following\n")
-		lf.Close()
-	}
-	f.waitFor(t, "the new line followed, through the conductor", 20*time.Second, func() bool {
-		return strings.Contains(f.out.String(), "w1 | a line written while following")
-	})
-	fstop()
-	select {
-	case err := <-followed:
-		if err != nil {
-			t.Errorf("service:logs following through a conductor, ended by Ctrl-C: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("service:logs following through a conductor did not end after Ctrl-C")
-	}
-	f.r.Follow = false
+	f.r.Limit = []string{"w1"}
+	f.followLog(t, env, "w1", 20*time.Second)
 	f.waitFor(t, "the tail on w1 stopped after Ctrl-C", 15*time.Second, func() bool {
 		return !strings.Contains(f.hostsOutput(t, env+"/w1", "pgrep -a tail || true"), "-F")
 	})

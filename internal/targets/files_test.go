@@ -98,21 +98,30 @@ func TestTargets_ServiceLogs(t *testing.T) {
 			t.Errorf("no log line of %s:\n%s", w, f.out)
 		}
 	}
+	f.followLog(t, env+"/workers", "w2", 10*time.Second)
+}
+
+// followLog runs service:logs with BOOTED_FOLLOW=1 on sel until host's
+// lines show, writes a line to host's log, waits up to wait for it to be
+// shown, then ends it as Ctrl-C does: it must end cleanly within 15 s.
+func (f *fixture) followLog(t *testing.T, sel, host string, wait time.Duration) {
+	t.Helper()
 	f.r.Follow = true
 	defer func() { f.r.Follow = false }()
 	f.out.Reset()
-	fctx, stop := context.WithCancel(ctx)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	done := make(chan error, 1)
-	go func() { done <- f.r.ServiceLogs(fctx, env+"/workers", "hello") }()
-	f.waitFor(t, "the logs shown", 10*time.Second, func() bool { return strings.Contains(f.out.String(), "w2 | ") })
-	logFile := filepath.Join(f.proj.Inventory, env, "hosts", "w2", "fs", "var-log", "booted", "hello.log")
+	go func() { done <- f.r.ServiceLogs(ctx, sel, "hello") }()
+	f.waitFor(t, "the logs shown", wait, func() bool { return strings.Contains(f.out.String(), host+" | ") })
+	logFile := filepath.Join(f.proj.Inventory, f.proj.Env, "hosts", host, "fs", "var-log", "booted", "hello.log")
 	lf, err := os.OpenFile(logFile, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lf.WriteString("a line written while following\n")
 	lf.Close()
-	f.waitFor(t, "the new line followed", 10*time.Second, func() bool { return strings.Contains(f.out.String(), "w2 | a line written while following") })
+	f.waitFor(t, "the new line followed", wait, func() bool { return strings.Contains(f.out.String(), host+" | a line written while following") })
 	stop()
 	select {
 	case err := <-done:
