@@ -21,7 +21,6 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"booted/internal/bridge"
 	"booted/internal/provider/local"
 	"booted/internal/report"
 	"booted/internal/settings"
@@ -78,14 +77,12 @@ func TestConducted(t *testing.T) {
 	// Each site's hosts on a bridge of its own (sites.X.subnet), routed
 	// to each other through this machine; NATS and the callbacks on the
 	// environment's bridge.
-	siteNet := func(plus int) (subnet, gateway string) { // 10.X.Y.0/24 → 10.X+plus.Y.0/24
+	siteNet := func(plus int) string { // 10.X.Y.0/24 → 10.X+plus.Y.0/24
 		p := strings.Split(f.proj.Subnet, ".")
 		x, _ := strconv.Atoi(p[1])
-		pre := fmt.Sprintf("%s.%d.%s.", p[0], x+plus, p[2])
-		return pre + "0/24", pre + "1"
+		return fmt.Sprintf("%s.%d.%s.0/24", p[0], x+plus, p[2])
 	}
-	subnetA, gatewayA := siteNet(16)
-	subnetB, gatewayB := siteNet(32)
+	subnetA, subnetB := siteNet(16), siteNet(32)
 	f.proj.WriteEnv(t, testutil.Workers(20, 20)+testutil.Hello+testutil.EnvFile(fmt.Sprintf(`nats:
   urls: [%s]
   routes: [%s]
@@ -121,17 +118,11 @@ sites:
 
 	var mu sync.Mutex
 	logs := map[string]*strings.Builder{}
-	// Each conductor in a network namespace of its own whose one link is
-	// on the environment's bridge (as a site's machine on its network).
-	nsAddr := 200
+	// Each conductor in its site's network namespace (as a process on the
+	// site's machine): it reaches its site's bridge, and this machine
+	// (NATS) through the site's uplink; nothing of another site.
 	conductor := func(name, site string, env_ ...string) *exec.Cmd {
-		br, gw := local.SiteBridge(env, "a"), gatewayA
-		if site == "b" {
-			br, gw = local.SiteBridge(env, "b"), gatewayB
-		}
-		ns := conductorNetns(t, env, name, br, gw, f.proj.Gateway, nsAddr)
-		nsAddr++
-		cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^$")
+		cmd := exec.Command("nsenter", "--net=/run/netns/"+local.SiteNetns(env, site), os.Args[0], "-test.run=^$")
 		// 8 jobs at once: a batch of 10 is shared.
 		cmd.Env = append(append(os.Environ(), "BOOTED_TEST_CONDUCTOR="+f.proj.Root+"|"+env+"|"+site, "BOOTED_PARALLEL=8"), env_...)
 		mu.Lock()
@@ -271,7 +262,7 @@ sites:
 		host, port, _ := net.SplitHostPort(addr)
 		return exec.Command("ip", "netns", "exec", ns, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port).Run() == nil
 	}
-	if cb1 := "booted-" + env + "-cb1"; !reaches(cb1, lb1) || reaches(cb1, w1) {
+	if cb1 := local.SiteNetns(env, "b"); !reaches(cb1, lb1) || reaches(cb1, w1) {
 		t.Errorf("conductor b1's network: lb1 (its site's) reached %v, w1 (site a's) reached %v; want only its site's", reaches(cb1, lb1), reaches(cb1, w1))
 	}
 	if !reaches("booted-"+env+"-lb1", w1) { // the load balancer reaches site a's workers
@@ -642,35 +633,6 @@ func (w prefixWriter) Write(p []byte) (int, error) {
 	w.mu.Unlock()
 	w.t.Logf("%s: %s", w.name, strings.TrimSpace(string(p)))
 	return len(p), nil
-}
-
-// conductorNetns makes a network namespace for a conductor (booted-ENV-
-// cNAME, swept as a host's) with one veth on bridge br at the address
-// .host of gateway's /24, and one route out: to the NATS servers' address
-// nats, through gateway (a site's machine reaches its network and NATS,
-// not another site's network).
-func conductorNetns(t *testing.T, env, name, br, gateway, nats string, host int) string {
-	t.Helper()
-	ns := "booted-" + env + "-c" + name
-	veth := bridge.ShortName("bc", env, name)
-	addr := gateway[:strings.LastIndex(gateway, ".")+1] + strconv.Itoa(host)
-	for _, args := range [][]string{
-		{"netns", "add", ns},
-		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns},
-		{"link", "set", veth, "master", br, "up"},
-		{"-n", ns, "addr", "add", addr + "/24", "dev", "eth0"},
-		{"-n", ns, "link", "set", "lo", "up"},
-		{"-n", ns, "link", "set", "eth0", "up"},
-		{"-n", ns, "route", "add", nats + "/32", "via", gateway},
-	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		if args[0] == "netns" {
-			t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		}
-	}
-	return ns
 }
 
 // conductorName is the name a conductor process goes by (HOST-PID).

@@ -649,8 +649,8 @@ func (s *session) routeMetadata(ctx context.Context) error {
 	for _, p := range s.allProvs() {
 		var bs []string
 		switch b := p.(type) {
-		case interface{ Bridges() []string }: // the environment's and its sites'
-			bs = b.Bridges()
+		case interface{ HostLinks() []string }: // the environment's bridge and its sites' uplinks
+			bs = b.HostLinks()
 		case interface{ Bridge() string }:
 			bs = []string{b.Bridge()}
 		}

@@ -40,11 +40,14 @@ type Provider struct {
 	sshPort int
 }
 
-// lan is a bridge local hosts are on: the environment's or a site's.
+// lan is a bridge local hosts are on: the environment's, on this machine,
+// or a site's, in its namespace (see net.go).
 type lan struct {
 	bridge  string
 	subnet  netip.Prefix
 	gateway netip.Prefix // the bridge's address
+	// A site's: its name, namespace, and its uplink's end on this machine.
+	site, ns, uplink string
 }
 
 // Interface guards: what local hosts can do.
@@ -105,7 +108,8 @@ func New(env *config.Env, hostsDir string) (*Provider, error) {
 		if sgw.Masked().Overlaps(p.subnet) {
 			return nil, fmt.Errorf("%s: sites.%s.subnet %s overlaps provider.local.subnet %s: a site's bridge needs a subnet of its own", env.Path, name, st.Subnet, set.Subnet)
 		}
-		p.sites[name] = lan{bridge: SiteBridge(env.Name, name), subnet: sgw.Masked(), gateway: sgw}
+		p.sites[name] = lan{bridge: SiteBridge(env.Name, name), subnet: sgw.Masked(), gateway: sgw,
+			site: name, ns: SiteNetns(env.Name, name), uplink: bridge.ShortName("bu", env.Name, name)}
 	}
 	return p, nil
 }
@@ -121,14 +125,12 @@ func SiteBridge(env, site string) string {
 // Bridge returns the name of the environment's bridge.
 func (p *Provider) Bridge() string { return p.bridge }
 
-// Bridges returns the names of every bridge of the environment's hosts:
-// the environment's and its sites'.
-func (p *Provider) Bridges() []string {
+// HostLinks returns the links of this machine the environment's hosts'
+// traffic comes in on: its bridge, and its sites' uplinks.
+func (p *Provider) HostLinks() []string {
 	out := []string{p.bridge}
-	for _, l := range p.lans() {
-		if l.bridge != p.bridge {
-			out = append(out, l.bridge)
-		}
+	for _, l := range p.lans()[1:] {
+		out = append(out, l.uplink)
 	}
 	return out
 }
@@ -162,11 +164,16 @@ func (p *Provider) lanOf(r record) lan {
 	if r.Bridge == "" || r.Gateway == "" {
 		return p.lan
 	}
-	gw, err := netip.ParsePrefix(r.Gateway)
+	for _, l := range p.sites {
+		if l.bridge == r.Bridge && l.ns == r.BridgeNetns {
+			return l
+		}
+	}
+	gw, err := netip.ParsePrefix(r.Gateway) // a site no longer in the env file
 	if err != nil {
 		return p.lan
 	}
-	return lan{bridge: r.Bridge, subnet: gw.Masked(), gateway: gw}
+	return lan{bridge: r.Bridge, subnet: gw.Masked(), gateway: gw, ns: r.BridgeNetns}
 }
 
 // record is what Build remembers of a host, in hosts/NAME/host.json.
@@ -177,9 +184,11 @@ type record struct {
 	Netns string `json:"netns"`
 	Veth  string `json:"veth"`
 	// Bridge and Gateway (ADDRESS/BITS) are the bridge the host is on
-	// and its address there; empty: the environment's.
-	Bridge  string `json:"bridge,omitempty"`
-	Gateway string `json:"gateway,omitempty"`
+	// and its address there, BridgeNetns the namespace it is in (a
+	// site's); empty: the environment's.
+	Bridge      string `json:"bridge,omitempty"`
+	Gateway     string `json:"gateway,omitempty"`
+	BridgeNetns string `json:"bridge_netns,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -220,7 +229,7 @@ func (p *Provider) create(name string, a netip.Addr, l lan) (record, error) {
 		Veth:  bridge.ShortName("bv", p.env, name),
 	}
 	if l.bridge != p.bridge {
-		r.Bridge, r.Gateway = l.bridge, l.gateway.String()
+		r.Bridge, r.Gateway, r.BridgeNetns = l.bridge, l.gateway.String(), l.ns
 	}
 	dir := p.hostDir(name)
 	for _, d := range []string{"root/.ssh", "opt", "etc-booted", "etc-ssh", "var-log", "tmp"} {
@@ -258,7 +267,7 @@ func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instanc
 	if err := p.writeFiles(r, s); err != nil {
 		return provider.Instance{}, fmt.Errorf("host %s: %w", s.Name, err)
 	}
-	if err := p.ensureBridges(ctx); err != nil {
+	if err := p.ensureLan(ctx, p.lanOf(r)); err != nil {
 		return provider.Instance{}, err
 	}
 	if err := p.ensureNetns(ctx, r); err != nil {
@@ -301,7 +310,8 @@ func (p *Provider) writeFiles(r record, s provider.Spec) error {
 }
 
 func (p *Provider) ensureNetns(ctx context.Context, r record) error {
-	if netnsInode(r.Netns) != 0 && bridge.LinkExists(r.Veth) {
+	l := p.lanOf(r)
+	if netnsInode(r.Netns) != 0 && linkIn(ctx, l.ns, r.Veth) {
 		return nil
 	}
 	if netnsInode(r.Netns) != 0 { // half made: start again
@@ -310,8 +320,11 @@ func (p *Provider) ensureNetns(ctx context.Context, r record) error {
 	if err := bridge.IP(ctx, "", "netns", "add", r.Netns); err != nil {
 		return err
 	}
-	l := p.lanOf(r)
-	err := bridge.IP(ctx, fmt.Sprintf("link add %s type veth peer name %sp netns %s\nlink set %s master %s up\n", r.Veth, r.Veth, r.Netns, r.Veth, l.bridge))
+	var in []string // the bridge's namespace: a site's, or this machine's
+	if l.ns != "" {
+		in = []string{"-n", l.ns}
+	}
+	err := bridge.IP(ctx, fmt.Sprintf("link add %s type veth peer name %sp netns %s\nlink set %s master %s up\n", r.Veth, r.Veth, r.Netns, r.Veth, l.bridge), in...)
 	if err == nil {
 		err = bridge.IP(ctx, fmt.Sprintf("link set %sp name eth0\nlink set eth0 address %s\naddr add %s/%d dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via %s\n",
 			r.Veth, r.MAC, r.Addr, l.subnet.Bits(), l.gateway.Addr()), "-n", r.Netns)
@@ -465,7 +478,9 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 			return fmt.Errorf("host %s: %w", name, err)
 		}
 	}
-	bridge.Remove(ctx, r.Veth)
+	if p.lanOf(r).ns == "" { // (in a site's namespace, it went with the host's)
+		bridge.Remove(ctx, r.Veth)
+	}
 	return os.RemoveAll(p.hostDir(name))
 }
 
@@ -484,21 +499,34 @@ func (p *Provider) ConsoleLog(name string) string {
 	return filepath.Join(p.hostDir(name), "fs", "var-log", "booted-phone-home.log")
 }
 
-// Teardown deletes every host of the environment and its bridges (the
-// sites' too), and the routing between them.
+// Teardown deletes every host of the environment, its bridge and its
+// sites' networks, and the routing between them.
 func (p *Provider) Teardown(ctx context.Context) error {
-	bridges := p.Bridges()
-	recs, _ := hostrec.Records(p.dir, p.load) // a host's bridge of a site no longer in the env file
+	var sites []string
+	for _, l := range p.lans()[1:] {
+		sites = append(sites, l.ns)
+	}
+	recs, _ := hostrec.Records(p.dir, p.load) // a host's site no longer in the env file
 	for _, r := range recs {
-		if b := p.lanOf(r).bridge; !slices.Contains(bridges, b) {
-			bridges = append(bridges, b)
+		if ns := p.lanOf(r).ns; ns != "" && !slices.Contains(sites, ns) {
+			sites = append(sites, ns)
 		}
 	}
 	errs := []error{provider.DeleteAll(ctx, p), unrouteSites(ctx, p.env)}
-	for _, b := range bridges {
-		errs = append(errs, bridge.Remove(ctx, b))
+	for _, ns := range sites {
+		errs = append(errs, removeSite(ctx, ns))
 	}
+	errs = append(errs, bridge.Remove(ctx, p.bridge))
 	return errors.Join(errs...)
+}
+
+// linkIn reports whether link name exists in namespace ns ("": this
+// process's).
+func linkIn(ctx context.Context, ns, name string) bool {
+	if ns == "" {
+		return bridge.LinkExists(name)
+	}
+	return bridge.IP(ctx, "", "-n", ns, "link", "show", "dev", name) == nil
 }
 
 func (p *Provider) instance(r record) provider.Instance {
@@ -548,5 +576,5 @@ exec sleep infinity
 `))
 
 // Prepare creates the environment's bridge, which the controller's nginx
-// listens on, and its sites' bridges.
+// listens on, and its sites' networks.
 func (p *Provider) Prepare(ctx context.Context) error { return p.ensureBridges(ctx) }
