@@ -445,6 +445,7 @@ func (r *Runner) ConductorRun(ctx context.Context, envName, site string) error {
 		if _, ok := s.env.Sites[site]; !ok {
 			return &inputError{fmt.Sprintf("conductor:run: %s has no site %q (its sites: %s)", s.env.Path, site, strings.Join(sortedSites(s), ", "))}
 		}
+		s.conducting = site
 		host, _ := os.Hostname()
 		name := fmt.Sprintf("%s-%d", host, os.Getpid())
 		nc, js, err := s.natsConnect("booted conductor "+name, site, true)
@@ -475,6 +476,9 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 	}
 	failed := func(err error) conductor.Result {
 		return conductor.Result{Status: string(remote.Failed), Error: fmt.Sprintf("host %s: %v", j.Host.Name, err)}
+	}
+	if op, ok := strings.CutPrefix(j.Kind, hostJobPrefix); ok { // the site's provider's: no connection to the host
+		return s.doHostJob(ctx, op, j)
 	}
 	if j.Kind == "alive" { // ping and a login against the pinned key, the connection kept
 		if err := s.io.Alive(ctx, []inventory.Host{h}, 1)[0]; err != nil {

@@ -239,6 +239,15 @@ sites:
 			}
 		}
 	}
+	// Every host built and booted by its site's conductors.
+	for _, w := range workers(20) {
+		if !strings.Contains(siteA, ": host.boot on "+w+" (") {
+			t.Errorf("%s: not booted by site a's conductors", w)
+		}
+	}
+	if !strings.Contains(siteB, ": host.build on lb1 (") || !strings.Contains(siteB, ": host.boot on lb1 (") {
+		t.Errorf("lb1: not built and booted by site b's conductor:\n%s", siteB)
+	}
 	if !strings.Contains(siteB, ": lb on lb1 (") || !strings.Contains(siteB, ": alive on lb1 (") {
 		t.Errorf("lb1: its liveness and configuration not by site b's conductor:\n%s", siteB)
 	}
@@ -580,6 +589,40 @@ sites:
 	}
 
 	phase("hosts:run kill and retry done")
+	// A site's host powered off, deleted and made again, by its site's
+	// conductors (the controller reaches no host): its processes end, its
+	// namespace goes, and the new one phones home and answers.
+	count := func(what string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for name, l := range logs { // a1, a2, and a3 that took a1's place
+			if strings.HasPrefix(name, "a") {
+				n += strings.Count(l.String(), ": "+what+" (")
+			}
+		}
+		return n
+	}
+	boots := count("host.boot on w20")
+	f.must(t, f.r.ImageStop(ctx, env, "w20"))
+	if pids, _ := exec.Command("ip", "netns", "pids", "booted-"+env+"-w20").Output(); len(strings.TrimSpace(string(pids))) > 0 || f.hosts(t)["w20"].State != "stopped" || count("host.poweroff on w20") != 1 {
+		t.Errorf("image:stop w20: state %s, processes left %q, powered off by site a's conductors %d times; want stopped, none, once", f.hosts(t)["w20"].State, pids, count("host.poweroff on w20"))
+	}
+	f.must(t, f.r.ImageDel(ctx, env, "w20"))
+	if _, err := os.Stat("/run/netns/booted-" + env + "-w20"); err == nil || count("host.delete on w20") != 1 {
+		t.Errorf("image:del w20: its namespace is still there (%v) or it was not deleted by a conductor (%d)", err, count("host.delete on w20"))
+	}
+	f.must(t, f.r.ImageStart(ctx, env, "w20"))
+	f.must(t, f.r.HostsLogged(ctx, env))
+	if w20 := f.hosts(t)["w20"]; w20.State != "booted" && w20.State != "ready" || count("host.build on w20") < 1 || count("host.boot on w20") != boots+1 {
+		t.Errorf("image:start w20 after its deletion: %s (%s), built by a conductor %d times, booted %d (was %d)", w20.State, w20.Reason, count("host.build on w20"), count("host.boot on w20"), boots)
+	}
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, env+"/w20", "hostname"))
+	if !strings.Contains(f.out.String(), "w20") {
+		t.Errorf("hosts:run on the new w20:\n%s", f.out)
+	}
+	phase("a site's host stopped, deleted and made again by its conductors done")
 	// Site b without a conductor: its host fails at once, saying what to
 	// start, rather than wait out the command's timeout.
 	b1 := conductors["b1"]
@@ -589,6 +632,9 @@ sites:
 	err = f.r.HostsRun(ctx, env+"/lb1", "true")
 	if err == nil || !strings.Contains(f.out.String(), "host lb1: no conductor of site b is running (start one: conductor:run "+env+" b") {
 		t.Errorf("hosts:run on site b with no conductor: %v:\n%s", err, f.out)
+	}
+	if err := f.r.ImageStop(ctx, env, "lb1"); err == nil || !strings.Contains(err.Error(), "host lb1: no conductor of site b is running") {
+		t.Errorf("image:stop of site b's host with no conductor: %v, want it refused naming lb1 and what to start", err)
 	}
 
 	// All along, the controller opened no connection to a host.

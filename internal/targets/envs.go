@@ -58,10 +58,18 @@ func (s *session) bootHosts(ctx context.Context, names []string) error {
 	if err := s.startController(ctx); err != nil {
 		return err
 	}
+	var sited []string // made by their sites' conductors: asked at once
 	for _, n := range names {
+		if _, ok := s.provOf(n).(sitedProvider); ok {
+			sited = append(sited, n)
+			continue
+		}
 		if err := s.provision(ctx, n); err != nil {
 			return err
 		}
+	}
+	if err := s.provisionAll(ctx, sited); err != nil {
+		return err
 	}
 	if err := s.logged(ctx); err != nil {
 		return err
@@ -299,7 +307,8 @@ func (r *Runner) EnvDestroy(ctx context.Context, envName string) error {
 
 // destroy powers off and deletes every host the provider made (recorded
 // as terminated, for why), stops the controller and tears down what else
-// the provider set up.
+// the provider set up. It acts on this machine itself, the sites' hosts
+// and networks (its namespaces) included, conductors running or not.
 func (s *session) destroy(ctx context.Context, why string) (int, error) {
 	insts, err := s.listAll(ctx)
 	if err != nil {
@@ -308,8 +317,8 @@ func (s *session) destroy(ctx context.Context, why string) (int, error) {
 	n := 0
 	var errs []error // one host that cannot be deleted (its BMC down, say) does not keep the rest
 	for _, in := range insts {
-		if _, ok := s.provOf(in.Name).(provider.Deleter); ok {
-			if err := s.delete(ctx, in.Name, true); err != nil {
+		if _, ok := s.ownProvOf(in.Name).(provider.Deleter); ok {
+			if err := s.deleteWith(ctx, s.ownProvOf(in.Name), in.Name, true); err != nil {
 				errs = append(errs, err)
 				continue
 			}

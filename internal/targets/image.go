@@ -248,11 +248,16 @@ func (s *session) deleteHost(ctx context.Context, n string) error {
 // delete removes a host through the provider, powering it off first when
 // force is set.
 func (s *session) delete(ctx context.Context, name string, force bool) error {
-	del, ok := s.provOf(name).(provider.Deleter)
+	return s.deleteWith(ctx, s.provOf(name), name, force)
+}
+
+// deleteWith is delete through prov.
+func (s *session) deleteWith(ctx context.Context, prov provider.Provider, name string, force bool) error {
+	del, ok := prov.(provider.Deleter)
 	if !ok {
 		return fmt.Errorf("host %s: the %s provider does not own its hosts and cannot delete them (remove it from %s instead)", name, s.env.ProviderOf(name), s.env.Path)
 	}
-	if pw, ok := s.provOf(name).(provider.Power); ok && force {
+	if pw, ok := prov.(provider.Power); ok && force {
 		if err := pw.Stop(ctx, name); err != nil && !errors.Is(err, provider.ErrNoInstance) {
 			return err
 		}

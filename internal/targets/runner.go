@@ -72,6 +72,9 @@ type session struct {
 	keyPath    string // the deploy key's private half
 	ctl        *controller.Controller
 	warned     map[string]bool // damaged hosts already reported
+	// conducting is the site this session is a conductor of ("": the
+	// controller).
+	conducting string
 	// nats is the session's connection to the env file's NATS cluster
 	// as the controller (controllerNATS), made at its first use.
 	nats struct {
@@ -180,8 +183,14 @@ func (s *session) openProvider(ctx context.Context) (provider.Provider, map[stri
 }
 
 // provOf returns the provider of host name: its role's, or the
-// environment's.
+// environment's; for the host of a site with a network of its own, that
+// provider through the site's conductors (sited.go).
 func (s *session) provOf(name string) provider.Provider {
+	return s.sitedProv(name, s.ownProvOf(name))
+}
+
+// ownProvOf is provOf as this machine has it: the provider itself.
+func (s *session) ownProvOf(name string) provider.Provider {
 	if p, ok := s.provs[s.env.ProviderOf(name)]; ok {
 		return p
 	}
