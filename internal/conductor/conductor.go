@@ -136,8 +136,8 @@ func InboxPrefix(env, site string) string { return "_BOOTED_INBOX." + env + "." 
 // Permissions are what a conductor of site in env may publish and
 // subscribe to, for its NATS user: take its site's jobs from its site's
 // consumer (made with exactly its filter), ack them, claim and record
-// them under its site's keys, beat under its site, publish results under
-// its site, and hear replies on its own inbox. It cannot publish jobs,
+// them under its site's keys, beat under its site, publish results (and
+// its hosts' callbacks) under its site, and hear replies on its own inbox. It cannot publish jobs,
 // make or read another consumer, read another site's records or results,
 // or change a stream. The controller's user may do everything.
 func Permissions(env, site string) (publish, subscribe []string) {
@@ -151,6 +151,8 @@ func Permissions(env, site string) (publish, subscribe []string) {
 		"$JS.ACK." + JobsStream + "." + cons + ".>",
 		"booted.results." + env + "." + site + ".>",
 		"booted.output." + env + "." + site + ".>",
+		CallbackSubject(env, site),
+		"$JS.API.STREAM.INFO." + CallbacksStream,
 	}
 	for _, b := range []string{ClaimsBucket, DoneBucket, BeatsBucket} {
 		publish = append(publish,
@@ -187,6 +189,9 @@ func setup(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: ResultsStream, Subjects: []string{"booted.results.>"},
 		Retention: jetstream.LimitsPolicy, Replicas: replicas, Duplicates: 10 * time.Minute, MaxAge: time.Hour}); err != nil {
 		return fmt.Errorf("stream %s: %w", ResultsStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, callbacksConfig(replicas)); err != nil {
+		return fmt.Errorf("stream %s: %w", CallbacksStream, err)
 	}
 	for _, b := range []jetstream.KeyValueConfig{
 		{Bucket: ClaimsBucket, Replicas: replicas, TTL: 24 * time.Hour},

@@ -74,8 +74,24 @@ type Discoverer struct {
 	// installer reported the disk written (netboot is turned off for them).
 	OnInstalled func(names []string)
 
+	// Sited, if set, gives the callbacks the sites' conductors took from
+	// their hosts (their sites' boot logs, as one sequence), after a
+	// sequence number; SiteOf says a host's site. A callback is taken as
+	// one of the boot log's, if its host is of the site it came from.
+	Sited  func(ctx context.Context, after uint64) ([]SitedLine, error)
+	SiteOf func(name string) string
+
 	installed []string // of the batch being applied
 }
+
+// SitedLine is a line of a site's boot log, its sequence number and site.
+type SitedLine struct {
+	Seq  uint64
+	Site string
+	Line []byte
+}
+
+const sitedKey = "bootlog.sited"
 
 var errMoved = errors.New("boot log position moved under us")
 
@@ -96,13 +112,87 @@ func (d *Discoverer) Position(ctx context.Context) (pos bootlog.Position, err er
 	return pos, err
 }
 
-// Rewind makes discovery read the live boot log again from its start.
+// Rewind makes discovery read the live boot log again from its start
+// (and the sites' callbacks the cluster keeps).
 func (d *Discoverer) Rewind(tx *inventory.Tx) error {
+	if err := tx.Put(d.Env, sitedKey, uint64(0)); err != nil {
+		return err
+	}
 	return tx.Put(d.Env, positionKey, bootlog.Position{})
 }
 
-// CatchUp reads the boot log from the stored position to its end.
-func (d *Discoverer) CatchUp(ctx context.Context) error { return d.run(ctx, true) }
+// CatchUp reads the boot log from the stored position to its end, then
+// the sites' callbacks.
+func (d *Discoverer) CatchUp(ctx context.Context) error {
+	if err := d.run(ctx, true); err != nil {
+		return err
+	}
+	return d.catchUpSited(ctx)
+}
+
+// catchUpSited records the sites' callbacks after the stored sequence
+// number, each once: the number moves in the transaction that records
+// them.
+func (d *Discoverer) catchUpSited(ctx context.Context) error {
+	if d.Sited == nil {
+		return nil
+	}
+	for {
+		var after uint64
+		if err := d.Store.Update(ctx, func(tx *inventory.Tx) error { _, err := tx.Get(d.Env, sitedKey, &after); return err }); err != nil {
+			return err
+		}
+		lines, err := d.Sited(ctx, after)
+		if err != nil || len(lines) == 0 {
+			return err
+		}
+		var booted []string
+		err = d.Store.Update(ctx, func(tx *inventory.Tx) error {
+			booted, d.installed = booted[:0], d.installed[:0]
+			var cur uint64
+			if _, err := tx.Get(d.Env, sitedKey, &cur); err != nil {
+				return err
+			}
+			if cur != after {
+				return errMoved
+			}
+			for _, l := range lines {
+				if cb, err := bootlog.ParseLine(l.Line); err == nil && d.SiteOf != nil && d.SiteOf(cb.Name) != l.Site {
+					if d.Logf != nil {
+						d.Logf("%s: rejected callback: for %s, from site %s's conductors: not a host of that site", d.Env, cb.Name, l.Site)
+					}
+					if err := tx.Count(d.Env, CountForged, 1); err != nil {
+						return err
+					}
+					if err := tx.Record(inventory.Event{Env: d.Env, Host: cb.Name, Kind: "callback-rejected", Detail: fmt.Sprintf("callback for %s came from site %s's conductors: not a host of that site", cb.Name, l.Site)}); err != nil {
+						return err
+					}
+					continue
+				}
+				name, err := d.take(tx, l.Line)
+				if err != nil {
+					return err
+				}
+				if name != "" {
+					booted = append(booted, name)
+				}
+			}
+			return tx.Put(d.Env, sitedKey, lines[len(lines)-1].Seq)
+		})
+		if errors.Is(err, errMoved) {
+			continue // another process took them
+		}
+		if err != nil {
+			return err
+		}
+		if d.OnInstalled != nil && len(d.installed) > 0 {
+			d.OnInstalled(d.installed)
+		}
+		if d.OnBooted != nil && len(booted) > 0 {
+			d.OnBooted(booted)
+		}
+	}
+}
 
 // Run follows the boot log until ctx is done.
 func (d *Discoverer) Run(ctx context.Context) error { return d.run(ctx, false) }

@@ -359,3 +359,46 @@ func BenchmarkDiscoveryLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
+
+// The sites' callbacks (passed on by their conductors) are taken as the
+// boot log's, each once (two discoverers reading the same sequence), and
+// only for a host of the site they came from.
+func TestDiscoverer_SitedCallbacksOnceAndFromTheirSite(t *testing.T) {
+	ctx := context.Background()
+	d := newDiscoverer(t, filepath.Join(t.TempDir(), "booted.log"))
+	tok := enroll(t, d, "w1", "w2")
+	k1, k2 := newKey(t), newKey(t)
+	sited := []discovery.SitedLine{
+		{Seq: 3, Site: "b", Line: []byte(logLine("10.84.0.12", bootlog.Query("w2", tok["w2"], k2)))}, // w2 is site a's
+		{Seq: 7, Site: "a", Line: []byte(logLine("10.84.0.11", bootlog.Query("w1", tok["w1"], k1)))},
+	}
+	var asked []uint64
+	d.Sited = func(_ context.Context, after uint64) ([]discovery.SitedLine, error) {
+		asked = append(asked, after)
+		var out []discovery.SitedLine
+		for _, l := range sited {
+			if l.Seq > after {
+				out = append(out, l)
+			}
+		}
+		return out, nil
+	}
+	d.SiteOf = func(string) string { return "a" }
+	other := *d // another process on the same inventory
+	for _, dd := range []*discovery.Discoverer{d, &other, d} {
+		if err := dd.CatchUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hosts, _ := d.Store.Hosts(ctx, "local")
+	if len(hosts) != 1 || hosts[0].Name != "w1" || hosts[0].State != inventory.Booted || hosts[0].Addr != "10.84.0.11" {
+		t.Fatalf("hosts = %+v, want w1 alone, booted at 10.84.0.11", hosts)
+	}
+	c, _ := d.Store.Counters(ctx, "local")
+	if c[discovery.CountAccepted] != 1 || c[discovery.CountForged] != 1 {
+		t.Errorf("counters %v, want 1 accepted (w1), 1 forged (w2 from site b)", c)
+	}
+	if fmt.Sprint(asked) != "[0 7 7 7]" {
+		t.Errorf("sequence numbers asked after: %v, want from 0, then 7 on", asked)
+	}
+}

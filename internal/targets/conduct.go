@@ -453,10 +453,14 @@ func (r *Runner) ConductorRun(ctx context.Context, envName, site string) error {
 			return err
 		}
 		defer nc.Close()
+		logf := func(f string, a ...any) { fmt.Fprintf(r.Err, "conductor %s: "+f+"\n", append([]any{name}, a...)...) }
 		c := &conductor.Conductor{JS: js, Env: s.env.Name, Site: site, Name: name, Parallel: s.r.Parallel, AckWait: s.env.NATS.AckWait.D(), // 0: the defaults, 16 and 10s
-			Log: func(f string, a ...any) { fmt.Fprintf(r.Err, "conductor %s: "+f+"\n", append([]any{name}, a...)...) },
+			Log: logf,
 			Do:  func(ctx context.Context, j conductor.Job) conductor.Result { return s.doJob(ctx, js, j) }}
 		fmt.Fprintf(r.Out, "conductor %s: site %s of %s, NATS %s\n", name, site, s.env.Name, strings.Join(s.env.NATS.URLs, ","))
+		if err := s.serveCallbacks(ctx, js, site, logf); err != nil {
+			return err
+		}
 		return c.Run(ctx)
 	})
 }

@@ -21,6 +21,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"booted/internal/bootlog"
 	"booted/internal/provider/local"
 	"booted/internal/report"
 	"booted/internal/settings"
@@ -189,22 +190,29 @@ sites:
 		ip daddr { %[2]s } ip daddr != %[3]s tcp flags & (syn | ack) == syn counter drop
 		ip daddr { %[2]s } ip daddr != %[3]s icmp type echo-request counter drop
 	}
+	chain input {
+		type filter hook input priority 0; policy accept;
+		ip saddr { %[4]s } tcp dport 8077 counter drop
+	}
 }
-`, iso, strings.Join([]string{f.proj.Subnet, subnetA, subnetB}, ", "), f.proj.Gateway)
+`, iso, strings.Join([]string{f.proj.Subnet, subnetA, subnetB}, ", "), f.proj.Gateway, subnetA+", "+subnetB)
 	nft := exec.Command("nft", "-f", "-")
 	nft.Stdin = strings.NewReader(rule)
 	if out, err := nft.CombinedOutput(); err != nil {
 		t.Fatalf("nft: %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", iso).Run() })
-	dropped := func() string {
+	// (And the sites' hosts cannot reach the controller's nginx: they
+	// phone home to their site's, on its router, where its conductors are.)
+	counters := func() []string {
 		out, _ := exec.Command("nft", "list", "table", "inet", iso).Output()
 		ms := regexp.MustCompile(`counter packets (\d+)`).FindAllStringSubmatch(string(out), -1)
-		if len(ms) != 2 {
-			t.Fatalf("nft list table inet %s: not two counters:\n%s", iso, out)
+		if len(ms) != 3 {
+			t.Fatalf("nft list table inet %s: not three counters:\n%s", iso, out)
 		}
-		return ms[0][1] + " SYN, " + ms[1][1] + " ping"
+		return []string{ms[0][1], ms[1][1], ms[2][1]}
 	}
+	dropped := func() string { c := counters(); return c[0] + " SYN, " + c[1] + " ping" }
 	// env:startAll: the workers' v1 deployed by site a's conductors.
 	f.r.JSON = true
 	f.out.Reset()
@@ -248,6 +256,40 @@ sites:
 	if !strings.Contains(siteB, ": host.build on lb1 (") || !strings.Contains(siteB, ": host.boot on lb1 (") {
 		t.Errorf("lb1: not built and booted by site b's conductor:\n%s", siteB)
 	}
+	// Every host phoned home to its site's nginx, none to the controller's;
+	// the controller recorded them from what the sites' conductors passed on.
+	if c := counters(); c[2] != "0" {
+		t.Errorf("the sites' hosts sent %s packets to the controller's nginx; want none", c[2])
+	}
+	for site, n := range map[string]int{"a": 20, "b": 1} {
+		b, _ := os.ReadFile(filepath.Join(f.proj.Root, "inventory", env, "sites", site, "booted.log"))
+		if got := strings.Count(string(b), "/booted/"); got < n {
+			t.Errorf("site %s's boot log: %d callbacks, want %d at least:\n%s", site, got, n, b)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(f.proj.Root, "inventory", env, "booted.log")); len(b) > 0 {
+		t.Errorf("the controller's boot log has callbacks:\n%s", b)
+	}
+	// A callback naming another host of the site, from w1: its site's
+	// conductor does not pass it on (not w5's address). One naming w1 with
+	// a wrong token: passed on, and the controller refuses it (the token).
+	w1ns, w1h := "booted-"+env+"-w1", f.hosts(t)["w1"]
+	siteURL := "http://" + strings.TrimSuffix(subnetA, "0/24") + "1:8077/booted/?"
+	for _, q := range []string{bootlog.Query("w5", strings.Repeat("ab", 32), mustKey(t, w1h.HostKey)), bootlog.Query("w1", strings.Repeat("cd", 32), mustKey(t, w1h.HostKey))} {
+		if out, err := exec.Command("ip", "netns", "exec", w1ns, "curl", "-fsS", siteURL+q).CombinedOutput(); err != nil {
+			t.Fatalf("curl from w1 to its site's nginx: %v: %s", err, out)
+		}
+	}
+	f.waitFor(t, "the wrong token refused by the controller", 20*time.Second, func() bool {
+		f.out.Reset()
+		f.must(t, f.r.HostsLogged(ctx, env))
+		return strings.Contains(f.out.String(), "rejected callbacks: 1 (forged 1,")
+	})
+	mu.Lock()
+	if siteA := logs["a1"].String() + logs["a2"].String(); !strings.Contains(siteA, "callback for w5 from "+w1h.IP+": not its address") {
+		t.Errorf("site a's conductors passed on a callback for w5 from w1's address:\n%s", siteA)
+	}
+	mu.Unlock()
 	if !strings.Contains(siteB, ": lb on lb1 (") || !strings.Contains(siteB, ": alive on lb1 (") {
 		t.Errorf("lb1: its liveness and configuration not by site b's conductor:\n%s", siteB)
 	}

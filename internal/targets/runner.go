@@ -290,7 +290,7 @@ func (s *session) spec(name string) (provider.Spec, error) {
 		return spec, nil // it does not phone home
 	}
 	ph, err := bootlog.PhoneHome{
-		URL: s.env.CallbackURL(), Env: s.env.Name, Name: name, Retry: s.env.Callback.Retry.D(), UserData: instance,
+		URL: s.callbackURL(name), Env: s.env.Name, Name: name, Retry: s.env.Callback.Retry.D(), UserData: instance,
 	}.Render(filepath.Join(s.r.Root, "kickstart", "phone-home.sh.tmpl"))
 	spec.PhoneHome = ph
 	return spec, err
@@ -312,11 +312,15 @@ func (s *session) enroll(ctx context.Context, spec *provider.Spec) error {
 }
 
 func (s *session) discoverer() *discovery.Discoverer {
-	return &discovery.Discoverer{
+	d := &discovery.Discoverer{
 		Store: s.store, Env: s.env.Name, Log: s.ctl.BootLog,
 		Declared: s.env.RoleOf, Provider: s.env.Provider.Type,
 		Logf: func(f string, a ...any) { fmt.Fprintf(s.r.Err, f+"\n", a...) },
 	}
+	if s.sitesCallBack() { // and the callbacks the sites' conductors took
+		d.Sited, d.SiteOf = s.sitedCallbacks, s.siteOfHost
+	}
+	return d
 }
 
 func (s *session) loadService(svc string) (*service.Def, error) {

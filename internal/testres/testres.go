@@ -58,9 +58,9 @@ func claimed(env string) bool {
 }
 
 var (
-	staleNetns  = regexp.MustCompile(`^booted-(t[0-9a-f]{6})[-.][a-z0-9-]+$`) // a host's (booted-ENV-HOST), a site's (booted-ENV.SITE)
-	staleBridge = regexp.MustCompile(`^bt-(t[0-9a-f]{6})(?:-[a-z0-9]+)?$`)    // an environment's, or a site's (bt-ENV-SITE)
-	staleNginx  = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/nginx/nginx\.conf`)
+	staleNetns  = regexp.MustCompile(`^booted-(t[0-9a-f]{6})[-.][a-z0-9-]+$`)                             // a host's (booted-ENV-HOST), a site's (booted-ENV.SITE)
+	staleBridge = regexp.MustCompile(`^bt-(t[0-9a-f]{6})(?:-[a-z0-9]+)?$`)                                // an environment's, or a site's (bt-ENV-SITE)
+	staleNginx  = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/(?:sites/[a-z0-9-]+/)?nginx/nginx\.conf`) // the controller's, a site's
 	staleQemu   = regexp.MustCompile(`^-name\x00booted-(?:lab-)?(t[0-9a-f]{6})-`)
 	// The bare-metal lab's BMCs and a network's dnsmasq, by their files.
 	staleMetal = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/(?:lab|metal/net)/`)
