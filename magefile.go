@@ -375,6 +375,7 @@ func (Bench) Conductors(ctx context.Context, n int) error {
 type Conductor mg.Namespace
 
 // Run takes the jobs of SITE of ENV (from the env file's NATS cluster) until Ctrl-C or SIGTERM, doing each with the functions the targets use in-process.
+// A site with a network of its own (sites.SITE.subnet): it runs in that network (entering it when started outside), makes the site's hosts and passes on their callbacks.
 //
 // Settings: BOOTED_PARALLEL, BOOTED_NATS_CREDENTIALS (this machine's credentials file instead of the env file's).
 func (Conductor) Run(ctx context.Context, env, site string) error {

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,6 +23,7 @@ import (
 	"booted/internal/conductor"
 	"booted/internal/inventory"
 	"booted/internal/natsconf"
+	"booted/internal/provider/local"
 	"booted/internal/remote"
 	"booted/internal/report"
 )
@@ -441,6 +444,9 @@ func tailLines(s string, n int) string {
 // stopped (Ctrl-C, SIGTERM), doing each with the functions the targets
 // use in-process, over its own SSH connections to the site's hosts.
 func (r *Runner) ConductorRun(ctx context.Context, envName, site string) error {
+	if err := r.enterSite(envName, site); err != nil {
+		return err
+	}
 	return r.withEnv(ctx, envName, func(s *session) error {
 		if _, ok := s.env.Sites[site]; !ok {
 			return &inputError{fmt.Sprintf("conductor:run: %s has no site %q (its sites: %s)", s.env.Path, site, strings.Join(sortedSites(s), ", "))}
@@ -552,4 +558,41 @@ func (r *Runner) ConductorsList(ctx context.Context, envName string) error {
 			return []string{b.Site, b.Name, b.Since.Format(time.RFC3339), time.Since(b.Beat).Round(time.Second).String() + " ago", strconv.Itoa(b.Done)}
 		})
 	})
+}
+
+// siteNetnsEnv marks a conductor that entered its site's network.
+const siteNetnsEnv = "BOOTED_SITE_NETNS"
+
+// enterSite runs this conductor again inside its site's network, when the
+// site has one of its own on this machine (a namespace: the site's
+// machine) and it was started outside it: there it reaches its site's
+// hosts and makes them, and takes their callbacks on the site's address.
+// (The process stays the same: nsenter, then this program, in its place.)
+func (r *Runner) enterSite(envName, site string) error {
+	env, err := r.loadEnv(envName)
+	if err != nil {
+		return err
+	}
+	st := env.Sites[site]
+	if st == nil || st.Subnet == "" || len(env.NATS.URLs) == 0 || !local.InInitNetns() {
+		return nil // no network of its own, or put in one already
+	}
+	ns := local.SiteNetns(env.Name, site)
+	if os.Getenv(siteNetnsEnv) == ns {
+		return nil
+	}
+	if _, err := os.Stat("/run/netns/" + ns); err != nil {
+		return fmt.Errorf("conductor:run: site %s's network (namespace %s) is not made on this machine: start the environment from its controller first (env:startAll %s)", site, ns, env.Name)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		return fmt.Errorf("conductor:run: entering site %s's network: %w (util-linux)", site, err)
+	}
+	fmt.Fprintf(r.Err, "conductor: site %s's network is namespace %s: running there\n", site, ns)
+	args := append([]string{"nsenter", "--net=/run/netns/" + ns, "--", exe}, os.Args[1:]...)
+	return syscall.Exec(nsenter, args, append(os.Environ(), siteNetnsEnv+"="+ns))
 }

@@ -40,7 +40,7 @@ func (p *Provider) ensureLan(ctx context.Context, l lan) error {
 	if l.ns != "" && siteReady(ctx, l) {
 		return nil
 	}
-	if l.ns != "" && !inInitNetns() {
+	if l.ns != "" && !InInitNetns() {
 		return fmt.Errorf("the network of site %s (namespace %s) is not made: start the environment from its controller first (env:startAll %s, or nginx:restart %s)", l.site, l.ns, p.env, p.env)
 	}
 	return p.ensureBridges(ctx)
@@ -77,9 +77,9 @@ func siteReady(ctx context.Context, l lan) bool {
 	return strings.Contains(s, ": "+l.bridge+":") && strings.Contains(s, ": "+siteUplink+"@")
 }
 
-// inInitNetns reports whether this process is in the machine's own
+// InInitNetns reports whether this process is in the machine's own
 // network namespace (PID 1's).
-func inInitNetns() bool {
+func InInitNetns() bool {
 	var self, init unix.Stat_t
 	if unix.Stat("/proc/self/ns/net", &self) != nil || unix.Stat("/proc/1/ns/net", &init) != nil {
 		return true
