@@ -574,12 +574,12 @@ func (r *Runner) enterSite(envName, site string) error {
 		return err
 	}
 	st := env.Sites[site]
-	if st == nil || st.Subnet == "" || len(env.NATS.URLs) == 0 || !local.InInitNetns() {
-		return nil // no network of its own, or put in one already
+	if st == nil || st.Subnet == "" || len(env.NATS.URLs) == 0 {
+		return nil // no network of its own
 	}
 	ns := local.SiteNetns(env.Name, site)
-	if os.Getenv(siteNetnsEnv) == ns {
-		return nil
+	if os.Getenv(siteNetnsEnv) == ns || local.InNetns(ns) {
+		return nil // there already
 	}
 	if _, err := os.Stat("/run/netns/" + ns); err != nil {
 		return fmt.Errorf("conductor:run: site %s's network (namespace %s) is not made on this machine: start the environment from its controller first (env:startAll %s)", site, ns, env.Name)

@@ -121,9 +121,13 @@ sites:
 	logs := map[string]*strings.Builder{}
 	// Each conductor in its site's network namespace (as a process on the
 	// site's machine): it reaches its site's bridge, and this machine
-	// (NATS) through the site's uplink; nothing of another site.
+	// (NATS) through the site's uplink; nothing of another site. Site a's
+	// are started there; b1 here, and it enters its site's by itself.
 	conductor := func(name, site string, env_ ...string) *exec.Cmd {
 		cmd := exec.Command("nsenter", "--net=/run/netns/"+local.SiteNetns(env, site), os.Args[0], "-test.run=^$")
+		if site == "b" {
+			cmd = exec.Command(os.Args[0], "-test.run=^$")
+		}
 		// 8 jobs at once: a batch of 10 is shared.
 		cmd.Env = append(append(os.Environ(), "BOOTED_TEST_CONDUCTOR="+f.proj.Root+"|"+env+"|"+site, "BOOTED_PARALLEL=8"), env_...)
 		mu.Lock()
@@ -178,6 +182,12 @@ sites:
 	f.waitFor(t, "three conductors beating", 30*time.Second, func() bool { n := beating(); return n["a"] == 2 && n["b"] == 1 })
 
 	phase("conductors beating")
+	netnsOf := func(path string) string { l, _ := os.Readlink(path); return l }
+	var st syscall.Stat_t
+	syscall.Stat("/run/netns/"+local.SiteNetns(env, "b"), &st)
+	if got, want := netnsOf(fmt.Sprintf("/proc/%d/ns/net", conductors["b1"].Process.Pid)), fmt.Sprintf("net:[%d]", st.Ino); got != want {
+		t.Errorf("conductor b1 (pid %d, started outside its site's network) is in %s, want site b's %s", conductors["b1"].Process.Pid, got, want)
+	}
 	// From here the controller (this process) cannot open a connection to
 	// any host: an nftables rule drops (and counts) them; the bridge's
 	// own address (NATS, the callbacks' nginx) stays reachable.

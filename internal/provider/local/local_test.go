@@ -277,3 +277,69 @@ func BenchmarkLocal_Start20(b *testing.B) {
 		f.prov.Prepare(context.Background())
 	}
 }
+
+// A site's network is a namespace of its own (its router) owning the
+// site's bridge: its hosts' links are there, not on this machine. Hosts
+// reach each other across sites through this machine; a site's router
+// (where its conductors run) reaches its own site's hosts, not another
+// site's. Teardown removes the namespaces, the uplinks and the routing.
+func TestLocal_SiteNetworks(t *testing.T) {
+	testutil.RequireLocalHosts(t)
+	ctx := context.Background()
+	proj := testutil.NewProject(t, testutil.DefaultEnv)
+	env := *proj.Config(t)
+	p := strings.Split(proj.Subnet, ".")
+	x, _ := strconv.Atoi(p[1])
+	subnet := func(plus int) string { return p[0] + "." + strconv.Itoa(x+plus) + "." + p[2] + ".0/24" }
+	env.Sites = map[string]*config.Site{"a": {Hosts: []string{"a*"}, Subnet: subnet(16)}, "b": {Hosts: []string{"b*"}, Subnet: subnet(32)}}
+	env.SSH.Port = 22
+	prov, err := local.New(&env, filepath.Join(proj.Inventory, proj.Env, "hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prov.Teardown(context.Background()) })
+	_, pub, err := secrets.DeployKey(filepath.Join(proj.Inventory, proj.Env, "id_ed25519"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := map[string]string{}
+	for _, n := range []string{"a1", "b1", "e1"} {
+		in, err := prov.Start(ctx, provider.Spec{Name: n, AuthorizedKey: pub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr[n] = in.Addr
+	}
+	siteA := local.SiteNetns(env.Name, "a")
+	loc, _ := prov.Locate("a1")
+	if err := exec.Command("ip", "-n", siteA, "link", "show", "dev", loc.Port).Run(); err != nil {
+		t.Errorf("a1's link %s is not in site a's namespace %s: %v", loc.Port, siteA, err)
+	}
+	if exec.Command("ip", "link", "show", "dev", loc.Port).Run() == nil || exec.Command("ip", "link", "show", "dev", loc.Bridge).Run() == nil {
+		t.Errorf("a1's link %s or its bridge %s is on this machine, not in its site's namespace", loc.Port, loc.Bridge)
+	}
+	reaches := func(ns, host string) bool {
+		return exec.Command("ip", "netns", "exec", ns, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+addr[host]+"/22").Run() == nil
+	}
+	hostNS := func(n string) string { return "booted-" + env.Name + "-" + n }
+	for _, c := range []struct {
+		from, to string
+		want     bool
+	}{
+		{hostNS("a1"), "b1", true}, {hostNS("b1"), "a1", true}, {hostNS("e1"), "a1", true}, {hostNS("a1"), "e1", true},
+		{siteA, "a1", true}, {siteA, "b1", false}, {local.SiteNetns(env.Name, "b"), "a1", false},
+	} {
+		if got := reaches(c.from, c.to); got != c.want {
+			t.Errorf("from %s to %s (%s): reached %v, want %v", c.from, c.to, addr[c.to], got, c.want)
+		}
+	}
+	if err := prov.Teardown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	links, _ := exec.Command("ip", "-br", "link").Output()
+	tables, _ := exec.Command("nft", "list", "tables").Output()
+	if strings.Contains(string(out), env.Name) || strings.Contains(string(tables), env.Name) || strings.Contains(string(links), "bt-"+env.Name) {
+		t.Errorf("after teardown, left: namespaces\n%s\ntables\n%s\nlinks\n%s", out, tables, links)
+	}
+}

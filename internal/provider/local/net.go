@@ -40,7 +40,7 @@ func (p *Provider) ensureLan(ctx context.Context, l lan) error {
 	if l.ns != "" && siteReady(ctx, l) {
 		return nil
 	}
-	if l.ns != "" && !InInitNetns() {
+	if l.ns != "" && InNetns(l.ns) { // its uplink and routes are made from the other end
 		return fmt.Errorf("the network of site %s (namespace %s) is not made: start the environment from its controller first (env:startAll %s, or nginx:restart %s)", l.site, l.ns, p.env, p.env)
 	}
 	return p.ensureBridges(ctx)
@@ -77,14 +77,11 @@ func siteReady(ctx context.Context, l lan) bool {
 	return strings.Contains(s, ": "+l.bridge+":") && strings.Contains(s, ": "+siteUplink+"@")
 }
 
-// InInitNetns reports whether this process is in the machine's own
-// network namespace (PID 1's).
-func InInitNetns() bool {
-	var self, init unix.Stat_t
-	if unix.Stat("/proc/self/ns/net", &self) != nil || unix.Stat("/proc/1/ns/net", &init) != nil {
-		return true
-	}
-	return self.Ino == init.Ino
+// InNetns reports whether this process is in the named network namespace.
+func InNetns(ns string) bool {
+	var self unix.Stat_t
+	ino := netnsInode(ns)
+	return ino != 0 && unix.Stat("/proc/self/ns/net", &self) == nil && self.Ino == ino
 }
 
 // ensureSite makes site network l: its namespace, with forwarding on; its
