@@ -333,11 +333,7 @@ func (s *session) destroy(ctx context.Context, why string) (int, error) {
 	if err := s.ctl.Stop(ctx); err != nil {
 		return n, errors.Join(append(errs, err)...)
 	}
-	for site := range s.env.Sites { // the sites' callback nginx (in their networks, which go below)
-		if gw, ok := s.siteGateway(site); ok {
-			errs = append(errs, s.siteController(site, gw).Stop(ctx))
-		}
-	}
+
 	for _, p := range s.allProvs() {
 		if t, ok := p.(provider.Teardowner); ok {
 			errs = append(errs, t.Teardown(ctx))

@@ -333,8 +333,22 @@ func TestLocal_SiteNetworks(t *testing.T) {
 			t.Errorf("from %s to %s (%s): reached %v, want %v", c.from, c.to, addr[c.to], got, c.want)
 		}
 	}
+	// What runs on a site's router (its conductors, their nginx) ends
+	// with its network.
+	router := exec.Command("ip", "netns", "exec", siteA, "sleep", "60")
+	if err := router.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- router.Wait() }()
 	if err := prov.Teardown(ctx); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		router.Process.Kill()
+		t.Errorf("a process of site a's router (pid %d) outlived its network", router.Process.Pid)
 	}
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	links, _ := exec.Command("ip", "-br", "link").Output()

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -191,10 +192,15 @@ func unrouteSites(ctx context.Context, env string) error {
 }
 
 // removeSite deletes a site's namespace (its bridge, and the uplink with
-// it); its hosts must be gone first.
+// it) and ends what runs there (its conductors, their callback nginx): a
+// site's machine taken down. Its hosts must be gone first.
 func removeSite(ctx context.Context, ns string) error {
-	if netnsInode(ns) == 0 {
+	ino := netnsInode(ns)
+	if ino == 0 {
 		return nil
+	}
+	if err := killAll(ctx, ino, 3*time.Second); err != nil {
+		return fmt.Errorf("site network %s: %w", ns, err)
 	}
 	if err := bridge.IP(ctx, "", "netns", "del", ns); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
