@@ -137,7 +137,8 @@ func InboxPrefix(env, site string) string { return "_BOOTED_INBOX." + env + "." 
 // subscribe to, for its NATS user: take its site's jobs from its site's
 // consumer (made with exactly its filter), ack them, claim and record
 // them under its site's keys, beat under its site, publish results (and
-// its hosts' callbacks) under its site, and hear replies on its own inbox. It cannot publish jobs,
+// its hosts' callbacks) under its site, read releases, put files in its
+// site's files bucket, and hear replies on its own inbox. It cannot publish jobs,
 // make or read another consumer, read another site's records or results,
 // or change a stream. The controller's user may do everything.
 func Permissions(env, site string) (publish, subscribe []string) {
@@ -171,6 +172,7 @@ func Permissions(env, site string) (publish, subscribe []string) {
 		"$JS.API.CONSUMER.CREATE."+obj+".>",
 		"$JS.API.CONSUMER.DELETE."+obj+".>",
 		"$JS.FC."+obj+".>")
+	publish = append(publish, filesPermissions(env, site)...)
 	return publish, []string{InboxPrefix(env, site) + ".>"}
 }
 
@@ -211,8 +213,12 @@ func setup(ctx context.Context, js jetstream.JetStream, replicas int) error {
 // PutArtifact puts the file at path in the artifacts' object store as
 // name, unless an object of that name with the same SHA-256 is there.
 func PutArtifact(ctx context.Context, js jetstream.JetStream, name, path, sha256hex string) error {
+	return putObject(ctx, js, ArtifactsBucket, name, path, sha256hex)
+}
+
+func putObject(ctx context.Context, js jetstream.JetStream, bucket, name, path, sha256hex string) error {
 	return retry(ctx, func(ctx context.Context) error {
-		obs, err := js.ObjectStore(ctx, ArtifactsBucket)
+		obs, err := js.ObjectStore(ctx, bucket)
 		if err != nil {
 			return err
 		}
@@ -234,6 +240,10 @@ func PutArtifact(ctx context.Context, js jetstream.JetStream, name, path, sha256
 // jobs of one conductor fetch it once; conductors sharing a directory
 // each write their own temporary file and rename it into place.
 func GetArtifact(ctx context.Context, js jetstream.JetStream, name, path, sha256hex string) error {
+	return getObject(ctx, js, ArtifactsBucket, name, path, sha256hex, 0o755)
+}
+
+func getObject(ctx context.Context, js jetstream.JetStream, bucket, name, path, sha256hex string, mode os.FileMode) error {
 	mu, _ := fetching.LoadOrStore(path, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
@@ -250,19 +260,19 @@ func GetArtifact(ctx context.Context, js jetstream.JetStream, name, path, sha256
 	tmp.Close()
 	defer os.Remove(tmp.Name())
 	err = retry(ctx, func(ctx context.Context) error {
-		obs, err := js.ObjectStore(ctx, ArtifactsBucket)
+		obs, err := js.ObjectStore(ctx, bucket)
 		if err != nil {
 			return err
 		}
 		return obs.GetFile(ctx, name, tmp.Name())
 	})
 	if err != nil {
-		return fmt.Errorf("artifact %s from the object store %s: %w", name, ArtifactsBucket, err)
+		return fmt.Errorf("%s from the object store %s: %w", name, bucket, err)
 	}
 	if got := sumFile(tmp.Name()); got != sha256hex {
-		return fmt.Errorf("artifact %s from the object store %s: sha256 %s, want %s (not used)", name, ArtifactsBucket, got, sha256hex)
+		return fmt.Errorf("%s from the object store %s: sha256 %s, want %s (not used)", name, bucket, got, sha256hex)
 	}
-	if err := os.Chmod(tmp.Name(), 0o755); err != nil {
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)

@@ -267,3 +267,58 @@ func waitErr(errs chan error, want string) bool {
 		}
 	}
 }
+
+// A file a site's conductor brings back from a host (hosts:get, too large
+// for a result) goes into its site's files bucket: the controller gets it
+// (its sum checked) and deletes it there; a site cannot put one in
+// another site's bucket.
+func TestMake_ASitePutsFilesInItsOwnBucket(t *testing.T) {
+	tr := start(t)
+	ca := nats.RootCAs(tr.f.CA())
+	ctl, err := tr.connect(t, tr.f.Controller(), ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(ctl)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := conductor.Setup(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, site := range []string{"a", "b"} {
+		if err := conductor.SetupSite(ctx, js, "e", site, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc, err := tr.connect(t, tr.f.Site("b"), ca, nats.CustomInboxPrefix(conductor.InboxPrefix("e", "b")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bjs, _ := jetstream.New(nc)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "big")
+	body := strings.Repeat("host bytes ", 200000) // 2.2 MB: many chunks
+	os.WriteFile(src, []byte(body), 0o600)
+	sum := sha256.Sum256([]byte(body))
+	sumHex := hex.EncodeToString(sum[:])
+	if err := conductor.PutFile(ctx, bjs, "e", "b", "run1.w3", src, sumHex); err != nil {
+		t.Fatalf("site b putting a file in its bucket: %v", err)
+	}
+	got := filepath.Join(dir, "got", "big")
+	if err := conductor.GetFile(ctx, js, "e", "b", "run1.w3", got, sumHex, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(got); string(b) != body {
+		t.Errorf("the controller's copy differs (%d bytes of %d)", len(b), len(body))
+	}
+	if obs, err := js.ObjectStore(ctx, conductor.FilesBucket("e", "b")); err != nil {
+		t.Fatal(err)
+	} else if _, err := obs.GetInfo(ctx, "run1.w3"); !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Errorf("the file is still in site b's bucket after the controller got it: %v", err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 4*time.Second)
+	defer pcancel()
+	if err := conductor.PutFile(pctx, bjs, "e", "a", "run1.w1", src, sumHex); err == nil {
+		t.Error("site b's key put a file in site a's bucket")
+	}
+}

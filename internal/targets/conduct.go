@@ -170,6 +170,12 @@ func (s *session) controllerNATS(ctx context.Context) (jetstream.JetStream, erro
 		nc.Close()
 		return nil, fmt.Errorf("NATS %s: %w", strings.Join(s.env.NATS.URLs, ","), err)
 	}
+	for _, site := range sortedSites(s) {
+		if err := conductor.SetupSite(sctx, js, s.env.Name, site, s.replicas()); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("NATS %s: site %s's files bucket: %w", strings.Join(s.env.NATS.URLs, ","), site, err)
+		}
+	}
 	s.nats.nc, s.nats.js = nc, js
 	return js, nil
 }

@@ -95,7 +95,7 @@ func (r *Runner) HostsGet(ctx context.Context, sel, src, dir string) error {
 					return "", fmt.Errorf("host %s: %w", h.Name, err)
 				}
 				dst := filepath.Join(dir, h.Name, path.Base(src))
-				n, err := writeFetched(dst, got)
+				n, err := s.writeFetched(ctx, h, dst, got)
 				if err != nil {
 					return "", fmt.Errorf("host %s: %w", h.Name, err)
 				}
@@ -142,18 +142,24 @@ type getArgs struct {
 }
 
 // getLimit bounds a file a conductor sends back in a job's result (a
-// NATS message, 1 MB by default, its content base64-encoded there).
+// NATS message, 1 MB by default, its content base64-encoded there); a
+// larger one goes through its site's files bucket.
 const getLimit = 512 << 10
 
-// fetched is a file a conductor read on a host.
+// fetched is a file a conductor read on a host: its content, or the object
+// of its site's files bucket that holds it (and its SHA-256).
 type fetched struct {
-	Content []byte      `json:"content"`
+	Content []byte      `json:"content,omitempty"`
 	Mode    os.FileMode `json:"mode"`
+	Object  string      `json:"object,omitempty"`
+	SHA256  string      `json:"sha256,omitempty"`
+	Size    int64       `json:"size,omitempty"`
 }
 
 // getHost reads src on the host through a copy on this machine (under
-// dir): the host's half of hosts:get through a conductor.
-func getHost(dir, src string) hostHalf[fetched] {
+// dir): the host's half of hosts:get through a conductor. A file larger
+// than getLimit goes to the object store (put: its name, or an error).
+func getHost(dir, src string, put func(ctx context.Context, local, sum string) (string, error)) hostHalf[fetched] {
 	return func(ctx context.Context, c hostConn) (fetched, error) {
 		tmp, err := os.MkdirTemp(dir, "get-")
 		if err != nil {
@@ -169,7 +175,12 @@ func getHost(dir, src string) hostHalf[fetched] {
 			return fetched{}, err
 		}
 		if st.Size() > getLimit {
-			return fetched{}, fmt.Errorf("%s is %d bytes: through a conductor hosts:get brings files of up to %d (they come back in a NATS message); compress or split it on the host first", src, st.Size(), getLimit)
+			sum, err := files.Sum(local)
+			if err != nil {
+				return fetched{}, err
+			}
+			name, err := put(ctx, local, sum)
+			return fetched{Object: name, SHA256: sum, Size: st.Size(), Mode: st.Mode().Perm()}, err
 		}
 		b, err := os.ReadFile(local)
 		return fetched{Content: b, Mode: st.Mode().Perm()}, err
@@ -177,8 +188,27 @@ func getHost(dir, src string) hostHalf[fetched] {
 }
 
 // writeFetched writes got to dst unless dst has that content already;
-// the bytes written (0: unchanged).
-func writeFetched(dst string, got fetched) (int64, error) {
+// the bytes written (0: unchanged). A file in the object store of h's
+// site is fetched from there (and deleted there).
+func (s *session) writeFetched(ctx context.Context, h inventory.Host, dst string, got fetched) (int64, error) {
+	if got.Object != "" {
+		js, err := s.controllerNATS(ctx)
+		if err != nil {
+			return 0, err
+		}
+		mode := got.Mode
+		if mode == 0 {
+			mode = 0o644
+		}
+		old, _ := files.Sum(dst)
+		if err := conductor.GetFile(ctx, js, s.env.Name, s.env.SiteOf(h.Name, h.Role), got.Object, dst, got.SHA256, mode); err != nil {
+			return 0, err
+		}
+		if old == got.SHA256 {
+			return 0, nil
+		}
+		return got.Size, nil
+	}
 	if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, got.Content) {
 		return 0, nil
 	}

@@ -141,12 +141,14 @@ func init() {
 		}
 		return putHost(local, a.Dst), nil
 	})
-	kind("get", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a getArgs) (hostHalf[fetched], error) {
+	kind("get", func(s *session, _ context.Context, js jetstream.JetStream, j conductor.Job, a getArgs) (hostHalf[fetched], error) {
 		dir := filepath.Join(s.artifacts(), "conducted", "get")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
-		return getHost(dir, a.Src), nil
+		return getHost(dir, a.Src, func(ctx context.Context, local, sum string) (string, error) {
+			return j.ID, conductor.PutFile(ctx, js, j.Env, j.Site, j.ID, local, sum)
+		}), nil
 	})
 	kind("routes", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[[]string], error) {
 		return routesHost, nil
