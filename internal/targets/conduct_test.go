@@ -120,6 +120,7 @@ sites:
 
 	var mu sync.Mutex
 	logs := map[string]*strings.Builder{}
+	procs := map[string]*exec.Cmd{} // the conductors, by name
 	// Each conductor in its site's network namespace (as a process on the
 	// site's machine): it reaches its site's bridge, and this machine
 	// (NATS) through the site's uplink; nothing of another site. Site a's
@@ -139,6 +140,9 @@ sites:
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		mu.Lock()
+		procs[name] = cmd
+		mu.Unlock()
 		t.Cleanup(func() {
 			if cmd.ProcessState == nil {
 				cmd.Process.Signal(syscall.SIGTERM)
@@ -694,6 +698,52 @@ sites:
 		t.Errorf("hosts:run on the new w20:\n%s", f.out)
 	}
 	phase("a site's host stopped, deleted and made again by its conductors done")
+	// The conductor booting a host killed (-9) in the middle: another
+	// boots it (the job again, after its ack wait); each host ends up
+	// booted once (one init), phones home and answers.
+	conductor("a4", "a")
+	f.waitFor(t, "a4 beating", 30*time.Second, func() bool { return beating()["a"] == 2 })
+	f.must(t, f.r.ImageDel(ctx, env, "w18,w19"))
+	started := make(chan error, 1)
+	go func() { started <- f.r.ImageStart(ctx, env, "w18,w19") }()
+	var killed string
+	for deadline := time.Now().Add(30 * time.Second); killed == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		for _, name := range []string{"a3", "a4"} {
+			if strings.Contains(logs[name].String(), ": host.boot on w18 (") {
+				killed = name
+			}
+		}
+		mu.Unlock()
+	}
+	if killed == "" {
+		t.Fatal("no conductor of site a took w18's boot")
+	}
+	mu.Lock()
+	victim := procs[killed]
+	mu.Unlock()
+	victim.Process.Signal(syscall.SIGKILL)
+	victim.Wait()
+	f.must(t, <-started)
+	f.must(t, f.r.HostsLogged(ctx, env))
+	f.out.Reset()
+	f.must(t, f.r.HostsRun(ctx, env+"/w18,w19", "hostname"))
+	for _, w := range []string{"w18", "w19"} {
+		inits, _ := exec.Command("ip", "netns", "pids", "booted-"+env+"-"+w).Output()
+		n := 0
+		for _, pid := range strings.Fields(string(inits)) {
+			if b, _ := os.ReadFile("/proc/" + pid + "/comm"); strings.TrimSpace(string(b)) == "tini" {
+				n++
+			}
+		}
+		if st := f.hosts(t)[w].State; n != 1 || st != "booted" && st != "ready" || !strings.Contains(f.out.String(), w) {
+			t.Errorf("%s after its conductor was killed while booting it: %d inits, %s; want 1, booted, answering:\n%s", w, n, st, f.out)
+		}
+	}
+	mu.Lock()
+	t.Logf("conductor %s killed while booting w18: deliveries of w18's boot: %d", killed, strings.Count(logs["a3"].String()+logs["a4"].String(), ": host.boot on w18 ("))
+	mu.Unlock()
+	phase("a conductor killed while booting a host done")
 	// Site b without a conductor: its host fails at once, saying what to
 	// start, rather than wait out the command's timeout.
 	b1 := conductors["b1"]
