@@ -211,32 +211,14 @@ func TestMake_ASiteTakesOnlyItsJobs(t *testing.T) {
 // A release the controller puts in the object store: a site's key reads
 // it (its sum checked), and cannot put one.
 func TestMake_ASiteReadsReleases(t *testing.T) {
-	tr := start(t)
-	ca := nats.RootCAs(tr.f.CA())
-	ctl, err := tr.connect(t, tr.f.Controller(), ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, _ := jetstream.New(ctl)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := conductor.Setup(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
+	ctx, js, bjs := start(t).controllerAndSiteB(t)
 	dir := t.TempDir()
 	rel := filepath.Join(dir, "hello")
 	body := strings.Repeat("release bytes ", 100000) // 1.4 MB: many chunks
-	os.WriteFile(rel, []byte(body), 0o755)
-	sum := sha256.Sum256([]byte(body))
-	sumHex := hex.EncodeToString(sum[:])
+	sumHex := writeSummed(t, rel, body)
 	if err := conductor.PutArtifact(ctx, js, "hello-v1", rel, sumHex); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := tr.connect(t, tr.f.Site("b"), ca, nats.CustomInboxPrefix(conductor.InboxPrefix("e", "b")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bjs, _ := jetstream.New(nc)
 	got := filepath.Join(dir, "b", "hello")
 	if err := conductor.GetArtifact(ctx, bjs, "hello-v1", got, sumHex); err != nil {
 		t.Fatalf("site b reading a release: %v", err)
@@ -273,34 +255,11 @@ func waitErr(errs chan error, want string) bool {
 // (its sum checked) and deletes it there; a site cannot put one in
 // another site's bucket.
 func TestMake_ASitePutsFilesInItsOwnBucket(t *testing.T) {
-	tr := start(t)
-	ca := nats.RootCAs(tr.f.CA())
-	ctl, err := tr.connect(t, tr.f.Controller(), ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, _ := jetstream.New(ctl)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := conductor.Setup(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
-	for _, site := range []string{"a", "b"} {
-		if err := conductor.SetupSite(ctx, js, "e", site, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	nc, err := tr.connect(t, tr.f.Site("b"), ca, nats.CustomInboxPrefix(conductor.InboxPrefix("e", "b")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bjs, _ := jetstream.New(nc)
+	ctx, js, bjs := start(t).controllerAndSiteB(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "big")
 	body := strings.Repeat("host bytes ", 200000) // 2.2 MB: many chunks
-	os.WriteFile(src, []byte(body), 0o600)
-	sum := sha256.Sum256([]byte(body))
-	sumHex := hex.EncodeToString(sum[:])
+	sumHex := writeSummed(t, src, body)
 	if err := conductor.PutFile(ctx, bjs, "e", "b", "run1.w3", src, sumHex); err != nil {
 		t.Fatalf("site b putting a file in its bucket: %v", err)
 	}
@@ -321,4 +280,43 @@ func TestMake_ASitePutsFilesInItsOwnBucket(t *testing.T) {
 	if err := conductor.PutFile(pctx, bjs, "e", "a", "run1.w1", src, sumHex); err == nil {
 		t.Error("site b's key put a file in site a's bucket")
 	}
+}
+
+// controllerAndSiteB connects as the controller (the streams and buckets
+// set up, env e's sites a and b too) and as site b's conductor; ctx bounds
+// the test.
+func (tr *trust) controllerAndSiteB(t *testing.T) (ctx context.Context, js, bjs jetstream.JetStream) {
+	t.Helper()
+	ca := nats.RootCAs(tr.f.CA())
+	ctl, err := tr.connect(t, tr.f.Controller(), ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ = jetstream.New(ctl)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if err := conductor.Setup(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, site := range []string{"a", "b"} {
+		if err := conductor.SetupSite(ctx, js, "e", site, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc, err := tr.connect(t, tr.f.Site("b"), ca, nats.CustomInboxPrefix(conductor.InboxPrefix("e", "b")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bjs, _ = jetstream.New(nc)
+	return ctx, js, bjs
+}
+
+// writeSummed writes body to path and returns its SHA-256 (hex).
+func writeSummed(t *testing.T, path, body string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(body))
+	return hex.EncodeToString(sum[:])
 }
