@@ -334,6 +334,22 @@ sites:
 	if !reaches("booted-"+env+"-lb1", w1) { // the load balancer reaches site a's workers
 		t.Errorf("lb1 does not reach w1 (%s) across the sites' bridges", w1)
 	}
+	// Site a's nginx stopped: the conductor following its boot log starts
+	// it again (the hosts' callbacks have nowhere else to go).
+	pidOf := func() int {
+		b, _ := os.ReadFile(filepath.Join(f.proj.Root, "inventory", env, "sites", "a", "nginx", "nginx.pid"))
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	was := pidOf()
+	if was == 0 {
+		t.Fatal("site a's nginx: no pid file")
+	}
+	syscall.Kill(was, syscall.SIGTERM)
+	siteANginx := strings.TrimSuffix(subnetA, "0/24") + "1:8077"
+	f.waitFor(t, "site a's nginx started again by its conductor", 30*time.Second, func() bool {
+		return pidOf() != 0 && pidOf() != was && reaches(local.SiteNetns(env, "a"), siteANginx)
+	})
 	phase("env:startAll done")
 	// Through the conductors: each host's output and status.
 	f.r.JSON = true

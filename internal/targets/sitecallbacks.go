@@ -108,13 +108,7 @@ func (s *session) serveCallbacks(ctx context.Context, js jetstream.JetStream, si
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	unlock, err := bridge.LockFile(filepath.Join(dir, "nginx.lock"))
-	if err != nil {
-		return err
-	}
-	err = c.Ensure(ctx)
-	unlock()
-	if err != nil {
+	if err := ensureSiteNginx(ctx, c); err != nil {
 		return fmt.Errorf("site %s's callbacks: %w", site, err)
 	}
 	logf("site %s's hosts phone home to %s", site, c.Listen)
@@ -131,7 +125,10 @@ func (s *session) serveCallbacks(ctx context.Context, js jetstream.JetStream, si
 				return
 			}
 			logf("following site %s's boot log %s", site, c.BootLog)
-			err = s.followSite(ctx, js, site, c.BootLog, logf)
+			fctx, stop := context.WithCancel(ctx)
+			go keepServing(fctx, c, site, logf) // the follower keeps the site's nginx up
+			err = s.followSite(fctx, js, site, c.BootLog, logf)
+			stop()
 			unlock() // (another conductor of the site may do better)
 			if err != nil && ctx.Err() == nil {
 				logf("site %s's boot log: %v (let go; again in a second)", site, err)
@@ -140,6 +137,38 @@ func (s *session) serveCallbacks(ctx context.Context, js jetstream.JetStream, si
 		}
 	}()
 	return nil
+}
+
+// siteNginxCheck is how often the following conductor checks its site's
+// nginx runs (and starts it again if not).
+const siteNginxCheck = 2 * time.Second
+
+// keepServing starts c again whenever it is found stopped, until ctx ends.
+func keepServing(ctx context.Context, c *controller.Controller, site string, logf func(string, ...any)) {
+	for {
+		sleepCtx(ctx, siteNginxCheck)
+		if ctx.Err() != nil {
+			return
+		}
+		if c.PID() == 0 {
+			if err := ensureSiteNginx(ctx, c); err != nil {
+				logf("site %s's nginx: %v", site, err)
+			} else {
+				logf("site %s's nginx was not running: started again", site)
+			}
+		}
+	}
+}
+
+// ensureSiteNginx starts c unless it runs, one conductor of the site at a
+// time.
+func ensureSiteNginx(ctx context.Context, c *controller.Controller) error {
+	unlock, err := bridge.LockFile(filepath.Join(filepath.Dir(c.BootLog), "nginx.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return c.Ensure(ctx)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
