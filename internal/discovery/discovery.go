@@ -169,12 +169,8 @@ func (d *Discoverer) catchUpSited(ctx context.Context) error {
 					}
 					continue
 				}
-				name, err := d.take(tx, l.Line)
-				if err != nil {
+				if err := d.takeInto(tx, l.Line, &booted); err != nil {
 					return err
-				}
-				if name != "" {
-					booted = append(booted, name)
 				}
 			}
 			return tx.Put(d.Env, sitedKey, lines[len(lines)-1].Seq)
@@ -185,12 +181,7 @@ func (d *Discoverer) catchUpSited(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if d.OnInstalled != nil && len(d.installed) > 0 {
-			d.OnInstalled(d.installed)
-		}
-		if d.OnBooted != nil && len(booted) > 0 {
-			d.OnBooted(booted)
-		}
+		d.tell(booted)
 	}
 }
 
@@ -228,23 +219,35 @@ func (d *Discoverer) apply(ctx context.Context, prev bootlog.Position, lines [][
 			return errMoved
 		}
 		for _, l := range lines {
-			name, err := d.take(tx, l)
-			if err != nil {
+			if err := d.takeInto(tx, l, &booted); err != nil {
 				return err
-			}
-			if name != "" {
-				booted = append(booted, name)
 			}
 		}
 		return tx.Put(d.Env, positionKey, next)
 	})
-	if err == nil && d.OnInstalled != nil && len(d.installed) > 0 {
-		d.OnInstalled(d.installed)
-	}
-	if err == nil && d.OnBooted != nil && len(booted) > 0 {
-		d.OnBooted(booted)
+	if err == nil {
+		d.tell(booted)
 	}
 	return err
+}
+
+// takeInto takes one line (take), adding the host it booted to booted.
+func (d *Discoverer) takeInto(tx *inventory.Tx, line []byte, booted *[]string) error {
+	name, err := d.take(tx, line)
+	if name != "" {
+		*booted = append(*booted, name)
+	}
+	return err
+}
+
+// tell tells OnInstalled and OnBooted what a batch recorded did.
+func (d *Discoverer) tell(booted []string) {
+	if d.OnInstalled != nil && len(d.installed) > 0 {
+		d.OnInstalled(d.installed)
+	}
+	if d.OnBooted != nil && len(booted) > 0 {
+		d.OnBooted(booted)
+	}
 }
 
 // take handles one line; it returns the host it booted, if any.
