@@ -17,6 +17,7 @@ import (
 type NATSCluster struct {
 	URLs  []string
 	procs []*exec.Cmd
+	confs []string
 }
 
 // StartNATS starts n clustered nats-server processes, each with extra
@@ -97,6 +98,7 @@ func (c *NATSCluster) start(t testing.TB, conf string) {
 	}
 	log.Close()
 	c.procs = append(c.procs, cmd)
+	c.confs = append(c.confs, conf)
 	p := cmd
 	t.Cleanup(func() {
 		if p.ProcessState == nil {
@@ -113,4 +115,13 @@ func (c *NATSCluster) URL() string { return strings.Join(c.URLs, ",") }
 func (c *NATSCluster) Kill(i int) {
 	c.procs[i].Process.Signal(syscall.SIGKILL)
 	c.procs[i].Wait()
+}
+
+// Restart starts server i again (after Kill), from its configuration and
+// its store: it rejoins the cluster and catches up.
+func (c *NATSCluster) Restart(t testing.TB, i int) {
+	t.Helper()
+	c.start(t, c.confs[i])
+	c.procs[i], c.procs = c.procs[len(c.procs)-1], c.procs[:len(c.procs)-1]
+	c.confs = c.confs[:len(c.confs)-1]
 }
