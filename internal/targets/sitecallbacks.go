@@ -32,7 +32,8 @@ import (
 // same checks), each once.
 
 // siteGateway is site's gateway (its router's address on its network),
-// if it has a network of its own and conductors.
+// if it has a network of its own and conductors (NATS): the one rule for
+// whether a site's hosts are made by its conductors and phone home to it.
 func (s *session) siteGateway(site string) (netip.Addr, bool) {
 	st := s.env.Sites[site]
 	if len(s.env.NATS.URLs) == 0 || st == nil || st.Subnet == "" {

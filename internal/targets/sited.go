@@ -63,15 +63,14 @@ var (
 // its site's conductors when the site has a network of its own that p
 // makes hosts on; else p.
 func (s *session) sitedProv(name string, p provider.Provider) provider.Provider {
-	if s.conducting != "" || len(s.env.NATS.URLs) == 0 {
-		return p // a conductor makes its site's hosts; no NATS: everything here
+	if s.conducting != "" {
+		return p // a conductor makes its site's hosts
 	}
 	if _, ok := p.(interface{ HostLinks() []string }); !ok {
 		return p
 	}
-	role, _ := s.env.RoleOf(name)
-	site := s.env.SiteOf(name, role)
-	if st := s.env.Sites[site]; site == "" || st == nil || st.Subnet == "" {
+	site := s.siteOfHost(name)
+	if _, ok := s.siteGateway(site); !ok {
 		return p
 	}
 	return sitedProvider{Provider: p, s: s, site: site}
