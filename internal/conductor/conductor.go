@@ -17,12 +17,9 @@ package conductor
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +29,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"booted/internal/files"
 )
 
 // Names of the streams and buckets.
@@ -247,7 +246,7 @@ func getObject(ctx context.Context, js jetstream.JetStream, bucket, name, path, 
 	mu, _ := fetching.LoadOrStore(path, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	if sumFile(path) == sha256hex {
+	if sum, _ := files.Sum(path); sum == sha256hex {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -269,7 +268,7 @@ func getObject(ctx context.Context, js jetstream.JetStream, bucket, name, path, 
 	if err != nil {
 		return fmt.Errorf("%s from the object store %s: %w", name, bucket, err)
 	}
-	if got := sumFile(tmp.Name()); got != sha256hex {
+	if got, _ := files.Sum(tmp.Name()); got != sha256hex {
 		return fmt.Errorf("%s from the object store %s: sha256 %s, want %s (not used)", name, bucket, got, sha256hex)
 	}
 	if err := os.Chmod(tmp.Name(), mode); err != nil {
@@ -280,19 +279,6 @@ func getObject(ctx context.Context, js jetstream.JetStream, bucket, name, path, 
 
 // fetching holds a lock per artifact path being fetched.
 var fetching sync.Map
-
-func sumFile(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return ""
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 // Conductor takes the jobs of one site of one environment.
 type Conductor struct {
