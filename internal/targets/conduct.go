@@ -20,10 +20,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"booted/internal/bridge"
 	"booted/internal/conductor"
 	"booted/internal/inventory"
 	"booted/internal/natsconf"
-	"booted/internal/provider/local"
 	"booted/internal/remote"
 	"booted/internal/report"
 )
@@ -583,8 +583,8 @@ func (r *Runner) enterSite(envName, site string) error {
 	if st == nil || st.Subnet == "" || len(env.NATS.URLs) == 0 {
 		return nil // no network of its own
 	}
-	ns := local.SiteNetns(env.Name, site)
-	if os.Getenv(siteNetnsEnv) == ns || local.InNetns(ns) {
+	ns := bridge.SiteNetns(env.Name, site)
+	if os.Getenv(siteNetnsEnv) == ns || bridge.InNetns(ns) {
 		return nil // there already
 	}
 	if _, err := os.Stat("/run/netns/" + ns); err != nil {

@@ -22,8 +22,8 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"booted/internal/bootlog"
+	"booted/internal/bridge"
 	"booted/internal/files"
-	"booted/internal/provider/local"
 	"booted/internal/report"
 	"booted/internal/settings"
 	"booted/internal/testutil"
@@ -126,7 +126,7 @@ sites:
 	// (NATS) through the site's uplink; nothing of another site. Site a's
 	// are started there; b1 here, and it enters its site's by itself.
 	conductor := func(name, site string, env_ ...string) *exec.Cmd {
-		cmd := exec.Command("nsenter", "--net=/run/netns/"+local.SiteNetns(env, site), os.Args[0], "-test.run=^$")
+		cmd := exec.Command("nsenter", "--net=/run/netns/"+bridge.SiteNetns(env, site), os.Args[0], "-test.run=^$")
 		if site == "b" {
 			cmd = exec.Command(os.Args[0], "-test.run=^$")
 		}
@@ -189,7 +189,7 @@ sites:
 	phase("conductors beating")
 	netnsOf := func(path string) string { l, _ := os.Readlink(path); return l }
 	var st syscall.Stat_t
-	syscall.Stat("/run/netns/"+local.SiteNetns(env, "b"), &st)
+	syscall.Stat("/run/netns/"+bridge.SiteNetns(env, "b"), &st)
 	if got, want := netnsOf(fmt.Sprintf("/proc/%d/ns/net", conductors["b1"].Process.Pid)), fmt.Sprintf("net:[%d]", st.Ino); got != want {
 		t.Errorf("conductor b1 (pid %d, started outside its site's network) is in %s, want site b's %s", conductors["b1"].Process.Pid, got, want)
 	}
@@ -328,7 +328,7 @@ sites:
 		host, port, _ := net.SplitHostPort(addr)
 		return exec.Command("ip", "netns", "exec", ns, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port).Run() == nil
 	}
-	if cb1 := local.SiteNetns(env, "b"); !reaches(cb1, lb1) || reaches(cb1, w1) {
+	if cb1 := bridge.SiteNetns(env, "b"); !reaches(cb1, lb1) || reaches(cb1, w1) {
 		t.Errorf("conductor b1's network: lb1 (its site's) reached %v, w1 (site a's) reached %v; want only its site's", reaches(cb1, lb1), reaches(cb1, w1))
 	}
 	if !reaches("booted-"+env+"-lb1", w1) { // the load balancer reaches site a's workers
@@ -348,7 +348,7 @@ sites:
 	syscall.Kill(was, syscall.SIGTERM)
 	siteANginx := strings.TrimSuffix(subnetA, "0/24") + "1:8077"
 	f.waitFor(t, "site a's nginx started again by its conductor", 30*time.Second, func() bool {
-		return pidOf() != 0 && pidOf() != was && reaches(local.SiteNetns(env, "a"), siteANginx)
+		return pidOf() != 0 && pidOf() != was && reaches(bridge.SiteNetns(env, "a"), siteANginx)
 	})
 	phase("env:startAll done")
 	// Through the conductors: each host's output and status.

@@ -108,18 +108,10 @@ func New(env *config.Env, hostsDir string) (*Provider, error) {
 		if sgw.Masked().Overlaps(p.subnet) {
 			return nil, fmt.Errorf("%s: sites.%s.subnet %s overlaps provider.local.subnet %s: a site's bridge needs a subnet of its own", env.Path, name, st.Subnet, set.Subnet)
 		}
-		p.sites[name] = lan{bridge: SiteBridge(env.Name, name), subnet: sgw.Masked(), gateway: sgw,
-			site: name, ns: SiteNetns(env.Name, name), uplink: bridge.ShortName("bu", env.Name, name)}
+		p.sites[name] = lan{bridge: bridge.SiteBridge(env.Name, name), subnet: sgw.Masked(), gateway: sgw,
+			site: name, ns: bridge.SiteNetns(env.Name, name), uplink: bridge.ShortName("bu", env.Name, name)}
 	}
 	return p, nil
-}
-
-// SiteBridge is the name of the bridge of site's local hosts.
-func SiteBridge(env, site string) string {
-	if n := "bt-" + env + "-" + site; len(n) <= 15 {
-		return n
-	}
-	return bridge.ShortName("bs", env, site)
 }
 
 // Bridge returns the name of the environment's bridge.
@@ -311,10 +303,10 @@ func (p *Provider) writeFiles(r record, s provider.Spec) error {
 
 func (p *Provider) ensureNetns(ctx context.Context, r record) error {
 	l := p.lanOf(r)
-	if netnsInode(r.Netns) != 0 && linkIn(ctx, l.ns, r.Veth) {
+	if bridge.NetnsInode(r.Netns) != 0 && linkIn(ctx, l.ns, r.Veth) {
 		return nil
 	}
-	if netnsInode(r.Netns) != 0 { // half made: start again
+	if bridge.NetnsInode(r.Netns) != 0 { // half made: start again
 		bridge.IP(ctx, "", "netns", "del", r.Netns)
 	}
 	if err := bridge.IP(ctx, "", "netns", "add", r.Netns); err != nil {
@@ -354,7 +346,7 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 		return inst, fmt.Errorf("host %s: %w", s.Name, err)
 	}
 	if err := p.boot(ctx, r); err != nil {
-		killAll(context.WithoutCancel(ctx), netnsInode(r.Netns), time.Second)
+		killAll(context.WithoutCancel(ctx), bridge.NetnsInode(r.Netns), time.Second)
 		return inst, fmt.Errorf("host %s: boot failed: %w", s.Name, err)
 	}
 	inst.State = provider.Running
@@ -430,7 +422,7 @@ func (p *Provider) Locate(name string) (provider.Location, error) {
 // the one boot started, if it still does (one read), else any (a walk of
 // /proc, which grows with the machine's processes).
 func (p *Provider) running(r record) bool {
-	ino := netnsInode(r.Netns)
+	ino := bridge.NetnsInode(r.Netns)
 	if ino == 0 {
 		return false
 	}
@@ -448,7 +440,7 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	ino := netnsInode(r.Netns)
+	ino := bridge.NetnsInode(r.Netns)
 	if ino == 0 {
 		return nil
 	}
@@ -470,7 +462,7 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if ino := netnsInode(r.Netns); ino != 0 {
+	if ino := bridge.NetnsInode(r.Netns); ino != 0 {
 		if err := killAll(ctx, ino, 3*time.Second); err != nil {
 			return fmt.Errorf("host %s: %w", name, err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"booted/internal/bridge"
 	"booted/internal/config"
 	"booted/internal/provider"
 	"booted/internal/provider/local"
@@ -310,7 +311,7 @@ func TestLocal_SiteNetworks(t *testing.T) {
 		}
 		addr[n] = in.Addr
 	}
-	siteA := local.SiteNetns(env.Name, "a")
+	siteA := bridge.SiteNetns(env.Name, "a")
 	loc, _ := prov.Locate("a1")
 	if err := exec.Command("ip", "-n", siteA, "link", "show", "dev", loc.Port).Run(); err != nil {
 		t.Errorf("a1's link %s is not in site a's namespace %s: %v", loc.Port, siteA, err)
@@ -327,7 +328,7 @@ func TestLocal_SiteNetworks(t *testing.T) {
 		want     bool
 	}{
 		{hostNS("a1"), "b1", true}, {hostNS("b1"), "a1", true}, {hostNS("e1"), "a1", true}, {hostNS("a1"), "e1", true},
-		{siteA, "a1", true}, {siteA, "b1", false}, {local.SiteNetns(env.Name, "b"), "a1", false},
+		{siteA, "a1", true}, {siteA, "b1", false}, {bridge.SiteNetns(env.Name, "b"), "a1", false},
 	} {
 		if got := reaches(c.from, c.to); got != c.want {
 			t.Errorf("from %s to %s (%s): reached %v, want %v", c.from, c.to, addr[c.to], got, c.want)

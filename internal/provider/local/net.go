@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"booted/internal/bridge"
 	"booted/internal/nftables"
 )
@@ -30,9 +28,6 @@ import (
 // siteUplink is the uplink's name inside a site's namespace.
 const siteUplink = "up0"
 
-// SiteNetns is the network namespace of site's network (its router).
-func SiteNetns(env, site string) string { return "booted-" + env + "." + site }
-
 // ensureLan makes the network of l's hosts: the environment's bridge, or
 // a site's namespace, bridge and uplink; then the routing between them.
 // A conductor (in the site's namespace) finds its site's network made by
@@ -41,7 +36,7 @@ func (p *Provider) ensureLan(ctx context.Context, l lan) error {
 	if l.ns != "" && siteReady(ctx, l) {
 		return nil
 	}
-	if l.ns != "" && InNetns(l.ns) { // its uplink and routes are made from the other end
+	if l.ns != "" && bridge.InNetns(l.ns) { // its uplink and routes are made from the other end
 		return fmt.Errorf("the network of site %s (namespace %s) is not made: start the environment from its controller first (env:startAll %s, or nginx:restart %s)", l.site, l.ns, p.env, p.env)
 	}
 	return p.ensureBridges(ctx)
@@ -67,7 +62,7 @@ func (p *Provider) ensureBridges(ctx context.Context) error {
 
 // siteReady reports whether l's namespace has its bridge and uplink.
 func siteReady(ctx context.Context, l lan) bool {
-	if netnsInode(l.ns) == 0 {
+	if bridge.NetnsInode(l.ns) == 0 {
 		return false
 	}
 	out, err := exec.CommandContext(ctx, "ip", "-n", l.ns, "-o", "link", "show").Output()
@@ -76,13 +71,6 @@ func siteReady(ctx context.Context, l lan) bool {
 	}
 	s := string(out)
 	return strings.Contains(s, ": "+l.bridge+":") && strings.Contains(s, ": "+siteUplink+"@")
-}
-
-// InNetns reports whether this process is in the named network namespace.
-func InNetns(ns string) bool {
-	var self unix.Stat_t
-	ino := netnsInode(ns)
-	return ino != 0 && unix.Stat("/proc/self/ns/net", &self) == nil && self.Ino == ino
 }
 
 // ensureSite makes site network l: its namespace, with forwarding on; its
@@ -99,7 +87,7 @@ func (p *Provider) ensureSite(ctx context.Context, l lan) error {
 		if err := bridge.CheckSubnet(ctx, l.subnet, l.uplink, field); err != nil {
 			return err
 		}
-		if netnsInode(l.ns) == 0 {
+		if bridge.NetnsInode(l.ns) == 0 {
 			if err := bridge.IP(ctx, "", "netns", "add", l.ns); err != nil {
 				return fmt.Errorf("site %s: %w", l.site, err)
 			}
@@ -141,15 +129,6 @@ func (p *Provider) makeSite(ctx context.Context, l lan) error {
 		}
 	}
 	return nil
-}
-
-// netnsInode returns the inode of the named network namespace, 0 if none.
-func netnsInode(ns string) uint64 {
-	var st unix.Stat_t
-	if err := unix.Stat("/run/netns/"+ns, &st); err != nil {
-		return 0
-	}
-	return st.Ino
 }
 
 // routeSites lets hosts on an environment's bridge and its sites' reach
@@ -195,7 +174,7 @@ func unrouteSites(ctx context.Context, env string) error {
 // it) and ends what runs there (its conductors, their callback nginx): a
 // site's machine taken down. Its hosts must be gone first.
 func removeSite(ctx context.Context, ns string) error {
-	ino := netnsInode(ns)
+	ino := bridge.NetnsInode(ns)
 	if ino == 0 {
 		return nil
 	}
