@@ -13,10 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
+
+	"booted/internal/bridge"
 )
 
 // Needs are the commands this package runs, and their Debian packages.
@@ -33,6 +34,9 @@ type BMC struct {
 	Password string
 	// Timeout bounds one call (default 10s).
 	Timeout time.Duration
+	// Netns is the network namespace the BMC is reached from (a site's
+	// router, where its management network is); "": this machine's.
+	Netns string
 }
 
 // ErrUnreachable is wrapped by errors of a BMC that does not answer.
@@ -55,7 +59,7 @@ func (b BMC) run(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	full := append([]string{"-I", "lanplus", "-C", "3", "-H", b.Addr, "-p", strconv.Itoa(b.Port), "-U", b.User, "-E", "-N", "2", "-R", "2"}, args...)
-	cmd := exec.CommandContext(ctx, "ipmitool", full...)
+	cmd := bridge.CommandIn(ctx, b.Netns, "ipmitool", full...)
 	cmd.Env = append(os.Environ(), "IPMI_PASSWORD="+b.Password)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

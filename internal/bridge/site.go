@@ -1,6 +1,11 @@
 package bridge
 
-import "golang.org/x/sys/unix"
+import (
+	"context"
+	"os/exec"
+
+	"golang.org/x/sys/unix"
+)
 
 // A site with a subnet of its own (sites.X.subnet) is a network behind a
 // router of its own: a network namespace of this machine owns the site's
@@ -34,4 +39,14 @@ func InNetns(ns string) bool {
 	var self unix.Stat_t
 	ino := NetnsInode(ns)
 	return ino != 0 && unix.Stat("/proc/self/ns/net", &self) == nil && self.Ino == ino
+}
+
+// CommandIn returns the command name args to run in network namespace ns:
+// as it is when ns is "" or this process is in it already, else entered
+// with ip netns exec (which execs it: the command keeps its pid).
+func CommandIn(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
+	if ns == "" || InNetns(ns) {
+		return exec.CommandContext(ctx, name, args...)
+	}
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
 }

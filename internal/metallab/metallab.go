@@ -4,8 +4,10 @@
 // with an empty disk, its NIC (the node's MAC) on the network's bridge,
 // netbooting through qemu's iPXE ROM, and an ipmi_sim BMC on 127.0.0.1 at
 // the node's BMC port whose chassis control powers that machine on and off
-// and picks its boot device. Everything it starts it records by pid, and
-// Down stops by pid.
+// and picks its boot device. A node on a site's network is made in the
+// site's namespace (its router's): its NIC on the site's bridge, its BMC
+// on the site's 127.0.0.1, reached by the site's conductors. Everything it
+// starts it records by pid, and Down stops by pid.
 package metallab
 
 import (
@@ -44,6 +46,10 @@ type Machine struct {
 	User, Password string
 	DiskGB         int
 	MemoryMB       int
+	// Bridge is the bridge its NIC joins ("": the lab's); Netns the
+	// network namespace that bridge and its BMC are in (a site's, whose
+	// router alone reaches them; "": this machine's).
+	Bridge, Netns string
 }
 
 // Lab is the emulated machines of one environment.
@@ -77,7 +83,17 @@ func (l *Lab) Up(ctx context.Context, m Machine) error {
 			return fmt.Errorf("lab %s: disk: %v: %s", m.Name, err, out)
 		}
 	}
-	data := map[string]any{"M": m, "Dir": d, "Tap": l.tap(m.Name), "Bridge": l.Bridge, "Console": l.Console(m.Name),
+	br := m.Bridge
+	if br == "" {
+		br = l.Bridge
+	}
+	if m.Netns != "" && bridge.NetnsInode(m.Netns) == 0 {
+		return fmt.Errorf("lab %s: its network's namespace %s is not made: start the environment's controller first (nginx:restart %s)", m.Name, m.Netns, l.Env)
+	}
+	if err := os.WriteFile(filepath.Join(d, "netns"), []byte(m.Netns), 0o600); err != nil {
+		return err
+	}
+	data := map[string]any{"M": m, "Dir": d, "Tap": l.tap(m.Name), "Bridge": br, "Console": l.Console(m.Name),
 		"Name": "booted-lab-" + l.Env + "-" + m.Name, "Memory": max(m.MemoryMB, 512)}
 	for file, t := range map[string]*template.Template{"chassis": chassisTmpl, "lan.conf": lanTmpl} {
 		var b bytes.Buffer
@@ -108,7 +124,9 @@ func (l *Lab) Up(ctx context.Context, m Machine) error {
 		return err
 	}
 	defer log.Close()
-	cmd := exec.Command("ipmi_sim", "-c", filepath.Join(d, "lan.conf"), "-f", filepath.Join(d, "bmc.emu"), "-s", filepath.Join(d, "state"), "-n")
+	// In a site's namespace: it, and the machines its chassis control
+	// starts, are on the site's network.
+	cmd := bridge.CommandIn(context.Background(), m.Netns, "ipmi_sim", "-c", filepath.Join(d, "lan.conf"), "-f", filepath.Join(d, "bmc.emu"), "-s", filepath.Join(d, "state"), "-n")
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -122,7 +140,7 @@ func (l *Lab) Up(ctx context.Context, m Machine) error {
 		if strings.Contains(readFile(filepath.Join(d, "ipmi_sim.log")), "failed") {
 			break
 		}
-		if listening(m.BMCPort) {
+		if listening(cmd.Process.Pid, m.BMCPort) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -136,7 +154,11 @@ func (l *Lab) Down(ctx context.Context, name string, purge bool) error {
 	d := l.dir(name)
 	err := errors.Join(pidfile.Stop(ctx, filepath.Join(d, "qemu.pid"), d, syscall.SIGTERM, 3*time.Second),
 		pidfile.Stop(ctx, filepath.Join(d, "ipmi_sim.pid"), d, syscall.SIGTERM, 3*time.Second))
-	bridge.Remove(ctx, l.tap(name))
+	if ns := readFile(filepath.Join(d, "netns")); ns != "" {
+		exec.CommandContext(ctx, "ip", "-n", ns, "link", "del", l.tap(name)).Run() // (gone with the namespace, if it is)
+	} else {
+		bridge.Remove(ctx, l.tap(name))
+	}
 	if purge {
 		err = errors.Join(err, os.RemoveAll(d))
 	}
@@ -171,9 +193,10 @@ func tail(s string) string {
 	return strings.Join(l, " | ")
 }
 
-func listening(port int) bool {
-	// ipmi_sim listens on UDP: look it up in /proc/net/udp (hex port).
-	return strings.Contains(readFile("/proc/net/udp"), fmt.Sprintf(":%04X ", port))
+func listening(pid, port int) bool {
+	// ipmi_sim listens on UDP: look it up in its network's /proc/net/udp
+	// (hex port).
+	return strings.Contains(readFile(fmt.Sprintf("/proc/%d/net/udp", pid)), fmt.Sprintf(":%04X ", port))
 }
 
 var funcs = template.FuncMap{"q": shell.Quote}
@@ -284,20 +307,23 @@ func ForEnv(env *config.Env, dir string) (*Env, error) {
 		return nil, fmt.Errorf("%s: metal:lab emulates the nodes of a baremetal environment; this one's provider is %s", env.Path, env.Provider.Type)
 	}
 	e := &Env{Bridges: map[string]netip.Prefix{}}
+	bridgeOf, netnsOf := map[string]string{}, map[string]string{}
 	for _, nw := range set.Networks {
+		bridgeOf[nw.Name] = nw.Bridge
+		if nw.Site != "" { // the site's bridge, made with its network
+			netnsOf[nw.Name] = bridge.SiteNetns(env.Name, nw.Site)
+			continue
+		}
 		p, _ := netip.ParsePrefix(nw.Subnet)
 		p = p.Masked()
 		e.Bridges[nw.Bridge] = netip.PrefixFrom(p.Addr().Next(), p.Bits())
-	}
-	bridgeOf := map[string]string{}
-	for _, nw := range set.Networks {
-		bridgeOf[nw.Name] = nw.Bridge
 	}
 	var br string
 	for _, n := range set.Nodes {
 		nic := n.Primary()
 		br = bridgeOf[nic.Network]
-		e.Machines = append(e.Machines, Machine{Name: n.Name, MAC: strings.ToLower(nic.MAC), BMCPort: n.BMC.Port, User: n.BMC.User, DiskGB: n.DiskGB, MemoryMB: n.MemoryMB})
+		e.Machines = append(e.Machines, Machine{Name: n.Name, MAC: strings.ToLower(nic.MAC), BMCPort: n.BMC.Port, User: n.BMC.User, DiskGB: n.DiskGB, MemoryMB: n.MemoryMB,
+			Bridge: bridgeOf[nic.Network], Netns: netnsOf[nic.Network]})
 	}
 	e.Lab = &Lab{Env: env.Name, Dir: filepath.Join(dir, "lab"), Bridge: br,
 		Console: func(name string) string { return filepath.Join(dir, "console", name+".log") }}

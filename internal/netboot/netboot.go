@@ -25,6 +25,7 @@ import (
 	"text/template"
 	"time"
 
+	"booted/internal/bridge"
 	"booted/internal/pidfile"
 )
 
@@ -60,6 +61,9 @@ type Server struct {
 	Dir string
 	// BootURL is where iPXE fetches boot.ipxe (http://CONTROLLER/metal/boot.ipxe).
 	BootURL string
+	// Netns is the network namespace the bridge is in (a site's); "":
+	// this machine's.
+	Netns string
 }
 
 func (s *Server) conf() string     { return filepath.Join(s.Dir, "dnsmasq.conf") }
@@ -172,7 +176,7 @@ func (s *Server) Ensure(ctx context.Context) error {
 	if err := s.Stop(ctx); err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, "dnsmasq", "--conf-file="+s.conf()).CombinedOutput()
+	out, err := bridge.CommandIn(ctx, s.Netns, "dnsmasq", "--conf-file="+s.conf()).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("network %s: start dnsmasq on %s: %v: %s", s.Net.Name, s.Net.Bridge, err, bytes.TrimSpace(out))
 	}
