@@ -244,6 +244,32 @@ func (e *Env) SiteOf(host, role string) string {
 	return ""
 }
 
+// SiteGateway is site's gateway (its router's address on its network) if
+// the site has a network of its own and conductors (NATS): the one rule
+// for whether a site's hosts are made by its conductors, served and
+// phoned home to on its router.
+func (e *Env) SiteGateway(site string) (netip.Addr, bool) {
+	st := e.Sites[site]
+	if len(e.NATS.URLs) == 0 || st == nil || st.Subnet == "" {
+		return netip.Addr{}, false
+	}
+	gw, err := GatewayOf(st.Subnet)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return gw.Addr(), true
+}
+
+// SiteURL is the base URL of site's nginx (on its router, the callback
+// port), if it has one (SiteGateway).
+func (e *Env) SiteURL(site string) (string, bool) {
+	gw, ok := e.SiteGateway(site)
+	if !ok {
+		return "", false
+	}
+	return "http://" + netip.AddrPortFrom(gw, uint16(e.Callback.Port)).String(), true
+}
+
 // API is who may do what through api:serve's REST API.
 type API struct {
 	// Admins are the users (of creds:create) who may read and change the

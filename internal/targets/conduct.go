@@ -470,6 +470,11 @@ func (r *Runner) ConductorRun(ctx context.Context, envName, site string) error {
 			Log: logf,
 			Do:  func(ctx context.Context, j conductor.Job) conductor.Result { return s.doJob(ctx, js, j) }}
 		fmt.Fprintf(r.Out, "conductor %s: site %s of %s, NATS %s\n", name, site, s.env.Name, strings.Join(s.env.NATS.URLs, ","))
+		if bp, err := s.metal("conductor:run"); err == nil { // its site's networks: dnsmasq, the files its nginx serves
+			if err := bp.Prepare(ctx); err != nil {
+				return fmt.Errorf("site %s's networks: %w", site, err)
+			}
+		}
 		if err := s.serveCallbacks(ctx, js, site, logf); err != nil {
 			return err
 		}

@@ -26,12 +26,24 @@ func (r *Runner) MetalLab(ctx context.Context, envName string) error {
 		if err != nil {
 			return err
 		}
+		for _, m := range lab.Machines {
+			if m.Netns != "" { // a site's machines are on its network: made with the environment's
+				if err := s.prepare(ctx); err != nil {
+					return err
+				}
+				break
+			}
+		}
 		if err := lab.Up(ctx); err != nil {
 			return err
 		}
 		if !r.JSON {
 			for _, m := range lab.Machines {
-				fmt.Fprintf(r.Out, "%s: machine %s, BMC 127.0.0.1:%d (user %s, password in %s)\n", envName, m.Name, m.BMCPort, m.User, lab.PasswordFile(m.Name))
+				where := ""
+				if m.Netns != "" {
+					where = " in " + m.Netns + " (its site's network)"
+				}
+				fmt.Fprintf(r.Out, "%s: machine %s, BMC 127.0.0.1:%d%s (user %s, password in %s)\n", envName, m.Name, m.BMCPort, where, m.User, lab.PasswordFile(m.Name))
 			}
 		}
 		return nil

@@ -105,7 +105,7 @@ func (m *metalProject) isoInstall(t *testing.T, ctx context.Context) {
 	// inventory): its enrollment is bound to the new one.
 	mac, ip := "52:54:00:9e:00:0d", m.net+"23"
 	m.ips[2] = ip
-	m.write(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n")
+	m.write(t, metalRoles)
 	fi := newFakeInstaller(t, env, bridge.Name(env), mac, ip)
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()

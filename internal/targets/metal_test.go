@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +27,10 @@ type metalProject struct {
 	ports [3]int
 	ips   [3]string // a node's address when not the usual .11, .12, .13
 	net   string    // the nodes' subnet prefix "10.x.y."
+	// With a site, n2 is on site s's network (its subnet), served and
+	// powered by the site's conductor through NATS.
+	site     string // the site's subnet
+	natsURLs string
 }
 
 func (m *metalProject) write(t *testing.T, roles string) {
@@ -35,11 +41,20 @@ func (m *metalProject) write(t *testing.T, roles string) {
 		if ip == "" {
 			ip = fmt.Sprintf("%s%d", m.net, 11+i)
 		}
-		fmt.Fprintf(&nodes, "      - name: n%d\n        nics: [{mac: \"52:54:00:9e:00:%02x\", ip: %s, network: prov, primary: true}]\n        bmc: {address: 127.0.0.1, port: %d, user: admin}\n", i+1, i+11, ip, p)
+		network := "prov"
+		if i == 1 && m.site != "" {
+			network = "sprov"
+		}
+		fmt.Fprintf(&nodes, "      - name: n%d\n        nics: [{mac: \"52:54:00:9e:00:%02x\", ip: %s, network: %s, primary: true}]\n        bmc: {address: 127.0.0.1, port: %d, user: admin}\n", i+1, i+11, ip, network, p)
 	}
 	local := "" // a role of local hosts shares the nodes' bridge and subnet
 	if strings.Contains(roles, "provider: local") {
 		local = "  local: {subnet: " + m.proj.Subnet + "}\n"
+	}
+	siteNet, sites := "", ""
+	if m.site != "" {
+		siteNet = "      - {name: sprov, site: s}\n"
+		sites = fmt.Sprintf("nats: {urls: [%s]}\nsites:\n  s: {hosts: [n2], subnet: %s}\n", m.natsURLs, m.site)
 	}
 	body := fmt.Sprintf(`version: 1
 provider:
@@ -47,15 +62,15 @@ provider:
 %s  baremetal:
     networks:
       - {name: prov, bridge: %s, subnet: %s}
-    nodes:
+%s    nodes:
 %s    stages: {power_on: 30s, dhcp: 20s, installer: 1m, installed: 5m, first_boot: 5m}
     retries: 1
 timeouts: {boot: 15m, ssh: 15s, ping: 2s}
 sizes:
   metal.small: {cpus: 1, memory_mb: 512, disk_gb: 2}
   metal.big: {cpus: 2, memory_mb: 4096, disk_gb: 2}
-roles:
-%s`, local, bridge.Name(m.proj.Env), m.proj.Subnet, nodes.String(), roles)
+%sroles:
+%s`, local, bridge.Name(m.proj.Env), m.proj.Subnet, siteNet, nodes.String(), sites, roles)
 	if err := os.WriteFile(filepath.Join(m.proj.Root, "envs", m.proj.Env+".yaml"), []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +84,14 @@ func newMetalEnv(t *testing.T, roles string) *metalProject {
 	for i := range m.ports {
 		m.ports[i] = testutil.FreeUDP(t)
 	}
-	m.write(t, roles)
+	m.write(t, metalRoles)
 	return m
 }
+
+// metalRoles are the roles of the bare-metal test until it deploys hello:
+// the load balancer is a local host (the local provider makes the site's
+// network).
+const metalRoles = "  loadbalancers: {hosts: [lb1], min: 1, max: 1, provider: local}\n  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n"
 
 func newMetalProject(t *testing.T) *metalProject {
 	testutil.RequireQemu(t)
@@ -81,8 +101,15 @@ func newMetalProject(t *testing.T) *metalProject {
 		}
 	}
 	testutil.ExclusiveCPU(t) // TCG machines take the cores for minutes
-	m := newMetalEnv(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n")
+	m := newMetalEnv(t, metalRoles)
 	proj := m.proj
+	// n2 is on site s's network: 10.X-100.Y.0/24 (X.Y: the environment's, X >= 200).
+	p := strings.Split(proj.Subnet, ".")
+	x, _ := strconv.Atoi(p[1])
+	m.site = fmt.Sprintf("%s.%d.%s.0/24", p[0], x-100, p[2])
+	m.ips[1] = fmt.Sprintf("%s.%d.%s.12", p[0], x-100, p[2])
+	m.natsURLs = "tls://" + strings.Replace(testutil.FreePort(t), "127.0.0.1", proj.Gateway, 1)
+	m.write(t, metalRoles)
 	t.Cleanup(func() {
 		ctx := context.Background()
 		if err := m.r.EnvDestroy(ctx, proj.Env); err != nil {
@@ -95,6 +122,46 @@ func newMetalProject(t *testing.T) *metalProject {
 		}
 	})
 	return m
+}
+
+// startSite starts what site s runs on: a NATS server (as nats:config
+// says), the environment's networks (the site's, a namespace), and a
+// conductor in the site's network (a process of its own); it returns the
+// conductor's output.
+func (m *metalProject) startSite(t *testing.T) *testutil.SyncBuffer {
+	ctx := context.Background()
+	env := m.proj.Env
+	m.out.Reset()
+	m.must(t, m.r.NATSConfig(ctx, env))
+	var confs []string
+	for _, l := range strings.Split(m.out.String(), "\n") {
+		if c, ok := strings.CutPrefix(l, "start: nats-server -c "); ok {
+			confs = append(confs, c)
+		}
+	}
+	testutil.StartNATSFrom(t, confs, []string{m.natsURLs})
+	m.must(t, m.r.NginxRestart(ctx, env))
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+bridge.SiteNetns(env, "s"), os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "BOOTED_TEST_CONDUCTOR="+m.proj.Root+"|"+env+"|s")
+	var log testutil.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("conductor of site s:\n%s", log.String())
+		}
+	})
+	m.waitFor(t, "site s's conductor beating", 30*time.Second, func() bool {
+		r := *m.r
+		var out testutil.SyncBuffer
+		r.JSON, r.Out = true, &out
+		return r.ConductorsList(ctx, env) == nil && strings.Contains(out.String(), `"site":"s"`)
+	})
+	return &log
 }
 
 // labRunning says whether node name's emulated machine and BMC run, from
@@ -112,9 +179,10 @@ func (m *metalProject) labRunning(t *testing.T, name string) (vm, bmc bool) {
 	return alive("qemu.pid"), alive("ipmi_sim.pid")
 }
 
-// fetches counts the installer fetches of the node at ip.
-func (m *metalProject) fetches(t *testing.T, ip string) int {
-	b, _ := os.ReadFile(filepath.Join(m.proj.Inventory, m.proj.Env, "metal", "access.log"))
+// fetches counts the installer fetches of the node at ip, in the access
+// log of the metal files under dir (metal, or sites/SITE/metal).
+func (m *metalProject) fetches(t *testing.T, dir, ip string) int {
+	b, _ := os.ReadFile(filepath.Join(m.proj.Inventory, m.proj.Env, dir, "access.log"))
 	n := 0
 	for _, l := range strings.Split(string(b), "\n") {
 		if strings.Contains(l, `"remote":"`+ip+`"`) && strings.Contains(l, "installer.img") {
@@ -157,6 +225,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	m := newMetalProject(t)
 	ctx := context.Background()
 	env := m.proj.Env
+	conductorLog := m.startSite(t)
 	m.must(t, m.r.MetalLab(ctx, env))
 	for _, n := range []string{"n1", "n2", "n3"} {
 		if fi, err := os.Stat(filepath.Join(m.proj.Inventory, env, "bmc", n)); err != nil || fi.Mode().Perm() != 0o600 {
@@ -247,6 +316,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	// The two others, with hello behind the load balancer.
 	m.proj.GitInit(t, "v1")
 	m.write(t, "  loadbalancers: {hosts: [lb1], min: 1, max: 1, provider: local}\n  workers: {hosts: [n1, n2], min: 1, max: 2, service: hello, version: v1}\n")
+	siteNs := bridge.SiteNetns(env, "s")
 	start = time.Now()
 	m.must(t, m.r.EnvStartAll(ctx, env))
 	t.Logf("env:startAll (two nodes, PXE to serving): %v", time.Since(start).Round(time.Second))
@@ -285,8 +355,43 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	m.must(t, m.r.NetList(ctx, env))
 	m.r.JSON = false
 	var nets []netRow
-	if err := unmarshalRows([]byte(m.out.String()), &nets); err != nil || len(nets) != 1 || !strings.HasPrefix(nets[0].DHCP, "dnsmasq pid ") || nets[0].Nodes != 3 {
+	if err := unmarshalRows([]byte(m.out.String()), &nets); err != nil || len(nets) != 2 || !strings.HasPrefix(nets[0].DHCP, "dnsmasq pid ") || nets[0].Nodes != 2 ||
+		!strings.HasPrefix(nets[1].DHCP, "dnsmasq pid ") || nets[1].Nodes != 1 {
 		t.Errorf("net:list: %v %s", err, m.out)
+	}
+
+	// n2 was deployed, served and powered by site s: its conductor
+	// started its network's dnsmasq (in the site's namespace), powered it
+	// through its BMC (there too), its netboot files and callbacks went
+	// through the site's nginx, none through the controller's.
+	var siteIno syscall.Stat_t
+	syscall.Stat("/run/netns/"+siteNs, &siteIno)
+	inSite := func(pidFile string) bool {
+		l, _ := os.Readlink("/proc/" + readPid(t, filepath.Join(m.proj.Inventory, env, pidFile)) + "/ns/net")
+		return l == fmt.Sprintf("net:[%d]", siteIno.Ino)
+	}
+	if !inSite("sites/s/metal/net/sprov/dnsmasq.pid") || !inSite("lab/n2/ipmi_sim.pid") || !inSite("lab/n2/qemu.pid") {
+		t.Errorf("site s's dnsmasq, n2's BMC and machine are not all in the site's network %s", siteNs)
+	}
+	if inSite("metal/net/prov/dnsmasq.pid") || inSite("lab/n1/qemu.pid") {
+		t.Errorf("network prov's dnsmasq or n1 in site s's network")
+	}
+	if n := m.fetches(t, "sites/s/metal", m.ips[1]); n != 1 {
+		t.Errorf("n2 fetched its installer %d times from its site's nginx, want 1", n)
+	}
+	if n := m.fetches(t, "metal", m.ips[1]) + m.count(t, "booted.log", "name=n2&"); n != 0 {
+		t.Errorf("n2 fetched from or phoned home to the controller's nginx %d times", n)
+	}
+	if n := m.count(t, "sites/s/booted.log", "name=n2&"); n == 0 {
+		t.Errorf("n2 did not phone home to its site")
+	}
+	for _, job := range []string{"host.build on n2", "host.boot on n2", "host.installed on n2"} {
+		if !strings.Contains(conductorLog.String(), job) {
+			t.Errorf("site s's conductor did no %s", job)
+		}
+	}
+	if strings.Contains(conductorLog.String(), " on n1") {
+		t.Errorf("site s's conductor worked on n1, a node of no site")
 	}
 
 	// hosts:locate and queries know where nodes are: their network, its
@@ -299,10 +404,10 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 		t.Errorf("hosts:locate n1: %v %s", err, m.out)
 	}
 	m.out.Reset()
-	m.must(t, m.r.HostsQuery(ctx, env, "connected:prov and attr:bmc=*:* and not state:terminated"))
+	m.must(t, m.r.HostsQuery(ctx, env, "(connected:prov or connected:sprov) and attr:bmc=*:* and not state:terminated"))
 	m.r.JSON = false
 	if n := strings.Count(m.out.String(), `"name":"n`); n != 2 {
-		t.Errorf("hosts:query connected:prov and attr:bmc: %d nodes (want n1 and n2, serving):\n%s", n, m.out)
+		t.Errorf("hosts:query connected:prov or sprov, and attr:bmc: %d nodes (want n1 and n2, serving):\n%s", n, m.out)
 	}
 
 	// The load balancer is a local host on the nodes' network.
@@ -310,7 +415,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	if lb.State != "serving" || !strings.HasPrefix(lb.IP, m.net) {
 		t.Errorf("lb1 (local host): %+v", lb)
 	}
-	if err := m.r.NetDel(ctx, env, "prov"); err == nil || !strings.Contains(err.Error(), "nodes n1 (serving), n2 (serving) are on it") {
+	if err := m.r.NetDel(ctx, env, "prov"); err == nil || !strings.Contains(err.Error(), "nodes n1 (serving) are on it") {
 		t.Errorf("net:del of a network in use: %v", err)
 	}
 	res, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + lb.IP + "/")
@@ -331,10 +436,13 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	// A power cycle boots the disk: no installer, no install report, the
 	// same host key.
 	key := m.hosts(t)["n2"].HostKey
-	fetches := m.fetches(t, m.net+"12")
+	fetches := m.fetches(t, "sites/s/metal", m.ips[1])
 	installs := len(m.events(t, "n2", "stage"))
-	phoned := m.count(t, "booted.log", "name=n2&")
+	phoned := m.count(t, "sites/s/booted.log", "name=n2&")
 	m.must(t, m.r.Power(ctx, "cycle", env, "n2"))
+	if !strings.Contains(conductorLog.String(), "host.power-cycle on n2") {
+		t.Errorf("power:cycle n2: not through its site's conductor")
+	}
 	// Meanwhile, a bare-metal instance: the free node (n3: its BMC back,
 	// its NIC plugged in) is installed for the user, runs, and is given
 	// back.
@@ -355,10 +463,10 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 		t.Errorf("a second instance with no node free: %v", err)
 	}
 	deadline := time.Now().Add(4 * time.Minute)
-	for m.count(t, "booted.log", "name=n2&") == phoned && time.Now().Before(deadline) {
+	for m.count(t, "sites/s/booted.log", "name=n2&") == phoned && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Second)
 	}
-	if m.count(t, "booted.log", "name=n2&") == phoned {
+	if m.count(t, "sites/s/booted.log", "name=n2&") == phoned {
 		t.Fatalf("n2 did not phone home within 4 minutes of its power cycle; console:\n%s", m.console(t, "n2"))
 	}
 	m.must(t, m.r.HostsLogged(ctx, env))
@@ -367,7 +475,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	if h.HostKey != key || (h.State != "ready" && h.State != "serving") {
 		t.Errorf("n2 after a power cycle: %+v (key was %s)", h, key)
 	}
-	if n := m.fetches(t, m.net+"12"); n != fetches {
+	if n := m.fetches(t, "sites/s/metal", m.ips[1]); n != fetches {
 		t.Errorf("the power cycle fetched the installer again (%d fetches, was %d)", n, fetches)
 	}
 	if n := len(m.events(t, "n2", "stage")); n != installs {

@@ -17,7 +17,6 @@ import (
 	"booted/internal/bootlog"
 	"booted/internal/bridge"
 	"booted/internal/conductor"
-	"booted/internal/config"
 	"booted/internal/controller"
 	"booted/internal/discovery"
 )
@@ -31,20 +30,9 @@ import (
 // records its own boot log's (the token, the signature, the pins: the
 // same checks), each once.
 
-// siteGateway is site's gateway (its router's address on its network),
-// if it has a network of its own and conductors (NATS): the one rule for
-// whether a site's hosts are made by its conductors and phone home to it.
-func (s *session) siteGateway(site string) (netip.Addr, bool) {
-	st := s.env.Sites[site]
-	if len(s.env.NATS.URLs) == 0 || st == nil || st.Subnet == "" {
-		return netip.Addr{}, false
-	}
-	gw, err := config.GatewayOf(st.Subnet)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return gw.Addr(), true
-}
+// siteGateway is site's gateway, if its hosts are made by its conductors
+// and phone home to it (config.Env.SiteGateway).
+func (s *session) siteGateway(site string) (netip.Addr, bool) { return s.env.SiteGateway(site) }
 
 // siteOfHost is host name's site ("": none).
 func (s *session) siteOfHost(name string) string {
@@ -55,8 +43,8 @@ func (s *session) siteOfHost(name string) string {
 // callbackURL is where host name phones home: its site's nginx, or the
 // controller's.
 func (s *session) callbackURL(name string) string {
-	if gw, ok := s.siteGateway(s.siteOfHost(name)); ok {
-		return "http://" + netip.AddrPortFrom(gw, uint16(s.env.Callback.Port)).String() + "/booted/"
+	if u, ok := s.env.SiteURL(s.siteOfHost(name)); ok {
+		return u + "/booted/"
 	}
 	return s.env.CallbackURL()
 }

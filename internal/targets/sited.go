@@ -66,15 +66,68 @@ func (s *session) sitedProv(name string, p provider.Provider) provider.Provider 
 	if s.conducting != "" {
 		return p // a conductor makes its site's hosts
 	}
-	if _, ok := p.(interface{ HostLinks() []string }); !ok {
-		return p
+	var site string
+	switch b := p.(type) {
+	case interface{ HostLinks() []string }: // local hosts: on their site's network
+		site = s.siteOfHost(name)
+	case interface{ SiteOf(string) string }: // bare-metal nodes: on a network of a site
+		site = b.SiteOf(name)
+		if _, ok := s.siteGateway(site); ok {
+			return sitedMetal{sitedProvider{Provider: p, s: s, site: site}}
+		}
 	}
-	site := s.siteOfHost(name)
 	if _, ok := s.siteGateway(site); !ok {
 		return p
 	}
 	return sitedProvider{Provider: p, s: s, site: site}
 }
+
+// sitedMetal is a bare-metal node of a site as the controller sees it:
+// its deploy, power and netboot are jobs for its site's conductors (its
+// BMC and network are the site's); its stages are read from the files
+// the site's part of the provider keeps on this machine.
+type sitedMetal struct{ sitedProvider }
+
+// The capabilities of the bare-metal provider.
+var (
+	_ provider.Netboot = sitedMetal{}
+	_ provider.Switch  = sitedMetal{}
+	_ provider.Stages  = sitedMetal{}
+)
+
+func (p sitedMetal) Installed(ctx context.Context, name string) error {
+	_, err := p.call(ctx, "installed", provider.Spec{Name: name})
+	return err
+}
+
+func (p sitedMetal) PowerOn(ctx context.Context, name string) error {
+	_, err := p.call(ctx, "power-on", provider.Spec{Name: name})
+	return err
+}
+
+func (p sitedMetal) PowerOff(ctx context.Context, name string) error {
+	_, err := p.call(ctx, "power-off", provider.Spec{Name: name})
+	return err
+}
+
+func (p sitedMetal) PowerCycle(ctx context.Context, name string) error {
+	_, err := p.call(ctx, "power-cycle", provider.Spec{Name: name})
+	return err
+}
+
+func (p sitedMetal) PowerStatus(ctx context.Context, name string) (string, error) {
+	in, err := p.call(ctx, "power-status", provider.Spec{Name: name})
+	if in.State == provider.Running {
+		return "on", err
+	}
+	return "off", err
+}
+
+func (p sitedMetal) Stage(ctx context.Context, name string, since time.Time) (string, time.Time, string, time.Time) {
+	return p.Provider.(provider.Stages).Stage(ctx, name, since)
+}
+
+func (p sitedMetal) Retries() int { return p.Provider.(provider.Stages).Retries() }
 
 func (p sitedProvider) Build(ctx context.Context, spec provider.Spec) (provider.Instance, error) {
 	return p.call(ctx, "build", spec)
@@ -179,6 +232,36 @@ func (s *session) doHostJob(ctx context.Context, op string, j conductor.Job) con
 			err = d.Delete(ctx, a.Spec.Name)
 		}
 		note = "deleted"
+	case "installed":
+		if nb, ok := p.(provider.Netboot); !ok {
+			err = errors.New("its provider does not netboot it")
+		} else {
+			err = nb.Installed(ctx, a.Spec.Name)
+		}
+		note = "netboot off: boots its disk"
+	case "power-on", "power-off", "power-cycle", "power-status":
+		sw, ok := p.(provider.Switch)
+		if !ok {
+			err = errors.New("its provider has no BMC")
+			break
+		}
+		switch op {
+		case "power-on":
+			err = sw.PowerOn(ctx, a.Spec.Name)
+		case "power-off":
+			err = sw.PowerOff(ctx, a.Spec.Name)
+		case "power-cycle":
+			err = sw.PowerCycle(ctx, a.Spec.Name)
+		}
+		var st string
+		if err == nil {
+			st, err = sw.PowerStatus(ctx, a.Spec.Name)
+		}
+		out.Instance = provider.Instance{Name: a.Spec.Name, State: provider.Off}
+		if st == "on" {
+			out.Instance.State = provider.Running
+		}
+		note = "power " + st
 	default:
 		err = fmt.Errorf("job kind %q is not one this conductor does", j.Kind)
 	}

@@ -73,6 +73,17 @@ type Provider struct {
 	log     io.Writer
 	// BMCTimeout bounds one IPMI call (default 8s).
 	BMCTimeout time.Duration
+	osimages   string // inventory/ENV/osimages
+
+	// The networks of a site (networks[].site) are served from the site's
+	// router: each site has a part of this provider of its own (its
+	// networks and nodes, its files under inventory/ENV/sites/SITE/metal,
+	// served by the site's nginx at the site's URL, its dnsmasq and BMCs
+	// reached in the site's namespace). The part a node or network
+	// belongs to does what concerns it; sites is nil in a part.
+	site  string
+	netns string
+	sites map[string]*Provider
 }
 
 // Open returns the baremetal provider of env, installing what it needs.
@@ -86,9 +97,68 @@ func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Pr
 	if !ok {
 		return nil, fmt.Errorf("%s: provider.baremetal is missing", env.Path)
 	}
-	return &Provider{env: env, set: set, dir: filepath.Join(o.Dir, "metal"), bmcDir: filepath.Join(o.Dir, "bmc"),
-		console: filepath.Join(o.Dir, "console"), baseURL: o.BaseURL, root: o.Root, failed: o.FailedURL, ports: o.Ports, log: o.Logger(), BMCTimeout: 8 * time.Second}, nil
+	p := &Provider{env: env, set: set, dir: filepath.Join(o.Dir, "metal"), bmcDir: filepath.Join(o.Dir, "bmc"),
+		console: filepath.Join(o.Dir, "console"), baseURL: o.BaseURL, root: o.Root, failed: o.FailedURL, ports: o.Ports, log: o.Logger(),
+		BMCTimeout: 8 * time.Second, osimages: filepath.Join(o.Dir, "osimages")}
+	for _, nw := range set.Networks {
+		if nw.Site == "" || p.sites[nw.Site] != nil {
+			continue
+		}
+		url, ok := env.SiteURL(nw.Site)
+		if !ok {
+			return nil, fmt.Errorf("%s: provider.baremetal.networks: network %s is site %s's, which has no network of its own and conductors (sites.%s.subnet, nats.urls)", env.Path, nw.Name, nw.Site, nw.Site)
+		}
+		part := *p
+		part.site, part.netns, part.sites = nw.Site, bridge.SiteNetns(env.Name, nw.Site), nil
+		part.dir, part.baseURL = filepath.Join(o.Dir, "sites", nw.Site, "metal"), url
+		part.set = set.ofSite(nw.Site)
+		if p.sites == nil {
+			p.sites = map[string]*Provider{}
+		}
+		p.sites[nw.Site] = &part
+	}
+	return p, nil
 }
+
+// of returns the part of the provider node name belongs to: its
+// network's site's, or p.
+func (p *Provider) of(name string) *Provider {
+	if n, ok := p.set.node(name); ok {
+		return p.ofNetwork(n.Primary().Network)
+	}
+	return p
+}
+
+// ofNetwork returns the part of the provider network name belongs to.
+func (p *Provider) ofNetwork(name string) *Provider {
+	if nw, ok := p.set.network(name); ok && p.sites[nw.Site] != nil {
+		return p.sites[nw.Site]
+	}
+	return p
+}
+
+// here returns the part this process serves: a site's when it runs in
+// the site's network (a conductor), else p (the networks of no site).
+// (nil: another site's router, one without networks of this provider).
+func (p *Provider) here() *Provider {
+	if p.site != "" {
+		return p // a part, asked by its site's conductor
+	}
+	for _, part := range p.sites {
+		if bridge.InNetns(part.netns) {
+			return part
+		}
+	}
+	for site := range p.env.Sites {
+		if bridge.InNetns(bridge.SiteNetns(p.env.Name, site)) {
+			return nil
+		}
+	}
+	return p
+}
+
+// SiteOf returns the site node name is served by ("": none).
+func (p *Provider) SiteOf(name string) string { return p.of(name).site }
 
 // Settings returns the env file's section.
 func (p *Provider) Settings() *Settings { return p.set }
@@ -116,7 +186,7 @@ func (p *Provider) BMC(name string) (bmc.BMC, error) {
 		return bmc.BMC{}, fmt.Errorf("node %s: no BMC password (%v): set it with node:secret %s %s", name, err, p.env.Name, name)
 	}
 	return bmc.BMC{Node: name, Addr: n.BMC.Address, Port: n.BMC.Port, User: n.BMC.User,
-		Password: strings.TrimSpace(string(pw)), Timeout: p.BMCTimeout}, nil
+		Password: strings.TrimSpace(string(pw)), Timeout: p.BMCTimeout, Netns: p.of(name).netns}, nil
 }
 
 func (p *Provider) state(name, what string) string {
@@ -152,6 +222,9 @@ func (p *Provider) instance(n Node, power string) provider.Instance {
 // machine into the environment (node:create): it is listed from then on,
 // until Delete gives it back.
 func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instance, error) {
+	if q := p.of(s.Name); q != p {
+		return q.Build(ctx, s)
+	}
 	n, ok := p.set.node(s.Name)
 	if !ok {
 		return provider.Instance{}, fmt.Errorf("node %s is not listed in provider.baremetal.nodes of %s: %w", s.Name, p.env.Path, provider.ErrNoInstance)
@@ -175,6 +248,9 @@ func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instanc
 // created says whether node name was taken into the environment (Build).
 // (A node deployed before booted kept this mark has a power-on one.)
 func (p *Provider) created(name string) bool {
+	if q := p.of(name); q != p {
+		return q.created(name)
+	}
 	return !p.stamped(name, "created").IsZero() || !p.stamped(name, "poweron").IsZero()
 }
 
@@ -182,6 +258,9 @@ func (p *Provider) created(name string) bool {
 // is installed: then its disk), its BMC's boot device, power on (or a
 // power cycle if it is on).
 func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instance, error) {
+	if q := p.of(s.Name); q != p {
+		return q.Start(ctx, s)
+	}
 	in, err := p.Build(ctx, s)
 	if err != nil {
 		return in, err
@@ -329,10 +408,15 @@ func (p *Provider) writeSeed(n Node, s provider.Spec) error {
 }
 
 // IsInstalled says whether node name is installed (netboot is off for it).
-func (p *Provider) IsInstalled(name string) bool { return !p.stamped(name, "installed").IsZero() }
+func (p *Provider) IsInstalled(name string) bool {
+	return !p.of(name).stamped(name, "installed").IsZero()
+}
 
 // Installed turns netboot off for node name: it boots its disk from now on.
 func (p *Provider) Installed(ctx context.Context, name string) error {
+	if q := p.of(name); q != p {
+		return q.Installed(ctx, name)
+	}
 	n, ok := p.set.node(name)
 	if !ok {
 		return fmt.Errorf("node %s: %w", name, provider.ErrNoInstance)
@@ -364,6 +448,9 @@ func (p *Provider) PowerOff(ctx context.Context, name string) error {
 // Delete powers the node off and forgets its install: the next deploy
 // installs it again (it goes back to the pool).
 func (p *Provider) Delete(ctx context.Context, name string) error {
+	if q := p.of(name); q != p {
+		return q.Delete(ctx, name)
+	}
 	n, ok := p.set.node(name)
 	if !ok || !p.created(name) {
 		return nil // not the environment's: its power is left alone
@@ -466,7 +553,8 @@ func (p *Provider) Servers() []*netboot.Server {
 		if nw.Dynamic != "" {
 			srv.Dynamic = strings.ReplaceAll(nw.Dynamic, "-", ",")
 		}
-		s := &netboot.Server{Net: srv, Dir: filepath.Join(p.dir, "net", nw.Name), BootURL: p.baseURL + "/metal/boot.ipxe"}
+		q := p.ofNetwork(nw.Name)
+		s := &netboot.Server{Net: srv, Dir: filepath.Join(q.dir, "net", nw.Name), BootURL: q.baseURL + "/metal/boot.ipxe", Netns: q.netns}
 		for _, n := range p.set.Nodes {
 			for _, c := range n.NICs {
 				if c.Network == nw.Name {
@@ -483,7 +571,15 @@ func (p *Provider) Servers() []*netboot.Server {
 // Prepare makes the networks (bridge, dnsmasq) and the served files: the
 // first iPXE script, each node's seed access, the imported osimages (the
 // one booted builds is made at the first deploy that needs it).
+//
+// Each part prepares its own: a conductor (in its site's network) its
+// site's; the controller the networks of no site.
 func (p *Provider) Prepare(ctx context.Context) error {
+	if q := p.here(); q == nil {
+		return nil
+	} else if q != p {
+		return q.Prepare(ctx)
+	}
 	if err := atomicfile.Write(filepath.Join(p.dir, "boot.ipxe"), netboot.BootScript(p.baseURL+"/metal/node/"), 0o600); err != nil {
 		return err
 	}
@@ -500,6 +596,9 @@ func (p *Provider) Prepare(ctx context.Context) error {
 		return err
 	}
 	for _, nw := range p.set.Networks {
+		if nw.Site != p.site {
+			continue // another part's
+		}
 		if err := p.NetworkUp(ctx, nw.Name); err != nil {
 			return err
 		}
@@ -514,6 +613,11 @@ func (p *Provider) NetworkUp(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	if q := p.ofNetwork(name); q.netns != "" && !bridge.InNetns(q.netns) {
+		// A site's network is on its bridge, in its namespace (made with
+		// the site's network); only its conductors serve it.
+		return fmt.Errorf("network %s is site %s's: its conductors serve it, from the site's network (conductor:run %s %s)", name, q.site, p.env.Name, q.site)
+	}
 	if err := p.ensureBridge(ctx, nw); err != nil {
 		return err
 	}
@@ -526,6 +630,9 @@ func (p *Provider) NetworkDown(ctx context.Context, name string) error {
 	nw, srv, err := p.network(name)
 	if err != nil {
 		return err
+	}
+	if nw.Site != "" { // the site's bridge goes with its network
+		return srv.Stop(ctx)
 	}
 	return errors.Join(srv.Stop(ctx), bridge.Remove(ctx, nw.Bridge))
 }
@@ -562,8 +669,12 @@ func (p *Provider) network(name string) (Network, *netboot.Server, error) {
 // it does not exist.
 func (p *Provider) ensureBridge(ctx context.Context, nw Network) error {
 	gw := p.set.server(nw)
-	if err := bridge.Ensure(ctx, nw.Bridge, gw, "provider.baremetal.networks."+nw.Name+".subnet"); err != nil {
-		return err
+	// A site's bridge is made with its network (and bridge.Ensure, which
+	// reads this machine's /sys, would not see it from the site's).
+	if nw.Site == "" {
+		if err := bridge.Ensure(ctx, nw.Bridge, gw, "provider.baremetal.networks."+nw.Name+".subnet"); err != nil {
+			return err
+		}
 	}
 	a := gw.Addr().As4()
 	ula := fmt.Sprintf("fd%02x:%02x%02x::1/64", a[1], a[2], a[3])
@@ -577,6 +688,9 @@ func (p *Provider) writeSeedAccess() error {
 	var b strings.Builder
 	b.WriteString("# Written by booted: each node's seed (its enrollment token) to its own address alone.\n")
 	for _, n := range p.set.Nodes {
+		if p.of(n.Name) != p {
+			continue // served by its site
+		}
 		fmt.Fprintf(&b, "location = /metal/seed/%s.tar {\n\tallow %s;\n\tdeny all;\n\talias %s;\n}\n", n.Name, n.Primary().IP, filepath.Join(p.dir, "seed", n.Name+".tar"))
 		fmt.Fprintf(&b, "location /metal/ks/%s/ {\n\tallow %s;\n\tdeny all;\n\talias %s/;\n}\n", n.Name, n.Primary().IP, filepath.Join(p.dir, "ks", n.Name))
 	}
@@ -598,7 +712,9 @@ func (p *Provider) Teardown(ctx context.Context) error {
 		errs = append(errs, s.Stop(ctx))
 	}
 	for _, nw := range p.set.Networks {
-		errs = append(errs, bridge.Remove(ctx, nw.Bridge))
+		if nw.Site == "" { // a site's bridge goes with its network
+			errs = append(errs, bridge.Remove(ctx, nw.Bridge))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -615,6 +731,9 @@ const (
 // Stage returns the last stage node name reached since since, and the one
 // it waits for with its deadline.
 func (p *Provider) Stage(ctx context.Context, name string, since time.Time) (string, time.Time, string, time.Time) {
+	if q := p.of(name); q != p {
+		return q.Stage(ctx, name, since)
+	}
 	n, ok := p.set.node(name)
 	if !ok {
 		return "", time.Time{}, "", time.Time{}

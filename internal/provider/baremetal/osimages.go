@@ -24,12 +24,12 @@ const BuiltIn = "debian"
 
 // OSImagesDir is where osimage:import puts the imported osimages
 // (inventory/ENV/osimages).
-func (p *Provider) OSImagesDir() string { return filepath.Join(filepath.Dir(p.dir), "osimages") }
+func (p *Provider) OSImagesDir() string { return p.osimages }
 
 // OSImageOf is what node name is installed from: node:deploy's choice, or
 // the node's osimage in the env file, or the section's.
 func (p *Provider) OSImageOf(name string) string {
-	if b, err := os.ReadFile(p.state(name, "osimage")); err == nil && strings.TrimSpace(string(b)) != "" {
+	if b, err := os.ReadFile(p.of(name).state(name, "osimage")); err == nil && strings.TrimSpace(string(b)) != "" {
 		return strings.TrimSpace(string(b))
 	}
 	if n, ok := p.set.node(name); ok && n.OSImage != "" {
@@ -47,10 +47,11 @@ func (p *Provider) SetOSImage(name, img string) error {
 	if _, err := p.imageInfo(img); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(p.dir, "state"), 0o700); err != nil {
+	q := p.of(name)
+	if err := os.MkdirAll(filepath.Join(q.dir, "state"), 0o700); err != nil {
 		return err
 	}
-	return os.WriteFile(p.state(name, "osimage"), []byte(img+"\n"), 0o600)
+	return os.WriteFile(q.state(name, "osimage"), []byte(img+"\n"), 0o600)
 }
 
 // UsedBy returns the nodes whose next or current install is from img.
@@ -166,6 +167,11 @@ func (p *Provider) servicePort() int {
 
 // Unserve stops serving osimage img (osimage:del).
 func (p *Provider) Unserve(img string) error {
+	for _, part := range p.sites {
+		if err := part.Unserve(img); err != nil {
+			return err
+		}
+	}
 	err := os.Remove(filepath.Join(p.dir, "images", img))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -175,7 +181,7 @@ func (p *Provider) Unserve(img string) error {
 
 // Forget makes node name's next deploy install it again (node:deploy).
 func (p *Provider) Forget(name string) error {
-	err := os.Remove(p.state(name, "installed"))
+	err := os.Remove(p.of(name).state(name, "installed"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"booted/internal/bridge"
 	"booted/internal/config"
 	"booted/internal/osimage"
 )
@@ -40,6 +41,12 @@ type Network struct {
 	// Dynamic is a range leased to machines that are not nodes
 	// ("10.82.0.100-10.82.0.150"); empty: nodes only.
 	Dynamic string `yaml:"dynamic"`
+	// Site puts the network in a site (sites.X, with a subnet): it is the
+	// site's network (its bridge and subnet, in the site's namespace),
+	// served by the site's conductors (dnsmasq, iPXE, seeds from the
+	// site's nginx), its nodes powered through them, its default route
+	// the site's router. Bridge and subnet may be left out.
+	Site string `yaml:"site"`
 }
 
 // Node is one machine (xCAT3's create, a Cobbler system).
@@ -131,8 +138,12 @@ func Decode(env *config.Env, d *config.Decoder) any {
 	if len(s.Networks) == 0 {
 		d.Add(0, "provider.baremetal.networks", "missing: at least one network (name, bridge, subnet)")
 	}
-	for i, nw := range s.Networks {
+	for i := range s.Networks {
+		nw := &s.Networks[i]
 		f := fmt.Sprintf("provider.baremetal.networks[%d]", i)
+		if nw.Site != "" {
+			siteNetwork(env, d, f, nw)
+		}
 		if !nameRE.MatchString(nw.Name) {
 			d.Add(0, f+".name", "%q: use lower-case letters, digits and '-'", nw.Name)
 		}
@@ -196,6 +207,11 @@ func Decode(env *config.Env, d *config.Decoder) any {
 			p, ok := nets[c.Network]
 			if !ok {
 				d.Add(0, cf+".network", "%q is not one of the networks", c.Network)
+			} else if nw, _ := s.network(c.Network); nw.Site != "" {
+				role, _ := env.RoleOf(nd.Name)
+				if site := env.SiteOf(nd.Name, role); site != nw.Site {
+					d.Add(0, cf+".network", "%s is site %s's network, and %s is not a host of that site: list it in sites.%s.hosts (its conductors deploy and power it)", c.Network, nw.Site, nd.Name, nw.Site)
+				}
 			}
 			a, err := netip.ParseAddr(c.IP)
 			switch {
@@ -207,6 +223,12 @@ func Decode(env *config.Env, d *config.Decoder) any {
 				d.Add(0, cf+".ip", "%s is also %s's", c.IP, seen["ip "+c.IP])
 			}
 			seen["ip "+c.IP] = nd.Name
+		}
+		role, _ := env.RoleOf(nd.Name)
+		if site := env.SiteOf(nd.Name, role); site != "" && s.hasSite(site) {
+			if nw, ok := s.network(nd.Primary().Network); ok && nw.Site != site {
+				d.Add(0, f+".nics", "%s is a host of site %s, whose nodes are on its own networks: put its primary NIC on one (a network with site: %s)", nd.Name, site, site)
+			}
 		}
 		if nd.OSImage != "" {
 			if err := osimage.CheckName(nd.OSImage); err != nil {
@@ -230,6 +252,44 @@ func Decode(env *config.Env, d *config.Decoder) any {
 		d.Add(0, "provider.baremetal.retries", "%d: use 0 to 10", s.Retries)
 	}
 	return s
+}
+
+// siteNetwork checks network nw of a site and fills in what the site
+// gives it: its bridge, its subnet, its gateway (the site's router).
+func siteNetwork(env *config.Env, d *config.Decoder, f string, nw *Network) {
+	st := env.Sites[nw.Site]
+	if st == nil || st.Subnet == "" {
+		d.Add(0, f+".site", "%q is not a site with a network of its own: give it one in sites.%s.subnet (the network is the site's)", nw.Site, nw.Site)
+		return
+	}
+	if len(env.NATS.URLs) == 0 {
+		return // (sites need nats.urls: said once, by the env file's checks)
+	}
+	local := false
+	for _, r := range env.Roles {
+		local = local || (r != nil && r.Provider == "local")
+	}
+	if !local {
+		d.Add(0, f+".site", "site %s's network is made with the local provider's (its router, a namespace routed from provider.local.subnet): give a role provider: local (the load balancers, say)", nw.Site)
+	}
+	if nw.Subnet == "" {
+		nw.Subnet = st.Subnet
+	} else if a, err := netip.ParsePrefix(nw.Subnet); err == nil {
+		if b, err := netip.ParsePrefix(st.Subnet); err == nil && a.Masked() != b.Masked() {
+			d.Add(0, f+".subnet", "%s: a network of site %s is the site's network, %s (sites.%s.subnet): leave subnet out", nw.Subnet, nw.Site, st.Subnet, nw.Site)
+		}
+	}
+	br := bridge.SiteBridge(env.Name, nw.Site)
+	if nw.Bridge == "" {
+		nw.Bridge = br
+	} else if nw.Bridge != br {
+		d.Add(0, f+".bridge", "%q: a network of site %s is on the site's bridge, %s, in its namespace: leave bridge out", nw.Bridge, nw.Site, br)
+	}
+	if nw.Gateway == "" { // the site's router routes its network
+		if gw, err := config.GatewayOf(st.Subnet); err == nil {
+			nw.Gateway = gw.Addr().String()
+		}
+	}
 }
 
 func (s *Settings) applyDefaults() {
@@ -279,6 +339,34 @@ func (s *Settings) network(name string) (Network, bool) {
 	return Network{}, false
 }
 
+// hasSite reports whether site has networks.
+func (s *Settings) hasSite(site string) bool {
+	for _, nw := range s.Networks {
+		if nw.Site == site {
+			return true
+		}
+	}
+	return false
+}
+
+// ofSite returns the settings of site's part: its networks and the nodes
+// on them.
+func (s *Settings) ofSite(site string) *Settings {
+	c := *s
+	c.Networks, c.Nodes = nil, nil
+	for _, nw := range s.Networks {
+		if nw.Site == site {
+			c.Networks = append(c.Networks, nw)
+		}
+	}
+	for _, n := range s.Nodes {
+		if nw, ok := s.network(n.Primary().Network); ok && nw.Site == site {
+			c.Nodes = append(c.Nodes, n)
+		}
+	}
+	return &c
+}
+
 // node returns the node named name.
 func (s *Settings) node(name string) (Node, bool) {
 	for _, n := range s.Nodes {
@@ -296,10 +384,13 @@ func (s *Settings) server(nw Network) netip.Prefix {
 	return netip.PrefixFrom(p.Addr().Next(), p.Bits())
 }
 
-// DefaultCallback: nodes phone home to their first network's server.
+// DefaultCallback: nodes phone home to their first network's server (of
+// the first network of no site: a site's nodes phone home to their site).
 func (s *Settings) DefaultCallback() (string, bool) {
-	if len(s.Networks) == 0 {
-		return "", true
+	for _, nw := range s.Networks {
+		if nw.Site == "" {
+			return s.server(nw).Addr().String(), true
+		}
 	}
-	return s.server(s.Networks[0]).Addr().String(), true
+	return "", true
 }
