@@ -101,14 +101,7 @@ sites:
 	f.r.Batch = "10"
 	ctx := context.Background()
 	env := f.proj.Env
-	f.out.Reset()
-	f.must(t, f.r.NATSConfig(ctx, env))
-	var confs []string
-	for _, l := range strings.Split(f.out.String(), "\n") {
-		if c, ok := strings.CutPrefix(l, "start: nats-server -c "); ok {
-			confs = append(confs, c)
-		}
-	}
+	confs := f.natsConfig(t, env)
 	if len(confs) != 3 {
 		t.Fatalf("nats:config: %d servers to start, want 3:\n%s", len(confs), f.out.String())
 	}
@@ -811,6 +804,21 @@ type prefixWriter struct {
 	name string
 	mu   *sync.Mutex
 	log  *strings.Builder
+}
+
+// natsConfig runs nats:config for env and returns the servers'
+// configurations it says to start.
+func (f *fixture) natsConfig(t *testing.T, env string) []string {
+	t.Helper()
+	f.out.Reset()
+	f.must(t, f.r.NATSConfig(context.Background(), env))
+	var confs []string
+	for _, l := range strings.Split(f.out.String(), "\n") {
+		if c, ok := strings.CutPrefix(l, "start: nats-server -c "); ok {
+			confs = append(confs, c)
+		}
+	}
+	return confs
 }
 
 func (w prefixWriter) Write(p []byte) (int, error) {

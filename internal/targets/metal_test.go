@@ -131,14 +131,7 @@ func newMetalProject(t *testing.T) *metalProject {
 func (m *metalProject) startSite(t *testing.T) *testutil.SyncBuffer {
 	ctx := context.Background()
 	env := m.proj.Env
-	m.out.Reset()
-	m.must(t, m.r.NATSConfig(ctx, env))
-	var confs []string
-	for _, l := range strings.Split(m.out.String(), "\n") {
-		if c, ok := strings.CutPrefix(l, "start: nats-server -c "); ok {
-			confs = append(confs, c)
-		}
-	}
+	confs := m.natsConfig(t, env)
 	testutil.StartNATSFrom(t, confs, []string{m.natsURLs})
 	m.must(t, m.r.NginxRestart(ctx, env))
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+bridge.SiteNetns(env, "s"), os.Args[0], "-test.run=^$")
