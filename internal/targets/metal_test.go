@@ -84,7 +84,7 @@ func newMetalEnv(t *testing.T, roles string) *metalProject {
 	for i := range m.ports {
 		m.ports[i] = testutil.FreeUDP(t)
 	}
-	m.write(t, metalRoles)
+	m.write(t, roles)
 	return m
 }
 
