@@ -17,10 +17,10 @@ import (
 	"booted/internal/testutil"
 )
 
-// qemuProject is a project whose environment runs qemu VMs on a free subnet.
+// qemuProject is a project whose environment runs qemu VMs on a free subnet
+// (the caller holds the machine's CPU lock: a TCG VM takes a core).
 func qemuProject(t *testing.T, boot string, extra ...string) *fixture {
 	testutil.RequireQemu(t)
-	testutil.ExclusiveCPU(t)                            // a TCG VM takes a core for a minute
 	proj := testutil.NewProject(t, testutil.DefaultEnv) // a free subnet, cleaned up
 	out := &testutil.SyncBuffer{}
 	f := &fixture{proj: proj, out: out, r: newRunner(proj.Root, proj.Inventory, out, testWriter{t})}
@@ -44,9 +44,19 @@ roles:
 	return f
 }
 
+// Two tests of one single-CPU VM each, at once: a TCG VM takes one core of
+// the two, so together they take the machine's CPU lock for as long as the
+// longer one (they took it one after the other: 45 s, then 43 s).
+func TestQemu_OneVMEach(t *testing.T) {
+	testutil.RequireQemu(t)
+	testutil.ExclusiveCPU(t) // released when both are done
+	t.Run("VMBootsAndPhonesHome", func(t *testing.T) { t.Parallel(); vmBootsAndPhonesHome(t) })
+	t.Run("BrokenBootFails", func(t *testing.T) { t.Parallel(); brokenBootFails(t) })
+}
+
 // A VM built from the image boots, phones home and answers SSH with the key
 // it phoned home with.
-func TestQemu_VMBootsAndPhonesHome(t *testing.T) {
+func vmBootsAndPhonesHome(t *testing.T) {
 	f := qemuProject(t, "4m")
 	ctx := context.Background()
 	start := time.Now()
@@ -89,7 +99,7 @@ func TestQemu_VMBootsAndPhonesHome(t *testing.T) {
 
 // A VM that never phones home (its root disk is not there) is failed
 // after the boot timeout, with its console's last lines in the reason.
-func TestQemu_BrokenBootFails(t *testing.T) {
+func brokenBootFails(t *testing.T) {
 	f := qemuProject(t, "12s")
 	f.r.QemuAppend = "root=/dev/vdz rootdelay=2"
 	var errs testutil.SyncBuffer
@@ -121,6 +131,8 @@ func TestQemu_BrokenBootFails(t *testing.T) {
 // in with strict host key checking; the VM has the size's memory and
 // CPUs; the console shows cloud-init; terminate removes the VM.
 func TestQemu_Instance(t *testing.T) {
+	testutil.RequireQemu(t)
+	testutil.ExclusiveCPU(t) // a TCG VM of two CPUs: both cores
 	f := qemuProject(t, "5m", "sizes:\n  q.small: {cpus: 2, memory_mb: 700, disk_gb: 4}\n  q.huge: {cpus: 1, memory_mb: 900000000, disk_gb: 4}\n")
 	ctx := context.Background()
 	env := f.proj.Env
