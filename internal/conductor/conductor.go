@@ -702,7 +702,20 @@ func Dispatch(ctx context.Context, js jetstream.JetStream, env, run string, jobs
 		}
 	}
 	got := map[string]Result{}
+	gone := orphans(env, want, got)
 	for len(got) < len(want) && ctx.Err() == nil {
+		if lost := gone(ctx, js); len(lost) > 0 {
+			var stop []Job
+			for _, r := range lost {
+				got[r.Host] = r
+				stop = append(stop, want[r.Host])
+				if onResult != nil {
+					onResult(r)
+				}
+			}
+			stopRun(js, env, run, stop, nil) // a conductor started later does not take them
+			continue
+		}
 		batch, err := cons.Fetch(len(want)-len(got), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
@@ -739,6 +752,51 @@ func Dispatch(ctx context.Context, js jetstream.JetStream, env, run string, jobs
 		out = append(out, r)
 	}
 	return out, ctx.Err()
+}
+
+// orphanAfter is how long a site may have no conductor beating (its
+// heartbeats expire BeatsBucket's TTL after the last) before the jobs of
+// the site a run waits for fail: none is left to do them.
+const orphanAfter = 15 * time.Second
+
+// orphans returns a check, made every few seconds, that fails the jobs of
+// want without a result (in got) whose site has had no conductor beating
+// for orphanAfter: a conductor killed with them in hand and no other of
+// its site (their deliveries would wait for one until the run's timeout,
+// the boot timeout of a host's build: minutes).
+func orphans(env string, want map[string]Job, got map[string]Result) func(context.Context, jetstream.JetStream) []Result {
+	seen := map[string]time.Time{} // when each site last had a conductor
+	var next time.Time
+	return func(ctx context.Context, js jetstream.JetStream) []Result {
+		now := time.Now()
+		if now.Before(next) {
+			return nil
+		}
+		next = now.Add(orphanAfter / 3)
+		cctx, cancel := context.WithTimeout(ctx, attempt)
+		beats, err := Conductors(cctx, js, env)
+		cancel()
+		if err != nil {
+			return nil // the cluster did not say: nothing is concluded
+		}
+		for _, b := range beats {
+			seen[b.Site] = now
+		}
+		var lost []Result
+		for host, j := range want {
+			if _, ok := got[host]; ok {
+				continue
+			}
+			if _, ok := seen[j.Site]; !ok {
+				seen[j.Site] = now // (a conductor beat when the run began)
+			}
+			if now.Sub(seen[j.Site]) >= orphanAfter {
+				lost = append(lost, Result{JobID: j.ID, Host: host, Status: "failed",
+					Error: fmt.Sprintf("host %s: no conductor of site %s is running any more (none for %v): its job was not done, or not finished; start one (conductor:run %s %s) and try again", host, j.Site, orphanAfter, env, j.Site)})
+			}
+		}
+		return lost
+	}
 }
 
 // attempt bounds one request to the cluster: while a server is lost and

@@ -360,3 +360,55 @@ func TestDispatch_StoppedRunStopsItsJobs(t *testing.T) {
 		t.Errorf("after the run was given up: %d jobs started (want the 2 that were running), %d of them stopped (want both)", len(started), len(stopped))
 	}
 }
+
+// A run whose site's only conductor is killed (-9) with jobs in hand:
+// nobody is left to take them (or those still queued), and the run does
+// not wait for its timeout (a host's boot timeout, minutes): once the site
+// has had no conductor beating for a while, its jobs fail, each naming
+// its host and the site, saying what to start; those done before stay ok.
+func TestDispatch_NoConductorLeftFailsItsJobs(t *testing.T) {
+	c := startCluster(t, 1)
+	js, _ := jetstream.New(c.connect(t))
+	effects := filepath.Join(t.TempDir(), "effects")
+	c1 := startConductor(t, c, "c1", effects)
+	waitBeating(t, js, 1)
+	run := jobs("orphaned", 30, true)
+	for i := range run {
+		run[i].Timeout = 5 * time.Minute
+	}
+	var once sync.Once
+	dctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	res, _ := Dispatch(dctx, js, "e", "orphaned", run, func(Result) { once.Do(func() { c1.Process.Kill() }) })
+	took := time.Since(start)
+	ok, orphaned := 0, 0
+	for _, r := range res {
+		switch {
+		case r.Status == "ok":
+			ok++
+		case strings.Contains(r.Error, "host "+r.Host+": no conductor of site a is running any more") && strings.Contains(r.Error, "conductor:run e a"):
+			orphaned++
+		default:
+			t.Errorf("%s: %s %s", r.Host, r.Status, r.Error)
+		}
+	}
+	t.Logf("%d ok, %d failed for want of a conductor, in %v", ok, orphaned, took.Round(time.Second))
+	if ok == 0 || orphaned == 0 || ok+orphaned != 30 || dctx.Err() != nil {
+		t.Errorf("%d ok, %d orphaned of 30, the run's context: %v", ok, orphaned, dctx.Err())
+	}
+}
+
+// waitBeating waits until n conductors of env e beat.
+func waitBeating(t *testing.T, js jetstream.JetStream, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		beats, _ := Conductors(ctx, js, "e")
+		cancel()
+		if len(beats) >= n {
+			return
+		}
+	}
+	t.Fatalf("%d conductors of e did not beat within 20 s", n)
+}
