@@ -766,7 +766,8 @@ const orphanAfter = 15 * time.Second
 // the boot timeout of a host's build: minutes).
 func orphans(env string, want map[string]Job, got map[string]Result) func(context.Context, jetstream.JetStream) []Result {
 	seen := map[string]time.Time{} // when each site last had a conductor
-	var next time.Time
+	start := time.Now()            // (one beat when the run began: the caller checks)
+	next := start.Add(orphanAfter / 3)
 	return func(ctx context.Context, js jetstream.JetStream) []Result {
 		now := time.Now()
 		if now.Before(next) {
@@ -788,7 +789,7 @@ func orphans(env string, want map[string]Job, got map[string]Result) func(contex
 				continue
 			}
 			if _, ok := seen[j.Site]; !ok {
-				seen[j.Site] = now // (a conductor beat when the run began)
+				seen[j.Site] = start
 			}
 			if now.Sub(seen[j.Site]) >= orphanAfter {
 				lost = append(lost, Result{JobID: j.ID, Host: host, Status: "failed",
