@@ -20,11 +20,14 @@ import (
 // itself: the controller asks the site's conductors, which run in the
 // site's network (its namespace, on this machine) and build, boot, power
 // off and delete the host with their own provider: the same functions the
-// controller uses for the hosts of no site. The host's callback comes to
-// the controller's nginx as any host's does; the inventory is written here.
+// controller uses for the hosts of no site (its local hosts, and its
+// bare-metal nodes on its networks, whose BMCs and netboot are the site's
+// too). The host's callback comes through its site (sitecallbacks.go);
+// the inventory is written here.
 
 // hostJobPrefix starts the kinds of the provider's jobs: host.build,
-// host.boot, host.poweroff, host.delete.
+// host.boot, host.poweroff, host.delete; for bare-metal nodes also
+// host.installed and host.power-on/off/cycle/status.
 const hostJobPrefix = "host."
 
 // hostJobArgs are a provider job's: the host's spec (its enrollment token
