@@ -151,6 +151,13 @@ func (s *Server) Ensure(ctx context.Context) error {
 			return err
 		}
 	}
+	// One at a time (two conductors of a site may start at once): the
+	// second finds the first's dnsmasq running its configuration.
+	unlock, err := bridge.LockFile(filepath.Join(s.Dir, "ensure.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if b, err := os.ReadFile(ipxeUndi); err == nil {
 		os.WriteFile(filepath.Join(s.tftpRoot(), "undionly.kpxe"), b, 0o644)
 	}

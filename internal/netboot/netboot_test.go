@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"booted/internal/bridge"
 	"booted/internal/testutil"
 )
 
@@ -88,5 +89,44 @@ func TestScripts(t *testing.T) {
 	i := string(InstallScript("mn1", "http://h/k", "http://h/i", "console=ttyS0"))
 	if !strings.Contains(i, "kernel http://h/k") || !strings.Contains(i, "initrd http://h/i") {
 		t.Errorf("InstallScript:\n%s", i)
+	}
+}
+
+// Two conductors of one site start at once and each brings up the site's
+// network: one dnsmasq serves it, and neither fails ("address in use").
+func TestEnsure_TwoAtOnce(t *testing.T) {
+	testutil.RequireCommands(t, "dnsmasq", "ip")
+	ctx := context.Background()
+	proj := testutil.NewProject(t, testutil.DefaultEnv)
+	br := bridge.Name(proj.Env)
+	gw := netip.MustParsePrefix(proj.Gateway + "/24")
+	if err := bridge.Ensure(ctx, br, gw, "test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bridge.Remove(context.Background(), br) })
+	dir := t.TempDir()
+	srv := func() *Server {
+		return &Server{Net: Network{Name: "prov", Bridge: br, Subnet: gw.Masked(), Server: gw.Addr()}, Dir: dir, BootURL: "http://" + proj.Gateway + ":8078/metal/boot.ipxe"}
+	}
+	t.Cleanup(func() { srv().Stop(context.Background()) })
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() { errs <- srv().Ensure(ctx) }()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("one of two at once: %v", err)
+		}
+	}
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if strings.Contains(string(b), filepath.Join(dir, "dnsmasq.conf")) {
+			n++
+		}
+	}
+	if n != 1 || srv().PID() == 0 {
+		t.Errorf("%d dnsmasq for the network (pid file: %d), want 1", n, srv().PID())
 	}
 }
