@@ -95,7 +95,7 @@ func TestScripts(t *testing.T) {
 // Two conductors of one site start at once and each brings up the site's
 // network: one dnsmasq serves it, and neither fails ("address in use").
 func TestEnsure_TwoAtOnce(t *testing.T) {
-	testutil.RequireCommands(t, "dnsmasq", "ip")
+	testutil.RequireRoot(t, "a bridge and dnsmasq on it", "dnsmasq", "ip")
 	ctx := context.Background()
 	proj := testutil.NewProject(t, testutil.DefaultEnv)
 	br := bridge.Name(proj.Env)
