@@ -135,14 +135,16 @@ func Decode(env *config.Env, d *config.Decoder) any {
 	}
 	s.applyDefaults()
 	nets := map[string]netip.Prefix{}
+	broken := map[string]bool{}
 	if len(s.Networks) == 0 {
 		d.Add(0, "provider.baremetal.networks", "missing: at least one network (name, bridge, subnet)")
 	}
 	for i := range s.Networks {
 		nw := &s.Networks[i]
 		f := fmt.Sprintf("provider.baremetal.networks[%d]", i)
-		if nw.Site != "" {
-			siteNetwork(env, d, f, nw)
+		if nw.Site != "" && !siteNetwork(env, d, f, nw) {
+			broken[nw.Name] = true // said once: not again for its fields and nodes
+			continue
 		}
 		if !nameRE.MatchString(nw.Name) {
 			d.Add(0, f+".name", "%q: use lower-case letters, digits and '-'", nw.Name)
@@ -206,7 +208,9 @@ func Decode(env *config.Env, d *config.Decoder) any {
 			seen["mac "+strings.ToLower(c.MAC)] = nd.Name
 			p, ok := nets[c.Network]
 			if !ok {
-				d.Add(0, cf+".network", "%q is not one of the networks", c.Network)
+				if !broken[c.Network] {
+					d.Add(0, cf+".network", "%q is not one of the networks", c.Network)
+				}
 			} else if nw, _ := s.network(c.Network); nw.Site != "" {
 				role, _ := env.RoleOf(nd.Name)
 				if site := env.SiteOf(nd.Name, role); site != nw.Site {
@@ -255,15 +259,13 @@ func Decode(env *config.Env, d *config.Decoder) any {
 }
 
 // siteNetwork checks network nw of a site and fills in what the site
-// gives it: its bridge, its subnet, its gateway (the site's router).
-func siteNetwork(env *config.Env, d *config.Decoder, f string, nw *Network) {
+// gives it: its bridge, its subnet, its gateway (the site's router); it
+// reports whether the site has a network to give.
+func siteNetwork(env *config.Env, d *config.Decoder, f string, nw *Network) bool {
 	st := env.Sites[nw.Site]
 	if st == nil || st.Subnet == "" {
 		d.Add(0, f+".site", "%q is not a site with a network of its own: give it one in sites.%s.subnet (the network is the site's)", nw.Site, nw.Site)
-		return
-	}
-	if len(env.NATS.URLs) == 0 {
-		return // (sites need nats.urls: said once, by the env file's checks)
+		return false
 	}
 	local := false
 	for _, r := range env.Roles {
@@ -277,6 +279,7 @@ func siteNetwork(env *config.Env, d *config.Decoder, f string, nw *Network) {
 	} else if a, err := netip.ParsePrefix(nw.Subnet); err == nil {
 		if b, err := netip.ParsePrefix(st.Subnet); err == nil && a.Masked() != b.Masked() {
 			d.Add(0, f+".subnet", "%s: a network of site %s is the site's network, %s (sites.%s.subnet): leave subnet out", nw.Subnet, nw.Site, st.Subnet, nw.Site)
+			nw.Subnet = st.Subnet // (the rest is checked against the site's: one mistake, one error)
 		}
 	}
 	br := bridge.SiteBridge(env.Name, nw.Site)
@@ -290,6 +293,7 @@ func siteNetwork(env *config.Env, d *config.Decoder, f string, nw *Network) {
 			nw.Gateway = gw.Addr().String()
 		}
 	}
+	return true
 }
 
 func (s *Settings) applyDefaults() {

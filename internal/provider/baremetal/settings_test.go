@@ -136,6 +136,7 @@ func TestSettings_SiteNetwork(t *testing.T) {
 		{"UnknownSite", "site: e}", "site: w}", `networks[1].site: "w" is not a site with a network of its own`},
 		{"SitesHostOffItsNetwork", "hosts: [mn2]", "hosts: [mn1, mn2]", "nodes[0].nics: mn1 is a host of site e, whose nodes are on its own networks: put its primary NIC on one"},
 		{"NoLocalRole", "  loadbalancers: {hosts: [lb1], provider: local}\n", "", "networks[1].site: site e's network is made with the local provider's"},
+		{"NoNATS", "nats: {urls: [\"tls://10.82.0.1:4222\"]}\n", "", "nats.urls: missing: sites need the NATS cluster"},
 		{"OtherSubnet", "site: e}", "site: e, subnet: 10.87.0.0/24}", "networks[1].subnet: 10.87.0.0/24: a network of site e is the site's network, 10.86.0.0/24 (sites.e.subnet): leave subnet out"},
 		{"OtherBridge", "site: e}", "site: e, bridge: br0}", `networks[1].bridge: "br0": a network of site e is on the site's bridge, bt-m-e, in its namespace: leave bridge out`},
 	} {
@@ -144,8 +145,12 @@ func TestSettings_SiteNetwork(t *testing.T) {
 			if body == sited {
 				t.Fatalf("%q is not in the file", c.from)
 			}
-			if _, err := load(t, body); err == nil || !strings.Contains(err.Error(), c.want) {
+			_, err := load(t, body)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("got %v\nwant %q", err, c.want)
+			}
+			if err != nil && strings.Count(err.Error(), "\n") > 0 {
+				t.Errorf("one mistake, more than one error:\n%v", err)
 			}
 		})
 	}
