@@ -99,22 +99,21 @@ var (
 )
 
 func (p sitedMetal) Installed(ctx context.Context, name string) error {
-	_, err := p.call(ctx, "installed", provider.Spec{Name: name})
-	return err
+	return p.do(ctx, "installed", name)
 }
-
 func (p sitedMetal) PowerOn(ctx context.Context, name string) error {
-	_, err := p.call(ctx, "power-on", provider.Spec{Name: name})
-	return err
+	return p.do(ctx, "power-on", name)
 }
-
 func (p sitedMetal) PowerOff(ctx context.Context, name string) error {
-	_, err := p.call(ctx, "power-off", provider.Spec{Name: name})
-	return err
+	return p.do(ctx, "power-off", name)
+}
+func (p sitedMetal) PowerCycle(ctx context.Context, name string) error {
+	return p.do(ctx, "power-cycle", name)
 }
 
-func (p sitedMetal) PowerCycle(ctx context.Context, name string) error {
-	_, err := p.call(ctx, "power-cycle", provider.Spec{Name: name})
+// do has op done on host name by a conductor of its site.
+func (p sitedProvider) do(ctx context.Context, op, name string) error {
+	_, err := p.call(ctx, op, provider.Spec{Name: name})
 	return err
 }
 
@@ -141,13 +140,11 @@ func (p sitedProvider) Start(ctx context.Context, spec provider.Spec) (provider.
 }
 
 func (p sitedProvider) Stop(ctx context.Context, name string) error {
-	_, err := p.call(ctx, "poweroff", provider.Spec{Name: name})
-	return err
+	return p.do(ctx, "poweroff", name)
 }
 
 func (p sitedProvider) Delete(ctx context.Context, name string) error {
-	_, err := p.call(ctx, "delete", provider.Spec{Name: name})
-	return err
+	return p.do(ctx, "delete", name)
 }
 
 func (p sitedProvider) ConsoleLog(name string) string {
