@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,7 +143,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, id, action, "", aerr)
 		return
 	}
-	resp, err := s.dispatch(r.Context(), user, action, form)
+	resp, err := s.serve(r.Context(), user, action, form)
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
@@ -290,6 +292,29 @@ func reservations(ins []Instance) []xmlReservation {
 	return out
 }
 
+// serve checks the request's parameters before anything acts, and
+// answers a dry run: the backend makes its checks under DryRun(ctx) and
+// changes nothing; where they pass, the answer is DryRunOperation.
+func (s *Server) serve(ctx context.Context, user, action string, f url.Values) (any, error) {
+	if _, ok := actionParams[action]; !ok {
+		return s.dispatch(ctx, user, action, f) // MissingAction or InvalidAction
+	}
+	if err := checkParams(action, f); err != nil {
+		return nil, err
+	}
+	dry, err := dryRun(f)
+	if err != nil {
+		return nil, err
+	}
+	if !dry {
+		return s.dispatch(ctx, user, action, f)
+	}
+	if _, err := s.dispatch(WithDryRun(ctx), user, action, f); err != nil {
+		return nil, err
+	}
+	return nil, errDryRunOK
+}
+
 func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values) (any, error) {
 	switch action {
 	case "RunInstances":
@@ -319,7 +344,11 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 			}
 			req.UserData = b
 		}
-		req.Tags = tagSpecs(f)
+		tags, err := tagSpecs(f)
+		if err != nil {
+			return nil, err
+		}
+		req.Tags = tags
 		ins, err := s.Backend.Run(ctx, user, req)
 		if err != nil {
 			return nil, err
@@ -330,11 +359,14 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 		}
 		return r[0], nil
 	case "DescribeInstances":
+		if err := checkFilters(f, instanceFields, instanceFilters); err != nil {
+			return nil, err
+		}
 		ins, err := s.Backend.Describe(ctx, user, list(f, "InstanceId"))
 		if err != nil {
 			return nil, err
 		}
-		ins, err = filter(ins, f)
+		ins, err = filter(ctx, ins, f, instanceFields)
 		if err != nil {
 			return nil, err
 		}
@@ -421,16 +453,9 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 		}{id, time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), base64.StdEncoding.EncodeToString(out)}, nil
 	case "CreateTags":
 		ids := list(f, "ResourceId")
-		tags := map[string]string{}
-		for i := 1; ; i++ {
-			k, ok := f[fmt.Sprintf("Tag.%d.Key", i)]
-			if !ok {
-				break
-			}
-			if k[0] == "" || len(k[0]) > 128 || strings.HasPrefix(k[0], "aws:") {
-				return nil, Errorf("InvalidParameterValue", "Tag.%d.Key %q: 1 to 128 characters, not starting with aws:", i, k[0])
-			}
-			tags[k[0]] = f.Get(fmt.Sprintf("Tag.%d.Value", i))
+		tags, err := readTags(f, "Tag")
+		if err != nil {
+			return nil, err
 		}
 		if len(ids) == 0 || len(tags) == 0 {
 			return nil, Errorf("MissingParameter", "The request must contain ResourceId.N and Tag.N.Key")
@@ -442,24 +467,25 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 			R bool `xml:"return"`
 		}{true}, nil
 	case "DescribeTags":
+		if err := checkFilters(f, tagFields, tagFilters); err != nil {
+			return nil, err
+		}
 		ins, err := s.Backend.Describe(ctx, user, nil)
 		if err != nil {
 			return nil, err
 		}
-		type tag struct {
-			ID    string `xml:"resourceId"`
-			Type  string `xml:"resourceType"`
-			Key   string `xml:"key"`
-			Value string `xml:"value"`
-		}
-		var out []tag
+		var out []tagItem
 		for _, in := range ins {
 			for _, t := range toXML(in, 0).Tags {
-				out = append(out, tag{in.ID, "instance", t.Key, t.Value})
+				out = append(out, tagItem{in.ID, "instance", t.Key, t.Value})
 			}
 		}
+		out, err = filter(ctx, out, f, tagFields)
+		if err != nil {
+			return nil, err
+		}
 		return struct {
-			T []tag `xml:"tagSet>item"`
+			T []tagItem `xml:"tagSet>item"`
 		}{out}, nil
 	case "DescribeImages":
 		imgs, err := s.Backend.Images(ctx, user)
@@ -476,8 +502,16 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 			Owner string `xml:"imageOwnerAlias"`
 		}
 		var out []image
+		want := list(f, "ImageId")
 		for _, im := range imgs {
-			out = append(out, image{im.ID, im.Name, im.Description, "available", "x86_64", "machine", "booted"})
+			if len(want) == 0 || slices.Contains(want, im.ID) {
+				out = append(out, image{im.ID, im.Name, im.Description, "available", "x86_64", "machine", "booted"})
+			}
+		}
+		for _, id := range want {
+			if !slices.ContainsFunc(imgs, func(im Image) bool { return im.ID == id }) {
+				return nil, Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
+			}
 		}
 		return struct {
 			I []image `xml:"imagesSet>item"`
@@ -493,8 +527,16 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 			return nil, err
 		}
 		var out []it
+		want := list(f, "InstanceType")
 		for _, t := range types {
-			out = append(out, it{t.Name, t.VCPUs, t.MemoryMiB})
+			if len(want) == 0 || slices.Contains(want, t.Name) {
+				out = append(out, it{t.Name, t.VCPUs, t.MemoryMiB})
+			}
+		}
+		for _, name := range want {
+			if !slices.ContainsFunc(types, func(t InstanceType) bool { return t.Name == name }) {
+				return nil, Errorf("InvalidInstanceType", "The instance type '%s' does not exist", name)
+			}
 		}
 		return struct {
 			T []it `xml:"instanceTypeSet>item"`
@@ -502,7 +544,7 @@ func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values
 	case "":
 		return nil, Errorf("MissingAction", "The request must contain the parameter Action")
 	}
-	return nil, Errorf("InvalidAction", "The action %s is not valid for this web service (booted answers RunInstances, DescribeInstances, TerminateInstances, StopInstances, StartInstances, RebootInstances, GetConsoleOutput, CreateTags, DescribeTags, DescribeImages, DescribeInstanceTypes, CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPair)", action)
+	return nil, Errorf("InvalidAction", "The action %s is not valid for this web service (booted answers %s)", action, strings.Join(slices.Sorted(maps.Keys(actionParams)), ", "))
 }
 
 func intParam(f url.Values, name string, def int) (int, error) {
@@ -538,97 +580,133 @@ func list(f url.Values, name string) []string {
 	}
 }
 
-// tagSpecs reads TagSpecification.N (ResourceType instance) tags.
-func tagSpecs(f url.Values) map[string]string {
+// tagSpecs reads TagSpecification.N (ResourceType instance) tags; a tag
+// specification of another resource type is refused (booted makes no
+// volumes or network interfaces to put them on).
+func tagSpecs(f url.Values) (map[string]string, error) {
 	tags := map[string]string{}
 	for i := 1; ; i++ {
-		p := fmt.Sprintf("TagSpecification.%d.", i)
-		if _, ok := f[p+"ResourceType"]; !ok {
-			break
+		p := fmt.Sprintf("TagSpecification.%d", i)
+		rt, ok := f[p+".ResourceType"]
+		if !ok {
+			return tags, nil
 		}
-		if f.Get(p+"ResourceType") != "instance" {
-			continue
+		if rt[0] != "instance" {
+			return nil, Errorf("InvalidParameterValue", "%s.ResourceType: %q; booted tags instances alone (ResourceType=instance)", p, rt[0])
 		}
-		for j := 1; ; j++ {
-			k, ok := f[fmt.Sprintf("%sTag.%d.Key", p, j)]
-			if !ok {
-				break
-			}
-			tags[k[0]] = f.Get(fmt.Sprintf("%sTag.%d.Value", p, j))
+		t, err := readTags(f, p+".Tag")
+		if err != nil {
+			return nil, err
 		}
+		maps.Copy(tags, t)
 	}
-	return tags
 }
 
-// filter applies Filter.N.Name / Filter.N.Value.M (instance-id,
-// instance-state-name, tag:KEY, tag-key); values of one filter are or-ed,
-// filters and-ed.
-func filter(ins []Instance, f url.Values) ([]Instance, error) {
+// readTags reads PREFIX.N.Key and PREFIX.N.Value, with EC2's bounds: a key
+// of 1 to 128 characters not starting with aws:, a value of at most 256.
+func readTags(f url.Values, prefix string) (map[string]string, error) {
+	tags := map[string]string{}
+	for i := 1; ; i++ {
+		k, ok := f[fmt.Sprintf("%s.%d.Key", prefix, i)]
+		if !ok {
+			return tags, nil
+		}
+		v := f.Get(fmt.Sprintf("%s.%d.Value", prefix, i))
+		if n := len([]rune(k[0])); n == 0 || n > 128 || strings.HasPrefix(k[0], "aws:") {
+			return nil, Errorf("InvalidParameterValue", "%s.%d.Key %q: 1 to 128 characters, not starting with aws:", prefix, i, k[0])
+		}
+		if n := len([]rune(v)); n > 256 {
+			return nil, Errorf("InvalidParameterValue", "%s.%d.Value: %d characters; at most 256", prefix, i, n)
+		}
+		tags[k[0]] = v
+	}
+}
+
+// tagItem is one tag as DescribeTags answers it.
+type tagItem struct {
+	ID    string `xml:"resourceId"`
+	Type  string `xml:"resourceType"`
+	Key   string `xml:"key"`
+	Value string `xml:"value"`
+}
+
+// instanceFields are the values of in that filter name looks at (ok false:
+// booted does not filter on name).
+func instanceFields(in Instance, name string) (got []string, ok bool) {
+	switch {
+	case name == "instance-id":
+		return []string{in.ID}, true
+	case name == "instance-state-name":
+		return []string{in.State}, true
+	case name == "image-id":
+		return []string{in.ImageID}, true
+	case name == "key-name":
+		return []string{in.KeyName}, true
+	case name == "instance-type":
+		return []string{in.Type}, true
+	case name == "tag-key":
+		return slices.Collect(maps.Keys(in.Tags)), true
+	case strings.HasPrefix(name, "tag:"):
+		if v, ok := in.Tags[strings.TrimPrefix(name, "tag:")]; ok {
+			return []string{v}, true
+		}
+		return nil, true
+	}
+	return nil, false
+}
+
+const instanceFilters = "instance-id, instance-state-name, image-id, key-name, instance-type, tag:KEY, tag-key"
+
+func tagFields(t tagItem, name string) ([]string, bool) {
+	switch name {
+	case "resource-id":
+		return []string{t.ID}, true
+	case "resource-type":
+		return []string{t.Type}, true
+	case "key":
+		return []string{t.Key}, true
+	case "value":
+		return []string{t.Value}, true
+	}
+	return nil, false
+}
+
+const tagFilters = "resource-id, resource-type, key, value"
+
+// filter applies Filter.N.Name / Filter.N.Value.M to items: values of one
+// filter are or-ed, filters and-ed; a value is a wildcard pattern (see
+// wildcard.go). checkFilters has checked and bounded them; it stops when
+// ctx ends.
+func filter[T any](ctx context.Context, items []T, f url.Values, fields func(T, string) ([]string, bool)) ([]T, error) {
 	for i := 1; ; i++ {
 		name, ok := f[fmt.Sprintf("Filter.%d.Name", i)]
 		if !ok {
-			return ins, nil
+			return items, nil
 		}
-		vals := list(f, fmt.Sprintf("Filter.%d.Value", i))
-		var out []Instance
-		for _, in := range ins {
-			var got []string
-			switch n := name[0]; {
-			case n == "instance-id":
-				got = []string{in.ID}
-			case n == "instance-state-name":
-				got = []string{in.State}
-			case n == "image-id":
-				got = []string{in.ImageID}
-			case n == "key-name":
-				got = []string{in.KeyName}
-			case n == "tag-key":
-				for k := range in.Tags {
-					got = append(got, k)
-				}
-			case strings.HasPrefix(n, "tag:"):
-				if v, ok := in.Tags[strings.TrimPrefix(n, "tag:")]; ok {
-					got = []string{v}
-				}
-			default:
-				return nil, Errorf("InvalidParameterValue", "The filter '%s' is invalid (booted filters on instance-id, instance-state-name, image-id, key-name, tag:KEY, tag-key)", n)
+		var pats [][]token
+		for _, v := range list(f, fmt.Sprintf("Filter.%d.Value", i)) {
+			pats = append(pats, compile(v))
+		}
+		var out []T
+		for _, it := range items {
+			if err := ctx.Err(); err != nil {
+				return nil, err
 			}
-			if matches(got, vals) {
-				out = append(out, in)
+			if got, _ := fields(it, name[0]); matchesAny(got, pats) {
+				out = append(out, it)
 			}
 		}
-		ins = out
+		items = out
 	}
 }
 
-func matches(got, want []string) bool {
+func matchesAny(got []string, pats [][]token) bool {
 	for _, g := range got {
-		for _, w := range want {
-			if ok, _ := pathMatch(w, g); ok {
+		for _, p := range pats {
+			if wildcard(p, g) {
 				return true
 			}
 		}
 	}
 	return false
 }
-
-// pathMatch is EC2's filter wildcard match: * and ?.
-func pathMatch(pattern, s string) (bool, error) {
-	if pattern == "" {
-		return s == "", nil
-	}
-	switch pattern[0] {
-	case '*':
-		for i := 0; i <= len(s); i++ {
-			if ok, _ := pathMatch(pattern[1:], s[i:]); ok {
-				return true, nil
-			}
-		}
-		return false, nil
-	case '?':
-		return s != "" && mustMatch(pattern[1:], s[1:]), nil
-	}
-	return s != "" && s[0] == pattern[0] && mustMatch(pattern[1:], s[1:]), nil
-}
-
-func mustMatch(p, s string) bool { ok, _ := pathMatch(p, s); return ok }

@@ -55,6 +55,7 @@ type pageData struct {
 	Roles    []pageRole
 	Chart    chart
 	Events   []inventory.Event
+	Notices  []string
 }
 
 type pageRole struct {
@@ -127,6 +128,8 @@ type PageInput struct {
 	Saved    Saved
 	Overview Overview
 	HostLink func(host string) string
+	// Notices are said at the top of the page, one paragraph each.
+	Notices []string
 }
 
 // page renders the status page of the daemon.
@@ -152,7 +155,7 @@ func (d *Daemon) page(w http.ResponseWriter, r *http.Request) {
 func RenderPage(w http.ResponseWriter, in PageInput) error {
 	sv := in.Saved
 	data := pageData{Env: in.Env, Now: time.Now(), SLAP95: in.SLAP95, SLAErr: in.SLAErr, Last: sv.Last,
-		InFlight: sv.InFlight, Chart: makeChart(sv.History, in.SLAP95, in.SLAErr), Events: slices.Clone(in.Overview.Events)}
+		InFlight: sv.InFlight, Chart: makeChart(sv.History, in.SLAP95, in.SLAErr), Events: slices.Clone(in.Overview.Events), Notices: in.Notices}
 	var health map[string]string
 	if sv.Last != nil {
 		health = sv.Last.Health

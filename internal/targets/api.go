@@ -38,7 +38,8 @@ func (r *Runner) APIServe(ctx context.Context, envName string) error {
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	var wg sync.WaitGroup
-	b := &ec2Backend{r: r, env: envName}
+	admin := func(user string) bool { return slices.Contains(admins, user) }
+	b := &ec2Backend{r: r, env: envName, admin: admin}
 	b.launch = func(ids []string) { // pending at once, as EC2 answers; booted in the background
 		wg.Add(1)
 		go func() {
@@ -68,7 +69,7 @@ func (r *Runner) APIServe(ctx context.Context, envName string) error {
 	logf := func(f string, a ...any) { fmt.Fprintf(r.Err, "api: "+f+"\n", a...) }
 	secrets := secretStore{creds.Store{Dir: credsDir}}
 	rest := &restapi.Server{Backend: &restBackend{r: r, env: envName}, Instances: b, Secrets: secrets, Log: logf,
-		Admin: func(user string) bool { return slices.Contains(admins, user) }}
+		Admin: admin}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", rest)
 	mux.Handle("GET /openapi.json", rest)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"slices"
 	"sort"
@@ -134,6 +135,33 @@ type ec2Backend struct {
 	// launch runs a launch in the background (the API answers pending at
 	// once, as EC2 does); the targets wait for it.
 	launch func(ids []string)
+	// admin tells whether an API user is one of the env file's api.admins;
+	// nil for the targets (the operator at the terminal).
+	admin func(user string) bool
+}
+
+// errDryRun rolls back a dry run's transaction (ec2api.DryRun): every
+// check was made and nothing is kept.
+var errDryRun = errors.New("dry run: nothing changed")
+
+// dryRunDone is err with a dry run's rollback taken as success.
+func dryRunDone(err error) error {
+	if errors.Is(err, errDryRun) {
+		return nil
+	}
+	return err
+}
+
+// mayLaunch refuses to boot a local host for an API user who is not an
+// admin: a local host is a set of namespaces in the controller's own root
+// filesystem, run as root with its capabilities, so its user would own
+// the controller (its deploy key, every user's credentials).
+func (b *ec2Backend) mayLaunch(s *session, user, image string) error {
+	if s.env.Provider.Type != "local" || b.admin == nil || b.admin(user) {
+		return nil
+	}
+	return &ec2api.Error{Status: http.StatusForbidden, Code: "UnauthorizedOperation", Message: fmt.Sprintf(
+		"You are not authorized to run image '%s': its instances are local hosts, namespaces on the controller itself that are not isolated from it, so only the users api.admins names in envs/%s.yaml may run them (ask the operator for an instance of a qemu or bare-metal environment)", image, s.env.Name)}
 }
 
 var _ ec2api.Backend = (*ec2Backend)(nil)
@@ -180,6 +208,9 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 	err := b.r.withEnv(ctx, b.env, func(s *session) error {
 		if want := images[s.env.Provider.Type]; req.ImageID != want {
 			return ec2api.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist (this environment's instances run %s)", req.ImageID, want)
+		}
+		if err := b.mayLaunch(s, user, req.ImageID); err != nil {
+			return err
 		}
 		if req.Type == "" {
 			req.Type = s.instanceTypes()[0].Name
@@ -250,9 +281,15 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 				ids = append(ids, name)
 				out = append(out, toInstance(h, b.zone(s)))
 			}
+			if ec2api.DryRun(ctx) {
+				return errDryRun
+			}
 			return nil
 		})
 	})
+	if ec2api.DryRun(ctx) {
+		return out, dryRunDone(err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +363,7 @@ func (b *ec2Backend) Terminate(ctx context.Context, user string, ids []string) (
 	var out []ec2api.StateChange
 	err := b.r.withLock(ctx, b.env, "instances:terminate "+b.env, func(s *session) error {
 		hosts, err := b.instances(ctx, s, user, ids)
-		if err != nil {
+		if err != nil || ec2api.DryRun(ctx) {
 			return err
 		}
 		for _, h := range hosts {
@@ -384,6 +421,9 @@ func (b *ec2Backend) putKeyPair(ctx context.Context, kp keypairs.KeyPair) error 
 			} else if found {
 				return ec2api.Errorf("InvalidKeyPair.Duplicate", "The keypair '%s' already exists.", kp.Name)
 			}
+			if ec2api.DryRun(ctx) {
+				return nil
+			}
 			return tx.Put(s.env.Name, keyPairKey(kp.Owner, kp.Name), kp)
 		})
 	})
@@ -424,7 +464,13 @@ func (b *ec2Backend) KeyPairs(ctx context.Context, user string, names []string) 
 }
 
 func (b *ec2Backend) DeleteKeyPair(ctx context.Context, user, name string) error {
+	if name == "" {
+		return ec2api.Errorf("MissingParameter", "The request must contain the parameter KeyName")
+	}
 	return b.r.withEnv(ctx, b.env, func(s *session) error {
+		if ec2api.DryRun(ctx) {
+			return nil // EC2 deletes a key pair that does not exist without complaint
+		}
 		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.Delete(s.env.Name, keyPairKey(user, name)) })
 	})
 }
@@ -513,8 +559,10 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 }
 
 // change applies do to each of user's instances ids under the
-// environment's lock and says what each went from and to.
-func (b *ec2Backend) change(ctx context.Context, what, user string, ids []string, do func(s *session, h inventory.Host) error) ([]ec2api.StateChange, []string, error) {
+// environment's lock and says what each went from and to; launches: the
+// instances are booted again after it (start, reboot). A dry run makes the
+// checks alone.
+func (b *ec2Backend) change(ctx context.Context, what, user string, ids []string, launches bool, do func(s *session, h inventory.Host) error) ([]ec2api.StateChange, []string, error) {
 	var out []ec2api.StateChange
 	var names []string
 	err := b.r.withLock(ctx, b.env, what+" "+b.env, func(s *session) error {
@@ -526,6 +574,14 @@ func (b *ec2Backend) change(ctx context.Context, what, user string, ids []string
 			if h.State == inventory.Terminated {
 				return ec2api.Errorf("IncorrectInstanceState", "The instance '%s' is terminated", h.Name)
 			}
+			if launches {
+				if err := b.mayLaunch(s, user, h.Attrs[attrImage]); err != nil {
+					return err
+				}
+			}
+		}
+		if ec2api.DryRun(ctx) {
+			return nil
 		}
 		for _, h := range hosts {
 			prev, _ := ec2State(h)
@@ -543,12 +599,12 @@ func (b *ec2Backend) change(ctx context.Context, what, user string, ids []string
 }
 
 func (b *ec2Backend) Stop(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
-	ch, _, err := b.change(ctx, "instances:stop", user, ids, func(s *session, h inventory.Host) error { return s.stop(ctx, h.Name) })
+	ch, _, err := b.change(ctx, "instances:stop", user, ids, false, func(s *session, h inventory.Host) error { return s.stop(ctx, h.Name) })
 	return ch, err
 }
 
 func (b *ec2Backend) Start(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
-	ch, names, err := b.change(ctx, "instances:start", user, ids, func(s *session, h inventory.Host) error { return nil })
+	ch, names, err := b.change(ctx, "instances:start", user, ids, true, func(s *session, h inventory.Host) error { return nil })
 	if err != nil {
 		return nil, err
 	}
@@ -566,8 +622,8 @@ func (b *ec2Backend) Start(ctx context.Context, user string, ids []string) ([]ec
 }
 
 func (b *ec2Backend) Reboot(ctx context.Context, user string, ids []string) error {
-	_, names, err := b.change(ctx, "instances:reboot", user, ids, func(s *session, h inventory.Host) error { return s.stop(ctx, h.Name) })
-	if err != nil {
+	_, names, err := b.change(ctx, "instances:reboot", user, ids, true, func(s *session, h inventory.Host) error { return s.stop(ctx, h.Name) })
+	if err != nil || len(names) == 0 {
 		return err
 	}
 	b.launch(names)
@@ -601,7 +657,7 @@ func (b *ec2Backend) ConsoleOutput(ctx context.Context, user, id string) ([]byte
 }
 
 func (b *ec2Backend) CreateTags(ctx context.Context, user string, ids []string, tags map[string]string) error {
-	return b.r.withEnv(ctx, b.env, func(s *session) error {
+	err := b.r.withEnv(ctx, b.env, func(s *session) error {
 		hosts, err := b.instances(ctx, s, user, ids)
 		if err != nil {
 			return err
@@ -626,16 +682,24 @@ func (b *ec2Backend) CreateTags(ctx context.Context, user string, ids []string, 
 					return err
 				}
 			}
+			if ec2api.DryRun(ctx) {
+				return errDryRun
+			}
 			return nil
 		})
 	})
+	return dryRunDone(err)
 }
 
 func (b *ec2Backend) Images(ctx context.Context, user string) ([]ec2api.Image, error) {
 	var out []ec2api.Image
 	err := b.r.withEnv(ctx, b.env, func(s *session) error {
 		if id, ok := images[s.env.Provider.Type]; ok {
-			out = append(out, ec2api.Image{ID: id, Name: s.env.Provider.Type, Description: "the " + s.env.Provider.Type + " hosts of environment " + s.env.Name})
+			desc := "the " + s.env.Provider.Type + " hosts of environment " + s.env.Name
+			if b.mayLaunch(s, user, id) != nil {
+				desc += " (not for you: local hosts are not isolated from the controller, so only api.admins may run them)"
+			}
+			out = append(out, ec2api.Image{ID: id, Name: s.env.Provider.Type, Description: desc})
 		}
 		return nil
 	})

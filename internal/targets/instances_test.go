@@ -115,14 +115,16 @@ func (d describeOut) byID() map[string]string {
 	return m
 }
 
-// The EC2 API, driven by the real AWS CLI: key pair, run 2 instances on
+// The EC2 API, driven by the real AWS CLI: key pair, run 3 instances on
 // local hosts, describe them running, log in with the key pair's private
 // key (strict host key checking against booted's pins), terminate. Another
-// user sees none of it; a wrong secret, an unknown ID and a bad parameter
-// get EC2's errors.
+// user sees none of it and, not being an admin, may not run local hosts
+// (they are not isolated from the controller); a wrong secret, an unknown
+// ID, a bad or unknown parameter get EC2's errors; --dry-run changes
+// nothing; a filter of 20 stars is answered at once.
 func TestInstances_AWSCLI(t *testing.T) {
 	requireDebian(t, "Debian's AWS CLI", debianAWS, "--version")
-	f := newFixture(t, testutil.DefaultEnv)
+	f := newFixture(t, testutil.DefaultEnv+"api:\n  admins: [alice]\n")
 	env := f.proj.Env
 	credsDir, endpoint := serveAPI(t, f, "alice", "bob")
 	alice := newAWSCLI(t, filepath.Join(credsDir, "alice.rc"), endpoint)
@@ -225,11 +227,23 @@ func TestInstances_AWSCLI(t *testing.T) {
 		res.Body.Close()
 	}
 
-	// bob sees and changes none of alice's.
+	// bob sees and changes none of alice's, and may run no local host:
+	// it would be root on the controller.
 	var none describeOut
 	bob.must(&none, "describe-instances")
 	if len(none.byID()) != 0 {
 		t.Errorf("bob sees %v", none.byID())
+	}
+	if _, errs, ok := bob.run("run-instances", "--image-id", "ami-local", "--count", "1", "--user-data", "file://"+ud); ok ||
+		!strings.Contains(errs, "UnauthorizedOperation") || !strings.Contains(errs, "ami-local") || !strings.Contains(errs, "api.admins") {
+		t.Errorf("bob (no admin) running a local host: %s", errs)
+	}
+	if _, errs, ok := bob.run("run-instances", "--image-id", "ami-local", "--count", "1", "--dry-run"); ok || !strings.Contains(errs, "UnauthorizedOperation") {
+		t.Errorf("bob's dry run of a local host: %s", errs)
+	}
+	bob.must(&none, "describe-instances")
+	if len(none.byID()) != 0 {
+		t.Errorf("bob's refused run-instances made %v", none.byID())
 	}
 	if _, errs, ok := bob.run("terminate-instances", "--instance-ids", ids[0]); ok || !strings.Contains(errs, "InvalidInstanceID.NotFound") {
 		t.Errorf("bob terminating alice's instance: %s", errs)
@@ -268,10 +282,70 @@ func TestInstances_AWSCLI(t *testing.T) {
 	if _, errs, ok := alice.run("run-instances", "--image-id", "ami-nope", "--count", "1"); ok || !strings.Contains(errs, "InvalidAMIID.NotFound") {
 		t.Errorf("an unknown image: %s", errs)
 	}
+	if _, errs, ok := alice.run("run-instances", "--image-id", "ami-local", "--count", "1", "--subnet-id", "subnet-0123"); ok ||
+		!strings.Contains(errs, "UnknownParameter") || !strings.Contains(errs, "SubnetId") {
+		t.Errorf("a parameter booted does not implement (SubnetId): %s", errs)
+	}
+	// --dry-run: DryRunOperation where the request would succeed, the
+	// action's own error where not, and nothing changes.
+	dry := func(want string, args ...string) {
+		t.Helper()
+		if _, errs, ok := alice.run(append(args, "--dry-run")...); ok || !strings.Contains(errs, want) {
+			t.Errorf("aws ec2 %s --dry-run: %s (want %s)", strings.Join(args, " "), errs, want)
+		}
+	}
+	dry("DryRunOperation", "terminate-instances", "--instance-ids", ids[0])
+	dry("DryRunOperation", "stop-instances", "--instance-ids", ids[1])
+	dry("DryRunOperation", "reboot-instances", "--instance-ids", ids[1])
+	dry("DryRunOperation", "run-instances", "--image-id", "ami-local", "--count", "2", "--key-name", "k1")
+	dry("InvalidKeyPair.NotFound", "run-instances", "--image-id", "ami-local", "--count", "1", "--key-name", "nope")
+	dry("InvalidInstanceID.NotFound", "terminate-instances", "--instance-ids", "i-0123456789abcdef0")
+	dry("DryRunOperation", "create-tags", "--resources", ids[0], "--tags", "Key=dry,Value=run")
+	dry("DryRunOperation", "delete-key-pair", "--key-name", "k1")
+	dry("InvalidKeyPair.Duplicate", "create-key-pair", "--key-name", "k1")
 	d = describeOut{}
-	alice.must(&d, append([]string{"describe-instances", "--instance-ids"}, ids...)...)
-	if st := d.byID(); !strings.HasPrefix(st[ids[0]], "running") {
-		t.Errorf("after the refused requests: %v", st)
+	alice.must(&d, "describe-instances")
+	if st := d.byID(); len(st) != 3 || !strings.HasPrefix(st[ids[0]], "running") || !strings.HasPrefix(st[ids[1]], "running") {
+		t.Errorf("after the refused requests and dry runs: %v", st)
+	}
+	for _, r := range d.Reservations {
+		for _, in := range r.Instances {
+			for _, tag := range in.Tags {
+				if tag.Key == "dry" {
+					t.Errorf("create-tags --dry-run tagged %s", in.InstanceId)
+				}
+			}
+		}
+	}
+	var keys struct{ KeyPairs []struct{ KeyName string } }
+	alice.must(&keys, "describe-key-pairs")
+	if len(keys.KeyPairs) != 1 || keys.KeyPairs[0].KeyName != "k1" {
+		t.Errorf("after delete-key-pair --dry-run: %+v", keys)
+	}
+	// A filter of 20 stars against a 256-character tag is answered (a
+	// backtracking matcher pinned a CPU for minutes: its speed is
+	// BenchmarkWildcard's).
+	alice.must(nil, "create-tags", "--resources", ids[2], "--tags", "Key=x,Value="+strings.Repeat("a", 256))
+	var starred describeOut
+	alice.must(&starred, "describe-instances", "--filters", "Name=tag:x,Values="+strings.Repeat("*a", 20)+"b")
+	if len(starred.byID()) != 0 {
+		t.Errorf("20 stars and a b matched %v", starred.byID())
+	}
+	alice.must(&starred, "describe-instances", "--filters", "Name=tag:x,Values="+strings.Repeat("*a", 20)+"*")
+	if st := starred.byID(); len(st) != 1 || st[ids[2]] == "" {
+		t.Errorf("20 stars matched %v, want %s", st, ids[2])
+	}
+	// delete-key-pair: gone from the list, and a run naming it is refused.
+	pub := filepath.Join(t.TempDir(), "k1.pub")
+	os.WriteFile(pub, []byte(pubOf(t, keyFile)), 0o644)
+	alice.must(nil, "import-key-pair", "--key-name", "k2", "--public-key-material", "fileb://"+pub)
+	alice.must(nil, "delete-key-pair", "--key-name", "k2")
+	alice.must(&keys, "describe-key-pairs")
+	if len(keys.KeyPairs) != 1 || keys.KeyPairs[0].KeyName != "k1" {
+		t.Errorf("after delete-key-pair k2: %+v", keys)
+	}
+	if _, errs, ok := alice.run("describe-key-pairs", "--key-names", "k2"); ok || !strings.Contains(errs, "InvalidKeyPair.NotFound") {
+		t.Errorf("describe-key-pairs k2 after its deletion: %s", errs)
 	}
 
 	var term struct {
@@ -363,7 +437,7 @@ func startAPIServe(t *testing.T, r *Runner, env string, stop context.CancelFunc)
 func TestInstances_Boto3(t *testing.T) {
 	testutil.RequireCommands(t, "ssh-keygen")
 	requireDebian(t, "Debian's python3-boto3", debianPython, "-c", "import boto3")
-	f := newFixture(t, testutil.DefaultEnv)
+	f := newFixture(t, testutil.DefaultEnv+"api:\n  admins: [carol]\n")
 	credsDir, endpoint := serveAPI(t, f, "carol")
 	key := newSSHKey(t)
 	cli := newAWSCLI(t, filepath.Join(credsDir, "carol.rc"), endpoint)

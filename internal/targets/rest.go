@@ -203,6 +203,10 @@ func (r *Runner) statusPage(envName string) http.Handler {
 			p, _, _, _ := m.Policy()
 			in = monitor.PageInput{Env: s.env.Name, SLAP95: p.SLA.P95.D(), SLAErr: p.SLA.ErrorRate, Saved: saved, Overview: ov,
 				HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
+			if s.env.Provider.Type == "local" {
+				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): namespaces on this controller, not isolated from it, so the EC2 and REST APIs run them for the users api.admins names in envs/%s.yaml alone (%s) and refuse every other user.",
+					s.env.Name, images["local"], s.env.Name, orNone(s.env.API.Admins)))
+			}
 			return nil
 		})
 		if err != nil {
@@ -212,3 +216,4 @@ func (r *Runner) statusPage(envName string) http.Handler {
 		monitor.RenderPage(w, in)
 	})
 }
+

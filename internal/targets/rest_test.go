@@ -104,9 +104,20 @@ func TestFake_RESTAPI(t *testing.T) {
 	if strings.Contains(body, "owner") {
 		t.Errorf("a refused write changed w1: %s", body)
 	}
-	// bob's own instances (none).
+	// bob's own instances (none); bob (no admin) may run no local host:
+	// it is not isolated from the controller. The status page says so.
 	if body, code = curl("bob", base+"/api/v1/instances"); code != 200 || body != "[]" {
 		t.Errorf("GET /api/v1/instances by bob: %d %s", code, body)
+	}
+	if body, code = curl("bob", "-X", "POST", "-H", "Content-Type: application/json", "--data", `{"imageId":"ami-local"}`, base+"/api/v1/instances"); code != 403 ||
+		!strings.Contains(body, `"code":"UnauthorizedOperation"`) || !strings.Contains(body, "ami-local") || !strings.Contains(body, "api.admins") {
+		t.Errorf("POST /api/v1/instances of ami-local by bob (no admin): %d %s", code, body)
+	}
+	if body, code = curl("bob", base+"/api/v1/instances"); code != 200 || body != "[]" {
+		t.Errorf("GET /api/v1/instances by bob after a refused run: %d %s", code, body)
+	}
+	if body, code = curl("", base+"/status"); code != 200 || !strings.Contains(body, "not isolated from it") || !strings.Contains(body, "api.admins names in envs/fake.yaml alone (ops)") {
+		t.Errorf("the status page does not say who may run local hosts: %d %s", code, body)
 	}
 
 	// Changes through the API are the targets' own: power a worker off
