@@ -60,6 +60,11 @@ type RunRequest struct {
 	Count                  int
 	UserData               []byte
 	Tags                   map[string]string
+	// ClientToken makes the run idempotent (the AWS CLI and SDKs send a
+	// fresh one with every run and the same one when they retry): a run
+	// with a token the user used before answers that run's instances and
+	// starts none (IdempotentParameterMismatch when its parameters differ).
+	ClientToken string
 }
 
 // KeyPair is a key pair as EC2 describes it; Material only when created.
@@ -318,9 +323,12 @@ func (s *Server) serve(ctx context.Context, user, action string, f url.Values) (
 func (s *Server) dispatch(ctx context.Context, user, action string, f url.Values) (any, error) {
 	switch action {
 	case "RunInstances":
-		req := RunRequest{ImageID: f.Get("ImageId"), Type: f.Get("InstanceType"), KeyName: f.Get("KeyName")}
+		req := RunRequest{ImageID: f.Get("ImageId"), Type: f.Get("InstanceType"), KeyName: f.Get("KeyName"), ClientToken: f.Get("ClientToken")}
 		if req.ImageID == "" {
 			return nil, Errorf("MissingParameter", "The request must contain the parameter ImageId")
+		}
+		if len(req.ClientToken) > 64 || strings.ContainsFunc(req.ClientToken, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+			return nil, Errorf("InvalidParameterValue", "ClientToken: at most 64 printable ASCII characters")
 		}
 		lo, err := intParam(f, "MinCount", 1)
 		if err != nil {

@@ -15,7 +15,7 @@ import (
 // is never dropped in silence (a user who asks for a subnet or a security
 // group must not get an instance without it).
 var actionParams = map[string][]string{
-	"RunInstances": {"ImageId", "InstanceType", "KeyName", "MinCount", "MaxCount", "UserData",
+	"RunInstances": {"ImageId", "InstanceType", "KeyName", "MinCount", "MaxCount", "UserData", "ClientToken",
 		"TagSpecification.N.ResourceType", "TagSpecification.N.Tag.N.Key", "TagSpecification.N.Tag.N.Value"},
 	"DescribeInstances":     {"InstanceId.N", "Filter.N.Name", "Filter.N.Value.N"},
 	"TerminateInstances":    {"InstanceId.N"},

@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -202,9 +203,28 @@ func (b *ec2Backend) instances(ctx context.Context, s *session, user string, ids
 	return out, nil
 }
 
+// clientRun is what a run's client token stands for: its reservation, a
+// digest of its parameters and its hosts, in order.
+type clientRun struct {
+	Reservation, Request string
+	Hosts                []string
+}
+
+func clientTokenKey(user, token string) string { return "clienttoken/" + user + "/" + token }
+
+// runSum is a digest of a run's parameters, to tell a retry from a reuse
+// of its client token.
+func runSum(req ec2api.RunRequest) string {
+	req.ClientToken = ""
+	b, _ := json.Marshal(req)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
 func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest) ([]ec2api.Instance, error) {
 	var out []ec2api.Instance
 	var ids []string
+	retried := false
 	err := b.r.withEnv(ctx, b.env, func(s *session) error {
 		if want := images[s.env.Provider.Type]; req.ImageID != want {
 			return ec2api.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist (this environment's instances run %s)", req.ImageID, want)
@@ -242,9 +262,31 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 		now := time.Now().UTC().Truncate(time.Second)
 		res := hexID("r-", 17)
 		return s.store.Update(ctx, func(tx *inventory.Tx) error {
+			if req.ClientToken != "" { // a retry answers the first run's instances
+				var first clientRun
+				if found, err := tx.Get(s.env.Name, clientTokenKey(user, req.ClientToken), &first); err != nil {
+					return err
+				} else if found {
+					if first.Request != runSum(req) {
+						return ec2api.Errorf("IdempotentParameterMismatch", "The client token %q was used by a run of other parameters: give a new one", req.ClientToken)
+					}
+					for _, name := range first.Hosts {
+						if h, err := tx.Host(s.env.Name, name); err == nil && h.Attrs[attrOwner] == user && h.Attrs[attrReservation] == first.Reservation {
+							out = append(out, toInstance(h, b.zone(s)))
+						}
+					}
+					retried = true
+					return nil
+				}
+			}
 			names, err := b.hostsFor(s, tx, user, req.Count, size)
 			if err != nil {
 				return err
+			}
+			if req.ClientToken != "" {
+				if err := tx.Put(s.env.Name, clientTokenKey(user, req.ClientToken), clientRun{Reservation: res, Request: runSum(req), Hosts: names}); err != nil {
+					return err
+				}
 			}
 			for _, name := range names {
 				id, exists := name, false
@@ -293,7 +335,9 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 	if err != nil {
 		return nil, err
 	}
-	b.launch(ids)
+	if !retried {
+		b.launch(ids)
+	}
 	return out, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,14 +150,25 @@ func TestInstances_AWSCLI(t *testing.T) {
 	}
 	ud := filepath.Join(t.TempDir(), "user-data.sh")
 	os.WriteFile(ud, []byte("#!/bin/sh\necho \"user-data ran on $(hostname)\" > /root/user-data-ran\n"), 0o644)
-	alice.must(&run, "run-instances", "--image-id", "ami-local", "--instance-type", "t2.micro", "--count", "3", "--key-name", "k1",
-		"--tag-specifications", "ResourceType=instance,Tags=[{Key=team,Value=blue}]", "--user-data", "file://"+ud)
+	runArgs := []string{"run-instances", "--image-id", "ami-local", "--instance-type", "t2.micro", "--count", "3", "--key-name", "k1",
+		"--tag-specifications", "ResourceType=instance,Tags=[{Key=team,Value=blue}]", "--user-data", "file://" + ud, "--client-token", "first-run"}
+	alice.must(&run, runArgs...)
 	if len(run.Instances) != 3 {
 		t.Fatalf("run-instances: %+v", run)
 	}
 	var ids []string
 	for _, in := range run.Instances {
 		ids = append(ids, in.InstanceId)
+	}
+	// The same client token again (a client's retry): the same instances,
+	// no new ones; with other parameters, refused.
+	var again struct{ Instances []struct{ InstanceId string } }
+	alice.must(&again, runArgs...)
+	if len(again.Instances) != 3 || again.Instances[0].InstanceId != ids[0] || again.Instances[2].InstanceId != ids[2] {
+		t.Errorf("run-instances retried with its client token: %+v, want %v", again, ids)
+	}
+	if _, errs, ok := alice.run(append(slices.Clone(runArgs[:len(runArgs)-2]), "--count", "1", "--client-token", "first-run")...); ok || !strings.Contains(errs, "IdempotentParameterMismatch") {
+		t.Errorf("a client token reused with other parameters: %s", errs)
 	}
 	for _, in := range run.Instances {
 		if !strings.HasPrefix(in.InstanceId, "i-") || in.State.Name != "pending" {

@@ -216,4 +216,3 @@ func (r *Runner) statusPage(envName string) http.Handler {
 		monitor.RenderPage(w, in)
 	})
 }
-
