@@ -46,11 +46,14 @@ type Controller struct {
 	Now func() time.Time
 }
 
+// debianNginx is where Debian's nginx-light puts nginx.
+const debianNginx = "/usr/sbin/nginx"
+
 func nginxBin() string {
 	if p, err := exec.LookPath("nginx"); err == nil {
 		return p
 	}
-	return "/usr/sbin/nginx"
+	return debianNginx
 }
 
 func (c *Controller) conf() string { return filepath.Join(c.Dir, "nginx.conf") }
@@ -304,4 +307,4 @@ func (c *Controller) Stop(ctx context.Context) error {
 }
 
 // Needs are the commands the controller runs, and their Debian packages.
-var Needs = pkgs.Need{"nginx": "nginx-light"}
+var Needs = pkgs.Need{debianNginx: "nginx-light"}

@@ -138,7 +138,7 @@ func netmask(p netip.Prefix) string {
 }
 
 // Needs are the commands netboot runs, and their Debian packages.
-var Needs = map[string]string{"dnsmasq": "dnsmasq-base"}
+var Needs = map[string]string{"dnsmasq": "dnsmasq-base", ipxeUndi: "ipxe"}
 
 // ipxeUndi is Debian's iPXE for PXE ROMs that are not iPXE (package ipxe).
 const ipxeUndi = "/usr/lib/ipxe/undionly.kpxe"

@@ -18,7 +18,7 @@ import (
 )
 
 // ISONeeds is the command that reads installer ISOs, and its Debian package.
-var ISONeeds = map[string]string{"xorriso": "xorriso"}
+var ISONeeds = map[string]string{"xorriso": "xorriso", "cp": "coreutils"}
 
 // Install methods: how a node is installed from an osimage.
 const (

@@ -23,6 +23,7 @@ import (
 var Needs = map[string]string{
 	"qemu-img": "qemu-utils", "resize2fs": "e2fsprogs", "debugfs": "e2fsprogs", "sfdisk": "fdisk",
 	"syslinux": "syslinux", "mcopy": "mtools", "mkfs.vfat": "dosfstools", "busybox": "busybox-static", "cpio": "cpio",
+	mbr: "syslinux-common", "sh": "dash",
 }
 
 // mbr is the boot code syslinux-common ships for the disk's first sector.

@@ -21,6 +21,9 @@ import (
 // /usr/bin/aws where pip's is first on PATH; a Python module).
 type Need map[string]string
 
+// Needs is what Ensure runs itself.
+var Needs = Need{"apt-get": "apt"}
+
 // Merge returns the union of needs.
 func Merge(needs ...Need) Need {
 	out := Need{}
@@ -91,4 +94,21 @@ func Ensure(ctx context.Context, out io.Writer, need Need) error {
 		return err
 	}
 	return run(append([]string{"install", "-y", "-qq", "--no-install-recommends"}, pkgs...)...)
+}
+
+// Verify says which needs are still missing (after Ensure): a file or
+// command the code uses that the package named for it did not bring means
+// the need names the wrong package (or a package that only recommends the
+// one that has it, as syslinux does syslinux-common).
+func Verify(need Need) error {
+	var missing []string
+	for _, k := range slices.Sorted(maps.Keys(need)) {
+		if !Have(k) {
+			missing = append(missing, fmt.Sprintf("%s (declared as Debian's %s)", k, need[k]))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("missing after the install: %s: install the package that ships each (dpkg -S, apt-file search), and name it in the Needs of the package that uses it", strings.Join(missing, ", "))
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"booted/internal/metallab"
 	"booted/internal/pkgs"
 	"booted/internal/provider/registry"
+	"booted/internal/service"
 	"booted/internal/settings"
 	"booted/internal/testres"
 )
@@ -34,9 +36,14 @@ func Run(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := pkgs.Ensure(ctx, out, pkgs.Merge(controller.Needs, registry.Needs(), metallab.Needs, metadata.Needs, pkgs.Need{"ssh": "openssh-client", "/usr/bin/aws": "awscli", "/usr/lib/python3/dist-packages/boto3/__init__.py": "python3-boto3", "debconf-set-selections": "debconf", "xmllint": "libxml2-utils", "promtool": "prometheus", "chromium": "chromium", "nats-server": "nats-server"})); err != nil {
+	need := Needs()
+	if err := pkgs.Ensure(ctx, out, need); err != nil {
 		return err
 	}
+	if err := pkgs.Verify(need); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "--- every declared file and command is here (%d, from %d Debian packages)\n", len(need), len(slices.Compact(slices.Sorted(maps.Values(need)))))
 	if os.Geteuid() == 0 {
 		if n := testres.Sweep(); n > 0 {
 			fmt.Fprintf(out, "removed %d namespaces, bridges and nginx left by an interrupted test run\n", n)
@@ -109,6 +116,24 @@ func Run(ctx context.Context, out io.Writer) error {
 		return fmt.Errorf("go test -race: %w", err)
 	}
 	return nil
+}
+
+// Needs is every file and command booted and its tests use on this
+// machine, each with the Debian package that ships it: what the test
+// target installs, and what TestNeeds_EveryOneDeclared holds the code to.
+func Needs() pkgs.Need {
+	return pkgs.Merge(pkgs.Needs, controller.Needs, registry.Needs(), metallab.Needs, metadata.Needs, service.Needs, testNeeds)
+}
+
+// testNeeds are what the tests themselves run or read: the real clients
+// and validators they check booted's outputs with.
+var testNeeds = pkgs.Need{
+	"ssh": "openssh-client", "ssh-keygen": "openssh-client", "curl": "curl", "git": "git",
+	"/usr/bin/aws": "awscli", "/usr/bin/python3": "python3", "/usr/lib/python3/dist-packages/boto3/__init__.py": "python3-boto3",
+	"debconf-set-selections": "debconf", "xmllint": "libxml2-utils", "promtool": "prometheus", "chromium": "chromium",
+	"nats-server": "nats-server", "xorriso": "xorriso", "setpriv": "util-linux", "nsenter": "util-linux",
+	"ping": "iputils-ping", "kill": "procps", "grep": "grep", "cp": "coreutils", "sh": "dash",
+	"/bin/true": "coreutils", "/etc/passwd": "base-passwd",
 }
 
 // racePackages run whole under the race detector by the test target.

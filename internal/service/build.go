@@ -13,7 +13,13 @@ import (
 	"strings"
 
 	"booted/internal/files"
+	"booted/internal/pkgs"
 )
+
+// Needs are what building a version runs on the controller (git archive,
+// tar, the build command under sh), with their Debian packages; Go itself
+// is what the README's commands run with.
+var Needs = pkgs.Need{"git": "git", "tar": "tar", "sh": "dash"}
 
 // Artifact is one built version.
 type Artifact struct {

@@ -62,7 +62,7 @@ var (
 
 // Needs are the commands local hosts run, and their Debian packages.
 var Needs = pkgs.Need{
-	"sshd": "openssh-server", "ssh-keygen": "openssh-client", "ip": "iproute2",
+	"/usr/sbin/sshd": "openssh-server", "ssh-keygen": "openssh-client", "ip": "iproute2", "/bin/sh": "dash",
 	"unshare": "util-linux", "setsid": "util-linux", "curl": "curl", "tini": "tini",
 	"nft": "nftables", // the routing between sites' bridges
 }

@@ -33,7 +33,7 @@ type factory struct {
 var providers = map[string]factory{
 	"local":     {local.Decode, local.Open, local.Needs},
 	"static":    {static.Decode, static.Open, nil},
-	"vbox":      {vbox.Decode, vbox.Open, nil}, // VirtualBox is not a Debian package
+	"vbox":      {vbox.Decode, vbox.Open, vbox.Needs}, // VirtualBox itself is not a Debian package
 	"qemu":      {qemu.Decode, qemu.Open, qemu.Needs},
 	"baremetal": {baremetal.Decode, baremetal.Open, baremetal.Needs},
 }

@@ -20,6 +20,7 @@ import (
 
 	"booted/internal/config"
 	"booted/internal/kickstart"
+	"booted/internal/pkgs"
 	"booted/internal/provider"
 )
 
@@ -305,9 +306,18 @@ label install
 // bootFiles are the TFTP tree's boot loader files and where Debian's
 // pxelinux and syslinux-common packages put them.
 var bootFiles = map[string]string{
-	"pxelinux.0":  "/usr/lib/PXELINUX/pxelinux.0",
-	"ldlinux.c32": "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+	"pxelinux.0":  pxelinux,
+	"ldlinux.c32": ldlinux,
 }
+
+const (
+	pxelinux = "/usr/lib/PXELINUX/pxelinux.0"
+	ldlinux  = "/usr/lib/syslinux/modules/bios/ldlinux.c32"
+)
+
+// Needs are the files the provider copies from Debian's packages
+// (VirtualBox itself is not one).
+var Needs = pkgs.Need{pxelinux: "pxelinux", ldlinux: "syslinux-common"}
 
 // checkTFTP makes sure the tree has what a PXE install needs: the boot
 // loader (copied from Debian's packages when they are installed) and the
