@@ -6,7 +6,6 @@
 package selftest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -49,73 +49,77 @@ func Run(ctx context.Context, out io.Writer) error {
 			fmt.Fprintf(out, "removed %d namespaces, bridges and nginx left by an interrupted test run\n", n)
 		}
 	}
-	// services/hello is a module of its own: its tests first.
-	hello := exec.CommandContext(ctx, "go", "test", "-count=1", "./...")
-	hello.Dir = "services/hello"
-	hello.Stdout, hello.Stderr = out, out
-	if err := hello.Run(); err != nil {
-		return fmt.Errorf("services/hello tests: %w", err)
-	}
 	if os.Getenv(settings.TestArgs) != "" { // a run of the caller's choosing
 		cmd := exec.CommandContext(ctx, "go", append([]string{"test"}, s.TestArgs...)...)
 		cmd.Stdout, cmd.Stderr = out, out
 		return cmd.Run()
+	}
+	rep := newReport(out)
+	err = passes(ctx, out, rep)
+	fmt.Fprintln(out, "--- what ran:")
+	passed, failed, skipped := rep.table(out)
+	fmt.Fprintf(out, "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
+	if err != nil {
+		return err
+	}
+	if skips := rep.skippedTests(); len(skips) > 0 && testutilInCI() {
+		return fmt.Errorf("CI runs every test, and %d skipped (give CI what each needs, or make it run): %s", len(skips), strings.Join(skips, "; "))
+	}
+	return nil
+}
+
+// passes runs the tests: services/hello's, then every test of the module
+// (the long one beside the rest), the race detector over the packages
+// that run fast, and each fuzz target for fuzzTime.
+func passes(ctx context.Context, out io.Writer, rep *report) error {
+	// services/hello is a module of its own: its tests first.
+	if err := rep.run(ctx, "main", "services/hello", "-count=1", "./..."); err != nil {
+		return fmt.Errorf("services/hello tests: %w", err)
 	}
 	start := time.Now()
 	testres.ResetHolderLog("cpu")
 	// The race detector over raceBeside, beside the main pass: their tests
 	// mostly wait (NATS clusters, ack waits, killed conductors) rather
 	// than compute, and at the end they were the race pass's long pole.
-	var besideOut bytes.Buffer
-	beside := exec.CommandContext(ctx, "go", append([]string{"test", "-race", "-count=1"}, raceBeside...)...)
-	beside.Stdout, beside.Stderr = &besideOut, &besideOut
-	if err := beside.Start(); err != nil {
-		return err
-	}
-	err = runSplit(ctx, out)
-	besideErr := beside.Wait()
+	besideErr := make(chan error, 1)
+	go func() {
+		besideErr <- rep.run(ctx, "race", "", append([]string{"-race", "-count=1", "-timeout", raceTimeout}, raceBeside...)...)
+	}()
+	err := runSplit(ctx, rep)
+	berr := <-besideErr
 	fmt.Fprintf(out, "--- go test took %s; the tests that took the machine's CPU lock (one at a time):\n%s", time.Since(start).Round(time.Second), testres.HolderLog("cpu"))
-	fmt.Fprintf(out, "--- the race detector beside it, over %s:\n", strings.Join(raceBeside, " "))
-	out.Write(besideOut.Bytes())
 	if err != nil {
 		return err
 	}
-	if besideErr != nil {
-		return fmt.Errorf("go test -race: %w", besideErr)
+	if berr != nil {
+		return fmt.Errorf("go test -race %s: %w", strings.Join(raceBeside, " "), berr)
 	}
 	start = time.Now()
-	defer func() {
-		fmt.Fprintf(out, "--- the race detector's pass took %s\n", time.Since(start).Round(time.Second))
-	}()
-	// The race detector over what runs without root and fast: the pure
-	// packages, and the targets' orchestration on fake hosts. After the
-	// rest, not beside it: starved of CPU beside the emulated machines, the
-	// inventory's concurrent-writers test ran past SQLite's busy timeout.
-	// Its two go tests at once (the cores are free by now), each one's
-	// output kept whole.
-	var outs [2]bytes.Buffer
-	errs := make(chan error, 2)
+	// The race detector, in addition to the main pass, over what runs
+	// without root and fast: the pure packages, and the targets'
+	// orchestration on fake hosts. After the rest, not beside it: starved
+	// of CPU beside the emulated machines, the inventory's
+	// concurrent-writers test ran past SQLite's busy timeout. Its two go
+	// tests at once (the cores are free by now).
 	var after []string
 	for _, p := range racePackages {
 		if !slices.Contains(raceBeside, p) {
 			after = append(after, p)
 		}
 	}
-	for i, args := range [][]string{
-		append([]string{"test", "-race", "-count=1"}, after...),
-		{"test", "-race", "-count=1", "-run", raceTests, "./internal/targets/"},
+	errs := make(chan error, 2)
+	for _, args := range [][]string{
+		append([]string{"-race", "-count=1", "-timeout", raceTimeout}, after...),
+		{"-race", "-count=1", "-timeout", raceTimeout, "-run", raceTests, "./internal/targets/"},
 	} {
-		race := exec.CommandContext(ctx, "go", args...)
-		race.Stdout, race.Stderr = &outs[i], &outs[i]
-		go func() { errs <- race.Run() }()
+		go func() { errs <- rep.run(ctx, "race", "", args...) }()
 	}
 	err = errors.Join(<-errs, <-errs)
-	out.Write(outs[0].Bytes())
-	out.Write(outs[1].Bytes())
+	fmt.Fprintf(out, "--- the race detector's pass took %s\n", time.Since(start).Round(time.Second))
 	if err != nil {
 		return fmt.Errorf("go test -race: %w", err)
 	}
-	return nil
+	return fuzz(ctx, out, rep)
 }
 
 // Needs is every file and command booted and its tests use on this
@@ -154,42 +158,102 @@ const raceTests = "^TestFake|^TestSession"
 const long = "^TestMetal_DeployStagesAndPowerCycle$"
 
 // runSplit runs every test: the long one in one go test, the others in
-// another, at once; the long one's output follows the others'.
-func runSplit(ctx context.Context, out io.Writer) error {
-	var longOut bytes.Buffer
-	longCmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-timeout", "30m", "-run", long, "./internal/targets/")
-	longCmd.Stdout, longCmd.Stderr = &longOut, &longOut
-	if err := longCmd.Start(); err != nil {
-		return err
-	}
+// another, at once.
+func runSplit(ctx context.Context, rep *report) error {
+	longErr := make(chan error, 1)
+	go func() {
+		longErr <- rep.run(ctx, "main", "", "-count=1", "-timeout", "30m", "-run", long, "./internal/targets/")
+	}()
 	// -p 4: go test runs as many packages at once as there are cores (2
 	// here), and the packages whose tests wait for the CPU lock (qemu and
 	// bare-metal conformance, ~5 min behind the long test) held both
 	// slots while idle, so the targets package started only after them.
-	// What the race pass runs (racePackages whole, raceTests of the
-	// targets) is left to it: run twice, it only added CPU beside the long
-	// test's TCG machines, which set the suite's pace.
-	pkgs, err := exec.CommandContext(ctx, "go", "list", "./...").Output()
-	if err != nil {
-		return fmt.Errorf("go list ./...: %w", err)
-	}
-	args := []string{"test", "-count=1", "-p", "4", "-timeout", "30m", "-skip", long + "|" + raceTests}
-	for _, p := range strings.Fields(string(pkgs)) {
-		if !slices.Contains(racePackages, "./"+strings.TrimPrefix(p, "booted/")+"/") {
-			args = append(args, p)
-		}
-	}
-	rest := exec.CommandContext(ctx, "go", args...)
-	rest.Stdout, rest.Stderr = out, out
-	restErr := rest.Run()
-	longErr := longCmd.Wait()
-	fmt.Fprintf(out, "--- %s (run beside the others):\n", long)
-	out.Write(longOut.Bytes())
+	restErr := rep.run(ctx, "main", "", "-count=1", "-p", "4", "-timeout", "30m", "-skip", long, "./...")
+	lerr := <-longErr
 	if restErr != nil {
-		return restErr
+		return fmt.Errorf("go test: %w", restErr)
 	}
-	if longErr != nil {
-		return fmt.Errorf("%s: %w", long, longErr)
+	if lerr != nil {
+		return fmt.Errorf("%s: %w", long, lerr)
 	}
 	return nil
 }
+
+// raceTimeout bounds each go test of the race pass.
+const raceTimeout = "20m"
+
+// fuzzTime is how long each fuzz target fuzzes in a run of the test target.
+const fuzzTime = "15s"
+
+// fuzz runs each fuzz target of the module for fuzzTime, and keeps what it
+// found new (go's fuzzing cache) in the package's testdata/fuzz, where
+// every later go test runs it as a seed.
+func fuzz(ctx context.Context, out io.Writer, rep *report) error {
+	list, err := exec.CommandContext(ctx, "go", "test", "-list", "^Fuzz", "./...").Output()
+	if err != nil {
+		return fmt.Errorf("go test -list ^Fuzz ./...: %w", err)
+	}
+	cache, err := exec.CommandContext(ctx, "go", "env", "GOCACHE").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOCACHE: %w", err)
+	}
+	var names []string
+	for _, l := range strings.Split(string(list), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 1 && strings.HasPrefix(f[0], "Fuzz"):
+			names = append(names, f[0])
+		case len(f) >= 2 && f[0] == "ok":
+			for _, name := range names {
+				if err := rep.run(ctx, "fuzz", "", "-run", "^$", "-fuzz", "^"+name+"$", "-fuzztime", fuzzTime, f[1]); err != nil {
+					return fmt.Errorf("fuzzing %s %s: %w (the failing input is in its testdata/fuzz/%s)", f[1], name, err, name)
+				}
+				if n, err := keepCorpus(ctx, strings.TrimSpace(string(cache)), f[1], name); err != nil {
+					return err
+				} else if n > 0 {
+					fmt.Fprintf(out, "fuzz: %s %s found %d new inputs, kept in its testdata/fuzz/%s\n", f[1], name, n, name)
+				}
+			}
+			names = nil
+		}
+	}
+	return nil
+}
+
+// keepCorpus copies the inputs fuzzing found for pkg's fuzz target name
+// from go's cache into the package's testdata/fuzz/NAME (at most 100 a
+// target); it returns how many were new.
+func keepCorpus(ctx context.Context, cache, pkg, name string) (int, error) {
+	dir, err := exec.CommandContext(ctx, "go", "list", "-f", "{{.Dir}}", pkg).Output()
+	if err != nil {
+		return 0, fmt.Errorf("go list %s: %w", pkg, err)
+	}
+	from := filepath.Join(cache, "fuzz", pkg, name)
+	to := filepath.Join(strings.TrimSpace(string(dir)), "testdata", "fuzz", name)
+	found, _ := os.ReadDir(from)
+	kept, _ := os.ReadDir(to)
+	n := 0
+	for _, f := range found {
+		if len(kept)+n >= 100 {
+			break
+		}
+		dst := filepath.Join(to, f.Name())
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, f.Name()))
+		if err != nil {
+			return n, err
+		}
+		if err := os.MkdirAll(to, 0o755); err != nil {
+			return n, err
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func testutilInCI() bool { return os.Getenv("CI") != "" }

@@ -65,9 +65,7 @@ func TestUnit_Golden(t *testing.T) {
 // Ensure a version is built once from exactly its commit, cached, and that
 // an unknown version fails before building.
 func TestBuild_VersionsAndCache(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("needs git")
-	}
+	testutil.RequireCommands(t, "git")
 	proj := &testutil.Project{Root: t.TempDir()}
 	exec.Command("cp", "-r", filepath.Join(testutil.RepoRoot(t), "services"), proj.Root).Run()
 	proj.GitInit(t, "v1", "v2")
@@ -111,9 +109,7 @@ func TestBuild_VersionsAndCache(t *testing.T) {
 // Ensure a service whose source is another repository (repo: URL, the
 // seed's HELLO_REPO) is mirrored, and fetched again for a new tag.
 func TestBuild_FromRepoURL(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("needs git")
-	}
+	testutil.RequireCommands(t, "git")
 	src := &testutil.Project{Root: t.TempDir()}
 	exec.Command("cp", "-r", filepath.Join(testutil.RepoRoot(t), "services"), src.Root).Run()
 	src.GitInit(t, "v1")
