@@ -14,6 +14,7 @@ import (
 	"github.com/magefile/mage/mg"
 
 	"booted/internal/cli"
+	"booted/internal/freshcheck"
 	"booted/internal/selftest"
 	"booted/internal/settings"
 	"booted/internal/targets"
@@ -73,6 +74,14 @@ func Local(ctx context.Context) error {
 //
 // Settings: BOOTED_TEST_ARGS (go test's arguments, default "-count=1 -timeout 30m ./...").
 func Test(ctx context.Context) error { return selftest.Run(ctx, os.Stdout) }
+
+// TestInstall installs what `test` needs (as root, with apt-get) and checks that every declared file and command is there; it runs no test.
+func TestInstall(ctx context.Context) error { return selftest.Install(ctx, os.Stdout) }
+
+// TestFresh checks that a fresh Debian machine passes: in a minimal Debian root (debootstrap, kept in /var/cache/booted/fresh), chrooted, testInstall, then the default target and env:destroy in a network namespace of its own. As root; CI runs it after test.
+func TestFresh(ctx context.Context) error {
+	return freshcheck.Run(ctx, os.Stdout, freshcheck.Options{Repo: "."})
+}
 
 // Env brings whole environments up and down.
 type Env mg.Namespace

@@ -39,6 +39,8 @@ func s(name string) Arg { return Arg{name, "string"} }
 var Catalog = []Target{
 	{"local", nil},
 	{"test", nil},
+	{"testInstall", nil},
+	{"testFresh", nil},
 	{"install", nil},
 	{"env:startAll", []Arg{s("env")}},
 	{"env:startMin", []Arg{s("env")}},

@@ -20,6 +20,8 @@ func TestReport_TableAndSkips(t *testing.T) {
 		`{"Action":"output","Package":"booted/a","Test":"TestNeedsRoot","Output":"    a_test.go:9: skipped: needs root (run the test target as root)\n"}`,
 		`{"Action":"output","Package":"booted/a","Test":"TestNeedsRoot","Output":"--- SKIP: TestNeedsRoot (0.00s)\n"}`,
 		`{"Action":"skip","Package":"booted/a","Test":"TestNeedsRoot","Elapsed":0}`,
+		`{"Action":"output","Package":"booted/a","Test":"TestConformance/Power","Output":"    providertest.go:97: not applicable: the provider lacks the Power capability\n"}`,
+		`{"Action":"skip","Package":"booted/a","Test":"TestConformance/Power","Elapsed":0}`,
 		`{"Action":"output","Package":"booted/a","Test":"TestBroken","Output":"    a_test.go:20: want 2, got 3\n"}`,
 		`{"Action":"fail","Package":"booted/a","Test":"TestBroken","Elapsed":0}`,
 		`{"Action":"fail","Package":"booted/a","Elapsed":1.5}`,
@@ -33,11 +35,12 @@ func TestReport_TableAndSkips(t *testing.T) {
 	r.line("race", `{"Action":"pass","Package":"booted/a","Elapsed":0.3}`)
 	var table strings.Builder
 	pass, fail, skip := r.table(&table)
-	if pass != 2 || fail != 1 || skip != 1 {
-		t.Errorf("totals %d passed, %d failed, %d skipped; want 2, 1, 1\n%s", pass, fail, skip, table.String())
+	if pass != 2 || fail != 1 || skip != 2 {
+		t.Errorf("totals %d passed, %d failed, %d skipped; want 2, 1, 2\n%s", pass, fail, skip, table.String())
 	}
 	for _, want := range []string{
-		"main  booted/a       1       1        1",
+		"main  booted/a       1       1        2",
+		"skipped (main pass): booted/a TestConformance/Power: providertest.go:97: not applicable: the provider lacks the Power capability",
 		"race  booted/a       1       0        0",
 		"skipped (main pass): booted/a TestNeedsRoot: a_test.go:9: skipped: needs root (run the test target as root)",
 	} {

@@ -28,14 +28,9 @@ import (
 	"booted/internal/testres"
 )
 
-// Run installs what the tests need (the local hosts' and the qemu
-// provider's packages), then runs every test of the module with go test
-// (BOOTED_TEST_ARGS), streaming its output.
-func Run(ctx context.Context, out io.Writer) error {
-	s, err := settings.FromEnviron()
-	if err != nil {
-		return err
-	}
+// Install installs what the tests need (as root, with apt-get) and checks
+// that every declared file and command is there; it runs no test.
+func Install(ctx context.Context, out io.Writer) error {
 	need := Needs()
 	if err := pkgs.Ensure(ctx, out, need); err != nil {
 		return err
@@ -44,6 +39,20 @@ func Run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "--- every declared file and command is here (%d, from %d Debian packages)\n", len(need), len(slices.Compact(slices.Sorted(maps.Values(need)))))
+	return nil
+}
+
+// Run installs what the tests need (the local hosts' and the qemu
+// provider's packages), then runs every test of the module with go test
+// (BOOTED_TEST_ARGS), streaming its output.
+func Run(ctx context.Context, out io.Writer) error {
+	s, err := settings.FromEnviron()
+	if err != nil {
+		return err
+	}
+	if err := Install(ctx, out); err != nil {
+		return err
+	}
 	if os.Geteuid() == 0 {
 		if n := testres.Sweep(); n > 0 {
 			fmt.Fprintf(out, "removed %d namespaces, bridges and nginx left by an interrupted test run\n", n)

@@ -116,8 +116,13 @@ func TestFake_RESTAPI(t *testing.T) {
 	if body, code = curl("bob", base+"/api/v1/instances"); code != 200 || body != "[]" {
 		t.Errorf("GET /api/v1/instances by bob after a refused run: %d %s", code, body)
 	}
-	if body, code = curl("", base+"/status"); code != 200 || !strings.Contains(body, "not isolated from it") || !strings.Contains(body, "api.admins names in envs/fake.yaml alone (ops)") {
-		t.Errorf("the status page does not say who may run local hosts: %d %s", code, body)
+	// api:serve's real /status, as Chromium builds it: the hosts by role,
+	// each linking to its JSON, and who may run local hosts.
+	dom := testutil.Chromium(t, "--dump-dom", base+"/status")
+	for _, want := range []string{"not isolated from it", "api.admins names in envs/fake.yaml alone (ops)", `<a href="/api/v1/hosts/w1">w1</a>`, "<h3>workers</h3>"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the status page Chromium built lacks %q:\n%s", want, dom)
+		}
 	}
 
 	// Changes through the API are the targets' own: power a worker off

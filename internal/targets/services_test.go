@@ -221,6 +221,7 @@ func (f *fixture) junit(t *testing.T, ctx context.Context, workers int) {
 	f.r.JUnit = path
 	defer func() { f.r.JUnit = "" }()
 	f.must(t, f.r.ServiceTest(ctx, f.proj.Env, "hello"))
+	testutil.CheckJUnit(t, path) // what a real service:test wrote, against the schemas CI servers read
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
