@@ -146,6 +146,7 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 const checkScript = `set -eu
 R=$1
 G=$2
+mount --bind "$R" "$R"   # the root a mount of its own, as / is on a machine (ip netns exec remounts it)
 mount -t proc proc "$R/proc"
 mount -t sysfs sys "$R/sys"
 mount --rbind /dev "$R/dev"

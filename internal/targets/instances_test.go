@@ -542,8 +542,36 @@ func TestInstances_Targets(t *testing.T) {
 	}
 	f.out.Reset()
 	f.must(t, f.r.InstancesConsole(ctx, env, rows[1].ID))
-	if len(f.out.String()) == 0 {
-		t.Error("instances:console printed nothing")
+	if !strings.Contains(f.out.String(), "callback sent to http://") {
+		t.Errorf("instances:console of %s (a local host's console is its boot script's output): %q", rows[1].ID, f.out)
+	}
+	// hosts:console is the same log, by host name.
+	f.out.Reset()
+	f.must(t, f.r.HostsConsole(ctx, env, rows[1].ID))
+	if !strings.Contains(f.out.String(), "callback sent to http://") {
+		t.Errorf("hosts:console %s: %q", rows[1].ID, f.out)
+	}
+	if err := f.r.HostsConsole(ctx, env, "nosuch"); err == nil || !strings.Contains(err.Error(), "nosuch") {
+		t.Errorf("hosts:console of an unknown host: %v", err)
+	}
+	// instances:reboot: the instance runs again on a new boot (its PID 1
+	// started anew), answering with the key booted pinned.
+	known := filepath.Join(f.proj.Inventory, env, "known_hosts")
+	boot := func() string {
+		t.Helper()
+		out, err := sshKey(key, known, rows[1].Address, "cut -d' ' -f22 /proc/1/stat")
+		if err != nil || out == "" {
+			t.Fatalf("ssh %s: %v %s", rows[1].ID, err, out)
+		}
+		return out
+	}
+	before := boot()
+	f.must(t, f.r.InstancesReboot(ctx, env, rows[1].ID))
+	if got := state(); got != "running running" {
+		t.Errorf("after instances:reboot of the second: %s", got)
+	}
+	if after := boot(); after == before {
+		t.Errorf("instances:reboot of %s: its PID 1 started at %s before and after: not rebooted", rows[1].ID, after)
 	}
 	f.r.User = "erin"
 	if got := state(); got != "" {
@@ -584,6 +612,45 @@ func TestInstances_Targets(t *testing.T) {
 	} else if nets, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(nets), failed.ID) {
 		t.Errorf("the failed %s still has its namespace", failed.ID)
 	}
+
+	// keypair:list shows dave's key pair with its fingerprint (erin's
+	// list is empty); keypair:del removes it, and a run naming it is
+	// then refused before anything starts.
+	fp := strings.Fields(pubFingerprint(t, key+".pub"))[1]
+	f.out.Reset()
+	f.must(t, f.r.KeypairList(ctx, env))
+	var kps []struct{ Name, Type, Fingerprint string }
+	if err := unmarshalRows([]byte(f.out.String()), &kps); err != nil || len(kps) != 1 || kps[0].Name != "laptop" || kps[0].Fingerprint != fp {
+		t.Errorf("keypair:list: %v %+v (want laptop, %s)", err, kps, fp)
+	}
+	f.r.User = "erin"
+	f.out.Reset()
+	f.must(t, f.r.KeypairList(ctx, env))
+	if kps = nil; unmarshalRows([]byte(f.out.String()), &kps) != nil || len(kps) != 0 {
+		t.Errorf("erin's keypair:list: %s", f.out)
+	}
+	f.r.User = "dave"
+	f.must(t, f.r.KeypairDel(ctx, env, "laptop"))
+	f.out.Reset()
+	f.must(t, f.r.KeypairList(ctx, env))
+	if kps = nil; unmarshalRows([]byte(f.out.String()), &kps) != nil || len(kps) != 0 {
+		t.Errorf("keypair:list after keypair:del laptop: %s", f.out)
+	}
+	f.r.UserData, f.r.KeyName = "", "laptop"
+	if err := f.r.InstancesRun(ctx, env, "ami-local", 1); err == nil || !strings.Contains(err.Error(), "InvalidKeyPair.NotFound") {
+		t.Errorf("instances:run with the deleted key pair: %v", err)
+	}
+}
+
+// pubFingerprint is ssh-keygen's line for the public key file: bits,
+// SHA256 fingerprint, comment, type.
+func pubFingerprint(t *testing.T, pub string) string {
+	t.Helper()
+	out, err := exec.Command("ssh-keygen", "-l", "-E", "sha256", "-f", pub).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
 
 // newSSHKey makes a user's ed25519 key pair (KEY, KEY.pub) with ssh-keygen.

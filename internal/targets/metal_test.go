@@ -482,6 +482,18 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	if !strings.Contains(m.out.String(), "n3: power off") {
 		t.Errorf("n3 after its instance was terminated: %s", m.out)
 	}
+
+	// metal:labDown stops every emulated machine and BMC of the
+	// environment (n2 was still running, in site s's namespace).
+	if vm, bmc := m.labRunning(t, "n2"); !vm || !bmc {
+		t.Errorf("before metal:labDown, n2's machine (%v) and BMC (%v) should run", vm, bmc)
+	}
+	m.must(t, m.r.MetalLabDown(ctx, env))
+	for i := range m.ports {
+		if vm, bmc := m.labRunning(t, fmt.Sprintf("n%d", i+1)); vm || bmc {
+			t.Errorf("n%d: metal:labDown left its machine (%v) or BMC (%v) running", i+1, vm, bmc)
+		}
+	}
 }
 
 func (m *metalProject) console(t *testing.T, name string) string {
