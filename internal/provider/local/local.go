@@ -286,7 +286,7 @@ func (p *Provider) writeFiles(r record, s provider.Spec) error {
 			return err
 		}
 	}
-	data := map[string]any{"Name": r.Name, "Env": p.env, "Addr": r.Addr, "Port": p.sshPort, "FS": fs}
+	data := map[string]any{"Name": r.Name, "Env": p.env, "Addr": r.Addr, "Port": p.sshPort, "FS": fs, "Mounts": mountOrder(fs)}
 	var b bytes.Buffer
 	if err := sshdConfig.Execute(&b, data); err != nil {
 		return err
@@ -554,7 +554,7 @@ var bootScript = template.Must(template.New("boot").Funcs(funcs).Parse(`#!/bin/s
 # the host's own network, mount, UTS and PID namespaces, under tini (PID 1).
 set -eu
 fs={{q .FS}}
-for d in root opt etc/booted etc/ssh var/log tmp; do
+for d in{{range .Mounts}} {{.}}{{end}}; do
 	mount --bind "$fs/$(echo "$d" | tr / -)" "/$d"
 done
 hostname {{.Name}}
@@ -566,6 +566,26 @@ fi
 echo "boot.sh: done"
 exec sleep infinity
 `))
+
+// privateDirs are the directories a local host has of its own, bound
+// over this machine's from the host's files.
+var privateDirs = []string{"root", "opt", "etc/booted", "etc/ssh", "var/log", "tmp"}
+
+// mountOrder is privateDirs in the order the boot script binds them: one
+// that holds the host's files (the project under /root, as root's clone
+// of booted is, or under /tmp) last, for once bound over, the files below
+// it are out of the script's sight ("special device … does not exist").
+func mountOrder(fs string) []string {
+	var first, last []string
+	for _, d := range privateDirs {
+		if strings.HasPrefix(fs, "/"+d+"/") {
+			last = append(last, d)
+		} else {
+			first = append(first, d)
+		}
+	}
+	return append(first, last...)
+}
 
 // Prepare creates the environment's bridge, which the controller's nginx
 // listens on, and its sites' networks.

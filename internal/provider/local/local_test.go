@@ -291,6 +291,53 @@ func TestLocal_TwentyHosts(t *testing.T) {
 	wg.Wait()
 }
 
+// A project in root's home (/root/booted: a new user running as root
+// clones it there) has its hosts' files under /root, and each host binds
+// a /root of its own: the hosts boot all the same. They did not ("mount:
+// /opt: special device …/hosts/w1/fs/opt does not exist", found by
+// testFresh): /root was bound first and hid the files of the rest.
+func TestLocal_ProjectUnderRoot(t *testing.T) {
+	testutil.RequireLocalHosts(t)
+	dir, err := os.MkdirTemp("/root", "booted-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) }) // after the project's own cleanup (the hosts)
+	proj := testutil.NewProject(t, testutil.DefaultEnv)
+	proj.Inventory = dir
+	prov, err := local.New(proj.Config(t), filepath.Join(dir, proj.Env, "hosts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, pub, err := secrets.DeployKey(filepath.Join(dir, proj.Env, "id_ed25519"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{proj, prov, signer, pub}
+	t.Cleanup(func() { prov.Teardown(context.Background()) })
+	startHosts(t, f, 2)
+	list, err := prov.List(context.Background())
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+	for _, in := range list {
+		var out string
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			if out, err = f.run(in.Name, in.Addr, "hostname; ls /opt /etc/booted >/dev/null && echo private dirs there"); err == nil {
+				break
+			}
+		}
+		if err != nil || out != in.Name+"\nprivate dirs there\n" {
+			t.Errorf("%s, its files under %s: %q, %v; console:\n%s", in.Name, dir, out, err, console(prov, in.Name))
+		}
+	}
+}
+
+func console(p *local.Provider, name string) string {
+	b, _ := os.ReadFile(p.ConsoleLog(name))
+	return string(b)
+}
+
 func startHosts(t testing.TB, f *fixture, n int) {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
