@@ -3,7 +3,8 @@
 // and this machine's Go in it, and runs there, chrooted, what the
 // README's two commands do on a new machine: the test target's install
 // steps and its check that every declared file is there (testInstall),
-// then the default target (`go run mage.go`: its own install step and the
+// the check that every file the code names is declared and there
+// (TestNeeds_EveryOneDeclared), then the default target (`go run mage.go`: its own install step and the
 // local environment's whole flow) in a network namespace of its own, so
 // that it never meets this machine's own `local`, then env:destroy.
 //
@@ -33,7 +34,10 @@ import (
 )
 
 // Needs are what the check runs on this machine.
-var Needs = pkgs.Need{"debootstrap": "debootstrap", "unshare": "util-linux", "chroot": "coreutils", "git": "git", "mount": "mount"}
+var Needs = pkgs.Need{"debootstrap": "debootstrap", "unshare": "util-linux", "chroot": "coreutils", "git": "git", "mount": "mount", trustStore: "ca-certificates"}
+
+// trustStore is the machine's bundle of authorities.
+const trustStore = "/etc/ssl/certs/ca-certificates.crt"
 
 // Debian is the release and mirror of the fresh root: the machine's own
 // kind (Debian 12), from the Debian packages the machine reaches.
@@ -101,7 +105,7 @@ func Run(ctx context.Context, out io.Writer, o Options) error {
 	// What a new machine of this kind has that no package brings: its
 	// resolver, and its trust store with the workplace's own authorities
 	// (the registries are reached through them).
-	for _, f := range []string{"/etc/resolv.conf", "/etc/ssl/certs/ca-certificates.crt"} {
+	for _, f := range []string{"/etc/resolv.conf", trustStore} {
 		if err := copyFile(f, filepath.Join(root, f)); err != nil {
 			return err
 		}
@@ -157,6 +161,8 @@ mount -o remount,bind,ro "$R/usr/local/go"
 in_root() { chroot "$R" /usr/bin/env -i $FRESH_ENV /bin/sh -c "cd /root/booted && $1"; }
 echo "fresh: phase one: go run mage.go testInstall (the test target's installs and the check of every declared file)"
 in_root 'go run mage.go testInstall'
+echo "fresh: every file and command the code uses is declared and, after those installs, here (TestNeeds_EveryOneDeclared)"
+in_root 'CI=true go test -count=1 -run "^TestNeeds_EveryOneDeclared$" ./internal/selftest/'
 echo "fresh: phase two, in a network namespace of its own: go run mage.go (the default target), curl, env:destroy"
 exec unshare --net /bin/sh -eu -c '
 R=$1

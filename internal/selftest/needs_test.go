@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -22,18 +23,20 @@ var systemPath = regexp.MustCompile(`^/(usr|lib|lib64|bin|sbin|etc|opt|var|run|s
 // each with why: booted's own files and directories (on this machine or
 // on its hosts), run-time directories, test fixtures.
 var notFromAPackage = map[string]string{
-	"/etc/booted":                   "booted's own directory on a host",
-	"/opt/":                         "booted's and the tests' files on hosts (/opt/booted, /opt/app.conf)",
-	"/var/log/booted/":              "services' logs on a host",
-	"/var/cache/booted/images":      "booted's image cache",
-	"/run/":                         "run-time directories and pid files (netns, sshd, locks)",
-	"/srv/":                         "paths of a test's example env files",
-	"/usr/local/bin":                "where install puts booted",
-	"/usr/sbin/policy-rc.d":         "written by pkgs.Ensure to keep packages' daemons from starting",
-	"/usr/bin":                      "a directory of PATH",
-	"/usr/sbin":                     "a directory of PATH",
-	"/etc/resolv.conf":              "the machine's resolver, copied into the qemu image when there is one",
-	"/etc/ssh/ssh_host_ed25519_key": "a host's key, read on the host",
+	"/etc/booted":                       "booted's own directory on a host",
+	"/opt/":                             "booted's and the tests' files on hosts (/opt/booted, /opt/app.conf)",
+	"/var/log/booted/":                  "services' logs on a host",
+	"/var/cache/booted/":                "booted's caches (qemu images, the fresh check's Debian root)",
+	"/var/tmp":                          "the machine's temporary directory (the fresh check's root)",
+	"/usr/local/share/ca-certificates/": "the machine's own authorities, copied into the fresh root where there are any",
+	"/run/":                             "run-time directories and pid files (netns, sshd, locks)",
+	"/srv/":                             "paths of a test's example env files",
+	"/usr/local/bin":                    "where install puts booted",
+	"/usr/sbin/policy-rc.d":             "written by pkgs.Ensure to keep packages' daemons from starting",
+	"/usr/bin":                          "a directory of PATH",
+	"/usr/sbin":                         "a directory of PATH",
+	"/etc/resolv.conf":                  "the machine's resolver, copied into the qemu image when there is one",
+	"/etc/ssh/ssh_host_ed25519_key":     "a host's key, read on the host",
 }
 
 func owned(p string) bool {
@@ -83,6 +86,12 @@ func TestNeeds_EveryOneDeclared(t *testing.T) {
 					seen++
 					if _, ok := need[s]; !ok {
 						t.Errorf("%s: %s is used but no Needs declares it: add it, with the Debian package that ships it (dpkg -S %s), to the Needs of the package that uses it", where(n), s, s)
+					}
+					// In CI the test target has installed every need: a
+					// file the code names is there (on a fresh machine
+					// too: testFresh runs this test in its root).
+					if _, err := os.Stat(s); err != nil && testutil.InCI() {
+						t.Errorf("%s: %s is not on this machine after the test target's installs: %v", where(n), s, err)
 					}
 				}
 			case *ast.CallExpr:

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"booted/internal/controller"
+	"booted/internal/freshcheck"
 	"booted/internal/metadata"
 	"booted/internal/metallab"
 	"booted/internal/pkgs"
@@ -135,7 +136,7 @@ func passes(ctx context.Context, out io.Writer, rep *report) error {
 // machine, each with the Debian package that ships it: what the test
 // target installs, and what TestNeeds_EveryOneDeclared holds the code to.
 func Needs() pkgs.Need {
-	return pkgs.Merge(pkgs.Needs, controller.Needs, registry.Needs(), metallab.Needs, metadata.Needs, service.Needs, testNeeds)
+	return pkgs.Merge(pkgs.Needs, controller.Needs, registry.Needs(), metallab.Needs, metadata.Needs, service.Needs, freshcheck.Needs, testNeeds)
 }
 
 // testNeeds are what the tests themselves run or read: the real clients
