@@ -3,7 +3,6 @@ package monitor
 import (
 	"io"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -36,11 +35,7 @@ func TestMetrics_PromtoolAndContent(t *testing.T) {
 	res.Body.Close()
 	body := string(b)
 
-	cmd := exec.Command("promtool", "check", "metrics")
-	cmd.Stdin = strings.NewReader(body)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("promtool check metrics: %v\n%s\n%s", err, out, body)
-	}
+	testutil.CheckMetrics(t, body)
 	for _, want := range []string{
 		`booted_worker_healthy{state="serving",worker="w1"} 1`,
 		`booted_worker_healthy{state="serving",worker="w2"} 0`,

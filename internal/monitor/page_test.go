@@ -1,13 +1,11 @@
 package monitor
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,17 +45,7 @@ func TestStatusPage_Chromium(t *testing.T) {
 	defer srv.Close()
 	url := "http://" + srv.Addr + "/"
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	chromium := func(args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, "chromium", append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=" + t.TempDir()}, args...)...)
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("chromium %v: %v", args, err)
-		}
-		return string(out)
-	}
+	chromium := func(args ...string) string { t.Helper(); return testutil.Chromium(t, args...) }
 	dom := chromium("--dump-dom", url)
 	for _, want := range []string{
 		`<tr id="host-w2"><td>w2</td><td>serving</td><td>v1</td>`,
