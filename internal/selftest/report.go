@@ -110,7 +110,7 @@ func (r *report) line(pass, l string) {
 			if p == nil {
 				return
 			}
-			p.Elapsed = e.Elapsed
+			p.Elapsed = max(p.Elapsed, e.Elapsed) // a package may run in two go tests of a pass
 			if e.Action == "skip" && p.Pass+p.Fail+p.Skip == 0 {
 				p.Status = "no tests"
 				return
@@ -157,12 +157,12 @@ func skipReason(lines []string) string {
 	return strings.Join(out, " ")
 }
 
-// table writes the per-package table of every pass and the skips with
-// their reasons; it returns the totals.
+// table writes the per-package table of every pass (tests and subtests
+// counted) and the skips with their reasons; it returns the totals.
 func (r *report) table(w io.Writer) (pass, fail, skip int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "pass\tpackage\tpassed\tfailed\tskipped\tseconds\tresult\t")
 	keys := slices.Clone(r.order)
 	slices.Sort(keys)

@@ -39,9 +39,9 @@ func TestReport_TableAndSkips(t *testing.T) {
 		t.Errorf("totals %d passed, %d failed, %d skipped; want 2, 1, 2\n%s", pass, fail, skip, table.String())
 	}
 	for _, want := range []string{
-		"main  booted/a       1       1        2",
+		"main  booted/a  1       1       2        1.5      FAIL",
 		"skipped (main pass): booted/a TestConformance/Power: providertest.go:97: not applicable: the provider lacks the Power capability",
-		"race  booted/a       1       0        0",
+		"race  booted/a  1       0       0        0.3      ok",
 		"skipped (main pass): booted/a TestNeedsRoot: a_test.go:9: skipped: needs root (run the test target as root)",
 	} {
 		if !strings.Contains(table.String(), want) {

@@ -231,8 +231,9 @@ func fuzz(ctx context.Context, out io.Writer, rep *report) error {
 }
 
 // keepCorpus copies the inputs fuzzing found for pkg's fuzz target name
-// from go's cache into the package's testdata/fuzz/NAME (at most 100 a
-// target); it returns how many were new.
+// from go's cache into the package's testdata/fuzz/NAME (at most 30 a
+// target: a regression corpus, run as seeds by every go test, not the
+// fuzzer's whole cache); it returns how many were new.
 func keepCorpus(ctx context.Context, cache, pkg, name string) (int, error) {
 	dir, err := exec.CommandContext(ctx, "go", "list", "-f", "{{.Dir}}", pkg).Output()
 	if err != nil {
@@ -244,7 +245,7 @@ func keepCorpus(ctx context.Context, cache, pkg, name string) (int, error) {
 	kept, _ := os.ReadDir(to)
 	n := 0
 	for _, f := range found {
-		if len(kept)+n >= 100 {
+		if len(kept)+n >= 30 {
 			break
 		}
 		dst := filepath.Join(to, f.Name())
