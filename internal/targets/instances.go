@@ -204,10 +204,34 @@ func (b *ec2Backend) instances(ctx context.Context, s *session, user string, ids
 }
 
 // clientRun is what a run's client token stands for: its reservation, a
-// digest of its parameters and its hosts, in order.
+// digest of its parameters and its hosts, in order, and when it ran.
 type clientRun struct {
 	Reservation, Request string
 	Hosts                []string
+	At                   time.Time
+}
+
+// clientTokenLife is how long a client token is remembered (a client
+// retries within minutes; the AWS CLI sends a new token with every run,
+// so they must not pile up for ever).
+const clientTokenLife = 24 * time.Hour
+
+// forgetOldTokens drops user's client tokens older than clientTokenLife.
+func forgetOldTokens(tx *inventory.Tx, env, user string, now time.Time) error {
+	all, err := tx.List(env, clientTokenKey(user, ""))
+	if err != nil {
+		return err
+	}
+	for key, raw := range all {
+		var c clientRun
+		if json.Unmarshal(raw, &c) == nil && now.Sub(c.At) < clientTokenLife {
+			continue
+		}
+		if err := tx.Delete(env, key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func clientTokenKey(user, token string) string { return "clienttoken/" + user + "/" + token }
@@ -284,7 +308,10 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 				return err
 			}
 			if req.ClientToken != "" {
-				if err := tx.Put(s.env.Name, clientTokenKey(user, req.ClientToken), clientRun{Reservation: res, Request: runSum(req), Hosts: names}); err != nil {
+				if err := forgetOldTokens(tx, s.env.Name, user, now); err != nil {
+					return err
+				}
+				if err := tx.Put(s.env.Name, clientTokenKey(user, req.ClientToken), clientRun{Reservation: res, Request: runSum(req), Hosts: names, At: now}); err != nil {
 					return err
 				}
 			}
