@@ -43,9 +43,10 @@ func Install(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// Run installs what the tests need (the local hosts' and the qemu
-// provider's packages), then runs every test of the module with go test
-// (BOOTED_TEST_ARGS), streaming its output.
+// Run installs what the tests need (Install), then runs every test of the
+// module (passes), printing each package's result as it ends and, last,
+// the table of what ran; in CI a skip that is not by design fails the
+// run. BOOTED_TEST_ARGS runs go test with those arguments instead.
 func Run(ctx context.Context, out io.Writer) error {
 	s, err := settings.FromEnviron()
 	if err != nil {
