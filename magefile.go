@@ -70,9 +70,9 @@ func Local(ctx context.Context) error {
 	return run(func(r *targets.Runner) error { return r.EnvStartAll(ctx, "local") })
 }
 
-// Test installs what the tests need (as root, with apt-get) and runs every test with go test.
+// Test installs what the tests need (as root, with apt-get), runs every test (main pass, then the race detector and 15 s of each fuzz target) and prints a table of what ran, each skip with its reason; with CI set a skip fails it.
 //
-// Settings: BOOTED_TEST_ARGS (go test's arguments, default "-count=1 -timeout 30m ./...").
+// Settings: BOOTED_TEST_ARGS (run go test with these arguments instead, e.g. "-run TestX ./internal/query/").
 func Test(ctx context.Context) error { return selftest.Run(ctx, os.Stdout) }
 
 // TestInstall installs what `test` needs (as root, with apt-get) and checks that every declared file and command is there; it runs no test.
