@@ -207,3 +207,47 @@ func TestLoad_Missing(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// Ensure RoleOf answers by reading the name what naming every host of the
+// role answered: for a numbered role, its prefix and a number from 1 to
+// max written plainly (w07, w0, w+1 and past max are no host of it).
+func TestRoleOf_ReadsTheName(t *testing.T) {
+	e := &Env{Roles: map[string]*Role{
+		"workers": {Prefix: "w", Max: 12},
+		"web":     {Prefix: "web", Max: 3},
+		"lbs":     {Hosts: []string{"lb1", "edge"}},
+	}}
+	for _, c := range []struct {
+		host, role string
+		ok         bool
+	}{
+		{"w1", "workers", true}, {"w12", "workers", true}, {"w13", "", false}, {"w0", "", false},
+		{"w07", "", false}, {"w+1", "", false}, {"w", "", false}, {"w-1", "", false}, {"w1x", "", false},
+		{"web3", "web", true}, {"web4", "", false}, {"edge", "lbs", true}, {"lb2", "", false},
+		{"w99999999999999999999", "", false},
+	} {
+		role, ok := e.RoleOf(c.host)
+		if role != c.role || ok != c.ok {
+			t.Errorf("RoleOf(%q) = %q, %v; want %q, %v", c.host, role, ok, c.role, c.ok)
+		}
+	}
+	// The same answer as naming every host, for every name it may have.
+	for _, r := range e.Roles {
+		for _, h := range r.AllNames() {
+			if !r.Has(h) {
+				t.Errorf("%s is among the role's names, and Has says no", h)
+			}
+		}
+	}
+}
+
+// BenchmarkRoleOf is a host of a role of max 10,000 (hosts:list asks it
+// of every host: it named all 10,000 each time, 114 s for the list).
+func BenchmarkRoleOf(b *testing.B) {
+	e := &Env{Roles: map[string]*Role{"fleet": {Prefix: "h", Max: 10000}, "lbs": {Hosts: []string{"lb1"}}}}
+	for b.Loop() {
+		if _, ok := e.RoleOf("h9999"); !ok {
+			b.Fatal("h9999")
+		}
+	}
+}
