@@ -27,6 +27,7 @@ type event struct {
 // pkgResult is what one package's tests did, in one pass.
 type pkgResult struct {
 	Pass, Fail, Skip int
+	NA               int // skipped by design: not applicable (not in Skip)
 	Elapsed          float64
 	Status           string // ok, FAIL, or "" while it runs
 }
@@ -111,12 +112,12 @@ func (r *report) line(pass, l string) {
 				return
 			}
 			p.Elapsed = max(p.Elapsed, e.Elapsed) // a package may run in two go tests of a pass
-			if e.Action == "skip" && p.Pass+p.Fail+p.Skip == 0 {
+			if e.Action == "skip" && p.Pass+p.Fail+p.Skip+p.NA == 0 {
 				p.Status = "no tests"
 				return
 			}
 			p.Status = map[string]string{"pass": "ok", "fail": "FAIL", "skip": "ok"}[e.Action]
-			fmt.Fprintf(r.out, "%-4s %-8s %-45s %6.1fs  %d passed, %d failed, %d skipped\n", p.Status, pass, e.Package, e.Elapsed, p.Pass, p.Fail, p.Skip)
+			fmt.Fprintf(r.out, "%-4s %-8s %-45s %6.1fs  %d passed, %d failed, %d skipped, %d n/a\n", p.Status, pass, e.Package, e.Elapsed, p.Pass, p.Fail, p.Skip, p.NA)
 			if e.Action == "fail" {
 				if o := r.outputs[tk]; len(o) > 0 {
 					io.WriteString(r.out, strings.Join(o, ""))
@@ -132,8 +133,13 @@ func (r *report) line(pass, l string) {
 			p.Fail++
 			fmt.Fprintf(r.out, "--- FAIL: %s %s (%s pass):\n%s", e.Package, e.Test, pass, strings.Join(r.outputs[tk], ""))
 		case "skip":
-			p.Skip++
-			r.skips = append(r.skips, skipped{pass, e.Package, e.Test, skipReason(r.outputs[tk])})
+			s := skipped{pass, e.Package, e.Test, skipReason(r.outputs[tk])}
+			if byDesign.MatchString(s.Reason) {
+				p.NA++
+			} else {
+				p.Skip++
+			}
+			r.skips = append(r.skips, s)
 		}
 		delete(r.outputs, tk)
 	case "build-fail":
@@ -158,12 +164,13 @@ func skipReason(lines []string) string {
 }
 
 // table writes the per-package table of every pass (tests and subtests
-// counted) and the skips with their reasons; it returns the totals.
-func (r *report) table(w io.Writer) (pass, fail, skip int) {
+// counted; "n/a" the cases skipped as not applicable) and every skip with
+// its reason; it returns the totals.
+func (r *report) table(w io.Writer) (pass, fail, skip, na int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "pass\tpackage\tpassed\tfailed\tskipped\tseconds\tresult\t")
+	fmt.Fprintln(tw, "pass\tpackage\tpassed\tfailed\tskipped\tn/a\tseconds\tresult\t")
 	keys := slices.Clone(r.order)
 	slices.Sort(keys)
 	for _, k := range keys {
@@ -176,14 +183,18 @@ func (r *report) table(w io.Writer) (pass, fail, skip int) {
 			status = "did not end"
 		}
 		name := strings.SplitN(k, "\x00", 2)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.1f\t%s\t\n", name[0], name[1], p.Pass, p.Fail, p.Skip, p.Elapsed, status)
-		pass, fail, skip = pass+p.Pass, fail+p.Fail, skip+p.Skip
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%.1f\t%s\t\n", name[0], name[1], p.Pass, p.Fail, p.Skip, p.NA, p.Elapsed, status)
+		pass, fail, skip, na = pass+p.Pass, fail+p.Fail, skip+p.Skip, na+p.NA
 	}
 	tw.Flush()
 	for _, s := range r.skips {
-		fmt.Fprintf(w, "skipped (%s pass): %s %s: %s\n", s.Pass, s.Package, s.Test, s.Reason)
+		what := "skipped"
+		if byDesign.MatchString(s.Reason) {
+			what = "n/a"
+		}
+		fmt.Fprintf(w, "%s (%s pass): %s %s: %s\n", what, s.Pass, s.Package, s.Test, s.Reason)
 	}
-	return pass, fail, skip
+	return pass, fail, skip, na
 }
 
 // byDesign is the reason of a skip that is no missing install: a case

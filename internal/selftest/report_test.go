@@ -34,14 +34,14 @@ func TestReport_TableAndSkips(t *testing.T) {
 	r.line("race", `{"Action":"pass","Package":"booted/a","Test":"TestOK","Elapsed":0.2}`)
 	r.line("race", `{"Action":"pass","Package":"booted/a","Elapsed":0.3}`)
 	var table strings.Builder
-	pass, fail, skip := r.table(&table)
-	if pass != 2 || fail != 1 || skip != 2 {
-		t.Errorf("totals %d passed, %d failed, %d skipped; want 2, 1, 2\n%s", pass, fail, skip, table.String())
+	pass, fail, skip, na := r.table(&table)
+	if pass != 2 || fail != 1 || skip != 1 || na != 1 {
+		t.Errorf("totals %d passed, %d failed, %d skipped, %d n/a; want 2, 1, 1, 1\n%s", pass, fail, skip, na, table.String())
 	}
 	for _, want := range []string{
-		"main  booted/a  1       1       2        1.5      FAIL",
-		"skipped (main pass): booted/a TestConformance/Power: providertest.go:97: not applicable: the provider lacks the Power capability",
-		"race  booted/a  1       0       0        0.3      ok",
+		"main  booted/a  1       1       1        1    1.5      FAIL",
+		"n/a (main pass): booted/a TestConformance/Power: providertest.go:97: not applicable: the provider lacks the Power capability",
+		"race  booted/a  1       0       0        0    0.3      ok",
 		"skipped (main pass): booted/a TestNeedsRoot: a_test.go:9: skipped: needs root (run the test target as root)",
 	} {
 		if !strings.Contains(table.String(), want) {

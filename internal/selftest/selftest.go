@@ -68,7 +68,8 @@ func Run(ctx context.Context, out io.Writer) error {
 	rep := newReport(out)
 	err = passes(ctx, out, rep)
 	fmt.Fprintln(out, "--- what ran:")
-	passed, failed, skipped := rep.table(out)
+	passed, failed, skipped, na := rep.table(out)
+	fmt.Fprintf(out, "%d cases not applicable to their subject (listed above as n/a)\n", na)
 	fmt.Fprintf(out, "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	if err != nil {
 		return err
