@@ -21,6 +21,23 @@ const (
 	Failed       State = "failed"
 )
 
+// The lifecycle's classes, defined here once (they were written inline
+// in a dozen places, some of them differing).
+
+// ComingUp reports whether a host in s is on its way up: asked for, being
+// made, booting, or phoned home but not yet checked.
+func (s State) ComingUp() bool {
+	return s == Requested || s == Provisioning || s == Booting || s == Booted
+}
+
+// Up reports whether a host in s has been checked (ping, SSH) and may
+// take work: ready or serving.
+func (s State) Up() bool { return s == Ready || s == Serving }
+
+// InUse reports whether a host in s holds its machine: neither
+// terminated nor failed.
+func (s State) InUse() bool { return s != Terminated && s != Failed }
+
 // States lists every state in lifecycle order.
 var States = []State{Requested, Provisioning, Booting, Booted, Ready, Serving, Draining, Stopped, Terminated, Failed}
 

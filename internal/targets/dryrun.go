@@ -56,7 +56,7 @@ func (s *session) planDeploy(ctx context.Context, def *service.Def, version stri
 	for _, h := range hosts {
 		st, ok := states[h.Name]
 		switch {
-		case comingUp(h.State):
+		case h.State.ComingUp():
 			steps = append(steps, fmt.Sprintf("%s is %s: waited for (up to %v), then changed", h.Name, h.State, s.env.Timeouts.Boot.D()))
 			change = append(change, h.Name)
 		case h.State == inventory.Serving && st.Running && st.Version == version:
@@ -135,7 +135,7 @@ func (s *session) planStart(ctx context.Context, title string, names []string) e
 		switch {
 		case err != nil:
 			steps = append(steps, fmt.Sprintf("%s: made and booted (%s provider), then it phones home and is checked", n, s.env.ProviderOf(n)))
-		case h.State == inventory.Ready || h.State == inventory.Serving:
+		case h.State.Up():
 			steps = append(steps, fmt.Sprintf("%s: %s, left running", n, h.State))
 		default:
 			steps = append(steps, fmt.Sprintf("%s (%s): booted, then it phones home and is checked", n, h.State))

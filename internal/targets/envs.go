@@ -87,7 +87,7 @@ func (s *session) bootHosts(ctx context.Context, names []string) error {
 	}
 	var failed []string
 	for _, h := range hosts {
-		if want[h.Name] && h.State != inventory.Ready && h.State != inventory.Serving {
+		if want[h.Name] && !h.State.Up() {
 			failed = append(failed, fmt.Sprintf("%s (%s: %s)", h.Name, h.State, h.Reason))
 		}
 	}

@@ -93,17 +93,15 @@ func hexID(prefix string, n int) string {
 
 // ec2State is what EC2 calls a host's state.
 func ec2State(h inventory.Host) (state, reason string) {
-	switch h.State {
-	case inventory.Requested, inventory.Provisioning, inventory.Booting, inventory.Booted:
+	switch {
+	case h.State.ComingUp():
 		return "pending", ""
-	case inventory.Ready, inventory.Serving:
+	case h.State.Up():
 		return "running", ""
-	case inventory.Draining:
+	case h.State == inventory.Draining:
 		return "stopping", ""
-	case inventory.Stopped:
+	case h.State == inventory.Stopped:
 		return "stopped", ""
-	case inventory.Failed:
-		return "terminated", h.Reason
 	}
 	return "terminated", h.Reason
 }
@@ -389,7 +387,7 @@ func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, user string, n int, 
 		if node.CPUs < size.VCPUs || node.MemoryMB < size.MemoryMiB || node.DiskGB < size.DiskGB {
 			continue // smaller than the size asked for
 		}
-		if h, err := tx.Host(s.env.Name, node.Name); err == nil && h.State != inventory.Terminated && h.State != inventory.Failed {
+		if h, err := tx.Host(s.env.Name, node.Name); err == nil && h.State.InUse() {
 			continue
 		}
 		var holder string
@@ -564,11 +562,8 @@ func (r *Runner) pendingInstances(ctx context.Context, envName string) ([]string
 			return err
 		}
 		for _, h := range hosts {
-			switch h.State {
-			case inventory.Requested, inventory.Provisioning, inventory.Booting, inventory.Booted:
-				if h.Role == instanceRole {
-					out = append(out, h.Name)
-				}
+			if h.State.ComingUp() && h.Role == instanceRole {
+				out = append(out, h.Name)
 			}
 		}
 		return nil
@@ -609,7 +604,7 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 			if err != nil {
 				return err
 			}
-			if h.State == inventory.Ready || h.State == inventory.Serving {
+			if h.State.Up() {
 				continue
 			}
 			why := h.Reason

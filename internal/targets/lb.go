@@ -26,7 +26,7 @@ func (s *session) lbHosts(ctx context.Context) ([]inventory.Host, error) {
 		return nil, nil
 	}
 	return s.selectHosts(ctx, config.RoleLoadBalancers, func(h inventory.Host) bool {
-		return h.State == inventory.Ready || h.State == inventory.Serving
+		return h.State.Up()
 	})
 }
 

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"booted/internal/inventory"
 	"booted/internal/osimage"
 	"booted/internal/provider/baremetal"
 )
@@ -142,7 +141,7 @@ func (r *Runner) NodeDeploy(ctx context.Context, envName, node, img string) erro
 		if err != nil {
 			return err
 		}
-		if h.State != inventory.Ready && h.State != inventory.Serving {
+		if !h.State.Up() {
 			return fmt.Errorf("node %s: %s: %s", node, h.State, h.Reason)
 		}
 		return nil
@@ -153,7 +152,7 @@ func (r *Runner) NodeDeploy(ctx context.Context, envName, node, img string) erro
 // unless it is in use (ready or serving: image:del it first).
 func (s *session) forgetInstall(ctx context.Context, p *baremetal.Provider, node string) error {
 	h, err := s.store.Host(ctx, s.env.Name, node)
-	if err == nil && (h.State == inventory.Ready || h.State == inventory.Serving) {
+	if err == nil && h.State.Up() {
 		return fmt.Errorf("node %s is %s: image:del %s %s first (node:deploy installs a node anew)", node, h.State, s.env.Name, node)
 	}
 	return p.Forget(node)
@@ -210,7 +209,7 @@ func (r *Runner) NetDel(ctx context.Context, envName, name string) error {
 		}
 		var busy []string
 		for _, n := range p.NodesOn(name) {
-			if h, err := s.store.Host(ctx, s.env.Name, n); err == nil && h.State != inventory.Terminated && h.State != inventory.Failed {
+			if h, err := s.store.Host(ctx, s.env.Name, n); err == nil && h.State.InUse() {
 				busy = append(busy, n+" ("+string(h.State)+")")
 			}
 		}

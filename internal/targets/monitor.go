@@ -263,7 +263,7 @@ func (m *monitorEnv) Overview(ctx context.Context) (monitor.Overview, error) {
 		var up []inventory.Host
 		for _, h := range role {
 			port[h.Name] = def.Port
-			if h.State == inventory.Ready || h.State == inventory.Serving || h.State == inventory.Draining {
+			if h.State.Up() || h.State == inventory.Draining {
 				up = append(up, h)
 			}
 		}

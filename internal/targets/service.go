@@ -103,16 +103,6 @@ func (r *Runner) withService(ctx context.Context, what, sel, svc string, fn func
 	})
 }
 
-// comingUp says whether a host in state st is still coming up (asked for,
-// being made, booting, or phoned home but not yet checked).
-func comingUp(st inventory.State) bool {
-	switch st {
-	case inventory.Requested, inventory.Provisioning, inventory.Booting, inventory.Booted:
-		return true
-	}
-	return false
-}
-
 // awaitReady makes a target that needs its hosts up wait for those still
 // coming up, as hosts:logged and hosts:filter do (each up to its boot
 // timeout), when it holds the environment's lock (wait); it returns the
@@ -122,7 +112,7 @@ func comingUp(st inventory.State) bool {
 func (s *session) awaitReady(ctx context.Context, wait bool, hosts []inventory.Host) ([]inventory.Host, error) {
 	var coming []string
 	for _, h := range hosts {
-		if comingUp(h.State) {
+		if h.State.ComingUp() {
 			coming = append(coming, h.Name)
 		}
 	}
@@ -144,7 +134,7 @@ func (s *session) awaitReady(ctx context.Context, wait bool, hosts []inventory.H
 		if err != nil {
 			return nil, err
 		}
-		if comingUp(cur.State) {
+		if cur.State.ComingUp() {
 			fmt.Fprintf(s.r.Err, "host %s: skipped: still %s (hosts:logged %s waits for it)\n", cur.Name, cur.State, s.env.Name)
 			continue
 		}
