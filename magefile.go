@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"booted/internal/cli"
 	"booted/internal/freshcheck"
+	"booted/internal/outcome"
 	"booted/internal/selftest"
 	"booted/internal/settings"
 	"booted/internal/targets"
@@ -47,12 +47,8 @@ func run(fn func(r *targets.Runner) error) error {
 }
 
 func exitCode(err error) error {
-	var he *targets.HostsError
-	if errors.As(err, &he) && !he.Failed {
-		return mg.Fatal(3, err)
-	}
-	if targets.Refused(err) {
-		return mg.Fatal(2, err)
+	if c := outcome.ExitCode(err); c > 1 {
+		return mg.Fatal(c, err)
 	}
 	return err
 }

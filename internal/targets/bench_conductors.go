@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"booted/internal/outcome"
 	"context"
 	"fmt"
 	"net"
@@ -46,7 +47,7 @@ type conductorsRow struct {
 // BOOTED_BENCH_RUNS sets the runs after it (5).
 func (r *Runner) BenchConductors(ctx context.Context, n int) error {
 	if n < 2 || n > 5000 {
-		return &inputError{fmt.Sprintf("bench:conductors: %d hosts: use 2 to 5000", n)}
+		return outcome.Refuse("bench:conductors: %d hosts: use 2 to 5000", n)
 	}
 	root, err := filepath.Abs(r.Root)
 	if err != nil {

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"booted/internal/outcome"
 	"context"
 	"encoding/json"
 	"errors"
@@ -137,7 +138,7 @@ func ifExists(path string) string {
 func (r *Runner) NATSConfig(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
 		if len(s.env.NATS.URLs) == 0 {
-			return &inputError{fmt.Sprintf("nats:config: %s names no NATS cluster (nats.urls)", s.env.Path)}
+			return outcome.Refuse("nats:config: %s names no NATS cluster (nats.urls)", s.env.Path)
 		}
 		confs, err := natsconf.Make(s.natsFiles(), natsconf.Spec{Env: s.env.Name, URLs: s.env.NATS.URLs, Routes: s.env.NATS.Routes, Sites: sortedSites(s)})
 		if err != nil {
@@ -455,7 +456,7 @@ func (r *Runner) ConductorRun(ctx context.Context, envName, site string) error {
 	}
 	return r.withEnv(ctx, envName, func(s *session) error {
 		if _, ok := s.env.Sites[site]; !ok {
-			return &inputError{fmt.Sprintf("conductor:run: %s has no site %q (its sites: %s)", s.env.Path, site, strings.Join(sortedSites(s), ", "))}
+			return outcome.Refuse("conductor:run: %s has no site %q (its sites: %s)", s.env.Path, site, strings.Join(sortedSites(s), ", "))
 		}
 		s.conducting = site
 		host, _ := os.Hostname()
@@ -552,7 +553,7 @@ func sortedSites(s *session) []string {
 func (r *Runner) ConductorsList(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
 		if len(s.env.NATS.URLs) == 0 {
-			return &inputError{fmt.Sprintf("conductors:list: %s names no NATS cluster (nats.urls) and no sites: everything runs in the target's own process", s.env.Path)}
+			return outcome.Refuse("conductors:list: %s names no NATS cluster (nats.urls) and no sites: everything runs in the target's own process", s.env.Path)
 		}
 		js, err := s.controllerNATS(ctx)
 		if err != nil {

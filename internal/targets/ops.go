@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"booted/internal/outcome"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -150,7 +151,7 @@ func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, 
 		return results, fmt.Errorf("%s: %w", title, err)
 	}
 	if len(bad) > 0 {
-		he := &HostsError{Title: title, Total: len(results), Hosts: bad}
+		he := &outcome.HostsError{Title: title, Total: len(results), Hosts: bad}
 		for _, r := range results {
 			if r.Status == remote.Failed {
 				he.Failed = true
@@ -159,25 +160,6 @@ func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, 
 		return results, he
 	}
 	return results, nil
-}
-
-// HostsError is a multi-host target's error: the hosts it did not succeed
-// on; Failed says whether any of them failed (rather than being
-// unreachable or skipped), which the compiled command's exit code tells
-// apart.
-type HostsError struct {
-	Title  string
-	Total  int
-	Hosts  []string
-	Failed bool
-}
-
-func (e *HostsError) Error() string {
-	how := ""
-	if !e.Failed {
-		how = "unreachable; "
-	}
-	return fmt.Sprintf("%s failed on %d of %d hosts: %s (%sBOOTED_RETRY=failed runs it again on just those)", e.Title, len(e.Hosts), e.Total, strings.Join(e.Hosts, ", "), how)
 }
 
 // retryFilter keeps, with BOOTED_RETRY=failed, only the hosts title failed

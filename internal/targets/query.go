@@ -1,8 +1,8 @@
 package targets
 
 import (
+	"booted/internal/outcome"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"regexp"
@@ -263,7 +263,7 @@ func (r *Runner) HostsQuery(ctx context.Context, envName, expr string) error {
 // [VALUE…]" (those values, or the key) or "get [KEY]".
 func (r *Runner) HostsAttr(ctx context.Context, envName, host, spec string) error {
 	f := strings.Fields(spec)
-	usage := &inputError{fmt.Sprintf("hosts:attr %s %s %q: want \"add KEY VALUE…\", \"set KEY VALUE…\", \"del KEY [VALUE…]\" or \"get [KEY]\"", envName, host, spec)}
+	usage := outcome.Refuse("hosts:attr %s %s %q: want \"add KEY VALUE…\", \"set KEY VALUE…\", \"del KEY [VALUE…]\" or \"get [KEY]\"", envName, host, spec)
 	if len(f) == 0 {
 		return usage
 	}
@@ -304,23 +304,18 @@ func (r *Runner) HostsAttr(ctx context.Context, envName, host, spec string) erro
 	})
 }
 
-// inputError is input refused before anything acted (Refused says so).
-type inputError struct{ msg string }
-
-func (e *inputError) Error() string { return e.msg }
-
 // changeAttr adds, sets or deletes (op) values of an operator's attribute
 // key of host; keys booted fills itself are refused.
 func (s *session) changeAttr(ctx context.Context, host, op, key string, values []string) error {
 	switch {
 	case op != "add" && op != "set" && op != "del":
-		return &inputError{fmt.Sprintf("attribute operation %q: use add, set or del", op)}
+		return outcome.Refuse("attribute operation %q: use add, set or del", op)
 	case reservedAttr(key):
-		return &inputError{fmt.Sprintf("%q is an attribute booted fills itself (%s, ec2.*): choose another key", key, strings.Join(reservedAttrs, ", "))}
+		return outcome.Refuse("%q is an attribute booted fills itself (%s, ec2.*): choose another key", key, strings.Join(reservedAttrs, ", "))
 	case key == "" || strings.ContainsAny(key, "=:,\"()<>! "):
-		return &inputError{fmt.Sprintf("key %q: a key is a word without = : , \" ( ) < > ! (queries write attr:KEY=VALUE)", key)}
+		return outcome.Refuse("key %q: a key is a word without = : , \" ( ) < > ! (queries write attr:KEY=VALUE)", key)
 	case op != "del" && len(values) == 0:
-		return &inputError{fmt.Sprintf("%s %s: give the values", op, key)}
+		return outcome.Refuse("%s %s: give the values", op, key)
 	}
 	err := s.store.Update(ctx, func(tx *inventory.Tx) error {
 		return tx.ChangeAttr(s.env.Name, host, inventory.AttrOp(op), key, values)
@@ -336,7 +331,7 @@ func (s *session) changeAttr(ctx context.Context, host, op, key string, values [
 func (r *Runner) HostsPool(ctx context.Context, envName, pool, spec string) error {
 	f := strings.Fields(spec)
 	if len(f) < 2 || (f[0] != "add" && f[0] != "del") {
-		return &inputError{fmt.Sprintf("hosts:pool %s %s %q: want \"add HOST…\" or \"del HOST…\"", envName, pool, spec)}
+		return outcome.Refuse("hosts:pool %s %s %q: want \"add HOST…\" or \"del HOST…\"", envName, pool, spec)
 	}
 	if err := checkPool(pool); err != nil {
 		return fmt.Errorf("hosts:pool: %w", err)
@@ -355,7 +350,7 @@ var poolRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
 func checkPool(pool string) error {
 	if !poolRE.MatchString(pool) {
-		return &inputError{fmt.Sprintf("%q is not a pool name (letters, digits, - _ ., at most 63)", pool)}
+		return outcome.Refuse("%q is not a pool name (letters, digits, - _ ., at most 63)", pool)
 	}
 	return nil
 }
@@ -413,14 +408,6 @@ func (r *Runner) HostsPick(ctx context.Context, envName, expr string, n int, key
 		}
 		return s.printHostRows(ctx, picked)
 	})
-}
-
-// Refused tells whether err refuses the input before anything acted (a
-// bad expression, a bad attribute): the compiled command exits 2 for it.
-func Refused(err error) bool {
-	var se *query.SyntaxError
-	var ie *inputError
-	return errors.As(err, &se) || errors.As(err, &ie)
 }
 
 // locateRow is what hosts:locate prints.

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"booted/internal/outcome"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +32,7 @@ func (s *session) rebuild(ctx context.Context, name string) error {
 		return fmt.Errorf("hosts:rebuild: host %s: %w (hosts:list %s shows the inventory)", name, err, s.env.Name)
 	}
 	if _, ok := s.provOf(name).(provider.Deleter); !ok {
-		return &inputError{fmt.Sprintf("hosts:rebuild: host %s: the %s provider does not own its hosts and cannot make them again", name, s.env.ProviderOf(name))}
+		return outcome.Refuse("hosts:rebuild: host %s: the %s provider does not own its hosts and cannot make them again", name, s.env.ProviderOf(name))
 	}
 	start := time.Now()
 	old := fingerprint(h.HostKey)

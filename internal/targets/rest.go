@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"booted/internal/outcome"
 	"bufio"
 	"bytes"
 	"context"
@@ -79,9 +80,9 @@ func (b *restBackend) Host(ctx context.Context, name string) (out restapi.Host, 
 
 // refused makes the targets' refusals the API's 400s.
 func refused(err error) error {
-	var ie *inputError
+	var ie *outcome.Refusal
 	if errors.As(err, &ie) {
-		return restapi.Errorf("InvalidParameterValue", "%s", ie.msg)
+		return restapi.Errorf("InvalidParameterValue", "%s", ie.Msg)
 	}
 	return err
 }

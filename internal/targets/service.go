@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"booted/internal/outcome"
 	"context"
 	"errors"
 	"fmt"
@@ -203,7 +204,7 @@ func (s *session) deploy(ctx context.Context, def *service.Def, version string, 
 	if err != nil || len(rep.Unreachable) == 0 {
 		return err
 	}
-	return &HostsError{Title: title + " " + a.Version, Total: len(hosts), Hosts: rep.Unreachable}
+	return &outcome.HostsError{Title: title + " " + a.Version, Total: len(hosts), Hosts: rep.Unreachable}
 }
 
 // serviceStates reads the service's state on each host (a host that
