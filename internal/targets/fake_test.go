@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"booted/internal/config"
 	"booted/internal/fanout"
@@ -773,5 +774,39 @@ func TestFake_Limit(t *testing.T) {
 	f.r.Limit = []string{"nope*"}
 	if err := f.r.HostsRun(ctx, f.env, "uptime"); err == nil || !strings.Contains(err.Error(), "BOOTED_LIMIT=nope* matches none") {
 		t.Errorf("a limit matching nothing: %v", err)
+	}
+}
+
+// probeWriter runs probe at its first write (while a target prints).
+type probeWriter struct {
+	once  sync.Once
+	probe func()
+}
+
+func (w *probeWriter) Write(p []byte) (int, error) {
+	w.once.Do(w.probe)
+	return len(p), nil
+}
+
+// Ensure hosts:logged does not hold the environment while it prints: an
+// operation that needs the environment (nginx:restart, with no wait) gets
+// it meanwhile. It waited for the whole listing (10,000 hosts: past
+// nginx:restart's wait).
+func TestFake_LoggedPrintsWithoutTheLock(t *testing.T) {
+	f := fakeProject(t, fakeRoles)
+	ctx := context.Background()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	var during error
+	probed := false
+	other := newRunner(f.root, filepath.Join(f.root, "inventory"), io.Discard, io.Discard)
+	other.LockWait = 100 * time.Millisecond // (the environment is held by the very call that prints: waiting longer changes nothing)
+	f.r.Out = &probeWriter{probe: func() {
+		probed = true
+		during = other.withLock(ctx, f.env, "probe "+f.env, func(*session) error { return nil })
+	}}
+	defer func() { f.r.Out = f.out }()
+	f.must(t, f.r.HostsLogged(ctx, f.env))
+	if !probed || during != nil {
+		t.Errorf("while hosts:logged printed, the environment was not free (printed: %v): %v", probed, during)
 	}
 }

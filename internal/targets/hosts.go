@@ -94,11 +94,15 @@ func fingerprint(authorized string) string {
 // where discovery last stopped), waits for hosts still booting until they
 // phone home or pass the boot timeout (then they are failed), and prints the
 // hosts and the count of rejected callbacks.
+//
+// It holds the environment only while it changes the inventory: the
+// printing (10,000 hosts, a slow terminal) reads it after, so that an
+// operation waiting for the environment does not wait for the terminal.
 func (r *Runner) HostsLogged(ctx context.Context, envName string) error {
-	return r.withLock(ctx, envName, "hosts:logged "+envName, func(s *session) error {
-		if err := s.logged(ctx); err != nil {
-			return err
-		}
+	if err := r.withLock(ctx, envName, "hosts:logged "+envName, func(s *session) error { return s.logged(ctx) }); err != nil {
+		return err
+	}
+	return r.withEnv(ctx, envName, func(s *session) error {
 		if err := s.printHosts(ctx); err != nil {
 			return err
 		}
