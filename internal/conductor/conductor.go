@@ -30,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"booted/internal/fanout"
 	"booted/internal/files"
 )
 
@@ -291,7 +292,7 @@ type Conductor struct {
 	Do func(ctx context.Context, j Job) Result
 	// MaxDeliver bounds the deliveries of a job (default 5).
 	MaxDeliver int
-	// Parallel is how many jobs it does at once (default 16).
+	// Parallel is how many jobs it does at once (default fanout.DefaultParallel, as BOOTED_PARALLEL's).
 	Parallel int
 	// AckWait is how long JetStream waits for a word from the conductor
 	// holding a job before handing it to another (default 10 s; the
@@ -325,7 +326,7 @@ func (c *Conductor) Run(ctx context.Context) error {
 		c.MaxDeliver = 5
 	}
 	if c.Parallel == 0 {
-		c.Parallel = 16
+		c.Parallel = fanout.DefaultParallel
 	}
 	if c.AckWait == 0 {
 		c.AckWait = 10 * time.Second

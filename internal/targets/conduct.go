@@ -467,7 +467,7 @@ func (r *Runner) ConductorRun(ctx context.Context, envName, site string) error {
 		}
 		defer nc.Close()
 		logf := func(f string, a ...any) { fmt.Fprintf(r.Err, "conductor %s: "+f+"\n", append([]any{name}, a...)...) }
-		c := &conductor.Conductor{JS: js, Env: s.env.Name, Site: site, Name: name, Parallel: s.r.Parallel, AckWait: s.env.NATS.AckWait.D(), // 0: the defaults, 16 and 10s
+		c := &conductor.Conductor{JS: js, Env: s.env.Name, Site: site, Name: name, Parallel: s.r.Parallel, AckWait: s.env.NATS.AckWait.D(), // 0: the defaults, fanout.DefaultParallel and 10s
 			Log: logf,
 			Do:  func(ctx context.Context, j conductor.Job) conductor.Result { return s.doJob(ctx, js, j) }}
 		fmt.Fprintf(r.Out, "conductor %s: site %s of %s, NATS %s\n", name, site, s.env.Name, strings.Join(s.env.NATS.URLs, ","))

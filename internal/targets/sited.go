@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"booted/internal/conductor"
+	"booted/internal/fanout"
 	"booted/internal/inventory"
 	"booted/internal/provider"
 	"booted/internal/remote"
@@ -281,21 +281,8 @@ func (s *session) doHostJob(ctx context.Context, op string, j conductor.Job) con
 // round trip to a conductor, which does its own share at once too), and
 // returns every host's failure.
 func (s *session) provisionAll(ctx context.Context, names []string) error {
-	par := s.r.Parallel
-	if par <= 0 {
-		par = 10
-	}
-	sem := make(chan struct{}, par)
 	errs := make([]error, len(names))
-	var wg sync.WaitGroup
-	for i, n := range names {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = s.provision(ctx, n)
-		}()
-	}
-	wg.Wait()
+	fanout.Each(ctx, len(names), s.r.Parallel, func(ctx context.Context, i int) { errs[i] = s.provision(ctx, names[i]) },
+		func(i int) { errs[i] = fmt.Errorf("host %s: not provisioned: %w", names[i], ctx.Err()) })
 	return errors.Join(errs...)
 }
