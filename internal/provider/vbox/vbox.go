@@ -62,6 +62,11 @@ var (
 // o.Dir/vbox, each host's kickstart and a clone's identity under o.Served
 // (served by the controller at o.ServedURL).
 func Open(ctx context.Context, env *config.Env, o provider.Options) (provider.Provider, error) {
+	if o.Install != nil { // the boot loader files it copies into the TFTP tree
+		if err := o.Install(ctx, Needs); err != nil {
+			return nil, err
+		}
+	}
 	set, ok := env.Provider.Settings.(*Settings)
 	if !ok {
 		return nil, fmt.Errorf("%s: provider.vbox is missing", env.Path)
