@@ -472,7 +472,7 @@ func (r *Runner) ConductorRun(ctx context.Context, envName, site string) error {
 			Do:  func(ctx context.Context, j conductor.Job) conductor.Result { return s.doJob(ctx, js, j) }}
 		fmt.Fprintf(r.Out, "conductor %s: site %s of %s, NATS %s\n", name, site, s.env.Name, strings.Join(s.env.NATS.URLs, ","))
 		if bp, err := s.metal("conductor:run"); err == nil { // its site's networks: dnsmasq, the files its nginx serves
-			if err := bp.Prepare(ctx); err != nil {
+			if err := bp.PrepareNetworks(ctx); err != nil {
 				return fmt.Errorf("site %s's networks: %w", site, err)
 			}
 		}

@@ -19,29 +19,11 @@ import (
 
 	"booted/internal/creds"
 	"booted/internal/ec2api"
+	"booted/internal/ec2host"
 	"booted/internal/inventory"
 	"booted/internal/keypairs"
 	"booted/internal/metadata"
 	"booted/internal/provider"
-	"booted/internal/provider/baremetal"
-)
-
-// Instances are hosts of role "instances" that a user asked for (EC2's
-// run-instances); what EC2 says of them is kept in the host's attributes.
-const instanceRole = "instances"
-
-// The attributes of an instance's host.
-const (
-	attrID          = "ec2.id" // when not the host's name (a bare-metal node's)
-	attrOwner       = "ec2.owner"
-	attrImage       = "ec2.image"
-	attrType        = "ec2.type"
-	attrKey         = "ec2.key-name"
-	attrAuthorized  = "ec2.authorized-key" // the key pair's public key
-	attrReservation = "ec2.reservation"
-	attrLaunched    = "ec2.launched"
-	attrTags        = "ec2.tags"
-	attrUserData    = "ec2.user-data" // base64
 )
 
 // images are the image IDs an environment's instances may run, by provider.
@@ -106,23 +88,15 @@ func ec2State(h inventory.Host) (state, reason string) {
 	return "terminated", h.Reason
 }
 
-// instanceID is the EC2 ID of instance host h.
-func instanceID(h inventory.Host) string {
-	if id := h.Attrs[attrID]; id != "" {
-		return id
-	}
-	return h.Name
-}
-
 func toInstance(h inventory.Host, zone string) ec2api.Instance {
 	st, why := ec2State(h)
-	in := ec2api.Instance{ID: instanceID(h), ImageID: h.Attrs[attrImage], Type: h.Attrs[attrType], KeyName: h.Attrs[attrKey], Owner: h.Attrs[attrOwner],
-		State: st, Reason: why, Reservation: h.Attrs[attrReservation], Zone: zone, Tags: map[string]string{}}
+	in := ec2api.Instance{ID: ec2host.ID(h), ImageID: h.Attrs[ec2host.AttrImage], Type: h.Attrs[ec2host.AttrType], KeyName: h.Attrs[ec2host.AttrKey], Owner: h.Attrs[ec2host.AttrOwner],
+		State: st, Reason: why, Reservation: h.Attrs[ec2host.AttrReservation], Zone: zone, Tags: map[string]string{}}
 	if st == "pending" || st == "running" || st == "stopping" {
 		in.Addr = h.Addr
 	}
-	in.Launched, _ = time.Parse(time.RFC3339, h.Attrs[attrLaunched])
-	json.Unmarshal([]byte(h.Attrs[attrTags]), &in.Tags)
+	in.Launched, _ = time.Parse(time.RFC3339, h.Attrs[ec2host.AttrLaunched])
+	json.Unmarshal([]byte(h.Attrs[ec2host.AttrTags]), &in.Tags)
 	return in
 }
 
@@ -177,8 +151,8 @@ func (b *ec2Backend) instances(ctx context.Context, s *session, user string, ids
 	mine := map[string]inventory.Host{}
 	var all []inventory.Host
 	for _, h := range hosts {
-		if h.Role == instanceRole && h.Attrs[attrOwner] == user {
-			mine[instanceID(h)] = h
+		if h.Role == ec2host.Role && h.Attrs[ec2host.AttrOwner] == user {
+			mine[ec2host.ID(h)] = h
 			all = append(all, h)
 		}
 	}
@@ -293,7 +267,7 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 						return ec2api.Errorf("IdempotentParameterMismatch", "The client token %q was used by a run of other parameters: give a new one", req.ClientToken)
 					}
 					for _, name := range first.Hosts {
-						if h, err := tx.Host(s.env.Name, name); err == nil && h.Attrs[attrOwner] == user && h.Attrs[attrReservation] == first.Reservation {
+						if h, err := tx.Host(s.env.Name, name); err == nil && h.Attrs[ec2host.AttrOwner] == user && h.Attrs[ec2host.AttrReservation] == first.Reservation {
 							out = append(out, toInstance(h, b.zone(s)))
 						}
 					}
@@ -326,15 +300,15 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 					id = hexID("i-", 17) // a bare-metal node taken the first time
 				}
 				err := tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
-					h.Role, h.Provider = instanceRole, s.env.ProviderOf(name)
+					h.Role, h.Provider = ec2host.Role, s.env.ProviderOf(name)
 					if !exists {
 						h.State = inventory.Requested
 					}
-					h.Attrs = map[string]string{attrOwner: user, attrImage: req.ImageID, attrType: req.Type, attrKey: req.KeyName,
-						attrAuthorized: authorized, attrReservation: res, attrLaunched: now.Format(time.RFC3339), attrTags: string(tags),
-						attrUserData: base64.StdEncoding.EncodeToString(req.UserData)}
+					h.Attrs = map[string]string{ec2host.AttrOwner: user, ec2host.AttrImage: req.ImageID, ec2host.AttrType: req.Type, ec2host.AttrKey: req.KeyName,
+						ec2host.AttrAuthorized: authorized, ec2host.AttrReservation: res, ec2host.AttrLaunched: now.Format(time.RFC3339), ec2host.AttrTags: string(tags),
+						ec2host.AttrUserData: base64.StdEncoding.EncodeToString(req.UserData)}
 					if id != name {
-						h.Attrs[attrID] = id
+						h.Attrs[ec2host.AttrID] = id
 					}
 					return nil
 				})
@@ -367,48 +341,18 @@ func (b *ec2Backend) Run(ctx context.Context, user string, req ec2api.RunRequest
 }
 
 // hostsFor returns the hosts n new instances of user run on: new hosts,
-// named by their instance IDs; on bare metal, nodes no role of the env
-// file uses, no instance holds and no other user reserved (user's reserved
-// nodes first: Metaleuca's reserve-systems).
+// named by their instance IDs, or the free bare-metal nodes when instances
+// run on bare metal.
 func (b *ec2Backend) hostsFor(s *session, tx *inventory.Tx, user string, n int, size ec2api.InstanceType) ([]string, error) {
-	p, ok := s.prov.(*baremetal.Provider)
-	if !ok {
-		var out []string
-		for i := 0; i < n; i++ {
-			out = append(out, hexID("i-", 17))
-		}
-		return out, nil
+	if a, err := s.metal("run-instances"); err == nil && a.ForInstances() {
+		return a.Free(tx, user, n, size)
 	}
-	var reserved, free []string // the user's reserved nodes first
-	for _, node := range p.Settings().Nodes {
-		if _, declared := s.env.RoleOf(node.Name); declared {
-			continue
-		}
-		if node.CPUs < size.VCPUs || node.MemoryMB < size.MemoryMiB || node.DiskGB < size.DiskGB {
-			continue // smaller than the size asked for
-		}
-		if h, err := tx.Host(s.env.Name, node.Name); err == nil && h.State.InUse() {
-			continue
-		}
-		var holder string
-		if _, err := tx.Get(s.env.Name, reservationKey(node.Name), &holder); err != nil {
-			return nil, err
-		}
-		switch holder {
-		case "":
-			free = append(free, node.Name)
-		case user:
-			reserved = append(reserved, node.Name)
-		}
+	var out []string
+	for i := 0; i < n; i++ {
+		out = append(out, hexID("i-", 17))
 	}
-	free = append(reserved, free...)
-	if len(free) < n {
-		return nil, ec2api.Errorf("InsufficientInstanceCapacity", "There is not enough capacity: %d free bare-metal nodes of %s (%d CPUs, %d MiB, %d GB) or more for %d instances", len(free), size.Name, size.VCPUs, size.MemoryMiB, size.DiskGB, n)
-	}
-	return free[:n], nil
+	return out, nil
 }
-
-func reservationKey(node string) string { return "reservation/" + node }
 
 func (b *ec2Backend) Describe(ctx context.Context, user string, ids []string) ([]ec2api.Instance, error) {
 	var out []ec2api.Instance
@@ -446,7 +390,7 @@ func (b *ec2Backend) Terminate(ctx context.Context, user string, ids []string) (
 				}
 				metadata.Remove(s.ctl.MetadataDir(), h.Addr)
 			}
-			out = append(out, ec2api.StateChange{ID: instanceID(h), Previous: prev, Current: "terminated"})
+			out = append(out, ec2api.StateChange{ID: ec2host.ID(h), Previous: prev, Current: "terminated"})
 		}
 		return nil
 	})
@@ -562,7 +506,7 @@ func (r *Runner) pendingInstances(ctx context.Context, envName string) ([]string
 			return err
 		}
 		for _, h := range hosts {
-			if h.State.ComingUp() && h.Role == instanceRole {
+			if h.State.ComingUp() && h.Role == ec2host.Role {
 				out = append(out, h.Name)
 			}
 		}
@@ -641,7 +585,7 @@ func (b *ec2Backend) change(ctx context.Context, what, user string, ids []string
 				return ec2api.Errorf("IncorrectInstanceState", "The instance '%s' is terminated", h.Name)
 			}
 			if launches {
-				if err := b.mayLaunch(s, user, h.Attrs[attrImage]); err != nil {
+				if err := b.mayLaunch(s, user, h.Attrs[ec2host.AttrImage]); err != nil {
 					return err
 				}
 			}
@@ -656,7 +600,7 @@ func (b *ec2Backend) change(ctx context.Context, what, user string, ids []string
 			}
 			now, _ := s.store.Host(ctx, s.env.Name, h.Name)
 			cur, _ := ec2State(now)
-			out = append(out, ec2api.StateChange{ID: instanceID(h), Previous: prev, Current: cur})
+			out = append(out, ec2api.StateChange{ID: ec2host.ID(h), Previous: prev, Current: cur})
 			names = append(names, h.Name)
 		}
 		return nil
@@ -730,10 +674,10 @@ func (b *ec2Backend) CreateTags(ctx context.Context, user string, ids []string, 
 		}
 		return s.store.Update(ctx, func(tx *inventory.Tx) error {
 			for _, host := range hosts {
-				id := instanceID(host)
+				id := ec2host.ID(host)
 				err := tx.Modify(s.env.Name, host.Name, func(h *inventory.Host) error {
 					cur := map[string]string{}
-					json.Unmarshal([]byte(h.Attrs[attrTags]), &cur)
+					json.Unmarshal([]byte(h.Attrs[ec2host.AttrTags]), &cur)
 					for k, v := range tags {
 						cur[k] = v
 					}
@@ -741,7 +685,7 @@ func (b *ec2Backend) CreateTags(ctx context.Context, user string, ids []string, 
 						return ec2api.Errorf("TagLimitExceeded", "instance %s would have %d tags; at most 50", id, len(cur))
 					}
 					j, _ := json.Marshal(cur)
-					h.Attrs[attrTags] = string(j)
+					h.Attrs[ec2host.AttrTags] = string(j)
 					return nil
 				})
 				if err != nil {
@@ -810,8 +754,8 @@ func (s *session) writeMetadata(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	ud, _ := base64.StdEncoding.DecodeString(h.Attrs[attrUserData])
-	return metadata.Write(s.ctl.MetadataDir(), metadata.Instance{ID: instanceID(h), Hostname: h.Name, Addr: h.Addr, Type: h.Attrs[attrType],
-		Image: h.Attrs[attrImage], Zone: "booted-" + s.env.Name, Reservation: h.Attrs[attrReservation],
-		KeyName: h.Attrs[attrKey], PublicKey: h.Attrs[attrAuthorized], UserData: ud})
+	ud, _ := base64.StdEncoding.DecodeString(h.Attrs[ec2host.AttrUserData])
+	return metadata.Write(s.ctl.MetadataDir(), metadata.Instance{ID: ec2host.ID(h), Hostname: h.Name, Addr: h.Addr, Type: h.Attrs[ec2host.AttrType],
+		Image: h.Attrs[ec2host.AttrImage], Zone: "booted-" + s.env.Name, Reservation: h.Attrs[ec2host.AttrReservation],
+		KeyName: h.Attrs[ec2host.AttrKey], PublicKey: h.Attrs[ec2host.AttrAuthorized], UserData: ud})
 }

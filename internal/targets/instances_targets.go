@@ -10,7 +10,7 @@ import (
 
 	"booted/internal/creds"
 	"booted/internal/ec2api"
-	"booted/internal/inventory"
+	"booted/internal/metaladmin"
 )
 
 // backend is the EC2 backend for the targets: a launch waits for its
@@ -242,38 +242,20 @@ func (r *Runner) KeypairDel(ctx context.Context, envName, name string) error {
 	return instanceError(b.DeleteKeyPair(ctx, r.User, name))
 }
 
-type systemRow struct {
-	Node     string `json:"node"`
-	Reserved string `json:"reservedFor"`
-	State    string `json:"state"`
-	Instance string `json:"instance"`
-	Owner    string `json:"owner"`
-}
-
 // SystemsList lists the bare-metal nodes of ENV as systems (Metaleuca's
 // describe-systems): who each is reserved for, its state, the instance on
 // it and its owner.
 func (r *Runner) SystemsList(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		p, err := s.metal("systems:list")
+		a, err := s.metal("systems:list")
 		if err != nil {
 			return err
 		}
-		rows := []systemRow{}
-		for _, n := range p.Settings().Nodes {
-			row := systemRow{Node: n.Name, State: "free"}
-			s.store.Get(ctx, s.env.Name, reservationKey(n.Name), &row.Reserved)
-			if role, ok := s.env.RoleOf(n.Name); ok {
-				row.State = "role " + role
-			}
-			if h, err := s.store.Host(ctx, s.env.Name, n.Name); err == nil && h.Role == instanceRole && h.State != inventory.Terminated {
-				row.State, row.Instance, row.Owner = string(h.State), instanceID(h), h.Attrs[attrOwner]
-			}
-			rows = append(rows, row)
+		rows, err := a.Systems(ctx)
+		if err != nil {
+			return err
 		}
-		return printRows(r, rows, []string{"NODE", "RESERVED FOR", "STATE", "INSTANCE", "OWNER"}, func(x systemRow) []string {
-			return []string{x.Node, orDash(x.Reserved), x.State, orDash(x.Instance), orDash(x.Owner)}
-		})
+		return printRows(r, rows, metaladmin.SystemHeader, metaladmin.SystemRow.Cells)
 	})
 }
 
@@ -295,46 +277,11 @@ func (r *Runner) SystemsRelease(ctx context.Context, envName, nodes string) erro
 
 func (r *Runner) reserve(ctx context.Context, envName, nodes, user string) error {
 	return r.withLock(ctx, envName, "systems:reserve "+envName+" "+nodes, func(s *session) error {
-		p, err := s.metal("systems:reserve")
+		a, err := s.metal("systems:reserve")
 		if err != nil {
 			return err
 		}
-		names := splitIDs(nodes)
-		var done []string
-		err = s.store.Update(ctx, func(tx *inventory.Tx) error {
-			done = done[:0]
-			for _, n := range names {
-				if !p.Listed(n) {
-					return fmt.Errorf("node %s is not listed in provider.baremetal.nodes of %s", n, s.env.Path)
-				}
-				var holder string
-				tx.Get(s.env.Name, reservationKey(n), &holder)
-				if user != "" && holder != "" && holder != user {
-					return fmt.Errorf("node %s is reserved for %s (systems:release it first)", n, holder)
-				}
-				if h, err := tx.Host(s.env.Name, n); user != "" && err == nil && h.Role == instanceRole && h.State != inventory.Terminated && h.Attrs[attrOwner] != user {
-					return fmt.Errorf("node %s runs instance %s of %s", n, instanceID(h), h.Attrs[attrOwner])
-				}
-				var err error
-				if user == "" {
-					err = tx.Delete(s.env.Name, reservationKey(n))
-				} else {
-					err = tx.Put(s.env.Name, reservationKey(n), user)
-				}
-				if err != nil {
-					return err
-				}
-				what := "released"
-				if user != "" {
-					what = "reserved for " + user
-				}
-				if err := tx.Record(inventory.Event{Env: s.env.Name, Host: n, Kind: "system", Detail: what}); err != nil {
-					return err
-				}
-				done = append(done, n+": "+what)
-			}
-			return nil
-		})
+		done, err := a.Reserve(ctx, splitIDs(nodes), user)
 		if err == nil {
 			fmt.Fprintln(r.Out, strings.Join(done, "\n"))
 		}

@@ -16,6 +16,7 @@ import (
 
 	"booted/internal/ec2api"
 	"booted/internal/inventory"
+	"booted/internal/metaladmin"
 	"booted/internal/testutil"
 )
 
@@ -719,7 +720,7 @@ func TestInstances_Reservations(t *testing.T) {
 	m.r.JSON = true
 	m.out.Reset()
 	m.must(t, m.r.SystemsList(ctx, env))
-	var rows []systemRow
+	var rows []metaladmin.SystemRow
 	if err := unmarshalRows([]byte(m.out.String()), &rows); err != nil || len(rows) != 3 {
 		t.Fatalf("systems:list: %v %s", err, m.out)
 	}

@@ -6,9 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
-	"booted/internal/atomicfile"
 	"booted/internal/metallab"
 	"booted/internal/pkgs"
 	"booted/internal/provider"
@@ -113,23 +111,12 @@ func (r *Runner) Power(ctx context.Context, what, envName, node string) error {
 // line), into inventory/ENV/bmc/NODE (0600): never on a command line.
 func (r *Runner) NodeSecret(ctx context.Context, envName, node string, in io.Reader) error {
 	return r.withLock(ctx, envName, "node:secret "+envName+" "+node, func(s *session) error {
-		bp, err := s.metal("node:secret")
+		a, err := s.metal("node:secret")
 		if err != nil {
 			return err
 		}
-		if !bp.Listed(node) {
-			return fmt.Errorf("node %s is not listed in provider.baremetal.nodes of %s", node, s.env.Path)
-		}
-		b, err := io.ReadAll(io.LimitReader(in, 4096))
+		path, err := a.SetBMCPassword(node, in)
 		if err != nil {
-			return err
-		}
-		pw := strings.TrimSpace(string(b))
-		if pw == "" || strings.ContainsAny(pw, "\n\"") || len(pw) > 20 {
-			return fmt.Errorf("node:secret %s %s: give the password on standard input, one line without quotes, at most 20 characters (IPMI 2.0)", envName, node)
-		}
-		path := bp.BMCPasswordFile(node)
-		if err := atomicfile.Write(path, []byte(pw), 0o600); err != nil {
 			return err
 		}
 		fmt.Fprintf(r.Out, "%s: BMC password kept in %s\n", node, path)

@@ -4,15 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
-	"time"
 
+	"booted/internal/metaladmin"
 	"booted/internal/osimage"
-	"booted/internal/provider/baremetal"
 )
-
-// importTimeout bounds copying an installer ISO (DVDs are gigabytes).
-const importTimeout = time.Hour
 
 // OSImageImport imports an installer ISO into ENV as osimage NAME ("": the
 // name it reads off the ISO, distro-version-arch) and serves it (xCAT3's
@@ -24,13 +19,11 @@ func (r *Runner) OSImageImport(ctx context.Context, envName, iso, name string) e
 		}
 	}
 	return r.withLock(ctx, envName, "osimage:import "+envName+" "+iso, func(s *session) error {
-		p, err := s.metal("osimage:import")
+		a, err := s.metal("osimage:import")
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithTimeout(ctx, importTimeout)
-		defer cancel()
-		in, err := osimage.Import(ctx, iso, p.OSImagesDir(), name)
+		in, err := a.ImportOSImage(ctx, iso, name)
 		if err != nil {
 			return err
 		}
@@ -46,41 +39,20 @@ func (r *Runner) OSImageImport(ctx context.Context, envName, iso, name string) e
 	})
 }
 
-type osimageRow struct {
-	osimage.Info
-	Nodes []string `json:"nodes"`
-}
-
 // OSImageList lists the osimages of ENV: the one booted builds (an image
 // written by booted's installer) and the imported ones, with the nodes that
 // install from each.
 func (r *Runner) OSImageList(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		p, err := s.metal("osimage:list")
+		a, err := s.metal("osimage:list")
 		if err != nil {
 			return err
 		}
-		imported, err := osimage.List(p.OSImagesDir())
+		rows, err := a.OSImages()
 		if err != nil {
 			return err
 		}
-		builtIn := osimage.Info{Name: baremetal.BuiltIn, Distro: "debian", Product: "Debian GNU/Linux (booted's image)", Version: "12", Arch: "amd64", Method: osimage.MethodImage}
-		rows := []osimageRow{{Info: builtIn, Nodes: p.UsedBy(baremetal.BuiltIn)}}
-		for _, in := range imported {
-			rows = append(rows, osimageRow{Info: in, Nodes: p.UsedBy(in.Name)})
-		}
-		for i := range rows {
-			if rows[i].Nodes == nil {
-				rows[i].Nodes = []string{}
-			}
-		}
-		return printRows(r, rows, []string{"NAME", "DISTRO", "VERSION", "ARCH", "INSTALL", "SIZE", "IMPORTED", "NODES"}, func(x osimageRow) []string {
-			size, when := "-", "built by booted"
-			if !x.Imported.IsZero() {
-				size, when = fmt.Sprintf("%d MB", x.Bytes>>20), x.Imported.Format(time.DateTime)
-			}
-			return []string{x.Name, x.Product, x.Version, x.Arch, x.Method, size, when, strings.Join(x.Nodes, ",")}
-		})
+		return printRows(r, rows, metaladmin.OSImageHeader, metaladmin.OSImageRow.Cells)
 	})
 }
 
@@ -88,20 +60,11 @@ func (r *Runner) OSImageList(ctx context.Context, envName string) error {
 // from (or will, at its next deploy) is refused.
 func (r *Runner) OSImageDel(ctx context.Context, envName, name string) error {
 	return r.withLock(ctx, envName, "osimage:del "+envName+" "+name, func(s *session) error {
-		p, err := s.metal("osimage:del")
+		a, err := s.metal("osimage:del")
 		if err != nil {
 			return err
 		}
-		if name == baremetal.BuiltIn {
-			return fmt.Errorf("osimage %s is the one booted builds; it cannot be deleted", name)
-		}
-		if used := p.UsedBy(name); len(used) > 0 {
-			return fmt.Errorf("osimage %s: nodes %s install from it (node:deploy them from another osimage, or node:del them, first)", name, strings.Join(used, ", "))
-		}
-		if err := p.Unserve(name); err != nil {
-			return err
-		}
-		if err := osimage.Delete(p.OSImagesDir(), name); err != nil {
+		if err := a.DeleteOSImage(name); err != nil {
 			return err
 		}
 		fmt.Fprintf(r.Out, "%s: deleted\n", name)
@@ -114,15 +77,12 @@ func (r *Runner) OSImageDel(ctx context.Context, envName, name string) error {
 // that osimage too.
 func (r *Runner) NodeDeploy(ctx context.Context, envName, node, img string) error {
 	if err := r.withLock(ctx, envName, "node:deploy "+envName+" "+node, func(s *session) error {
-		p, err := s.metal("node:deploy")
+		a, err := s.metal("node:deploy")
 		if err != nil {
 			return err
 		}
-		if err := p.SetOSImage(node, img); err != nil {
-			return err
-		}
 		// A node installed from another osimage is installed again.
-		return s.forgetInstall(ctx, p, node)
+		return a.ChooseOSImage(ctx, node, img)
 	}); err != nil {
 		return err
 	}
@@ -148,23 +108,13 @@ func (r *Runner) NodeDeploy(ctx context.Context, envName, node, img string) erro
 	})
 }
 
-// forgetInstall makes node's next deploy install it (its netboot on),
-// unless it is in use (ready or serving: image:del it first).
-func (s *session) forgetInstall(ctx context.Context, p *baremetal.Provider, node string) error {
-	h, err := s.store.Host(ctx, s.env.Name, node)
-	if err == nil && h.State.Up() {
-		return fmt.Errorf("node %s is %s: image:del %s %s first (node:deploy installs a node anew)", node, h.State, s.env.Name, node)
-	}
-	return p.Forget(node)
-}
-
 // NodeCreate records node NODE of ENV, listed in its env file, in the
 // inventory after checking its BMC answers (xCAT3's create).
 func (r *Runner) NodeCreate(ctx context.Context, envName, node string) error {
 	return r.eachHost(ctx, "node:create", envName, node, func(s *session, n string) error {
-		p, err := s.metal("node:create")
-		if err == nil && !p.Listed(n) {
-			err = fmt.Errorf("node %s is not listed in provider.baremetal.nodes of %s: add it there (NICs, BMC) first", n, s.env.Path)
+		a, err := s.metal("node:create")
+		if err == nil {
+			err = a.CheckListed(n)
 		}
 		if err != nil {
 			return err
@@ -188,14 +138,14 @@ func (r *Runner) NodeDel(ctx context.Context, envName, node string) error {
 // (xCAT3's network-create).
 func (r *Runner) NetCreate(ctx context.Context, envName, name string) error {
 	return r.withLock(ctx, envName, "net:create "+envName+" "+name, func(s *session) error {
-		p, err := s.metal("net:create")
+		a, err := s.metal("net:create")
 		if err != nil {
 			return err
 		}
-		if err := p.NetworkUp(ctx, name); err != nil {
+		if err := a.CreateNetwork(ctx, name); err != nil {
 			return err
 		}
-		return r.netList(ctx, s, p)
+		return printRows(r, a.Networks(), metaladmin.NetHeader, metaladmin.NetRow.Cells)
 	})
 }
 
@@ -203,22 +153,13 @@ func (r *Runner) NetCreate(ctx context.Context, envName, name string) error {
 // while a node on it is in use.
 func (r *Runner) NetDel(ctx context.Context, envName, name string) error {
 	return r.withLock(ctx, envName, "net:del "+envName+" "+name, func(s *session) error {
-		p, err := s.metal("net:del")
+		a, err := s.metal("net:del")
 		if err != nil {
 			return err
 		}
-		var busy []string
-		for _, n := range p.NodesOn(name) {
-			if h, err := s.store.Host(ctx, s.env.Name, n); err == nil && h.State.InUse() {
-				busy = append(busy, n+" ("+string(h.State)+")")
-			}
-		}
-		if len(busy) > 0 {
-			return fmt.Errorf("network %s: nodes %s are on it: node:del them first", name, strings.Join(busy, ", "))
-		}
-		if err := p.NetworkDown(ctx, name); err != nil {
+		if err := a.DeleteNetwork(ctx, name); err != nil {
 			return err
 		}
-		return r.netList(ctx, s, p)
+		return printRows(r, a.Networks(), metaladmin.NetHeader, metaladmin.NetRow.Cells)
 	})
 }

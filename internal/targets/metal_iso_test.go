@@ -2,6 +2,7 @@ package targets
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"booted/internal/bridge"
+	"booted/internal/metaladmin"
 	"booted/internal/provider/registry"
 	"booted/internal/testutil"
 )
@@ -88,7 +90,7 @@ func (m *metalProject) isoInstall(t *testing.T, ctx context.Context) {
 	m.out.Reset()
 	m.must(t, m.r.OSImageList(ctx, env))
 	m.r.JSON = false
-	var imgs []osimageRow
+	var imgs []metaladmin.OSImageRow
 	if err := unmarshalRows([]byte(m.out.String()), &imgs); err != nil || len(imgs) != 2 {
 		t.Fatalf("osimage:list: %v %s", err, m.out)
 	}
@@ -224,21 +226,21 @@ func (m *metalProject) afterISO(t *testing.T, ctx context.Context) {
 // net:create makes a network of the env file (its bridge, its dnsmasq);
 // net:del stops it; an unknown name is refused with the names there are.
 func TestMetal_NetCreateDel(t *testing.T) {
-	testutil.RequireCommands(t, "dnsmasq")
-	m := newMetalEnv(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\n")
+	testutil.RequireCommands(t, "dnsmasq", "curl")
+	m := newMetalEnv(t, "  workers: {hosts: [n1, n2, n3], min: 1, max: 3}\napi:\n  admins: [ops]\n")
 	ctx := context.Background()
 	env := m.proj.Env
 	t.Cleanup(func() { m.r.EnvDestroy(context.Background(), env) })
 	if err := m.r.NetCreate(ctx, env, "lab"); err == nil || !strings.Contains(err.Error(), `network "lab" is not in provider.baremetal.networks`) || !strings.Contains(err.Error(), "it has: prov") {
 		t.Errorf("net:create of an unknown network: %v", err)
 	}
-	list := func() netRow {
+	list := func() metaladmin.NetRow {
 		t.Helper()
 		m.r.JSON = true
 		defer func() { m.r.JSON = false }()
 		m.out.Reset()
 		m.must(t, m.r.NetList(ctx, env))
-		var nets []netRow
+		var nets []metaladmin.NetRow
 		if err := unmarshalRows([]byte(m.out.String()), &nets); err != nil || len(nets) != 1 {
 			t.Fatalf("net:list: %v %s", err, m.out)
 		}
@@ -257,6 +259,26 @@ func TestMetal_NetCreateDel(t *testing.T) {
 	m.must(t, m.r.NetCreate(ctx, env, "prov")) // again: the same dnsmasq
 	if again := list(); again.DHCP != nw.DHCP {
 		t.Errorf("net:create twice: %s, then %s", nw.DHCP, again.DHCP)
+	}
+	// The REST API lists what net:list and osimage:list show, row for row.
+	m.r.APIListen = testutil.FreePort(t)
+	m.must(t, m.r.CredsCreate(ctx, env, "ops"))
+	startAPIServe(t, m.r, env, func() {})
+	get := func(path string) []byte {
+		t.Helper()
+		out, err := exec.Command("curl", "-fsS", "-m", "10", "-K", filepath.Join(m.proj.Inventory, env, "creds", "ops.curlrc"), "http://"+m.r.APIListen+path).Output()
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		return out
+	}
+	var viaAPI []metaladmin.NetRow
+	if err := json.Unmarshal(get("/api/v1/networks"), &viaAPI); err != nil || len(viaAPI) != 1 || viaAPI[0] != nw {
+		t.Errorf("GET /api/v1/networks: %+v %v, want [%+v] as net:list shows it", viaAPI, err, nw)
+	}
+	var imgs []metaladmin.OSImageRow
+	if err := json.Unmarshal(get("/api/v1/osimages"), &imgs); err != nil || len(imgs) != 1 || imgs[0].Name != "debian" || len(imgs[0].Nodes) != 3 {
+		t.Errorf("GET /api/v1/osimages: %+v %v, want booted's debian for n1..n3", imgs, err)
 	}
 	m.must(t, m.r.NetDel(ctx, env, "prov"))
 	if nw := list(); nw.DHCP != "stopped" {

@@ -16,6 +16,7 @@ import (
 
 	"booted/internal/bridge"
 	"booted/internal/inventory"
+	"booted/internal/metaladmin"
 	"booted/internal/testutil"
 )
 
@@ -334,7 +335,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	m.r.JSON = true
 	m.out.Reset()
 	m.must(t, m.r.NodeList(ctx, env))
-	var nodes []nodeRow
+	var nodes []metaladmin.NodeRow
 	if err := unmarshalRows([]byte(m.out.String()), &nodes); err != nil || len(nodes) != 3 {
 		t.Fatalf("node:list: %v %s", err, m.out)
 	}
@@ -347,7 +348,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	m.out.Reset()
 	m.must(t, m.r.NetList(ctx, env))
 	m.r.JSON = false
-	var nets []netRow
+	var nets []metaladmin.NetRow
 	if err := unmarshalRows([]byte(m.out.String()), &nets); err != nil || len(nets) != 2 || !strings.HasPrefix(nets[0].DHCP, "dnsmasq pid ") || nets[0].Nodes != 2 ||
 		!strings.HasPrefix(nets[1].DHCP, "dnsmasq pid ") || nets[1].Nodes != 1 {
 		t.Errorf("net:list: %v %s", err, m.out)

@@ -2,7 +2,6 @@ package targets
 
 import (
 	"booted/internal/outcome"
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"booted/internal/inventory"
+	"booted/internal/metaladmin"
 	"booted/internal/monitor"
 	"booted/internal/restapi"
 )
@@ -121,35 +121,50 @@ func (b *restBackend) Events(ctx context.Context, host string, limit int) (out [
 	return out, err
 }
 
-// Listing runs the listing target with BOOTED_OUTPUT=json and returns its
-// lines; an environment without bare metal has none.
+// Listing returns the rows of the bare-metal listing kind (networks,
+// nodes, osimages), each as JSON; an environment without bare metal has
+// none.
 func (b *restBackend) Listing(ctx context.Context, kind string) ([]json.RawMessage, error) {
-	var buf bytes.Buffer
-	r := *b.r
-	r.JSON, r.Out = true, &buf
-	list := map[string]func(context.Context, string) error{"networks": r.NetList, "nodes": r.NodeList, "osimages": r.OSImageList}[kind]
-	if list == nil {
+	rows := map[string]func(ctx context.Context, a *metaladmin.Admin) ([]json.RawMessage, error){
+		"networks": func(ctx context.Context, a *metaladmin.Admin) ([]json.RawMessage, error) {
+			return rawRows(a.Networks(), nil)
+		},
+		"nodes": func(ctx context.Context, a *metaladmin.Admin) ([]json.RawMessage, error) {
+			return rawRows(a.Nodes(ctx))
+		},
+		"osimages": func(ctx context.Context, a *metaladmin.Admin) ([]json.RawMessage, error) {
+			return rawRows(a.OSImages())
+		},
+	}[kind]
+	if rows == nil {
 		return nil, restapi.Errorf("NotFound", "no listing %q", kind)
 	}
-	var bare bool
-	if err := b.r.withEnv(ctx, b.env, func(s *session) error { _, err := s.metal(kind); bare = err == nil; return nil }); err != nil {
-		return nil, err
-	}
-	if !bare {
-		return nil, nil
-	}
-	if err := list(ctx, b.env); err != nil {
-		return nil, err
-	}
 	var out []json.RawMessage
-	sc := bufio.NewScanner(&buf)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if l := bytes.TrimSpace(sc.Bytes()); len(l) > 0 {
-			out = append(out, json.RawMessage(slices.Clone(l)))
+	err := b.r.withEnv(ctx, b.env, func(s *session) error {
+		a, err := s.metal(kind)
+		if err != nil {
+			return nil // no bare metal: nothing to list
 		}
+		out, err = rows(ctx, a)
+		return err
+	})
+	return out, err
+}
+
+// rawRows is each of rows as JSON.
+func rawRows[T any](rows []T, err error) ([]json.RawMessage, error) {
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	out := make([]json.RawMessage, 0, len(rows))
+	for _, x := range rows {
+		b, err := json.Marshal(x)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // Change does a change of the REST API with the target that does it, and

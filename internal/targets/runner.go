@@ -20,6 +20,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/controller"
 	"booted/internal/discovery"
+	"booted/internal/ec2host"
 	"booted/internal/envlock"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
@@ -277,12 +278,12 @@ func (s *session) spec(name string) (provider.Spec, error) {
 	role, _ := s.env.RoleOf(name)
 	spec := provider.Spec{Name: name, Role: role, AuthorizedKey: s.authorized}
 	instance := false
-	if h, err := s.store.Host(context.Background(), s.env.Name, name); err == nil && h.Role == instanceRole {
+	if h, err := s.store.Host(context.Background(), s.env.Name, name); err == nil && h.Role == ec2host.Role {
 		spec.Role, spec.Instance, instance = h.Role, true, true
-		if t, ok := s.instanceType(h.Attrs[attrType]); ok {
+		if t, ok := s.instanceType(h.Attrs[ec2host.AttrType]); ok {
 			spec.Size = provider.Size{CPUs: t.VCPUs, MemoryMB: t.MemoryMiB, DiskGB: t.DiskGB}
 		}
-		if k := h.Attrs[attrAuthorized]; k != "" { // launched with a key pair: its key next to the deploy key
+		if k := h.Attrs[ec2host.AttrAuthorized]; k != "" { // launched with a key pair: its key next to the deploy key
 			spec.AuthorizedKey = []byte(strings.TrimSpace(string(s.authorized)) + "\n" + k + "\n")
 		}
 	}
