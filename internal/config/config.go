@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
 	"reflect"
@@ -109,6 +110,32 @@ type Providers interface {
 	// env.Provider.Type, reporting every problem to d with its field path
 	// (provider.TYPE.FIELD), and returns the provider's settings.
 	Decode(env *Env, d *Decoder) any
+}
+
+// all returns the settings of the environment's provider, then of its
+// roles' providers by type.
+func (p *Provider) all() []any {
+	out := []any{p.Settings}
+	for _, t := range slices.Sorted(maps.Keys(p.Roles)) {
+		out = append(out, p.Roles[t])
+	}
+	return out
+}
+
+// PhonesHome says whether some host of the environment phones home: one
+// of its providers (the environment's or a role's) has hosts whose keys it
+// does not know beforehand (the one rule: a provider whose settings say
+// otherwise through CallbackDefaults, static's, pins known keys instead).
+func (p *Provider) PhonesHome() bool {
+	for _, st := range p.all() {
+		if cd, ok := st.(CallbackDefaults); ok {
+			if _, phones := cd.DefaultCallback(); !phones {
+				continue
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // CallbackDefaults is implemented by provider settings that know where

@@ -185,9 +185,17 @@ func (e *Env) applyDefaults() {
 	if e.Callback.Retry == 0 {
 		e.Callback.Retry = Duration(2 * time.Minute)
 	}
-	// Hosts on this machine's bridge phone home to the bridge's address.
-	if cd, ok := e.Provider.Settings.(CallbackDefaults); ok && e.Callback.Address == "" {
-		e.Callback.Address, _ = cd.DefaultCallback()
+	// Hosts on this machine's bridge phone home to the bridge's address
+	// (the environment's provider's bridge, else the first role's that has one).
+	if e.Callback.Address == "" {
+		for _, st := range e.Provider.all() {
+			if cd, ok := st.(CallbackDefaults); ok {
+				if addr, _ := cd.DefaultCallback(); addr != "" {
+					e.Callback.Address = addr
+					break
+				}
+			}
+		}
 	}
 	if e.SSH.User == "" {
 		e.SSH.User = "root"
@@ -250,11 +258,7 @@ func (e *Env) validate() []*Error {
 			bad("version", "this booted reads version %d files, not %d: upgrade booted or rewrite the file for version %d", Version, e.Version, Version)
 		}
 	}
-	phoneHome := true
-	if cd, ok := e.Provider.Settings.(CallbackDefaults); ok {
-		_, phoneHome = cd.DefaultCallback()
-	}
-	if phoneHome && e.Provider.Settings != nil && e.Callback.Address == "" {
+	if e.Provider.PhonesHome() && e.Provider.Settings != nil && e.Callback.Address == "" {
 		bad("callback.address", "missing: the address hosts reach the controller's nginx at")
 	}
 	if e.Callback.Port < 1 || e.Callback.Port > 65535 {

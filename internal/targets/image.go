@@ -140,7 +140,7 @@ func (s *session) provision(ctx context.Context, name string) error {
 // start boots one host and moves it to booting, unless it already runs.
 func (s *session) start(ctx context.Context, name string) error {
 	prov := s.provOf(name)
-	if k, ok := prov.(provider.KnownKeys); ok {
+	if k, known := s.knownKeys(name); known {
 		if _, err := prov.Start(ctx, provider.Spec{Name: name}); err != nil {
 			return err
 		}

@@ -261,10 +261,29 @@ func (s *session) reload(ctx context.Context) error {
 	return nil
 }
 
+// knownKeys is the one rule of whether host name phones home: not when its
+// provider knows its key beforehand (static's known_hosts: it is pinned
+// instead), else it does.
+func (s *session) knownKeys(name string) (provider.KnownKeys, bool) {
+	k, ok := s.ownProvOf(name).(provider.KnownKeys)
+	return k, ok
+}
+
+// anyPhonesHome says whether a provider of the environment (its own or a
+// role's) has hosts that phone home.
+func (s *session) anyPhonesHome() bool {
+	for _, p := range s.allProvs() {
+		if _, known := p.(provider.KnownKeys); !known {
+			return true
+		}
+	}
+	return false
+}
+
 // startController makes sure the controller's nginx is up, for providers
 // whose hosts phone home.
 func (s *session) startController(ctx context.Context) error {
-	if _, ok := s.prov.(provider.KnownKeys); ok && len(s.provs) <= 1 {
+	if !s.anyPhonesHome() {
 		return nil
 	}
 	if err := s.prepare(ctx); err != nil {
@@ -287,7 +306,7 @@ func (s *session) spec(name string) (provider.Spec, error) {
 			spec.AuthorizedKey = []byte(strings.TrimSpace(string(s.authorized)) + "\n" + k + "\n")
 		}
 	}
-	if _, ok := s.provOf(name).(provider.KnownKeys); ok {
+	if _, known := s.knownKeys(name); known {
 		return spec, nil // it does not phone home
 	}
 	ph, err := bootlog.PhoneHome{

@@ -99,3 +99,46 @@ roles:
 		t.Errorf("s1 with a changed key: %+v", s1)
 	}
 }
+
+// A static environment with a role of local hosts: whether a host phones
+// home is its own provider's (one rule). The static host is pinned from
+// known_hosts (s1, whose key is unknown, is refused saying so); the local
+// host phones home and is discovered by hosts:logged, which only pinned
+// before (e1 stayed booting).
+func TestTargets_StaticEnvWithLocalRole(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	env := f.proj.Env
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(kh, nil, 0o600)
+	if err := os.WriteFile(filepath.Join(f.proj.Root, "envs", env+".yaml"), []byte(fmt.Sprintf(`version: 1
+provider:
+  type: static
+  local: {subnet: %s}
+  static:
+    known_hosts: %s
+    hosts:
+      - {name: s1, address: 127.0.0.1, port: 1}
+callback: {retry: 30s}
+timeouts: {boot: 30s, ssh: 5s, ping: 1s}
+roles:
+  workers: {hosts: [s1], min: 1, max: 1}
+  edge: {hosts: [e1], min: 1, max: 1, provider: local}
+`, f.proj.Subnet, kh)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.r.EnvDestroy(context.Background(), env) })
+	f.must(t, f.r.ImageStart(ctx, env, "e1"))
+	f.must(t, f.r.HostsLogged(ctx, env))
+	hosts := f.hostsOf(t, env)
+	if e1 := hosts["e1"]; e1.State != "booted" && e1.State != "ready" {
+		t.Errorf("e1 (local, phones home) after hosts:logged: %+v, want booted", e1)
+	}
+	if s1 := hosts["s1"]; s1.State != "failed" || !strings.Contains(s1.Reason, "host key unknown") {
+		t.Errorf("s1 (static, key unknown) after hosts:logged: %+v, want failed saying its key is unknown", s1)
+	}
+	f.must(t, f.r.HostsFilter(ctx, env))
+	if e1 := f.hostsOf(t, env)["e1"]; e1.State != "ready" {
+		t.Errorf("e1 after hosts:filter: %+v, want ready", e1)
+	}
+}
