@@ -25,6 +25,7 @@ import (
 	"booted/internal/conductor"
 	"booted/internal/inventory"
 	"booted/internal/natsconf"
+	"booted/internal/provider/sited"
 	"booted/internal/remote"
 	"booted/internal/report"
 )
@@ -499,8 +500,8 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 	failed := func(err error) conductor.Result {
 		return conductor.Result{Status: string(remote.Failed), Error: fmt.Sprintf("host %s: %v", j.Host.Name, err)}
 	}
-	if op, ok := strings.CutPrefix(j.Kind, hostJobPrefix); ok { // the site's provider's: no connection to the host
-		return s.doHostJob(ctx, op, j)
+	if strings.HasPrefix(j.Kind, sited.JobPrefix) { // the site's provider's: no connection to the host
+		return sited.Do(ctx, s.provOf, j)
 	}
 	if j.Kind == "alive" { // ping and a login against the pinned key, the connection kept
 		if err := s.io.Alive(ctx, []inventory.Host{h}, 1)[0]; err != nil {

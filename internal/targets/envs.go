@@ -12,6 +12,7 @@ import (
 	"booted/internal/inventory"
 	"booted/internal/metadata"
 	"booted/internal/provider"
+	"booted/internal/provider/sited"
 	"booted/internal/service"
 )
 
@@ -58,17 +59,17 @@ func (s *session) bootHosts(ctx context.Context, names []string) error {
 	if err := s.startController(ctx); err != nil {
 		return err
 	}
-	var sited []string // made by their sites' conductors: asked at once
+	var ofSites []string // made by their sites' conductors: asked at once
 	for _, n := range names {
-		if _, ok := s.provOf(n).(sitedProvider); ok {
-			sited = append(sited, n)
+		if _, ok := sited.Site(s.provOf(n)); ok {
+			ofSites = append(ofSites, n)
 			continue
 		}
 		if err := s.provision(ctx, n); err != nil {
 			return err
 		}
 	}
-	if err := s.provisionAll(ctx, sited); err != nil {
+	if err := s.provisionAll(ctx, ofSites); err != nil {
 		return err
 	}
 	if err := s.logged(ctx); err != nil {
