@@ -161,7 +161,9 @@ func (p wrapped) Delete(ctx context.Context, name string) error {
 	return p.do(ctx, "delete", name)
 }
 
-func (p records) ConsoleLog(name string) string { return p.Provider.(provider.Console).ConsoleLog(name) }
+func (p records) ConsoleLog(name string) string {
+	return p.Provider.(provider.Console).ConsoleLog(name)
+}
 
 func (p records) Locate(name string) (provider.Location, error) {
 	return p.Provider.(provider.Locator).Locate(name)
