@@ -362,6 +362,13 @@ func (Bench) Fanout(ctx context.Context, n int) error {
 	return run(func(r *targets.Runner) error { return r.BenchFanout(ctx, n) })
 }
 
+// List records N hosts in a throw-away environment and times hosts:list, hosts:query and env:status of them beside ansible-inventory --list of the same hosts (medians, side by side; nothing starts).
+//
+// Settings: BOOTED_BENCH_RUNS (runs per figure, default 5).
+func (Bench) List(ctx context.Context, n int) error {
+	return run(func(r *targets.Runner) error { return r.BenchList(ctx, n) })
+}
+
 // Daily measures, on ENV (which it brings up first if needed), what every day costs: one call through go run mage.go against the compiled command, a no-op env:startAll, and the discovery latency (p50, p99), side by side.
 //
 // Settings: BOOTED_BENCH_RUNS (runs per figure, default 5), BOOTED_OUTPUT=json.

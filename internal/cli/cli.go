@@ -80,6 +80,7 @@ var Catalog = []Target{
 	{"nginx:restart", []Arg{s("env")}},
 	{"bench:load", []Arg{s("env"), {"d", "duration"}, {"rate", "int"}}},
 	{"bench:fanout", []Arg{{"n", "int"}}},
+	{"bench:list", []Arg{{"n", "int"}}},
 	{"bench:daily", []Arg{s("env")}},
 	{"bench:conductors", []Arg{{"n", "int"}}},
 	{"conductor:run", []Arg{s("env"), s("site")}},

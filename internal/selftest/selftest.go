@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"booted/internal/bench"
 	"booted/internal/controller"
 	"booted/internal/freshcheck"
 	"booted/internal/metadata"
@@ -138,7 +139,7 @@ func passes(ctx context.Context, out io.Writer, rep *report) error {
 // machine, each with the Debian package that ships it: what the test
 // target installs, and what TestNeeds_EveryOneDeclared holds the code to.
 func Needs() pkgs.Need {
-	return pkgs.Merge(pkgs.Needs, controller.Needs, registry.Needs(), metallab.Needs, metadata.Needs, service.Needs, freshcheck.Needs, testNeeds)
+	return pkgs.Merge(pkgs.Needs, controller.Needs, registry.Needs(), metallab.Needs, metadata.Needs, service.Needs, freshcheck.Needs, bench.ListNeeds, testNeeds)
 }
 
 // testNeeds are what the tests themselves run or read: the real clients

@@ -3,12 +3,15 @@ package targets
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"time"
 
 	"booted/internal/bench"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
+	"booted/internal/outcome"
 	"booted/internal/pkgs"
 	"booted/internal/remote"
 )
@@ -55,4 +58,38 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 			KnownHosts: filepath.Join(s.dir, "known_hosts"), Runs: r.BenchRuns, Log: r.Out}
 		return b.Run(ctx, r.Out, r.Err)
 	})
+}
+
+// MaxBenchList bounds bench:list (its hosts' addresses fit a /16).
+const MaxBenchList = 60000
+
+// BenchList records n hosts in a throw-away project (environment
+// benchlist, role fleet) and times hosts:list, hosts:query and env:status
+// of them beside ansible-inventory --list of the same hosts (installing
+// ansible-core when missing), printing medians side by side. Nothing
+// starts; the project is removed afterwards.
+func (r *Runner) BenchList(ctx context.Context, n int) error {
+	if n < 1 || n > MaxBenchList {
+		return outcome.Refuse("bench:list N: N must be 1..%d, not %d", MaxBenchList, n)
+	}
+	dir, err := os.MkdirTemp("", "booted-bench-list-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Fprintf(r.Err, "bench: recording %d hosts\n", n)
+	ini, err := bench.ListProject(ctx, dir, n)
+	if err != nil {
+		return err
+	}
+	if err := pkgs.Ensure(ctx, r.Err, bench.ListNeeds); err != nil {
+		fmt.Fprintf(r.Err, "bench: %v (ansible-inventory is left out)\n", err)
+	}
+	q := *r
+	q.Root, q.Inventory, q.Out, q.JSON = dir, filepath.Join(dir, "inventory"), io.Discard, false
+	return bench.List(ctx, r.Out, r.Err, n, r.BenchRuns, []bench.Listing{
+		{Name: "hosts:list", Run: func(ctx context.Context) error { return q.HostsList(ctx, bench.ListEnv) }},
+		{Name: "hosts:query role:fleet", Run: func(ctx context.Context) error { return q.HostsQuery(ctx, bench.ListEnv, "role:fleet") }},
+		{Name: "env:status", Run: func(ctx context.Context) error { return q.EnvStatus(ctx, bench.ListEnv) }},
+	}, ini)
 }

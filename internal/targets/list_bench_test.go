@@ -2,61 +2,40 @@ package targets
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
-	"booted/internal/inventory"
+	"booted/internal/bench"
+	"booted/internal/outcome"
+	"booted/internal/testutil"
 )
 
 // BenchmarkList10000 lists an environment whose role fleet (prefix h,
-// max 10,000) holds 10,000 hosts: hosts:list, hosts:query, env:status.
+// max 10,000) holds 10,000 ready hosts: hosts:list, hosts:query,
+// env:status (bench:list prints the same beside ansible-inventory).
 // Each asked the role of every host by naming all 10,000 of its names
 // (hosts:list 86.6 s, hosts:query 188 s, env:status 69 s, measured once
 // on the code before); the figures are this benchmark's to tell.
 func BenchmarkList10000(b *testing.B) {
-	root, inv := b.TempDir(), ""
-	os.MkdirAll(filepath.Join(root, "envs"), 0o755)
-	os.WriteFile(filepath.Join(root, "envs", "big.yaml"), []byte(`version: 1
-provider:
-  type: local
-  local: {subnet: 10.250.0.0/16}
-roles:
-  fleet: {prefix: h, count: 0, min: 0, max: 10000}
-  workers: {prefix: w, count: 1, min: 1, max: 2}
-`), 0o644)
-	inv = filepath.Join(root, "inventory")
-	os.MkdirAll(inv, 0o700)
+	root := b.TempDir()
 	ctx := context.Background()
-	st, err := inventory.Open(ctx, filepath.Join(inv, "booted.db"))
-	if err != nil {
+	if _, err := bench.ListProject(ctx, root, 10000); err != nil {
 		b.Fatal(err)
 	}
-	err = st.Update(ctx, func(tx *inventory.Tx) error {
-		for i := 1; i <= 10000; i++ {
-			if err := tx.Modify("big", fmt.Sprintf("h%d", i), func(h *inventory.Host) error {
-				h.Role, h.Provider, h.State, h.Addr = "fleet", "local", inventory.Requested, fmt.Sprintf("10.250.%d.%d", i/250, i%250+2)
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	st.Close()
-	if err != nil {
-		b.Fatal(err)
-	}
+	inv := filepath.Join(root, "inventory")
 	r := newRunner(root, inv, io.Discard, io.Discard)
 	for _, c := range []struct {
 		name string
 		fn   func() error
 	}{
-		{"hosts:list", func() error { return r.HostsList(ctx, "big") }},
-		{"hosts:query", func() error { return r.HostsQuery(ctx, "big", "role:fleet") }},
-		{"env:status", func() error { return r.EnvStatus(ctx, "big") }},
+		{"hosts:list", func() error { return r.HostsList(ctx, bench.ListEnv) }},
+		{"hosts:query", func() error { return r.HostsQuery(ctx, bench.ListEnv, "role:fleet") }},
+		{"env:status", func() error { return r.EnvStatus(ctx, bench.ListEnv) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
@@ -65,5 +44,43 @@ roles:
 				}
 			}
 		})
+	}
+}
+
+// bench:list prints booted's listings of the same recorded hosts beside
+// ansible-inventory's, each with a median, and leaves nothing behind.
+func TestBenchList_SideBySide(t *testing.T) {
+	if _, err := exec.LookPath("ansible-inventory"); err != nil {
+		if testutil.InCI() {
+			t.Fatalf("CI must run this test: %v (the test target installs ansible-core)", err)
+		}
+		t.Skipf("skipped: ansible-inventory is missing (apt-get install ansible-core): %v", err)
+	}
+	var out, log strings.Builder
+	r := newRunner(t.TempDir(), t.TempDir(), &out, &log)
+	r.BenchRuns = 1
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "booted-bench-list-*"))
+	if err := r.BenchList(context.Background(), 300); err != nil {
+		t.Fatalf("bench:list 300: %v\n%s", err, log.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 6 || lines[0] != "listing 300 hosts (median of 1 runs)" || !strings.HasPrefix(lines[1], "TOOL") {
+		t.Fatalf("bench:list printed:\n%s", out.String())
+	}
+	for i, want := range []string{"booted hosts:list", "booted hosts:query role:fleet", "booted env:status", "ansible-inventory --list"} {
+		f := strings.Fields(lines[i+2])
+		if strings.Join(f[:len(f)-1], " ") != want {
+			t.Errorf("row %d: %q, want %s", i, lines[i+2], want)
+		}
+		if d, err := time.ParseDuration(f[len(f)-1]); err != nil || d <= 0 {
+			t.Errorf("row %q: its median is not a duration: %v", lines[i+2], err)
+		}
+	}
+	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "booted-bench-list-*"))
+	if len(after) > len(before) {
+		t.Errorf("bench:list left its project: %v", after)
+	}
+	if err := r.BenchList(context.Background(), 0); !outcome.Refused(err) {
+		t.Errorf("bench:list 0: %v, want a refusal", err)
 	}
 }
