@@ -14,6 +14,7 @@ import (
 
 	"booted/internal/creds"
 	"booted/internal/ec2api"
+	"booted/internal/ec2backend"
 	"booted/internal/restapi"
 )
 
@@ -39,8 +40,8 @@ func (r *Runner) APIServe(ctx context.Context, envName string) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	admin := func(user string) bool { return slices.Contains(admins, user) }
-	b := &ec2Backend{r: r, env: envName, admin: admin}
-	b.launch = func(ids []string) { // pending at once, as EC2 answers; booted in the background
+	b := &ec2backend.Backend{Envs: ec2Envs{r, envName}, Admin: admin}
+	b.Launch = func(ids []string) { // pending at once, as EC2 answers; booted in the background
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -64,10 +65,10 @@ func (r *Runner) APIServe(ctx context.Context, envName string) error {
 	}
 	if len(pending) > 0 {
 		fmt.Fprintf(r.Out, "%s: resuming the launch of %s (left pending by an earlier api:serve)\n", envName, strings.Join(pending, ", "))
-		b.launch(pending)
+		b.Launch(pending)
 	}
 	logf := func(f string, a ...any) { fmt.Fprintf(r.Err, "api: "+f+"\n", a...) }
-	secrets := secretStore{creds.Store{Dir: credsDir}}
+	secrets := ec2backend.Secrets{Store: creds.Store{Dir: credsDir}}
 	rest := &restapi.Server{Backend: &restBackend{r: r, env: envName}, Instances: b, Secrets: secrets, Log: logf,
 		Admin: admin}
 	mux := http.NewServeMux()

@@ -10,14 +10,15 @@ import (
 
 	"booted/internal/creds"
 	"booted/internal/ec2api"
+	"booted/internal/ec2backend"
 	"booted/internal/metaladmin"
 )
 
 // backend is the EC2 backend for the targets: a launch waits for its
 // instances (the API's answers at once).
-func (r *Runner) backend(envName string) (*ec2Backend, *[]string) {
+func (r *Runner) backend(envName string) (*ec2backend.Backend, *[]string) {
 	var pending []string
-	b := &ec2Backend{r: r, env: envName, launch: func(ids []string) { pending = append(pending, ids...) }}
+	b := &ec2backend.Backend{Envs: ec2Envs{r, envName}, Launch: func(ids []string) { pending = append(pending, ids...) }}
 	return b, &pending
 }
 

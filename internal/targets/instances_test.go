@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"booted/internal/ec2api"
-	"booted/internal/inventory"
 	"booted/internal/metaladmin"
 	"booted/internal/testutil"
 )
@@ -788,45 +787,3 @@ func TestInstances_ResumeAfterAPIServeDies(t *testing.T) {
 	}
 }
 
-// A client token is remembered for a day, then forgotten (the AWS CLI
-// sends a new one with every run: they must not pile up); a retry within
-// the day answers the first run's instances.
-func TestFake_ClientTokensForgotten(t *testing.T) {
-	f := fakeProject(t, fakeRoles)
-	ctx := context.Background()
-	b, _ := f.r.backend(f.env)
-	first, err := b.Run(ctx, "gina", ec2api.RunRequest{ImageID: "ami-local", Count: 1, ClientToken: "t1"})
-	if err != nil || len(first) != 1 {
-		t.Fatalf("run: %v %v", first, err)
-	}
-	again, err := b.Run(ctx, "gina", ec2api.RunRequest{ImageID: "ami-local", Count: 1, ClientToken: "t1"})
-	if err != nil || len(again) != 1 || again[0].ID != first[0].ID {
-		t.Errorf("a retry: %v %v, want %s", again, err, first[0].ID)
-	}
-	key := clientTokenKey("gina", "t1")
-	f.must(t, f.r.withEnv(ctx, f.env, func(s *session) error { // t1 ran 25 hours ago
-		return s.store.Update(ctx, func(tx *inventory.Tx) error {
-			var c clientRun
-			if _, err := tx.Get(f.env, key, &c); err != nil {
-				return err
-			}
-			c.At = c.At.Add(-25 * time.Hour)
-			return tx.Put(f.env, key, c)
-		})
-	}))
-	if _, err := b.Run(ctx, "gina", ec2api.RunRequest{ImageID: "ami-local", Count: 1, ClientToken: "t2"}); err != nil {
-		t.Fatal(err)
-	}
-	f.must(t, f.r.withEnv(ctx, f.env, func(s *session) error {
-		return s.store.View(ctx, func(tx *inventory.Tx) error {
-			var c clientRun
-			if found, err := tx.Get(f.env, key, &c); err != nil || found {
-				t.Errorf("t1, a day old, is still remembered (%v)", err)
-			}
-			if found, err := tx.Get(f.env, clientTokenKey("gina", "t2"), &c); err != nil || !found {
-				t.Errorf("t2 is not remembered (%v)", err)
-			}
-			return nil
-		})
-	}))
-}

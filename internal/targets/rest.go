@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"booted/internal/ec2backend"
 	"booted/internal/inventory"
 	"booted/internal/metaladmin"
 	"booted/internal/monitor"
@@ -221,7 +222,7 @@ func (r *Runner) statusPage(envName string) http.Handler {
 				HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
 			if s.env.Provider.Type == "local" {
 				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): namespaces on this controller, not isolated from it, so the EC2 and REST APIs run them for the users api.admins names in envs/%s.yaml alone (%s) and refuse every other user.",
-					s.env.Name, images["local"], s.env.Name, orNone(s.env.API.Admins)))
+					s.env.Name, ec2backend.Images["local"], s.env.Name, orNone(s.env.API.Admins)))
 			}
 			return nil
 		})

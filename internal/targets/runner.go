@@ -20,6 +20,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/controller"
 	"booted/internal/discovery"
+	"booted/internal/ec2backend"
 	"booted/internal/ec2host"
 	"booted/internal/envlock"
 	"booted/internal/fleet"
@@ -299,7 +300,7 @@ func (s *session) spec(name string) (provider.Spec, error) {
 	instance := false
 	if h, err := s.store.Host(context.Background(), s.env.Name, name); err == nil && h.Role == ec2host.Role {
 		spec.Role, spec.Instance, instance = h.Role, true, true
-		if t, ok := s.instanceType(h.Attrs[ec2host.AttrType]); ok {
+		if t, ok := ec2backend.Type(s.env, h.Attrs[ec2host.AttrType]); ok {
 			spec.Size = provider.Size{CPUs: t.VCPUs, MemoryMB: t.MemoryMiB, DiskGB: t.DiskGB}
 		}
 		if k := h.Attrs[ec2host.AttrAuthorized]; k != "" { // launched with a key pair: its key next to the deploy key
