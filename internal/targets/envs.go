@@ -117,7 +117,7 @@ func (s *session) eachRoleService(ctx context.Context, names []string, fn func(r
 		}
 		hosts, err := s.selectHosts(ctx, role, func(h inventory.Host) bool { return want[h.Name] })
 		if err == nil {
-			hosts, err = s.withClasses(ctx, hosts)
+			hosts, err = s.query().WithClasses(ctx, hosts)
 		}
 		if err != nil {
 			return err
@@ -246,7 +246,7 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 		if err != nil {
 			return err
 		}
-		subs, err := s.subjects(ctx, hosts)
+		subs, err := s.query().Subjects(ctx, hosts)
 		if err != nil {
 			return err
 		}
@@ -256,8 +256,8 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 			if rl == nil || rl.Service == "" || h.State == inventory.Terminated || h.State == inventory.Stopped {
 				return row
 			}
-			if miss := s.missingClasses(h, subs[h.Name]); len(miss) > 0 {
-				row.Health = "not used for " + h.Role + ": " + s.classWhy(miss)
+			if miss := s.query().MissingClasses(h, subs[h.Name]); len(miss) > 0 {
+				row.Health = "not used for " + h.Role + ": " + s.query().ClassWhy(miss)
 				return row
 			}
 			def, err := s.loadService(rl.Service)

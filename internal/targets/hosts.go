@@ -57,7 +57,7 @@ func (s *session) printHostRows(ctx context.Context, hosts []inventory.Host) err
 	if err != nil {
 		return err
 	}
-	subs, err := s.subjects(ctx, hosts)
+	subs, err := s.query().Subjects(ctx, hosts)
 	if err != nil {
 		return err
 	}

@@ -786,4 +786,3 @@ func TestInstances_ResumeAfterAPIServeDies(t *testing.T) {
 		t.Errorf("api:serve did not say it resumed the launch:\n%s", f.out)
 	}
 }
-

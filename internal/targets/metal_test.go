@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"booted/internal/bridge"
+	"booted/internal/hostquery"
 	"booted/internal/inventory"
 	"booted/internal/metaladmin"
 	"booted/internal/testutil"
@@ -393,7 +394,7 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 	m.r.JSON = true
 	m.out.Reset()
 	m.must(t, m.r.HostsLocate(ctx, env, "n1"))
-	var loc []locateRow
+	var loc []hostquery.LocateRow
 	if err := unmarshalRows(m.out.Bytes(), &loc); err != nil || len(loc) != 1 || loc[0].Network != "prov" || loc[0].Bridge == "" || loc[0].BMC == "" {
 		t.Errorf("hosts:locate n1: %v %s", err, m.out)
 	}

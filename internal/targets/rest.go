@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"booted/internal/ec2backend"
+	"booted/internal/hostquery"
 	"booted/internal/inventory"
 	"booted/internal/metaladmin"
 	"booted/internal/monitor"
@@ -31,7 +32,7 @@ var _ restapi.Backend = (*restBackend)(nil)
 
 // restHosts turns inventory hosts into the API's.
 func (s *session) restHosts(ctx context.Context, hosts []inventory.Host) ([]restapi.Host, error) {
-	subs, err := s.subjects(ctx, hosts)
+	subs, err := s.query().Subjects(ctx, hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func (s *session) restHosts(ctx context.Context, hosts []inventory.Host) ([]rest
 
 func (b *restBackend) Hosts(ctx context.Context, q string) (out []restapi.Host, err error) {
 	err = b.r.withEnv(ctx, b.env, func(s *session) error {
-		hosts, err := s.queryHosts(ctx, q)
+		hosts, err := s.query().Hosts(ctx, q)
 		if err == nil {
 			out, err = s.restHosts(ctx, hosts)
 		}
@@ -90,7 +91,7 @@ func refused(err error) error {
 
 func (b *restBackend) ChangeAttr(ctx context.Context, host string, c restapi.AttrChange) error {
 	return refused(b.r.withLock(ctx, b.env, "api: attr "+b.env+" "+host, func(s *session) error {
-		return s.changeAttr(ctx, host, c.Op, c.Key, c.Values)
+		return s.query().ChangeAttr(ctx, host, c.Op, c.Key, c.Values)
 	}))
 }
 
@@ -106,7 +107,7 @@ func (b *restBackend) Pools(ctx context.Context) (out []restapi.Pool, err error)
 }
 
 func (b *restBackend) ChangePool(ctx context.Context, pool, host string, add bool) error {
-	if err := checkPool(pool); err != nil {
+	if err := hostquery.CheckPool(pool); err != nil {
 		return refused(err)
 	}
 	return b.r.withLock(ctx, b.env, "api: pool "+b.env+" "+pool, func(s *session) error {

@@ -24,6 +24,7 @@ import (
 	"booted/internal/ec2host"
 	"booted/internal/envlock"
 	"booted/internal/fleet"
+	"booted/internal/hostquery"
 	"booted/internal/inventory"
 	"booted/internal/metadata"
 	"booted/internal/pkgs"
@@ -74,6 +75,7 @@ type session struct {
 	keyPath    string // the deploy key's private half
 	ctl        *controller.Controller
 	warned     map[string]bool // damaged hosts already reported
+	q          *hostquery.Q    // made at its first use (query)
 	// conducting is the site this session is a conductor of ("": the
 	// controller).
 	conducting string

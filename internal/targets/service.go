@@ -28,7 +28,7 @@ func (s *session) serviceHosts(ctx context.Context, svc, sel string) ([]inventor
 	if _, ok := s.env.Roles[sel]; !ok {
 		role = "" // an expression, applied below
 	}
-	e, err := s.selector(sel)
+	e, err := s.query().Selector(sel)
 	if err != nil {
 		return nil, err
 	}
@@ -43,12 +43,12 @@ func (s *session) serviceHosts(ctx context.Context, svc, sel string) ([]inventor
 	}
 	hosts, err := s.selectHosts(ctx, "", func(h inventory.Host) bool { return roles[h.Role] })
 	if err == nil && role == "" {
-		hosts, err = s.matching(ctx, e, hosts)
+		hosts, err = s.query().Matching(ctx, e, hosts)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return s.withClasses(ctx, hosts)
+	return s.query().WithClasses(ctx, hosts)
 }
 
 // artifacts is where builds (and mirrors of services' repositories) are kept.

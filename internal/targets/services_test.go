@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"booted/internal/hostquery"
 	"booted/internal/inventory"
 	"booted/internal/report"
 	"booted/internal/testutil"
@@ -75,7 +76,7 @@ func TestTargets_Services(t *testing.T) {
 	f.r.JSON = true
 	f.out.Reset()
 	f.must(t, f.r.HostsLocate(ctx, env, "w1"))
-	var loc []locateRow
+	var loc []hostquery.LocateRow
 	if err := unmarshalRows(f.out.Bytes(), &loc); err != nil || len(loc) != 1 || loc[0].Bridge == "" || loc[0].Port == "" || loc[0].IP != hosts["w1"].IP {
 		t.Fatalf("hosts:locate w1: %v %s", err, f.out)
 	}
