@@ -2,20 +2,17 @@ package targets
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"booted/internal/apiserver"
 	"booted/internal/creds"
-	"booted/internal/ec2api"
 	"booted/internal/ec2backend"
-	"booted/internal/restapi"
 )
 
 // apiRegion is the region the rc files name (any region signs; booted
@@ -68,26 +65,10 @@ func (r *Runner) APIServe(ctx context.Context, envName string) error {
 		b.Launch(pending)
 	}
 	logf := func(f string, a ...any) { fmt.Fprintf(r.Err, "api: "+f+"\n", a...) }
-	secrets := ec2backend.Secrets{Store: creds.Store{Dir: credsDir}}
-	rest := &restapi.Server{Backend: &restBackend{r: r, env: envName}, Instances: b, Secrets: secrets, Log: logf,
-		Admin: admin}
-	mux := http.NewServeMux()
-	mux.Handle("/api/", rest)
-	mux.Handle("GET /openapi.json", rest)
-	mux.Handle("GET /status", r.statusPage(envName))
-	mux.Handle("/", &ec2api.Server{Backend: b, Secrets: secrets, Log: logf})
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute, Handler: mux}
+	srv := &apiserver.Server{EC2: b, REST: r.restBackend(envName), Secrets: ec2backend.Secrets{Store: creds.Store{Dir: credsDir}},
+		Status: r.statusPage(envName), Admin: admin, Log: logf}
 	fmt.Fprintf(r.Out, "%s: EC2 API on http://%s/, REST API on http://%s/api/v1/ (described at /openapi.json), status page at /status (creds:create %s USER makes a user; api.admins in the env file may use the inventory)\n", envName, ln.Addr(), ln.Addr(), envName)
-	go func() {
-		<-ctx.Done()
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		srv.Shutdown(sctx)
-	}()
-	err = srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
+	err = srv.Serve(ctx, ln)
 	cancel() // launches in flight stop; their instances end failed or terminated
 	wg.Wait()
 	return err
