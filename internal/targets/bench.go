@@ -93,3 +93,24 @@ func (r *Runner) BenchList(ctx context.Context, n int) error {
 		{Name: "env:status", Run: func(ctx context.Context) error { return q.EnvStatus(ctx, bench.ListEnv) }},
 	}, ini)
 }
+
+// benchOpts are the benchmarks' that run booted's own command.
+func (r *Runner) benchOpts() bench.Opts {
+	return bench.Opts{Root: r.Root, Inventory: r.Inventory, BenchRuns: r.BenchRuns, JSON: r.JSON, Out: r.Out, Err: r.Err}
+}
+
+// BenchConductors measures hosts:run on n hosts done in the target's own
+// process against the same run split over two sites, each with a
+// conductor (see bench.Conductors).
+func (r *Runner) BenchConductors(ctx context.Context, n int) error {
+	return bench.Conductors(ctx, r.benchOpts(), n)
+}
+
+// BenchDaily measures what an operator pays every day on ENV (see
+// bench.Daily).
+func (r *Runner) BenchDaily(ctx context.Context, envName string) error {
+	if _, err := r.loadEnv(envName); err != nil {
+		return err
+	}
+	return bench.Daily(ctx, r.benchOpts(), envName)
+}

@@ -179,7 +179,7 @@ type bmcHosts struct {
 	installed []string
 }
 
-func (b *bmcHosts) ConsoleLog(name string) string { return "/var/log/" + name }
+func (b *bmcHosts) ConsoleLog(name string) string { return "console/" + name }
 func (b *bmcHosts) Locate(name string) (provider.Location, error) {
 	return provider.Location{}, nil
 }
@@ -241,7 +241,7 @@ func TestWrap_BareMetalNode(t *testing.T) {
 	if reached, _, waiting, _ := p.(provider.Stages).Stage(ctx, "n2", time.Now()); reached != "lease" || waiting != "installer" {
 		t.Errorf("stages: %q %q", reached, waiting)
 	}
-	if p.(provider.Console).ConsoleLog("n2") != "/var/log/n2" || p.(provider.Stages).Retries() != 2 {
+	if p.(provider.Console).ConsoleLog("n2") != "console/n2" || p.(provider.Stages).Retries() != 2 {
 		t.Error("records are not the provider's own")
 	}
 	want := "host.build n2,host.power-status n2,host.power-on n2,host.power-status n2,host.installed n2"

@@ -1,8 +1,9 @@
-package targets
+package bench
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,15 @@ import (
 	"booted/internal/report"
 )
 
+// Opts are what the benchmarks that run booted's own command need: the
+// project and inventory it runs on, the runs per figure, where to print.
+type Opts struct {
+	Root, Inventory string
+	BenchRuns       int
+	JSON            bool
+	Out, Err        io.Writer
+}
+
 // dailyRow is one figure of bench:daily.
 type dailyRow struct {
 	What   string  `json:"what"`
@@ -23,18 +33,15 @@ type dailyRow struct {
 	Note   string  `json:"note,omitempty"`
 }
 
-// BenchDaily measures what an operator pays every day on ENV, which must
+// Daily measures what an operator pays every day on ENV, which must
 // be up: the cost of one call through `go run mage.go` against the compiled
 // command (hosts:list), a no-op env:startAll with the compiled command, and
 // the discovery latency (callback to recorded, p50 and p99, from the
 // discovery package's benchmark). BOOTED_BENCH_RUNS sets the runs per
 // figure (5); it prints medians and minimums side by side.
-func (r *Runner) BenchDaily(ctx context.Context, envName string) error {
+func Daily(ctx context.Context, r Opts, envName string) error {
 	root, err := filepath.Abs(r.Root)
 	if err != nil {
-		return err
-	}
-	if _, err := r.loadEnv(envName); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp("", "booted-bench-")
@@ -93,7 +100,7 @@ func (r *Runner) BenchDaily(ctx context.Context, envName string) error {
 
 // benchCmd runs name in root with this project and inventory, and text
 // output.
-func (r *Runner) benchCmd(ctx context.Context, root, name string, args ...string) *exec.Cmd {
+func (r Opts) benchCmd(ctx context.Context, root, name string, args ...string) *exec.Cmd {
 	inv, _ := filepath.Abs(r.Inventory)
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = root

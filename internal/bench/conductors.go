@@ -1,7 +1,6 @@
-package targets
+package bench
 
 import (
-	"booted/internal/outcome"
 	"context"
 	"fmt"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"booted/internal/outcome"
 	"booted/internal/report"
 )
 
@@ -35,7 +35,7 @@ type conductorsRow struct {
 	Note          string    `json:"note,omitempty"`
 }
 
-// BenchConductors measures hosts:run on n hosts done in the target's own
+// Conductors measures hosts:run on n hosts done in the target's own
 // process against the same run split over two sites, each with a
 // conductor (a NATS server made by nats:config, TLS and nkeys): wall time
 // and peak RSS of the target and of each conductor. The hosts are static
@@ -45,7 +45,7 @@ type conductorsRow struct {
 // The first run is shown apart: a conductor keeps its SSH connections to
 // its site's hosts between runs, a target process makes them each time.
 // BOOTED_BENCH_RUNS sets the runs after it (5).
-func (r *Runner) BenchConductors(ctx context.Context, n int) error {
+func Conductors(ctx context.Context, r Opts, n int) error {
 	if n < 2 || n > 5000 {
 		return outcome.Refuse("bench:conductors: %d hosts: use 2 to 5000", n)
 	}
