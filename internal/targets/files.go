@@ -60,9 +60,9 @@ func (r *Runner) HostsPut(ctx context.Context, sel, src, dst string) error {
 			return fmt.Errorf("hosts:put: %w", err)
 		}
 		object := "file-" + sum
-		o, step := halves(opOptions{live: true, beforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
+		o, step := putJob.halves(opOptions{live: true, beforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
 			return conductor.PutArtifact(ctx, js, object, src, sum)
-		}}, "put", putArgs{Object: object, SHA256: sum, Mode: st.Mode().Perm(), Dst: dst}, true, putHost(src, dst),
+		}}, putArgs{Object: object, SHA256: sum, Mode: st.Mode().Perm(), Dst: dst}, putHost(src, dst),
 			func(_ context.Context, h inventory.Host, n int64, err error) (string, error) {
 				if err != nil {
 					return "", fmt.Errorf("host %s: %w", h.Name, err)
@@ -89,7 +89,7 @@ func (r *Runner) HostsGet(ctx context.Context, sel, src, dir string) error {
 		}
 		// A site's hosts send it through their conductors, in the job's
 		// result: up to getLimit bytes.
-		o, _ := halves(opOptions{live: true}, "get", getArgs{Src: src}, true, nil, // here: straight to dst (below)
+		o, _ := getJob.halves(opOptions{live: true}, getArgs{Src: src}, nil, // here: straight to dst (below)
 			func(_ context.Context, h inventory.Host, got fetched, err error) (string, error) {
 				if err != nil {
 					return "", fmt.Errorf("host %s: %w", h.Name, err)

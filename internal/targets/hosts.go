@@ -484,13 +484,13 @@ func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
 				defer mu.Unlock()
 				enc.Encode(line)
 			}
-			_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: capture.Writers, onDone: done, job: &conductor.Job{Kind: "run", Cmd: cmd}}, func(ctx context.Context, c hostConn) error {
+			_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: capture.Writers, onDone: done, job: &conductor.Job{Kind: runJob.name, Cmd: cmd, Idempotent: runJob.idempotent}}, func(ctx context.Context, c hostConn) error {
 				return c.Run(ctx, cmd)
 			})
 			return err
 		}
 		out := report.NewHostOutput(r.Out, r.Err, hostNames(hosts))
-		_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: out.Writers, job: &conductor.Job{Kind: "run", Cmd: cmd}, onDone: func(r remote.Result) { out.Flush(r.Host) }}, func(ctx context.Context, c hostConn) error {
+		_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: out.Writers, job: &conductor.Job{Kind: runJob.name, Cmd: cmd, Idempotent: runJob.idempotent}, onDone: func(r remote.Result) { out.Flush(r.Host) }}, func(ctx context.Context, c hostConn) error {
 			defer out.Flush(c.Host().Name)
 			return c.Run(ctx, cmd)
 		})

@@ -31,15 +31,30 @@ type hostHalf[T any] func(ctx context.Context, c hostConn) (T, error)
 // when the host failed or what it did cannot be recorded.
 type recordHalf[T any] func(ctx context.Context, h inventory.Host, out T, err error) (note string, rerr error)
 
-// jobKind makes a job's host half from the job (its arguments).
-type jobKind func(s *session, ctx context.Context, js jetstream.JetStream, j conductor.Job) (hostHalf[any], error)
+// hostMaker makes a job's host half from the job (its arguments), on a
+// conductor.
+type hostMaker func(s *session, ctx context.Context, js jetstream.JetStream, j conductor.Job) (hostHalf[any], error)
 
-// jobKinds are the kinds of job a conductor does ("alive" aside: doJob).
-var jobKinds = map[string]jobKind{}
+// jobKinds are the kinds of job a conductor does, by name ("alive" and
+// the site provider's host.* aside: doJob).
+var jobKinds = map[string]hostMaker{}
+
+// jobKind is a kind of job, one value for both sides: the controller
+// sends it (halves) with arguments A, and a conductor does it (jobKinds,
+// by its name) with the host half made from them, whose outcome T comes
+// back. Idempotent: a conductor that died in the middle may have it done
+// again.
+type jobKind[A, T any] struct {
+	name       string
+	idempotent bool
+}
 
 // kind registers a job kind whose host half is made by mk from the job
-// and its arguments (A).
-func kind[A, T any](name string, mk func(s *session, ctx context.Context, js jetstream.JetStream, j conductor.Job, a A) (hostHalf[T], error)) {
+// and its arguments (A), and returns it.
+func kind[A, T any](name string, idempotent bool, mk func(s *session, ctx context.Context, js jetstream.JetStream, j conductor.Job, a A) (hostHalf[T], error)) jobKind[A, T] {
+	if _, dup := jobKinds[name]; dup {
+		panic("job kind " + name + " registered twice")
+	}
 	jobKinds[name] = func(s *session, ctx context.Context, js jetstream.JetStream, j conductor.Job) (hostHalf[any], error) {
 		var a A
 		if len(j.Args) > 0 {
@@ -53,6 +68,12 @@ func kind[A, T any](name string, mk func(s *session, ctx context.Context, js jet
 		}
 		return func(ctx context.Context, c hostConn) (any, error) { return f(ctx, c) }, nil
 	}
+	return jobKind[A, T]{name: name, idempotent: idempotent}
+}
+
+// halves is the operation's step with k's job: see halves.
+func (k jobKind[A, T]) halves(o opOptions, args A, host hostHalf[T], record recordHalf[T]) (opOptions, func(ctx context.Context, c hostConn) error) {
+	return halves(o, k.name, args, k.idempotent, host, record)
 }
 
 // halves sets o's job (kind name, args; idempotent: a conductor that died
@@ -93,11 +114,12 @@ func halves[T any](o opOptions, name string, args any, idempotent bool, host hos
 	}
 }
 
-func init() {
-	kind("run", func(s *session, _ context.Context, _ jetstream.JetStream, j conductor.Job, _ struct{}) (hostHalf[any], error) {
+// The job kinds.
+var (
+	runJob = kind("run", false, func(s *session, _ context.Context, _ jetstream.JetStream, j conductor.Job, _ struct{}) (hostHalf[any], error) {
 		return func(ctx context.Context, c hostConn) (any, error) { return nil, c.Run(ctx, j.Cmd) }, nil
 	})
-	kind("deploy", func(s *session, ctx context.Context, js jetstream.JetStream, _ conductor.Job, a deployArgs) (hostHalf[deployOutcome], error) {
+	deployJob = kind("deploy", true, func(s *session, ctx context.Context, js jetstream.JetStream, _ conductor.Job, a deployArgs) (hostHalf[deployOutcome], error) {
 		if !sha256Hex.MatchString(a.SHA256) {
 			return nil, fmt.Errorf("deploy job: sha256 %q is not 64 hex digits", a.SHA256)
 		}
@@ -112,22 +134,22 @@ func init() {
 		}
 		return s.deployHost(def, art), nil
 	})
-	kind("facts", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[map[string][]string], error) {
+	factsJob = kind("facts", true, func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[map[string][]string], error) {
 		return factsHost, nil
 	})
-	kind("lb", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a lbArgs) (hostHalf[string], error) {
+	lbJob = kind("lb", true, func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a lbArgs) (hostHalf[string], error) {
 		return lbApplyHost(a.Conf), nil
 	})
-	kind("lbstop", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[struct{}], error) {
+	lbStopJob = kind("lbstop", true, func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[struct{}], error) {
 		return lbStopHost, nil
 	})
-	kind("accesslog", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a accessLogArgs) (hostHalf[accessLog], error) {
+	accessLogJob = kind("accesslog", true, func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a accessLogArgs) (hostHalf[accessLog], error) {
 		return accessLogHost(a.At), nil
 	})
-	kind("load", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, o loadgen.Options) (hostHalf[loadRun], error) {
+	loadJob = kind("load", true, func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, o loadgen.Options) (hostHalf[loadRun], error) {
 		return loadHost(o), nil
 	})
-	kind("put", func(s *session, ctx context.Context, js jetstream.JetStream, _ conductor.Job, a putArgs) (hostHalf[int64], error) {
+	putJob = kind("put", true, func(s *session, ctx context.Context, js jetstream.JetStream, _ conductor.Job, a putArgs) (hostHalf[int64], error) {
 		if !sha256Hex.MatchString(a.SHA256) {
 			return nil, fmt.Errorf("put job: sha256 %q is not 64 hex digits", a.SHA256)
 		}
@@ -141,7 +163,7 @@ func init() {
 		}
 		return putHost(local, a.Dst), nil
 	})
-	kind("get", func(s *session, _ context.Context, js jetstream.JetStream, j conductor.Job, a getArgs) (hostHalf[fetched], error) {
+	getJob = kind("get", true, func(s *session, _ context.Context, js jetstream.JetStream, j conductor.Job, a getArgs) (hostHalf[fetched], error) {
 		dir := filepath.Join(s.artifacts(), "conducted", "get")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
@@ -150,43 +172,41 @@ func init() {
 			return j.ID, conductor.PutFile(ctx, js, j.Env, j.Site, j.ID, local, sum)
 		}), nil
 	})
-	kind("routes", func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[[]string], error) {
+	routesJob = kind("routes", true, func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (hostHalf[[]string], error) {
 		return routesHost, nil
 	})
-	svcKind := func(name string, mk func(s *session, def *service.Def, a serviceArgs) hostHalf[any]) {
-		kind(name, func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a serviceArgs) (hostHalf[any], error) {
-			def, err := s.loadService(a.Service)
-			if err != nil {
-				return nil, err
-			}
-			return mk(s, def, a), nil
-		})
-	}
-	svcKind("status", func(s *session, def *service.Def, _ serviceArgs) hostHalf[any] {
-		return anyHalf(statusHost(def))
+	statusJob = svcKind("status", true, func(s *session, def *service.Def, _ serviceArgs) hostHalf[service.State] {
+		return statusHost(def)
 	})
-	svcKind("checks", func(s *session, def *service.Def, _ serviceArgs) hostHalf[any] {
-		return anyHalf(s.checksHost(def))
+	checksJob = svcKind("checks", true, func(s *session, def *service.Def, _ serviceArgs) hostHalf[[]checkWire] {
+		return s.checksHost(def)
 	})
-	svcKind("start", func(s *session, def *service.Def, a serviceArgs) hostHalf[any] {
-		return anyHalf(s.startHost(def, a.Restart))
+	startJob = svcKind("start", true, func(s *session, def *service.Def, a serviceArgs) hostHalf[service.State] {
+		return s.startHost(def, a.Restart)
 	})
-	svcKind("stop", func(s *session, def *service.Def, _ serviceArgs) hostHalf[any] {
-		return anyHalf(stopHost(def))
+	stopJob = svcKind("stop", true, func(s *session, def *service.Def, _ serviceArgs) hostHalf[int] {
+		return stopHost(def)
 	})
-	svcKind("rollback", func(s *session, def *service.Def, _ serviceArgs) hostHalf[any] {
-		return anyHalf(s.rollbackHost(def))
+	rollbackJob = svcKind("rollback", false, func(s *session, def *service.Def, _ serviceArgs) hostHalf[rollbackOutcome] {
+		return s.rollbackHost(def)
 	})
-	svcKind("health", func(s *session, def *service.Def, a serviceArgs) hostHalf[any] {
-		return func(ctx context.Context, c hostConn) (any, error) {
-			return nil, s.healthy(ctx, def, c.Host(), a.Within)
+	healthJob = svcKind("health", true, func(s *session, def *service.Def, a serviceArgs) hostHalf[struct{}] {
+		return func(ctx context.Context, c hostConn) (struct{}, error) {
+			return struct{}{}, s.healthy(ctx, def, c.Host(), a.Within)
 		}
 	})
-	svcKind("logs", func(s *session, def *service.Def, a serviceArgs) hostHalf[any] {
-		return anyHalf(logsHost(def, a.Follow))
+	logsJob = svcKind("logs", true, func(s *session, def *service.Def, a serviceArgs) hostHalf[struct{}] {
+		return logsHost(def, a.Follow)
 	})
-}
+)
 
-func anyHalf[T any](f hostHalf[T]) hostHalf[any] {
-	return func(ctx context.Context, c hostConn) (any, error) { return f(ctx, c) }
+// svcKind is a kind of job on a service of the host's (serviceArgs).
+func svcKind[T any](name string, idempotent bool, mk func(s *session, def *service.Def, a serviceArgs) hostHalf[T]) jobKind[serviceArgs, T] {
+	return kind(name, idempotent, func(s *session, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a serviceArgs) (hostHalf[T], error) {
+		def, err := s.loadService(a.Service)
+		if err != nil {
+			return nil, err
+		}
+		return mk(s, def, a), nil
+	})
 }

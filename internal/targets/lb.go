@@ -67,7 +67,7 @@ func (s *session) updateLB(ctx context.Context) error {
 	}
 	// A site's load balancers are given their configuration by its
 	// conductors; the inventory is written here.
-	o, step := halves(opOptions{perHost: func(h inventory.Host) json.RawMessage { b, _ := json.Marshal(lbArgs{Conf: confs[h.Name]}); return b }}, "lb", nil, true,
+	o, step := lbJob.halves(opOptions{perHost: func(h inventory.Host) json.RawMessage { b, _ := json.Marshal(lbArgs{Conf: confs[h.Name]}); return b }}, lbArgs{},
 		func(ctx context.Context, c hostConn) (string, error) {
 			return lbApplyHost(confs[c.Host().Name])(ctx, c)
 		},
@@ -90,7 +90,7 @@ func (s *session) stopLB(ctx context.Context) error {
 	if err != nil || len(lbs) == 0 {
 		return err
 	}
-	o, step := halves(opOptions{}, "lbstop", nil, true, lbStopHost,
+	o, step := lbStopJob.halves(opOptions{}, struct{}{}, lbStopHost,
 		func(ctx context.Context, h inventory.Host, _ struct{}, err error) (string, error) {
 			if err != nil || h.State != inventory.Serving {
 				return "", err
@@ -121,7 +121,7 @@ func (s *session) routes(ctx context.Context) map[string][]string {
 	if err != nil || len(lbs) == 0 {
 		return out
 	}
-	o, step := halves(opOptions{}, "routes", nil, true, routesHost,
+	o, step := routesJob.halves(opOptions{}, struct{}{}, routesHost,
 		func(_ context.Context, h inventory.Host, r []string, err error) (string, error) {
 			if err == nil {
 				mu.Lock()
@@ -230,7 +230,7 @@ func (s *session) load(ctx context.Context, lb inventory.Host, o loadgen.Options
 	}
 	var run loadRun
 	var runErr error
-	opts, _ := halves(opOptions{}, "load", o, true, nil, // no host here
+	opts, _ := loadJob.halves(opOptions{}, o, nil, // no host here
 		func(_ context.Context, _ inventory.Host, r loadRun, err error) (string, error) {
 			run, runErr = r, err
 			return "", err

@@ -93,10 +93,10 @@ func (m *monitorEnv) lbLog(ctx context.Context) ([]time.Duration, int, bool) {
 	var all lb.Requests
 	// Each log is read from where the last look stopped (the first look
 	// only learns where it ends).
-	o, step := halves(opOptions{perHost: func(h inventory.Host) json.RawMessage {
+	o, step := accessLogJob.halves(opOptions{perHost: func(h inventory.Host) json.RawMessage {
 		b, _ := json.Marshal(accessLogArgs{At: m.logs.At(h.Name)})
 		return b
-	}}, "accesslog", nil, true,
+	}}, accessLogArgs{},
 		func(ctx context.Context, c hostConn) (accessLog, error) {
 			return accessLogHost(m.logs.At(c.Host().Name))(ctx, c)
 		},
@@ -174,7 +174,7 @@ func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]
 	}
 	if len(sited) > 0 { // asked of their sites' conductors
 		var mu sync.Mutex
-		o, _ := halves(opOptions{}, "health", serviceArgs{Service: def.Name, Within: timeout}, true, nil, // no host here
+		o, _ := healthJob.halves(opOptions{}, serviceArgs{Service: def.Name, Within: timeout}, nil, // no host here
 			func(_ context.Context, h inventory.Host, _ struct{}, err error) (string, error) {
 				mu.Lock()
 				healthy[h.Name] = err == nil

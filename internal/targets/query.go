@@ -33,7 +33,7 @@ func (s *session) gatherFacts(ctx context.Context, hosts []inventory.Host, resul
 	set := func(h string, f map[string][]string) error {
 		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.SetFacts(s.env.Name, h, f) })
 	}
-	o, step := halves(opOptions{}, "facts", nil, true,
+	o, step := factsJob.halves(opOptions{}, struct{}{},
 		factsHost,
 		func(_ context.Context, h inventory.Host, f map[string][]string, err error) (string, error) {
 			if err != nil {

@@ -218,7 +218,7 @@ func (s *session) serviceStates(ctx context.Context, def *service.Def, hosts []i
 		out[h] = st
 		mu.Unlock()
 	}
-	o, step := halves(opOptions{}, "status", serviceArgs{Service: def.Name}, true,
+	o, step := statusJob.halves(opOptions{}, serviceArgs{Service: def.Name},
 		statusHost(def),
 		func(_ context.Context, h inventory.Host, st service.State, err error) (string, error) {
 			if err == nil {
@@ -337,10 +337,10 @@ func (d *deployer) Change(ctx context.Context, title string, names []string) (ma
 		outcomes[h] = out
 		mu.Unlock()
 	}
-	o, step := halves(opOptions{live: true, keepList: true,
+	o, step := deployJob.halves(opOptions{live: true, keepList: true,
 		beforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
 			return conductor.PutArtifact(ctx, js, artifactObject(d.a), d.a.Path, d.a.SHA256)
-		}}, "deploy", deployArgs{Service: d.def.Name, Version: d.a.Version, Commit: d.a.Commit, SHA256: d.a.SHA256, Object: artifactObject(d.a)}, true,
+		}}, deployArgs{Service: d.def.Name, Version: d.a.Version, Commit: d.a.Commit, SHA256: d.a.SHA256, Object: artifactObject(d.a)},
 		d.s.deployHost(d.def, d.a),
 		func(ctx context.Context, h inventory.Host, out deployOutcome, err error) (string, error) {
 			keep(h.Name, out)
@@ -525,7 +525,7 @@ func (s *session) rollbackHost(def *service.Def) hostHalf[rollbackOutcome] {
 
 // rollback switches hosts back to their previous release and restarts it.
 func (s *session) rollback(ctx context.Context, def *service.Def, hosts []inventory.Host, title string) error {
-	o, step := halves(opOptions{live: true, keepList: true}, "rollback", serviceArgs{Service: def.Name}, false, s.rollbackHost(def),
+	o, step := rollbackJob.halves(opOptions{live: true, keepList: true}, serviceArgs{Service: def.Name}, s.rollbackHost(def),
 		func(ctx context.Context, h inventory.Host, out rollbackOutcome, err error) (string, error) {
 			if err != nil {
 				return "", err
@@ -606,7 +606,7 @@ func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
 		if s.r.DryRun {
 			return s.planService(ctx, "service:start", def, hosts)
 		}
-		o, step := halves(opOptions{live: true}, "start", serviceArgs{Service: def.Name, Restart: true}, true, s.startHost(def, true),
+		o, step := startJob.halves(opOptions{live: true}, serviceArgs{Service: def.Name, Restart: true}, s.startHost(def, true),
 			func(ctx context.Context, h inventory.Host, st service.State, err error) (string, error) {
 				if err != nil {
 					return "", err
@@ -632,7 +632,7 @@ func (s *session) stopService(ctx context.Context, def *service.Def, hosts []inv
 	if err := s.drain(ctx, hosts); err != nil {
 		return err
 	}
-	o, step := halves(opOptions{live: true}, "stop", serviceArgs{Service: def.Name}, true, stopHost(def),
+	o, step := stopJob.halves(opOptions{live: true}, serviceArgs{Service: def.Name}, stopHost(def),
 		func(ctx context.Context, h inventory.Host, pid int, err error) (string, error) {
 			if err != nil {
 				return "", err
@@ -678,7 +678,7 @@ func (s *session) test(ctx context.Context, def *service.Def, hosts []inventory.
 		}
 		return fmt.Sprintf("%d/%d checks passed", passed, len(rr)), err
 	}
-	o, step := halves(opOptions{live: true}, "checks", serviceArgs{Service: def.Name}, true, s.checksHost(def),
+	o, step := checksJob.halves(opOptions{live: true}, serviceArgs{Service: def.Name}, s.checksHost(def),
 		func(_ context.Context, h inventory.Host, ws []checkWire, err error) (string, error) {
 			if err != nil {
 				return "", err // the job failed before its checks
@@ -702,7 +702,7 @@ func (r *Runner) ServiceLogs(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		out := report.NewHostOutput(r.Out, r.Err, hostNames(hosts))
 		var results []remote.Result
-		o, step := halves(opOptions{}, "logs", serviceArgs{Service: def.Name, Follow: r.Follow}, true, logsHost(def, r.Follow),
+		o, step := logsJob.halves(opOptions{}, serviceArgs{Service: def.Name, Follow: r.Follow}, logsHost(def, r.Follow),
 			func(_ context.Context, _ inventory.Host, _ struct{}, err error) (string, error) { return "", err })
 		opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D(), Output: out.Writers,
 			OnDone: func(r remote.Result) { out.Flush(r.Host) }}
