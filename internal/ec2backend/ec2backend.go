@@ -36,6 +36,8 @@ import (
 // Env is an environment open for one call of the backend.
 type Env interface {
 	Config() *config.Env
+	// Image is the image ID the environment's instances run ("": none).
+	Image() string
 	Store() *inventory.Store
 	// Nodes are the bare-metal nodes instances run on; nil when instances
 	// are new hosts named by their IDs.
@@ -66,10 +68,6 @@ type Envs interface {
 	View(ctx context.Context, fn func(Env) error) error
 	Change(ctx context.Context, what string, fn func(Env) error) error
 }
-
-// Images are the image IDs an environment's instances may run, by the
-// type of the environment's provider (its instances' provider).
-var Images = map[string]string{"local": "ami-local", "qemu": "ami-debian12", "baremetal": "ami-debian12"}
 
 // Types are the sizes of env's instances: the env file's, or booted's
 // defaults; the first (the smallest) is the default.
@@ -269,7 +267,9 @@ func (b *Backend) Run(ctx context.Context, user string, req ec2api.RunRequest) (
 	var ids []string
 	retried := false
 	err := b.Envs.View(ctx, func(e Env) error {
-		if want := Images[e.Config().Provider.Type]; req.ImageID != want {
+		if want := e.Image(); want == "" {
+			return ec2api.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist (the %s provider of this environment makes no instances)", req.ImageID, e.Config().Provider.Type)
+		} else if req.ImageID != want {
 			return ec2api.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist (this environment's instances run %s)", req.ImageID, want)
 		}
 		if err := b.mayLaunch(e, user, req.ImageID); err != nil {
@@ -685,7 +685,7 @@ func (b *Backend) CreateTags(ctx context.Context, user string, ids []string, tag
 func (b *Backend) Images(ctx context.Context, user string) ([]ec2api.Image, error) {
 	var out []ec2api.Image
 	err := b.Envs.View(ctx, func(e Env) error {
-		if id, ok := Images[e.Config().Provider.Type]; ok {
+		if id := e.Image(); id != "" {
 			desc := "the " + e.Config().Provider.Type + " hosts of environment " + e.Config().Name
 			if b.mayLaunch(e, user, id) != nil {
 				desc += " (not for you: local hosts are not isolated from the controller, so only api.admins may run them)"

@@ -42,7 +42,10 @@ func newFake(t *testing.T, providerType string) *fakeEnv {
 
 func (f *fakeEnv) act(s string) { f.mu.Lock(); f.acts = append(f.acts, s); f.mu.Unlock() }
 
-func (f *fakeEnv) Config() *config.Env                    { return f.cfg }
+func (f *fakeEnv) Config() *config.Env { return f.cfg }
+func (f *fakeEnv) Image() string {
+	return map[string]string{"local": "ami-local", "qemu": "ami-debian12"}[f.cfg.Provider.Type]
+}
 func (f *fakeEnv) Store() *inventory.Store                { return f.st }
 func (f *fakeEnv) Nodes() Capacity                        { return nil }
 func (f *fakeEnv) Provider(name string) provider.Provider { return f.prov }
@@ -280,5 +283,17 @@ func TestCreateTags_OnAnInstanceRunWithout(t *testing.T) {
 	d, err := b.Describe(ctx, "gina", nil)
 	if err != nil || len(d) != 1 || d[0].Tags["team"] != "blue" {
 		t.Errorf("after create-tags: %+v %v", d, err)
+	}
+}
+
+// An environment whose provider makes no instances (static) says so.
+func TestRun_NoImage(t *testing.T) {
+	f := newFake(t, "static")
+	b, _ := backend(f)
+	if _, err := b.Run(context.Background(), "gina", ec2api.RunRequest{ImageID: "ami-local", Count: 1}); code(err) != "InvalidAMIID.NotFound" || !strings.Contains(err.Error(), "the static provider of this environment makes no instances") {
+		t.Errorf("run on a static environment: %v", err)
+	}
+	if imgs, err := b.Images(context.Background(), "gina"); err != nil || len(imgs) != 0 {
+		t.Errorf("images of a static environment: %+v %v", imgs, err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"booted/internal/inventory"
 	"booted/internal/metadata"
 	"booted/internal/provider"
+	"booted/internal/provider/registry"
 )
 
 // ec2Envs opens environment env for each call of the EC2 backend
@@ -34,7 +35,11 @@ func (x ec2Envs) Change(ctx context.Context, what string, fn func(ec2backend.Env
 // ec2Env is an open session as the EC2 backend sees it (ec2backend.Env).
 type ec2Env struct{ s *session }
 
-func (e ec2Env) Config() *config.Env     { return e.s.env }
+func (e ec2Env) Config() *config.Env { return e.s.env }
+func (e ec2Env) Image() string {
+	img, _ := registry.Image(e.s.env.Provider.Type)
+	return img
+}
 func (e ec2Env) Store() *inventory.Store { return e.s.store }
 
 func (e ec2Env) Nodes() ec2backend.Capacity {

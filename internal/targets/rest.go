@@ -8,11 +8,11 @@ import (
 	"net/url"
 	"time"
 
-	"booted/internal/ec2backend"
 	"booted/internal/hostquery"
 	"booted/internal/inventory"
 	"booted/internal/metaladmin"
 	"booted/internal/monitor"
+	"booted/internal/provider/registry"
 	"booted/internal/restapi"
 	"booted/internal/restbackend"
 )
@@ -80,6 +80,12 @@ func (r *Runner) restChange(ctx context.Context, envName, what, name, arg string
 	return buf.String(), err
 }
 
+// localImage is the image ID of local hosts' instances.
+func localImage() string {
+	img, _ := registry.Image("local")
+	return img
+}
+
 // statusPage serves the status page (the monitor's) from what the monitor
 // kept, each host linking to its JSON in the REST API.
 func (r *Runner) statusPage(envName string) http.Handler {
@@ -102,7 +108,7 @@ func (r *Runner) statusPage(envName string) http.Handler {
 				HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
 			if s.env.Provider.Type == "local" {
 				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): namespaces on this controller, not isolated from it, so the EC2 and REST APIs run them for the users api.admins names in envs/%s.yaml alone (%s) and refuse every other user.",
-					s.env.Name, ec2backend.Images["local"], s.env.Name, orNone(s.env.API.Admins)))
+					s.env.Name, localImage(), s.env.Name, orNone(s.env.API.Admins)))
 			}
 			return nil
 		})

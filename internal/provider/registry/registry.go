@@ -21,21 +21,30 @@ import (
 )
 
 // factory is one provider: how to decode its section of the env file, how
-// to open it, and the commands it runs on this machine (with their Debian
-// packages).
+// to open it, the commands it runs on this machine (with their Debian
+// packages), and the image ID its instances run in the EC2 API ("": it
+// makes no instances).
 type factory struct {
 	decode func(env *config.Env, d *config.Decoder) any
 	open   func(ctx context.Context, env *config.Env, o provider.Options) (provider.Provider, error)
 	needs  pkgs.Need
+	image  string
 }
 
 // providers is the table of provider types.
 var providers = map[string]factory{
-	"local":     {local.Decode, local.Open, local.Needs},
-	"static":    {static.Decode, static.Open, nil},
-	"vbox":      {vbox.Decode, vbox.Open, vbox.Needs}, // VirtualBox itself is not a Debian package
-	"qemu":      {qemu.Decode, qemu.Open, qemu.Needs},
-	"baremetal": {baremetal.Decode, baremetal.Open, baremetal.Needs},
+	"local":     {local.Decode, local.Open, local.Needs, "ami-local"},
+	"static":    {static.Decode, static.Open, nil, ""},
+	"vbox":      {vbox.Decode, vbox.Open, vbox.Needs, ""}, // VirtualBox itself is not a Debian package
+	"qemu":      {qemu.Decode, qemu.Open, qemu.Needs, "ami-debian12"},
+	"baremetal": {baremetal.Decode, baremetal.Open, baremetal.Needs, "ami-debian12"},
+}
+
+// Image returns the image ID the instances of a provider type run in the
+// EC2 API, if it makes instances.
+func Image(typ string) (string, bool) {
+	img := providers[typ].image
+	return img, img != ""
 }
 
 // Needs returns what the given provider types (every one, if none is

@@ -49,3 +49,13 @@ func TestLoadEnv_PhoneHomeAcrossRoles(t *testing.T) {
 		t.Errorf("callback.address given: %q", addr)
 	}
 }
+
+// The image IDs instances run are the registry's, one per provider type
+// that makes instances.
+func TestImage(t *testing.T) {
+	for typ, want := range map[string]string{"local": "ami-local", "qemu": "ami-debian12", "baremetal": "ami-debian12", "static": "", "vbox": ""} {
+		if got, ok := registry.Image(typ); got != want || ok != (want != "") {
+			t.Errorf("Image(%s) = %q %v, want %q", typ, got, ok, want)
+		}
+	}
+}
