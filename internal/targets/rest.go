@@ -51,33 +51,32 @@ func (r *Runner) restBackend(envName string) *restbackend.Backend {
 // restChange does a change of the REST API with the target that does it,
 // and returns what the target printed.
 func (r *Runner) restChange(ctx context.Context, envName, what, name, arg string) (string, error) {
+	do, ok := restChanges[what]
+	if !ok {
+		return "", restapi.Errorf("InvalidRequest", "no change %q", what)
+	}
 	var buf bytes.Buffer
 	q := *r
 	q.Out, q.JSON = &buf, false
-	var err error
-	switch what {
-	case "network.create":
-		err = q.NetCreate(ctx, envName, name)
-	case "network.delete":
-		err = q.NetDel(ctx, envName, name)
-	case "node.create":
-		err = q.NodeCreate(ctx, envName, name)
-	case "node.delete":
-		err = q.NodeDel(ctx, envName, name)
-	case "node.deploy":
-		err = q.NodeDeploy(ctx, envName, name, arg)
-	case "osimage.import":
-		err = q.OSImageImport(ctx, envName, arg, name)
-	case "osimage.delete":
-		err = q.OSImageDel(ctx, envName, name)
-	case "host.power":
-		err = q.Power(ctx, arg, envName, name)
-	case "host.rebuild":
-		err = q.HostsRebuild(ctx, envName, name)
-	default:
-		return "", restapi.Errorf("InvalidRequest", "no change %q", what)
-	}
+	err := do(ctx, &q, envName, name, arg)
 	return buf.String(), err
+}
+
+// restChanges are the targets that do restapi.Changes, by change.
+var restChanges = map[string]func(ctx context.Context, r *Runner, env, name, arg string) error{
+	"network.create": func(ctx context.Context, r *Runner, env, name, _ string) error { return r.NetCreate(ctx, env, name) },
+	"network.delete": func(ctx context.Context, r *Runner, env, name, _ string) error { return r.NetDel(ctx, env, name) },
+	"node.create":    func(ctx context.Context, r *Runner, env, name, _ string) error { return r.NodeCreate(ctx, env, name) },
+	"node.delete":    func(ctx context.Context, r *Runner, env, name, _ string) error { return r.NodeDel(ctx, env, name) },
+	"node.deploy": func(ctx context.Context, r *Runner, env, name, arg string) error {
+		return r.NodeDeploy(ctx, env, name, arg)
+	},
+	"osimage.import": func(ctx context.Context, r *Runner, env, name, arg string) error {
+		return r.OSImageImport(ctx, env, arg, name)
+	},
+	"osimage.delete": func(ctx context.Context, r *Runner, env, name, _ string) error { return r.OSImageDel(ctx, env, name) },
+	"host.power":     func(ctx context.Context, r *Runner, env, name, arg string) error { return r.Power(ctx, arg, env, name) },
+	"host.rebuild":   func(ctx context.Context, r *Runner, env, name, _ string) error { return r.HostsRebuild(ctx, env, name) },
 }
 
 // localImage is the image ID of local hosts' instances.
