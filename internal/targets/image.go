@@ -193,18 +193,29 @@ func (r *Runner) ImageStop(ctx context.Context, envName, hosts string) error {
 // stop powers a host off, taking it out of the load balancers first if it
 // was serving.
 func (s *session) stop(ctx context.Context, name string) error {
-	pw, ok := s.provOf(name).(provider.Power)
-	if !ok {
-		fmt.Fprintf(s.r.Err, "host %s: the %s provider does not power hosts: left as it is\n", name, s.env.ProviderOf(name))
-		return nil
-	}
-	if err := pw.Stop(ctx, name); err != nil {
-		if errors.Is(err, provider.ErrNoInstance) {
-			return fmt.Errorf("host %s of %s: nothing to stop: it was never built (see image:list %s)", name, s.env.Name, s.env.Name)
-		}
+	powered, err := s.powerOff(ctx, name)
+	if err != nil || !powered {
 		return err
 	}
 	return s.retire(ctx, name, inventory.Stopped, "")
+}
+
+// powerOff powers host name off through its provider, without recording
+// it; a provider that does not power hosts leaves it as it is (powered
+// false, said on stderr).
+func (s *session) powerOff(ctx context.Context, name string) (powered bool, err error) {
+	pw, ok := s.provOf(name).(provider.Power)
+	if !ok {
+		fmt.Fprintf(s.r.Err, "host %s: the %s provider does not power hosts: left as it is\n", name, s.env.ProviderOf(name))
+		return false, nil
+	}
+	if err := pw.Stop(ctx, name); err != nil {
+		if errors.Is(err, provider.ErrNoInstance) {
+			return false, fmt.Errorf("host %s of %s: nothing to stop: it was never built (see image:list %s)", name, s.env.Name, s.env.Name)
+		}
+		return false, err
+	}
+	return true, nil
 }
 
 // retire moves a host to stopped or terminated (draining first if it was

@@ -16,7 +16,6 @@ import (
 	"booted/internal/lb"
 	"booted/internal/loadgen"
 	"booted/internal/monitor"
-	"booted/internal/provider"
 	"booted/internal/remote"
 	"booted/internal/service"
 )
@@ -223,10 +222,8 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 		if err := s.updateLB(ctx); err != nil {
 			return err
 		}
-		if pw, ok := s.provOf(a.Host).(provider.Power); ok {
-			if err := pw.Stop(ctx, a.Host); err != nil {
-				return err
-			}
+		if _, err := s.powerOff(ctx, a.Host); err != nil {
+			return err
 		}
 		return s.startWorker(ctx, a.Host)
 	}
