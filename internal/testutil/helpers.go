@@ -2,11 +2,17 @@ package testutil
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"net"
 	"os"
 	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"booted/internal/remote"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files instead of comparing with them")
@@ -71,3 +77,20 @@ func (s *SyncBuffer) Bytes() []byte { return []byte(s.String()) }
 
 // Reset forgets what was written.
 func (s *SyncBuffer) Reset() { s.mu.Lock(); defer s.mu.Unlock(); s.b.Reset() }
+
+// SSHRun logs in to t as root with signer, checking t.HostKey, runs cmd
+// and returns its output (stdout and stderr).
+func SSHRun(t remote.Target, signer ssh.Signer, cmd string, timeout time.Duration) (string, error) {
+	c, err := remote.Dial(context.Background(), t, remote.Auth{User: "root", Signer: signer}, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	s, err := c.NewSession()
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	out, err := s.CombinedOutput(cmd)
+	return string(out), err
+}

@@ -59,18 +59,7 @@ func (f *fixture) run(name, addr, cmd string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c, err := remote.Dial(context.Background(), remote.Target{Name: name, Addr: addr, HostKey: key}, remote.Auth{User: "root", Signer: f.signer}, 3*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	s, err := c.NewSession()
-	if err != nil {
-		return "", err
-	}
-	defer s.Close()
-	out, err := s.CombinedOutput(cmd)
-	return string(out), err
+	return testutil.SSHRun(remote.Target{Name: name, Addr: addr, HostKey: key}, f.signer, cmd, 3*time.Second)
 }
 
 func TestConformance(t *testing.T) {

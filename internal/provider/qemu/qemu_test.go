@@ -80,16 +80,5 @@ func run(p *qemu.Provider, in provider.Instance, signer ssh.Signer, cmd string) 
 	if err != nil {
 		return "", err
 	}
-	c, err := remote.Dial(context.Background(), remote.Target{Name: in.Name, Addr: in.Addr, HostKey: key}, remote.Auth{User: "root", Signer: signer}, 5*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	s, err := c.NewSession()
-	if err != nil {
-		return "", err
-	}
-	defer s.Close()
-	out, err := s.CombinedOutput(cmd)
-	return string(out), err
+	return testutil.SSHRun(remote.Target{Name: in.Name, Addr: in.Addr, HostKey: key}, signer, cmd, 5*time.Second)
 }

@@ -96,18 +96,7 @@ func TestConformance_Local(t *testing.T) {
 				if err != nil {
 					return "", err
 				}
-				conn, err := remote.Dial(context.Background(), remote.Target{Name: in.Name, Addr: in.Addr, HostKey: key}, remote.Auth{User: "root", Signer: signer}, 3*time.Second)
-				if err != nil {
-					return "", err
-				}
-				defer conn.Close()
-				s, err := conn.NewSession()
-				if err != nil {
-					return "", err
-				}
-				defer s.Close()
-				out, err := s.CombinedOutput(cmd)
-				return string(out), err
+				return testutil.SSHRun(remote.Target{Name: in.Name, Addr: in.Addr, HostKey: key}, signer, cmd, 3*time.Second)
 			},
 		}
 	})

@@ -118,18 +118,7 @@ func login(k provider.Known, signer ssh.Signer, cmd string) (string, error) {
 	if k.Key == nil {
 		return "", fmt.Errorf("%s: no key known", k.Name)
 	}
-	c, err := remote.Dial(context.Background(), remote.Target{Name: k.Name, Addr: k.Addr, Port: k.Port, HostKey: k.Key}, remote.Auth{User: "root", Signer: signer}, 3*time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	s, err := c.NewSession()
-	if err != nil {
-		return "", err
-	}
-	defer s.Close()
-	out, err := s.CombinedOutput(cmd)
-	return string(out), err
+	return testutil.SSHRun(remote.Target{Name: k.Name, Addr: k.Addr, Port: k.Port, HostKey: k.Key}, signer, cmd, 3*time.Second)
 }
 
 // A host the known_hosts file does not have is known without a key.
