@@ -393,21 +393,28 @@ func (s *session) streamOutput(js jetstream.JetStream, run string, hosts map[str
 	return func() { sub.Drain() }, nil
 }
 
+// aliveJob is the job a conductor checks a host with (doJob).
+const aliveJob = "alive"
+
 // alive checks hosts (ping, a login against the pinned key): those of a
 // site through its conductors, the others here; errs[i] for hosts[i].
 func (s *session) alive(ctx context.Context, hosts []inventory.Host) []error {
+	opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.SSH.D() + s.env.Timeouts.Ping.D()}
+	return s.checked(ctx, hosts, opt, opOptions{job: &conductor.Job{Kind: aliveJob, Idempotent: true}},
+		func(ctx context.Context, here []inventory.Host) []error { return s.io.Alive(ctx, here, s.r.Parallel) })
+}
+
+// checked checks hosts without a connection made here: here checks the
+// hosts of no site, o's job the others through their sites' conductors
+// (a step over a connection is split by conducted); errs[i] for hosts[i].
+func (s *session) checked(ctx context.Context, hosts []inventory.Host, opt remote.Options, o opOptions, here func(ctx context.Context, hosts []inventory.Host) []error) []error {
 	local, sited := s.bySite(hosts)
-	if len(sited) == 0 {
-		return s.io.Alive(ctx, hosts, s.r.Parallel)
-	}
-	byHost := map[string]error{}
-	for i, err := range s.io.Alive(ctx, local, s.r.Parallel) {
+	byHost := make(map[string]error, len(hosts))
+	for i, err := range here(ctx, local) {
 		byHost[local[i].Name] = err
 	}
 	if len(sited) > 0 {
-		opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.SSH.D() + s.env.Timeouts.Ping.D()}
-		res := s.conducted(ctx, sited, opt, opOptions{job: &conductor.Job{Kind: "alive", Idempotent: true}}, nil)
-		for _, r := range res {
+		for _, r := range s.conducted(ctx, sited, opt, o, nil) {
 			byHost[r.Host] = r.Err
 			if r.Err == nil && r.Status != remote.OK {
 				byHost[r.Host] = fmt.Errorf("host %s: %s", r.Host, r.Status)
@@ -503,7 +510,7 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 	if strings.HasPrefix(j.Kind, sited.JobPrefix) { // the site's provider's: no connection to the host
 		return sited.Do(ctx, s.provOf, j)
 	}
-	if j.Kind == "alive" { // ping and a login against the pinned key, the connection kept
+	if j.Kind == aliveJob { // ping and a login against the pinned key, the connection kept
 		if err := s.io.Alive(ctx, []inventory.Host{h}, 1)[0]; err != nil {
 			return conductor.Result{Status: string(remote.Failed), Error: err.Error()}
 		}

@@ -164,23 +164,23 @@ func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]
 	}
 	// at most an interval: a dead worker must not slow the loop
 	timeout := min(3*time.Second, max(500*time.Millisecond, m.s.env.Monitor.Interval.D()))
-	here, sited := m.s.bySite(serving)
-	ok := fanout.Map(ctx, here, m.s.r.Parallel, func(ctx context.Context, h inventory.Host) bool {
-		return m.s.healthy(ctx, def, h, timeout) == nil
-	})
-	for i, h := range here {
-		healthy[h.Name] = ok[i]
-	}
-	if len(sited) > 0 { // asked of their sites' conductors
-		var mu sync.Mutex
-		o, _ := healthJob.halves(opOptions{}, serviceArgs{Service: def.Name, Within: timeout}, nil, // no host here
-			func(_ context.Context, h inventory.Host, _ struct{}, err error) (string, error) {
-				mu.Lock()
-				healthy[h.Name] = err == nil
-				mu.Unlock()
-				return "", err
+	o, _ := healthJob.halves(opOptions{}, serviceArgs{Service: def.Name, Within: timeout}, nil, // no connection here: an HTTP check
+		func(_ context.Context, _ inventory.Host, _ struct{}, err error) (string, error) { return "", err })
+	errs := m.s.checked(ctx, serving, remote.Options{Parallel: m.s.r.Parallel, Timeout: timeout}, o,
+		func(ctx context.Context, here []inventory.Host) []error {
+			ok := fanout.Map(ctx, here, m.s.r.Parallel, func(ctx context.Context, h inventory.Host) bool { // false: unhealthy, or not asked (the context ended)
+				return m.s.healthy(ctx, def, h, timeout) == nil
 			})
-		m.s.conducted(ctx, sited, remote.Options{Parallel: m.s.r.Parallel, Timeout: timeout}, o, nil)
+			errs := make([]error, len(here))
+			for i, h := range here {
+				if !ok[i] {
+					errs[i] = fmt.Errorf("host %s: not healthy", h.Name)
+				}
+			}
+			return errs
+		})
+	for i, h := range serving {
+		healthy[h.Name] = errs[i] == nil
 	}
 	return ws, healthy, nil
 }
