@@ -17,10 +17,33 @@ import (
 	"strings"
 
 	"booted/internal/nftables"
+	"booted/internal/provider"
 )
 
 // Needs is the command that sets up the DNAT, and its Debian package.
 var Needs = map[string]string{"nft": "nftables"}
+
+// HostLinks are the links the hosts of providers ps sit on, where their
+// instances reach Addr: the environment's bridge and its sites' uplinks
+// (HostLinks), or a VM bridge (Bridge).
+func HostLinks(ps []provider.Provider) []string {
+	var out []string
+	for _, p := range ps {
+		var links []string
+		switch b := p.(type) {
+		case interface{ HostLinks() []string }:
+			links = b.HostLinks()
+		case interface{ Bridge() string }:
+			links = []string{b.Bridge()}
+		}
+		for _, l := range links {
+			if !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
 
 // Addr is where instances find the service.
 const Addr = "169.254.169.254"
@@ -119,6 +142,9 @@ func table(env string) string { return nftables.Table("booted_md_", env) }
 // environment's hosts) reach to (the controller's nginx, ADDRESS:PORT),
 // replacing the environment's earlier rules.
 func Route(ctx context.Context, env string, bridges []string, to string) error {
+	if len(bridges) == 0 {
+		return nil
+	}
 	var rules strings.Builder
 	for _, br := range bridges {
 		fmt.Fprintf(&rules, "\t\tiifname %q ip daddr %s tcp dport 80 dnat to %s\n", br, Addr, to)

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"slices"
 
 	"booted/internal/config"
 	"booted/internal/ec2backend"
@@ -133,28 +132,10 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 	})
 }
 
-// routeMetadata brings 169.254.169.254:80 on the bridges of the
+// routeMetadata brings 169.254.169.254:80 on the links of the
 // environment's hosts to the controller's nginx.
 func (s *session) routeMetadata(ctx context.Context) error {
-	var bridges []string
-	for _, p := range s.allProvs() {
-		var bs []string
-		switch b := p.(type) {
-		case interface{ HostLinks() []string }: // the environment's bridge and its sites' uplinks
-			bs = b.HostLinks()
-		case interface{ Bridge() string }:
-			bs = []string{b.Bridge()}
-		}
-		for _, b := range bs {
-			if !slices.Contains(bridges, b) {
-				bridges = append(bridges, b)
-			}
-		}
-	}
-	if len(bridges) == 0 {
-		return nil
-	}
-	return metadata.Route(ctx, s.env.Name, bridges, s.env.CallbackAddr())
+	return metadata.Route(ctx, s.env.Name, metadata.HostLinks(s.allProvs()), s.env.CallbackAddr())
 }
 
 // writeMetadata makes instance id (its address is known once it is built)

@@ -79,12 +79,6 @@ var restChanges = map[string]func(ctx context.Context, r *Runner, env, name, arg
 	"host.rebuild":   func(ctx context.Context, r *Runner, env, name, _ string) error { return r.HostsRebuild(ctx, env, name) },
 }
 
-// localImage is the image ID of local hosts' instances.
-func localImage() string {
-	img, _ := registry.Image("local")
-	return img
-}
-
 // statusPage serves the status page (the monitor's) from what the monitor
 // kept, each host linking to its JSON in the REST API.
 func (r *Runner) statusPage(envName string) http.Handler {
@@ -105,9 +99,9 @@ func (r *Runner) statusPage(envName string) http.Handler {
 			p, _, _, _ := m.Policy()
 			in = monitor.PageInput{Env: s.env.Name, SLAP95: p.SLA.P95.D(), SLAErr: p.SLA.ErrorRate, Saved: saved, Overview: ov,
 				HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
-			if s.env.Provider.Type == "local" {
+			if img, _ := registry.Image("local"); s.env.Provider.Type == "local" {
 				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): namespaces on this controller, not isolated from it, so the EC2 and REST APIs run them for the users api.admins names in envs/%s.yaml alone (%s) and refuse every other user.",
-					s.env.Name, localImage(), s.env.Name, orNone(s.env.API.Admins)))
+					s.env.Name, img, s.env.Name, orNone(s.env.API.Admins)))
 			}
 			return nil
 		})
