@@ -82,3 +82,45 @@ func TestLayout_TargetsStayThin(t *testing.T) {
 	}
 	t.Logf("internal/targets: %d non-test lines (ceiling %d, goal 2,000)", lines, targetsCeiling)
 }
+
+// The README's Layout lists every package, each above the packages it
+// imports: what it says of the one-way flow is what the code does.
+func TestLayout_READMEOrder(t *testing.T) {
+	testutil.RequireCommands(t, "go")
+	repo := testutil.RepoRoot(t)
+	readme, err := os.ReadFile(filepath.Join(repo, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "\n## Layout\n")
+	if !ok {
+		t.Fatal("README.md has no Layout section")
+	}
+	_, block, _ := strings.Cut(after, "```\n")
+	block, _, _ = strings.Cut(block, "```")
+	pos := map[string]int{}
+	for i, l := range strings.Split(block, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && !strings.HasPrefix(l, " ") && (strings.HasPrefix(f[0], "internal/") || strings.HasPrefix(f[0], "cmd/")) {
+			pos["booted/"+f[0]] = i
+		}
+	}
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
+	cmd.Dir = repo
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(l)
+		p, ok := pos[f[0]]
+		if !ok {
+			t.Errorf("%s is not in the README's Layout: add it, above the packages it imports, with what it is for", strings.TrimPrefix(f[0], "booted/"))
+			continue
+		}
+		for _, imp := range f[1:] {
+			if q, ok := pos[imp]; ok && q < p {
+				t.Errorf("README Layout: %s imports %s, which is listed above it: move %s below it (imports run down the list)", strings.TrimPrefix(f[0], "booted/"), strings.TrimPrefix(imp, "booted/"), strings.TrimPrefix(imp, "booted/"))
+			}
+		}
+	}
+}
