@@ -178,7 +178,7 @@ func (s *session) planStop(ctx context.Context) error {
 
 // planDestroy is the plan of env:destroy.
 func (s *session) planDestroy(ctx context.Context) error {
-	insts, err := s.listAll(ctx)
+	insts, err := s.provs.List(ctx)
 	if err != nil {
 		return err
 	}

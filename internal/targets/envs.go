@@ -193,7 +193,7 @@ func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 		roles := s.env.RoleNames()
 		var errs []error
 		errs = append(errs, s.stopLB(ctx)) // the load balancers go down first
-		insts, err := s.listAll(ctx)
+		insts, err := s.provs.List(ctx)
 		if err != nil {
 			return err
 		}
@@ -311,15 +311,15 @@ func (r *Runner) EnvDestroy(ctx context.Context, envName string) error {
 // the provider set up. It acts on this machine itself, the sites' hosts
 // and networks (its namespaces) included, conductors running or not.
 func (s *session) destroy(ctx context.Context, why string) (int, error) {
-	insts, err := s.listAll(ctx)
+	insts, err := s.provs.List(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	var errs []error // one host that cannot be deleted (its BMC down, say) does not keep the rest
 	for _, in := range insts {
-		if _, ok := s.ownProvOf(in.Name).(provider.Deleter); ok {
-			if err := s.deleteWith(ctx, s.ownProvOf(in.Name), in.Name, true); err != nil {
+		if _, ok := s.provs.Own(in.Name).(provider.Deleter); ok {
+			if err := s.deleteWith(ctx, s.provs.Own(in.Name), in.Name, true); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -335,7 +335,7 @@ func (s *session) destroy(ctx context.Context, why string) (int, error) {
 		return n, errors.Join(append(errs, err)...)
 	}
 
-	for _, p := range s.allProvs() {
+	for _, p := range s.provs.All() {
 		if t, ok := p.(provider.Teardowner); ok {
 			errs = append(errs, t.Teardown(ctx))
 		}

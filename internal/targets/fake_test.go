@@ -664,7 +664,7 @@ func TestSession_ReloadSwapsProvider(t *testing.T) {
 	if err := s.reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	list, _ := s.prov.List(ctx)
+	list, _ := s.provs.List(ctx)
 	if len(list) != 2 || list[1].Name != "b" {
 		t.Errorf("after the reload the provider lists %+v, want a and b", list)
 	}
@@ -672,7 +672,7 @@ func TestSession_ReloadSwapsProvider(t *testing.T) {
 	if err := s.reload(ctx); err == nil || !strings.Contains(err.Error(), "address: missing") {
 		t.Errorf("reload of a broken file: %v", err)
 	}
-	if list, _ := s.prov.List(ctx); len(list) != 2 {
+	if list, _ := s.provs.List(ctx); len(list) != 2 {
 		t.Errorf("a failed reload changed the provider: %+v", list)
 	}
 }

@@ -133,13 +133,7 @@ func (s *session) printAlerts(ctx context.Context) error {
 
 // pinner records the hosts of a provider whose keys are known beforehand.
 func (s *session) pinner(k provider.KnownKeys) *discovery.Pinner {
-	typ := s.env.Provider.Type
-	for t, p := range s.provs { // a role's provider: its own type
-		if any(p) == any(k) {
-			typ = t
-		}
-	}
-	return &discovery.Pinner{Store: s.store, Env: s.env.Name, Provider: typ, Role: s.env.RoleOf,
+	return &discovery.Pinner{Store: s.store, Env: s.env.Name, Provider: s.provs.TypeOf(k), Role: s.env.RoleOf,
 		Keys: k, AcceptNew: s.r.AcceptNew, Timeout: s.env.Timeouts.SSH.D()}
 }
 
@@ -147,14 +141,14 @@ func (s *session) pinner(k provider.KnownKeys) *discovery.Pinner {
 // to the boot timeout, or each stage's where the provider has stages); a
 // host that installed itself boots its disk next.
 func (s *session) logged(ctx context.Context) error {
-	for _, p := range s.allProvs() { // hosts whose keys are known: pinned
+	for _, p := range s.provs.All() { // hosts whose keys are known: pinned
 		if k, known := p.(provider.KnownKeys); known {
 			if err := s.pinner(k).Record(ctx); err != nil {
 				return err
 			}
 		}
 	}
-	if !s.anyPhonesHome() {
+	if !s.provs.AnyPhonesHome() {
 		return nil
 	}
 	d := s.discoverer()
@@ -372,7 +366,7 @@ func (r *Runner) HostsReset(ctx context.Context, envName string) error {
 // so that a static environment works at once, as Fabric does, without a
 // hosts:reset first (13 s of it on 1,000 hosts).
 func (s *session) recordKnown(ctx context.Context) error {
-	for _, p := range s.allProvs() {
+	for _, p := range s.provs.All() {
 		if k, known := p.(provider.KnownKeys); known {
 			if err := s.recordKnownOf(ctx, k); err != nil {
 				return err

@@ -140,7 +140,7 @@ func (s *session) provision(ctx context.Context, name string) error {
 // start boots one host and moves it to booting, unless it already runs.
 func (s *session) start(ctx context.Context, name string) error {
 	prov := s.provOf(name)
-	if k, known := s.knownKeys(name); known {
+	if k, known := s.provs.KnownKeys(name); known {
 		if _, err := prov.Start(ctx, provider.Spec{Name: name}); err != nil {
 			return err
 		}
@@ -298,7 +298,7 @@ type imageRow struct {
 }
 
 func (r *Runner) imageList(ctx context.Context, s *session) error {
-	insts, err := s.listAll(ctx)
+	insts, err := s.provs.List(ctx)
 	if err != nil {
 		return err
 	}

@@ -135,7 +135,7 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 // routeMetadata brings 169.254.169.254:80 on the links of the
 // environment's hosts to the controller's nginx.
 func (s *session) routeMetadata(ctx context.Context) error {
-	return metadata.Route(ctx, s.env.Name, metadata.HostLinks(s.allProvs()), s.env.CallbackAddr())
+	return metadata.Route(ctx, s.env.Name, metadata.HostLinks(s.provs.All()), s.env.CallbackAddr())
 }
 
 // writeMetadata makes instance id (its address is known once it is built)

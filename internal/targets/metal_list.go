@@ -9,7 +9,7 @@ import (
 // metal returns the administration of the environment's bare-metal
 // provider, or says target needs one.
 func (s *session) metal(target string) (*metaladmin.Admin, error) {
-	return metaladmin.Of(s.env, s.provs, s.store, target)
+	return metaladmin.Of(s.env, s.provs.ByType, s.store, target)
 }
 
 // NodeList lists the nodes of ENV: NICs, BMC (never its password), power as

@@ -120,7 +120,7 @@ func TestMonitor_ScalesAndHeals(t *testing.T) {
 
 	// Heal: kill one worker's host outright, behind booted's back.
 	victim := f.serving(t)[0]
-	f.must(t, f.r.withEnv(ctx, env, func(s *session) error { return s.prov.(provider.Power).Stop(ctx, victim) }))
+	f.must(t, f.r.withEnv(ctx, env, func(s *session) error { return s.provs.ByType[s.env.Provider.Type].(provider.Power).Stop(ctx, victim) }))
 	killed := time.Now()
 	f.waitFor(t, victim+" replaced", 30*time.Second, func() bool {
 		for _, e := range f.events(t, victim) {
@@ -255,7 +255,7 @@ func TestMonitor_KilledMidScaleUp(t *testing.T) {
 	}
 	var insts []string
 	f.r.withEnv(context.Background(), env, func(s *session) error {
-		list, _ := s.prov.List(context.Background())
+		list, _ := s.provs.List(context.Background())
 		for _, in := range list {
 			insts = append(insts, fmt.Sprintf("%s:%s", in.Name, in.State))
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +25,7 @@ import (
 	"booted/internal/fleet"
 	"booted/internal/hostquery"
 	"booted/internal/inventory"
+	"booted/internal/lifecycle"
 	"booted/internal/metadata"
 	"booted/internal/pkgs"
 	"booted/internal/provider"
@@ -66,9 +66,9 @@ type session struct {
 	env   *config.Env
 	dir   string // inventory/ENV, absolute
 	store *inventory.Store
-	prov  provider.Provider
-	// provs are the providers by type: the environment's and its roles'.
-	provs      map[string]provider.Provider
+	// provs are the environment's providers and its roles', by type: where
+	// a host's provider is resolved.
+	provs      *lifecycle.Providers
 	io         hostIO
 	signer     ssh.Signer
 	authorized []byte
@@ -133,7 +133,7 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 		BootLog: filepath.Join(dir, "booted.log"), KickstartDir: filepath.Join(dir, "kickstart"),
 		Template: filepath.Join(r.Root, "nginx", "controller.conf.tmpl"),
 	}
-	if s.prov, s.provs, err = s.openProvider(ctx); err != nil {
+	if s.provs, err = s.openProvider(ctx); err != nil {
 		return fail(err)
 	}
 	return s, nil
@@ -153,7 +153,7 @@ func (s *session) Close() error {
 
 // openProvider opens the environment's provider through the registry,
 // installing what it (and the controller) needs.
-func (s *session) openProvider(ctx context.Context) (provider.Provider, map[string]provider.Provider, error) {
+func (s *session) openProvider(ctx context.Context) (*lifecycle.Providers, error) {
 	var ports []int
 	if w := s.env.Roles[config.RoleWorkers]; w != nil && w.Service != "" {
 		if def, err := s.loadService(w.Service); err == nil {
@@ -176,67 +176,24 @@ func (s *session) openProvider(ctx context.Context) (provider.Provider, map[stri
 	}
 	prov, err := open(ctx, s.env, o)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	provs, err := registry.OpenRoles(ctx, s.env, o)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	provs[s.env.Provider.Type] = prov
-	return prov, provs, nil
+	return &lifecycle.Providers{Env: s.env, ByType: provs, Site: s.sitedProv}, nil
 }
 
 // provOf returns the provider of host name: its role's, or the
 // environment's; for the host of a site with a network of its own, that
 // provider through the site's conductors (sited.go).
-func (s *session) provOf(name string) provider.Provider {
-	return s.sitedProv(name, s.ownProvOf(name))
-}
-
-// ownProvOf is provOf as this machine has it: the provider itself.
-func (s *session) ownProvOf(name string) provider.Provider {
-	if p, ok := s.provs[s.env.ProviderOf(name)]; ok {
-		return p
-	}
-	return s.prov
-}
-
-// allProvs returns the environment's provider, then its roles' by type.
-func (s *session) allProvs() []provider.Provider {
-	out := []provider.Provider{s.prov}
-	for _, t := range slices.Sorted(maps.Keys(s.provs)) {
-		if t != s.env.Provider.Type {
-			out = append(out, s.provs[t])
-		}
-	}
-	return out
-}
-
-// listAll returns the hosts every provider made (each host from the
-// provider of its role).
-func (s *session) listAll(ctx context.Context) ([]provider.Instance, error) {
-	if len(s.provs) <= 1 {
-		return s.prov.List(ctx)
-	}
-	var out []provider.Instance
-	for t, p := range s.provs {
-		insts, err := p.List(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, in := range insts {
-			if s.env.ProviderOf(in.Name) == t {
-				out = append(out, in)
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b provider.Instance) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
-}
+func (s *session) provOf(name string) provider.Provider { return s.provs.Of(name) }
 
 // prepare runs every provider's preparation (bridges, served files).
 func (s *session) prepare(ctx context.Context) error {
-	for _, p := range s.allProvs() {
+	for _, p := range s.provs.All() {
 		if pp, ok := p.(provider.Preparer); ok {
 			if err := pp.Prepare(ctx); err != nil {
 				return err
@@ -255,38 +212,19 @@ func (s *session) reload(ctx context.Context) error {
 	}
 	old := s.env
 	s.env = env
-	prov, provs, err := s.openProvider(ctx)
+	provs, err := s.openProvider(ctx)
 	if err != nil {
 		s.env = old
 		return err
 	}
-	s.prov, s.provs = prov, provs
+	s.provs = provs
 	return nil
-}
-
-// knownKeys is the one rule of whether host name phones home: not when its
-// provider knows its key beforehand (static's known_hosts: it is pinned
-// instead), else it does.
-func (s *session) knownKeys(name string) (provider.KnownKeys, bool) {
-	k, ok := s.ownProvOf(name).(provider.KnownKeys)
-	return k, ok
-}
-
-// anyPhonesHome says whether a provider of the environment (its own or a
-// role's) has hosts that phone home.
-func (s *session) anyPhonesHome() bool {
-	for _, p := range s.allProvs() {
-		if _, known := p.(provider.KnownKeys); !known {
-			return true
-		}
-	}
-	return false
 }
 
 // startController makes sure the controller's nginx is up, for providers
 // whose hosts phone home.
 func (s *session) startController(ctx context.Context) error {
-	if !s.anyPhonesHome() {
+	if !s.provs.AnyPhonesHome() {
 		return nil
 	}
 	if err := s.prepare(ctx); err != nil {
@@ -309,7 +247,7 @@ func (s *session) spec(name string) (provider.Spec, error) {
 			spec.AuthorizedKey = []byte(strings.TrimSpace(string(s.authorized)) + "\n" + k + "\n")
 		}
 	}
-	if _, known := s.knownKeys(name); known {
+	if _, known := s.provs.KnownKeys(name); known {
 		return spec, nil // it does not phone home
 	}
 	ph, err := bootlog.PhoneHome{

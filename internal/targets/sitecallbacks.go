@@ -233,7 +233,7 @@ func (s *session) followSite(ctx context.Context, js jetstream.JetStream, site, 
 // siteAddrs are the addresses the site's provider gave its hosts.
 func (s *session) siteAddrs(ctx context.Context) map[string]string {
 	out := map[string]string{}
-	if insts, err := s.listAll(ctx); err == nil {
+	if insts, err := s.provs.List(ctx); err == nil {
 		for _, in := range insts {
 			out[in.Name] = in.Addr
 		}
