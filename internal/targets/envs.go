@@ -212,7 +212,7 @@ func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 			}
 			for _, in := range insts {
 				if role, _ := s.env.RoleOf(in.Name); role == roles[i] {
-					errs = append(errs, s.stop(ctx, in.Name))
+					errs = append(errs, s.life().Stop(ctx, in.Name))
 				}
 			}
 		}
@@ -319,7 +319,7 @@ func (s *session) destroy(ctx context.Context, why string) (int, error) {
 	var errs []error // one host that cannot be deleted (its BMC down, say) does not keep the rest
 	for _, in := range insts {
 		if _, ok := s.provs.Own(in.Name).(provider.Deleter); ok {
-			if err := s.deleteWith(ctx, s.provs.Own(in.Name), in.Name, true); err != nil {
+			if err := s.life().DeleteWith(ctx, s.provs.Own(in.Name), in.Name, true); err != nil {
 				errs = append(errs, err)
 				continue
 			}

@@ -187,57 +187,7 @@ func (s *session) start(ctx context.Context, name string) error {
 
 // ImageStop powers hosts off (comma-separated names).
 func (r *Runner) ImageStop(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, "image:stop", envName, hosts, func(s *session, n string) error { return s.stop(ctx, n) })
-}
-
-// stop powers a host off, taking it out of the load balancers first if it
-// was serving.
-func (s *session) stop(ctx context.Context, name string) error {
-	powered, err := s.powerOff(ctx, name)
-	if err != nil || !powered {
-		return err
-	}
-	return s.retire(ctx, name, inventory.Stopped, "")
-}
-
-// powerOff powers host name off through its provider, without recording
-// it; a provider that does not power hosts leaves it as it is (powered
-// false, said on stderr).
-func (s *session) powerOff(ctx context.Context, name string) (powered bool, err error) {
-	pw, ok := s.provOf(name).(provider.Power)
-	if !ok {
-		fmt.Fprintf(s.r.Err, "host %s: the %s provider does not power hosts: left as it is\n", name, s.env.ProviderOf(name))
-		return false, nil
-	}
-	if err := pw.Stop(ctx, name); err != nil {
-		if errors.Is(err, provider.ErrNoInstance) {
-			return false, fmt.Errorf("host %s of %s: nothing to stop: it was never built (see image:list %s)", name, s.env.Name, s.env.Name)
-		}
-		return false, err
-	}
-	return true, nil
-}
-
-// retire moves a host to stopped or terminated (draining first if it was
-// serving) and updates the load balancers if the serving set changed.
-func (s *session) retire(ctx context.Context, name string, to inventory.State, reason string) error {
-	h, err := s.store.Host(ctx, s.env.Name, name)
-	if errors.Is(err, inventory.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if h.Damaged != "" { // its row cannot be moved: it goes
-		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.Forget(s.env.Name, name, string(to)+": its row was damaged") })
-	}
-	if err := s.advance(ctx, name, to, reason); err != nil {
-		return err
-	}
-	if h.State == inventory.Serving {
-		return s.updateLB(ctx) // the serving set changed
-	}
-	return nil
+	return r.eachHost(ctx, "image:stop", envName, hosts, func(s *session, n string) error { return s.life().Stop(ctx, n) })
 }
 
 // ImageDel deletes hosts (comma-separated names): their namespace or VM and
@@ -250,36 +200,10 @@ func (r *Runner) ImageDel(ctx context.Context, envName, hosts string) error {
 // deleteHost deletes host n (BOOTED_FORCE: even running) and records it
 // terminated.
 func (s *session) deleteHost(ctx context.Context, n string) error {
-	if err := s.delete(ctx, n, s.r.Force); err != nil {
+	if err := s.life().Delete(ctx, n, s.r.Force); err != nil {
 		return err
 	}
-	return s.retire(ctx, n, inventory.Terminated, "")
-}
-
-// delete removes a host through the provider, powering it off first when
-// force is set.
-func (s *session) delete(ctx context.Context, name string, force bool) error {
-	return s.deleteWith(ctx, s.provOf(name), name, force)
-}
-
-// deleteWith is delete through prov.
-func (s *session) deleteWith(ctx context.Context, prov provider.Provider, name string, force bool) error {
-	del, ok := prov.(provider.Deleter)
-	if !ok {
-		return fmt.Errorf("host %s: the %s provider does not own its hosts and cannot delete them (remove it from %s instead)", name, s.env.ProviderOf(name), s.env.Path)
-	}
-	if pw, ok := prov.(provider.Power); ok && force {
-		if err := pw.Stop(ctx, name); err != nil && !errors.Is(err, provider.ErrNoInstance) {
-			return err
-		}
-	}
-	if err := del.Delete(ctx, name); err != nil {
-		if errors.Is(err, provider.ErrRunning) {
-			return fmt.Errorf("%w (image:stop %s %s)", err, s.env.Name, name)
-		}
-		return err
-	}
-	return nil
+	return s.life().Retire(ctx, n, inventory.Terminated, "")
 }
 
 // ImageList lists the hosts the provider has made, with their inventory state.

@@ -50,13 +50,13 @@ func (e ec2Env) Nodes() ec2backend.Capacity {
 
 func (e ec2Env) Provider(name string) provider.Provider { return e.s.provOf(name) }
 func (e ec2Env) Stop(ctx context.Context, name string) error {
-	return e.s.stop(ctx, name)
+	return e.s.life().Stop(ctx, name)
 }
 func (e ec2Env) Delete(ctx context.Context, name string, force bool) error {
-	return e.s.delete(ctx, name, force)
+	return e.s.life().Delete(ctx, name, force)
 }
 func (e ec2Env) Retire(ctx context.Context, name string, to inventory.State, why string) error {
-	return e.s.retire(ctx, name, to, why)
+	return e.s.life().Retire(ctx, name, to, why)
 }
 func (e ec2Env) ForgetMetadata(addr string) { metadata.Remove(e.s.ctl.MetadataDir(), addr) }
 
@@ -121,9 +121,9 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 			} else if why == "" {
 				why = "not ready: " + string(h.State)
 			}
-			s.delete(context.WithoutCancel(ctx), id, true)
+			s.life().Delete(context.WithoutCancel(ctx), id, true)
 			s.advance(context.WithoutCancel(ctx), id, inventory.Failed, why)
-			if err := s.retire(context.WithoutCancel(ctx), id, inventory.Terminated, "launch failed: "+why); err != nil {
+			if err := s.life().Retire(context.WithoutCancel(ctx), id, inventory.Terminated, "launch failed: "+why); err != nil {
 				errs = append(errs, err)
 			}
 			errs = append(errs, fmt.Errorf("instance %s: %s", id, why))

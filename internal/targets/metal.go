@@ -163,10 +163,10 @@ func (s *session) powerByProvider(ctx context.Context, what, node string) error 
 		}
 		return fmt.Errorf("host %s: %w (hosts:list %s shows the inventory)", node, provider.ErrNoInstance, s.env.Name)
 	case "off":
-		return s.stop(ctx, node)
+		return s.life().Stop(ctx, node)
 	case "on", "cycle":
 		if what == "cycle" {
-			if err := s.stop(ctx, node); err != nil {
+			if err := s.life().Stop(ctx, node); err != nil {
 				return err
 			}
 		}

@@ -213,7 +213,7 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 		if err := s.stopService(ctx, def, []inventory.Host{h}); err != nil {
 			return err
 		}
-		return s.stop(ctx, a.Host)
+		return s.life().Stop(ctx, a.Host)
 	case monitor.Replace:
 		// Out of the load balancer at once, then boot it again.
 		if err := s.advance(ctx, a.Host, inventory.Failed, "monitor: replaced"); err != nil {
@@ -222,7 +222,7 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 		if err := s.updateLB(ctx); err != nil {
 			return err
 		}
-		if _, err := s.powerOff(ctx, a.Host); err != nil {
+		if _, err := s.life().PowerOff(ctx, a.Host); err != nil {
 			return err
 		}
 		return s.startWorker(ctx, a.Host)

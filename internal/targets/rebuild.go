@@ -55,10 +55,10 @@ func (s *session) rebuild(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	if err := s.delete(ctx, name, true); err != nil {
+	if err := s.life().Delete(ctx, name, true); err != nil {
 		return err
 	}
-	if err := s.retire(ctx, name, inventory.Terminated, "rebuild"); err != nil {
+	if err := s.life().Retire(ctx, name, inventory.Terminated, "rebuild"); err != nil {
 		return err
 	}
 	fmt.Fprintf(s.r.Out, "%s: deleted; building it again\n", name)

@@ -186,6 +186,11 @@ func (s *session) openProvider(ctx context.Context) (*lifecycle.Providers, error
 	return &lifecycle.Providers{Env: s.env, ByType: provs, Site: s.sitedProv}, nil
 }
 
+// life is what takes s's hosts down (lifecycle.Hosts).
+func (s *session) life() *lifecycle.Hosts {
+	return &lifecycle.Hosts{Env: s.env, Store: s.store, Provs: s.provs, Drain: s.updateLB, Log: s.r.Err}
+}
+
 // provOf returns the provider of host name: its role's, or the
 // environment's; for the host of a site with a network of its own, that
 // provider through the site's conductors (sited.go).

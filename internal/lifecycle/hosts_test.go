@@ -1,0 +1,133 @@
+package lifecycle_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"booted/internal/config"
+	"booted/internal/inventory"
+	"booted/internal/lifecycle"
+	"booted/internal/provider"
+	"booted/internal/provider/memory"
+)
+
+func hosts(t *testing.T) (*lifecycle.Hosts, *memory.Provider, *int, *bytes.Buffer) {
+	t.Helper()
+	st, err := inventory.Open(context.Background(), filepath.Join(t.TempDir(), "booted.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	env := &config.Env{Name: "e", Path: "envs/e.yaml", Provider: config.Provider{Type: "qemu"}, Roles: map[string]*config.Role{
+		"workers": {Hosts: []string{"w1", "w2"}, Max: 2},
+		"edge":    {Hosts: []string{"e1"}, Max: 1, Provider: "static"},
+	}}
+	mem := memory.New(netip.MustParseAddr("192.0.2.10"))
+	drains := 0
+	var log bytes.Buffer
+	h := &lifecycle.Hosts{Env: env, Store: st, Log: &log,
+		Provs: &lifecycle.Providers{Env: env, ByType: map[string]provider.Provider{"qemu": mem, "static": phoning{memory.New(netip.MustParseAddr("198.51.100.10"))}}},
+		Drain: func(context.Context) error { drains++; return nil }}
+	return h, mem, &drains, &log
+}
+
+// up records host as running in state to, as the lifecycle brings it up.
+func up(t *testing.T, h *lifecycle.Hosts, mem *memory.Provider, name string, to inventory.State) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := mem.Start(ctx, provider.Spec{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	err := h.Store.Update(ctx, func(tx *inventory.Tx) error {
+		if err := tx.Modify("e", name, func(*inventory.Host) error { return nil }); err != nil {
+			return err
+		}
+		for _, st := range []inventory.State{inventory.Provisioning, inventory.Booting, inventory.Booted, inventory.Ready, inventory.Serving} {
+			if err := tx.Advance("e", name, st, ""); err != nil || st == to {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func state(t *testing.T, h *lifecycle.Hosts, name string) inventory.State {
+	t.Helper()
+	host, err := h.Store.Host(context.Background(), "e", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host.State
+}
+
+// Stopping a serving host powers it off, records it stopped and updates
+// the load balancers; a ready one leaves them alone.
+func TestStop_DrainsOnlyWhatServed(t *testing.T) {
+	ctx := context.Background()
+	h, mem, drains, _ := hosts(t)
+	up(t, h, mem, "w1", inventory.Serving)
+	up(t, h, mem, "w2", inventory.Ready)
+	if err := h.Stop(ctx, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Stop(ctx, "w2"); err != nil {
+		t.Fatal(err)
+	}
+	if state(t, h, "w1") != inventory.Stopped || state(t, h, "w2") != inventory.Stopped || *drains != 1 {
+		t.Errorf("w1 %s, w2 %s, load balancers updated %d times; want both stopped, updated once", state(t, h, "w1"), state(t, h, "w2"), *drains)
+	}
+	if !strings.Contains(strings.Join(mem.Calls(), ","), "stop w1") {
+		t.Errorf("w1 was not powered off: %v", mem.Calls())
+	}
+	if err := h.Stop(ctx, "w9"); err == nil || !strings.Contains(err.Error(), "host w9 of e: nothing to stop: it was never built") {
+		t.Errorf("stopping a host never built: %v", err)
+	}
+}
+
+// A provider that cannot power hosts leaves them as they are, saying so;
+// one that does not own them cannot delete them.
+func TestPowerlessAndOwnerless(t *testing.T) {
+	ctx := context.Background()
+	h, _, _, log := hosts(t)
+	if powered, err := h.PowerOff(ctx, "e1"); powered || err != nil || !strings.Contains(log.String(), "host e1: the static provider does not power hosts: left as it is") {
+		t.Errorf("power off e1: %v %v, said %q", powered, err, log)
+	}
+	if err := h.Delete(ctx, "e1", false); err == nil || !strings.Contains(err.Error(), "host e1: the static provider does not own its hosts and cannot delete them (remove it from envs/e.yaml instead)") {
+		t.Errorf("delete e1: %v", err)
+	}
+}
+
+// A running VM is not deleted unless forced, and the refusal says what to
+// run; forced, it is powered off first.
+func TestDelete_RunningNeedsForce(t *testing.T) {
+	ctx := context.Background()
+	h, mem, _, _ := hosts(t)
+	up(t, h, mem, "w1", inventory.Ready)
+	mem.FailOn("delete", "w1", provider.ErrRunning)
+	err := h.Delete(ctx, "w1", false)
+	if !errors.Is(err, provider.ErrRunning) || !strings.Contains(err.Error(), "(image:stop e w1)") {
+		t.Errorf("deleting a running host: %v", err)
+	}
+	mem.FailOn("delete", "w1", nil)
+	if err := h.Delete(ctx, "w1", true); err != nil {
+		t.Fatal(err)
+	}
+	calls := strings.Join(mem.Calls(), ",")
+	if i, j := strings.LastIndex(calls, "stop w1"), strings.LastIndex(calls, "delete w1"); i < 0 || j < i {
+		t.Errorf("forced delete: %s, want a stop before the delete", calls)
+	}
+	if err := h.Retire(ctx, "w1", inventory.Terminated, "deleted"); err != nil || state(t, h, "w1") != inventory.Terminated {
+		t.Errorf("retire: %v %s", err, state(t, h, "w1"))
+	}
+	if err := h.Retire(ctx, "w9", inventory.Terminated, ""); err != nil {
+		t.Errorf("retiring a host not recorded: %v", err)
+	}
+}
