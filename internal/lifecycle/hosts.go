@@ -11,13 +11,19 @@ import (
 	"booted/internal/provider"
 )
 
-// Hosts takes an environment's hosts down: power off, stop, delete, and
-// the states they end in (retire). It is the only writer of those
-// states.
+// Hosts is an environment's hosts' life: build, record, provision and
+// start them (up.go); power them off, stop and delete them, and the
+// states they end in (retire). It is the only writer of those states.
 type Hosts struct {
 	Env   *config.Env
 	Store *inventory.Store
 	Provs *Providers
+	// Spec is what the provider needs to make host name (no token: Start
+	// enrolls one for each boot).
+	Spec func(name string) (provider.Spec, error)
+	// Pin records a host whose key its provider knows beforehand, instead
+	// of its phoning home.
+	Pin func(ctx context.Context, k provider.KnownKeys, name string) error
 	// Drain updates the load balancers once the serving set changed (a
 	// serving host retired); nil: nothing routes to hosts.
 	Drain func(ctx context.Context) error

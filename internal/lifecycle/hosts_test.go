@@ -16,6 +16,20 @@ import (
 	"booted/internal/provider/memory"
 )
 
+// staticHosts are machines that already exist: their keys are known, and
+// booted neither powers nor deletes them.
+type staticHosts struct{ m *memory.Provider }
+
+func (p staticHosts) Build(ctx context.Context, s provider.Spec) (provider.Instance, error) {
+	return p.m.Build(ctx, s)
+}
+func (p staticHosts) Start(ctx context.Context, s provider.Spec) (provider.Instance, error) {
+	return p.m.Start(ctx, s)
+}
+func (p staticHosts) List(ctx context.Context) ([]provider.Instance, error) { return p.m.List(ctx) }
+func (p staticHosts) Known(ctx context.Context) ([]provider.Known, error)   { return p.m.Known(ctx) }
+func (p staticHosts) KnownHostsFile() string                                { return p.m.KnownHostsFile() }
+
 func hosts(t *testing.T) (*lifecycle.Hosts, *memory.Provider, *int, *bytes.Buffer) {
 	t.Helper()
 	st, err := inventory.Open(context.Background(), filepath.Join(t.TempDir(), "booted.db"))
@@ -31,7 +45,7 @@ func hosts(t *testing.T) (*lifecycle.Hosts, *memory.Provider, *int, *bytes.Buffe
 	drains := 0
 	var log bytes.Buffer
 	h := &lifecycle.Hosts{Env: env, Store: st, Log: &log,
-		Provs: &lifecycle.Providers{Env: env, ByType: map[string]provider.Provider{"qemu": mem, "static": phoning{memory.New(netip.MustParseAddr("198.51.100.10"))}}},
+		Provs: &lifecycle.Providers{Env: env, ByType: map[string]provider.Provider{"qemu": phoning{mem}, "static": staticHosts{memory.New(netip.MustParseAddr("198.51.100.10"))}}},
 		Drain: func(context.Context) error { drains++; return nil }}
 	return h, mem, &drains, &log
 }

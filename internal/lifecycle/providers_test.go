@@ -23,6 +23,8 @@ func (p phoning) Start(ctx context.Context, s provider.Spec) (provider.Instance,
 	return p.m.Start(ctx, s)
 }
 func (p phoning) List(ctx context.Context) ([]provider.Instance, error) { return p.m.List(ctx) }
+func (p phoning) Stop(ctx context.Context, name string) error           { return p.m.Stop(ctx, name) }
+func (p phoning) Delete(ctx context.Context, name string) error         { return p.m.Delete(ctx, name) }
 
 // An environment of phone-home hosts (workers w1, w2) with a role of
 // machines whose keys are known (edge: e1).

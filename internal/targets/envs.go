@@ -65,7 +65,7 @@ func (s *session) bootHosts(ctx context.Context, names []string) error {
 			ofSites = append(ofSites, n)
 			continue
 		}
-		if err := s.provision(ctx, n); err != nil {
+		if err := s.life().Provision(ctx, n); err != nil {
 			return err
 		}
 	}

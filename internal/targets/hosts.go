@@ -231,7 +231,7 @@ func (s *session) lateStage(ctx context.Context, st provider.Stages, h inventory
 		s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.Put(s.env.Name, "retries/"+h.Name, tries+1) })
 		fmt.Fprintf(s.r.Err, "host %s: %s; provisioning it again (try %d of %d)\n", h.Name, why, tries+2, st.Retries()+1)
 		s.advance(ctx, h.Name, inventory.Failed, why+"; retrying")
-		if err := s.start(ctx, h.Name); err != nil {
+		if err := s.life().Start(ctx, h.Name); err != nil {
 			return why + "; the retry failed: " + err.Error()
 		}
 		return ""

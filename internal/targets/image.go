@@ -2,7 +2,6 @@ package targets
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"booted/internal/config"
@@ -38,79 +37,8 @@ func (s *session) buildHost(ctx context.Context, n string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.build(ctx, spec)
+	_, err = s.life().Build(ctx, spec)
 	return err
-}
-
-// build makes the host through the provider and records it; it returns
-// the instance as the provider sees it (running or not).
-func (s *session) build(ctx context.Context, spec provider.Spec) (provider.Instance, error) {
-	name := spec.Name
-	h, err := s.store.Host(ctx, s.env.Name, name)
-	if err != nil && !errors.Is(err, inventory.ErrNotFound) {
-		return provider.Instance{}, err
-	}
-	fresh := err != nil || h.State == inventory.Terminated
-	if fresh {
-		if err := s.record(ctx, name, spec.Role, nil, inventory.Provisioning, ""); err != nil {
-			return provider.Instance{}, err
-		}
-	}
-	inst, err := s.provOf(name).Build(ctx, spec)
-	if err != nil {
-		if fresh {
-			s.advance(context.WithoutCancel(ctx), name, inventory.Failed, err.Error())
-		}
-		return inst, err
-	}
-	to := inventory.State("")
-	if fresh {
-		to = inventory.Stopped
-	}
-	return inst, s.record(ctx, name, spec.Role, &inst, to, "")
-}
-
-// record fills a host's record from what the provider says of it
-// (inst, if given) and moves it to state to (if given; a new host is
-// recorded in it).
-func (s *session) record(ctx context.Context, name, role string, inst *provider.Instance, to inventory.State, reason string) error {
-	return s.store.Update(ctx, func(tx *inventory.Tx) error {
-		_, err := tx.Host(s.env.Name, name)
-		exists := err == nil
-		if err != nil && !errors.Is(err, inventory.ErrNotFound) {
-			return err
-		}
-		addr := ""
-		err = tx.Modify(s.env.Name, name, func(h *inventory.Host) error {
-			if role != "" { // the env file says (a host it moved to another role)
-				h.Role = role
-			}
-			h.Provider = s.env.ProviderOf(name)
-			if inst != nil {
-				h.ProviderID, h.MAC, h.Port = inst.ID, inst.MAC, s.env.SSH.Port
-				if inst.Addr != "" { // the provider knows where it is now (an env file may move a node)
-					h.Addr = inst.Addr
-				}
-			}
-			addr = h.Addr
-			if !exists && to != "" {
-				h.State, h.Reason = to, reason
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if inst != nil && inst.Addr != "" { // the provider knows where the host is: only from there
-			if err := tx.Expect(s.env.Name, name, addr); err != nil {
-				return err
-			}
-		}
-		if to == "" || !exists {
-			return nil
-		}
-		return tx.Advance(s.env.Name, name, to, reason)
-	})
 }
 
 // ImageStart boots hosts (comma-separated names), building them first if
@@ -124,65 +52,8 @@ func (r *Runner) ImageStart(ctx context.Context, envName, hosts string) error {
 			}
 			started = true
 		}
-		return s.provision(ctx, n)
+		return s.life().Provision(ctx, n)
 	})
-}
-
-// provision is start for an operator's or a role's request: a host with
-// stages gets its retries afresh.
-func (s *session) provision(ctx context.Context, name string) error {
-	if _, ok := s.provOf(name).(provider.Stages); ok {
-		s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.Put(s.env.Name, "retries/"+name, 0) })
-	}
-	return s.start(ctx, name)
-}
-
-// start boots one host and moves it to booting, unless it already runs.
-func (s *session) start(ctx context.Context, name string) error {
-	prov := s.provOf(name)
-	if k, known := s.provs.KnownKeys(name); known {
-		if _, err := prov.Start(ctx, provider.Spec{Name: name}); err != nil {
-			return err
-		}
-		return s.pinner(k).Record(ctx, name)
-	}
-	spec, err := s.spec(name)
-	if err != nil {
-		return err
-	}
-	built, err := s.build(ctx, spec)
-	if err != nil {
-		return err
-	}
-	h, err := s.store.Host(ctx, s.env.Name, name)
-	if err != nil {
-		return err
-	}
-	if built.State == provider.Running {
-		switch h.State {
-		case inventory.Booting, inventory.Booted, inventory.Ready, inventory.Serving:
-			return nil // up already
-		}
-	}
-	// A new provisioning: a token for this boot alone. The boot timeout
-	// counts from here.
-	if err := s.enroll(ctx, &spec); err != nil {
-		return err
-	}
-	if h.State == inventory.Booting { // booting no more (it is off): its boot counts from now
-		if err := s.advance(ctx, name, inventory.Failed, "not running while booting: provisioned again"); err != nil {
-			return err
-		}
-	}
-	if err := s.advance(ctx, name, inventory.Booting, ""); err != nil {
-		return err
-	}
-	inst, err := prov.Start(ctx, spec)
-	if err != nil {
-		s.advance(context.WithoutCancel(ctx), name, inventory.Failed, err.Error())
-		return err
-	}
-	return s.record(ctx, name, spec.Role, &inst, "", "")
 }
 
 // ImageStop powers hosts off (comma-separated names).
@@ -261,7 +132,7 @@ func (r *Runner) ImageClone(ctx context.Context, envName, src, name string) erro
 		if err != nil {
 			return err
 		}
-		if err := s.record(ctx, name, spec.Role, nil, inventory.Provisioning, ""); err != nil {
+		if err := s.life().Record(ctx, name, spec.Role, nil, inventory.Provisioning, ""); err != nil {
 			return err
 		}
 		inst, err := c.Clone(ctx, src, spec)
@@ -269,7 +140,7 @@ func (r *Runner) ImageClone(ctx context.Context, envName, src, name string) erro
 			s.advance(context.WithoutCancel(ctx), name, inventory.Failed, err.Error())
 			return err
 		}
-		if err := s.record(ctx, name, spec.Role, &inst, inventory.Stopped, ""); err != nil {
+		if err := s.life().Record(ctx, name, spec.Role, &inst, inventory.Stopped, ""); err != nil {
 			return err
 		}
 		return r.imageList(ctx, s)

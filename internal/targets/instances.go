@@ -95,7 +95,7 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 		for _, id := range ids {
 			err := s.writeMetadata(ctx, id)
 			if err == nil {
-				err = s.provision(ctx, id)
+				err = s.life().Provision(ctx, id)
 			}
 			if err != nil {
 				failed[id] = err.Error()
@@ -145,7 +145,7 @@ func (s *session) writeMetadata(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.build(ctx, spec); err != nil {
+	if _, err := s.life().Build(ctx, spec); err != nil {
 		return err
 	}
 	h, err := s.store.Host(ctx, s.env.Name, id)

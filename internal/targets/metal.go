@@ -173,7 +173,7 @@ func (s *session) powerByProvider(ctx context.Context, what, node string) error 
 		if err := s.startController(ctx); err != nil {
 			return err
 		}
-		return s.provision(ctx, node)
+		return s.life().Provision(ctx, node)
 	}
 	return fmt.Errorf("power:%s: use on, off, cycle or status", what)
 }

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -186,9 +185,12 @@ func (s *session) openProvider(ctx context.Context) (*lifecycle.Providers, error
 	return &lifecycle.Providers{Env: s.env, ByType: provs, Site: s.sitedProv}, nil
 }
 
-// life is what takes s's hosts down (lifecycle.Hosts).
+// life is s's hosts' lifecycle (lifecycle.Hosts).
 func (s *session) life() *lifecycle.Hosts {
-	return &lifecycle.Hosts{Env: s.env, Store: s.store, Provs: s.provs, Drain: s.updateLB, Log: s.r.Err}
+	return &lifecycle.Hosts{Env: s.env, Store: s.store, Provs: s.provs, Drain: s.updateLB, Log: s.r.Err, Spec: s.spec,
+		Pin: func(ctx context.Context, k provider.KnownKeys, name string) error {
+			return s.pinner(k).Record(ctx, name)
+		}}
 }
 
 // provOf returns the provider of host name: its role's, or the
@@ -260,21 +262,6 @@ func (s *session) spec(name string) (provider.Spec, error) {
 	}.Render(filepath.Join(s.r.Root, "kickstart", "phone-home.sh.tmpl"))
 	spec.PhoneHome = ph
 	return spec, err
-}
-
-// enroll makes starting spec's host a new provisioning: a fresh single-use
-// enrollment token, good for the boot timeout (and only from the host's
-// address, once the provider has given it one), replaces any token issued
-// before; the provider hands it to that host alone.
-func (s *session) enroll(ctx context.Context, spec *provider.Spec) error {
-	spec.Token = bootlog.NewToken()
-	return s.store.Update(ctx, func(tx *inventory.Tx) error {
-		from := ""
-		if h, err := tx.Host(s.env.Name, spec.Name); err == nil {
-			from = h.Addr
-		}
-		return tx.Issue(s.env.Name, spec.Name, bootlog.HashToken(spec.Token), time.Now().Add(s.env.Timeouts.Boot.D()+time.Minute), from)
-	})
 }
 
 func (s *session) discoverer() *discovery.Discoverer {

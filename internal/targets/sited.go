@@ -57,7 +57,7 @@ func (c siteCaller) Call(ctx context.Context, j conductor.Job) (conductor.Result
 // returns every host's failure.
 func (s *session) provisionAll(ctx context.Context, names []string) error {
 	errs := make([]error, len(names))
-	fanout.Each(ctx, len(names), s.r.Parallel, func(ctx context.Context, i int) { errs[i] = s.provision(ctx, names[i]) },
+	fanout.Each(ctx, len(names), s.r.Parallel, func(ctx context.Context, i int) { errs[i] = s.life().Provision(ctx, names[i]) },
 		func(i int) { errs[i] = fmt.Errorf("host %s: not provisioned: %w", names[i], ctx.Err()) })
 	return errors.Join(errs...)
 }

@@ -1,0 +1,74 @@
+package lifecycle_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"booted/internal/inventory"
+	"booted/internal/provider"
+)
+
+// Start of a host that phones home: built (provisioning, stopped), a
+// token issued for this boot, booting, powered on; again while it boots:
+// nothing more. Of a host whose key is known: powered on and pinned.
+func TestStart(t *testing.T) {
+	ctx := context.Background()
+	h, mem, _, _ := hosts(t)
+	var specs, pinned []string
+	h.Spec = func(name string) (provider.Spec, error) {
+		specs = append(specs, name)
+		return provider.Spec{Name: name, Role: "workers"}, nil
+	}
+	h.Pin = func(_ context.Context, _ provider.KnownKeys, name string) error {
+		pinned = append(pinned, name)
+		return nil
+	}
+	if err := h.Provision(ctx, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	if st := state(t, h, "w1"); st != inventory.Booting {
+		t.Errorf("w1 after start: %s, want booting", st)
+	}
+	events, _ := h.Store.Events(ctx, "e", "w1", 20)
+	var trail []string
+	for _, e := range events {
+		if e.Kind == "state" {
+			trail = append(trail, string(e.To))
+		}
+	}
+	if got := strings.Join(trail, ","); got != "provisioning,stopped,booting" {
+		t.Errorf("w1's states: %s, want provisioning,stopped,booting", got)
+	}
+	calls := strings.Join(mem.Calls(), ",")
+	if calls != "build w1,start w1" {
+		t.Errorf("provider calls: %s, want one build and one start", calls)
+	}
+	if err := h.Start(ctx, "w1"); err != nil { // running and booting: left alone
+		t.Fatal(err)
+	}
+	if calls := strings.Join(mem.Calls(), ","); calls != "build w1,start w1,build w1" {
+		t.Errorf("provider calls after a second start: %s, want no second power-on", calls)
+	}
+	if err := h.Start(ctx, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(pinned, ",") != "e1" || strings.Contains(strings.Join(specs, ","), "e1") {
+		t.Errorf("e1 (key known): pinned %v, specs made %v; want pinned and no spec (it does not phone home)", pinned, specs)
+	}
+}
+
+// A build the provider refuses leaves a new host failed, with why.
+func TestBuild_FailedSaysWhy(t *testing.T) {
+	ctx := context.Background()
+	h, mem, _, _ := hosts(t)
+	mem.FailOn("build", "w2", errors.New("no disk"))
+	if _, err := h.Build(ctx, provider.Spec{Name: "w2", Role: "workers"}); err == nil {
+		t.Fatal("a refused build succeeded")
+	}
+	host, err := h.Store.Host(ctx, "e", "w2")
+	if err != nil || host.State != inventory.Failed || !strings.Contains(host.Reason, "no disk") {
+		t.Errorf("w2: %+v %v", host, err)
+	}
+}
