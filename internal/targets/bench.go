@@ -35,7 +35,7 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 		}
 		fmt.Fprintf(r.Out, "bench: %d hosts ready in %v\n", n, time.Since(start).Round(time.Millisecond))
 		defer s.destroy(context.WithoutCancel(ctx), "bench done") // the bench hosts, their nginx and bridge go
-		hosts, err := s.selectHosts(ctx, "workers", func(h inventory.Host) bool { return h.State == inventory.Ready })
+		hosts, err := s.ops().Select(ctx, "workers", func(h inventory.Host) bool { return h.State == inventory.Ready })
 		if err != nil {
 			return err
 		}

@@ -161,7 +161,7 @@ func (s *session) planStop(ctx context.Context) error {
 	}
 	roles := s.env.RoleNames()
 	for i := len(roles) - 1; i >= 0; i-- {
-		hosts, err := s.selectHosts(ctx, roles[i], func(h inventory.Host) bool { return h.State != inventory.Stopped })
+		hosts, err := s.ops().Select(ctx, roles[i], func(h inventory.Host) bool { return h.State != inventory.Stopped })
 		if err != nil {
 			return err
 		}

@@ -35,7 +35,7 @@ func (r *Runner) envStart(ctx context.Context, envName string, count func(*confi
 		for _, role := range s.env.RoleNames() {
 			rl := s.env.Roles[role]
 			for _, n := range rl.HostNames(count(rl)) {
-				if s.inLimit(n, role) {
+				if s.ops().InLimit(n, role) {
 					names = append(names, n)
 				}
 			}
@@ -115,7 +115,7 @@ func (s *session) eachRoleService(ctx context.Context, names []string, fn func(r
 		if err != nil {
 			return err
 		}
-		hosts, err := s.selectHosts(ctx, role, func(h inventory.Host) bool { return want[h.Name] })
+		hosts, err := s.ops().Select(ctx, role, func(h inventory.Host) bool { return want[h.Name] })
 		if err == nil {
 			hosts, err = s.query().WithClasses(ctx, hosts)
 		}
@@ -199,7 +199,7 @@ func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 		}
 		for i := len(roles) - 1; i >= 0; i-- {
 			rl := s.env.Roles[roles[i]]
-			hosts, err := s.selectHosts(ctx, roles[i], func(h inventory.Host) bool { return h.State != inventory.Stopped })
+			hosts, err := s.ops().Select(ctx, roles[i], func(h inventory.Host) bool { return h.State != inventory.Stopped })
 			if err != nil {
 				return err
 			}

@@ -25,7 +25,7 @@ func (s *session) hostsOf(ctx context.Context, sel string) ([]inventory.Host, er
 	}
 	hosts, err := s.selectBy(ctx, role, nil)
 	if err == nil {
-		hosts, err = s.limited(hosts)
+		hosts, err = s.ops().Limited(hosts)
 	}
 	if err == nil && len(hosts) == 0 {
 		err = fmt.Errorf("%s: no hosts (hosts:list %s shows the inventory)", sel, s.env.Name)

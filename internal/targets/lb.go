@@ -25,7 +25,7 @@ func (s *session) lbHosts(ctx context.Context) ([]inventory.Host, error) {
 	if s.env.Roles[config.RoleLoadBalancers] == nil {
 		return nil, nil
 	}
-	return s.selectHosts(ctx, config.RoleLoadBalancers, func(h inventory.Host) bool {
+	return s.ops().Select(ctx, config.RoleLoadBalancers, func(h inventory.Host) bool {
 		return h.State.Up()
 	})
 }
@@ -48,7 +48,7 @@ func (s *session) updateLB(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	workers, err := s.selectHosts(ctx, config.RoleWorkers, func(h inventory.Host) bool { return h.State == inventory.Serving })
+	workers, err := s.ops().Select(ctx, config.RoleWorkers, func(h inventory.Host) bool { return h.State == inventory.Serving })
 	if err != nil {
 		return err
 	}

@@ -141,7 +141,7 @@ func accessLogHost(at int64) hostHalf[accessLog] {
 // Workers returns the workers and, for the serving ones, whether their
 // health check answers.
 func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]bool, error) {
-	hosts, err := m.s.selectHosts(ctx, config.RoleWorkers, nil)
+	hosts, err := m.s.ops().Select(ctx, config.RoleWorkers, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -244,7 +244,7 @@ func (r *Runner) MonitorStatus(ctx context.Context, envName string) error {
 func (m *monitorEnv) Overview(ctx context.Context) (monitor.Overview, error) {
 	s := m.s
 	var o monitor.Overview
-	hosts, err := s.selectHosts(ctx, "", nil)
+	hosts, err := s.ops().Select(ctx, "", nil)
 	if err != nil {
 		return o, err
 	}

@@ -66,13 +66,13 @@ func (s *session) query() *hostquery.Q {
 // matches: a role of the env file, or an expression.
 func (s *session) selectBy(ctx context.Context, sel string, only func(inventory.Host) bool) ([]inventory.Host, error) {
 	if _, ok := s.env.Roles[sel]; ok || sel == "" {
-		return s.selectHosts(ctx, sel, only)
+		return s.ops().Select(ctx, sel, only)
 	}
 	e, err := s.query().Selector(sel)
 	if err != nil {
 		return nil, err
 	}
-	hosts, err := s.selectHosts(ctx, "", only)
+	hosts, err := s.ops().Select(ctx, "", only)
 	if err != nil {
 		return nil, err
 	}

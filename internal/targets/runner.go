@@ -22,6 +22,7 @@ import (
 	"booted/internal/ec2host"
 	"booted/internal/envlock"
 	"booted/internal/fleet"
+	"booted/internal/hostops"
 	"booted/internal/hostquery"
 	"booted/internal/inventory"
 	"booted/internal/lifecycle"
@@ -73,8 +74,8 @@ type session struct {
 	authorized []byte
 	keyPath    string // the deploy key's private half
 	ctl        *controller.Controller
-	warned     map[string]bool // damaged hosts already reported
 	q          *hostquery.Q    // made at its first use (query)
+	o          *hostops.Runner // made at its first use (ops)
 	// conducting is the site this session is a conductor of ("": the
 	// controller).
 	conducting string
@@ -114,7 +115,7 @@ func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{r: r, env: env, dir: dir, store: store, io: r.io, warned: map[string]bool{}}
+	s := &session{r: r, env: env, dir: dir, store: store, io: r.io}
 	fail := func(err error) (*session, error) { store.Close(); return nil, err }
 	keyPath := env.SSH.Key
 	if keyPath == "" {

@@ -41,7 +41,7 @@ func (s *session) serviceHosts(ctx context.Context, svc, sel string) ([]inventor
 	if len(roles) == 0 {
 		return nil, fmt.Errorf("%s: no role of %s runs %s (set roles.ROLE.service in the env file)", s.env.Path, s.env.Name, svc)
 	}
-	hosts, err := s.selectHosts(ctx, "", func(h inventory.Host) bool { return roles[h.Role] })
+	hosts, err := s.ops().Select(ctx, "", func(h inventory.Host) bool { return roles[h.Role] })
 	if err == nil && role == "" {
 		hosts, err = s.query().Matching(ctx, e, hosts)
 	}
@@ -89,7 +89,7 @@ func (r *Runner) withService(ctx context.Context, what, sel, svc string, fn func
 		}
 		hosts, err := s.serviceHosts(ctx, svc, role)
 		if err == nil {
-			hosts, err = s.limited(hosts)
+			hosts, err = s.ops().Limited(hosts)
 		}
 		if err != nil {
 			return err
@@ -167,7 +167,7 @@ func (s *session) deploy(ctx context.Context, def *service.Def, version string, 
 		return s.planDeploy(ctx, def, version, hosts, size)
 	}
 	title := "service:deploy " + def.Name
-	hosts, err = s.retryFilter(ctx, title, hosts)
+	hosts, err = s.ops().RetryFilter(ctx, title, hosts)
 	if err != nil || len(hosts) == 0 {
 		return err
 	}
@@ -193,12 +193,12 @@ func (s *session) deploy(ctx context.Context, def *service.Def, version string, 
 		report.Recap(s.r.Out, title+" "+a.Version+" (unchanged hosts)", same, s.r.JSON)
 	}
 	if len(change) == 0 {
-		return s.saveFailed(ctx, title, nil)
+		return s.ops().SaveFailed(ctx, title, nil)
 	}
 	hosts = change
 	x := &deployer{s: s, def: def, a: a, byName: byName(hosts), before: before}
 	rep, err := rollout.Run(ctx, title+" "+a.Version, rollout.Plan(hostNames(hosts), size), x)
-	if serr := s.saveFailed(ctx, title, append(rep.Failed, rep.Unreachable...)); err == nil {
+	if serr := s.ops().SaveFailed(ctx, title, append(rep.Failed, rep.Unreachable...)); err == nil {
 		err = serr
 	}
 	if err != nil || len(rep.Unreachable) == 0 {
