@@ -85,22 +85,23 @@ func (h *Hosts) Record(ctx context.Context, name, role string, inst *provider.In
 // Provision is Start for an operator's or a role's request: a host with
 // stages gets its retries afresh.
 func (h *Hosts) Provision(ctx context.Context, name string) error {
+	h.freshRetries(ctx, name)
+	return h.Start(ctx, name)
+}
+
+// freshRetries gives a host with stages its retries afresh.
+func (h *Hosts) freshRetries(ctx context.Context, name string) {
 	if _, ok := h.Provs.Of(name).(provider.Stages); ok {
 		h.Store.Update(ctx, func(tx *inventory.Tx) error { return tx.Put(h.Env.Name, "retries/"+name, 0) })
 	}
-	return h.Start(ctx, name)
 }
 
 // Start boots host name (built first if need be) and moves it to
 // booting, unless it already runs; a host whose key its provider knows
 // is pinned, the others get a token for this boot alone.
 func (h *Hosts) Start(ctx context.Context, name string) error {
-	prov := h.Provs.Of(name)
 	if k, known := h.Provs.KnownKeys(name); known {
-		if _, err := prov.Start(ctx, provider.Spec{Name: name}); err != nil {
-			return err
-		}
-		return h.Pin(ctx, k, name)
+		return h.startKnown(ctx, k, name)
 	}
 	spec, err := h.Spec(name)
 	if err != nil {
@@ -110,6 +111,46 @@ func (h *Hosts) Start(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	return h.boot(ctx, spec, built)
+}
+
+// Launch brings up a new instance, building it once: built, then ready
+// is told of its record (its address known: what the metadata service
+// tells it), then it boots as Provision boots a host.
+func (h *Hosts) Launch(ctx context.Context, name string, ready func(ctx context.Context, host inventory.Host) error) error {
+	spec, err := h.Spec(name)
+	if err != nil {
+		return err
+	}
+	built, err := h.Build(ctx, spec)
+	if err != nil {
+		return err
+	}
+	host, err := h.Store.Host(ctx, h.Env.Name, name)
+	if err != nil {
+		return err
+	}
+	if err := ready(ctx, host); err != nil {
+		return err
+	}
+	h.freshRetries(ctx, name)
+	if k, known := h.Provs.KnownKeys(name); known {
+		return h.startKnown(ctx, k, name)
+	}
+	return h.boot(ctx, spec, built)
+}
+
+// startKnown powers on a host whose key its provider knows, and pins it.
+func (h *Hosts) startKnown(ctx context.Context, k provider.KnownKeys, name string) error {
+	if _, err := h.Provs.Of(name).Start(ctx, provider.Spec{Name: name}); err != nil {
+		return err
+	}
+	return h.Pin(ctx, k, name)
+}
+
+// boot boots spec's host, built as built says, unless it already runs.
+func (h *Hosts) boot(ctx context.Context, spec provider.Spec, built provider.Instance) error {
+	name := spec.Name
 	host, err := h.Store.Host(ctx, h.Env.Name, name)
 	if err != nil {
 		return err
@@ -133,7 +174,7 @@ func (h *Hosts) Start(ctx context.Context, name string) error {
 	if err := h.Store.Advance(ctx, h.Env.Name, name, inventory.Booting, ""); err != nil {
 		return err
 	}
-	inst, err := prov.Start(ctx, spec)
+	inst, err := h.Provs.Of(name).Start(ctx, spec)
 	if err != nil {
 		h.Store.Advance(context.WithoutCancel(ctx), h.Env.Name, name, inventory.Failed, err.Error())
 		return err

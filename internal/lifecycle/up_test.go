@@ -72,3 +72,31 @@ func TestBuild_FailedSaysWhy(t *testing.T) {
 		t.Errorf("w2: %+v %v", host, err)
 	}
 }
+
+// An instance is built once per launch: built, its record handed to
+// ready (with the address its metadata needs), booted. (Before, its
+// metadata step built it and its start built it again.)
+func TestLaunch_BuildsOnce(t *testing.T) {
+	ctx := context.Background()
+	h, mem, _, _ := hosts(t)
+	h.Spec = func(name string) (provider.Spec, error) { return provider.Spec{Name: name, Role: "instances"}, nil }
+	var readies []string
+	err := h.Launch(ctx, "i-0abc", func(_ context.Context, host inventory.Host) error {
+		readies = append(readies, host.Name+"@"+host.Addr)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls := strings.Join(mem.Calls(), ","); calls != "build i-0abc,start i-0abc" {
+		t.Errorf("provider calls: %s, want one build and one start", calls)
+	}
+	if strings.Join(readies, ",") != "i-0abc@192.0.2.10" || state(t, h, "i-0abc") != inventory.Booting {
+		t.Errorf("ready saw %v; state %s", readies, state(t, h, "i-0abc"))
+	}
+	// A ready that fails stops the launch before the host boots.
+	err = h.Launch(ctx, "i-0def", func(context.Context, inventory.Host) error { return errors.New("metadata: disk full") })
+	if err == nil || strings.Contains(strings.Join(mem.Calls(), ","), "start i-0def") {
+		t.Errorf("a failed ready: %v, calls %v", err, mem.Calls())
+	}
+}

@@ -93,11 +93,7 @@ func (r *Runner) launchInstances(ctx context.Context, envName string, ids []stri
 		var errs []error
 		failed := map[string]string{} // why an instance could not even be started
 		for _, id := range ids {
-			err := s.writeMetadata(ctx, id)
-			if err == nil {
-				err = s.life().Provision(ctx, id)
-			}
-			if err != nil {
+			if err := s.life().Launch(ctx, id, s.writeMetadata); err != nil {
 				failed[id] = err.Error()
 			}
 		}
@@ -138,20 +134,9 @@ func (s *session) routeMetadata(ctx context.Context) error {
 	return metadata.Route(ctx, s.env.Name, metadata.HostLinks(s.provs.All()), s.env.CallbackAddr())
 }
 
-// writeMetadata makes instance id (its address is known once it is built)
-// and writes what the metadata service tells it.
-func (s *session) writeMetadata(ctx context.Context, id string) error {
-	spec, err := s.spec(id)
-	if err != nil {
-		return err
-	}
-	if _, err := s.life().Build(ctx, spec); err != nil {
-		return err
-	}
-	h, err := s.store.Host(ctx, s.env.Name, id)
-	if err != nil {
-		return err
-	}
+// writeMetadata writes what the metadata service tells instance h (its
+// address is known once it is built).
+func (s *session) writeMetadata(_ context.Context, h inventory.Host) error {
 	ud, _ := base64.StdEncoding.DecodeString(h.Attrs[ec2host.AttrUserData])
 	return metadata.Write(s.ctl.MetadataDir(), metadata.Instance{ID: ec2host.ID(h), Hostname: h.Name, Addr: h.Addr, Type: h.Attrs[ec2host.AttrType],
 		Image: h.Attrs[ec2host.AttrImage], Zone: "booted-" + s.env.Name, Reservation: h.Attrs[ec2host.AttrReservation],
