@@ -21,9 +21,9 @@ type Hosts struct {
 	// Spec is what the provider needs to make host name (no token: Start
 	// enrolls one for each boot).
 	Spec func(name string) (provider.Spec, error)
-	// Pin records a host whose key its provider knows beforehand, instead
-	// of its phoning home.
-	Pin func(ctx context.Context, k provider.KnownKeys, name string) error
+	// Pin records the hosts (all of them when none is named) whose keys
+	// their provider k knows beforehand, instead of their phoning home.
+	Pin func(ctx context.Context, k provider.KnownKeys, names ...string) error
 	// Drain updates the load balancers once the serving set changed (a
 	// serving host retired); nil: nothing routes to hosts.
 	Drain func(ctx context.Context) error

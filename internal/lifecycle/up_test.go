@@ -3,9 +3,11 @@ package lifecycle_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"booted/internal/discovery"
 	"booted/internal/inventory"
 	"booted/internal/provider"
 )
@@ -21,8 +23,8 @@ func TestStart(t *testing.T) {
 		specs = append(specs, name)
 		return provider.Spec{Name: name, Role: "workers"}, nil
 	}
-	h.Pin = func(_ context.Context, _ provider.KnownKeys, name string) error {
-		pinned = append(pinned, name)
+	h.Pin = func(_ context.Context, _ provider.KnownKeys, names ...string) error {
+		pinned = append(pinned, names...)
 		return nil
 	}
 	if err := h.Provision(ctx, "w1"); err != nil {
@@ -98,5 +100,30 @@ func TestLaunch_BuildsOnce(t *testing.T) {
 	err = h.Launch(ctx, "i-0def", func(context.Context, inventory.Host) error { return errors.New("metadata: disk full") })
 	if err == nil || strings.Contains(strings.Join(mem.Calls(), ","), "start i-0def") {
 		t.Errorf("a failed ready: %v, calls %v", err, mem.Calls())
+	}
+}
+
+// Awaiting phone-homes pins every known-keys provider's hosts, and reads
+// the boot log only when some provider's hosts phone home.
+func TestAwaitPhoneHome_PinsThenDiscovers(t *testing.T) {
+	ctx := context.Background()
+	h, _, _, _ := hosts(t)
+	var pinned int
+	h.Pin = func(context.Context, provider.KnownKeys, ...string) error { pinned++; return nil }
+	made := 0
+	newD := func() *discovery.Discoverer {
+		made++
+		return &discovery.Discoverer{Store: h.Store, Env: "e", Log: filepath.Join(t.TempDir(), "booted.log"), Declared: h.Env.RoleOf}
+	}
+	if err := h.AwaitPhoneHome(ctx, newD); err != nil {
+		t.Fatal(err)
+	}
+	if pinned != 1 || made != 1 {
+		t.Errorf("static and phone-home providers: pinned %d times, discoverers made %d; want 1 and 1", pinned, made)
+	}
+	h.Provs.ByType = map[string]provider.Provider{"qemu": h.Provs.ByType["static"]} // known keys alone
+	pinned, made = 0, 0
+	if err := h.AwaitPhoneHome(ctx, newD); err != nil || pinned != 1 || made != 0 {
+		t.Errorf("known keys alone: %v, pinned %d, discoverers made %d; want 1 and 0", err, pinned, made)
 	}
 }

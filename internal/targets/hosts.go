@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -137,140 +136,10 @@ func (s *session) pinner(k provider.KnownKeys) *discovery.Pinner {
 		Keys: k, AcceptNew: s.r.AcceptNew, Timeout: s.env.Timeouts.SSH.D()}
 }
 
-// logged catches up with the boot log, then waits for booting hosts (up
-// to the boot timeout, or each stage's where the provider has stages); a
-// host that installed itself boots its disk next.
+// logged pins the hosts whose keys are known, catches up with the boot
+// log, then waits for booting hosts (lifecycle.Hosts.AwaitPhoneHome).
 func (s *session) logged(ctx context.Context) error {
-	for _, p := range s.provs.All() { // hosts whose keys are known: pinned
-		if k, known := p.(provider.KnownKeys); known {
-			if err := s.pinner(k).Record(ctx); err != nil {
-				return err
-			}
-		}
-	}
-	if !s.provs.AnyPhonesHome() {
-		return nil
-	}
-	d := s.discoverer()
-	installed := func(names []string) {
-		for _, n := range names {
-			if nb, ok := s.provOf(n).(provider.Netboot); ok {
-				if err := nb.Installed(ctx, n); err != nil {
-					fmt.Fprintf(s.r.Err, "host %s: %v\n", n, err)
-				}
-			}
-		}
-	}
-	d.OnInstalled = installed
-	d.Waiting = s.bootProgress()
-	d.OnBooted = func(names []string) {
-		installed(names)
-		for _, n := range names {
-			fmt.Fprintf(s.r.Err, "host %s: phoned home\n", n)
-		}
-		for _, n := range names { // a deploy's last stage: it phoned home from its disk (a later reboot is none)
-			var last string
-			s.store.Get(ctx, s.env.Name, "stage/"+n, &last)
-			if _, ok := s.provOf(n).(provider.Stages); ok && last != "" && !strings.HasPrefix(last, "first-boot@") {
-				s.recordStage(ctx, n, "first-boot", time.Now())
-			}
-		}
-	}
-	timeout := s.env.Timeouts.Boot.D()
-	late := func(h inventory.Host) string {
-		if st, ok := s.provOf(h.Name).(provider.Stages); ok {
-			return s.lateStage(ctx, st, h)
-		}
-		if time.Since(h.Since) < timeout {
-			return ""
-		}
-		return fmt.Sprintf("no phone-home within %v of boot", timeout) + s.consoleTail(h.Name)
-	}
-	return d.Await(ctx, late)
-}
-
-// bootProgress says, while hosts boot, which ones booted still waits for
-// and for how long (after 2 s, then every 10 s): a VM or a node takes
-// minutes, and the screen stayed silent.
-func (s *session) bootProgress() func([]inventory.Host) {
-	start := time.Now()
-	next := start.Add(2 * time.Second)
-	return func(hosts []inventory.Host) {
-		if time.Now().Before(next) {
-			return
-		}
-		next = time.Now().Add(10 * time.Second)
-		var parts []string
-		for i, h := range hosts {
-			if i == 5 {
-				parts = append(parts, fmt.Sprintf("and %d more", len(hosts)-5))
-				break
-			}
-			parts = append(parts, fmt.Sprintf("%s %s", h.Name, time.Since(h.Since).Round(time.Second)))
-		}
-		fmt.Fprintf(s.r.Err, "%s: %d booting, waiting for them to phone home: %s (boot timeout %v)\n", s.env.Name, len(hosts), strings.Join(parts, ", "), s.env.Timeouts.Boot.D())
-	}
-}
-
-// lateStage says why host h, booting through stages, is failed: a stage
-// it did not reach in time, once its retries are spent (each retry
-// provisions it again).
-func (s *session) lateStage(ctx context.Context, st provider.Stages, h inventory.Host) string {
-	reached, at, waiting, deadline := st.Stage(ctx, h.Name, h.Since)
-	s.recordStage(ctx, h.Name, reached, at)
-	if time.Now().Before(deadline) {
-		return ""
-	}
-	why := fmt.Sprintf("stage %s not reached by %s", waiting, deadline.UTC().Format(time.RFC3339))
-	if reached != "" {
-		why += fmt.Sprintf(" (%s at %s)", reached, at.UTC().Format(time.RFC3339))
-	}
-	var tries int
-	s.store.Get(ctx, s.env.Name, "retries/"+h.Name, &tries)
-	if tries < st.Retries() {
-		s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.Put(s.env.Name, "retries/"+h.Name, tries+1) })
-		fmt.Fprintf(s.r.Err, "host %s: %s; provisioning it again (try %d of %d)\n", h.Name, why, tries+2, st.Retries()+1)
-		s.advance(ctx, h.Name, inventory.Failed, why+"; retrying")
-		if err := s.life().Start(ctx, h.Name); err != nil {
-			return why + "; the retry failed: " + err.Error()
-		}
-		return ""
-	}
-	return why + s.consoleTail(h.Name)
-}
-
-// recordStage records a stage a host reached, once.
-func (s *session) recordStage(ctx context.Context, name, stage string, at time.Time) {
-	if stage == "" || stage == "installed" { // the installer's report is recorded as it arrives
-		return
-	}
-	key := "stage/" + name
-	var last string
-	s.store.Get(ctx, s.env.Name, key, &last)
-	mark := stage + "@" + at.UTC().Format(time.RFC3339Nano)
-	if last == mark {
-		return
-	}
-	s.store.Update(ctx, func(tx *inventory.Tx) error {
-		if err := tx.Put(s.env.Name, key, mark); err != nil {
-			return err
-		}
-		return tx.Record(inventory.Event{Env: s.env.Name, Host: name, Kind: "stage", Detail: fmt.Sprintf("%s at %s", stage, at.UTC().Format(time.RFC3339Nano))})
-	})
-}
-
-// consoleTail is "; see FILE; console: its last lines", where the provider
-// keeps a console log for the host.
-func (s *session) consoleTail(name string) string {
-	c, ok := s.provOf(name).(provider.Console)
-	if !ok {
-		return ""
-	}
-	b, err := os.ReadFile(c.ConsoleLog(name))
-	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
-		return ""
-	}
-	return fmt.Sprintf("; see %s; console: %s", c.ConsoleLog(name), provider.ConsoleTail(b, 5))
+	return s.life().AwaitPhoneHome(ctx, s.discoverer)
 }
 
 // HostsFilter checks every discovered host with ICMP ping and an SSH login
