@@ -103,26 +103,28 @@ func (h *Hosts) Start(ctx context.Context, name string) error {
 	if k, known := h.Provs.KnownKeys(name); known {
 		return h.startKnown(ctx, k, name)
 	}
-	spec, err := h.Spec(name)
-	if err != nil {
-		return err
-	}
-	built, err := h.Build(ctx, spec)
+	spec, built, err := h.specBuilt(ctx, name)
 	if err != nil {
 		return err
 	}
 	return h.boot(ctx, spec, built)
 }
 
+// specBuilt makes host name's spec and builds it.
+func (h *Hosts) specBuilt(ctx context.Context, name string) (provider.Spec, provider.Instance, error) {
+	spec, err := h.Spec(name)
+	if err != nil {
+		return spec, provider.Instance{}, err
+	}
+	built, err := h.Build(ctx, spec)
+	return spec, built, err
+}
+
 // Launch brings up a new instance, building it once: built, then ready
 // is told of its record (its address known: what the metadata service
 // tells it), then it boots as Provision boots a host.
 func (h *Hosts) Launch(ctx context.Context, name string, ready func(ctx context.Context, host inventory.Host) error) error {
-	spec, err := h.Spec(name)
-	if err != nil {
-		return err
-	}
-	built, err := h.Build(ctx, spec)
+	spec, built, err := h.specBuilt(ctx, name)
 	if err != nil {
 		return err
 	}

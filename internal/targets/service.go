@@ -481,23 +481,6 @@ func (s *session) drain(ctx context.Context, hosts []inventory.Host) error {
 	return s.updateLB(ctx)
 }
 
-// startChecked (re)starts the service on a host and runs the health check
-// and the service's checks against it before it is put back (serving).
-func (s *session) startChecked(ctx context.Context, def *service.Def, c hostConn) (service.State, error) {
-	st, err := s.startOne(ctx, def, c, false)
-	if err != nil {
-		return st, err
-	}
-	h := c.Host()
-	for _, cr := range s.io.Checks(ctx, def, h) {
-		if cr.Err != nil {
-			s.advance(context.WithoutCancel(ctx), h.Name, inventory.Draining, "")
-			return st, fmt.Errorf("host %s: check %q failed: %w", h.Name, cr.Check.Name, cr.Err)
-		}
-	}
-	return st, nil
-}
-
 // rollbackOutcome is what a rollback did on a host.
 type rollbackOutcome struct {
 	// NoPrevious: the host has had one release only; nothing was done.
@@ -588,16 +571,6 @@ func (s *session) startHost(def *service.Def, restart bool) hostHalf[service.Sta
 		}
 		return st, nil
 	}
-}
-
-// startOne starts the service on one host, waits for its health check and
-// marks the host serving.
-func (s *session) startOne(ctx context.Context, def *service.Def, c hostConn, restart bool) (service.State, error) {
-	st, err := s.startHost(def, restart)(ctx, c)
-	if err != nil {
-		return st, err
-	}
-	return st, s.advance(ctx, c.Host().Name, inventory.Serving, "")
 }
 
 // ServiceStart (re)starts SVC on every host of ENV that runs it.
