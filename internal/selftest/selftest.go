@@ -157,7 +157,8 @@ var testNeeds = pkgs.Need{
 var racePackages = []string{"./internal/config/", "./internal/inventory/", "./internal/rollout/", "./internal/fanout/",
 	"./internal/settings/", "./internal/monitor/", "./internal/report/", "./internal/lb/", "./internal/provider/memory/", "./internal/provider/vbox/", "./internal/conductor/",
 	"./internal/ec2backend/", "./internal/hostquery/", "./internal/lifecycle/", "./internal/hostops/", "./internal/restbackend/",
-	"./internal/apiserver/", "./internal/metaladmin/", "./internal/provider/sited/", "./internal/conductord/"}
+	"./internal/apiserver/", "./internal/metaladmin/", "./internal/provider/sited/", "./internal/conductord/",
+	"./internal/jobs/", "./internal/sitedio/"}
 
 // raceBeside are the racePackages whose race pass runs beside the main
 // pass, not after it.

@@ -1,10 +1,8 @@
 package targets
 
 import (
-	"booted/internal/outcome"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +15,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"booted/internal/jobs"
+	"booted/internal/outcome"
+	"booted/internal/sitedio"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -95,214 +97,6 @@ func (s *session) controllerNATS(ctx context.Context) (jetstream.JetStream, erro
 // replicas is how many copies of the streams the cluster keeps.
 func (s *session) replicas() int { return min(3, len(s.env.NATS.URLs)) }
 
-// conducted runs tmpl's job on the hosts that have a site through their
-// conductors and step on the others in-process, and returns one result
-// per host; each sited host's output goes to opt.Output's writers as if it
-// had run here.
-func (s *session) conducted(ctx context.Context, hosts []inventory.Host, opt remote.Options, o opOptions, step func(ctx context.Context, c hostConn) error) []remote.Result {
-	tmpl := *o.job
-	var jobs []conductor.Job
-	sited := map[string]inventory.Host{}
-	run := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.Itoa(os.Getpid())
-	local, ofSites := s.bySite(hosts)
-	for _, h := range ofSites {
-		site := s.env.SiteOf(h.Name, h.Role)
-		j := tmpl
-		j.ID, j.Run, j.Env, j.Site = run+"."+h.Name, run, s.env.Name, site
-		j.Host = conductor.HostRef{Name: h.Name, Addr: h.Addr, Port: h.Port, HostKey: h.HostKey}
-		if o.perHost != nil {
-			j.Args = o.perHost(h)
-		}
-		sited[h.Name] = h
-		j.Timeout = opt.Timeout
-		if j.Timeout == 0 {
-			j.Timeout = s.env.Timeouts.Command.D()
-		}
-		jobs = append(jobs, j)
-	}
-	if len(jobs) == 0 {
-		return s.io.Each(ctx, local, opt, step)
-	}
-	// The hosts of no site, here, while the conductors work on the others.
-	localDone := make(chan []remote.Result, 1)
-	go func() { localDone <- s.io.Each(ctx, local, opt, step) }()
-	results := s.dispatch(ctx, opt, o, run, jobs, sited)
-	return append(<-localDone, results...)
-}
-
-// dispatch sends jobs to their sites' conductors and returns their results.
-func (s *session) dispatch(ctx context.Context, opt remote.Options, o opOptions, run string, jobs []conductor.Job, hosts map[string]inventory.Host) []remote.Result {
-	var results []remote.Result
-	fail := func(err error) []remote.Result {
-		for _, j := range jobs {
-			r := remote.Result{Host: j.Host.Name, Status: remote.Failed, Err: fmt.Errorf("host %s: %w", j.Host.Name, err)}
-			r.Error = r.Err.Error()
-			if opt.OnDone != nil {
-				opt.OnDone(r)
-			}
-			results = append(results, r)
-		}
-		return results
-	}
-	js, err := s.controllerNATS(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	if o.beforeJobs != nil {
-		bctx, bcancel := context.WithTimeout(ctx, 5*time.Minute)
-		err := o.beforeJobs(bctx, js)
-		bcancel()
-		if err != nil {
-			return fail(err)
-		}
-	}
-	// r of cr, with what the controller makes of it (once per result).
-	made := map[string]remote.Result{}
-	var mu sync.Mutex
-	result := func(cr conductor.Result) remote.Result {
-		mu.Lock()
-		defer mu.Unlock()
-		if r, ok := made[cr.Host]; ok {
-			return r
-		}
-		r := fromConducted(cr)
-		if o.conducted != nil && cr.Conductor != "" {
-			o.conducted(ctx, hosts[cr.Host], cr, &r)
-		}
-		made[cr.Host] = r
-		return r
-	}
-	// A site with no conductor beating would keep its jobs waiting until
-	// they time out: they fail now, saying what to start.
-	bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)
-	beats, err := conductor.Conductors(bctx, js, s.env.Name)
-	bcancel()
-	if err != nil {
-		return fail(fmt.Errorf("NATS %s: conductors: %w", strings.Join(s.env.NATS.URLs, ","), err))
-	}
-	beating := map[string]bool{}
-	for _, b := range beats {
-		beating[b.Site] = true
-	}
-	var live []conductor.Job
-	for _, j := range jobs {
-		if beating[j.Site] {
-			live = append(live, j)
-			continue
-		}
-		r := remote.Result{Host: j.Host.Name, Status: remote.Failed,
-			Err: fmt.Errorf("host %s: no conductor of site %s is running (start one: conductor:run %s %s; conductors:list %s shows them)", j.Host.Name, j.Site, s.env.Name, j.Site, s.env.Name)}
-		r.Error = r.Err.Error()
-		if opt.OnDone != nil {
-			opt.OnDone(r)
-		}
-		results = append(results, r)
-	}
-	if jobs = live; len(jobs) == 0 {
-		return results
-	}
-	// A job waits for its site's conductors (they may be busy) as long
-	// as it may run, and a little more.
-	dctx, cancel := context.WithTimeout(ctx, jobs[0].Timeout+30*time.Second)
-	defer cancel()
-	for _, j := range jobs {
-		if opt.OnStart != nil {
-			opt.OnStart(j.Host.Name)
-		}
-	}
-	if o.job.Stream && opt.Output != nil {
-		stop, err := s.streamOutput(js, run, hosts, opt)
-		if err != nil {
-			return fail(err)
-		}
-		defer stop()
-	}
-	res, _ := conductor.Dispatch(dctx, js, s.env.Name, run, jobs, func(cr conductor.Result) {
-		r := result(cr)
-		if opt.Output != nil && !o.job.Stream { // (a streaming job's output came as it was written)
-			o, e := opt.Output(cr.Host)
-			o.Write([]byte(cr.Stdout))
-			e.Write([]byte(cr.Stderr))
-		}
-		if opt.OnDone != nil {
-			opt.OnDone(r)
-		}
-	})
-	for _, cr := range res {
-		r := result(cr)
-		if cr.Conductor == "" && opt.OnDone != nil { // no result came: said now
-			opt.OnDone(r)
-		}
-		results = append(results, r)
-	}
-	return results
-}
-
-// bySite splits hosts into those of no site (worked on here) and those of
-// a site (through its conductors).
-func (s *session) bySite(hosts []inventory.Host) (here, sited []inventory.Host) {
-	for _, h := range hosts {
-		if s.env.SiteOf(h.Name, h.Role) == "" {
-			here = append(here, h)
-		} else {
-			sited = append(sited, h)
-		}
-	}
-	return here, sited
-}
-
-// natsWriter publishes what is written to it on a subject (core NATS).
-type natsWriter struct {
-	nc   *nats.Conn
-	subj string
-}
-
-func (w natsWriter) Write(p []byte) (int, error) {
-	for sent := 0; sent < len(p); { // in pieces well under a message's size
-		n := min(len(p)-sent, 64<<10)
-		if err := w.nc.Publish(w.subj, p[sent:sent+n]); err != nil {
-			return sent, err
-		}
-		sent += n
-	}
-	return len(p), nil
-}
-
-// streamOutput shows the output of a run's streaming jobs as it comes:
-// each host's, from its own site's subject only, to opt.Output's writers.
-func (s *session) streamOutput(js jetstream.JetStream, run string, hosts map[string]inventory.Host, opt remote.Options) (stop func(), err error) {
-	var mu sync.Mutex
-	ws := map[string][2]io.Writer{}
-	sub, err := js.Conn().Subscribe("booted.output."+s.env.Name+".*."+run+".>", func(m *nats.Msg) {
-		t := strings.Split(m.Subject, ".") // booted.output.ENV.SITE.RUN.HOST.STREAM
-		if len(t) != 7 {
-			return
-		}
-		site, host, stream := t[3], t[5], t[6]
-		h, ok := hosts[host]
-		if !ok || s.env.SiteOf(h.Name, h.Role) != site {
-			return // not this run's host, or not from its site
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		w, ok := ws[host]
-		if !ok {
-			o, e := opt.Output(host)
-			w = [2]io.Writer{o, e}
-			ws[host] = w
-		}
-		if stream == "err" {
-			w[1].Write(m.Data)
-		} else {
-			w[0].Write(m.Data)
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return func() { sub.Drain() }, nil
-}
-
 // aliveJob is the job a conductor checks a host with (doJob).
 const aliveJob = "alive"
 
@@ -310,32 +104,8 @@ const aliveJob = "alive"
 // site through its conductors, the others here; errs[i] for hosts[i].
 func (s *session) alive(ctx context.Context, hosts []inventory.Host) []error {
 	opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.SSH.D() + s.env.Timeouts.Ping.D()}
-	return s.checked(ctx, hosts, opt, opOptions{job: &conductor.Job{Kind: aliveJob, Idempotent: true}},
+	return s.sites().Checked(ctx, hosts, opt, jobs.Op{Job: &conductor.Job{Kind: aliveJob, Idempotent: true}},
 		func(ctx context.Context, here []inventory.Host) []error { return s.io.Alive(ctx, here, s.r.Parallel) })
-}
-
-// checked checks hosts without a connection made here: here checks the
-// hosts of no site, o's job the others through their sites' conductors
-// (a step over a connection is split by conducted); errs[i] for hosts[i].
-func (s *session) checked(ctx context.Context, hosts []inventory.Host, opt remote.Options, o opOptions, here func(ctx context.Context, hosts []inventory.Host) []error) []error {
-	local, sited := s.bySite(hosts)
-	byHost := make(map[string]error, len(hosts))
-	for i, err := range here(ctx, local) {
-		byHost[local[i].Name] = err
-	}
-	if len(sited) > 0 {
-		for _, r := range s.conducted(ctx, sited, opt, o, nil) {
-			byHost[r.Host] = r.Err
-			if r.Err == nil && r.Status != remote.OK {
-				byHost[r.Host] = fmt.Errorf("host %s: %s", r.Host, r.Status)
-			}
-		}
-	}
-	errs := make([]error, len(hosts))
-	for i, h := range hosts {
-		errs[i] = byHost[h.Name]
-	}
-	return errs
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -343,26 +113,6 @@ var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // lbArgs are a load balancer job's: its configuration, rendered here.
 type lbArgs struct {
 	Conf []byte `json:"conf"`
-}
-
-func fromConducted(cr conductor.Result) remote.Result {
-	r := remote.Result{Host: cr.Host, Status: remote.Status(cr.Status), Seconds: cr.Seconds, Duration: time.Duration(cr.Seconds * float64(time.Second)), Error: cr.Error, Stderr: tailLines(cr.Stderr, 5)}
-	if cr.Error != "" {
-		r.Err = errors.New(cr.Error)
-	}
-	if r.Status == remote.OK {
-		r.Stderr = ""
-		r.Note = strings.TrimSpace(cr.Note + " by conductor " + cr.Conductor)
-	}
-	return r
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.TrimSpace(strings.Join(lines, "\n"))
 }
 
 // ConductorRun takes the jobs of SITE of ENV from NATS until it is
@@ -411,7 +161,7 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 	if j.Stream { // sent as it comes, for the controller to show live
 		nc := js.Conn()
 		opt.Output = func(host string) (io.Writer, io.Writer) {
-			return natsWriter{nc, conductor.OutputSubject(j.Env, j.Site, j.Run, host, "out")}, natsWriter{nc, conductor.OutputSubject(j.Env, j.Site, j.Run, host, "err")}
+			return sitedio.Writer{NC: nc, Subject: conductor.OutputSubject(j.Env, j.Site, j.Run, host, "out")}, sitedio.Writer{NC: nc, Subject: conductor.OutputSubject(j.Env, j.Site, j.Run, host, "err")}
 		}
 	}
 	failed := func(err error) conductor.Result {
@@ -426,11 +176,11 @@ func (s *session) doJob(ctx context.Context, js jetstream.JetStream, j conductor
 		}
 		return conductor.Result{Status: string(remote.OK)}
 	}
-	mk, ok := jobKinds[j.Kind]
+	mk, ok := jobs.Lookup(j.Kind)
 	if !ok {
 		return failed(fmt.Errorf("job kind %q is not one this conductor does", j.Kind))
 	}
-	host, err := mk(s, ctx, js, j)
+	host, err := mk(worker{s}, ctx, js, j)
 	if err != nil {
 		return failed(err)
 	}

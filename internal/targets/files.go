@@ -14,6 +14,7 @@ import (
 	"booted/internal/conductor"
 	"booted/internal/files"
 	"booted/internal/inventory"
+	"booted/internal/jobs"
 )
 
 // hostsOf returns the hosts of sel (ENV or ENV/ROLE) a multi-host target
@@ -60,7 +61,7 @@ func (r *Runner) HostsPut(ctx context.Context, sel, src, dst string) error {
 			return fmt.Errorf("hosts:put: %w", err)
 		}
 		object := "file-" + sum
-		o, step := putJob.halves(opOptions{live: true, beforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
+		o, step := putJob.Halves(jobs.Op{Live: true, BeforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
 			return conductor.PutArtifact(ctx, js, object, src, sum)
 		}}, putArgs{Object: object, SHA256: sum, Mode: st.Mode().Perm(), Dst: dst}, putHost(src, dst),
 			func(_ context.Context, h inventory.Host, n int64, err error) (string, error) {
@@ -89,7 +90,7 @@ func (r *Runner) HostsGet(ctx context.Context, sel, src, dir string) error {
 		}
 		// A site's hosts send it through their conductors, in the job's
 		// result: up to getLimit bytes.
-		o, _ := getJob.halves(opOptions{live: true}, getArgs{Src: src}, nil, // here: straight to dst (below)
+		o, _ := getJob.Halves(jobs.Op{Live: true}, getArgs{Src: src}, nil, // here: straight to dst (below)
 			func(_ context.Context, h inventory.Host, got fetched, err error) (string, error) {
 				if err != nil {
 					return "", fmt.Errorf("host %s: %w", h.Name, err)
@@ -132,7 +133,7 @@ type putArgs struct {
 
 // putHost copies local file src to dst on the host unless it has that
 // content (files.Put): the host's half of hosts:put; the bytes copied.
-func putHost(src, dst string) hostHalf[int64] {
+func putHost(src, dst string) jobs.Host[int64] {
 	return func(ctx context.Context, c hostConn) (int64, error) { return c.Put(ctx, src, dst) }
 }
 
@@ -159,7 +160,7 @@ type fetched struct {
 // getHost reads src on the host through a copy on this machine (under
 // dir): the host's half of hosts:get through a conductor. A file larger
 // than getLimit goes to the object store (put: its name, or an error).
-func getHost(dir, src string, put func(ctx context.Context, local, sum string) (string, error)) hostHalf[fetched] {
+func getHost(dir, src string, put func(ctx context.Context, local, sum string) (string, error)) jobs.Host[fetched] {
 	return func(ctx context.Context, c hostConn) (fetched, error) {
 		tmp, err := os.MkdirTemp(dir, "get-")
 		if err != nil {

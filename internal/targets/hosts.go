@@ -11,10 +11,10 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"booted/internal/conductor"
 	"booted/internal/discovery"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
+	"booted/internal/jobs"
 	"booted/internal/liveness"
 	"booted/internal/provider"
 	"booted/internal/remote"
@@ -336,6 +336,8 @@ func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
 		if err != nil {
 			return err
 		}
+		job := runJob.Job()
+		job.Cmd = cmd
 		if r.JSON { // a JSON line per host as it finishes (its output inside), then the recap's
 			capture := report.NewHostCapture()
 			var mu sync.Mutex
@@ -347,13 +349,13 @@ func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
 				defer mu.Unlock()
 				enc.Encode(line)
 			}
-			_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: capture.Writers, onDone: done, job: &conductor.Job{Kind: runJob.name, Cmd: cmd, Idempotent: runJob.idempotent}}, func(ctx context.Context, c hostConn) error {
+			_, err = s.op(ctx, "hosts:run", hosts, jobs.Op{Output: capture.Writers, OnDone: done, Job: job}, func(ctx context.Context, c hostConn) error {
 				return c.Run(ctx, cmd)
 			})
 			return err
 		}
 		out := report.NewHostOutput(r.Out, r.Err, hostNames(hosts))
-		_, err = s.op(ctx, "hosts:run", hosts, opOptions{output: out.Writers, job: &conductor.Job{Kind: runJob.name, Cmd: cmd, Idempotent: runJob.idempotent}, onDone: func(r remote.Result) { out.Flush(r.Host) }}, func(ctx context.Context, c hostConn) error {
+		_, err = s.op(ctx, "hosts:run", hosts, jobs.Op{Output: out.Writers, Job: job, OnDone: func(r remote.Result) { out.Flush(r.Host) }}, func(ctx context.Context, c hostConn) error {
 			defer out.Flush(c.Host().Name)
 			return c.Run(ctx, cmd)
 		})

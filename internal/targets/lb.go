@@ -12,6 +12,7 @@ import (
 
 	"booted/internal/config"
 	"booted/internal/inventory"
+	"booted/internal/jobs"
 	"booted/internal/lb"
 	"booted/internal/loadgen"
 	"booted/internal/remote"
@@ -67,7 +68,7 @@ func (s *session) updateLB(ctx context.Context) error {
 	}
 	// A site's load balancers are given their configuration by its
 	// conductors; the inventory is written here.
-	o, step := lbJob.halves(opOptions{perHost: func(h inventory.Host) json.RawMessage { b, _ := json.Marshal(lbArgs{Conf: confs[h.Name]}); return b }}, lbArgs{},
+	o, step := lbJob.Halves(jobs.Op{PerHost: func(h inventory.Host) json.RawMessage { b, _ := json.Marshal(lbArgs{Conf: confs[h.Name]}); return b }}, lbArgs{},
 		func(ctx context.Context, c hostConn) (string, error) {
 			return lbApplyHost(confs[c.Host().Name])(ctx, c)
 		},
@@ -90,7 +91,7 @@ func (s *session) stopLB(ctx context.Context) error {
 	if err != nil || len(lbs) == 0 {
 		return err
 	}
-	o, step := lbStopJob.halves(opOptions{}, struct{}{}, lbStopHost,
+	o, step := lbStopJob.Halves(jobs.Op{}, struct{}{}, lbStopHost,
 		func(ctx context.Context, h inventory.Host, _ struct{}, err error) (string, error) {
 			if err != nil || h.State != inventory.Serving {
 				return "", err
@@ -103,7 +104,7 @@ func (s *session) stopLB(ctx context.Context) error {
 
 // lbApplyHost gives a load balancer its configuration conf (a reload
 // when it changed): the host's half of a load balancer update.
-func lbApplyHost(conf []byte) hostHalf[string] {
+func lbApplyHost(conf []byte) jobs.Host[string] {
 	return func(ctx context.Context, c hostConn) (string, error) { return c.ApplyLB(ctx, conf) }
 }
 
@@ -121,7 +122,7 @@ func (s *session) routes(ctx context.Context) map[string][]string {
 	if err != nil || len(lbs) == 0 {
 		return out
 	}
-	o, step := routesJob.halves(opOptions{}, struct{}{}, routesHost,
+	o, step := routesJob.Halves(jobs.Op{}, struct{}{}, routesHost,
 		func(_ context.Context, h inventory.Host, r []string, err error) (string, error) {
 			if err == nil {
 				mu.Lock()
@@ -211,7 +212,7 @@ type loadRun struct {
 // loadHost sends o's requests (loadgen) from where it runs: the host's
 // half of a load run sent from near load balancer lb (by its site's
 // conductor; c is lb's connection, unused).
-func loadHost(o loadgen.Options) hostHalf[loadRun] {
+func loadHost(o loadgen.Options) jobs.Host[loadRun] {
 	return func(ctx context.Context, _ hostConn) (loadRun, error) {
 		st, err := loadgen.Run(ctx, o)
 		if st == nil {
@@ -230,12 +231,12 @@ func (s *session) load(ctx context.Context, lb inventory.Host, o loadgen.Options
 	}
 	var run loadRun
 	var runErr error
-	opts, _ := loadJob.halves(opOptions{}, o, nil, // no host here
+	opts, _ := loadJob.Halves(jobs.Op{}, o, nil, // no host here
 		func(_ context.Context, _ inventory.Host, r loadRun, err error) (string, error) {
 			run, runErr = r, err
 			return "", err
 		})
-	res := s.conducted(ctx, []inventory.Host{lb}, remote.Options{Parallel: 1, Timeout: o.Duration + 30*time.Second}, opts, nil)
+	res := s.sites().Conducted(ctx, []inventory.Host{lb}, remote.Options{Parallel: 1, Timeout: o.Duration + 30*time.Second}, opts, nil)
 	if runErr == nil && len(res) == 1 && res[0].Err != nil {
 		runErr = res[0].Err
 	}

@@ -13,6 +13,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/fanout"
 	"booted/internal/inventory"
+	"booted/internal/jobs"
 	"booted/internal/lb"
 	"booted/internal/loadgen"
 	"booted/internal/monitor"
@@ -92,7 +93,7 @@ func (m *monitorEnv) lbLog(ctx context.Context) ([]time.Duration, int, bool) {
 	var all lb.Requests
 	// Each log is read from where the last look stopped (the first look
 	// only learns where it ends).
-	o, step := accessLogJob.halves(opOptions{perHost: func(h inventory.Host) json.RawMessage {
+	o, step := accessLogJob.Halves(jobs.Op{PerHost: func(h inventory.Host) json.RawMessage {
 		b, _ := json.Marshal(accessLogArgs{At: m.logs.At(h.Name)})
 		return b
 	}}, accessLogArgs{},
@@ -131,7 +132,7 @@ type accessLog struct {
 }
 
 // accessLogHost reads a load balancer's access log from byte at.
-func accessLogHost(at int64) hostHalf[accessLog] {
+func accessLogHost(at int64) jobs.Host[accessLog] {
 	return func(ctx context.Context, c hostConn) (accessLog, error) {
 		size, reqs, err := c.AccessLogSince(ctx, at)
 		return accessLog{Size: size, Requests: reqs}, err
@@ -164,12 +165,12 @@ func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]
 	}
 	// at most an interval: a dead worker must not slow the loop
 	timeout := min(3*time.Second, max(500*time.Millisecond, m.s.env.Monitor.Interval.D()))
-	o, _ := healthJob.halves(opOptions{}, serviceArgs{Service: def.Name, Within: timeout}, nil, // no connection here: an HTTP check
+	o, _ := healthJob.Halves(jobs.Op{}, serviceArgs{Service: def.Name, Within: timeout}, nil, // no connection here: an HTTP check
 		func(_ context.Context, _ inventory.Host, _ struct{}, err error) (string, error) { return "", err })
-	errs := m.s.checked(ctx, serving, remote.Options{Parallel: m.s.r.Parallel, Timeout: timeout}, o,
+	errs := m.s.sites().Checked(ctx, serving, remote.Options{Parallel: m.s.r.Parallel, Timeout: timeout}, o,
 		func(ctx context.Context, here []inventory.Host) []error {
 			ok := fanout.Map(ctx, here, m.s.r.Parallel, func(ctx context.Context, h inventory.Host) bool { // false: unhealthy, or not asked (the context ended)
-				return m.s.healthy(ctx, def, h, timeout) == nil
+				return healthCheck(ctx, worker{m.s}, def, h, timeout) == nil
 			})
 			errs := make([]error, len(here))
 			for i, h := range here {

@@ -2,16 +2,14 @@ package targets
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"booted/internal/conductor"
 	"booted/internal/config"
 	"booted/internal/hostops"
 	"booted/internal/inventory"
+	"booted/internal/jobs"
 	"booted/internal/remote"
+	"booted/internal/service"
+	"booted/internal/sitedio"
 )
 
 // ops runs s's multi-host operations (hostops), one per session: it says
@@ -27,43 +25,38 @@ func (s *session) ops() *hostops.Runner {
 // splitSel splits "ENV/ROLE".
 var splitSel = config.SplitSelector
 
-type opOptions struct {
-	// keepList: the caller filters for BOOTED_RETRY and saves the failed
-	// hosts itself (an operation made of several ops).
-	keepList bool
-	// live shows the progress display; off when the hosts' output is the display.
-	live bool
-	// output gives each host's stdout and stderr.
-	output func(host string) (io.Writer, io.Writer)
-	// onDone is told of each host as it finishes.
-	onDone func(r remote.Result)
-	// job, when set, is step as a job for conductors: the hosts of a
-	// site (the env file's sites) get it through their conductors.
-	job *conductor.Job
-	// perHost, if set, gives each host's job its own Args (a load
-	// balancer's configuration).
-	perHost func(h inventory.Host) json.RawMessage
-	// beforeJobs, if set, runs once before jobs are published (a
-	// deploy's release put in the object store).
-	beforeJobs func(ctx context.Context, js jetstream.JetStream) error
-	// conducted, if set, is told of each conducted host's result before
-	// it is shown (what the controller records from it), and may change it.
-	conducted func(ctx context.Context, h inventory.Host, cr conductor.Result, r *remote.Result)
+// sites is where s's hosts are worked on: here, or through their sites'
+// conductors (sitedio).
+func (s *session) sites() *sitedio.Split {
+	return &sitedio.Split{Env: s.env, Here: s.io, NATS: s.controllerNATS}
 }
 
 // each runs step on hosts: those of a site through its conductors when
 // o has a job (and the env file sites), the others here.
-func (s *session) each(ctx context.Context, hosts []inventory.Host, opt remote.Options, o opOptions, step func(ctx context.Context, c hostConn) error) []remote.Result {
-	if o.job != nil && len(s.env.Sites) > 0 {
-		return s.conducted(ctx, hosts, opt, o, step)
-	}
-	return s.io.Each(ctx, hosts, opt, step)
+func (s *session) each(ctx context.Context, hosts []inventory.Host, opt remote.Options, o jobs.Op, step jobs.Step) []remote.Result {
+	return s.sites().Each(ctx, hosts, opt, o, step)
+}
+
+// worker is what a job's host half uses here and on a conductor
+// (jobs.Worker): the session's services, artifacts and hosts.
+type worker struct{ *session }
+
+func (w worker) LoadService(name string) (*service.Def, error) { return w.loadService(name) }
+func (w worker) Artifacts() string                             { return w.artifacts() }
+func (w worker) WaitHealthy(ctx context.Context, def *service.Def, h inventory.Host) error {
+	return w.io.WaitHealthy(ctx, def, h)
+}
+func (w worker) Checks(ctx context.Context, def *service.Def, h inventory.Host) []service.CheckResult {
+	return w.io.Checks(ctx, def, h)
+}
+func (w worker) Get(ctx context.Context, def *service.Def, h inventory.Host, path string) (string, error) {
+	return w.io.Get(ctx, def, h, path)
 }
 
 // op runs step on hosts as an operation (hostops.Runner.Run): the hosts
 // of a site through its conductors when o has a job, the others here.
-func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, o opOptions, step func(ctx context.Context, c hostConn) error) ([]remote.Result, error) {
-	return s.ops().Run(ctx, title, hosts, hostops.Show{KeepList: o.keepList, Live: o.live, Output: o.output, OnDone: o.onDone},
+func (s *session) op(ctx context.Context, title string, hosts []inventory.Host, o jobs.Op, step jobs.Step) ([]remote.Result, error) {
+	return s.ops().Run(ctx, title, hosts, o.Show(),
 		func(ctx context.Context, hosts []inventory.Host, opt remote.Options) []remote.Result {
 			return s.each(ctx, hosts, opt, o, step)
 		})

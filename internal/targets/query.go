@@ -1,10 +1,12 @@
 package targets
 
 import (
-	"booted/internal/outcome"
 	"context"
 	"fmt"
 	"strings"
+
+	"booted/internal/jobs"
+	"booted/internal/outcome"
 
 	"booted/internal/hostquery"
 	"booted/internal/inventory"
@@ -33,7 +35,7 @@ func (s *session) gatherFacts(ctx context.Context, hosts []inventory.Host, resul
 	set := func(h string, f map[string][]string) error {
 		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.SetFacts(s.env.Name, h, f) })
 	}
-	o, step := factsJob.halves(opOptions{}, struct{}{},
+	o, step := factsJob.Halves(jobs.Op{}, struct{}{},
 		factsHost,
 		func(_ context.Context, h inventory.Host, f map[string][]string, err error) (string, error) {
 			if err != nil {

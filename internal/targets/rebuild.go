@@ -1,11 +1,12 @@
 package targets
 
 import (
-	"booted/internal/outcome"
 	"context"
 	"errors"
 	"fmt"
 	"time"
+
+	"booted/internal/outcome"
 
 	"booted/internal/config"
 	"booted/internal/inventory"

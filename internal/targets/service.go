@@ -1,7 +1,6 @@
 package targets
 
 import (
-	"booted/internal/outcome"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"booted/internal/jobs"
+	"booted/internal/outcome"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -218,7 +220,7 @@ func (s *session) serviceStates(ctx context.Context, def *service.Def, hosts []i
 		out[h] = st
 		mu.Unlock()
 	}
-	o, step := statusJob.halves(opOptions{}, serviceArgs{Service: def.Name},
+	o, step := statusJob.Halves(jobs.Op{}, serviceArgs{Service: def.Name},
 		statusHost(def),
 		func(_ context.Context, h inventory.Host, st service.State, err error) (string, error) {
 			if err == nil {
@@ -231,7 +233,7 @@ func (s *session) serviceStates(ctx context.Context, def *service.Def, hosts []i
 }
 
 // statusHost reads def's service's state on the host.
-func statusHost(def *service.Def) hostHalf[service.State] {
+func statusHost(def *service.Def) jobs.Host[service.State] {
 	return func(ctx context.Context, c hostConn) (service.State, error) { return c.Status(ctx, def) }
 }
 
@@ -247,15 +249,15 @@ type serviceArgs struct {
 	Follow bool `json:"follow,omitempty"`
 }
 
-// healthy asks h's service its health check, once, within timeout (0:
+// healthCheck asks h's service its health check, once, within timeout (0:
 // ctx's).
-func (s *session) healthy(ctx context.Context, def *service.Def, h inventory.Host, timeout time.Duration) error {
+func healthCheck(ctx context.Context, w jobs.Worker, def *service.Def, h inventory.Host, timeout time.Duration) error {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	_, err := s.io.Get(ctx, def, h, def.Health.Path)
+	_, err := w.Get(ctx, def, h, def.Health.Path)
 	return err
 }
 
@@ -279,9 +281,9 @@ func toWire(rr []service.CheckResult) []checkWire {
 
 // checksHost runs def's checks against the host: the host's half of
 // service:test (failed checks are the controller's to judge).
-func (s *session) checksHost(def *service.Def) hostHalf[[]checkWire] {
+func checksHost(w jobs.Worker, def *service.Def) jobs.Host[[]checkWire] {
 	return func(ctx context.Context, c hostConn) ([]checkWire, error) {
-		return toWire(s.io.Checks(ctx, def, c.Host())), nil
+		return toWire(w.Checks(ctx, def, c.Host())), nil
 	}
 }
 
@@ -337,11 +339,11 @@ func (d *deployer) Change(ctx context.Context, title string, names []string) (ma
 		outcomes[h] = out
 		mu.Unlock()
 	}
-	o, step := deployJob.halves(opOptions{live: true, keepList: true,
-		beforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
+	o, step := deployJob.Halves(jobs.Op{Live: true, KeepList: true,
+		BeforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
 			return conductor.PutArtifact(ctx, js, artifactObject(d.a), d.a.Path, d.a.SHA256)
 		}}, deployArgs{Service: d.def.Name, Version: d.a.Version, Commit: d.a.Commit, SHA256: d.a.SHA256, Object: artifactObject(d.a)},
-		d.s.deployHost(d.def, d.a),
+		deployHost(worker{d.s}, d.def, d.a),
 		func(ctx context.Context, h inventory.Host, out deployOutcome, err error) (string, error) {
 			keep(h.Name, out)
 			if rerr := d.s.recordDeploy(ctx, h, out); err == nil {
@@ -408,7 +410,7 @@ func artifactObject(a *service.Artifact) string { return a.Service + "-" + a.SHA
 // (re)starts the service, waits for its health check and runs its checks:
 // the host's half of a deploy. It writes nothing in the inventory
 // (recordDeploy does, on the controller).
-func (s *session) deployHost(def *service.Def, a *service.Artifact) hostHalf[deployOutcome] {
+func deployHost(w jobs.Worker, def *service.Def, a *service.Artifact) jobs.Host[deployOutcome] {
 	return func(ctx context.Context, c hostConn) (deployOutcome, error) {
 		var out deployOutcome
 		uploaded, err := c.Deploy(ctx, def, a)
@@ -416,14 +418,14 @@ func (s *session) deployHost(def *service.Def, a *service.Artifact) hostHalf[dep
 			return out, err
 		}
 		out.Switched, out.Uploaded = true, uploaded
-		st, err := s.startHost(def, false)(ctx, c)
+		st, err := startHost(w, def, false)(ctx, c)
 		out.PID = st.PID
 		if err != nil {
 			return out, err
 		}
 		out.Healthy = true
 		h := c.Host()
-		for _, cr := range s.io.Checks(ctx, def, h) {
+		for _, cr := range w.Checks(ctx, def, h) {
 			if cr.Err != nil {
 				out.CheckFailed = true
 				return out, fmt.Errorf("host %s: check %q failed: %w", h.Name, cr.Check.Name, cr.Err)
@@ -492,7 +494,7 @@ type rollbackOutcome struct {
 // rollbackHost switches the host back to its previous release and
 // restarts it, waiting for its health check: the host's half of a
 // rollback (not done twice: a second would go back one more release).
-func (s *session) rollbackHost(def *service.Def) hostHalf[rollbackOutcome] {
+func rollbackHost(w jobs.Worker, def *service.Def) jobs.Host[rollbackOutcome] {
 	return func(ctx context.Context, c hostConn) (rollbackOutcome, error) {
 		v, err := c.Rollback(ctx, def)
 		if errors.Is(err, service.ErrNoPrevious) {
@@ -501,14 +503,14 @@ func (s *session) rollbackHost(def *service.Def) hostHalf[rollbackOutcome] {
 		if err != nil {
 			return rollbackOutcome{}, err
 		}
-		st, err := s.startHost(def, true)(ctx, c)
+		st, err := startHost(w, def, true)(ctx, c)
 		return rollbackOutcome{Version: v, PID: st.PID}, err
 	}
 }
 
 // rollback switches hosts back to their previous release and restarts it.
 func (s *session) rollback(ctx context.Context, def *service.Def, hosts []inventory.Host, title string) error {
-	o, step := rollbackJob.halves(opOptions{live: true, keepList: true}, serviceArgs{Service: def.Name}, s.rollbackHost(def),
+	o, step := rollbackJob.Halves(jobs.Op{Live: true, KeepList: true}, serviceArgs{Service: def.Name}, rollbackHost(worker{s}, def),
 		func(ctx context.Context, h inventory.Host, out rollbackOutcome, err error) (string, error) {
 			if err != nil {
 				return "", err
@@ -559,14 +561,14 @@ func (r *Runner) ServiceRollback(ctx context.Context, sel, svc string) error {
 
 // startHost starts (or restarts) the service on the host and waits for
 // its health check: the host's half of a start.
-func (s *session) startHost(def *service.Def, restart bool) hostHalf[service.State] {
+func startHost(w jobs.Worker, def *service.Def, restart bool) jobs.Host[service.State] {
 	return func(ctx context.Context, c hostConn) (service.State, error) {
 		st, err := c.Start(ctx, def, restart)
 		if err != nil {
 			return st, err
 		}
 		h := c.Host()
-		if err := s.io.WaitHealthy(ctx, def, h); err != nil {
+		if err := w.WaitHealthy(ctx, def, h); err != nil {
 			return st, fmt.Errorf("host %s: %s %s started (pid %d) but %w", h.Name, def.Name, st.Version, st.PID, err)
 		}
 		return st, nil
@@ -579,7 +581,7 @@ func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
 		if s.r.DryRun {
 			return s.planService(ctx, "service:start", def, hosts)
 		}
-		o, step := startJob.halves(opOptions{live: true}, serviceArgs{Service: def.Name, Restart: true}, s.startHost(def, true),
+		o, step := startJob.Halves(jobs.Op{Live: true}, serviceArgs{Service: def.Name, Restart: true}, startHost(worker{s}, def, true),
 			func(ctx context.Context, h inventory.Host, st service.State, err error) (string, error) {
 				if err != nil {
 					return "", err
@@ -605,7 +607,7 @@ func (s *session) stopService(ctx context.Context, def *service.Def, hosts []inv
 	if err := s.drain(ctx, hosts); err != nil {
 		return err
 	}
-	o, step := stopJob.halves(opOptions{live: true}, serviceArgs{Service: def.Name}, stopHost(def),
+	o, step := stopJob.Halves(jobs.Op{Live: true}, serviceArgs{Service: def.Name}, stopHost(def),
 		func(ctx context.Context, h inventory.Host, pid int, err error) (string, error) {
 			if err != nil {
 				return "", err
@@ -626,7 +628,7 @@ func (s *session) stopService(ctx context.Context, def *service.Def, hosts []inv
 
 // stopHost stops the service on the host: the host's half of a stop; the
 // PID it had (0: it was not running).
-func stopHost(def *service.Def) hostHalf[int] {
+func stopHost(def *service.Def) jobs.Host[int] {
 	return func(ctx context.Context, c hostConn) (int, error) { return c.Stop(ctx, def) }
 }
 
@@ -651,7 +653,7 @@ func (s *session) test(ctx context.Context, def *service.Def, hosts []inventory.
 		}
 		return fmt.Sprintf("%d/%d checks passed", passed, len(rr)), err
 	}
-	o, step := checksJob.halves(opOptions{live: true}, serviceArgs{Service: def.Name}, s.checksHost(def),
+	o, step := checksJob.Halves(jobs.Op{Live: true}, serviceArgs{Service: def.Name}, checksHost(worker{s}, def),
 		func(_ context.Context, h inventory.Host, ws []checkWire, err error) (string, error) {
 			if err != nil {
 				return "", err // the job failed before its checks
@@ -675,12 +677,12 @@ func (r *Runner) ServiceLogs(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		out := report.NewHostOutput(r.Out, r.Err, hostNames(hosts))
 		var results []remote.Result
-		o, step := logsJob.halves(opOptions{}, serviceArgs{Service: def.Name, Follow: r.Follow}, logsHost(def, r.Follow),
+		o, step := logsJob.Halves(jobs.Op{}, serviceArgs{Service: def.Name, Follow: r.Follow}, logsHost(def, r.Follow),
 			func(_ context.Context, _ inventory.Host, _ struct{}, err error) (string, error) { return "", err })
 		opt := remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D(), Output: out.Writers,
 			OnDone: func(r remote.Result) { out.Flush(r.Host) }}
 		if r.Follow { // every host at once, until Ctrl-C; a site's hosts' lines sent by its conductors as they come
-			opt.Parallel, opt.Timeout, o.job.Stream = len(hosts), 24*time.Hour, true
+			opt.Parallel, opt.Timeout, o.Job.Stream = len(hosts), 24*time.Hour, true
 		}
 		results = s.each(ctx, hosts, opt, o, step)
 		if r.Follow && ctx.Err() != nil {
@@ -701,7 +703,7 @@ func (r *Runner) ServiceLogs(ctx context.Context, sel, svc string) error {
 
 // logsHost prints the last 100 lines of def's log on the host and, with
 // follow, the lines written after them until it is stopped.
-func logsHost(def *service.Def, follow bool) hostHalf[struct{}] {
+func logsHost(def *service.Def, follow bool) jobs.Host[struct{}] {
 	cmd := "tail -n 100 -- " + def.LogFile()
 	if follow {
 		cmd = "tail -n 100 -F -- " + def.LogFile() + " 2>/dev/null"

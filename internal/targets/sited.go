@@ -9,6 +9,7 @@ import (
 	"booted/internal/conductor"
 	"booted/internal/fanout"
 	"booted/internal/inventory"
+	"booted/internal/jobs"
 	"booted/internal/provider"
 	"booted/internal/provider/sited"
 	"booted/internal/remote"
@@ -41,8 +42,8 @@ type siteCaller struct{ s *session }
 func (c siteCaller) Call(ctx context.Context, j conductor.Job) (conductor.Result, error) {
 	s := c.s
 	var got *conductor.Result
-	o := opOptions{job: &j, conducted: func(_ context.Context, _ inventory.Host, cr conductor.Result, _ *remote.Result) { got = &cr }}
-	res := s.dispatch(ctx, remote.Options{Timeout: j.Timeout}, o, j.Run, []conductor.Job{j}, map[string]inventory.Host{j.Host.Name: {Env: s.env.Name, Name: j.Host.Name}})
+	o := jobs.Op{Job: &j, Conducted: func(_ context.Context, _ inventory.Host, cr conductor.Result, _ *remote.Result) { got = &cr }}
+	res := s.sites().Dispatch(ctx, remote.Options{Timeout: j.Timeout}, o, j.Run, []conductor.Job{j}, map[string]inventory.Host{j.Host.Name: {Env: s.env.Name, Name: j.Host.Name}})
 	if got != nil {
 		return *got, nil
 	}
