@@ -17,7 +17,7 @@ import (
 // Issue 26's goal is 2,000 (the target bodies alone); it was 7,953 when
 // the issue was filed. Lower it as rules move to the packages that own
 // them; never raise it: a new rule goes to its package, not to targets.
-const targetsCeiling = 5095
+const targetsCeiling = 4186
 
 // mayImportTargets are the packages that import internal/targets today
 // besides magefile.go (whose build tag keeps it out of ./...): the two

@@ -23,6 +23,7 @@ import (
 
 	"booted/internal/bootlog"
 	"booted/internal/bridge"
+	"booted/internal/deploy"
 	"booted/internal/files"
 	"booted/internal/report"
 	"booted/internal/settings"
@@ -316,7 +317,7 @@ sites:
 			t.Errorf("%s at %s, not on its site's subnet %s", name, h.IP, want)
 		}
 	}
-	lb1, w1 := net.JoinHostPort(f.hosts(t)["lb1"].IP, strconv.Itoa(LBPort)), net.JoinHostPort(f.hosts(t)["w1"].IP, "8080")
+	lb1, w1 := net.JoinHostPort(f.hosts(t)["lb1"].IP, strconv.Itoa(deploy.LBPort)), net.JoinHostPort(f.hosts(t)["w1"].IP, "8080")
 	reaches := func(ns, addr string) bool { // a TCP connection made from ns
 		host, port, _ := net.SplitHostPort(addr)
 		return exec.Command("ip", "netns", "exec", ns, "timeout", "3", "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port).Run() == nil

@@ -135,10 +135,10 @@ func (s *session) eachRoleService(ctx context.Context, names []string, fn func(r
 // deployRoles deploys, starts and tests each role's service on the named hosts.
 func (s *session) deployRoles(ctx context.Context, names []string) error {
 	err := s.eachRoleService(ctx, names, func(rl *config.Role, def *service.Def, hosts []inventory.Host) error {
-		if err := s.deploy(ctx, def, rl.Version, hosts); err != nil {
+		if err := s.dep().Deploy(ctx, def, rl.Version, hosts); err != nil {
 			return err
 		}
-		if err := s.test(ctx, def, hosts); err != nil {
+		if err := s.dep().Test(ctx, def, hosts); err != nil {
 			return err
 		}
 		if !s.r.JSON {
@@ -152,10 +152,10 @@ func (s *session) deployRoles(ctx context.Context, names []string) error {
 		return err
 	}
 	// The load balancers come up after the workers.
-	if err := s.updateLB(ctx); err != nil {
+	if err := s.dep().UpdateLB(ctx); err != nil {
 		return err
 	}
-	if url, err := s.lbURL(ctx); err == nil && !s.r.JSON {
+	if url, err := s.dep().LBURL(ctx); err == nil && !s.r.JSON {
 		fmt.Fprintf(s.r.Out, "load balancer: curl %s/\n", url)
 	}
 	return nil
@@ -192,7 +192,7 @@ func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 		}
 		roles := s.env.RoleNames()
 		var errs []error
-		errs = append(errs, s.stopLB(ctx)) // the load balancers go down first
+		errs = append(errs, s.dep().StopLB(ctx)) // the load balancers go down first
 		insts, err := s.provs.List(ctx)
 		if err != nil {
 			return err
@@ -208,7 +208,7 @@ func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 				if err != nil {
 					return err
 				}
-				errs = append(errs, s.stopService(ctx, def, hosts))
+				errs = append(errs, s.dep().Stop(ctx, def, hosts))
 			}
 			for _, in := range insts {
 				if role, _ := s.env.RoleOf(in.Name); role == roles[i] {
@@ -272,7 +272,7 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 			row.Version, _ = s.io.Get(ctx, def, h, "/version")
 			return row
 		})
-		for lbName, ups := range s.routes(ctx) {
+		for lbName, ups := range s.dep().Routes(ctx) {
 			for i := range rows {
 				if rows[i].Name == lbName {
 					rows[i].Routes = strings.Join(ups, " ")

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"booted/internal/deploy"
 	"booted/internal/discovery"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
@@ -172,7 +173,7 @@ func (s *session) filter(ctx context.Context) error {
 		return err
 	}
 	if lost { // a serving host failed: the load balancers must not route to it
-		if err := s.updateLB(ctx); err != nil {
+		if err := s.dep().UpdateLB(ctx); err != nil {
 			return err
 		}
 	}
@@ -354,7 +355,7 @@ func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
 			})
 			return err
 		}
-		out := report.NewHostOutput(r.Out, r.Err, hostNames(hosts))
+		out := report.NewHostOutput(r.Out, r.Err, deploy.HostNames(hosts))
 		_, err = s.op(ctx, "hosts:run", hosts, jobs.Op{Output: out.Writers, Job: job, OnDone: func(r remote.Result) { out.Flush(r.Host) }}, func(ctx context.Context, c hostConn) error {
 			defer out.Flush(c.Host().Name)
 			return c.Run(ctx, cmd)

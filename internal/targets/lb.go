@@ -4,148 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"path/filepath"
-	"strconv"
-	"sync"
 	"time"
 
-	"booted/internal/config"
-	"booted/internal/inventory"
-	"booted/internal/jobs"
-	"booted/internal/lb"
 	"booted/internal/loadgen"
-	"booted/internal/remote"
 )
-
-// LBPort is the port the load balancers listen on.
-const LBPort = 80
-
-// lbHosts returns the load balancer hosts that are up.
-func (s *session) lbHosts(ctx context.Context) ([]inventory.Host, error) {
-	if s.env.Roles[config.RoleLoadBalancers] == nil {
-		return nil, nil
-	}
-	return s.ops().Select(ctx, config.RoleLoadBalancers, func(h inventory.Host) bool {
-		return h.State.Up()
-	})
-}
-
-// updateLB points every load balancer at the workers now serving: the
-// configuration is checked with nginx -t on each host before it replaces the
-// running one, and a reload waits for the old nginx workers to finish their
-// requests (so a worker taken out is drained when this returns). Its error
-// wraps each load balancer's (lb.ErrRefused for a refused configuration).
-func (s *session) updateLB(ctx context.Context) error {
-	wr := s.env.Roles[config.RoleWorkers]
-	if wr == nil || wr.Service == "" {
-		return nil
-	}
-	lbs, err := s.lbHosts(ctx)
-	if err != nil || len(lbs) == 0 {
-		return err
-	}
-	def, err := s.loadService(wr.Service)
-	if err != nil {
-		return err
-	}
-	workers, err := s.ops().Select(ctx, config.RoleWorkers, func(h inventory.Host) bool { return h.State == inventory.Serving })
-	if err != nil {
-		return err
-	}
-	var ups []string
-	for _, w := range workers {
-		ups = append(ups, net.JoinHostPort(w.Addr, strconv.Itoa(def.Port)))
-	}
-	tmpl := filepath.Join(s.r.Root, "nginx", "lb.conf.tmpl")
-	confs := map[string][]byte{}
-	for _, h := range lbs {
-		conf, err := lb.Render(tmpl, lb.Config{Env: s.env.Name, Host: h.Name, Service: def.Name, Listen: LBPort, Workers: ups})
-		if err != nil {
-			return fmt.Errorf("host %s: %w", h.Name, err)
-		}
-		confs[h.Name] = conf
-	}
-	// A site's load balancers are given their configuration by its
-	// conductors; the inventory is written here.
-	o, step := lbJob.Halves(jobs.Op{PerHost: func(h inventory.Host) json.RawMessage { b, _ := json.Marshal(lbArgs{Conf: confs[h.Name]}); return b }}, lbArgs{},
-		func(ctx context.Context, c hostConn) (string, error) {
-			return lbApplyHost(confs[c.Host().Name])(ctx, c)
-		},
-		func(ctx context.Context, h inventory.Host, note string, err error) (string, error) {
-			if err != nil {
-				return "", err
-			}
-			return note, s.advance(ctx, h.Name, inventory.Serving, "")
-		})
-	results := s.each(ctx, lbs, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, step)
-	if err := remote.Err(results); err != nil {
-		return fmt.Errorf("load balancer update: %w", err)
-	}
-	return nil
-}
-
-// stopLB stops nginx on the load balancers.
-func (s *session) stopLB(ctx context.Context) error {
-	lbs, err := s.lbHosts(ctx)
-	if err != nil || len(lbs) == 0 {
-		return err
-	}
-	o, step := lbStopJob.Halves(jobs.Op{}, struct{}{}, lbStopHost,
-		func(ctx context.Context, h inventory.Host, _ struct{}, err error) (string, error) {
-			if err != nil || h.State != inventory.Serving {
-				return "", err
-			}
-			return "", s.advance(ctx, h.Name, inventory.Ready, "")
-		})
-	_, err = s.op(ctx, "lb:stop", lbs, o, step)
-	return err
-}
-
-// lbApplyHost gives a load balancer its configuration conf (a reload
-// when it changed): the host's half of a load balancer update.
-func lbApplyHost(conf []byte) jobs.Host[string] {
-	return func(ctx context.Context, c hostConn) (string, error) { return c.ApplyLB(ctx, conf) }
-}
-
-// lbStopHost stops nginx on a load balancer.
-func lbStopHost(ctx context.Context, c hostConn) (struct{}, error) { return struct{}{}, c.StopLB(ctx) }
-
-// routesHost reads which workers a load balancer routes to.
-func routesHost(ctx context.Context, c hostConn) ([]string, error) { return c.Routes(ctx) }
-
-// routes returns what each load balancer routes to now.
-func (s *session) routes(ctx context.Context) map[string][]string {
-	var mu sync.Mutex
-	out := map[string][]string{}
-	lbs, err := s.lbHosts(ctx)
-	if err != nil || len(lbs) == 0 {
-		return out
-	}
-	o, step := routesJob.Halves(jobs.Op{}, struct{}{}, routesHost,
-		func(_ context.Context, h inventory.Host, r []string, err error) (string, error) {
-			if err == nil {
-				mu.Lock()
-				out[h.Name] = r
-				mu.Unlock()
-			}
-			return "", err
-		})
-	// a quick read: a load balancer that does not answer within 10 s is left out
-	s.each(ctx, lbs, remote.Options{Parallel: s.r.Parallel, Timeout: 10 * time.Second}, o, step)
-	return out
-}
 
 // BenchLoad sends RATE requests a second for DURATION to the load balancer
 // of ENV (the first one up) and prints the count of requests, of failures,
 // and latency percentiles. BOOTED_LOAD_PATH sets the path (default /).
 func (r *Runner) BenchLoad(ctx context.Context, envName string, d time.Duration, rate int) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		lb, url, err := s.lbServing(ctx)
+		lb, url, err := s.dep().LBServing(ctx)
 		if err != nil {
 			return err
 		}
-		st, err := s.load(ctx, lb, loadgen.Options{URL: url + r.LoadPath, Duration: d, Rate: float64(rate)})
+		st, err := s.dep().Load(ctx, lb, loadgen.Options{URL: url + r.LoadPath, Duration: d, Rate: float64(rate)})
 		if err != nil {
 			return err
 		}
@@ -181,68 +54,4 @@ func (r *Runner) BenchLoad(ctx context.Context, envName string, d time.Duration,
 		}
 		return nil
 	})
-}
-
-// lbURL is the URL of the first load balancer that is serving.
-func (s *session) lbURL(ctx context.Context) (string, error) {
-	_, url, err := s.lbServing(ctx)
-	return url, err
-}
-
-// lbServing is the first load balancer that is serving, and its URL.
-func (s *session) lbServing(ctx context.Context) (inventory.Host, string, error) {
-	lbs, err := s.lbHosts(ctx)
-	if err != nil {
-		return inventory.Host{}, "", err
-	}
-	for _, h := range lbs {
-		if h.State == inventory.Serving {
-			return h, "http://" + net.JoinHostPort(h.Addr, strconv.Itoa(LBPort)), nil
-		}
-	}
-	return inventory.Host{}, "", fmt.Errorf("%s: no load balancer is serving (env:startAll %s starts one)", s.env.Name, s.env.Name)
-}
-
-// loadRun is what a load run saw, latencies included.
-type loadRun struct {
-	Stats     loadgen.Stats   `json:"stats"`
-	Latencies []time.Duration `json:"latencies"`
-}
-
-// loadHost sends o's requests (loadgen) from where it runs: the host's
-// half of a load run sent from near load balancer lb (by its site's
-// conductor; c is lb's connection, unused).
-func loadHost(o loadgen.Options) jobs.Host[loadRun] {
-	return func(ctx context.Context, _ hostConn) (loadRun, error) {
-		st, err := loadgen.Run(ctx, o)
-		if st == nil {
-			return loadRun{}, err
-		}
-		return loadRun{Stats: *st, Latencies: st.Latencies}, err
-	}
-}
-
-// load sends o's requests to the load balancer lb: from here, or, for a
-// load balancer of a site (which this machine may not reach), from its
-// site's conductor.
-func (s *session) load(ctx context.Context, lb inventory.Host, o loadgen.Options) (*loadgen.Stats, error) {
-	if s.env.SiteOf(lb.Name, lb.Role) == "" {
-		return loadgen.Run(ctx, o)
-	}
-	var run loadRun
-	var runErr error
-	opts, _ := loadJob.Halves(jobs.Op{}, o, nil, // no host here
-		func(_ context.Context, _ inventory.Host, r loadRun, err error) (string, error) {
-			run, runErr = r, err
-			return "", err
-		})
-	res := s.sites().Conducted(ctx, []inventory.Host{lb}, remote.Options{Parallel: 1, Timeout: o.Duration + 30*time.Second}, opts, nil)
-	if runErr == nil && len(res) == 1 && res[0].Err != nil {
-		runErr = res[0].Err
-	}
-	if runErr != nil {
-		return nil, runErr
-	}
-	run.Stats.Latencies = run.Latencies
-	return &run.Stats, nil
 }

@@ -59,7 +59,7 @@ func load(t *testing.T, url string, d time.Duration) (stop func() *loadgen.Stats
 
 func (f *fixture) lbURL(t *testing.T) string {
 	var url string
-	f.must(t, f.r.withEnv(context.Background(), f.proj.Env, func(s *session) (err error) { url, err = s.lbURL(context.Background()); return err }))
+	f.must(t, f.r.withEnv(context.Background(), f.proj.Env, func(s *session) (err error) { url, err = s.dep().LBURL(context.Background()); return err }))
 	return url
 }
 
@@ -195,7 +195,7 @@ func TestTargets_LoadBalancerUnderLoad(t *testing.T) {
 		var err error
 		f.r.withEnv(ctx, env, func(s *session) error {
 			s.advance(ctx, "w1", "draining", "") // a change the load balancer must follow
-			err = s.updateLB(ctx)
+			err = s.dep().UpdateLB(ctx)
 			return nil
 		})
 		if err == nil || !strings.Contains(err.Error(), "nginx -t refused") {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"booted/internal/config"
-	"booted/internal/fanout"
+	"booted/internal/deploy"
 	"booted/internal/inventory"
 	"booted/internal/jobs"
 	"booted/internal/lb"
@@ -59,7 +59,7 @@ func (m *monitorEnv) Policy() (config.Monitor, int, int, []string) {
 // when it has requests, the probes otherwise.
 func (m *monitorEnv) Measure(ctx context.Context, d time.Duration) (monitor.Measure, error) {
 	p, _, _, _ := m.Policy()
-	lb, url, err := m.s.lbServing(ctx)
+	lb, url, err := m.s.dep().LBServing(ctx)
 	if err != nil {
 		// No load balancer serving: nothing to measure, wait an interval.
 		select {
@@ -68,7 +68,7 @@ func (m *monitorEnv) Measure(ctx context.Context, d time.Duration) (monitor.Meas
 		}
 		return monitor.Measure{}, nil
 	}
-	st, err := m.s.load(ctx, lb, loadgen.Options{URL: url + p.ProbePath, Duration: d, Rate: p.ProbeRate, Timeout: 5 * time.Second})
+	st, err := m.s.dep().Load(ctx, lb, loadgen.Options{URL: url + p.ProbePath, Duration: d, Rate: p.ProbeRate, Timeout: 5 * time.Second})
 	if err != nil {
 		return monitor.Measure{}, err
 	}
@@ -85,7 +85,7 @@ func (m *monitorEnv) Measure(ctx context.Context, d time.Duration) (monitor.Meas
 // lbLog reads the load balancers' access-log lines written since the last
 // call: request times and the count of 5xx answers.
 func (m *monitorEnv) lbLog(ctx context.Context) ([]time.Duration, int, bool) {
-	lbs, err := m.s.lbHosts(ctx)
+	lbs, err := m.s.dep().LBHosts(ctx)
 	if err != nil || len(lbs) == 0 {
 		return nil, 0, false
 	}
@@ -165,21 +165,7 @@ func (m *monitorEnv) Workers(ctx context.Context) ([]monitor.Worker, map[string]
 	}
 	// at most an interval: a dead worker must not slow the loop
 	timeout := min(3*time.Second, max(500*time.Millisecond, m.s.env.Monitor.Interval.D()))
-	o, _ := healthJob.Halves(jobs.Op{}, serviceArgs{Service: def.Name, Within: timeout}, nil, // no connection here: an HTTP check
-		func(_ context.Context, _ inventory.Host, _ struct{}, err error) (string, error) { return "", err })
-	errs := m.s.sites().Checked(ctx, serving, remote.Options{Parallel: m.s.r.Parallel, Timeout: timeout}, o,
-		func(ctx context.Context, here []inventory.Host) []error {
-			ok := fanout.Map(ctx, here, m.s.r.Parallel, func(ctx context.Context, h inventory.Host) bool { // false: unhealthy, or not asked (the context ended)
-				return healthCheck(ctx, worker{m.s}, def, h, timeout) == nil
-			})
-			errs := make([]error, len(here))
-			for i, h := range here {
-				if !ok[i] {
-					errs[i] = fmt.Errorf("host %s: not healthy", h.Name)
-				}
-			}
-			return errs
-		})
+	errs := m.s.dep().Healthy(ctx, def, serving, timeout)
 	for i, h := range serving {
 		healthy[h.Name] = errs[i] == nil
 	}
@@ -201,7 +187,7 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 		if err := s.advance(ctx, a.Host, inventory.Serving, ""); err != nil {
 			return err
 		}
-		return s.updateLB(ctx)
+		return s.dep().UpdateLB(ctx)
 	case monitor.ScaleDown:
 		h, err := s.store.Host(ctx, s.env.Name, a.Host)
 		if err != nil {
@@ -211,7 +197,7 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 		if err != nil {
 			return err
 		}
-		if err := s.stopService(ctx, def, []inventory.Host{h}); err != nil {
+		if err := s.dep().Stop(ctx, def, []inventory.Host{h}); err != nil {
 			return err
 		}
 		return s.life().Stop(ctx, a.Host)
@@ -220,7 +206,7 @@ func (m *monitorEnv) Do(ctx context.Context, a monitor.Action) error {
 		if err := s.advance(ctx, a.Host, inventory.Failed, "monitor: replaced"); err != nil {
 			return err
 		}
-		if err := s.updateLB(ctx); err != nil {
+		if err := s.dep().UpdateLB(ctx); err != nil {
 			return err
 		}
 		if _, err := s.life().PowerOff(ctx, a.Host); err != nil {
@@ -250,14 +236,14 @@ func (m *monitorEnv) Overview(ctx context.Context) (monitor.Overview, error) {
 		return o, err
 	}
 	routed := map[string]bool{} // ADDRESS:PORT the load balancers send to
-	for _, ups := range s.routes(ctx) {
+	for _, ups := range s.dep().Routes(ctx) {
 		for _, u := range ups {
 			routed[u] = true
 		}
 	}
 	versions := map[string]string{}
 	port := map[string]int{}
-	err = s.eachRoleService(ctx, hostNames(hosts), func(_ *config.Role, def *service.Def, role []inventory.Host) error {
+	err = s.eachRoleService(ctx, deploy.HostNames(hosts), func(_ *config.Role, def *service.Def, role []inventory.Host) error {
 		var up []inventory.Host
 		for _, h := range role {
 			port[h.Name] = def.Port
@@ -265,7 +251,7 @@ func (m *monitorEnv) Overview(ctx context.Context) (monitor.Overview, error) {
 				up = append(up, h)
 			}
 		}
-		for name, st := range s.serviceStates(ctx, def, up) {
+		for name, st := range s.dep().States(ctx, def, up) {
 			if st.Running {
 				versions[name] = st.Version
 			}

@@ -2,8 +2,10 @@ package targets
 
 import (
 	"context"
+	"path/filepath"
 
 	"booted/internal/config"
+	"booted/internal/deploy"
 	"booted/internal/hostops"
 	"booted/internal/inventory"
 	"booted/internal/jobs"
@@ -37,12 +39,17 @@ func (s *session) each(ctx context.Context, hosts []inventory.Host, opt remote.O
 	return s.sites().Each(ctx, hosts, opt, o, step)
 }
 
+// dep is s's services and load balancers (deploy).
+func (s *session) dep() *deploy.Env {
+	return &deploy.Env{Env: s.env, Store: s.store, Ops: s.ops(), Sites: s.sites(), Worker: worker{s}, Settings: s.r.Settings, Out: s.r.Out, Err: s.r.Err}
+}
+
 // worker is what a job's host half uses here and on a conductor
 // (jobs.Worker): the session's services, artifacts and hosts.
 type worker struct{ *session }
 
 func (w worker) LoadService(name string) (*service.Def, error) { return w.loadService(name) }
-func (w worker) Artifacts() string                             { return w.artifacts() }
+func (w worker) Artifacts() string                             { return filepath.Join(w.r.Inventory, "artifacts") }
 func (w worker) WaitHealthy(ctx context.Context, def *service.Def, h inventory.Host) error {
 	return w.io.WaitHealthy(ctx, def, h)
 }

@@ -43,12 +43,12 @@ func (s *session) rebuild(ctx context.Context, name string) error {
 	if rl := s.env.Roles[h.Role]; rl != nil && rl.Service != "" {
 		version = rl.Version
 		if def, err := s.loadService(rl.Service); err == nil {
-			if st := s.serviceStates(ctx, def, []inventory.Host{h})[name]; st.Running && st.Version != "" {
+			if st := s.dep().States(ctx, def, []inventory.Host{h})[name]; st.Running && st.Version != "" {
 				version = st.Version
 			}
 		}
 	}
-	if err := s.drain(ctx, []inventory.Host{h}); err != nil { // the load balancers stop sending to it
+	if err := s.dep().Drain(ctx, []inventory.Host{h}); err != nil { // the load balancers stop sending to it
 		return err
 	}
 	if h.State == inventory.Serving || h.State == inventory.Draining {
@@ -67,15 +67,15 @@ func (s *session) rebuild(ctx context.Context, name string) error {
 		return err
 	}
 	err = s.eachRoleService(ctx, []string{name}, func(rl *config.Role, def *service.Def, hosts []inventory.Host) error {
-		if err := s.deploy(ctx, def, version, hosts); err != nil {
+		if err := s.dep().Deploy(ctx, def, version, hosts); err != nil {
 			return err
 		}
-		return s.test(ctx, def, hosts)
+		return s.dep().Test(ctx, def, hosts)
 	})
 	if err != nil {
 		return err
 	}
-	if err := s.updateLB(ctx); err != nil { // a load balancer rebuilt gets its configuration again
+	if err := s.dep().UpdateLB(ctx); err != nil { // a load balancer rebuilt gets its configuration again
 		return err
 	}
 	nh, err := s.store.Host(ctx, s.env.Name, name)

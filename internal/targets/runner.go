@@ -188,7 +188,7 @@ func (s *session) openProvider(ctx context.Context) (*lifecycle.Providers, error
 
 // life is s's hosts' lifecycle (lifecycle.Hosts).
 func (s *session) life() *lifecycle.Hosts {
-	return &lifecycle.Hosts{Env: s.env, Store: s.store, Provs: s.provs, Drain: s.updateLB, Log: s.r.Err, Spec: s.spec,
+	return &lifecycle.Hosts{Env: s.env, Store: s.store, Provs: s.provs, Drain: s.dep().UpdateLB, Log: s.r.Err, Spec: s.spec,
 		Pin: func(ctx context.Context, k provider.KnownKeys, names ...string) error {
 			return s.pinner(k).Record(ctx, names...)
 		}}
