@@ -8,7 +8,8 @@ import (
 	"fmt"
 	"os"
 
-	"booted/internal/targets"
+	"booted/internal/session"
+	"booted/internal/settings"
 )
 
 func main() {
@@ -16,9 +17,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: booted-monitor ENV   (ENV is a file envs/ENV.yaml under BOOTED_ROOT)")
 		os.Exit(2)
 	}
-	r, err := targets.FromEnviron()
+	s, err := settings.FromEnviron()
 	if err == nil {
-		err = r.MonitorRun(context.Background(), os.Args[1])
+		err = session.RunMonitor(context.Background(), session.Options{Settings: s, Out: os.Stdout, Err: os.Stderr}, os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "booted-monitor:", err)

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	sess "booted/internal/session"
+
 	"booted/internal/apiserver"
 	"booted/internal/creds"
 	"booted/internal/ec2backend"
@@ -28,7 +30,7 @@ func (r *Runner) APIServe(ctx context.Context, envName string) error {
 	var credsDir string
 	var admins []string
 	if err := r.withEnv(ctx, envName, func(s *session) error {
-		credsDir, admins = filepath.Join(s.dir, "creds"), s.env.API.Admins
+		credsDir, admins = filepath.Join(s.Dir, "creds"), s.Env.API.Admins
 		return nil
 	}); err != nil {
 		return err
@@ -37,7 +39,7 @@ func (r *Runner) APIServe(ctx context.Context, envName string) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	admin := func(user string) bool { return slices.Contains(admins, user) }
-	b := &ec2backend.Backend{Envs: ec2Envs{r, envName}, Admin: admin}
+	b := &ec2backend.Backend{Envs: sess.EC2Envs(r.Options, envName), Admin: admin}
 	b.Launch = func(ids []string) { // pending at once, as EC2 answers; booted in the background
 		wg.Add(1)
 		go func() {
@@ -82,12 +84,12 @@ func (r *Runner) CredsCreate(ctx context.Context, envName, user string) error {
 		return err
 	}
 	return r.withLock(ctx, envName, "creds:create "+envName+" "+user, func(s *session) error {
-		st := creds.Store{Dir: filepath.Join(s.dir, "creds")}
+		st := creds.Store{Dir: filepath.Join(s.Dir, "creds")}
 		c, err := st.Create(user)
 		if err != nil {
 			return err
 		}
-		rc, err := st.Files(s.env.Name, c, "http://"+r.APIListen, apiRegion)
+		rc, err := st.Files(s.Env.Name, c, "http://"+r.APIListen, apiRegion)
 		if err != nil {
 			return err
 		}

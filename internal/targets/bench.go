@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	sess "booted/internal/session"
+
 	"booted/internal/bench"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
@@ -26,16 +28,16 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 		return fmt.Errorf("bench:fanout N: N must be 1..230 (the bench subnet's size), not %d", n)
 	}
 	return r.withLock(ctx, "bench", "bench:fanout", func(s *session) error {
-		rl := s.env.Roles["workers"]
+		rl := s.Env.Roles["workers"]
 		names := rl.HostNames(n)
 		fmt.Fprintf(r.Out, "bench: starting %d local hosts\n", n)
 		start := time.Now()
-		if err := s.bootHosts(ctx, names); err != nil {
+		if err := s.BootHosts(ctx, names); err != nil {
 			return err
 		}
 		fmt.Fprintf(r.Out, "bench: %d hosts ready in %v\n", n, time.Since(start).Round(time.Millisecond))
-		defer s.destroy(context.WithoutCancel(ctx), "bench done") // the bench hosts, their nginx and bridge go
-		hosts, err := s.ops().Select(ctx, "workers", func(h inventory.Host) bool { return h.State == inventory.Ready })
+		defer s.Destroy(context.WithoutCancel(ctx), "bench done") // the bench hosts, their nginx and bridge go
+		hosts, err := s.Ops().Select(ctx, "workers", func(h inventory.Host) bool { return h.State == inventory.Ready })
 		if err != nil {
 			return err
 		}
@@ -47,15 +49,15 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 			}
 			targets = append(targets, t)
 		}
-		key := s.env.SSH.Key
+		key := s.Env.SSH.Key
 		if key == "" {
-			key = filepath.Join(s.dir, "id_ed25519")
+			key = filepath.Join(s.Dir, "id_ed25519")
 		}
 		if err := pkgs.Ensure(ctx, r.Err, bench.Needs); err != nil {
 			fmt.Fprintf(r.Err, "bench: %v (the peers missing are left out)\n", err)
 		}
-		b := &bench.Setup{Hosts: targets, User: s.env.SSH.User, Key: key, Signer: s.signer,
-			KnownHosts: filepath.Join(s.dir, "known_hosts"), Runs: r.BenchRuns, Log: r.Out}
+		b := &bench.Setup{Hosts: targets, User: s.Env.SSH.User, Key: key, Signer: s.Signer,
+			KnownHosts: filepath.Join(s.Dir, "known_hosts"), Runs: r.BenchRuns, Log: r.Out}
 		return b.Run(ctx, r.Out, r.Err)
 	})
 }
@@ -109,7 +111,7 @@ func (r *Runner) BenchConductors(ctx context.Context, n int) error {
 // BenchDaily measures what an operator pays every day on ENV (see
 // bench.Daily).
 func (r *Runner) BenchDaily(ctx context.Context, envName string) error {
-	if _, err := r.loadEnv(envName); err != nil {
+	if _, err := sess.LoadEnv(r.Root, envName); err != nil {
 		return err
 	}
 	return bench.Daily(ctx, r.benchOpts(), envName)

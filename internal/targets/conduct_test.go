@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	sess "booted/internal/session"
+
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -43,7 +45,7 @@ func TestMain(m *testing.M) {
 			os.Exit(2)
 		}
 		st.Root, st.Inventory = f[0], f[0]+"/inventory"
-		r := &Runner{Settings: st, Out: os.Stdout, Err: os.Stderr}
+		r := &Runner{sess.Options{Settings: st, Out: os.Stdout, Err: os.Stderr}}
 		if err := r.ConductorRun(ctx, f[1], f[2]); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -573,7 +575,7 @@ sites:
 	// worker's health, the versions and routes the status page shows, and
 	// the service measured through the load balancer (probes and its
 	// access log), all sent from site b's conductor, near lb1.
-	m := newMonitorEnv(mustSession(t, f))
+	m := sess.NewMonitorEnv(mustSession(t, f).Session)
 	_, healthy, err := m.Workers(ctx)
 	if err != nil {
 		t.Fatalf("the monitor's workers: %v", err)

@@ -23,66 +23,66 @@ import (
 func (s *session) planStart(ctx context.Context, title string, names []string) error {
 	var steps []string
 	for _, n := range names {
-		h, err := s.store.Host(ctx, s.env.Name, n)
+		h, err := s.Store.Host(ctx, s.Env.Name, n)
 		switch {
 		case err != nil:
-			steps = append(steps, fmt.Sprintf("%s: made and booted (%s provider), then it phones home and is checked", n, s.env.ProviderOf(n)))
+			steps = append(steps, fmt.Sprintf("%s: made and booted (%s provider), then it phones home and is checked", n, s.Env.ProviderOf(n)))
 		case h.State.Up():
 			steps = append(steps, fmt.Sprintf("%s: %s, left running", n, h.State))
 		default:
 			steps = append(steps, fmt.Sprintf("%s (%s): booted, then it phones home and is checked", n, h.State))
 		}
 	}
-	if err := s.dep().Plan(title+" "+s.env.Name+": hosts", steps); err != nil {
+	if err := s.Deploys().Plan(title+" "+s.Env.Name+": hosts", steps); err != nil {
 		return err
 	}
 	size, err := rollout.ParseBatch(s.r.Batch)
 	if err != nil {
 		return err
 	}
-	return s.eachRoleService(ctx, names, func(rl *config.Role, def *service.Def, hosts []inventory.Host) error {
-		return s.dep().PlanDeploy(ctx, def, rl.Version, hosts, size)
+	return s.EachRoleService(ctx, names, func(rl *config.Role, def *service.Def, hosts []inventory.Host) error {
+		return s.Deploys().PlanDeploy(ctx, def, rl.Version, hosts, size)
 	})
 }
 
 // planStop is the plan of env:stop.
 func (s *session) planStop(ctx context.Context) error {
 	var steps []string
-	if lbs, _ := s.dep().LBHosts(ctx); len(lbs) > 0 {
+	if lbs, _ := s.Deploys().LBHosts(ctx); len(lbs) > 0 {
 		steps = append(steps, "load balancers stopped first: "+strings.Join(deploy.HostNames(lbs), ", "))
 	}
-	roles := s.env.RoleNames()
+	roles := s.Env.RoleNames()
 	for i := len(roles) - 1; i >= 0; i-- {
-		hosts, err := s.ops().Select(ctx, roles[i], func(h inventory.Host) bool { return h.State != inventory.Stopped })
+		hosts, err := s.Ops().Select(ctx, roles[i], func(h inventory.Host) bool { return h.State != inventory.Stopped })
 		if err != nil {
 			return err
 		}
 		if len(hosts) == 0 {
 			continue
 		}
-		if svc := s.env.Roles[roles[i]].Service; svc != "" {
+		if svc := s.Env.Roles[roles[i]].Service; svc != "" {
 			steps = append(steps, fmt.Sprintf("%s: %s drained and stopped on %s", roles[i], svc, strings.Join(deploy.HostNames(hosts), ", ")))
 		}
 		steps = append(steps, fmt.Sprintf("%s: hosts stopped: %s", roles[i], strings.Join(deploy.HostNames(hosts), ", ")))
 	}
-	return s.dep().Plan("env:stop "+s.env.Name, steps)
+	return s.Deploys().Plan("env:stop "+s.Env.Name, steps)
 }
 
 // planDestroy is the plan of env:destroy.
 func (s *session) planDestroy(ctx context.Context) error {
-	insts, err := s.provs.List(ctx)
+	insts, err := s.Provs.List(ctx)
 	if err != nil {
 		return err
 	}
 	var del []string
 	for _, in := range insts {
-		if _, ok := s.provOf(in.Name).(provider.Deleter); ok {
+		if _, ok := s.ProvOf(in.Name).(provider.Deleter); ok {
 			del = append(del, in.Name)
 		}
 	}
 	steps := []string{"hosts powered off and deleted, recorded as terminated: " + orNone(del),
 		"the controller's nginx stopped; what the provider set up (bridge, networks) torn down"}
-	return s.dep().Plan("env:destroy "+s.env.Name, steps)
+	return s.Deploys().Plan("env:destroy "+s.Env.Name, steps)
 }
 
 func orNone(names []string) string {

@@ -62,7 +62,7 @@ func TestTargets_DryRunChangesNothing(t *testing.T) {
 			b.WriteString(name + " " + h.State + " " + h.IP + " " + h.HostKey + " " + h.Since + "\n")
 		}
 		f.must(t, f.r.withEnv(ctx, env, func(s *session) error {
-			evs, err := s.store.Events(ctx, env, "", 100000)
+			evs, err := s.Store.Events(ctx, env, "", 100000)
 			for _, e := range evs {
 				b.WriteString(e.Kind + " " + e.Host + " " + e.Detail + "\n")
 			}

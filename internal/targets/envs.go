@@ -10,10 +10,6 @@ import (
 	"booted/internal/config"
 	"booted/internal/fanout"
 	"booted/internal/inventory"
-	"booted/internal/metadata"
-	"booted/internal/provider"
-	"booted/internal/provider/sited"
-	"booted/internal/service"
 )
 
 // EnvStartAll starts every host of every role of ENV (the count of each
@@ -32,133 +28,25 @@ func (r *Runner) EnvStartMin(ctx context.Context, envName string) error {
 func (r *Runner) envStart(ctx context.Context, envName string, count func(*config.Role) int) error {
 	return r.withLock(ctx, envName, "env:start "+envName, func(s *session) error {
 		var names []string
-		for _, role := range s.env.RoleNames() {
-			rl := s.env.Roles[role]
+		for _, role := range s.Env.RoleNames() {
+			rl := s.Env.Roles[role]
 			for _, n := range rl.HostNames(count(rl)) {
-				if s.ops().InLimit(n, role) {
+				if s.Ops().InLimit(n, role) {
 					names = append(names, n)
 				}
 			}
 		}
 		if len(names) == 0 {
-			return fmt.Errorf("BOOTED_LIMIT=%s matches none of %s's hosts", strings.Join(s.r.Limit, ","), s.env.Name)
+			return fmt.Errorf("BOOTED_LIMIT=%s matches none of %s's hosts", strings.Join(s.r.Limit, ","), s.Env.Name)
 		}
 		if s.r.DryRun {
 			return s.planStart(ctx, "env:start", names)
 		}
-		if err := s.bootHosts(ctx, names); err != nil {
+		if err := s.BootHosts(ctx, names); err != nil {
 			return err
 		}
-		return s.deployRoles(ctx, names)
+		return s.DeployRoles(ctx, names)
 	})
-}
-
-// bootHosts starts hosts, discovers them and checks them; it fails naming
-// the hosts that did not become ready.
-func (s *session) bootHosts(ctx context.Context, names []string) error {
-	if err := s.startController(ctx); err != nil {
-		return err
-	}
-	var ofSites []string // made by their sites' conductors: asked at once
-	for _, n := range names {
-		if _, ok := sited.Site(s.provOf(n)); ok {
-			ofSites = append(ofSites, n)
-			continue
-		}
-		if err := s.life().Provision(ctx, n); err != nil {
-			return err
-		}
-	}
-	if err := s.provisionAll(ctx, ofSites); err != nil {
-		return err
-	}
-	if err := s.logged(ctx); err != nil {
-		return err
-	}
-	if err := s.filter(ctx); err != nil {
-		return err
-	}
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	hosts, err := s.store.Hosts(ctx, s.env.Name)
-	if err != nil {
-		return err
-	}
-	var failed []string
-	for _, h := range hosts {
-		if want[h.Name] && !h.State.Up() {
-			failed = append(failed, fmt.Sprintf("%s (%s: %s)", h.Name, h.State, h.Reason))
-		}
-	}
-	if len(failed) > 0 {
-		s.printHosts(ctx)
-		return fmt.Errorf("%s: %d hosts did not come up: %s", s.env.Name, len(failed), strings.Join(failed, "; "))
-	}
-	return nil
-}
-
-// eachRoleService calls fn for each role that runs a service, with its
-// hosts among names (roles with none are passed over), in role order.
-func (s *session) eachRoleService(ctx context.Context, names []string, fn func(rl *config.Role, def *service.Def, hosts []inventory.Host) error) error {
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	for _, role := range s.env.RoleNames() {
-		rl := s.env.Roles[role]
-		if rl.Service == "" {
-			continue
-		}
-		def, err := s.loadService(rl.Service)
-		if err != nil {
-			return err
-		}
-		hosts, err := s.ops().Select(ctx, role, func(h inventory.Host) bool { return want[h.Name] })
-		if err == nil {
-			hosts, err = s.query().WithClasses(ctx, hosts)
-		}
-		if err != nil {
-			return err
-		}
-		if len(hosts) == 0 {
-			continue
-		}
-		if err := fn(rl, def, hosts); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// deployRoles deploys, starts and tests each role's service on the named hosts.
-func (s *session) deployRoles(ctx context.Context, names []string) error {
-	err := s.eachRoleService(ctx, names, func(rl *config.Role, def *service.Def, hosts []inventory.Host) error {
-		if err := s.dep().Deploy(ctx, def, rl.Version, hosts); err != nil {
-			return err
-		}
-		if err := s.dep().Test(ctx, def, hosts); err != nil {
-			return err
-		}
-		if !s.r.JSON {
-			for _, h := range hosts {
-				fmt.Fprintf(s.r.Out, "%s on %s: curl %s/\n", def.Name, h.Name, def.URL(h.Addr))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	// The load balancers come up after the workers.
-	if err := s.dep().UpdateLB(ctx); err != nil {
-		return err
-	}
-	if url, err := s.dep().LBURL(ctx); err == nil && !s.r.JSON {
-		fmt.Fprintf(s.r.Out, "load balancer: curl %s/\n", url)
-	}
-	return nil
 }
 
 // EnvStartWorker (re)starts one host of ENV and its role's service.
@@ -167,20 +55,8 @@ func (r *Runner) EnvStartWorker(ctx context.Context, envName, host string) error
 		if s.r.DryRun {
 			return s.planStart(ctx, "env:startWorker", []string{host})
 		}
-		return s.startWorker(ctx, host)
+		return s.StartWorker(ctx, host)
 	})
-}
-
-// startWorker boots one host, deploys its role's service and puts it in
-// the load balancer: env:startWorker, and the monitor's scale-up.
-func (s *session) startWorker(ctx context.Context, host string) error {
-	if _, ok := s.env.RoleOf(host); !ok {
-		return fmt.Errorf("%s: %s is not a host of any role", s.env.Path, host)
-	}
-	if err := s.bootHosts(ctx, []string{host}); err != nil {
-		return err
-	}
-	return s.deployRoles(ctx, []string{host})
 }
 
 // EnvStop stops the services and then every host of ENV (load balancers
@@ -190,33 +66,33 @@ func (r *Runner) EnvStop(ctx context.Context, envName string) error {
 		if s.r.DryRun {
 			return s.planStop(ctx)
 		}
-		roles := s.env.RoleNames()
+		roles := s.Env.RoleNames()
 		var errs []error
-		errs = append(errs, s.dep().StopLB(ctx)) // the load balancers go down first
-		insts, err := s.provs.List(ctx)
+		errs = append(errs, s.Deploys().StopLB(ctx)) // the load balancers go down first
+		insts, err := s.Provs.List(ctx)
 		if err != nil {
 			return err
 		}
 		for i := len(roles) - 1; i >= 0; i-- {
-			rl := s.env.Roles[roles[i]]
-			hosts, err := s.ops().Select(ctx, roles[i], func(h inventory.Host) bool { return h.State != inventory.Stopped })
+			rl := s.Env.Roles[roles[i]]
+			hosts, err := s.Ops().Select(ctx, roles[i], func(h inventory.Host) bool { return h.State != inventory.Stopped })
 			if err != nil {
 				return err
 			}
 			if rl.Service != "" && len(hosts) > 0 {
-				def, err := s.loadService(rl.Service)
+				def, err := s.LoadService(rl.Service)
 				if err != nil {
 					return err
 				}
-				errs = append(errs, s.dep().Stop(ctx, def, hosts))
+				errs = append(errs, s.Deploys().Stop(ctx, def, hosts))
 			}
 			for _, in := range insts {
-				if role, _ := s.env.RoleOf(in.Name); role == roles[i] {
-					errs = append(errs, s.life().Stop(ctx, in.Name))
+				if role, _ := s.Env.RoleOf(in.Name); role == roles[i] {
+					errs = append(errs, s.Life().Stop(ctx, in.Name))
 				}
 			}
 		}
-		if err := s.printHosts(ctx); err != nil {
+		if err := s.PrintHosts(ctx); err != nil {
 			return err
 		}
 		if err := errors.Join(errs...); err != nil {
@@ -242,37 +118,37 @@ type statusRow struct {
 // health of the service on each.
 func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		hosts, err := s.store.Hosts(ctx, s.env.Name)
+		hosts, err := s.Store.Hosts(ctx, s.Env.Name)
 		if err != nil {
 			return err
 		}
-		subs, err := s.query().Subjects(ctx, hosts)
+		subs, err := s.Query().Subjects(ctx, hosts)
 		if err != nil {
 			return err
 		}
 		rows := fanout.Map(ctx, hosts, r.Parallel, func(ctx context.Context, h inventory.Host) statusRow {
 			row := statusRow{Name: h.Name, Role: h.Role, State: string(h.State), IP: h.Addr}
-			rl := s.env.Roles[h.Role]
+			rl := s.Env.Roles[h.Role]
 			if rl == nil || rl.Service == "" || h.State == inventory.Terminated || h.State == inventory.Stopped {
 				return row
 			}
-			if miss := s.query().MissingClasses(h, subs[h.Name]); len(miss) > 0 {
-				row.Health = "not used for " + h.Role + ": " + s.query().ClassWhy(miss)
+			if miss := s.Query().MissingClasses(h, subs[h.Name]); len(miss) > 0 {
+				row.Health = "not used for " + h.Role + ": " + s.Query().ClassWhy(miss)
 				return row
 			}
-			def, err := s.loadService(rl.Service)
+			def, err := s.LoadService(rl.Service)
 			if err != nil {
 				row.Health = "unknown: " + err.Error()
 				return row
 			}
 			row.Service, row.Health = def.Name, "ok"
-			if _, err := s.io.Get(ctx, def, h, def.Health.Path); err != nil {
+			if _, err := s.IO.Get(ctx, def, h, def.Health.Path); err != nil {
 				row.Health = "down: " + err.Error()
 			}
-			row.Version, _ = s.io.Get(ctx, def, h, "/version")
+			row.Version, _ = s.IO.Get(ctx, def, h, "/version")
 			return row
 		})
-		for lbName, ups := range s.dep().Routes(ctx) {
+		for lbName, ups := range s.Deploys().Routes(ctx) {
 			for i := range rows {
 				if rows[i].Name == lbName {
 					rows[i].Routes = strings.Join(ups, " ")
@@ -298,49 +174,10 @@ func (r *Runner) EnvDestroy(ctx context.Context, envName string) error {
 		if s.r.DryRun {
 			return s.planDestroy(ctx)
 		}
-		n, err := s.destroy(ctx, "env:destroy")
+		n, err := s.Destroy(ctx, "env:destroy")
 		if err == nil && !r.JSON {
 			fmt.Fprintf(r.Out, "%s: deleted %d hosts\n", envName, n)
 		}
 		return err
 	})
-}
-
-// destroy powers off and deletes every host the provider made (recorded
-// as terminated, for why), stops the controller and tears down what else
-// the provider set up. It acts on this machine itself, the sites' hosts
-// and networks (its namespaces) included, conductors running or not.
-func (s *session) destroy(ctx context.Context, why string) (int, error) {
-	insts, err := s.provs.List(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	var errs []error // one host that cannot be deleted (its BMC down, say) does not keep the rest
-	for _, in := range insts {
-		if _, ok := s.provs.Own(in.Name).(provider.Deleter); ok {
-			if err := s.life().DeleteWith(ctx, s.provs.Own(in.Name), in.Name, true); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if _, err := s.store.Host(ctx, s.env.Name, in.Name); err == nil {
-				if err := s.advance(ctx, in.Name, inventory.Terminated, why); err != nil {
-					return n, err
-				}
-			}
-			n++
-		}
-	}
-	if err := s.ctl.Stop(ctx); err != nil {
-		return n, errors.Join(append(errs, err)...)
-	}
-
-	for _, p := range s.provs.All() {
-		if t, ok := p.(provider.Teardowner); ok {
-			errs = append(errs, t.Teardown(ctx))
-		}
-	}
-	errs = append(errs, s.downLab(ctx)) // the emulated machines of metal:lab
-	errs = append(errs, metadata.Unroute(ctx, s.env.Name))
-	return n, errors.Join(errs...)
 }

@@ -383,8 +383,8 @@ func fakeProject(t *testing.T, roles string) *fakeFixture {
 	}
 	os.MkdirAll(f.r.Inventory, 0o700)
 	os.Symlink(helloRoot, filepath.Join(f.r.Inventory, "artifacts"))
-	f.r.io = f.io
-	f.r.openProvider = func(context.Context, *config.Env, provider.Options) (provider.Provider, error) { return f.prov, nil }
+	f.r.HostIO = f.io
+	f.r.OpenProvider = func(context.Context, *config.Env, provider.Options) (provider.Provider, error) { return f.prov, nil }
 	return f
 }
 
@@ -399,7 +399,7 @@ func (f *fakeFixture) states(t *testing.T) map[string]string {
 	t.Helper()
 	m := map[string]string{}
 	f.must(t, f.r.withEnv(context.Background(), f.env, func(s *session) error {
-		hs, err := s.store.Hosts(context.Background(), f.env)
+		hs, err := s.Store.Hosts(context.Background(), f.env)
 		for _, h := range hs {
 			m[h.Name] = string(h.State)
 		}
@@ -661,18 +661,18 @@ func TestSession_ReloadSwapsProvider(t *testing.T) {
 	}
 	defer s.Close()
 	write("      - {name: a, address: 192.0.2.1}\n      - {name: b, address: 192.0.2.2}\n")
-	if err := s.reload(ctx); err != nil {
+	if err := s.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	list, _ := s.provs.List(ctx)
+	list, _ := s.Provs.List(ctx)
 	if len(list) != 2 || list[1].Name != "b" {
 		t.Errorf("after the reload the provider lists %+v, want a and b", list)
 	}
 	write("      - {name: a, address: ''}\n") // a broken file: nothing changes
-	if err := s.reload(ctx); err == nil || !strings.Contains(err.Error(), "address: missing") {
+	if err := s.Reload(ctx); err == nil || !strings.Contains(err.Error(), "address: missing") {
 		t.Errorf("reload of a broken file: %v", err)
 	}
-	if list, _ := s.provs.List(ctx); len(list) != 2 {
+	if list, _ := s.Provs.List(ctx); len(list) != 2 {
 		t.Errorf("a failed reload changed the provider: %+v", list)
 	}
 }

@@ -21,15 +21,15 @@ import (
 // works on: recorded, with an address, within BOOTED_LIMIT.
 func (s *session) hostsOf(ctx context.Context, sel string) ([]inventory.Host, error) {
 	_, role := splitSel(sel)
-	if err := s.recordKnown(ctx); err != nil {
+	if err := s.RecordKnown(ctx); err != nil {
 		return nil, err
 	}
-	hosts, err := s.selectBy(ctx, role, nil)
+	hosts, err := s.SelectBy(ctx, role, nil)
 	if err == nil {
-		hosts, err = s.ops().Limited(hosts)
+		hosts, err = s.Ops().Limited(hosts)
 	}
 	if err == nil && len(hosts) == 0 {
-		err = fmt.Errorf("%s: no hosts (hosts:list %s shows the inventory)", sel, s.env.Name)
+		err = fmt.Errorf("%s: no hosts (hosts:list %s shows the inventory)", sel, s.Env.Name)
 	}
 	return hosts, err
 }
@@ -70,7 +70,7 @@ func (r *Runner) HostsPut(ctx context.Context, sel, src, dst string) error {
 				}
 				return copied(n, dst), nil
 			})
-		_, err = s.op(ctx, "hosts:put "+src, hosts, o, step)
+		_, err = s.Op(ctx, "hosts:put "+src, hosts, o, step)
 		return err
 	})
 }
@@ -102,7 +102,7 @@ func (r *Runner) HostsGet(ctx context.Context, sel, src, dir string) error {
 				}
 				return copied(n, dst), nil
 			})
-		_, err = s.op(ctx, "hosts:get "+src, hosts, o, func(ctx context.Context, c hostConn) error {
+		_, err = s.Op(ctx, "hosts:get "+src, hosts, o, func(ctx context.Context, c hostConn) error {
 			dst := filepath.Join(dir, c.Host().Name, path.Base(src))
 			n, err := c.Get(ctx, src, dst)
 			if err != nil {
@@ -193,7 +193,7 @@ func getHost(dir, src string, put func(ctx context.Context, local, sum string) (
 // site is fetched from there (and deleted there).
 func (s *session) writeFetched(ctx context.Context, h inventory.Host, dst string, got fetched) (int64, error) {
 	if got.Object != "" {
-		js, err := s.controllerNATS(ctx)
+		js, err := s.ControllerNATS(ctx)
 		if err != nil {
 			return 0, err
 		}
@@ -202,7 +202,7 @@ func (s *session) writeFetched(ctx context.Context, h inventory.Host, dst string
 			mode = 0o644
 		}
 		old, _ := files.Sum(dst)
-		if err := conductor.GetFile(ctx, js, s.env.Name, s.env.SiteOf(h.Name, h.Role), got.Object, dst, got.SHA256, mode); err != nil {
+		if err := conductor.GetFile(ctx, js, s.Env.Name, s.Env.SiteOf(h.Name, h.Role), got.Object, dst, got.SHA256, mode); err != nil {
 			return 0, err
 		}
 		if old == got.SHA256 {

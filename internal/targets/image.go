@@ -28,17 +28,7 @@ func (r *Runner) eachHost(ctx context.Context, what, envName, hosts string, fn f
 
 // ImageBuild makes hosts (comma-separated names) without starting them.
 func (r *Runner) ImageBuild(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, "image:build", envName, hosts, func(s *session, n string) error { return s.buildHost(ctx, n) })
-}
-
-// buildHost makes host n through its provider and records it.
-func (s *session) buildHost(ctx context.Context, n string) error {
-	spec, err := s.spec(n)
-	if err != nil {
-		return err
-	}
-	_, err = s.life().Build(ctx, spec)
-	return err
+	return r.eachHost(ctx, "image:build", envName, hosts, func(s *session, n string) error { return s.BuildHost(ctx, n) })
 }
 
 // ImageStart boots hosts (comma-separated names), building them first if
@@ -47,34 +37,25 @@ func (r *Runner) ImageStart(ctx context.Context, envName, hosts string) error {
 	started := false
 	return r.eachHost(ctx, "image:start", envName, hosts, func(s *session, n string) error {
 		if !started {
-			if err := s.startController(ctx); err != nil {
+			if err := s.StartController(ctx); err != nil {
 				return err
 			}
 			started = true
 		}
-		return s.life().Provision(ctx, n)
+		return s.Life().Provision(ctx, n)
 	})
 }
 
 // ImageStop powers hosts off (comma-separated names).
 func (r *Runner) ImageStop(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, "image:stop", envName, hosts, func(s *session, n string) error { return s.life().Stop(ctx, n) })
+	return r.eachHost(ctx, "image:stop", envName, hosts, func(s *session, n string) error { return s.Life().Stop(ctx, n) })
 }
 
 // ImageDel deletes hosts (comma-separated names): their namespace or VM and
 // files. The inventory keeps them as terminated. A running VM is refused
 // unless BOOTED_FORCE=1, which powers it off first.
 func (r *Runner) ImageDel(ctx context.Context, envName, hosts string) error {
-	return r.eachHost(ctx, "image:del", envName, hosts, func(s *session, n string) error { return s.deleteHost(ctx, n) })
-}
-
-// deleteHost deletes host n (BOOTED_FORCE: even running) and records it
-// terminated.
-func (s *session) deleteHost(ctx context.Context, n string) error {
-	if err := s.life().Delete(ctx, n, s.r.Force); err != nil {
-		return err
-	}
-	return s.life().Retire(ctx, n, inventory.Terminated, "")
+	return r.eachHost(ctx, "image:del", envName, hosts, func(s *session, n string) error { return s.DeleteHost(ctx, n) })
 }
 
 // ImageList lists the hosts the provider has made, with their inventory state.
@@ -93,11 +74,11 @@ type imageRow struct {
 }
 
 func (r *Runner) imageList(ctx context.Context, s *session) error {
-	insts, err := s.provs.List(ctx)
+	insts, err := s.Provs.List(ctx)
 	if err != nil {
 		return err
 	}
-	hosts, err := s.store.Hosts(ctx, s.env.Name)
+	hosts, err := s.Store.Hosts(ctx, s.Env.Name)
 	if err != nil {
 		return err
 	}
@@ -110,7 +91,7 @@ func (r *Runner) imageList(ctx context.Context, s *session) error {
 		h := byName[in.Name]
 		role := h.Role
 		if role == "" {
-			role, _ = s.env.RoleOf(in.Name)
+			role, _ = s.Env.RoleOf(in.Name)
 		}
 		rows = append(rows, imageRow{Name: in.Name, Role: role, Power: string(in.State), State: string(h.State), IP: in.Addr, MAC: in.MAC, ID: in.ID})
 	}
@@ -124,23 +105,23 @@ func (r *Runner) imageList(ctx context.Context, s *session) error {
 // controller by its first MAC) and phones home under that name.
 func (r *Runner) ImageClone(ctx context.Context, envName, src, name string) error {
 	return r.withLock(ctx, envName, "image:clone "+envName+" "+src+" "+name, func(s *session) error {
-		c, ok := s.provOf(src).(provider.Cloner)
+		c, ok := s.ProvOf(src).(provider.Cloner)
 		if !ok {
-			return fmt.Errorf("%s: the %s provider cannot clone hosts (image:build %s %s makes a new one)", s.env.Path, s.env.ProviderOf(src), envName, name)
+			return fmt.Errorf("%s: the %s provider cannot clone hosts (image:build %s %s makes a new one)", s.Env.Path, s.Env.ProviderOf(src), envName, name)
 		}
-		spec, err := s.spec(name)
+		spec, err := s.Spec(name)
 		if err != nil {
 			return err
 		}
-		if err := s.life().Record(ctx, name, spec.Role, nil, inventory.Provisioning, ""); err != nil {
+		if err := s.Life().Record(ctx, name, spec.Role, nil, inventory.Provisioning, ""); err != nil {
 			return err
 		}
 		inst, err := c.Clone(ctx, src, spec)
 		if err != nil {
-			s.advance(context.WithoutCancel(ctx), name, inventory.Failed, err.Error())
+			s.Advance(context.WithoutCancel(ctx), name, inventory.Failed, err.Error())
 			return err
 		}
-		if err := s.life().Record(ctx, name, spec.Role, &inst, inventory.Stopped, ""); err != nil {
+		if err := s.Life().Record(ctx, name, spec.Role, &inst, inventory.Stopped, ""); err != nil {
 			return err
 		}
 		return r.imageList(ctx, s)

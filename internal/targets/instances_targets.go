@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	sess "booted/internal/session"
+
 	"booted/internal/creds"
 	"booted/internal/ec2api"
 	"booted/internal/ec2backend"
@@ -18,7 +20,7 @@ import (
 // instances (the API's answers at once).
 func (r *Runner) backend(envName string) (*ec2backend.Backend, *[]string) {
 	var pending []string
-	b := &ec2backend.Backend{Envs: ec2Envs{r, envName}, Launch: func(ids []string) { pending = append(pending, ids...) }}
+	b := &ec2backend.Backend{Envs: sess.EC2Envs(r.Options, envName), Launch: func(ids []string) { pending = append(pending, ids...) }}
 	return b, &pending
 }
 
@@ -248,7 +250,7 @@ func (r *Runner) KeypairDel(ctx context.Context, envName, name string) error {
 // it and its owner.
 func (r *Runner) SystemsList(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		a, err := s.metal("systems:list")
+		a, err := s.Metal("systems:list")
 		if err != nil {
 			return err
 		}
@@ -278,7 +280,7 @@ func (r *Runner) SystemsRelease(ctx context.Context, envName, nodes string) erro
 
 func (r *Runner) reserve(ctx context.Context, envName, nodes, user string) error {
 	return r.withLock(ctx, envName, "systems:reserve "+envName+" "+nodes, func(s *session) error {
-		a, err := s.metal("systems:reserve")
+		a, err := s.Metal("systems:reserve")
 		if err != nil {
 			return err
 		}

@@ -17,12 +17,6 @@ var (
 	runJob = jobs.Define("run", false, func(w jobs.Worker, _ context.Context, _ jetstream.JetStream, j conductor.Job, _ struct{}) (jobs.Host[any], error) {
 		return func(ctx context.Context, c hostConn) (any, error) { return nil, c.Run(ctx, j.Cmd) }, nil
 	})
-	factsJob = jobs.Define("facts", true, func(w jobs.Worker, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (jobs.Host[map[string][]string], error) {
-		return factsHost, nil
-	})
-	accessLogJob = jobs.Define("accesslog", true, func(w jobs.Worker, _ context.Context, _ jetstream.JetStream, _ conductor.Job, a accessLogArgs) (jobs.Host[accessLog], error) {
-		return accessLogHost(a.At), nil
-	})
 	putJob = jobs.Define("put", true, func(w jobs.Worker, ctx context.Context, js jetstream.JetStream, _ conductor.Job, a putArgs) (jobs.Host[int64], error) {
 		if !jobs.SHA256Hex.MatchString(a.SHA256) {
 			return nil, fmt.Errorf("put job: sha256 %q is not 64 hex digits", a.SHA256)

@@ -14,11 +14,11 @@ import (
 // and latency percentiles. BOOTED_LOAD_PATH sets the path (default /).
 func (r *Runner) BenchLoad(ctx context.Context, envName string, d time.Duration, rate int) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		lb, url, err := s.dep().LBServing(ctx)
+		lb, url, err := s.Deploys().LBServing(ctx)
 		if err != nil {
 			return err
 		}
-		st, err := s.dep().Load(ctx, lb, loadgen.Options{URL: url + r.LoadPath, Duration: d, Rate: float64(rate)})
+		st, err := s.Deploys().Load(ctx, lb, loadgen.Options{URL: url + r.LoadPath, Duration: d, Rate: float64(rate)})
 		if err != nil {
 			return err
 		}

@@ -59,7 +59,7 @@ func load(t *testing.T, url string, d time.Duration) (stop func() *loadgen.Stats
 
 func (f *fixture) lbURL(t *testing.T) string {
 	var url string
-	f.must(t, f.r.withEnv(context.Background(), f.proj.Env, func(s *session) (err error) { url, err = s.dep().LBURL(context.Background()); return err }))
+	f.must(t, f.r.withEnv(context.Background(), f.proj.Env, func(s *session) (err error) { url, err = s.Deploys().LBURL(context.Background()); return err }))
 	return url
 }
 
@@ -172,7 +172,7 @@ func TestTargets_LoadBalancerUnderLoad(t *testing.T) {
 		// host offering the old one is not w2 any more.
 		var dialErr error
 		f.must(t, f.r.withEnv(ctx, env, func(s *session) error {
-			c, err := remote.Dial(ctx, remote.Target{Name: "w2", Addr: now.IP, HostKey: oldKey}, remote.Auth{User: "root", Signer: s.signer}, 10*time.Second)
+			c, err := remote.Dial(ctx, remote.Target{Name: "w2", Addr: now.IP, HostKey: oldKey}, remote.Auth{User: "root", Signer: s.Signer}, 10*time.Second)
 			if err == nil {
 				c.Close()
 			}
@@ -194,8 +194,8 @@ func TestTargets_LoadBalancerUnderLoad(t *testing.T) {
 		os.WriteFile(tmpl, []byte(strings.Replace(string(good), "keepalive 16;", "keepalive 16; no_such_directive;", 1)), 0o644)
 		var err error
 		f.r.withEnv(ctx, env, func(s *session) error {
-			s.advance(ctx, "w1", "draining", "") // a change the load balancer must follow
-			err = s.dep().UpdateLB(ctx)
+			s.Advance(ctx, "w1", "draining", "") // a change the load balancer must follow
+			err = s.Deploys().UpdateLB(ctx)
 			return nil
 		})
 		if err == nil || !strings.Contains(err.Error(), "nginx -t refused") {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"booted/internal/metallab"
 	"booted/internal/pkgs"
@@ -20,13 +19,13 @@ func (r *Runner) MetalLab(ctx context.Context, envName string) error {
 		if err := pkgs.Ensure(ctx, r.Err, metallab.Needs); err != nil {
 			return err
 		}
-		lab, err := metallab.ForEnv(s.env, s.dir)
+		lab, err := metallab.ForEnv(s.Env, s.Dir)
 		if err != nil {
 			return err
 		}
 		for _, m := range lab.Machines {
 			if m.Netns != "" { // a site's machines are on its network: made with the environment's
-				if err := s.prepare(ctx); err != nil {
+				if err := s.Prepare(ctx); err != nil {
 					return err
 				}
 				break
@@ -51,24 +50,12 @@ func (r *Runner) MetalLab(ctx context.Context, envName string) error {
 // MetalLabDown stops and removes the emulated machines of ENV.
 func (r *Runner) MetalLabDown(ctx context.Context, envName string) error {
 	return r.withLock(ctx, envName, "metal:labDown "+envName, func(s *session) error {
-		lab, err := metallab.ForEnv(s.env, s.dir)
+		lab, err := metallab.ForEnv(s.Env, s.Dir)
 		if err != nil {
 			return err
 		}
 		return lab.Down(ctx)
 	})
-}
-
-// downLab removes an environment's emulated machines, if it has any.
-func (s *session) downLab(ctx context.Context) error {
-	if _, err := os.Stat(filepath.Join(s.dir, "lab")); err != nil {
-		return nil
-	}
-	lab, err := metallab.ForEnv(s.env, s.dir)
-	if err != nil {
-		return nil
-	}
-	return lab.Down(ctx)
 }
 
 // Power switches host NODE of ENV (on, off, cycle) or shows its power
@@ -83,7 +70,7 @@ func (r *Runner) Power(ctx context.Context, what, envName, node string) error {
 		}
 	}
 	return run(ctx, envName, "power:"+what+" "+envName+" "+node, func(s *session) error {
-		sw, ok := s.provOf(node).(provider.Switch)
+		sw, ok := s.ProvOf(node).(provider.Switch)
 		if !ok {
 			return s.powerByProvider(ctx, what, node)
 		}
@@ -111,7 +98,7 @@ func (r *Runner) Power(ctx context.Context, what, envName, node string) error {
 // line), into inventory/ENV/bmc/NODE (0600): never on a command line.
 func (r *Runner) NodeSecret(ctx context.Context, envName, node string, in io.Reader) error {
 	return r.withLock(ctx, envName, "node:secret "+envName+" "+node, func(s *session) error {
-		a, err := s.metal("node:secret")
+		a, err := s.Metal("node:secret")
 		if err != nil {
 			return err
 		}
@@ -127,9 +114,9 @@ func (r *Runner) NodeSecret(ctx context.Context, envName, node string, in io.Rea
 // HostsConsole prints the console log of host HOST of ENV.
 func (r *Runner) HostsConsole(ctx context.Context, envName, host string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		c, ok := s.provOf(host).(provider.Console)
+		c, ok := s.ProvOf(host).(provider.Console)
 		if !ok {
-			return fmt.Errorf("%s: the %s provider of %s keeps no console logs", s.env.Path, s.env.ProviderOf(host), host)
+			return fmt.Errorf("%s: the %s provider of %s keeps no console logs", s.Env.Path, s.Env.ProviderOf(host), host)
 		}
 		b, err := os.ReadFile(c.ConsoleLog(host))
 		if err != nil {
@@ -142,12 +129,12 @@ func (r *Runner) HostsConsole(ctx context.Context, envName, host string) error {
 
 // powerByProvider is Power for a host without a BMC.
 func (s *session) powerByProvider(ctx context.Context, what, node string) error {
-	if _, ok := s.provOf(node).(provider.Power); !ok {
-		return fmt.Errorf("%s: the %s provider of %s cannot power hosts off and on (static hosts are someone else's)", s.env.Path, s.env.ProviderOf(node), node)
+	if _, ok := s.ProvOf(node).(provider.Power); !ok {
+		return fmt.Errorf("%s: the %s provider of %s cannot power hosts off and on (static hosts are someone else's)", s.Env.Path, s.Env.ProviderOf(node), node)
 	}
 	switch what {
 	case "status":
-		list, err := s.provOf(node).List(ctx)
+		list, err := s.ProvOf(node).List(ctx)
 		if err != nil {
 			return err
 		}
@@ -161,19 +148,19 @@ func (s *session) powerByProvider(ctx context.Context, what, node string) error 
 				return nil
 			}
 		}
-		return fmt.Errorf("host %s: %w (hosts:list %s shows the inventory)", node, provider.ErrNoInstance, s.env.Name)
+		return fmt.Errorf("host %s: %w (hosts:list %s shows the inventory)", node, provider.ErrNoInstance, s.Env.Name)
 	case "off":
-		return s.life().Stop(ctx, node)
+		return s.Life().Stop(ctx, node)
 	case "on", "cycle":
 		if what == "cycle" {
-			if err := s.life().Stop(ctx, node); err != nil {
+			if err := s.Life().Stop(ctx, node); err != nil {
 				return err
 			}
 		}
-		if err := s.startController(ctx); err != nil {
+		if err := s.StartController(ctx); err != nil {
 			return err
 		}
-		return s.life().Provision(ctx, node)
+		return s.Life().Provision(ctx, node)
 	}
 	return fmt.Errorf("power:%s: use on, off, cycle or status", what)
 }

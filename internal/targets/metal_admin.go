@@ -19,7 +19,7 @@ func (r *Runner) OSImageImport(ctx context.Context, envName, iso, name string) e
 		}
 	}
 	return r.withLock(ctx, envName, "osimage:import "+envName+" "+iso, func(s *session) error {
-		a, err := s.metal("osimage:import")
+		a, err := s.Metal("osimage:import")
 		if err != nil {
 			return err
 		}
@@ -27,14 +27,14 @@ func (r *Runner) OSImageImport(ctx context.Context, envName, iso, name string) e
 		if err != nil {
 			return err
 		}
-		if err := s.startController(ctx); err != nil {
+		if err := s.StartController(ctx); err != nil {
 			return fmt.Errorf("osimage %s is imported, but not served: %w", in.Name, err)
 		}
 		if r.JSON {
 			return json.NewEncoder(r.Out).Encode(in) // one line
 		}
 		fmt.Fprintf(r.Out, "%s: imported %s %s %s from %s (%s install, %d MB); served at %s/metal/images/%s/; install a node from it with node:deploy %s NODE %s\n",
-			in.Name, in.Product, in.Version, in.Arch, iso, in.Method, in.Bytes>>20, "http://"+s.env.CallbackAddr(), in.Name, envName, in.Name)
+			in.Name, in.Product, in.Version, in.Arch, iso, in.Method, in.Bytes>>20, "http://"+s.Env.CallbackAddr(), in.Name, envName, in.Name)
 		return nil
 	})
 }
@@ -44,7 +44,7 @@ func (r *Runner) OSImageImport(ctx context.Context, envName, iso, name string) e
 // install from each.
 func (r *Runner) OSImageList(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		a, err := s.metal("osimage:list")
+		a, err := s.Metal("osimage:list")
 		if err != nil {
 			return err
 		}
@@ -60,7 +60,7 @@ func (r *Runner) OSImageList(ctx context.Context, envName string) error {
 // from (or will, at its next deploy) is refused.
 func (r *Runner) OSImageDel(ctx context.Context, envName, name string) error {
 	return r.withLock(ctx, envName, "osimage:del "+envName+" "+name, func(s *session) error {
-		a, err := s.metal("osimage:del")
+		a, err := s.Metal("osimage:del")
 		if err != nil {
 			return err
 		}
@@ -77,7 +77,7 @@ func (r *Runner) OSImageDel(ctx context.Context, envName, name string) error {
 // that osimage too.
 func (r *Runner) NodeDeploy(ctx context.Context, envName, node, img string) error {
 	if err := r.withLock(ctx, envName, "node:deploy "+envName+" "+node, func(s *session) error {
-		a, err := s.metal("node:deploy")
+		a, err := s.Metal("node:deploy")
 		if err != nil {
 			return err
 		}
@@ -97,7 +97,7 @@ func (r *Runner) NodeDeploy(ctx context.Context, envName, node, img string) erro
 		return err
 	}
 	return r.withEnv(ctx, envName, func(s *session) error {
-		h, err := s.store.Host(ctx, s.env.Name, node)
+		h, err := s.Store.Host(ctx, s.Env.Name, node)
 		if err != nil {
 			return err
 		}
@@ -112,14 +112,14 @@ func (r *Runner) NodeDeploy(ctx context.Context, envName, node, img string) erro
 // inventory after checking its BMC answers (xCAT3's create).
 func (r *Runner) NodeCreate(ctx context.Context, envName, node string) error {
 	return r.eachHost(ctx, "node:create", envName, node, func(s *session, n string) error {
-		a, err := s.metal("node:create")
+		a, err := s.Metal("node:create")
 		if err == nil {
 			err = a.CheckListed(n)
 		}
 		if err != nil {
 			return err
 		}
-		return s.buildHost(ctx, n)
+		return s.BuildHost(ctx, n)
 	})
 }
 
@@ -127,10 +127,10 @@ func (r *Runner) NodeCreate(ctx context.Context, envName, node string) error {
 // choice, and marks it terminated (xCAT3's delete).
 func (r *Runner) NodeDel(ctx context.Context, envName, node string) error {
 	return r.eachHost(ctx, "node:del", envName, node, func(s *session, n string) error {
-		if _, err := s.metal("node:del"); err != nil {
+		if _, err := s.Metal("node:del"); err != nil {
 			return err
 		}
-		return s.deleteHost(ctx, n)
+		return s.DeleteHost(ctx, n)
 	})
 }
 
@@ -138,7 +138,7 @@ func (r *Runner) NodeDel(ctx context.Context, envName, node string) error {
 // (xCAT3's network-create).
 func (r *Runner) NetCreate(ctx context.Context, envName, name string) error {
 	return r.withLock(ctx, envName, "net:create "+envName+" "+name, func(s *session) error {
-		a, err := s.metal("net:create")
+		a, err := s.Metal("net:create")
 		if err != nil {
 			return err
 		}
@@ -153,7 +153,7 @@ func (r *Runner) NetCreate(ctx context.Context, envName, name string) error {
 // while a node on it is in use.
 func (r *Runner) NetDel(ctx context.Context, envName, name string) error {
 	return r.withLock(ctx, envName, "net:del "+envName+" "+name, func(s *session) error {
-		a, err := s.metal("net:del")
+		a, err := s.Metal("net:del")
 		if err != nil {
 			return err
 		}

@@ -6,17 +6,11 @@ import (
 	"booted/internal/metaladmin"
 )
 
-// metal returns the administration of the environment's bare-metal
-// provider, or says target needs one.
-func (s *session) metal(target string) (*metaladmin.Admin, error) {
-	return metaladmin.Of(s.env, s.provs.ByType, s.store, target)
-}
-
 // NodeList lists the nodes of ENV: NICs, BMC (never its password), power as
 // its BMC says, whether it is installed (netboot off) and its inventory state.
 func (r *Runner) NodeList(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		a, err := s.metal("node:list")
+		a, err := s.Metal("node:list")
 		if err != nil {
 			return err
 		}
@@ -31,7 +25,7 @@ func (r *Runner) NodeList(ctx context.Context, envName string) error {
 // NetList lists the networks of ENV with their dnsmasq (its pid, if it runs).
 func (r *Runner) NetList(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		a, err := s.metal("net:list")
+		a, err := s.Metal("net:list")
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	sess "booted/internal/session"
+
 	"booted/internal/inventory"
 	"booted/internal/monitor"
 	"booted/internal/provider"
@@ -78,7 +80,7 @@ func (f *fixture) waitFor(t *testing.T, what string, d time.Duration, ok func() 
 func (f *fixture) monitorState(t *testing.T) monitor.Saved {
 	var sv monitor.Saved
 	f.r.withEnv(context.Background(), f.proj.Env, func(s *session) error {
-		return s.store.Update(context.Background(), func(tx *inventory.Tx) error { _, err := tx.Get(s.env.Name, "monitor/state", &sv); return err })
+		return s.Store.Update(context.Background(), func(tx *inventory.Tx) error { _, err := tx.Get(s.Env.Name, "monitor/state", &sv); return err })
 	})
 	return sv
 }
@@ -107,7 +109,7 @@ func TestMonitor_ScalesAndHeals(t *testing.T) {
 	})
 	// The real daemon's /metrics under load, read by Prometheus's own
 	// checker, and its page as Chromium builds it.
-	p, _, _, _ := (&monitorEnv{s: mustSession(t, f)}).Policy()
+	p, _, _, _ := sess.NewMonitorEnv(mustSession(t, f).Session).Policy()
 	loaded := httpGet(t, "http://"+p.Listen+"/metrics")
 	testutil.CheckMetrics(t, loaded)
 	if !strings.Contains(loaded, `booted_workers{state="serving"} 2`) || !regexp.MustCompile(`booted_requests_total [1-9]`).MatchString(loaded) {
@@ -120,7 +122,7 @@ func TestMonitor_ScalesAndHeals(t *testing.T) {
 
 	// Heal: kill one worker's host outright, behind booted's back.
 	victim := f.serving(t)[0]
-	f.must(t, f.r.withEnv(ctx, env, func(s *session) error { return s.provs.ByType[s.env.Provider.Type].(provider.Power).Stop(ctx, victim) }))
+	f.must(t, f.r.withEnv(ctx, env, func(s *session) error { return s.Provs.ByType[s.Env.Provider.Type].(provider.Power).Stop(ctx, victim) }))
 	killed := time.Now()
 	f.waitFor(t, victim+" replaced", 30*time.Second, func() bool {
 		for _, e := range f.events(t, victim) {
@@ -178,7 +180,7 @@ func mustSession(t *testing.T, f *fixture) *session {
 
 func (f *fixture) events(t *testing.T, host string) []inventory.Event {
 	s := mustSession(t, f)
-	evs, err := s.store.Events(context.Background(), f.proj.Env, host, 1000)
+	evs, err := s.Store.Events(context.Background(), f.proj.Env, host, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +257,7 @@ func TestMonitor_KilledMidScaleUp(t *testing.T) {
 	}
 	var insts []string
 	f.r.withEnv(context.Background(), env, func(s *session) error {
-		list, _ := s.provs.List(context.Background())
+		list, _ := s.Provs.List(context.Background())
 		for _, in := range list {
 			insts = append(insts, fmt.Sprintf("%s:%s", in.Name, in.State))
 		}
@@ -331,4 +333,13 @@ func TestMonitor_KilledMidScaleUp(t *testing.T) {
 	if l := logs.String(); !strings.Contains(l, env+".yaml") {
 		t.Errorf("the reload error does not name the env file:\n%s", l)
 	}
+}
+
+// open opens envName as a target does (session.Open), for the tests.
+func (r *Runner) open(ctx context.Context, envName string) (*session, error) {
+	s, err := sess.Open(ctx, r.Options, envName)
+	if err != nil {
+		return nil, err
+	}
+	return &session{Session: s, r: r}, nil
 }

@@ -35,7 +35,7 @@ roles:
 %s`, proj.Subnet, boot, strings.Join(extra, ""))), 0o644)
 	t.Cleanup(func() {
 		f.r.withEnv(context.Background(), proj.Env, func(s *session) error {
-			if td, ok := s.provs.ByType[s.env.Provider.Type].(provider.Teardowner); ok {
+			if td, ok := s.Provs.ByType[s.Env.Provider.Type].(provider.Teardowner); ok {
 				td.Teardown(context.Background())
 			}
 			return nil

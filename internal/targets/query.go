@@ -5,90 +5,19 @@ import (
 	"fmt"
 	"strings"
 
-	"booted/internal/jobs"
 	"booted/internal/outcome"
 
 	"booted/internal/hostquery"
-	"booted/internal/inventory"
-	"booted/internal/remote"
 )
-
-// gatherFacts gathers the facts of the hosts that answered the liveness
-// check (results[i] for hosts[i]) and came up from a boot (they were
-// booted), or have none yet: once per boot, over the connection the check
-// made. A host whose facts cannot be read keeps its old ones, said on
-// stderr; it is not failed for it.
-func (s *session) gatherFacts(ctx context.Context, hosts []inventory.Host, results []error) error {
-	attrs, err := s.store.AllAttrs(ctx, s.env.Name)
-	if err != nil {
-		return err
-	}
-	var todo []inventory.Host
-	for i, h := range hosts {
-		if results[i] == nil && (h.State == inventory.Booted || len(attrs[h.Name]["cpus"]) == 0) {
-			todo = append(todo, h)
-		}
-	}
-	if len(todo) == 0 {
-		return nil
-	}
-	set := func(h string, f map[string][]string) error {
-		return s.store.Update(ctx, func(tx *inventory.Tx) error { return tx.SetFacts(s.env.Name, h, f) })
-	}
-	o, step := factsJob.Halves(jobs.Op{}, struct{}{},
-		factsHost,
-		func(_ context.Context, h inventory.Host, f map[string][]string, err error) (string, error) {
-			if err != nil {
-				return "", err
-			}
-			return "", set(h.Name, f)
-		})
-	res := s.each(ctx, todo, remote.Options{Parallel: s.r.Parallel, Timeout: s.env.Timeouts.Command.D()}, o, step)
-	for _, r := range res {
-		if r.Status != remote.OK {
-			fmt.Fprintf(s.r.Err, "host %s: facts not gathered: %s\n", r.Host, r.Error)
-		}
-	}
-	return nil
-}
-
-// factsHost gathers the host's facts (CPUs, memory, disks, …).
-func factsHost(ctx context.Context, c hostConn) (map[string][]string, error) { return c.Facts(ctx) }
-
-// query is what answers questions about s's hosts (package hostquery),
-// made once per session.
-func (s *session) query() *hostquery.Q {
-	if s.q == nil {
-		s.q = &hostquery.Q{Env: s.env, Store: s.store, Provider: s.provOf, Warn: s.r.Err}
-	}
-	return s.q
-}
-
-// selectBy returns the hosts (as selectHosts with only) that sel
-// matches: a role of the env file, or an expression.
-func (s *session) selectBy(ctx context.Context, sel string, only func(inventory.Host) bool) ([]inventory.Host, error) {
-	if _, ok := s.env.Roles[sel]; ok || sel == "" {
-		return s.ops().Select(ctx, sel, only)
-	}
-	e, err := s.query().Selector(sel)
-	if err != nil {
-		return nil, err
-	}
-	hosts, err := s.ops().Select(ctx, "", only)
-	if err != nil {
-		return nil, err
-	}
-	return s.query().Matching(ctx, e, hosts)
-}
 
 // HostsQuery lists the hosts of ENV that EXPR matches (see package query).
 func (r *Runner) HostsQuery(ctx context.Context, envName, expr string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		hosts, err := s.query().Hosts(ctx, expr)
+		hosts, err := s.Query().Hosts(ctx, expr)
 		if err != nil {
 			return fmt.Errorf("hosts:query %s: %w", envName, err)
 		}
-		return s.printHostRows(ctx, hosts)
+		return s.PrintHostRows(ctx, hosts)
 	})
 }
 
@@ -109,7 +38,7 @@ func (r *Runner) HostsAttr(ctx context.Context, envName, host, spec string) erro
 			key = f[1]
 		}
 		return r.withEnv(ctx, envName, func(s *session) error {
-			rows, err := s.query().Attrs(ctx, host, key)
+			rows, err := s.Query().Attrs(ctx, host, key)
 			if err != nil {
 				return fmt.Errorf("hosts:attr: %w", err)
 			}
@@ -120,7 +49,7 @@ func (r *Runner) HostsAttr(ctx context.Context, envName, host, spec string) erro
 		return usage
 	}
 	return r.withLock(ctx, envName, "hosts:attr "+envName+" "+host, func(s *session) error {
-		if err := s.query().ChangeAttr(ctx, host, op, f[1], f[2:]); err != nil {
+		if err := s.Query().ChangeAttr(ctx, host, op, f[1], f[2:]); err != nil {
 			return fmt.Errorf("hosts:attr: %w", err)
 		}
 		return nil
@@ -138,7 +67,7 @@ func (r *Runner) HostsPool(ctx context.Context, envName, pool, spec string) erro
 		return fmt.Errorf("hosts:pool: %w", err)
 	}
 	return r.withLock(ctx, envName, "hosts:pool "+envName+" "+pool, func(s *session) error {
-		if err := s.query().ChangePool(ctx, pool, f[0] == "add", f[1:]); err != nil {
+		if err := s.Query().ChangePool(ctx, pool, f[0] == "add", f[1:]); err != nil {
 			return fmt.Errorf("hosts:%w", err)
 		}
 		return nil
@@ -148,7 +77,7 @@ func (r *Runner) HostsPool(ctx context.Context, envName, pool, spec string) erro
 // PoolsList lists the pools of ENV with their hosts.
 func (r *Runner) PoolsList(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		rows, err := s.query().Pools(ctx)
+		rows, err := s.Query().Pools(ctx)
 		if err != nil {
 			return err
 		}
@@ -165,11 +94,11 @@ func (r *Runner) HostsPick(ctx context.Context, envName, expr string, n int, key
 		return fmt.Errorf("hosts:pick: N must be at least 1, not %d", n)
 	}
 	return r.withEnv(ctx, envName, func(s *session) error {
-		picked, err := s.query().Pick(ctx, expr, n, key)
+		picked, err := s.Query().Pick(ctx, expr, n, key)
 		if err != nil {
 			return fmt.Errorf("hosts:pick %s: %w", envName, err)
 		}
-		return s.printHostRows(ctx, picked)
+		return s.PrintHostRows(ctx, picked)
 	})
 }
 
@@ -178,7 +107,7 @@ func (r *Runner) HostsPick(ctx context.Context, envName, expr string, n int, key
 // NIC), its BMC, and the rack and U attributes when set.
 func (r *Runner) HostsLocate(ctx context.Context, envName, host string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		row, err := s.query().Locate(ctx, host)
+		row, err := s.Query().Locate(ctx, host)
 		if err != nil {
 			return fmt.Errorf("hosts:locate: %w", err)
 		}

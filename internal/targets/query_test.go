@@ -25,7 +25,7 @@ func TestFake_QueryAttrsPools(t *testing.T) {
 	f.must(t, f.r.HostsPool(ctx, f.env, "canary", "add w1 w3"))
 	// w2 has failed (a liveness check said so).
 	f.must(t, f.r.withEnv(ctx, f.env, func(s *session) error {
-		return s.store.Advance(ctx, f.env, "w2", inventory.Failed, "liveness: test")
+		return s.Store.Advance(ctx, f.env, "w2", inventory.Failed, "liveness: test")
 	}))
 
 	query := func(expr string) string {
@@ -253,7 +253,7 @@ func TestFake_Rebuild(t *testing.T) {
 	key := func() string {
 		var k string
 		f.must(t, f.r.withEnv(ctx, f.env, func(s *session) error {
-			h, err := s.store.Host(ctx, f.env, "w2")
+			h, err := s.Store.Host(ctx, f.env, "w2")
 			k = h.HostKey
 			return err
 		}))

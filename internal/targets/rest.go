@@ -8,42 +8,18 @@ import (
 	"net/url"
 	"time"
 
-	"booted/internal/hostquery"
-	"booted/internal/inventory"
-	"booted/internal/metaladmin"
+	sess "booted/internal/session"
+
 	"booted/internal/monitor"
 	"booted/internal/provider/registry"
 	"booted/internal/restapi"
 	"booted/internal/restbackend"
 )
 
-// restEnvs opens environment env for each call of the REST backend
-// (restbackend.Envs), as a target does.
-type restEnvs struct {
-	r   *Runner
-	env string
-}
-
-func (x restEnvs) View(ctx context.Context, fn func(restbackend.Env) error) error {
-	return x.r.withEnv(ctx, x.env, func(s *session) error { return fn(restEnv{s}) })
-}
-
-func (x restEnvs) Change(ctx context.Context, what string, fn func(restbackend.Env) error) error {
-	return x.r.withLock(ctx, x.env, what+" "+x.env, func(s *session) error { return fn(restEnv{s}) })
-}
-
-// restEnv is an open session as the REST backend sees it.
-type restEnv struct{ s *session }
-
-func (e restEnv) Name() string                                   { return e.s.env.Name }
-func (e restEnv) Store() *inventory.Store                        { return e.s.store }
-func (e restEnv) Query() *hostquery.Q                            { return e.s.query() }
-func (e restEnv) Metal(target string) (*metaladmin.Admin, error) { return e.s.metal(target) }
-
 // restBackend is the REST API's backend on environment env: its changes
 // are the targets'.
 func (r *Runner) restBackend(envName string) *restbackend.Backend {
-	return &restbackend.Backend{Envs: restEnvs{r, envName}, Do: func(ctx context.Context, what, name, arg string) (string, error) {
+	return &restbackend.Backend{Envs: sess.RESTEnvs(r.Options, envName), Do: func(ctx context.Context, what, name, arg string) (string, error) {
 		return r.restChange(ctx, envName, what, name, arg)
 	}}
 }
@@ -87,7 +63,7 @@ func (r *Runner) statusPage(envName string) http.Handler {
 		defer cancel()
 		var in monitor.PageInput
 		err := r.withEnv(ctx, envName, func(s *session) error {
-			m := newMonitorEnv(s)
+			m := sess.NewMonitorEnv(s.Session)
 			saved, err := m.Load(ctx)
 			if err != nil {
 				return err
@@ -97,11 +73,11 @@ func (r *Runner) statusPage(envName string) http.Handler {
 				return err
 			}
 			p, _, _, _ := m.Policy()
-			in = monitor.PageInput{Env: s.env.Name, SLAP95: p.SLA.P95.D(), SLAErr: p.SLA.ErrorRate, Saved: saved, Overview: ov,
+			in = monitor.PageInput{Env: s.Env.Name, SLAP95: p.SLA.P95.D(), SLAErr: p.SLA.ErrorRate, Saved: saved, Overview: ov,
 				HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
-			if img, _ := registry.Image("local"); s.env.Provider.Type == "local" {
+			if img, _ := registry.Image("local"); s.Env.Provider.Type == "local" {
 				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): namespaces on this controller, not isolated from it, so the EC2 and REST APIs run them for the users api.admins names in envs/%s.yaml alone (%s) and refuse every other user.",
-					s.env.Name, img, s.env.Name, orNone(s.env.API.Admins)))
+					s.Env.Name, img, s.Env.Name, orNone(s.Env.API.Admins)))
 			}
 			return nil
 		})

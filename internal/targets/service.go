@@ -13,30 +13,30 @@ import (
 // (a role of the env file, or an expression; all when empty).
 func (s *session) serviceHosts(ctx context.Context, svc, sel string) ([]inventory.Host, error) {
 	role := sel
-	if _, ok := s.env.Roles[sel]; !ok {
+	if _, ok := s.Env.Roles[sel]; !ok {
 		role = "" // an expression, applied below
 	}
-	e, err := s.query().Selector(sel)
+	e, err := s.Query().Selector(sel)
 	if err != nil {
 		return nil, err
 	}
 	roles := map[string]bool{}
-	for name, r := range s.env.Roles {
+	for name, r := range s.Env.Roles {
 		if r.Service == svc && (role == "" || role == name) {
 			roles[name] = true
 		}
 	}
 	if len(roles) == 0 {
-		return nil, fmt.Errorf("%s: no role of %s runs %s (set roles.ROLE.service in the env file)", s.env.Path, s.env.Name, svc)
+		return nil, fmt.Errorf("%s: no role of %s runs %s (set roles.ROLE.service in the env file)", s.Env.Path, s.Env.Name, svc)
 	}
-	hosts, err := s.ops().Select(ctx, "", func(h inventory.Host) bool { return roles[h.Role] })
+	hosts, err := s.Ops().Select(ctx, "", func(h inventory.Host) bool { return roles[h.Role] })
 	if err == nil && role == "" {
-		hosts, err = s.query().Matching(ctx, e, hosts)
+		hosts, err = s.Query().Matching(ctx, e, hosts)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return s.query().WithClasses(ctx, hosts)
+	return s.Query().WithClasses(ctx, hosts)
 }
 
 // withService opens ENV of sel ("ENV" or "ENV/ROLE"), loads SVC and the
@@ -50,18 +50,18 @@ func (r *Runner) withService(ctx context.Context, what, sel, svc string, fn func
 		}
 	}
 	return open(ctx, envName, func(s *session) error {
-		def, err := s.loadService(svc)
+		def, err := s.LoadService(svc)
 		if err != nil {
 			return err
 		}
 		if !r.DryRun {
-			if err := s.recordKnown(ctx); err != nil {
+			if err := s.RecordKnown(ctx); err != nil {
 				return err
 			}
 		}
 		hosts, err := s.serviceHosts(ctx, svc, role)
 		if err == nil {
-			hosts, err = s.ops().Limited(hosts)
+			hosts, err = s.Ops().Limited(hosts)
 		}
 		if err != nil {
 			return err
@@ -93,22 +93,22 @@ func (s *session) awaitReady(ctx context.Context, wait bool, hosts []inventory.H
 		return hosts, nil
 	}
 	if wait {
-		fmt.Fprintf(s.r.Err, "%s: waiting for %s to come up (each up to the boot timeout, %v)\n", s.env.Name, strings.Join(coming, ", "), s.env.Timeouts.Boot.D())
-		if err := s.logged(ctx); err != nil {
+		fmt.Fprintf(s.r.Err, "%s: waiting for %s to come up (each up to the boot timeout, %v)\n", s.Env.Name, strings.Join(coming, ", "), s.Env.Timeouts.Boot.D())
+		if err := s.Logged(ctx); err != nil {
 			return nil, err
 		}
-		if err := s.filter(ctx); err != nil {
+		if err := s.Filter(ctx); err != nil {
 			return nil, err
 		}
 	}
 	var out []inventory.Host
 	for _, h := range hosts {
-		cur, err := s.store.Host(ctx, s.env.Name, h.Name)
+		cur, err := s.Store.Host(ctx, s.Env.Name, h.Name)
 		if err != nil {
 			return nil, err
 		}
 		if cur.State.ComingUp() {
-			fmt.Fprintf(s.r.Err, "host %s: skipped: still %s (hosts:logged %s waits for it)\n", cur.Name, cur.State, s.env.Name)
+			fmt.Fprintf(s.r.Err, "host %s: skipped: still %s (hosts:logged %s waits for it)\n", cur.Name, cur.State, s.Env.Name)
 			continue
 		}
 		out = append(out, cur)
@@ -121,7 +121,7 @@ func (s *session) awaitReady(ctx context.Context, wait bool, hosts []inventory.H
 // to it and (re)starts it; hosts that pass the health check are serving.
 func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) error {
 	return r.withService(ctx, "service:deploy", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
-		return s.dep().Deploy(ctx, def, version, hosts)
+		return s.Deploys().Deploy(ctx, def, version, hosts)
 	})
 }
 
@@ -130,14 +130,14 @@ func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) er
 // balancer while it restarts.
 func (r *Runner) ServiceRollback(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "service:rollback", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
-		return s.dep().RollbackBatches(ctx, def, hosts)
+		return s.Deploys().RollbackBatches(ctx, def, hosts)
 	})
 }
 
 // ServiceStart (re)starts SVC on every host of ENV that runs it.
 func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "service:start", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
-		return s.dep().Start(ctx, def, hosts)
+		return s.Deploys().Start(ctx, def, hosts)
 	})
 }
 
@@ -145,9 +145,9 @@ func (r *Runner) ServiceStart(ctx context.Context, sel, svc string) error {
 func (r *Runner) ServiceStop(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "service:stop", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
 		if s.r.DryRun {
-			return s.dep().PlanService(ctx, "service:stop", def, hosts)
+			return s.Deploys().PlanService(ctx, "service:stop", def, hosts)
 		}
-		return s.dep().Stop(ctx, def, hosts)
+		return s.Deploys().Stop(ctx, def, hosts)
 	})
 }
 
@@ -156,7 +156,7 @@ func (r *Runner) ServiceStop(ctx context.Context, sel, svc string) error {
 // BOOTED_JUNIT when set.
 func (r *Runner) ServiceTest(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
-		return s.dep().Test(ctx, def, hosts)
+		return s.Deploys().Test(ctx, def, hosts)
 	})
 }
 
@@ -166,6 +166,6 @@ func (r *Runner) ServiceTest(ctx context.Context, sel, svc string) error {
 // cleanly, not as a failure.
 func (r *Runner) ServiceLogs(ctx context.Context, sel, svc string) error {
 	return r.withService(ctx, "", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
-		return s.dep().Logs(ctx, def, hosts, r.Follow)
+		return s.Deploys().Logs(ctx, def, hosts, r.Follow)
 	})
 }

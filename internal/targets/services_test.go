@@ -298,7 +298,7 @@ func TestTargets_KeyChangeAndCancel(t *testing.T) {
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	k, _ := ssh.NewPublicKey(pub)
 	f.r.withEnv(ctx, env, func(s *session) error {
-		return s.store.Update(ctx, func(tx *inventory.Tx) error {
+		return s.Store.Update(ctx, func(tx *inventory.Tx) error {
 			return tx.Modify(env, "w1", func(h *inventory.Host) error {
 				h.HostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
 				return nil

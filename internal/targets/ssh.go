@@ -19,7 +19,7 @@ import (
 // hosts file of that host alone). Its exit status is the session's.
 func (r *Runner) HostsSSH(ctx context.Context, envName, host string) error {
 	return r.withEnv(ctx, envName, func(s *session) error {
-		h, err := s.store.Host(ctx, s.env.Name, host)
+		h, err := s.Store.Host(ctx, s.Env.Name, host)
 		if errors.Is(err, inventory.ErrNotFound) {
 			return fmt.Errorf("hosts:ssh: %s has no host %s (hosts:list %s shows them)", envName, host, envName)
 		}
@@ -29,7 +29,7 @@ func (r *Runner) HostsSSH(ctx context.Context, envName, host string) error {
 		if h.HostKey == "" || h.Addr == "" || h.State == inventory.Terminated {
 			return fmt.Errorf("hosts:ssh: host %s of %s has no pinned key or address (%s): hosts:logged %s waits for it to phone home", host, envName, h.State, envName)
 		}
-		kh := filepath.Join(s.dir, "tmp", "known_hosts."+host)
+		kh := filepath.Join(s.Dir, "tmp", "known_hosts."+host)
 		if err := os.MkdirAll(filepath.Dir(kh), 0o700); err != nil {
 			return err
 		}
@@ -37,14 +37,14 @@ func (r *Runner) HostsSSH(ctx context.Context, envName, host string) error {
 			return err
 		}
 		defer os.Remove(kh)
-		port, user := h.Port, s.env.SSH.User
+		port, user := h.Port, s.Env.SSH.User
 		if port == 0 {
 			port = 22
 		}
 		if user == "" {
 			user = "root"
 		}
-		cmd := exec.CommandContext(ctx, "ssh", "-i", s.keyPath, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+		cmd := exec.CommandContext(ctx, "ssh", "-i", s.KeyPath, "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
 			"-o", "UserKnownHostsFile="+kh, "-o", "GlobalKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
 			"-p", strconv.Itoa(port), user+"@"+h.Addr)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = r.In, r.Out, r.Err

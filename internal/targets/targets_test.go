@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	sess "booted/internal/session"
+
 	"golang.org/x/crypto/ssh"
 
 	"booted/internal/bootlog"
@@ -40,7 +42,7 @@ func newRunner(root, inventory string, out, errw io.Writer) *Runner {
 		panic(err)
 	}
 	s.Root, s.Inventory = root, inventory
-	return &Runner{Settings: s, Out: out, Err: errw}
+	return &Runner{sess.Options{Settings: s, Out: out, Err: errw}}
 }
 
 type testWriter struct{ t *testing.T }
@@ -245,3 +247,6 @@ func unmarshalRows(data []byte, v any) error {
 	}
 	return nil
 }
+
+// hostRow is a line of hosts:list's JSON.
+type hostRow = sess.HostRow

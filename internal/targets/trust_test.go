@@ -266,7 +266,7 @@ func TestTargets_HostsSSH(t *testing.T) {
 	// A pin that is not w1's key: ssh refuses to log in.
 	other := strings.TrimSpace(pubOf(t, newSSHKey(t)))
 	f.must(t, f.r.withEnv(ctx, env, func(s *session) error {
-		return s.store.Update(ctx, func(tx *inventory.Tx) error {
+		return s.Store.Update(ctx, func(tx *inventory.Tx) error {
 			return tx.Modify(env, "w1", func(h *inventory.Host) error { h.HostKey = other; return nil })
 		})
 	}))
