@@ -12,7 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"booted/internal/targets"
+	"booted/internal/session"
+	"booted/internal/settings"
 )
 
 func main() {
@@ -22,9 +23,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	r, err := targets.FromEnviron()
+	s, err := settings.FromEnviron()
 	if err == nil {
-		err = r.APIServe(ctx, os.Args[1])
+		err = session.ServeAPI(ctx, session.Options{Settings: s, Out: os.Stdout, Err: os.Stderr}, os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "booted-api:", err)

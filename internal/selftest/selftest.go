@@ -158,7 +158,7 @@ var racePackages = []string{"./internal/config/", "./internal/inventory/", "./in
 	"./internal/settings/", "./internal/monitor/", "./internal/report/", "./internal/lb/", "./internal/provider/memory/", "./internal/provider/vbox/", "./internal/conductor/",
 	"./internal/ec2backend/", "./internal/hostquery/", "./internal/lifecycle/", "./internal/hostops/", "./internal/restbackend/",
 	"./internal/apiserver/", "./internal/metaladmin/", "./internal/provider/sited/", "./internal/conductord/",
-	"./internal/jobs/", "./internal/sitedio/", "./internal/deploy/", "./internal/session/"}
+	"./internal/jobs/", "./internal/sitedio/", "./internal/deploy/", "./internal/session/", "./internal/transfer/"}
 
 // raceBeside are the racePackages whose race pass runs beside the main
 // pass, not after it.

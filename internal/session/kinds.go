@@ -9,9 +9,13 @@ import (
 	"booted/internal/jobs"
 )
 
-// The job kinds the session's own steps send (facts, the load
-// balancers' access logs), and the conductor's alive check (DoJob).
+// The job kinds the session's own steps send (a command, facts, the
+// load balancers' access logs), and the conductor's alive check (DoJob).
 var (
+	// RunJob runs a shell command on a host (hosts:run).
+	RunJob = jobs.Define("run", false, func(w jobs.Worker, _ context.Context, _ jetstream.JetStream, j conductor.Job, _ struct{}) (jobs.Host[any], error) {
+		return func(ctx context.Context, c hostConn) (any, error) { return nil, c.Run(ctx, j.Cmd) }, nil
+	})
 	factsJob = jobs.Define("facts", true, func(w jobs.Worker, _ context.Context, _ jetstream.JetStream, _ conductor.Job, _ struct{}) (jobs.Host[map[string][]string], error) {
 		return factsHost, nil
 	})

@@ -11,6 +11,7 @@ import (
 	"booted/internal/remote"
 	"booted/internal/service"
 	"booted/internal/sitedio"
+	"booted/internal/transfer"
 )
 
 // Ops runs s's multi-host operations (hostops), one per session: it says
@@ -68,4 +69,9 @@ func (s *Session) Op(ctx context.Context, title string, hosts []inventory.Host, 
 // inventory.Tx.Advance).
 func (s *Session) Advance(ctx context.Context, name string, to inventory.State, reason string) error {
 	return s.Store.Advance(ctx, s.Env.Name, name, to, reason)
+}
+
+// Transfer copies files to and from s's hosts (hosts:put, hosts:get).
+func (s *Session) Transfer() *transfer.Hosts {
+	return &transfer.Hosts{Env: s.Env, Op: s.Op, NATS: s.ControllerNATS}
 }

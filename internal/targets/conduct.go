@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,13 +40,6 @@ func (r *Runner) NATSConfig(ctx context.Context, envName string) error {
 		}
 		return nil
 	})
-}
-
-var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
-// lbArgs are a load balancer job's: its configuration, rendered here.
-type lbArgs struct {
-	Conf []byte `json:"conf"`
 }
 
 // ConductorRun takes the jobs of SITE of ENV from NATS until it is

@@ -162,7 +162,7 @@ func (r *Runner) EnvStatus(ctx context.Context, envName string) error {
 		if err != nil || r.JSON {
 			return err
 		}
-		return s.printAlerts(ctx)
+		return s.PrintAlerts(ctx)
 	})
 }
 

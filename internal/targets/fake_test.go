@@ -20,6 +20,7 @@ import (
 
 	"booted/internal/config"
 	"booted/internal/fanout"
+	"booted/internal/fleet"
 	"booted/internal/inventory"
 	"booted/internal/lb"
 	"booted/internal/provider"
@@ -84,7 +85,7 @@ func (f *fakeIO) logged(prefix string) []string {
 	return out
 }
 
-func (f *fakeIO) Each(ctx context.Context, hosts []inventory.Host, opt remote.Options, step func(ctx context.Context, c hostConn) error) []remote.Result {
+func (f *fakeIO) Each(ctx context.Context, hosts []inventory.Host, opt remote.Options, step func(ctx context.Context, c fleet.Conn) error) []remote.Result {
 	results := make([]remote.Result, len(hosts))
 	fanout.Each(ctx, len(hosts), opt.Parallel, func(ctx context.Context, i int) {
 		h := hosts[i]

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
+
+	"booted/internal/config"
+	"booted/internal/fleet"
+	sess "booted/internal/session"
 
 	"booted/internal/deploy"
-	"booted/internal/discovery"
 	"booted/internal/inventory"
 	"booted/internal/jobs"
 	"booted/internal/remote"
@@ -19,59 +21,6 @@ import (
 // HostsList prints the inventory of an environment.
 func (r *Runner) HostsList(ctx context.Context, envName string) error {
 	return r.withEnv(ctx, envName, func(s *session) error { return s.PrintHosts(ctx) })
-}
-
-// HostsLogged records the hosts that phoned home (reading the boot log from
-// where discovery last stopped), waits for hosts still booting until they
-// phone home or pass the boot timeout (then they are failed), and prints the
-// hosts and the count of rejected callbacks.
-//
-// It holds the environment only while it changes the inventory: the
-// printing (10,000 hosts, a slow terminal) reads it after, so that an
-// operation waiting for the environment does not wait for the terminal.
-func (r *Runner) HostsLogged(ctx context.Context, envName string) error {
-	if err := r.withLock(ctx, envName, "hosts:logged "+envName, func(s *session) error { return s.Logged(ctx) }); err != nil {
-		return err
-	}
-	return r.withEnv(ctx, envName, func(s *session) error {
-		if err := s.PrintHosts(ctx); err != nil {
-			return err
-		}
-		return s.printRejected(ctx)
-	})
-}
-
-func (s *session) printRejected(ctx context.Context) error {
-	total, parts, err := discovery.Rejected(ctx, s.Store, s.Env.Name)
-	if err != nil || s.r.JSON { // counters are not part of the host list
-		return err
-	}
-	if _, err = fmt.Fprintf(s.r.Out, "rejected callbacks: %d (%s)\n", total, parts); err != nil {
-		return err
-	}
-	return s.printAlerts(ctx)
-}
-
-// printAlerts shows the last host-key-mismatch alerts: callbacks for a
-// pinned host with another key or from another address.
-func (s *session) printAlerts(ctx context.Context) error {
-	alerts, err := discovery.Alerts(ctx, s.Store, s.Env.Name, 10)
-	for _, a := range alerts {
-		fmt.Fprintf(s.r.Out, "ALERT %s %s %s: %s\n", a.Kind, a.Host, a.Time.UTC().Format(time.RFC3339), a.Detail)
-	}
-	return err
-}
-
-// HostsFilter checks every discovered host with ICMP ping and an SSH login
-// against its pinned key: those that pass are ready, those that fail are
-// failed with the reason. It writes inventory/ENV/known_hosts for plain ssh.
-func (r *Runner) HostsFilter(ctx context.Context, envName string) error {
-	return r.withLock(ctx, envName, "hosts:filter "+envName, func(s *session) error {
-		if err := s.Filter(ctx); err != nil {
-			return err
-		}
-		return s.PrintHosts(ctx)
-	})
 }
 
 // HostsClear forgets the discovered hosts of an environment (hosts still
@@ -104,7 +53,7 @@ func (r *Runner) HostsReset(ctx context.Context, envName string) error {
 		if err := s.PrintHosts(ctx); err != nil {
 			return err
 		}
-		if err := s.printRejected(ctx); err != nil {
+		if err := s.PrintRejected(ctx); err != nil {
 			return err
 		}
 		return s.recapHosts(ctx, "hosts:reset "+envName)
@@ -171,13 +120,13 @@ func (r *Runner) NginxRestart(ctx context.Context, envName string) error {
 // HostsRun runs a shell command on every host of ENV (or of one role, with
 // ENV/ROLE), printing each output line prefixed with the host's name.
 func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
-	envName, _ := splitSel(sel)
+	envName, _ := config.SplitSelector(sel)
 	return r.withEnv(ctx, envName, func(s *session) error {
 		hosts, err := s.hostsOf(ctx, sel)
 		if err != nil {
 			return err
 		}
-		job := runJob.Job()
+		job := sess.RunJob.Job()
 		job.Cmd = cmd
 		if r.JSON { // a JSON line per host as it finishes (its output inside), then the recap's
 			capture := report.NewHostCapture()
@@ -190,16 +139,35 @@ func (r *Runner) HostsRun(ctx context.Context, sel, cmd string) error {
 				defer mu.Unlock()
 				enc.Encode(line)
 			}
-			_, err = s.Op(ctx, "hosts:run", hosts, jobs.Op{Output: capture.Writers, OnDone: done, Job: job}, func(ctx context.Context, c hostConn) error {
+			_, err = s.Op(ctx, "hosts:run", hosts, jobs.Op{Output: capture.Writers, OnDone: done, Job: job}, func(ctx context.Context, c fleet.Conn) error {
 				return c.Run(ctx, cmd)
 			})
 			return err
 		}
 		out := report.NewHostOutput(r.Out, r.Err, deploy.HostNames(hosts))
-		_, err = s.Op(ctx, "hosts:run", hosts, jobs.Op{Output: out.Writers, Job: job, OnDone: func(r remote.Result) { out.Flush(r.Host) }}, func(ctx context.Context, c hostConn) error {
+		_, err = s.Op(ctx, "hosts:run", hosts, jobs.Op{Output: out.Writers, Job: job, OnDone: func(r remote.Result) { out.Flush(r.Host) }}, func(ctx context.Context, c fleet.Conn) error {
 			defer out.Flush(c.Host().Name)
 			return c.Run(ctx, cmd)
 		})
 		return err
 	})
+}
+
+// HostsLogged records the hosts that phoned home (reading the boot log from
+// where discovery last stopped), waits for hosts still booting until they
+// phone home or pass the boot timeout (then they are failed), and prints the
+// hosts and the count of rejected callbacks.
+//
+// It holds the environment only while it changes the inventory: the
+// printing (10,000 hosts, a slow terminal) reads it after, so that an
+// operation waiting for the environment does not wait for the terminal.
+func (r *Runner) HostsLogged(ctx context.Context, envName string) error {
+	return sess.HostsLogged(ctx, r.Options, envName)
+}
+
+// HostsFilter checks every discovered host with ICMP ping and an SSH login
+// against its pinned key: those that pass are ready, those that fail are
+// failed with the reason. It writes inventory/ENV/known_hosts for plain ssh.
+func (r *Runner) HostsFilter(ctx context.Context, envName string) error {
+	return sess.HostsFilter(ctx, r.Options, envName)
 }

@@ -67,7 +67,7 @@ func (r *Runner) InstancesRun(ctx context.Context, envName, image string, count 
 	if err != nil {
 		return instanceError(err)
 	}
-	launchErr := r.launchInstances(ctx, envName, *pending)
+	launchErr := sess.LaunchInstances(ctx, r.Options, envName, *pending)
 	var ids []string
 	for _, in := range ins {
 		ids = append(ids, in.ID)
@@ -145,7 +145,7 @@ func (r *Runner) InstancesStart(ctx context.Context, envName, ids string) error 
 	if len(*pending) == 0 {
 		return nil
 	}
-	return r.launchInstances(ctx, envName, *pending)
+	return sess.LaunchInstances(ctx, r.Options, envName, *pending)
 }
 
 // InstancesReboot restarts BOOTED_USER's instances IDS of ENV and waits
@@ -155,7 +155,7 @@ func (r *Runner) InstancesReboot(ctx context.Context, envName, ids string) error
 	if err := b.Reboot(ctx, r.User, splitIDs(ids)); err != nil {
 		return instanceError(err)
 	}
-	return r.launchInstances(ctx, envName, *pending)
+	return sess.LaunchInstances(ctx, r.Options, envName, *pending)
 }
 
 // InstancesConsole prints the console of BOOTED_USER's instance ID of ENV.

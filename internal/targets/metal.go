@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 
+	sess "booted/internal/session"
+
 	"booted/internal/metallab"
 	"booted/internal/pkgs"
 	"booted/internal/provider"
@@ -58,42 +60,6 @@ func (r *Runner) MetalLabDown(ctx context.Context, envName string) error {
 	})
 }
 
-// Power switches host NODE of ENV (on, off, cycle) or shows its power
-// (status): a bare-metal node through its BMC; a host of a provider
-// without one (local hosts, qemu and VirtualBox VMs) through the provider,
-// as image:stop and image:start do (on boots and enrolls it again).
-func (r *Runner) Power(ctx context.Context, what, envName, node string) error {
-	run := r.withLock
-	if what == "status" {
-		run = func(ctx context.Context, envName, _ string, fn func(s *session) error) error {
-			return r.withEnv(ctx, envName, fn)
-		}
-	}
-	return run(ctx, envName, "power:"+what+" "+envName+" "+node, func(s *session) error {
-		sw, ok := s.ProvOf(node).(provider.Switch)
-		if !ok {
-			return s.powerByProvider(ctx, what, node)
-		}
-		var err error
-		switch what {
-		case "on":
-			err = sw.PowerOn(ctx, node)
-		case "off":
-			err = sw.PowerOff(ctx, node)
-		case "cycle":
-			err = sw.PowerCycle(ctx, node)
-		case "status":
-			var st string
-			if st, err = sw.PowerStatus(ctx, node); err == nil {
-				fmt.Fprintf(r.Out, "%s: power %s\n", node, st)
-			}
-		default:
-			err = fmt.Errorf("power:%s: use on, off, cycle or status", what)
-		}
-		return err
-	})
-}
-
 // NodeSecret sets node NODE's BMC password, read from standard input (one
 // line), into inventory/ENV/bmc/NODE (0600): never on a command line.
 func (r *Runner) NodeSecret(ctx context.Context, envName, node string, in io.Reader) error {
@@ -127,40 +93,10 @@ func (r *Runner) HostsConsole(ctx context.Context, envName, host string) error {
 	})
 }
 
-// powerByProvider is Power for a host without a BMC.
-func (s *session) powerByProvider(ctx context.Context, what, node string) error {
-	if _, ok := s.ProvOf(node).(provider.Power); !ok {
-		return fmt.Errorf("%s: the %s provider of %s cannot power hosts off and on (static hosts are someone else's)", s.Env.Path, s.Env.ProviderOf(node), node)
-	}
-	switch what {
-	case "status":
-		list, err := s.ProvOf(node).List(ctx)
-		if err != nil {
-			return err
-		}
-		for _, in := range list {
-			if in.Name == node {
-				st := "off"
-				if in.State == provider.Running {
-					st = "on"
-				}
-				fmt.Fprintf(s.r.Out, "%s: power %s\n", node, st)
-				return nil
-			}
-		}
-		return fmt.Errorf("host %s: %w (hosts:list %s shows the inventory)", node, provider.ErrNoInstance, s.Env.Name)
-	case "off":
-		return s.Life().Stop(ctx, node)
-	case "on", "cycle":
-		if what == "cycle" {
-			if err := s.Life().Stop(ctx, node); err != nil {
-				return err
-			}
-		}
-		if err := s.StartController(ctx); err != nil {
-			return err
-		}
-		return s.Life().Provision(ctx, node)
-	}
-	return fmt.Errorf("power:%s: use on, off, cycle or status", what)
+// Power switches host NODE of ENV (on, off, cycle) or shows its power
+// (status): a bare-metal node through its BMC; a host of a provider
+// without one (local hosts, qemu and VirtualBox VMs) through the provider,
+// as image:stop and image:start do (on boots and enrolls it again).
+func (r *Runner) Power(ctx context.Context, what, envName, node string) error {
+	return sess.Power(ctx, r.Options, what, envName, node)
 }

@@ -2,6 +2,8 @@ package targets
 
 import (
 	"context"
+
+	sess "booted/internal/session"
 )
 
 // HostsRebuild provisions HOST again from nothing (clusto's rebuild): it
@@ -12,7 +14,5 @@ import (
 // service and puts it back. Hosts the provider does not own (static) are
 // refused.
 func (r *Runner) HostsRebuild(ctx context.Context, envName, host string) error {
-	return r.withLock(ctx, envName, "hosts:rebuild "+envName+" "+host, func(s *session) error {
-		return s.Rebuild(ctx, host)
-	})
+	return sess.HostsRebuild(ctx, r.Options, envName, host)
 }

@@ -3,17 +3,14 @@ package targets
 import (
 	"context"
 	"encoding/json"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"booted/internal/restapi"
 	"booted/internal/testutil"
 )
 
@@ -158,15 +155,5 @@ func TestFake_RESTAPI(t *testing.T) {
 	page, code := curl("", base+"/status")
 	if code != 200 || !strings.Contains(page, `<a href="/api/v1/hosts/w1">w1</a>`) || !strings.Contains(page, `<a href="/api/v1/hosts/lb1">lb1</a>`) {
 		t.Errorf("/status: %d\n%s", code, page)
-	}
-}
-
-// Every change the REST API offers (and describes) is done by a target,
-// and no target is reachable that it does not offer: one list.
-func TestRESTChanges_OneList(t *testing.T) {
-	offered := slices.Clone(restapi.Changes)
-	slices.Sort(offered)
-	if done := slices.Sorted(maps.Keys(restChanges)); !slices.Equal(done, offered) {
-		t.Errorf("the targets do %v; the API offers %v", done, offered)
 	}
 }

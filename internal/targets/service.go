@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"booted/internal/config"
 	"booted/internal/inventory"
 	"booted/internal/service"
 )
@@ -42,7 +43,7 @@ func (s *session) serviceHosts(ctx context.Context, svc, sel string) ([]inventor
 // withService opens ENV of sel ("ENV" or "ENV/ROLE"), loads SVC and the
 // hosts that run it, and calls fn.
 func (r *Runner) withService(ctx context.Context, what, sel, svc string, fn func(s *session, def *service.Def, hosts []inventory.Host) error) error {
-	envName, role := splitSel(sel)
+	envName, role := config.SplitSelector(sel)
 	open := r.withEnv
 	if what != "" { // it changes the hosts
 		open = func(ctx context.Context, envName string, fn func(s *session) error) error {

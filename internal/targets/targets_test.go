@@ -250,3 +250,6 @@ func unmarshalRows(data []byte, v any) error {
 
 // hostRow is a line of hosts:list's JSON.
 type hostRow = sess.HostRow
+
+// imageRow is a line of image:list's JSON.
+type imageRow = sess.ImageRow

@@ -1,0 +1,237 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"booted/internal/apiserver"
+	"booted/internal/creds"
+	"booted/internal/ec2backend"
+	"booted/internal/ec2host"
+	"booted/internal/inventory"
+	"booted/internal/monitor"
+	"booted/internal/provider/registry"
+	"booted/internal/restapi"
+	"booted/internal/restbackend"
+)
+
+// APIRegion is the region the rc files name (any region signs; booted
+// checks the signature with the one the client used).
+const APIRegion = "booted"
+
+// launchTimeout bounds a launch the API started in the background.
+const launchTimeout = 30 * time.Minute
+
+// ServeAPI serves the EC2 Query API of ENV on BOOTED_API_LISTEN until it
+// is stopped (Ctrl-C): instances, key pairs, for the users of creds:create.
+func ServeAPI(ctx context.Context, o Options, envName string) error {
+	var credsDir string
+	var admins []string
+	if err := View(ctx, o, envName, func(s *Session) error {
+		credsDir, admins = filepath.Join(s.Dir, "creds"), s.Env.API.Admins
+		return nil
+	}); err != nil {
+		return err
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var wg sync.WaitGroup
+	admin := func(user string) bool { return slices.Contains(admins, user) }
+	b := &ec2backend.Backend{Envs: ec2Envs{o, envName}, Admin: admin}
+	b.Launch = func(ids []string) { // pending at once, as EC2 answers; booted in the background
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, cc := context.WithTimeout(lctx, launchTimeout)
+			defer cc()
+			if err := LaunchInstances(c, o, envName, ids); err != nil {
+				fmt.Fprintf(o.Err, "%s: %v\n", envName, err)
+			}
+		}()
+	}
+	ln, err := net.Listen("tcp", o.APIListen)
+	if err != nil {
+		return fmt.Errorf("api:serve %s: %w (BOOTED_API_LISTEN chooses another address)", envName, err)
+	}
+	// Launches an earlier api:serve left unfinished (it was killed) go on:
+	// no instance stays pending for ever.
+	pending, err := pendingInstances(ctx, o, envName)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if len(pending) > 0 {
+		fmt.Fprintf(o.Out, "%s: resuming the launch of %s (left pending by an earlier api:serve)\n", envName, strings.Join(pending, ", "))
+		b.Launch(pending)
+	}
+	logf := func(f string, a ...any) { fmt.Fprintf(o.Err, "api: "+f+"\n", a...) }
+	srv := &apiserver.Server{EC2: b, REST: restBackend(o, envName), Secrets: ec2backend.Secrets{Store: creds.Store{Dir: credsDir}},
+		Status: statusPage(o, envName), Admin: admin, Log: logf}
+	fmt.Fprintf(o.Out, "%s: EC2 API on http://%s/, REST API on http://%s/api/v1/ (described at /openapi.json), status page at /status (creds:create %s USER makes a user; api.admins in the env file may use the inventory)\n", envName, ln.Addr(), ln.Addr(), envName)
+	err = srv.Serve(ctx, ln)
+	cancel() // launches in flight stop; their instances end failed or terminated
+	wg.Wait()
+	return err
+}
+
+// restBackend is the REST API's backend on environment env: its changes
+// are done as their targets do them (restChanges).
+func restBackend(o Options, envName string) *restbackend.Backend {
+	return &restbackend.Backend{Envs: restEnvs{o, envName}, Do: func(ctx context.Context, what, name, arg string) (string, error) {
+		return restChange(ctx, o, envName, what, name, arg)
+	}}
+}
+
+// restChange does a change of the REST API as its target does, and
+// returns what it printed.
+func restChange(ctx context.Context, o Options, envName, what, name, arg string) (string, error) {
+	do, ok := restChanges[what]
+	if !ok {
+		return "", restapi.Errorf("InvalidRequest", "no change %q", what)
+	}
+	var buf bytes.Buffer
+	q := o
+	q.Out, q.JSON = &buf, false
+	err := do(ctx, q, envName, name, arg)
+	return buf.String(), err
+}
+
+// statusPage serves the status page (the monitor's) from what the monitor
+// kept, each host linking to its JSON in the REST API.
+func statusPage(o Options, envName string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+		defer cancel()
+		var in monitor.PageInput
+		err := View(ctx, o, envName, func(s *Session) error {
+			m := NewMonitorEnv(s)
+			saved, err := m.Load(ctx)
+			if err != nil {
+				return err
+			}
+			ov, err := m.Overview(ctx)
+			if err != nil {
+				return err
+			}
+			p, _, _, _ := m.Policy()
+			in = monitor.PageInput{Env: s.Env.Name, SLAP95: p.SLA.P95.D(), SLAErr: p.SLA.ErrorRate, Saved: saved, Overview: ov,
+				HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
+			if img, _ := registry.Image("local"); s.Env.Provider.Type == "local" {
+				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): namespaces on this controller, not isolated from it, so the EC2 and REST APIs run them for the users api.admins names in envs/%s.yaml alone (%s) and refuse every other user.",
+					s.Env.Name, img, s.Env.Name, orNone(s.Env.API.Admins)))
+			}
+			return nil
+		})
+		if err != nil {
+			http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		monitor.RenderPage(w, in)
+	})
+}
+
+// pendingInstances are the env's instances whose launch has not ended
+// (requested, provisioning, booting, booted).
+func pendingInstances(ctx context.Context, o Options, envName string) ([]string, error) {
+	var out []string
+	err := View(ctx, o, envName, func(s *Session) error {
+		hosts, err := s.Store.Hosts(ctx, s.Env.Name)
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if h.State.ComingUp() && h.Role == ec2host.Role {
+				out = append(out, h.Name)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// LaunchInstances boots the instances ids and follows them to ready (SSH
+// with the pinned key); one that does not get there is deleted and left
+// terminated with the reason: nothing half-made.
+func LaunchInstances(ctx context.Context, o Options, envName string, ids []string) error {
+	return Change(ctx, o, envName, "instances:run "+envName, func(s *Session) error {
+		if err := s.StartController(ctx); err != nil {
+			return err
+		}
+		if err := s.RouteMetadata(ctx); err != nil {
+			return err
+		}
+		var errs []error
+		failed := map[string]string{} // why an instance could not even be started
+		for _, id := range ids {
+			if err := s.Life().Launch(ctx, id, s.WriteMetadata); err != nil {
+				failed[id] = err.Error()
+			}
+		}
+		if err := s.Logged(ctx); err != nil {
+			return err
+		}
+		if err := s.Filter(ctx); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			h, err := s.Store.Host(ctx, s.Env.Name, id)
+			if err != nil {
+				return err
+			}
+			if h.State.Up() {
+				continue
+			}
+			why := h.Reason
+			if f, ok := failed[id]; ok {
+				why = f
+			} else if why == "" {
+				why = "not ready: " + string(h.State)
+			}
+			s.Life().Delete(context.WithoutCancel(ctx), id, true)
+			s.Advance(context.WithoutCancel(ctx), id, inventory.Failed, why)
+			if err := s.Life().Retire(context.WithoutCancel(ctx), id, inventory.Terminated, "launch failed: "+why); err != nil {
+				errs = append(errs, err)
+			}
+			errs = append(errs, fmt.Errorf("instance %s: %s", id, why))
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// restChanges do restapi.Changes, by change, as their targets do.
+var restChanges = map[string]func(ctx context.Context, o Options, env, name, arg string) error{
+	"network.create": func(ctx context.Context, o Options, env, name, _ string) error { return NetCreate(ctx, o, env, name) },
+	"network.delete": func(ctx context.Context, o Options, env, name, _ string) error { return NetDel(ctx, o, env, name) },
+	"node.create":    func(ctx context.Context, o Options, env, name, _ string) error { return NodeCreate(ctx, o, env, name) },
+	"node.delete":    func(ctx context.Context, o Options, env, name, _ string) error { return NodeDel(ctx, o, env, name) },
+	"node.deploy": func(ctx context.Context, o Options, env, name, arg string) error {
+		return NodeDeploy(ctx, o, env, name, arg)
+	},
+	"osimage.import": func(ctx context.Context, o Options, env, name, arg string) error {
+		return OSImageImport(ctx, o, env, arg, name)
+	},
+	"osimage.delete": func(ctx context.Context, o Options, env, name, _ string) error { return OSImageDel(ctx, o, env, name) },
+	"host.power": func(ctx context.Context, o Options, env, name, arg string) error {
+		return Power(ctx, o, arg, env, name)
+	},
+	"host.rebuild": func(ctx context.Context, o Options, env, name, _ string) error {
+		return HostsRebuild(ctx, o, env, name)
+	},
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
