@@ -46,10 +46,10 @@ func TestPut_NotesWhatEachGot(t *testing.T) {
 		}
 		return nil, nil
 	}}
-	if err := x.Put(context.Background(), nil, src, "/etc/motd"); err != nil {
+	if err := x.Put(context.Background(), nil, src, "/tmp/motd"); err != nil {
 		t.Fatal(err)
 	}
-	if conns[0].note != "copied 6 bytes to /etc/motd" || conns[1].note != "unchanged: /etc/motd has that content already" {
+	if conns[0].note != "copied 6 bytes to /tmp/motd" || conns[1].note != "unchanged: /tmp/motd has that content already" {
 		t.Fatalf("notes %q, %q", conns[0].note, conns[1].note)
 	}
 	var a struct {
@@ -87,11 +87,11 @@ func TestGet_Conducted(t *testing.T) {
 		return res, err
 	}
 	for i := 0; i < 2; i++ {
-		if err := x.Get(context.Background(), []inventory.Host{{Name: "s1"}}, "/etc/shadow", dir); err != nil {
+		if err := x.Get(context.Background(), []inventory.Host{{Name: "s1"}}, "/root/notes", dir); err != nil {
 			t.Fatal(err)
 		}
 	}
-	dst := filepath.Join(dir, "s1", "shadow")
+	dst := filepath.Join(dir, "s1", "notes")
 	b, err := os.ReadFile(dst)
 	st, _ := os.Stat(dst)
 	if err != nil || string(b) != "secret\n" || st.Mode().Perm() != 0o600 {
