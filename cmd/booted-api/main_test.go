@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"booted/internal/targets"
+	"booted/internal/session"
+	"booted/internal/settings"
 	"booted/internal/testutil"
 )
 
@@ -37,12 +38,11 @@ func TestBootedAPI_ServesAndStopsOnSIGTERM(t *testing.T) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	r, err := targets.FromEnviron()
+	st, err := settings.FromEnviron()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Out = &strings.Builder{}
-	if err := r.CredsCreate(context.Background(), proj.Env, "gina"); err != nil {
+	if err := session.CredsCreate(context.Background(), session.Options{Settings: st, Out: &strings.Builder{}, Err: os.Stderr}, proj.Env, "gina"); err != nil {
 		t.Fatal(err)
 	}
 

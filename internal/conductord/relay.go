@@ -1,5 +1,6 @@
-// Package conductord is what a site's conductor runs besides its jobs:
-// the relay of its site's callbacks. The hosts of a site with a network
+// Package conductord is a site's conductor (conductor:run): it enters its
+// site's network, takes its site's jobs from NATS (Run, over a Site port
+// the session fills) and relays its site's callbacks. The hosts of a site with a network
 // of its own phone home to their site: an nginx on the site's gateway
 // address (its router, where its conductors run), started by the first of
 // its conductors. One conductor at a time (the holder of a lock on the

@@ -15,6 +15,7 @@ import (
 	"booted/internal/fleet"
 	"booted/internal/hostops"
 	"booted/internal/inventory"
+	"booted/internal/provider"
 	"booted/internal/remote"
 	"booted/internal/service"
 	"booted/internal/settings"
@@ -114,6 +115,8 @@ func (w worker) Checks(context.Context, *service.Def, inventory.Host) []service.
 func (w worker) Get(context.Context, *service.Def, inventory.Host, string) (string, error) {
 	return "", nil
 }
+func (w worker) Alive(context.Context, []inventory.Host, int) []error { return nil }
+func (w worker) Provider(string) provider.Provider                    { return nil }
 
 // fixture: w1 and w2 (workers, ready), lb1 (a load balancer, ready).
 func fixture(t *testing.T) (*deploy.Env, *hosts, *bytes.Buffer) {

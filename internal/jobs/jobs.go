@@ -3,9 +3,10 @@
 // conductor of the host's site), its record half on the controller, with
 // what the host half returned (the inventory is written only there).
 //
-// Each kind of job is one registered value (Define), used by both sides:
-// the controller sends it (Kind.Halves) and a conductor does it (Lookup,
-// by the job's kind name). The packages that own a step define its kind
+// Each kind of job is one registered value (Define, or DefineDirect for a
+// job that needs no connection to its host), used by both sides: the
+// controller sends it (Kind.Halves) and a conductor does it (Lookup or
+// LookupDirect, by the job's kind name). The packages that own a step define its kind
 // next to it (deploy's in package deploy); jobs knows none of them.
 package jobs
 
@@ -24,6 +25,7 @@ import (
 	"booted/internal/fleet"
 	"booted/internal/hostops"
 	"booted/internal/inventory"
+	"booted/internal/provider"
 	"booted/internal/remote"
 	"booted/internal/service"
 )
@@ -85,23 +87,58 @@ type Worker interface {
 	Checks(ctx context.Context, def *service.Def, h inventory.Host) []service.CheckResult
 	// Get fetches path from def on h.
 	Get(ctx context.Context, def *service.Def, h inventory.Host, path string) (string, error)
+	// Alive checks hosts from here (ping, a login against the pinned
+	// key): nil for a host that is up.
+	Alive(ctx context.Context, hosts []inventory.Host, parallel int) []error
+	// Provider is the provider of host name where the job runs.
+	Provider(name string) provider.Provider
 }
 
 // Maker makes a job's host half from the job (its arguments), on a
 // conductor.
 type Maker func(w Worker, ctx context.Context, js jetstream.JetStream, j conductor.Job) (Host[any], error)
 
+// Direct does a whole job that needs no connection to its host made
+// here (an alive check, an act of the host's provider) and says how it
+// ended.
+type Direct func(ctx context.Context, w Worker, j conductor.Job) conductor.Result
+
+// kind is a registered kind: a host half's maker, or a direct job.
+type kind struct {
+	make   Maker
+	direct Direct
+}
+
 var (
 	mu    sync.RWMutex
-	kinds = map[string]Maker{}
+	kinds = map[string]kind{}
 )
 
 // Lookup is the maker of the job kind called name.
 func Lookup(name string) (Maker, bool) {
 	mu.RLock()
 	defer mu.RUnlock()
-	m, ok := kinds[name]
-	return m, ok
+	k, ok := kinds[name]
+	return k.make, ok && k.make != nil
+}
+
+// LookupDirect is the direct job kind called name.
+func LookupDirect(name string) (Direct, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	k, ok := kinds[name]
+	return k.direct, ok && k.direct != nil
+}
+
+// DefineDirect registers direct job kind name (a name defined twice, of
+// either shape, panics).
+func DefineDirect(name string, do Direct) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := kinds[name]; dup {
+		panic("job kind " + name + " defined twice")
+	}
+	kinds[name] = kind{direct: do}
 }
 
 // Names are the kinds defined, sorted.
@@ -137,7 +174,7 @@ func Define[A, T any](name string, idempotent bool, mk func(w Worker, ctx contex
 	if _, dup := kinds[name]; dup {
 		panic("job kind " + name + " defined twice")
 	}
-	kinds[name] = func(w Worker, ctx context.Context, js jetstream.JetStream, j conductor.Job) (Host[any], error) {
+	kinds[name] = kind{make: func(w Worker, ctx context.Context, js jetstream.JetStream, j conductor.Job) (Host[any], error) {
 		var a A
 		if len(j.Args) > 0 {
 			if err := json.Unmarshal(j.Args, &a); err != nil {
@@ -149,7 +186,7 @@ func Define[A, T any](name string, idempotent bool, mk func(w Worker, ctx contex
 			return nil, err
 		}
 		return func(ctx context.Context, c fleet.Conn) (any, error) { return f(ctx, c) }, nil
-	}
+	}}
 	return Kind[A, T]{name: name, idempotent: idempotent}
 }
 

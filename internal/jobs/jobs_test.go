@@ -158,3 +158,32 @@ func TestHalves_Conducted(t *testing.T) {
 		t.Fatalf("unreachable: %+v, recorded with %v", r, gotErr)
 	}
 }
+
+// A direct kind (no connection made here) shares the names of the kinds
+// with a host half: one name, one kind.
+func TestDefineDirect_OneTable(t *testing.T) {
+	ran := false
+	jobs.DefineDirect("test.direct", func(context.Context, jobs.Worker, conductor.Job) conductor.Result {
+		ran = true
+		return conductor.Result{Status: "ok"}
+	})
+	do, ok := jobs.LookupDirect("test.direct")
+	if !ok {
+		t.Fatal("test.direct not found")
+	}
+	if r := do(context.Background(), nil, conductor.Job{}); !ran || r.Status != "ok" {
+		t.Fatalf("ran %v, %+v", ran, r)
+	}
+	if _, ok := jobs.Lookup("test.direct"); ok {
+		t.Error("a direct kind looked up as a host half")
+	}
+	if _, ok := jobs.LookupDirect("test.double"); ok {
+		t.Error("a host half looked up as a direct kind")
+	}
+	defer func() {
+		if r := recover(); r == nil {
+			t.Fatal("a direct kind named as a host half's was accepted")
+		}
+	}()
+	jobs.DefineDirect("test.double", func(context.Context, jobs.Worker, conductor.Job) conductor.Result { return conductor.Result{} })
+}

@@ -17,7 +17,7 @@ import (
 // Issue 26's goal is 2,000 (the target bodies alone); it was 7,953 when
 // the issue was filed. Lower it as rules move to the packages that own
 // them; never raise it: a new rule goes to its package, not to targets.
-const targetsCeiling = 1989
+const targetsCeiling = 1909
 
 // mayImportTargets are the packages that may import internal/targets
 // besides magefile.go (whose build tag keeps it out of ./...): none.
@@ -39,7 +39,9 @@ var targetsProviders = []string{"booted/internal/provider/registry"}
 func TestLayout_TargetsStayThin(t *testing.T) {
 	testutil.RequireCommands(t, "go")
 	repo := testutil.RepoRoot(t)
-	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
+	// Tests count: a test of cmd/booted-api that imports targets ties the
+	// binary's package to it as much as its code would.
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}} | {{join .TestImports \" \"}} {{join .XTestImports \" \"}}", "./...")
 	cmd.Dir = repo
 	out, err := cmd.Output()
 	if err != nil {
@@ -53,15 +55,17 @@ func TestLayout_TargetsStayThin(t *testing.T) {
 			continue
 		}
 		pkg, imports := f[0], f[1:]
+		code := imports[:slices.Index(imports, "|")] // (its tests may use the fakes' providers)
+		imports = slices.DeleteFunc(imports, func(s string) bool { return s == "|" })
 		if pkg == "booted/internal/targets" {
-			for _, imp := range imports {
+			for _, imp := range code {
 				if strings.HasPrefix(imp, "booted/internal/provider/") && !slices.Contains(targetsProviders, imp) {
 					t.Errorf("internal/targets imports %s: a concrete provider belongs to the package that owns its rules (metaladmin for bare metal, provider/sited for sites); targets reaches providers through the registry", imp)
 				}
 			}
 			continue
 		}
-		if slices.Contains(imports, "booted/internal/session") && !slices.Contains(maySession, pkg) {
+		if slices.Contains(imports, "booted/internal/session") && !slices.Contains(maySession, pkg) && pkg != "booted/internal/session" {
 			t.Errorf("%s imports internal/session: only the target bodies and cmd/* may (it is the composition root); declare the port %s needs and let the session fill it", pkg, pkg)
 		}
 		if slices.Contains(imports, "booted/internal/targets") && !slices.Contains(mayImportTargets, pkg) {

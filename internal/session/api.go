@@ -32,64 +32,82 @@ const APIRegion = "booted"
 // launchTimeout bounds a launch the API started in the background.
 const launchTimeout = 30 * time.Minute
 
-// ServeAPI serves the EC2 Query API of ENV on BOOTED_API_LISTEN until it
-// is stopped (Ctrl-C): instances, key pairs, for the users of creds:create.
-func ServeAPI(ctx context.Context, o Options, envName string) error {
-	var credsDir string
-	var admins []string
-	if err := View(ctx, o, envName, func(s *Session) error {
-		credsDir, admins = filepath.Join(s.Dir, "creds"), s.Env.API.Admins
-		return nil
-	}); err != nil {
+// CredsCreate makes an access key for USER of ENV's EC2 API and writes the
+// rc file, credentials and AWS CLI profile USER sources (the secret is in
+// the credentials file alone, 0600, never printed).
+func CredsCreate(ctx context.Context, o Options, envName, user string) error {
+	if err := creds.CheckUser(user); err != nil {
 		return err
 	}
+	return Change(ctx, o, envName, "creds:create "+envName+" "+user, func(s *Session) error {
+		st := creds.Store{Dir: filepath.Join(s.Dir, "creds")}
+		c, err := st.Create(user)
+		if err != nil {
+			return err
+		}
+		rc, err := st.Files(s.Env.Name, c, "http://"+o.APIListen, APIRegion)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "%s: access key %s for %s; `source %s` points the AWS CLI and boto3 at http://%s/; `curl -K %s http://%s/api/v1/instances` reaches the REST API\n",
+			envName, c.AccessKey, user, rc, o.APIListen, strings.TrimSuffix(rc, ".rc")+".curlrc", o.APIListen)
+		return nil
+	})
+}
+
+// ServeAPI serves the EC2 Query API of ENV on BOOTED_API_LISTEN until it
+// is stopped (Ctrl-C): instances, key pairs, for the users of creds:create.
+// The environment is opened once, when it starts (its env file, the
+// inventory, its providers), and every request is served on that session;
+// a change holds the environment's lock, as a target's does.
+func ServeAPI(ctx context.Context, o Options, envName string) error {
+	return View(ctx, o, envName, func(s *Session) error { return s.serveAPI(ctx) })
+}
+
+func (s *Session) serveAPI(ctx context.Context) error {
+	envName := s.Env.Name
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	var wg sync.WaitGroup
-	admin := func(user string) bool { return slices.Contains(admins, user) }
-	b := &ec2backend.Backend{Envs: ec2Envs{o, envName}, Admin: admin}
+	admin := func(user string) bool { return slices.Contains(s.Env.API.Admins, user) }
+	b := &ec2backend.Backend{Envs: s.EC2Envs(), Admin: admin}
 	b.Launch = func(ids []string) { // pending at once, as EC2 answers; booted in the background
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c, cc := context.WithTimeout(lctx, launchTimeout)
 			defer cc()
-			if err := LaunchInstances(c, o, envName, ids); err != nil {
-				fmt.Fprintf(o.Err, "%s: %v\n", envName, err)
+			if err := s.LaunchInstances(c, ids); err != nil {
+				fmt.Fprintf(s.Err, "%s: %v\n", envName, err)
 			}
 		}()
 	}
-	ln, err := net.Listen("tcp", o.APIListen)
+	ln, err := net.Listen("tcp", s.APIListen)
 	if err != nil {
 		return fmt.Errorf("api:serve %s: %w (BOOTED_API_LISTEN chooses another address)", envName, err)
 	}
 	// Launches an earlier api:serve left unfinished (it was killed) go on:
 	// no instance stays pending for ever.
-	pending, err := pendingInstances(ctx, o, envName)
+	pending, err := s.pendingInstances(ctx)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	if len(pending) > 0 {
-		fmt.Fprintf(o.Out, "%s: resuming the launch of %s (left pending by an earlier api:serve)\n", envName, strings.Join(pending, ", "))
+		fmt.Fprintf(s.Out, "%s: resuming the launch of %s (left pending by an earlier api:serve)\n", envName, strings.Join(pending, ", "))
 		b.Launch(pending)
 	}
-	logf := func(f string, a ...any) { fmt.Fprintf(o.Err, "api: "+f+"\n", a...) }
-	srv := &apiserver.Server{EC2: b, REST: restBackend(o, envName), Secrets: ec2backend.Secrets{Store: creds.Store{Dir: credsDir}},
-		Status: statusPage(o, envName), Admin: admin, Log: logf}
-	fmt.Fprintf(o.Out, "%s: EC2 API on http://%s/, REST API on http://%s/api/v1/ (described at /openapi.json), status page at /status (creds:create %s USER makes a user; api.admins in the env file may use the inventory)\n", envName, ln.Addr(), ln.Addr(), envName)
+	logf := func(f string, a ...any) { fmt.Fprintf(s.Err, "api: "+f+"\n", a...) }
+	rest := &restbackend.Backend{Envs: s.RESTEnvs(), Do: func(ctx context.Context, what, name, arg string) (string, error) {
+		return restChange(ctx, s.Options, envName, what, name, arg)
+	}}
+	srv := &apiserver.Server{EC2: b, REST: rest, Secrets: ec2backend.Secrets{Store: creds.Store{Dir: filepath.Join(s.Dir, "creds")}},
+		Status: s.statusPage(), Admin: admin, Log: logf}
+	fmt.Fprintf(s.Out, "%s: EC2 API on http://%s/, REST API on http://%s/api/v1/ (described at /openapi.json), status page at /status (creds:create %s USER makes a user; api.admins in the env file may use the inventory)\n", envName, ln.Addr(), ln.Addr(), envName)
 	err = srv.Serve(ctx, ln)
 	cancel() // launches in flight stop; their instances end failed or terminated
 	wg.Wait()
 	return err
-}
-
-// restBackend is the REST API's backend on environment env: its changes
-// are done as their targets do them (restChanges).
-func restBackend(o Options, envName string) *restbackend.Backend {
-	return &restbackend.Backend{Envs: restEnvs{o, envName}, Do: func(ctx context.Context, what, name, arg string) (string, error) {
-		return restChange(ctx, o, envName, what, name, arg)
-	}}
 }
 
 // restChange does a change of the REST API as its target does, and
@@ -108,12 +126,12 @@ func restChange(ctx context.Context, o Options, envName, what, name, arg string)
 
 // statusPage serves the status page (the monitor's) from what the monitor
 // kept, each host linking to its JSON in the REST API.
-func statusPage(o Options, envName string) http.Handler {
+func (s *Session) statusPage() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 		defer cancel()
 		var in monitor.PageInput
-		err := View(ctx, o, envName, func(s *Session) error {
+		err := func() error {
 			m := NewMonitorEnv(s)
 			saved, err := m.Load(ctx)
 			if err != nil {
@@ -131,7 +149,7 @@ func statusPage(o Options, envName string) http.Handler {
 					s.Env.Name, img, s.Env.Name, orNone(s.Env.API.Admins)))
 			}
 			return nil
-		})
+		}()
 		if err != nil {
 			http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
 			return
@@ -142,28 +160,25 @@ func statusPage(o Options, envName string) http.Handler {
 
 // pendingInstances are the env's instances whose launch has not ended
 // (requested, provisioning, booting, booted).
-func pendingInstances(ctx context.Context, o Options, envName string) ([]string, error) {
+func (s *Session) pendingInstances(ctx context.Context) ([]string, error) {
+	hosts, err := s.Store.Hosts(ctx, s.Env.Name)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	err := View(ctx, o, envName, func(s *Session) error {
-		hosts, err := s.Store.Hosts(ctx, s.Env.Name)
-		if err != nil {
-			return err
+	for _, h := range hosts {
+		if h.State.ComingUp() && h.Role == ec2host.Role {
+			out = append(out, h.Name)
 		}
-		for _, h := range hosts {
-			if h.State.ComingUp() && h.Role == ec2host.Role {
-				out = append(out, h.Name)
-			}
-		}
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // LaunchInstances boots the instances ids and follows them to ready (SSH
 // with the pinned key); one that does not get there is deleted and left
 // terminated with the reason: nothing half-made.
-func LaunchInstances(ctx context.Context, o Options, envName string, ids []string) error {
-	return Change(ctx, o, envName, "instances:run "+envName, func(s *Session) error {
+func (s *Session) LaunchInstances(ctx context.Context, ids []string) error {
+	return s.Change(ctx, "instances:run "+s.Env.Name, func(s *Session) error {
 		if err := s.StartController(ctx); err != nil {
 			return err
 		}

@@ -346,6 +346,8 @@ func (s *Session) powerByProvider(ctx context.Context, what, node string) error 
 	return fmt.Errorf("power:%s: use on, off, cycle or status", what)
 }
 
+// PrintRejected says how many callbacks were rejected, and why, then the
+// last alerts (not in JSON output: counters are not part of the host list).
 func (s *Session) PrintRejected(ctx context.Context) error {
 	total, parts, err := discovery.Rejected(ctx, s.Store, s.Env.Name)
 	if err != nil || s.JSON { // counters are not part of the host list

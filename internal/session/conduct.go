@@ -15,10 +15,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"booted/internal/conductor"
+	"booted/internal/conductord"
+	"booted/internal/config"
 	"booted/internal/inventory"
 	"booted/internal/jobs"
 	"booted/internal/natsconf"
-	"booted/internal/provider/sited"
 	"booted/internal/remote"
 	"booted/internal/report"
 	"booted/internal/sitedio"
@@ -91,14 +92,8 @@ func (s *Session) DoJob(ctx context.Context, js jetstream.JetStream, j conductor
 	failed := func(err error) conductor.Result {
 		return conductor.Result{Status: string(remote.Failed), Error: fmt.Sprintf("host %s: %v", j.Host.Name, err)}
 	}
-	if strings.HasPrefix(j.Kind, sited.JobPrefix) { // the site's provider's: no connection to the host
-		return sited.Do(ctx, s.ProvOf, j)
-	}
-	if j.Kind == aliveJob { // ping and a login against the pinned key, the connection kept
-		if err := s.IO.Alive(ctx, []inventory.Host{h}, 1)[0]; err != nil {
-			return conductor.Result{Status: string(remote.Failed), Error: err.Error()}
-		}
-		return conductor.Result{Status: string(remote.OK)}
+	if do, ok := jobs.LookupDirect(j.Kind); ok { // no connection made here: an alive check, a provider's act
+		return do(ctx, worker{s}, j)
 	}
 	mk, ok := jobs.Lookup(j.Kind)
 	if !ok {
@@ -139,4 +134,42 @@ func (s *Session) SortedSites() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// RunConductor is conductor:run SITE of envName (conductord.Run), entering
+// the site's network first when it has one on this machine.
+func RunConductor(ctx context.Context, o Options, envName, site string) error {
+	env, err := LoadEnv(o.Root, envName)
+	if err != nil {
+		return err
+	}
+	if err := conductord.EnterSite(env, site, o.Err); err != nil {
+		return err
+	}
+	return View(ctx, o, envName, func(s *Session) error {
+		if _, ok := s.Env.Sites[site]; ok {
+			s.Conducting = site // it makes its site's hosts itself
+		}
+		return conductord.Run(ctx, conducting{s}, site, s.Parallel, s.Out, s.Err)
+	})
+}
+
+// conducting is s as its site's conductor sees it (conductord.Site).
+type conducting struct{ s *Session }
+
+func (c conducting) Config() *config.Env { return c.s.Env }
+func (c conducting) Connect(name, site string) (*nats.Conn, jetstream.JetStream, error) {
+	return c.s.NATSConnect(name, site, true)
+}
+func (c conducting) Do(ctx context.Context, js jetstream.JetStream, j conductor.Job) conductor.Result {
+	return c.s.DoJob(ctx, js, j)
+}
+func (c conducting) PrepareNetworks(ctx context.Context) error {
+	if bp, err := c.s.Metal("conductor:run"); err == nil { // its site's networks: dnsmasq, the files its nginx serves
+		return bp.PrepareNetworks(ctx)
+	}
+	return nil
+}
+func (c conducting) ServeCallbacks(ctx context.Context, js jetstream.JetStream, site string, logf func(string, ...any)) error {
+	return c.s.ServeCallbacks(ctx, js, site, logf)
 }

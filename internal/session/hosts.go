@@ -33,6 +33,7 @@ type HostRow struct {
 	Pools []string            `json:"pools,omitempty"`
 }
 
+// PrintHosts lists the environment's hosts as hosts:list does.
 func (s *Session) PrintHosts(ctx context.Context) error {
 	hosts, err := s.Store.Hosts(ctx, s.Env.Name)
 	if err != nil {
@@ -92,6 +93,8 @@ func (s *Session) Logged(ctx context.Context) error {
 	return s.Life().AwaitPhoneHome(ctx, s.Discoverer)
 }
 
+// Filter checks the hosts that came up (ping, an SSH login against the
+// pinned key), gathers their facts, and writes known_hosts (hosts:filter).
 func (s *Session) Filter(ctx context.Context) error {
 	hosts, err := s.Store.Hosts(ctx, s.Env.Name)
 	if err != nil {
@@ -127,6 +130,8 @@ func (s *Session) WriteKnownHosts(ctx context.Context) error {
 	return fleet.WriteKnownHosts(filepath.Join(s.Dir, "known_hosts"), hosts)
 }
 
+// Clear forgets the discovered hosts (those still being provisioned
+// stay) and has discovery read the boot log again; the count forgotten.
 func (s *Session) Clear(ctx context.Context) (int, error) {
 	return s.Discoverer().Forget(ctx, "hosts:clear")
 }
@@ -146,6 +151,8 @@ func (s *Session) RecordKnown(ctx context.Context) error {
 	return nil
 }
 
+// RecordKnownOf records the hosts of k, a provider whose hosts' keys are
+// known beforehand, and pins their keys.
 func (s *Session) RecordKnownOf(ctx context.Context, k provider.KnownKeys) error {
 	known, err := k.Known(ctx)
 	if err != nil {

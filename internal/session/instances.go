@@ -13,25 +13,19 @@ import (
 	"booted/internal/provider/registry"
 )
 
-// ec2Envs opens environment env for each call of the EC2 backend
-// (ec2backend.Envs): the session is the targets', under the environment's
-// Lock for what changes hosts.
-type ec2Envs struct {
-	o   Options
-	env string
-}
+// EC2Envs is s as the EC2 backend's environment (ec2backend.Envs): every
+// call on this one open session, a change under the environment's lock.
+func (s *Session) EC2Envs() ec2backend.Envs { return ec2Envs{s} }
+
+type ec2Envs struct{ s *Session }
 
 func (x ec2Envs) View(ctx context.Context, fn func(ec2backend.Env) error) error {
-	return View(ctx, x.o, x.env, func(s *Session) error { return fn(ec2Env{s}) })
+	return fn(ec2Env{x.s})
 }
 
 func (x ec2Envs) Change(ctx context.Context, what string, fn func(ec2backend.Env) error) error {
-	return Change(ctx, x.o, x.env, what+" "+x.env, func(s *Session) error { return fn(ec2Env{s}) })
+	return x.s.Change(ctx, what+" "+x.s.Env.Name, func(s *Session) error { return fn(ec2Env{s}) })
 }
-
-// EC2Envs opens environment env for each call of the EC2 backend
-// (ec2backend.Envs).
-func EC2Envs(o Options, env string) ec2backend.Envs { return ec2Envs{o, env} }
 
 // ec2Env is an open session as the EC2 backend sees it (ec2backend.Env).
 type ec2Env struct{ s *Session }

@@ -6,7 +6,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"booted/internal/conductor"
+	"booted/internal/inventory"
 	"booted/internal/jobs"
+	"booted/internal/remote"
 )
 
 // The job kinds the session's own steps send (a command, facts, the
@@ -24,5 +26,16 @@ var (
 	})
 )
 
-// aliveJob is the job a conductor checks a host with (DoJob).
+// aliveJob is the job a conductor checks a host with: ping and a login
+// against the pinned key, the connection kept.
 const aliveJob = "alive"
+
+func init() {
+	jobs.DefineDirect(aliveJob, func(ctx context.Context, w jobs.Worker, j conductor.Job) conductor.Result {
+		h := inventory.Host{Env: j.Env, Name: j.Host.Name, Addr: j.Host.Addr, Port: j.Host.Port, HostKey: j.Host.HostKey}
+		if err := w.Alive(ctx, []inventory.Host{h}, 1)[0]; err != nil {
+			return conductor.Result{Status: string(remote.Failed), Error: err.Error()}
+		}
+		return conductor.Result{Status: string(remote.OK)}
+	})
+}

@@ -29,12 +29,15 @@ type MonitorEnv struct {
 	logs         lb.LogOffsets // how far each load balancer's access log was read
 }
 
+// NewMonitorEnv is s as the monitor daemon's environment.
 func NewMonitorEnv(s *Session) *MonitorEnv {
 	return &MonitorEnv{Kept: monitor.Kept{Store: s.Store, Env: s.Env.Name}, s: s}
 }
 
 var _ monitor.Env = (*MonitorEnv)(nil)
 
+// Policy is the monitor section of the env file and the workers' bounds
+// and names.
 func (m *MonitorEnv) Policy() (config.Monitor, int, int, []string) {
 	w := m.s.Env.Roles[config.RoleWorkers]
 	return m.s.Env.Monitor, w.Min, w.Max, w.AllNames()

@@ -8,6 +8,7 @@ import (
 	"booted/internal/hostops"
 	"booted/internal/inventory"
 	"booted/internal/jobs"
+	"booted/internal/provider"
 	"booted/internal/remote"
 	"booted/internal/service"
 	"booted/internal/sitedio"
@@ -17,10 +18,11 @@ import (
 // Ops runs s's multi-host operations (hostops), one per session: it says
 // a damaged host once.
 func (s *Session) Ops() *hostops.Runner {
+	s.lazy.Lock()
+	defer s.lazy.Unlock()
 	if s.o == nil {
-		s.o = &hostops.Runner{Store: s.Store}
+		s.o = &hostops.Runner{Store: s.Store, Env: s.Env, Parallel: s.Parallel, Limit: s.Limit, RetryFailed: s.RetryFailed, JSON: s.JSON, Out: s.Out, Err: s.Err}
 	}
-	s.o.Env, s.o.Parallel, s.o.Limit, s.o.RetryFailed, s.o.JSON, s.o.Out, s.o.Err = s.Env, s.Parallel, s.Limit, s.RetryFailed, s.JSON, s.Out, s.Err
 	return s.o
 }
 
@@ -52,6 +54,10 @@ func (w worker) WaitHealthy(ctx context.Context, def *service.Def, h inventory.H
 func (w worker) Checks(ctx context.Context, def *service.Def, h inventory.Host) []service.CheckResult {
 	return w.IO.Checks(ctx, def, h)
 }
+func (w worker) Alive(ctx context.Context, hosts []inventory.Host, parallel int) []error {
+	return w.IO.Alive(ctx, hosts, parallel)
+}
+func (w worker) Provider(name string) provider.Provider { return w.ProvOf(name) }
 func (w worker) Get(ctx context.Context, def *service.Def, h inventory.Host, path string) (string, error) {
 	return w.IO.Get(ctx, def, h, path)
 }

@@ -55,6 +55,8 @@ func factsHost(ctx context.Context, c hostConn) (map[string][]string, error) { r
 // Query is what answers questions about s's hosts (package hostquery),
 // made once per session.
 func (s *Session) Query() *hostquery.Q {
+	s.lazy.Lock()
+	defer s.lazy.Unlock()
 	if s.q == nil {
 		s.q = &hostquery.Q{Env: s.Env, Store: s.Store, Provider: s.ProvOf, Warn: s.Err}
 	}

@@ -13,6 +13,8 @@ import (
 	"booted/internal/service"
 )
 
+// Rebuild builds host name again from scratch (its service drained and
+// deployed again), with a new host key pinned (hosts:rebuild).
 func (s *Session) Rebuild(ctx context.Context, name string) error {
 	h, err := s.Store.Host(ctx, s.Env.Name, name)
 	if err != nil {

@@ -9,24 +9,19 @@ import (
 	"booted/internal/restbackend"
 )
 
-// restEnvs opens environment env for each call of the REST backend
-// (restbackend.Envs), as a target does.
-type restEnvs struct {
-	o   Options
-	env string
-}
+// RESTEnvs is s as the REST backend's environment (restbackend.Envs):
+// every call on this one open session, a change under the lock.
+func (s *Session) RESTEnvs() restbackend.Envs { return restEnvs{s} }
+
+type restEnvs struct{ s *Session }
 
 func (x restEnvs) View(ctx context.Context, fn func(restbackend.Env) error) error {
-	return View(ctx, x.o, x.env, func(s *Session) error { return fn(restEnv{s}) })
+	return fn(restEnv{x.s})
 }
 
 func (x restEnvs) Change(ctx context.Context, what string, fn func(restbackend.Env) error) error {
-	return Change(ctx, x.o, x.env, what+" "+x.env, func(s *Session) error { return fn(restEnv{s}) })
+	return x.s.Change(ctx, what+" "+x.s.Env.Name, func(s *Session) error { return fn(restEnv{s}) })
 }
-
-// RESTEnvs opens environment env for each call of the REST backend
-// (restbackend.Envs).
-func RESTEnvs(o Options, env string) restbackend.Envs { return restEnvs{o, env} }
 
 // restEnv is an open session as the REST backend sees it.
 type restEnv struct{ s *Session }

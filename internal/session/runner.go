@@ -44,8 +44,11 @@ type Session struct {
 	Authorized []byte
 	KeyPath    string // the deploy key's private half
 	Ctl        *controller.Controller
-	q          *hostquery.Q    // made at its first use (query)
-	o          *hostops.Runner // made at its first use (ops)
+	// lazy guards q and o, made at their first use: a session opened
+	// once (api:serve's) serves requests at once.
+	lazy sync.Mutex
+	q    *hostquery.Q
+	o    *hostops.Runner
 	// conducting is the site this session is a conductor of ("": the
 	// controller).
 	Conducting string
@@ -58,6 +61,8 @@ type Session struct {
 	}
 }
 
+// Close closes what s opened: the connections to the hosts, NATS, the
+// inventory.
 func (s *Session) Close() error {
 	if c, ok := s.IO.(io.Closer); ok && s.IO != s.HostIO {
 		c.Close() // the connections kept to the hosts
@@ -145,6 +150,9 @@ func (s *Session) Reload(ctx context.Context) error {
 		return err
 	}
 	s.Provs = provs
+	s.lazy.Lock()
+	s.q, s.o = nil, nil // made again over the new env file
+	s.lazy.Unlock()
 	return nil
 }
 
@@ -184,6 +192,8 @@ func (s *Session) Spec(name string) (provider.Spec, error) {
 	return spec, err
 }
 
+// Discoverer records the hosts that phone home from the boot log (and the
+// callbacks the sites' conductors relay).
 func (s *Session) Discoverer() *discovery.Discoverer {
 	d := &discovery.Discoverer{
 		Store: s.Store, Env: s.Env.Name, Log: s.Ctl.BootLog,
@@ -196,6 +206,7 @@ func (s *Session) Discoverer() *discovery.Discoverer {
 	return d
 }
 
+// LoadService reads services/SVC/service.yaml.
 func (s *Session) LoadService(svc string) (*service.Def, error) {
 	return service.Load(s.Root, svc)
 }

@@ -103,19 +103,34 @@ var dryRunPlans = []string{"env:start ", "env:startWorker ", "env:stop ", "env:d
 // Change is View for an operation that changes the environment: it
 // holds the environment's lock for what (BOOTED_LOCK_WAIT bounds the wait
 // for another operation holding it) while fn runs. Under BOOTED_DRY_RUN=1
-// only the operations with a plan run (dryRunPlans).
+// only the operations with a plan run (dryRunPlans), and the others are
+// refused before anything is opened.
 func Change(ctx context.Context, o Options, envName, what string, fn func(s *Session) error) error {
+	if err := dryRunGate(o, what); err != nil {
+		return err
+	}
+	return View(ctx, o, envName, func(s *Session) error { return s.Change(ctx, what, fn) })
+}
+
+// Change runs fn on s under the environment's lock for what (and the
+// dry-run gate): a change on a session opened once (api:serve's).
+func (s *Session) Change(ctx context.Context, what string, fn func(s *Session) error) error {
+	if err := dryRunGate(s.Options, what); err != nil {
+		return err
+	}
+	l, err := s.Lock(ctx, what)
+	if err != nil {
+		return err
+	}
+	defer l.Release()
+	return fn(s)
+}
+
+func dryRunGate(o Options, what string) error {
 	if o.DryRun && !slices.ContainsFunc(dryRunPlans, func(p string) bool { return strings.HasPrefix(what, p) }) {
 		return fmt.Errorf("%s: BOOTED_DRY_RUN=1, and this target has no dry run: nothing was done (the targets with one: env:startAll, env:startMin, env:startWorker, env:stop, env:destroy, service:deploy, service:rollback, service:start, service:stop)", strings.Fields(what)[0])
 	}
-	return View(ctx, o, envName, func(s *Session) error {
-		l, err := s.Lock(ctx, what)
-		if err != nil {
-			return err
-		}
-		defer l.Release()
-		return fn(s)
-	})
+	return nil
 }
 
 // View opens envName, runs fn and closes it.

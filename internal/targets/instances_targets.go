@@ -8,20 +8,20 @@ import (
 	"strings"
 	"time"
 
-	sess "booted/internal/session"
-
 	"booted/internal/creds"
 	"booted/internal/ec2api"
 	"booted/internal/ec2backend"
 	"booted/internal/metaladmin"
 )
 
-// backend is the EC2 backend for the targets: a launch waits for its
-// instances (the API's answers at once).
-func (r *Runner) backend(envName string) (*ec2backend.Backend, *[]string) {
-	var pending []string
-	b := &ec2backend.Backend{Envs: sess.EC2Envs(r.Options, envName), Launch: func(ids []string) { pending = append(pending, ids...) }}
-	return b, &pending
+// withBackend opens ENV once and gives fn the EC2 backend on it: a
+// launch waits for its instances (the API answers at once).
+func (r *Runner) withBackend(ctx context.Context, envName string, fn func(s *session, b *ec2backend.Backend, pending *[]string) error) error {
+	return r.withEnv(ctx, envName, func(s *session) error {
+		var pending []string
+		b := &ec2backend.Backend{Envs: s.EC2Envs(), Launch: func(ids []string) { pending = append(pending, ids...) }}
+		return fn(s, b, &pending)
+	})
 }
 
 // instanceError makes an EC2 error a target's error.
@@ -62,26 +62,27 @@ func (r *Runner) InstancesRun(ctx context.Context, envName, image string, count 
 		}
 		req.UserData = b
 	}
-	b, pending := r.backend(envName)
-	ins, err := b.Run(ctx, r.User, req)
-	if err != nil {
-		return instanceError(err)
-	}
-	launchErr := sess.LaunchInstances(ctx, r.Options, envName, *pending)
-	var ids []string
-	for _, in := range ins {
-		ids = append(ids, in.ID)
-	}
-	if err := r.describe(ctx, envName, ids); err != nil {
-		return err
-	}
-	return launchErr
+	return r.withBackend(ctx, envName, func(s *session, b *ec2backend.Backend, pending *[]string) error {
+		ins, err := b.Run(ctx, r.User, req)
+		if err != nil {
+			return instanceError(err)
+		}
+		launchErr := s.LaunchInstances(ctx, *pending)
+		var ids []string
+		for _, in := range ins {
+			ids = append(ids, in.ID)
+		}
+		if err := r.describe(ctx, b, ids); err != nil {
+			return err
+		}
+		return launchErr
+	})
 }
 
 // InstancesDescribe lists BOOTED_USER's instances of ENV (EC2 states,
 // addresses, reasons); JSON with BOOTED_OUTPUT=json.
 func (r *Runner) InstancesDescribe(ctx context.Context, envName string) error {
-	return r.describe(ctx, envName, nil)
+	return r.withBackend(ctx, envName, func(_ *session, b *ec2backend.Backend, _ *[]string) error { return r.describe(ctx, b, nil) })
 }
 
 type instanceRow struct {
@@ -96,8 +97,7 @@ type instanceRow struct {
 	Reason   string            `json:"stateReason,omitempty"`
 }
 
-func (r *Runner) describe(ctx context.Context, envName string, ids []string) error {
-	b, _ := r.backend(envName)
+func (r *Runner) describe(ctx context.Context, b *ec2backend.Backend, ids []string) error {
 	ins, err := b.Describe(ctx, r.User, ids)
 	if err != nil {
 		return instanceError(err)
@@ -125,48 +125,53 @@ func orDash(s string) string {
 
 // InstancesTerminate terminates BOOTED_USER's instances IDS (comma-separated) of ENV.
 func (r *Runner) InstancesTerminate(ctx context.Context, envName, ids string) error {
-	b, _ := r.backend(envName)
-	return r.printChanges(b.Terminate(ctx, r.User, splitIDs(ids)))
+	return r.withBackend(ctx, envName, func(_ *session, b *ec2backend.Backend, _ *[]string) error {
+		return r.printChanges(b.Terminate(ctx, r.User, splitIDs(ids)))
+	})
 }
 
 // InstancesStop powers BOOTED_USER's instances IDS of ENV off.
 func (r *Runner) InstancesStop(ctx context.Context, envName, ids string) error {
-	b, _ := r.backend(envName)
-	return r.printChanges(b.Stop(ctx, r.User, splitIDs(ids)))
+	return r.withBackend(ctx, envName, func(_ *session, b *ec2backend.Backend, _ *[]string) error {
+		return r.printChanges(b.Stop(ctx, r.User, splitIDs(ids)))
+	})
 }
 
 // InstancesStart starts BOOTED_USER's stopped instances IDS of ENV and
 // waits until they run.
 func (r *Runner) InstancesStart(ctx context.Context, envName, ids string) error {
-	b, pending := r.backend(envName)
-	if err := r.printChanges(b.Start(ctx, r.User, splitIDs(ids))); err != nil {
-		return err
-	}
-	if len(*pending) == 0 {
-		return nil
-	}
-	return sess.LaunchInstances(ctx, r.Options, envName, *pending)
+	return r.withBackend(ctx, envName, func(s *session, b *ec2backend.Backend, pending *[]string) error {
+		if err := r.printChanges(b.Start(ctx, r.User, splitIDs(ids))); err != nil {
+			return err
+		}
+		if len(*pending) == 0 {
+			return nil
+		}
+		return s.LaunchInstances(ctx, *pending)
+	})
 }
 
 // InstancesReboot restarts BOOTED_USER's instances IDS of ENV and waits
 // until they run again.
 func (r *Runner) InstancesReboot(ctx context.Context, envName, ids string) error {
-	b, pending := r.backend(envName)
-	if err := b.Reboot(ctx, r.User, splitIDs(ids)); err != nil {
-		return instanceError(err)
-	}
-	return sess.LaunchInstances(ctx, r.Options, envName, *pending)
+	return r.withBackend(ctx, envName, func(s *session, b *ec2backend.Backend, pending *[]string) error {
+		if err := b.Reboot(ctx, r.User, splitIDs(ids)); err != nil {
+			return instanceError(err)
+		}
+		return s.LaunchInstances(ctx, *pending)
+	})
 }
 
 // InstancesConsole prints the console of BOOTED_USER's instance ID of ENV.
 func (r *Runner) InstancesConsole(ctx context.Context, envName, id string) error {
-	b, _ := r.backend(envName)
-	out, err := b.ConsoleOutput(ctx, r.User, id)
-	if err != nil {
-		return instanceError(err)
-	}
-	_, err = r.Out.Write(out)
-	return err
+	return r.withBackend(ctx, envName, func(_ *session, b *ec2backend.Backend, _ *[]string) error {
+		out, err := b.ConsoleOutput(ctx, r.User, id)
+		if err != nil {
+			return instanceError(err)
+		}
+		_, err = r.Out.Write(out)
+		return err
+	})
 }
 
 func (r *Runner) printChanges(ch []ec2api.StateChange, err error) error {
@@ -191,8 +196,11 @@ func (r *Runner) KeypairCreate(ctx context.Context, envName, name string) error 
 	if err != nil {
 		return fmt.Errorf("keypair:create %s %s: %w (it writes the private key there, and never over a file)", envName, name, err)
 	}
-	b, _ := r.backend(envName)
-	kp, err := b.CreateKeyPair(ctx, r.User, name)
+	var kp ec2api.KeyPair
+	err = r.withBackend(ctx, envName, func(_ *session, b *ec2backend.Backend, _ *[]string) (err error) {
+		kp, err = b.CreateKeyPair(ctx, r.User, name)
+		return err
+	})
 	if err != nil {
 		f.Close()
 		os.Remove(file)
@@ -216,33 +224,36 @@ func (r *Runner) KeypairImport(ctx context.Context, envName, name, file string) 
 	if err != nil {
 		return err
 	}
-	b, _ := r.backend(envName)
-	kp, err := b.ImportKeyPair(ctx, r.User, name, pub)
-	if err != nil {
-		return instanceError(err)
-	}
-	fmt.Fprintf(r.Out, "%s: key pair %s (%s)\n", envName, kp.Name, kp.Fingerprint)
-	return nil
+	return r.withBackend(ctx, envName, func(_ *session, b *ec2backend.Backend, _ *[]string) error {
+		kp, err := b.ImportKeyPair(ctx, r.User, name, pub)
+		if err != nil {
+			return instanceError(err)
+		}
+		fmt.Fprintf(r.Out, "%s: key pair %s (%s)\n", envName, kp.Name, kp.Fingerprint)
+		return nil
+	})
 }
 
 // KeypairList lists BOOTED_USER's key pairs in ENV with their fingerprints.
 func (r *Runner) KeypairList(ctx context.Context, envName string) error {
-	b, _ := r.backend(envName)
-	kps, err := b.KeyPairs(ctx, r.User, nil)
-	if err != nil {
-		return instanceError(err)
-	}
-	if kps == nil {
-		kps = []ec2api.KeyPair{}
-	}
-	return printRows(r, kps, []string{"NAME", "TYPE", "FINGERPRINT"}, func(k ec2api.KeyPair) []string { return []string{k.Name, k.Type, k.Fingerprint} })
+	return r.withBackend(ctx, envName, func(_ *session, b *ec2backend.Backend, _ *[]string) error {
+		kps, err := b.KeyPairs(ctx, r.User, nil)
+		if err != nil {
+			return instanceError(err)
+		}
+		if kps == nil {
+			kps = []ec2api.KeyPair{}
+		}
+		return printRows(r, kps, []string{"NAME", "TYPE", "FINGERPRINT"}, func(k ec2api.KeyPair) []string { return []string{k.Name, k.Type, k.Fingerprint} })
+	})
 }
 
 // KeypairDel deletes key pair NAME of BOOTED_USER in ENV (instances
 // launched with it keep the key they were given).
 func (r *Runner) KeypairDel(ctx context.Context, envName, name string) error {
-	b, _ := r.backend(envName)
-	return instanceError(b.DeleteKeyPair(ctx, r.User, name))
+	return r.withBackend(ctx, envName, func(_ *session, b *ec2backend.Backend, _ *[]string) error {
+		return instanceError(b.DeleteKeyPair(ctx, r.User, name))
+	})
 }
 
 // SystemsList lists the bare-metal nodes of ENV as systems (Metaleuca's

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"booted/internal/ec2backend"
+	sess "booted/internal/session"
+
 	"booted/internal/ec2api"
 	"booted/internal/metaladmin"
 	"booted/internal/testutil"
@@ -685,7 +688,7 @@ func TestInstances_Reservations(t *testing.T) {
 	if err := m.r.SystemsReserve(ctx, env, "n2", "bob"); err == nil || !strings.Contains(err.Error(), "reserved for alice") {
 		t.Errorf("reserving alice's node for bob: %v", err)
 	}
-	b, launched := m.r.backend(env)
+	b, launched := backendFor(t, m.r, env)
 	run := func(user string, n int) ([]ec2api.Instance, error) {
 		return b.Run(ctx, user, ec2api.RunRequest{ImageID: "ami-debian12", Count: n})
 	}
@@ -769,7 +772,7 @@ func TestInstances_ResumeAfterAPIServeDies(t *testing.T) {
 	f := newFixture(t, testutil.DefaultEnv)
 	ctx := context.Background()
 	env := f.proj.Env
-	b, launched := f.r.backend(env) // its launches never run: the server that answered is gone
+	b, launched := backendFor(t, f.r, env) // its launches never run: the server that answered is gone
 	ins, err := b.Run(ctx, "frank", ec2api.RunRequest{ImageID: "ami-local", Count: 2})
 	if err != nil || len(ins) != 2 || len(*launched) != 2 || ins[0].State != "pending" {
 		t.Fatalf("run: %+v %v", ins, err)
@@ -785,4 +788,17 @@ func TestInstances_ResumeAfterAPIServeDies(t *testing.T) {
 	if out := f.out.String(); !strings.Contains(out, "resuming the launch of ") || !strings.Contains(out, ins[0].ID) || !strings.Contains(out, ins[1].ID) {
 		t.Errorf("api:serve did not say it resumed the launch:\n%s", f.out)
 	}
+}
+
+// backendFor is the EC2 backend on env as the targets make it, on a
+// session opened for the test: a launch is kept, not run.
+func backendFor(t *testing.T, r *Runner, env string) (*ec2backend.Backend, *[]string) {
+	t.Helper()
+	s, err := sess.Open(context.Background(), r.Options, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var pending []string
+	return &ec2backend.Backend{Envs: s.EC2Envs(), Launch: func(ids []string) { pending = append(pending, ids...) }}, &pending
 }

@@ -7,10 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
+	"booted/internal/config"
+	"booted/internal/provider"
 	"booted/internal/testutil"
 )
 
@@ -32,6 +35,15 @@ func TestFake_RESTAPI(t *testing.T) {
 	credsDir := filepath.Join(f.root, "inventory", f.env, "creds")
 	if fi, err := os.Stat(filepath.Join(credsDir, "ops.curlrc")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("ops.curlrc: %v %v, want mode 0600", fi, err)
+	}
+	// api:serve opens the environment once (its env file, the inventory,
+	// the providers) and serves every request on it: a request that only
+	// reads, or changes the inventory, opens nothing.
+	var opens atomic.Int32
+	open := f.r.OpenProvider
+	f.r.OpenProvider = func(ctx context.Context, env *config.Env, o provider.Options) (provider.Provider, error) {
+		opens.Add(1)
+		return open(ctx, env, o)
 	}
 	startAPIServe(t, f.r, f.env, stop)
 	base := "http://" + f.r.APIListen
@@ -70,6 +82,12 @@ func TestFake_RESTAPI(t *testing.T) {
 	body, code := curl("ops", "-X", "POST", "-H", "Content-Type: application/json", "--data", `{"op":"add","key":"rack","values":["r1"]}`, base+"/api/v1/hosts/w1/attrs")
 	if code != 200 || !strings.Contains(body, `"rack":["r1"]`) {
 		t.Fatalf("POST /api/v1/hosts/w1/attrs by ops: %d %s", code, body)
+	}
+	for range 3 {
+		curl("ops", base+"/api/v1/hosts")
+	}
+	if n := opens.Load(); n != 1 {
+		t.Errorf("api:serve opened the environment %d times for 5 requests; want once, when it started", n)
 	}
 	body, code = curl("ops", "-G", "--data-urlencode", "q=role:workers and attr:rack=r1", base+"/api/v1/hosts")
 	var hosts []struct {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"booted/internal/conductor"
+	"booted/internal/jobs"
 	"booted/internal/provider"
 )
 
@@ -26,6 +27,18 @@ import (
 // host.boot, host.poweroff, host.delete; for bare-metal nodes also
 // host.installed and host.power-on/off/cycle/status.
 const JobPrefix = "host."
+
+// ops are the provider's jobs (JobPrefix+op), each a direct job kind
+// (jobs.DefineDirect) a conductor does with Do.
+var ops = []string{"build", "boot", "poweroff", "delete", "installed", "power-on", "power-off", "power-cycle", "power-status"}
+
+func init() {
+	for _, op := range ops {
+		jobs.DefineDirect(JobPrefix+op, func(ctx context.Context, w jobs.Worker, j conductor.Job) conductor.Result {
+			return Do(ctx, w.Provider, j)
+		})
+	}
+}
 
 // Args are a provider job's: the host's spec (its enrollment token among
 // them, for this one provisioning).
