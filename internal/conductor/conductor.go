@@ -272,7 +272,7 @@ func getObject(ctx context.Context, js jetstream.JetStream, bucket, name, path, 
 	if got, _ := files.Sum(tmp.Name()); got != sha256hex {
 		return fmt.Errorf("%s from the object store %s: sha256 %s, want %s (not used)", name, bucket, got, sha256hex)
 	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
+	if err := os.Chmod(tmp.Name(), mode&os.ModePerm); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)

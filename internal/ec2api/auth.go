@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -134,4 +135,51 @@ func signRaw(r *http.Request, signed, payload, secret, day, region, service stri
 		key = m.Sum(nil)
 	}
 	return hex.EncodeToString(key)
+}
+
+// Replays remembers the signatures of the changes accepted within the
+// clock-skew window, so that a signed request captured on the way cannot
+// change anything again: the AWS CLI, boto3 and curl sign every attempt
+// anew. Reads are not kept (two identical reads within a second carry one
+// signature, and a read replayed changes nothing). The zero value is
+// ready; it holds at most maxReplays signatures.
+type Replays struct {
+	mu   sync.Mutex
+	seen map[string]time.Time // signature → when its window ends
+}
+
+// maxReplays bounds Replays: 100,000 changes within 15 minutes (about
+// 110 a second) before it refuses more.
+const maxReplays = 100_000
+
+// First records r's signature and says whether it is the first time it
+// is seen within its window (now: the server's time). A full cache (after
+// the expired are dropped) refuses with RequestLimitExceeded.
+func (c *Replays) First(r *http.Request, now time.Time) *Error {
+	sig := ""
+	for _, kv := range strings.Split(r.Header.Get("Authorization"), ",") {
+		if k, v, _ := strings.Cut(strings.TrimSpace(kv), "="); k == "Signature" {
+			sig = v
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[string]time.Time{}
+	}
+	if end, ok := c.seen[sig]; ok && now.Before(end) {
+		return &Error{Status: http.StatusUnauthorized, Code: "AuthFailure", Message: "AWS was not able to validate the provided access credentials: this signed request was sent before (a replay); sign each request anew"}
+	}
+	if len(c.seen) >= maxReplays {
+		for s, end := range c.seen {
+			if !now.Before(end) {
+				delete(c.seen, s)
+			}
+		}
+		if len(c.seen) >= maxReplays {
+			return &Error{Status: http.StatusServiceUnavailable, Code: "RequestLimitExceeded", Message: "too many changes within the signature window; retry later"}
+		}
+	}
+	c.seen[sig] = now.Add(2 * maxSkew) // signed up to maxSkew before or after now
+	return nil
 }

@@ -118,6 +118,9 @@ type Server struct {
 	// Log receives one line per request (action, user, outcome).
 	Log func(format string, a ...any)
 	Now func() time.Time
+
+	// replays are the changes' signatures seen within their window.
+	replays Replays
 }
 
 // maxBody bounds a request (user data is at most 16 KiB, base64).
@@ -144,6 +147,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	action := form.Get("Action")
 	user, aerr := Authenticate(r.Context(), r, body, s.Secrets, now, "ec2")
+	if aerr == nil && !strings.HasPrefix(action, "Describe") && action != "GetConsoleOutput" {
+		aerr = s.replays.First(r, now) // a change: once
+	}
 	if aerr != nil {
 		s.fail(w, id, action, "", aerr)
 		return

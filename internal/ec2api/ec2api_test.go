@@ -276,3 +276,43 @@ func slow(p []token, s []rune) bool {
 	}
 	return len(s) > 0 && s[0] == p[0].r && slow(p[1:], s[1:])
 }
+
+// A change captured on the way and sent again within the signature's
+// window is refused, and the backend is not asked twice; the same read
+// twice in one second (one signature) is served both times.
+func TestServer_ReplayRefused(t *testing.T) {
+	b := &backend{}
+	srv := httptest.NewServer(&Server{Backend: b, Secrets: secrets{akid: {"alice", secret}}})
+	defer srv.Close()
+	at := time.Now()
+	terminate := url.Values{"Action": {"TerminateInstances"}, "Version": {"2016-11-15"}, "InstanceId.1": {"i-1"}}
+	var captured *http.Request
+	if code, body := call(t, srv, terminate, akid, secret, at, func(r *http.Request) { captured = r.Clone(context.Background()) }); code != 200 {
+		t.Fatalf("terminate: %d %s", code, body)
+	}
+	// the same bytes again, as a listener on the wire would send them
+	replay := func() (int, string) {
+		body := terminate.Encode()
+		r, _ := http.NewRequest("POST", srv.URL+"/", strings.NewReader(body))
+		r.Header = captured.Header.Clone()
+		res, err := srv.Client().Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		out, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(out)
+	}
+	if code, body := replay(); code != 401 || !strings.Contains(body, "<Code>AuthFailure</Code>") || !strings.Contains(body, "a replay") {
+		t.Fatalf("the replayed terminate: %d %s", code, body)
+	}
+	if n := strings.Count(strings.Join(b.calls, "\n"), "terminate"); n != 1 {
+		t.Fatalf("the backend terminated %d times: %v", n, b.calls)
+	}
+	describe := url.Values{"Action": {"DescribeInstances"}, "Version": {"2016-11-15"}}
+	for i := 0; i < 2; i++ {
+		if code, body := call(t, srv, describe, akid, secret, at, nil); code != 200 {
+			t.Fatalf("describe %d: %d %s", i, code, body)
+		}
+	}
+}

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +27,7 @@ import (
 	"booted/internal/creds"
 	"booted/internal/ec2api"
 	"booted/internal/ec2host"
+	"booted/internal/files"
 	"booted/internal/inventory"
 	"booted/internal/keypairs"
 	"booted/internal/provider"
@@ -631,12 +631,10 @@ func (b *Backend) ConsoleOutput(ctx context.Context, user, id string) ([]byte, e
 		if !ok {
 			return ec2api.Errorf("UnsupportedOperation", "the %s provider keeps no console", e.Config().ProviderOf(name))
 		}
-		data, err := os.ReadFile(c.ConsoleLog(name))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		if len(data) > 64<<10 {
-			data = data[len(data)-64<<10:]
+		// EC2 gives the last 64 KB; read no more, and not through a link.
+		data, err := files.Tail(c.ConsoleLog(name), 64<<10)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) { // none yet: empty, as EC2's
+			return fmt.Errorf("instance %s: console: %w", hosts[0].Name, err)
 		}
 		out = data
 		return nil

@@ -1,9 +1,11 @@
 package ec2backend
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,7 +29,17 @@ type fakeEnv struct {
 	mu    sync.Mutex
 	acts  []string
 	locks []string
+	// consoles, when set, is where the hosts' console logs are.
+	consoles string
 }
+
+// withConsole is memory hosts with console logs (provider.Console).
+type withConsole struct {
+	*memory.Provider
+	dir string
+}
+
+func (w withConsole) ConsoleLog(name string) string { return filepath.Join(w.dir, name+".log") }
 
 func newFake(t *testing.T, providerType string) *fakeEnv {
 	t.Helper()
@@ -46,9 +58,14 @@ func (f *fakeEnv) Config() *config.Env { return f.cfg }
 func (f *fakeEnv) Image() string {
 	return map[string]string{"local": "ami-local", "qemu": "ami-debian12"}[f.cfg.Provider.Type]
 }
-func (f *fakeEnv) Store() *inventory.Store                { return f.st }
-func (f *fakeEnv) Nodes() Capacity                        { return nil }
-func (f *fakeEnv) Provider(name string) provider.Provider { return f.prov }
+func (f *fakeEnv) Store() *inventory.Store { return f.st }
+func (f *fakeEnv) Nodes() Capacity         { return nil }
+func (f *fakeEnv) Provider(name string) provider.Provider {
+	if f.consoles != "" {
+		return withConsole{f.prov, f.consoles}
+	}
+	return f.prov
+}
 func (f *fakeEnv) Stop(ctx context.Context, name string) error {
 	f.act("stop " + name)
 	return f.st.Update(ctx, func(tx *inventory.Tx) error { return tx.Advance(f.cfg.Name, name, inventory.Stopped, "") })
@@ -295,5 +312,37 @@ func TestRun_NoImage(t *testing.T) {
 	}
 	if imgs, err := b.Images(context.Background(), "gina"); err != nil || len(imgs) != 0 {
 		t.Errorf("images of a static environment: %+v %v", imgs, err)
+	}
+}
+
+// GetConsoleOutput gives the last 64 KB of the console, reading no more,
+// and never reads through a link: an instance whose console log was made a
+// link to the controller's deploy key gets an error, not the key.
+func TestConsoleOutput_TailAndNoLinks(t *testing.T) {
+	ctx := context.Background()
+	f := newFake(t, "qemu")
+	f.consoles = t.TempDir()
+	b, _ := backend(f)
+	ins, err := b.Run(ctx, "gina", ec2api.RunRequest{ImageID: "ami-debian12", Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ins[0].ID
+	if out, err := b.ConsoleOutput(ctx, "gina", id); err != nil || len(out) != 0 {
+		t.Fatalf("no console yet: %q %v, want empty", out, err)
+	}
+	log := filepath.Join(f.consoles, id+".log")
+	os.WriteFile(log, append(bytes.Repeat([]byte("boot\n"), 40<<10), []byte("login:\n")...), 0o600)
+	out, err := b.ConsoleOutput(ctx, "gina", id)
+	if err != nil || len(out) != 64<<10 || !bytes.HasSuffix(out, []byte("login:\n")) {
+		t.Fatalf("console: %d bytes, %v; want its last 64 KiB", len(out), err)
+	}
+	key := filepath.Join(t.TempDir(), "id_ed25519")
+	os.WriteFile(key, []byte("-----BEGIN OPENSSH PRIVATE KEY-----\n"), 0o600)
+	os.Remove(log)
+	os.Symlink(key, log)
+	out, err = b.ConsoleOutput(ctx, "gina", id)
+	if err == nil || bytes.Contains(out, []byte("PRIVATE KEY")) {
+		t.Fatalf("a console log linked to a key: %q %v, want an error", out, err)
 	}
 }

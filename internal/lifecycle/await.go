@@ -3,11 +3,11 @@ package lifecycle
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"booted/internal/discovery"
+	"booted/internal/files"
 	"booted/internal/inventory"
 	"booted/internal/provider"
 )
@@ -144,7 +144,7 @@ func (h *Hosts) consoleTail(name string) string {
 	if !ok {
 		return ""
 	}
-	b, err := os.ReadFile(c.ConsoleLog(name))
+	b, err := files.Tail(c.ConsoleLog(name), 64<<10)
 	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
 		return ""
 	}

@@ -137,6 +137,8 @@ type Server struct {
 	Now   func() time.Time
 
 	mux *http.ServeMux
+	// replays are the changes' signatures seen within their window.
+	replays ec2api.Replays
 }
 
 //go:embed openapi.json
@@ -264,6 +266,9 @@ func (s *Server) wrap(h handler) http.Handler {
 			return
 		}
 		user, aerr := ec2api.Authenticate(r.Context(), r, body, s.Secrets, now, Service)
+		if aerr == nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			aerr = s.replays.First(r, now) // a change: once
+		}
 		if aerr != nil {
 			s.write(w, r, "", 0, nil, &Error{Status: http.StatusUnauthorized, Code: "Unauthorized", Message: aerr.Message + ` (sign with Signature Version 4 for service "booted": curl --aws-sigv4 "aws:amz:booted:booted" --user KEY:SECRET)`})
 			return

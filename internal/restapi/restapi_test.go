@@ -381,3 +381,35 @@ func TestOpenAPI_StatesAreTheInventorys(t *testing.T) {
 		t.Errorf("openapi.json's host states %v; the inventory's %v", got, want)
 	}
 }
+
+// A change captured on the way and sent again is refused (401) before it
+// reaches the backend.
+func TestReplayedChangeRefused(t *testing.T) {
+	f := newFixture(t)
+	b, _ := json.Marshal(AttrChange{Op: "add", Key: "owner", Values: []string{"ada"}})
+	sum := sha256.Sum256(b)
+	signed, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/v1/hosts/w2/attrs", bytes.NewReader(b))
+	signed.Header.Set("Content-Type", "application/json")
+	signed.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
+	if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: "AKIAADMIN", SecretAccessKey: "s3cret"}, signed, hex.EncodeToString(sum[:]), Service, "booted", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var codes []int
+	for range 2 {
+		r, _ := http.NewRequest(http.MethodPost, signed.URL.String(), bytes.NewReader(b))
+		r.Header = signed.Header.Clone()
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+		if resp.StatusCode == 401 && !strings.Contains(string(out), "a replay") {
+			t.Errorf("the replay's answer: %s", out)
+		}
+	}
+	if codes[0] != 200 || codes[1] != 401 {
+		t.Fatalf("the change, then its replay: %v; want 200, 401", codes)
+	}
+}

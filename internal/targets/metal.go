@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 
+	"booted/internal/files"
 	sess "booted/internal/session"
 
 	"booted/internal/metallab"
@@ -84,7 +84,7 @@ func (r *Runner) HostsConsole(ctx context.Context, envName, host string) error {
 		if !ok {
 			return fmt.Errorf("%s: the %s provider of %s keeps no console logs", s.Env.Path, s.Env.ProviderOf(host), host)
 		}
-		b, err := os.ReadFile(c.ConsoleLog(host))
+		b, err := files.Tail(c.ConsoleLog(host), 1<<20) // the last MiB, not through a link
 		if err != nil {
 			return fmt.Errorf("host %s: no console log (%v)", host, err)
 		}

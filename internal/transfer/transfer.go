@@ -171,10 +171,7 @@ func (x *Hosts) writeFetched(ctx context.Context, h inventory.Host, dst string, 
 		if err != nil {
 			return 0, err
 		}
-		mode := got.Mode
-		if mode == 0 {
-			mode = 0o644
-		}
+		mode := fileMode(got.Mode)
 		old, _ := files.Sum(dst)
 		if err := conductor.GetFile(ctx, js, x.Env.Name, x.Env.SiteOf(h.Name, h.Role), got.Object, dst, got.SHA256, mode); err != nil {
 			return 0, err
@@ -190,14 +187,20 @@ func (x *Hosts) writeFetched(ctx context.Context, h inventory.Host, dst string, 
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return 0, err
 	}
-	mode := got.Mode
-	if mode == 0 {
-		mode = 0o644
-	}
-	if err := atomicfile.Write(dst, got.Content, mode); err != nil {
+	if err := atomicfile.Write(dst, got.Content, fileMode(got.Mode)); err != nil {
 		return 0, err
 	}
 	return int64(len(got.Content)), nil
+}
+
+// fileMode is the mode a fetched file is written with: what the host (or
+// its conductor) said, permission bits only (a set-id bit from a host is
+// not kept on the controller), 0644 when it said none.
+func fileMode(m os.FileMode) os.FileMode {
+	if m &= os.ModePerm; m == 0 {
+		return 0o644
+	}
+	return m
 }
 
 // The job kinds of a transfer.

@@ -102,6 +102,26 @@ func TestGet_Conducted(t *testing.T) {
 	}
 }
 
+// A conductor that says a fetched file is set-uid gets its permission
+// bits kept, not the set-uid bit: nothing a host says makes a set-id file
+// on the controller.
+func TestGet_ModeIsPermissionsOnly(t *testing.T) {
+	dir := t.TempDir()
+	x := &transfer.Hosts{Env: &config.Env{Name: "e"}, Op: func(ctx context.Context, title string, hosts []inventory.Host, o jobs.Op, step jobs.Step) ([]remote.Result, error) {
+		data, _ := json.Marshal(map[string]any{"content": []byte("#!/bin/sh\n"), "mode": os.ModeSetuid | os.ModeSetgid | 0o755})
+		r := remote.Result{Host: "s1", Status: remote.OK}
+		o.Conducted(ctx, hosts[0], conductor.Result{Host: "s1", Conductor: "c1", Data: data}, &r)
+		return []remote.Result{r}, nil
+	}}
+	if err := x.Get(context.Background(), []inventory.Host{{Name: "s1"}}, "/root/tool", dir); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "s1", "tool"))
+	if err != nil || st.Mode() != 0o755 {
+		t.Fatalf("fetched file: %v %v, want -rwxr-xr-x", st.Mode(), err)
+	}
+}
+
 // A put job whose checksum is not a SHA-256 is refused before anything
 // is fetched.
 func TestPutJob_RefusesBadSum(t *testing.T) {
