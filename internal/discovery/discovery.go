@@ -19,6 +19,7 @@ import (
 
 	"booted/internal/bootlog"
 	"booted/internal/inventory"
+	"booted/internal/printable"
 )
 
 // Counter names for rejected callbacks, kept per environment.
@@ -437,11 +438,12 @@ func (d *Discoverer) failed(tx *inventory.Tx, cb bootlog.Callback, role string, 
 	return "", tx.Advance(d.Env, cb.Name, inventory.Failed, reason)
 }
 
-// oneLine joins the last lines of a log with " | ".
+// oneLine joins the last lines of a log with " | ", without what a
+// terminal would act on (the log is the host's: printable.String).
 func oneLine(log string) string {
 	var lines []string
 	for _, l := range strings.Split(log, "\n") {
-		if l = strings.TrimSpace(l); l != "" {
+		if l = strings.TrimSpace(printable.String(strings.ReplaceAll(l, "\r", ""), false)); l != "" {
 			lines = append(lines, l)
 		}
 	}

@@ -239,6 +239,14 @@ func TestTrust_FailureReport(t *testing.T) {
 	if h := tr.host("w2"); h.State != inventory.Failed || !strings.Contains(h.Reason, "firstboot: exit 3") {
 		t.Errorf("w2 after its signed failure report: %+v", h)
 	}
+	// What a host reports reaches the operator's terminal (hosts:list,
+	// the discoverer's log) without escape sequences in it.
+	tr.d.Store.Advance(ctx, "local", "w2", inventory.Booting, "")
+	q, _ = bootlog.SignedQuery("local", "w2", "", w2, time.Now().Unix()+1, true, "\x1b]0;owned\x07\x1b[2Jexit 4\r")
+	tr.send(bootlog.FailedPath, "10.77.0.11", q)
+	if h := tr.host("w2"); h.Reason != "reported failed: exit 4" {
+		t.Errorf("w2's reason from a report with escapes: %q", h.Reason)
+	}
 	tr.d.Store.Advance(ctx, "local", "w2", inventory.Booting, "")
 	tr.send(bootlog.FailedPath, "10.77.0.66", "name=w2&token="+bootlog.NewToken()+"&log=forged")
 	if h := tr.host("w2"); h.State != inventory.Booting {

@@ -15,9 +15,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"regexp"
 	"strings"
 	"time"
+
+	"booted/internal/printable"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -253,7 +254,7 @@ func DeleteAll(ctx context.Context, p interface {
 func ConsoleTail(b []byte, n int) string {
 	var lines []string
 	for _, l := range strings.Split(string(b), "\n") {
-		l = strings.TrimSpace(ansi.ReplaceAllString(l, ""))
+		l = strings.TrimSpace(printable.String(strings.ReplaceAll(l, "\r", ""), false))
 		if l != "" {
 			lines = append(lines, l)
 		}
@@ -263,5 +264,3 @@ func ConsoleTail(b []byte, n int) string {
 	}
 	return strings.Join(lines, " | ")
 }
-
-var ansi = regexp.MustCompile(`\x1b\[[0-9;]*[a-zA-Z]|\r`)

@@ -141,3 +141,17 @@ func TestRows_JSONLines(t *testing.T) {
 		t.Errorf("no rows: %q, %v; want nothing", &b, err)
 	}
 }
+
+// A cell a host or a tenant wrote (a failure reason, a tag) is shown
+// without escape sequences: it cannot set the terminal's title, clear it
+// or move the cursor; a tab in it does not shift the columns.
+func TestRows_NoEscapes(t *testing.T) {
+	var b bytes.Buffer
+	rows := []string{"w1\x1b]0;owned\x07", "w2\x1b[2J\x1b[Hfine\tnow"}
+	if err := Rows(&b, false, rows, []string{"NAME"}, func(s string) []string { return []string{s} }); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); strings.ContainsAny(out, "\x1b\x07\t") || !strings.Contains(out, "w2fine now") {
+		t.Fatalf("table: %q", out)
+	}
+}

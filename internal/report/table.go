@@ -6,10 +6,14 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"booted/internal/printable"
 )
 
 // Rows writes rows as an aligned table under header (an empty cell shows
-// as "-"), or with asJSON as JSON lines: one object per row, each on a line
+// as "-"; a cell's control characters and escape sequences, which a host
+// or a tenant may have put there, are not written to the terminal), or
+// with asJSON as JSON lines: one object per row, each on a line
 // of its own (as jq, grep and a line reader take them; no rows, no lines).
 func Rows[T any](w io.Writer, asJSON bool, rows []T, header []string, cells func(T) []string) error {
 	if asJSON {
@@ -26,7 +30,7 @@ func Rows[T any](w io.Writer, asJSON bool, rows []T, header []string, cells func
 	for _, x := range rows {
 		c := cells(x)
 		for i := range c {
-			if c[i] == "" {
+			if c[i] = printable.String(strings.ReplaceAll(c[i], "\t", " "), false); c[i] == "" {
 				c[i] = "-"
 			}
 		}
