@@ -851,14 +851,22 @@ func Conductors(ctx context.Context, js jetstream.JetStream, env string) ([]Hear
 	}
 	var out []Heartbeat
 	for subj := range subjects {
-		e, err := beats.Get(ctx, strings.TrimPrefix(subj, "$KV."+BeatsBucket+"."))
+		k := strings.TrimPrefix(subj, "$KV."+BeatsBucket+".")
+		e, err := beats.Get(ctx, k)
 		if err != nil {
 			continue // deleted since
 		}
 		var h Heartbeat
-		if json.Unmarshal(e.Value(), &h) == nil {
-			out = append(out, h)
+		if json.Unmarshal(e.Value(), &h) != nil {
+			continue
 		}
+		// A beat's site is its key's (ENV.SITE.NAME), which is all a
+		// site's credentials may write (Permissions), not what its body
+		// says: another site's conductor cannot beat for it.
+		if f := strings.SplitN(k, ".", 3); len(f) != 3 || f[0] != env || h.Env != env || h.Site != f[1] || h.Name != f[2] {
+			continue
+		}
+		out = append(out, h)
 	}
 	return out, nil
 }

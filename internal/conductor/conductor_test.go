@@ -3,6 +3,7 @@ package conductor
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -411,4 +412,34 @@ func waitBeating(t *testing.T, js jetstream.JetStream, n int) {
 		}
 	}
 	t.Fatalf("%d conductors of e did not beat within 20 s", n)
+}
+
+// A heartbeat counts for the site of its key, which a site's credentials
+// alone may write, not for the site its body names: site a's conductor
+// cannot keep site b looking staffed (its jobs would wait for nobody).
+func TestConductors_BeatIsItsKeysSite(t *testing.T) {
+	c := startCluster(t, 1)
+	js, _ := jetstream.New(c.connect(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, BeatsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key string, h Heartbeat) {
+		h.Beat = time.Now().UTC()
+		b, _ := json.Marshal(h)
+		if _, err := kv.Put(ctx, key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("e.a.c1", Heartbeat{Name: "c1", Env: "e", Site: "a"})
+	put("e.a.forger", Heartbeat{Name: "forger", Env: "e", Site: "b"}) // a's key, b's body
+	beats, err := Conductors(ctx, js, "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(beats) != 1 || beats[0].Site != "a" || beats[0].Name != "c1" {
+		t.Fatalf("beats %+v; want c1 of site a alone", beats)
+	}
 }
