@@ -52,7 +52,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if helloRoot != "" { // the fake tests' shared builds: gone with the run
+		os.RemoveAll(helloRoot)
+	}
+	os.Exit(code)
 }
 
 // The test, on this machine: a 3-server NATS cluster made as a
