@@ -19,6 +19,7 @@ import (
 	"booted/internal/ec2backend"
 	"booted/internal/ec2host"
 	"booted/internal/inventory"
+	"booted/internal/metadata"
 	"booted/internal/monitor"
 	"booted/internal/provider/registry"
 	"booted/internal/restapi"
@@ -213,6 +214,7 @@ func (s *Session) LaunchInstances(ctx context.Context, ids []string) error {
 				why = "not ready: " + string(h.State)
 			}
 			s.Life().Delete(context.WithoutCancel(ctx), id, true)
+			metadata.Remove(s.Ctl.MetadataDir(), h.Addr) // its user data is no longer served at its address
 			s.Advance(context.WithoutCancel(ctx), id, inventory.Failed, why)
 			if err := s.Life().Retire(context.WithoutCancel(ctx), id, inventory.Terminated, "launch failed: "+why); err != nil {
 				errs = append(errs, err)

@@ -616,6 +616,21 @@ func TestInstances_Targets(t *testing.T) {
 	} else if nets, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(nets), failed.ID) {
 		t.Errorf("the failed %s still has its namespace", failed.ID)
 	}
+	// Nothing of it is served either: the metadata service answers no
+	// address that is not a live instance's (its user data would go to
+	// whoever takes its address next).
+	live := map[string]bool{}
+	for _, in := range all {
+		if in.State != "terminated" && in.Address != "" {
+			live[in.Address] = true
+		}
+	}
+	served, _ := os.ReadDir(filepath.Join(f.r.Inventory, env, "metadata"))
+	for _, e := range served {
+		if !live[e.Name()] {
+			t.Errorf("the metadata service still serves %s, no live instance's address (the failed launch's user data)", e.Name())
+		}
+	}
 
 	// keypair:list shows dave's key pair with its fingerprint (erin's
 	// list is empty); keypair:del removes it, and a run naming it is
