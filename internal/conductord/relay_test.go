@@ -44,7 +44,7 @@ func TestRelay_Verify(t *testing.T) {
 provider:
   type: local
   local: {subnet: 10.77.0.0/24}
-nats: {urls: ["nats://127.0.0.1:4222"]}
+nats: {urls: ["tls://127.0.0.1:4222"]}
 sites:
   s: {hosts: [w2], subnet: 10.78.0.0/24}
 roles:

@@ -159,8 +159,11 @@ func TestParse_Errors(t *testing.T) {
 			return strings.Replace(s, "    min: 2\n", "    min: 2\n    classes: [bigmem]\n", 1)
 		}, []string{`x.yaml:15: roles.workers.classes[0]: class "bigmem" is not defined`}, nil},
 		{"SiteSubnets", func(s string) string {
-			return s + "nats:\n  urls: [nats://127.0.0.1:4222]\nsites:\n  a:\n    roles: [workers]\n    subnet: 10.78.0.0/33\n  b:\n    hosts: [lb1]\n    subnet: 10.79.0.0/24\n  c:\n    hosts: [x*]\n    subnet: 10.79.0.128/25\n"
+			return s + "nats:\n  urls: [tls://127.0.0.1:4222]\nsites:\n  a:\n    roles: [workers]\n    subnet: 10.78.0.0/33\n  b:\n    hosts: [lb1]\n    subnet: 10.79.0.0/24\n  c:\n    hosts: [x*]\n    subnet: 10.79.0.128/25\n"
 		}, []string{`sites.a.subnet: "10.78.0.0/33" is not an IPv4 subnet`, "sites.c.subnet: 10.79.0.128/25 overlaps site b's 10.79.0.0/24: each site's bridge needs a subnet of its own"}, nil},
+		{"NATSInClear", func(s string) string {
+			return s + "nats:\n  urls: [nats://10.0.0.5:4222, tls://10.0.0.6:4222, http://10.0.0.7]\n"
+		}, []string{`x.yaml:19: nats.urls[0]: "nats://10.0.0.5:4222": plain NATS would carry the sites' jobs (enrollment tokens, files) in clear; use tls://10.0.0.5:4222`, `nats.urls[2]: "http://10.0.0.7": a tls:// URL`}, nil},
 		{"StaticWithoutHosts", func(s string) string {
 			return strings.Replace(strings.Replace(s, "type: local", "type: static", 1), "  local:\n    subnet: 10.77.0.0/24\n", "", 1)
 		}, []string{"provider.static.hosts: missing"}, nil},

@@ -282,11 +282,14 @@ func (e *Env) validate() []*Error {
 		}
 	}
 	if len(e.Sites) > 0 && len(e.NATS.URLs) == 0 {
-		bad("nats.urls", "missing: sites need the NATS cluster their conductors take jobs from (nats: {urls: [nats://HOST:4222]})")
+		bad("nats.urls", "missing: sites need the NATS cluster their conductors take jobs from (nats: {urls: [tls://HOST:4222]})")
 	}
 	for i, u := range e.NATS.URLs {
-		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
-			bad(fmt.Sprintf("nats.urls[%d]", i), "%q: a nats:// or tls:// URL", u)
+		switch {
+		case strings.HasPrefix(u, "nats://"): // jobs carry enrollment tokens and files
+			bad(fmt.Sprintf("nats.urls[%d]", i), "%q: plain NATS would carry the sites' jobs (enrollment tokens, files) in clear; use tls://%s (nats:config makes the CA and the servers' certificate)", u, strings.TrimPrefix(u, "nats://"))
+		case !strings.HasPrefix(u, "tls://"):
+			bad(fmt.Sprintf("nats.urls[%d]", i), "%q: a tls:// URL (tls://HOST:4222)", u)
 		}
 	}
 	if e.NATS.AckWait != 0 && e.NATS.AckWait.D() < time.Second {
