@@ -2,6 +2,8 @@ package kickstart
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,5 +145,64 @@ func checkPhoneHome(t *testing.T, b, ph []byte) {
 	j := bytes.Index(b[i+len(open):], []byte(end))
 	if j < 0 || !bytes.Equal(b[i+len(open):i+len(open)+j], ph) {
 		t.Errorf("the post step's phone-home is not byte-identical to the local hosts' script")
+	}
+}
+
+// identity.sh takes a clone's name and token from the network into root's
+// scripts: only a host name and a token as booted makes them are taken.
+// It runs here as the clone runs it, with curl and hostnamectl replaced
+// and its /etc/booted in a directory of the test's.
+func TestIdentity_TakesOnlyWellFormed(t *testing.T) {
+	testutil.RequireCommands(t, "sh", "sed", "grep", "head", "tr")
+	ks, _ := render(t, "rhel9")
+	_, script, ok := strings.Cut(string(ks), "cat > /etc/booted/identity.sh <<'BOOTED_IDENTITY'\n")
+	script, _, ok2 := strings.Cut(script, "BOOTED_IDENTITY\n")
+	if !ok || !ok2 {
+		t.Fatal("no identity.sh in the kickstart")
+	}
+	token := strings.Repeat("0f", 32)
+	for _, c := range []struct {
+		name, answer, wantName string
+		taken                  bool
+	}{
+		{"good", "name=w7\ntoken=" + token + "\n", "w7", true},
+		{"a quote in the name", "name=x'; touch /tmp/booted-pwned; '\ntoken=" + token + "\n", "", false},
+		{"a command in the name", "name=$(reboot)\ntoken=" + token + "\n", "", false},
+		{"an upper-case name", "name=W7\ntoken=" + token + "\n", "", false},
+		{"a path for a token", "name=w7\ntoken=../../etc/shadow\n", "", false},
+		{"two names", "name=w7\nname=w8;reboot\ntoken=" + token + "\n", "w7", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			etc := filepath.Join(dir, "etc", "booted")
+			bin := filepath.Join(dir, "bin")
+			os.MkdirAll(etc, 0o700)
+			os.MkdirAll(bin, 0o755)
+			os.WriteFile(filepath.Join(etc, "phone-home.sh"), []byte("#!/bin/sh\nname='w1'\n"), 0o700)
+			os.WriteFile(filepath.Join(bin, "curl"), []byte("#!/bin/sh\nprintf '%s' \"$ANSWER\"\n"), 0o755)
+			os.WriteFile(filepath.Join(bin, "hostnamectl"), []byte("#!/bin/sh\necho \"$@\" > "+filepath.Join(dir, "hostname")+"\n"), 0o755)
+			s := strings.ReplaceAll(script, "/etc/booted/", etc+"/")
+			cmd := exec.Command("sh", "-c", s)
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "ANSWER="+c.answer)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("identity.sh: %v %s", err, out)
+			}
+			ph, _ := os.ReadFile(filepath.Join(etc, "phone-home.sh"))
+			tok, tokErr := os.ReadFile(filepath.Join(etc, "enroll-token"))
+			host, _ := os.ReadFile(filepath.Join(dir, "hostname"))
+			if !c.taken {
+				if string(ph) != "#!/bin/sh\nname='w1'\n" || tokErr == nil || len(host) != 0 {
+					t.Fatalf("taken: phone-home.sh %q, token %q, hostnamectl %q", ph, tok, host)
+				}
+				return
+			}
+			if string(ph) != "#!/bin/sh\nname='"+c.wantName+"'\n" || string(tok) != token || strings.TrimSpace(string(host)) != "set-hostname "+c.wantName {
+				t.Fatalf("not taken as %s: phone-home.sh %q, token %q (%v), hostnamectl %q", c.wantName, ph, tok, tokErr, host)
+			}
+		})
+	}
+	if _, err := os.Stat("/tmp/booted-pwned"); err == nil {
+		os.Remove("/tmp/booted-pwned")
+		t.Error("a name ran a command")
 	}
 }
