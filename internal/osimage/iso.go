@@ -205,7 +205,17 @@ func Import(ctx context.Context, iso, dir, name string) (Info, error) {
 		}
 	}
 	// Served to nodes by nginx (as root): the tree need not be world-readable.
+	// A link is kept only when it stays in the tree (a distribution's
+	// dists/stable -> bookworm); one that leaves it (to /etc/shadow, to
+	// ../../inventory) goes, and nothing is changed through a link.
+	tree := filepath.Join(tmp, "tree")
 	filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type()&fs.ModeSymlink != 0 {
+			if !linkInTree(tree, p) {
+				os.Remove(p)
+			}
+			return nil
+		}
 		if err == nil {
 			mode := os.FileMode(0o600)
 			if d.IsDir() {
@@ -397,4 +407,27 @@ func removeTree(dir string) error {
 		return nil
 	})
 	return os.RemoveAll(dir)
+}
+
+// linkInTree reports whether the link at p points inside tree: relative,
+// and resolved (lexically, and through the links on the way) not out of it.
+func linkInTree(tree, p string) bool {
+	target, err := os.Readlink(p)
+	if err != nil || filepath.IsAbs(target) {
+		return false
+	}
+	rel, err := filepath.Rel(tree, filepath.Join(filepath.Dir(p), target))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return false
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return true // dangling, inside: harmless
+	}
+	rt, err := filepath.EvalSymlinks(tree)
+	if err != nil {
+		return false
+	}
+	rel, err = filepath.Rel(rt, real)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

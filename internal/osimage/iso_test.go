@@ -146,3 +146,38 @@ func TestImport_ListDelete(t *testing.T) {
 		t.Errorf("after delete: %+v", l)
 	}
 }
+
+// An ISO's links that leave its tree are not kept, and nothing outside
+// the tree is changed through one (the import chmods what it extracted):
+// a link to a file of the controller's keeps that file as it was.
+func TestImport_LinksStayInTheTree(t *testing.T) {
+	testutil.RequireCommands(t, "xorriso")
+	outside := filepath.Join(t.TempDir(), "authorized_keys")
+	os.WriteFile(outside, []byte("ssh-ed25519 AAAA operator\n"), 0o644)
+	files := map[string]string{
+		"dists/stable": "symlink:bookworm", // a distribution's own: kept
+		"evil":         "symlink:" + outside,
+		"up":           "symlink:../../../../../..",
+		"deep/hop":     "symlink:../up", // through a link that leaves
+	}
+	for p, b := range debian {
+		files[p] = b
+	}
+	dir := t.TempDir()
+	in, err := Import(context.Background(), makeISO(t, "Debian 12.5.0 amd64 n", files), dir, "deb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(dir, in.Name, "tree")
+	if target, err := os.Readlink(filepath.Join(tree, "dists", "stable")); err != nil || target != "bookworm" {
+		t.Errorf("dists/stable: %q %v, want the link to bookworm kept", target, err)
+	}
+	for _, p := range []string{"evil", "up", "deep/hop"} {
+		if _, err := os.Lstat(filepath.Join(tree, p)); err == nil {
+			t.Errorf("%s: a link out of the tree was kept", p)
+		}
+	}
+	if st, err := os.Stat(outside); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("the file a link pointed at: %v %v, want it left 0644", st.Mode(), err)
+	}
+}

@@ -9,7 +9,8 @@ import (
 )
 
 // MakeISO writes an ISO 9660 image (Rock Ridge and Joliet, as distribution
-// ISOs are) holding files, with xorriso, and returns its path.
+// ISOs are) holding files, with xorriso, and returns its path. A body
+// "symlink:TARGET" makes a symbolic link to TARGET (Rock Ridge keeps it).
 func MakeISO(t testing.TB, volid string, files map[string]string) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
@@ -17,6 +18,12 @@ func MakeISO(t testing.TB, volid string, files map[string]string) string {
 		f := filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
 			t.Fatal(err)
+		}
+		if target, ok := strings.CutPrefix(body, "symlink:"); ok {
+			if err := os.Symlink(target, f); err != nil {
+				t.Fatal(err)
+			}
+			continue
 		}
 		if err := os.WriteFile(f, []byte(body), 0o444); err != nil {
 			t.Fatal(err)
