@@ -508,18 +508,7 @@ func Rejected(ctx context.Context, store *inventory.Store, env string) (int64, s
 
 // Alerts returns the last n host-key-mismatch alerts of env, oldest first.
 func Alerts(ctx context.Context, store *inventory.Store, env string, n int) ([]inventory.Event, error) {
-	evs, err := store.Events(ctx, env, "", 2000)
-	if err != nil {
-		return nil, err
-	}
-	var out []inventory.Event
-	for _, e := range evs {
-		if e.Kind == AlertKeyMismatch {
-			out = append(out, e)
-		}
-	}
-	if len(out) > n {
-		out = out[len(out)-n:]
-	}
-	return out, nil
+	// by their kind: junk callbacks (each an event) cannot push an alert
+	// out of sight
+	return store.EventsOfKind(ctx, env, AlertKeyMismatch, n)
 }

@@ -253,3 +253,28 @@ func TestTrust_FailureReport(t *testing.T) {
 		t.Errorf("a forged failure report moved w2 to %s", h.State)
 	}
 }
+
+// A host-key-mismatch alert stays in sight however many junk callbacks
+// (each an event) came after it: hosts:logged read the newest 2,000 events
+// only.
+func TestAlerts_NotPushedOutByJunk(t *testing.T) {
+	tr := newTrust(t)
+	ctx := context.Background()
+	err := tr.d.Store.Update(ctx, func(tx *inventory.Tx) error {
+		if err := tx.Record(inventory.Event{Env: "local", Host: "w1", Kind: discovery.AlertKeyMismatch, Detail: "callback for w1 with another key"}); err != nil {
+			return err
+		}
+		for i := 0; i < 2500; i++ {
+			if err := tx.Record(inventory.Event{Env: "local", Kind: "callback-refused", Detail: "junk"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := discovery.Alerts(ctx, tr.d.Store, "local", 10); err != nil || len(a) != 1 || a[0].Host != "w1" {
+		t.Fatalf("alerts after 2,500 junk events: %+v %v", a, err)
+	}
+}

@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS events (
 	host TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL, from_state TEXT NOT NULL DEFAULT '',
 	to_state TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS events_env_host ON events (env, host, id);
+CREATE INDEX IF NOT EXISTS events_env_kind ON events (env, kind, id);
 CREATE TABLE IF NOT EXISTS counters (
 	env TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (env, name));
 CREATE TABLE IF NOT EXISTS kv (
@@ -215,15 +216,22 @@ func (s *Store) Advance(ctx context.Context, env, name string, to State, reason 
 // Events returns the last limit events of env (of one host if host is set),
 // oldest first.
 func (s *Store) Events(ctx context.Context, env, host string, limit int) ([]Event, error) {
-	q := `SELECT id, time, env, host, kind, from_state, to_state, detail FROM events WHERE env = ?`
-	args := []any{env}
 	if host != "" {
-		q += ` AND host = ?`
-		args = append(args, host)
+		return s.events(ctx, `env = ? AND host = ?`, env, host, limit)
 	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, limit)
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	return s.events(ctx, `env = ?`, env, limit)
+}
+
+// EventsOfKind returns the last limit events of env of one kind (an
+// alert's), oldest first, however many events of other kinds came since.
+func (s *Store) EventsOfKind(ctx context.Context, env, kind string, limit int) ([]Event, error) {
+	return s.events(ctx, `env = ? AND kind = ?`, env, kind, limit)
+}
+
+// events returns the last events where where holds (its arguments, then
+// the limit), oldest first.
+func (s *Store) events(ctx context.Context, where string, args ...any) ([]Event, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, time, env, host, kind, from_state, to_state, detail FROM events WHERE `+where+` ORDER BY id DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
@@ -494,10 +502,32 @@ func (tx *Tx) Record(e Event) error {
 	if e.Time.IsZero() {
 		e.Time = tx.now
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO events (time, env, host, kind, from_state, to_state, detail) VALUES (?,?,?,?,?,?,?)`,
+	res, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO events (time, env, host, kind, from_state, to_state, detail) VALUES (?,?,?,?,?,?,?)`,
 		e.Time.UnixNano(), e.Env, e.Host, e.Kind, string(e.From), string(e.To), e.Detail)
 	if err != nil {
 		return fmt.Errorf("inventory: event: %w", err)
+	}
+	if id, err := res.LastInsertId(); err == nil && id%pruneEvery == 0 {
+		return tx.pruneEvents(e.Env)
+	}
+	return nil
+}
+
+// Events are pruned (every pruneEvery events recorded) to the newest
+// maxEvents of an environment and to those younger than maxEventAge: junk
+// callbacks, each an event, cannot grow the inventory without bound.
+var (
+	pruneEvery  int64 = 1000
+	maxEvents         = 100_000
+	maxEventAge       = 90 * 24 * time.Hour
+)
+
+func (tx *Tx) pruneEvents(env string) error {
+	_, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM events WHERE env = ? AND (time < ? OR id < (
+		SELECT id FROM events WHERE env = ? ORDER BY id DESC LIMIT 1 OFFSET ?))`,
+		env, tx.now.Add(-maxEventAge).UnixNano(), env, maxEvents-1)
+	if err != nil {
+		return fmt.Errorf("inventory: pruning events: %w", err)
 	}
 	return nil
 }

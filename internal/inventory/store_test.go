@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func openTest(t *testing.T, path string) *Store {
@@ -340,5 +341,55 @@ func TestStore_ListDelete(t *testing.T) {
 	st.View(ctx, func(tx *Tx) (err error) { got, err = tx.List("e", "keypair/alice/"); return })
 	if len(got) != 1 {
 		t.Errorf("after Delete: %v", got)
+	}
+}
+
+// Events are kept to the newest maxEvents of an environment and to those
+// younger than maxEventAge, another environment's untouched; an alert is
+// found by its kind however many events came after it.
+func TestEvents_PrunedAndByKind(t *testing.T) {
+	defer func(e int64, m int, a time.Duration) { pruneEvery, maxEvents, maxEventAge = e, m, a }(pruneEvery, maxEvents, maxEventAge)
+	pruneEvery, maxEvents, maxEventAge = 10, 50, time.Hour
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "booted.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	record := func(env, kind string, at time.Time) {
+		if err := s.Update(ctx, func(tx *Tx) error { return tx.Record(Event{Env: env, Kind: kind, Time: at}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	record("e", "old", now.Add(-2*time.Hour))
+	record("other", "kept", now)
+	record("e", "alert.host-key-mismatch", now)
+	for i := 0; i < 200; i++ {
+		record("e", "callback.refused", now)
+	}
+	evs, err := s.Events(ctx, "e", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) > 50+10 || len(evs) < 50 {
+		t.Errorf("%d events of e kept, want the newest 50 (up to 10 more between prunings)", len(evs))
+	}
+	for _, e := range evs {
+		if e.Kind == "old" {
+			t.Error("an event older than maxEventAge was kept")
+		}
+	}
+	if o, _ := s.Events(ctx, "other", "", 10); len(o) != 1 {
+		t.Errorf("another environment's events: %v", o)
+	}
+	// the alert itself went with the count; one recorded now is found
+	// under 200 newer events
+	record("e", "alert.host-key-mismatch", now)
+	for i := 0; i < 30; i++ {
+		record("e", "callback.refused", now)
+	}
+	if a, err := s.EventsOfKind(ctx, "e", "alert.host-key-mismatch", 10); err != nil || len(a) != 1 {
+		t.Errorf("alerts by kind: %v %v", a, err)
 	}
 }
