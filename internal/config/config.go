@@ -304,6 +304,15 @@ type API struct {
 	// Admins are the users (of creds:create) who may read and change the
 	// inventory; every user has their own instances.
 	Admins []string `yaml:"admins"`
+	// Quota bounds what each user's instances hold at once.
+	Quota Quota `yaml:"quota"`
+}
+
+// Quota is a user's limit, as EC2's: instances in use and their vCPUs
+// (defaults 20 and 64).
+type Quota struct {
+	Instances int `yaml:"instances"`
+	VCPUs     int `yaml:"vcpus"`
 }
 
 // Size is an instance type: what a VM is given, what a bare-metal node

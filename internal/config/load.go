@@ -209,6 +209,12 @@ func (e *Env) applyDefaults() {
 	def(&e.Timeouts.Ping, 2*time.Second)
 	def(&e.Timeouts.Command, 5*time.Minute)
 	e.Monitor.applyDefaults()
+	if e.API.Quota.Instances == 0 {
+		e.API.Quota.Instances = 20
+	}
+	if e.API.Quota.VCPUs == 0 {
+		e.API.Quota.VCPUs = 64
+	}
 	for _, r := range e.Roles {
 		if r == nil {
 			continue
@@ -276,6 +282,9 @@ func (e *Env) validate() []*Error {
 		}
 	}
 	e.Monitor.validate(bad)
+	if e.API.Quota.Instances < 0 || e.API.Quota.VCPUs < 0 {
+		bad("api.quota", "instances %d, vcpus %d: a limit is at least 1 (leave it out for 20 instances and 64 vCPUs)", e.API.Quota.Instances, e.API.Quota.VCPUs)
+	}
 	for i, u := range e.API.Admins {
 		if err := creds.CheckUser(u); err != nil {
 			bad(fmt.Sprintf("api.admins[%d]", i), "%v", err)

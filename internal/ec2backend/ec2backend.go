@@ -325,6 +325,9 @@ func (b *Backend) Run(ctx context.Context, user string, req ec2api.RunRequest) (
 					return nil
 				}
 			}
+			if err := quota(e, tx, user, req.Count, size); err != nil {
+				return err
+			}
 			names, err := hostsFor(e, tx, user, req.Count, size)
 			if err != nil {
 				return err
@@ -693,4 +696,35 @@ func (b *Backend) Images(ctx context.Context, user string) ([]ec2api.Image, erro
 		return nil
 	})
 	return out, err
+}
+
+// quota refuses a run that would take user past the env file's api.quota:
+// the instances user holds (neither terminated nor failed) and their
+// vCPUs, counted in the run's transaction, as EC2's limits are.
+func quota(e Env, tx *inventory.Tx, user string, n int, size ec2api.InstanceType) error {
+	q := e.Config().API.Quota
+	if q.Instances == 0 && q.VCPUs == 0 { // an env made without Load: none
+		return nil
+	}
+	hosts, err := tx.Hosts(e.Config().Name)
+	if err != nil {
+		return err
+	}
+	count, vcpus := 0, 0
+	for _, h := range hosts {
+		if h.Attrs[ec2host.AttrOwner] != user || !h.State.InUse() {
+			continue
+		}
+		count++
+		if t, ok := Type(e.Config(), h.Attrs[ec2host.AttrType]); ok {
+			vcpus += t.VCPUs
+		}
+	}
+	if q.Instances > 0 && count+n > q.Instances {
+		return ec2api.Errorf("InstanceLimitExceeded", "You have requested more instances (%d) than your current instance limit of %d allows: %d in use (api.quota.instances in the env file)", n, q.Instances, count)
+	}
+	if q.VCPUs > 0 && vcpus+n*size.VCPUs > q.VCPUs {
+		return ec2api.Errorf("VcpuLimitExceeded", "You have requested more vCPU capacity (%d of %s) than your current vCPU limit of %d allows: %d in use (api.quota.vcpus in the env file)", n*size.VCPUs, size.Name, q.VCPUs, vcpus)
+	}
+	return nil
 }

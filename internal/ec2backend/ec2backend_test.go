@@ -346,3 +346,39 @@ func TestConsoleOutput_TailAndNoLinks(t *testing.T) {
 		t.Fatalf("a console log linked to a key: %q %v, want an error", out, err)
 	}
 }
+
+// A user's instances in use are bounded (api.quota, EC2's
+// InstanceLimitExceeded and VcpuLimitExceeded), counted in the run's
+// transaction, before anything is recorded; terminated ones do not count;
+// each user has a quota of their own.
+func TestRun_Quota(t *testing.T) {
+	ctx := context.Background()
+	f := newFake(t, "qemu")
+	f.cfg.API.Quota = config.Quota{Instances: 3, VCPUs: 3}
+	b, launched := backend(f)
+	run := func(user, typ string, n int) ([]ec2api.Instance, error) {
+		return b.Run(ctx, user, ec2api.RunRequest{ImageID: "ami-debian12", Type: typ, Count: n})
+	}
+	first, err := run("gina", "t2.micro", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("gina", "t2.micro", 2); code(err) != "InstanceLimitExceeded" || !strings.Contains(err.Error(), "limit of 3") {
+		t.Fatalf("gina's 4th and 5th instances: %v", err)
+	}
+	if _, err := run("gina", "t2.medium", 1); code(err) != "VcpuLimitExceeded" {
+		t.Fatalf("gina's 2 + 2 vCPUs over 3: %v", err)
+	}
+	if _, err := run("bob", "t2.micro", 3); err != nil { // bob's own quota
+		t.Fatalf("bob: %v", err)
+	}
+	if n := len(*launched); n != 5 {
+		t.Fatalf("%d launched, want gina's 2 and bob's 3 (nothing of the refused runs)", n)
+	}
+	if _, err := b.Terminate(ctx, "gina", []string{first[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("gina", "t2.micro", 2); err != nil {
+		t.Fatalf("after a terminate, gina's 2 more: %v", err)
+	}
+}
