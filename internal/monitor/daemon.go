@@ -76,6 +76,9 @@ type Daemon struct {
 	unhealthy map[string]int
 	metrics   *metrics
 	wg        sync.WaitGroup
+	// overview is what the status page shows of the hosts (made at most
+	// once per 5 s).
+	overview *OverviewCache
 }
 
 // Run measures, decides and acts every interval until ctx ends. An action

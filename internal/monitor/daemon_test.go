@@ -24,6 +24,8 @@ type fakeEnv struct {
 	done    []Action
 	events  []string
 	release chan struct{}
+	// overviews counts the Overviews made (each reaches every host).
+	overviews int
 }
 
 func (f *fakeEnv) Policy() (config.Monitor, int, int, []string) {
@@ -77,6 +79,7 @@ func (f *fakeEnv) Event(ctx context.Context, kind, host, detail string) error {
 func (f *fakeEnv) Overview(ctx context.Context) (Overview, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.overviews++
 	var o Overview
 	o.Hosts = append(o.Hosts, PageHost{Name: "lb1", Role: "loadbalancers", State: "serving"})
 	for _, w := range f.workers {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"booted/internal/inventory"
@@ -132,11 +133,51 @@ type PageInput struct {
 	Notices []string
 }
 
+// OverviewCache gives an Overview made at most once per TTL however many
+// ask at once: each request of a status page cost an SSH login to every
+// load balancer and serving host (or a job for their conductors), so the
+// page amplified any client; now it costs what one request per TTL does.
+// The zero TTL is 5 s.
+type OverviewCache struct {
+	Get func(ctx context.Context) (Overview, error)
+	TTL time.Duration
+
+	mu   sync.Mutex
+	at   time.Time
+	last Overview
+}
+
+// Overview is the last Overview made, or a new one when it is older than
+// the TTL (the others asking meanwhile wait for it).
+func (c *OverviewCache) Overview(ctx context.Context) (Overview, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ttl := c.TTL
+	if ttl == 0 {
+		ttl = 5 * time.Second
+	}
+	if !c.at.IsZero() && time.Since(c.at) < ttl {
+		return c.last, nil
+	}
+	ov, err := c.Get(ctx)
+	if err != nil {
+		return ov, err
+	}
+	c.last, c.at = ov, time.Now()
+	return ov, nil
+}
+
 // page renders the status page of the daemon.
 func (d *Daemon) page(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	ov, err := d.Env.Overview(ctx)
+	d.mu.Lock()
+	if d.overview == nil {
+		d.overview = &OverviewCache{Get: d.Env.Overview}
+	}
+	c := d.overview
+	d.mu.Unlock()
+	ov, err := c.Overview(ctx)
 	if err != nil {
 		http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
 		return

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,5 +83,42 @@ func TestStatusPage_Chromium(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &st); err != nil || st.Last.P95Seconds != 0.18 || st.Workers["w2"] != "unhealthy for 2 intervals" || len(st.History) != 61 || strings.Contains(string(b), "0001-01-01") {
 		t.Errorf("status.json: %v\n%s", err, b)
+	}
+}
+
+// The status page is not an amplifier: twenty clients at once, and again
+// right after, cost one look at the hosts, not one each.
+func TestStatusPage_OneOverviewForManyRequests(t *testing.T) {
+	f := newFake()
+	f.workers = []Worker{{Name: "w1", State: inventory.Serving}}
+	d := &Daemon{Env: f, Name: "local", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), metrics: newMetrics()}
+	srv, err := d.serve("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := http.Get("http://" + srv.Addr + "/")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != 200 || !strings.Contains(string(b), `id="host-w1"`) {
+				t.Errorf("page: %d %.200s", res.StatusCode, b)
+			}
+		}()
+	}
+	wg.Wait()
+	f.mu.Lock()
+	n := f.overviews
+	f.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("20 requests made %d looks at the hosts, want 1", n)
 	}
 }

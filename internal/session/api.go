@@ -128,6 +128,9 @@ func restChange(ctx context.Context, o Options, envName, what, name, arg string)
 // statusPage serves the status page (the monitor's) from what the monitor
 // kept, each host linking to its JSON in the REST API.
 func (s *Session) statusPage() http.Handler {
+	// what it shows of the hosts is looked at once per 5 s at most, not
+	// once per request (each look logs in to the hosts)
+	hosts := &monitor.OverviewCache{Get: func(ctx context.Context) (monitor.Overview, error) { return NewMonitorEnv(s).Overview(ctx) }}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 		defer cancel()
@@ -138,7 +141,7 @@ func (s *Session) statusPage() http.Handler {
 			if err != nil {
 				return err
 			}
-			ov, err := m.Overview(ctx)
+			ov, err := hosts.Overview(ctx)
 			if err != nil {
 				return err
 			}

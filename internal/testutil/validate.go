@@ -47,7 +47,13 @@ func Chromium(t testing.TB, args ...string) string {
 	RequireCommands(t, "chromium")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "chromium", append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+	// No zygote: on this machine, since 2026-12-07 14:00, the zygote's
+	// children get EACCES reading /proc/self/exe once they drop their
+	// capabilities and the GPU process aborts ("sandbox_linux.cc: Check
+	// failed: Permission denied"), even with --no-sandbox; the cause is
+	// outside booted (the kernel runs the bpf LSM; no rule found). A page
+	// renders the same without the zygote.
+	cmd := exec.CommandContext(ctx, "chromium", append([]string{"--headless", "--no-sandbox", "--no-zygote", "--disable-gpu", "--hide-scrollbars",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--user-data-dir=" + t.TempDir()}, args...)...)
 	out, err := cmd.Output()
 	if err != nil {
