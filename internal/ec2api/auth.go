@@ -139,14 +139,20 @@ func signRaw(r *http.Request, signed, payload, secret, day, region, service stri
 
 // Replays remembers the signatures of the changes accepted within the
 // clock-skew window, so that a signed request captured on the way cannot
-// change anything again: the AWS CLI, boto3 and curl sign every attempt
-// anew. Reads are not kept (two identical reads within a second carry one
-// signature, and a read replayed changes nothing). The zero value is
+// change anything again later. A signature has a one-second resolution,
+// so a client that sends the same change twice within a second (the AWS
+// CLI run twice) sends one signature twice: a repeat is taken while it
+// comes within replayGrace of its signing time, and refused after that.
+// Reads are not kept (a read replayed changes nothing). The zero value is
 // ready; it holds at most maxReplays signatures.
 type Replays struct {
 	mu   sync.Mutex
 	seen map[string]time.Time // signature → when its window ends
 }
+
+// replayGrace is how long after its signing time a repeated signature is
+// still a client's own repeat, not a replay.
+const replayGrace = 2 * time.Second
 
 // maxReplays bounds Replays: 100,000 changes within 15 minutes (about
 // 110 a second) before it refuses more.
@@ -167,7 +173,8 @@ func (c *Replays) First(r *http.Request, now time.Time) *Error {
 	if c.seen == nil {
 		c.seen = map[string]time.Time{}
 	}
-	if end, ok := c.seen[sig]; ok && now.Before(end) {
+	at, _ := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+	if end, ok := c.seen[sig]; ok && now.Before(end) && now.Sub(at) > replayGrace {
 		return &Error{Status: http.StatusUnauthorized, Code: "AuthFailure", Message: "AWS was not able to validate the provided access credentials: this signed request was sent before (a replay); sign each request anew"}
 	}
 	if len(c.seen) >= maxReplays {

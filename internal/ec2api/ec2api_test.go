@@ -278,13 +278,21 @@ func slow(p []token, s []rune) bool {
 }
 
 // A change captured on the way and sent again within the signature's
-// window is refused, and the backend is not asked twice; the same read
-// twice in one second (one signature) is served both times.
+// window is refused, and the backend is not asked twice; a client's own
+// repeat of a change within its signing second, and the same read twice,
+// are served.
 func TestServer_ReplayRefused(t *testing.T) {
 	b := &backend{}
 	srv := httptest.NewServer(&Server{Backend: b, Secrets: secrets{akid: {"alice", secret}}})
 	defer srv.Close()
-	at := time.Now()
+	now := time.Now()
+	del := url.Values{"Action": {"DeleteKeyPair"}, "Version": {"2016-11-15"}, "KeyName": {"k1"}}
+	for i := 0; i < 2; i++ { // the AWS CLI run twice in one second: one signature
+		if code, body := call(t, srv, del, akid, secret, now, nil); code != 200 {
+			t.Fatalf("delete-key-pair %d: %d %s", i, code, body)
+		}
+	}
+	at := now.Add(-10 * time.Second) // captured ten seconds ago
 	terminate := url.Values{"Action": {"TerminateInstances"}, "Version": {"2016-11-15"}, "InstanceId.1": {"i-1"}}
 	var captured *http.Request
 	if code, body := call(t, srv, terminate, akid, secret, at, func(r *http.Request) { captured = r.Clone(context.Background()) }); code != 200 {
@@ -310,7 +318,7 @@ func TestServer_ReplayRefused(t *testing.T) {
 		t.Fatalf("the backend terminated %d times: %v", n, b.calls)
 	}
 	describe := url.Values{"Action": {"DescribeInstances"}, "Version": {"2016-11-15"}}
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 2; i++ { // a read, replayed later: served
 		if code, body := call(t, srv, describe, akid, secret, at, nil); code != 200 {
 			t.Fatalf("describe %d: %d %s", i, code, body)
 		}

@@ -391,7 +391,8 @@ func TestReplayedChangeRefused(t *testing.T) {
 	signed, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/v1/hosts/w2/attrs", bytes.NewReader(b))
 	signed.Header.Set("Content-Type", "application/json")
 	signed.Header.Set("X-Amz-Content-Sha256", hex.EncodeToString(sum[:]))
-	if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: "AKIAADMIN", SecretAccessKey: "s3cret"}, signed, hex.EncodeToString(sum[:]), Service, "booted", time.Now()); err != nil {
+	// signed ten seconds ago: captured then, sent again now
+	if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: "AKIAADMIN", SecretAccessKey: "s3cret"}, signed, hex.EncodeToString(sum[:]), Service, "booted", time.Now().Add(-10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	var codes []int
