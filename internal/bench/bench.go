@@ -24,6 +24,7 @@ import (
 
 	"booted/internal/pkgs"
 	"booted/internal/remote"
+	"booted/internal/report"
 )
 
 // Host is one host to run on.
@@ -309,17 +310,9 @@ func run(ctx context.Context, name string, args ...string) error {
 	cmd.Env = append(os.Environ(), "ANSIBLE_HOST_KEY_CHECKING=True", "ANSIBLE_NOCOLOR=1", "ANSIBLE_LOCAL_TEMP=/tmp", "ANSIBLE_REMOTE_TEMP=/tmp")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%v: %s", err, tailLines(string(out), 10))
+		return fmt.Errorf("%v: %s", err, report.TailLines(string(out), 10))
 	}
 	return nil
-}
-
-func tailLines(s string, n int) string {
-	l := strings.Split(strings.TrimSpace(s), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
 }
 
 // Table prints rows with ratios to the first row (the plain Go loop).

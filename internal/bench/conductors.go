@@ -69,7 +69,7 @@ func Conductors(ctx context.Context, r Opts, n int) error {
 	cmd := exec.CommandContext(ctx, "go", "run", "mage.go", "-compile", bin)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("bench:conductors: go run mage.go -compile: %v: %s", err, tailLines(string(out), 5))
+		return fmt.Errorf("bench:conductors: go run mage.go -compile: %v: %s", err, report.TailLines(string(out), 5))
 	}
 	proj := filepath.Join(tmp, "project")
 	for _, d := range []string{"envs", "inventory"} {
@@ -200,7 +200,7 @@ sites:
 		c.Dir, c.Env = proj, append(os.Environ(), env...)
 		out, err := c.CombinedOutput()
 		if err != nil {
-			return out, c.ProcessState, fmt.Errorf("bench:conductors: booted %s: %v: %s", strings.Join(args, " "), err, tailLines(string(out), 5))
+			return out, c.ProcessState, fmt.Errorf("bench:conductors: booted %s: %v: %s", strings.Join(args, " "), err, report.TailLines(string(out), 5))
 		}
 		return out, c.ProcessState, nil
 	}
@@ -260,7 +260,7 @@ sites:
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("bench:conductors: the two conductors did not beat within 60 s (logs in %s): %v %s", tmp, err, tailLines(string(out), 5))
+			return fmt.Errorf("bench:conductors: the two conductors did not beat within 60 s (logs in %s): %v %s", tmp, err, report.TailLines(string(out), 5))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

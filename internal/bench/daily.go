@@ -57,7 +57,7 @@ func Daily(ctx context.Context, r Opts, envName string) error {
 	// The environment as its env file wants it, once, untimed: the runs
 	// after it are no-ops.
 	if out, err := r.benchCmd(ctx, root, bin, "env:startAll", envName).CombinedOutput(); err != nil {
-		return fmt.Errorf("bench:daily: env:startAll %s (to bring it to its wanted state first): %v: %s", envName, err, tailLines(string(out), 5))
+		return fmt.Errorf("bench:daily: env:startAll %s (to bring it to its wanted state first): %v: %s", envName, err, report.TailLines(string(out), 5))
 	}
 	var rows []dailyRow
 	for _, c := range []struct {
@@ -73,7 +73,7 @@ func Daily(ctx context.Context, r Opts, envName string) error {
 		for i := 0; i < r.BenchRuns; i++ {
 			start := time.Now()
 			if out, err := r.benchCmd(ctx, root, c.argv[0], c.argv[1:]...).CombinedOutput(); err != nil {
-				return fmt.Errorf("bench:daily: %s: %v: %s", c.what, err, tailLines(string(out), 5))
+				return fmt.Errorf("bench:daily: %s: %v: %s", c.what, err, report.TailLines(string(out), 5))
 			}
 			times = append(times, time.Since(start))
 		}
@@ -83,11 +83,11 @@ func Daily(ctx context.Context, r Opts, envName string) error {
 	fmt.Fprintf(r.Err, "bench:daily: discovery latency (go test -bench BenchmarkDiscoveryLatency ./internal/discovery)\n")
 	out, err := r.benchCmd(ctx, root, "go", "test", "-run", "^$", "-bench", "BenchmarkDiscoveryLatency", "-benchtime", "200x", "./internal/discovery").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("bench:daily: discovery benchmark: %v: %s", err, tailLines(string(out), 5))
+		return fmt.Errorf("bench:daily: discovery benchmark: %v: %s", err, report.TailLines(string(out), 5))
 	}
 	m := regexp.MustCompile(`([0-9.]+) p50-ms\s+([0-9.]+) p99-ms`).FindStringSubmatch(string(out))
 	if m == nil {
-		return fmt.Errorf("bench:daily: discovery benchmark printed no p50/p99: %s", tailLines(string(out), 5))
+		return fmt.Errorf("bench:daily: discovery benchmark printed no p50/p99: %s", report.TailLines(string(out), 5))
 	}
 	rows = append(rows, dailyRow{What: "discovery: callback → recorded", Runs: 200, Note: "p50 " + m[1] + " ms, p99 " + m[2] + " ms"})
 	return report.Rows(r.Out, r.JSON, rows, []string{"WHAT", "RUNS", "MEDIAN", "MIN", "NOTE"}, func(x dailyRow) []string {

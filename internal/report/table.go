@@ -38,3 +38,20 @@ func Rows[T any](w io.Writer, asJSON bool, rows []T, header []string, cells func
 	}
 	return tw.Flush()
 }
+
+// OrNone is names joined by ", ", or "none".
+func OrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// TailLines is the last n lines of s (an error's output), trimmed.
+func TailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}

@@ -22,6 +22,7 @@ import (
 	"booted/internal/metadata"
 	"booted/internal/monitor"
 	"booted/internal/provider/registry"
+	"booted/internal/report"
 	"booted/internal/restapi"
 	"booted/internal/restbackend"
 )
@@ -150,7 +151,7 @@ func (s *Session) statusPage() http.Handler {
 				HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
 			if img, _ := registry.Image("local"); s.Env.Provider.Type == "local" {
 				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): namespaces on this controller, not isolated from it, so the EC2 and REST APIs run them for the users api.admins names in envs/%s.yaml alone (%s) and refuse every other user.",
-					s.Env.Name, img, s.Env.Name, orNone(s.Env.API.Admins)))
+					s.Env.Name, img, s.Env.Name, report.OrNone(s.Env.API.Admins)))
 			}
 			return nil
 		}()
@@ -247,11 +248,4 @@ var restChanges = map[string]func(ctx context.Context, o Options, env, name, arg
 	"host.rebuild": func(ctx context.Context, o Options, env, name, _ string) error {
 		return HostsRebuild(ctx, o, env, name)
 	},
-}
-
-func orNone(names []string) string {
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ", ")
 }

@@ -109,7 +109,7 @@ func Change(ctx context.Context, o Options, envName, what string, fn func(s *Ses
 	if err := dryRunGate(o, what); err != nil {
 		return err
 	}
-	return View(ctx, o, envName, func(s *Session) error { return s.Change(ctx, what, fn) })
+	return View(ctx, o, envName, func(s *Session) error { return s.locked(ctx, what, fn) })
 }
 
 // Change runs fn on s under the environment's lock for what (and the
@@ -118,6 +118,11 @@ func (s *Session) Change(ctx context.Context, what string, fn func(s *Session) e
 	if err := dryRunGate(s.Options, what); err != nil {
 		return err
 	}
+	return s.locked(ctx, what, fn)
+}
+
+// locked runs fn on s holding the environment's lock for what.
+func (s *Session) locked(ctx context.Context, what string, fn func(s *Session) error) error {
 	l, err := s.Lock(ctx, what)
 	if err != nil {
 		return err

@@ -24,6 +24,7 @@ import (
 	"booted/internal/inventory"
 	"booted/internal/jobs"
 	"booted/internal/remote"
+	"booted/internal/report"
 )
 
 // Here works on hosts from this process (fleet.SSH, or the fast tests'
@@ -285,7 +286,7 @@ func (s *Split) Checked(ctx context.Context, hosts []inventory.Host, opt remote.
 }
 
 func FromConducted(cr conductor.Result) remote.Result {
-	r := remote.Result{Host: cr.Host, Status: remote.Status(cr.Status), Seconds: cr.Seconds, Duration: time.Duration(cr.Seconds * float64(time.Second)), Error: cr.Error, Stderr: tailLines(cr.Stderr, 5)}
+	r := remote.Result{Host: cr.Host, Status: remote.Status(cr.Status), Seconds: cr.Seconds, Duration: time.Duration(cr.Seconds * float64(time.Second)), Error: cr.Error, Stderr: report.TailLines(cr.Stderr, 5)}
 	if cr.Error != "" {
 		r.Err = errors.New(cr.Error)
 	}
@@ -294,12 +295,4 @@ func FromConducted(cr conductor.Result) remote.Result {
 		r.Note = strings.TrimSpace(cr.Note + " by conductor " + cr.Conductor)
 	}
 	return r
-}
-
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.TrimSpace(strings.Join(lines, "\n"))
 }

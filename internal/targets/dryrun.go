@@ -9,6 +9,7 @@ import (
 	"booted/internal/deploy"
 	"booted/internal/inventory"
 	"booted/internal/provider"
+	"booted/internal/report"
 	"booted/internal/rollout"
 	"booted/internal/service"
 )
@@ -80,14 +81,7 @@ func (s *session) planDestroy(ctx context.Context) error {
 			del = append(del, in.Name)
 		}
 	}
-	steps := []string{"hosts powered off and deleted, recorded as terminated: " + orNone(del),
+	steps := []string{"hosts powered off and deleted, recorded as terminated: " + report.OrNone(del),
 		"the controller's nginx stopped; what the provider set up (bridge, networks) torn down"}
 	return s.Deploys().Plan("env:destroy "+s.Env.Name, steps)
-}
-
-func orNone(names []string) string {
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ", ")
 }
