@@ -56,7 +56,7 @@ func TestBootedAPI_ServesAndStopsOnSIGTERM(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
 	sc := bufio.NewScanner(stdout)
-	if !sc.Scan() || !strings.Contains(sc.Text(), "EC2 API on http://"+listen+"/") {
+	if !sc.Scan() || !strings.Contains(sc.Text(), "EC2 API on https://"+listen+"/") {
 		t.Fatalf("booted-api said %q; stderr %s", sc.Text(), stderr.String())
 	}
 
@@ -73,10 +73,26 @@ func TestBootedAPI_ServesAndStopsOnSIGTERM(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	q := exec.CommandContext(ctx, aws, "ec2", "describe-key-pairs", "--endpoint-url", "http://"+listen, "--output", "json")
+	q := exec.CommandContext(ctx, aws, "ec2", "describe-key-pairs", "--endpoint-url", "https://"+listen, "--output", "json")
 	q.Env = env
 	if out, err := q.CombinedOutput(); err != nil || !strings.Contains(string(out), `"KeyPairs": []`) {
 		t.Fatalf("aws ec2 describe-key-pairs against booted-api: %v %s", err, out)
+	}
+	// The CLI checks the certificate: without the CA the rc names, it
+	// refuses to talk to booted-api at all.
+	var noCA []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "AWS_CA_BUNDLE=") && !strings.HasPrefix(kv, "AWS_CONFIG_FILE=") {
+			noCA = append(noCA, kv)
+		}
+	}
+	if len(noCA) != len(env)-2 {
+		t.Fatalf("gina.rc sets no AWS_CA_BUNDLE or AWS_CONFIG_FILE:\n%s", rc)
+	}
+	q = exec.CommandContext(ctx, aws, "ec2", "describe-key-pairs", "--endpoint-url", "https://"+listen, "--region", "booted", "--output", "json")
+	q.Env = noCA
+	if out, err := q.CombinedOutput(); err == nil || !strings.Contains(string(out), "CERTIFICATE_VERIFY_FAILED") {
+		t.Errorf("aws ec2 without booted's CA: %v %s, want a failed certificate check", err, out)
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)

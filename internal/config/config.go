@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"path"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -306,6 +307,27 @@ type API struct {
 	Admins []string `yaml:"admins"`
 	// Quota bounds what each user's instances hold at once.
 	Quota Quota `yaml:"quota"`
+	// TLS is the certificate api:serve answers with; empty, booted makes
+	// one, signed by a CA of the environment's own that creds:create hands
+	// to the users.
+	TLS APITLS `yaml:"tls"`
+}
+
+// APITLS names a certificate and its key (PEM files, relative to the
+// project), and the CA file clients are to trust (empty: the system's).
+type APITLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"`
+}
+
+// ProjectPath is path of the env file's project: as it is when absolute,
+// else relative to the directory holding envs/.
+func (e *Env) ProjectPath(path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(filepath.Dir(e.Path)), path)
 }
 
 // Quota is a user's limit, as EC2's: instances in use and their vCPUs

@@ -163,6 +163,8 @@ func TestParse_Errors(t *testing.T) {
 		}, []string{`sites.a.subnet: "10.78.0.0/33" is not an IPv4 subnet`, "sites.c.subnet: 10.79.0.128/25 overlaps site b's 10.79.0.0/24: each site's bridge needs a subnet of its own"}, nil},
 		{"NegativeQuota", func(s string) string { return s + "api:\n  quota: {instances: -1}\n" },
 			[]string{`x.yaml:19: api.quota: instances -1, vcpus 64: a limit is at least 1`}, nil},
+		{"TLSKeyWithoutCert", func(s string) string { return s + "api:\n  tls: {key: api.key}\n" },
+			[]string{`x.yaml:19: api.tls: give cert and key together`}, nil},
 		{"NATSInClear", func(s string) string {
 			return s + "nats:\n  urls: [nats://10.0.0.5:4222, tls://10.0.0.6:4222, http://10.0.0.7]\n"
 		}, []string{`x.yaml:19: nats.urls[0]: "nats://10.0.0.5:4222": plain NATS would carry the sites' jobs (enrollment tokens, files) in clear; use tls://10.0.0.5:4222`, `nats.urls[2]: "http://10.0.0.7": a tls:// URL`}, nil},

@@ -285,6 +285,9 @@ func (e *Env) validate() []*Error {
 	if e.API.Quota.Instances < 0 || e.API.Quota.VCPUs < 0 {
 		bad("api.quota", "instances %d, vcpus %d: a limit is at least 1 (leave it out for 20 instances and 64 vCPUs)", e.API.Quota.Instances, e.API.Quota.VCPUs)
 	}
+	if t := e.API.TLS; (t.Cert == "") != (t.Key == "") || (t.CA != "" && t.Cert == "") {
+		bad("api.tls", "give cert and key together (and ca, the file clients trust, only with them), or none for a certificate booted makes")
+	}
 	for i, u := range e.API.Admins {
 		if err := creds.CheckUser(u); err != nil {
 			bad(fmt.Sprintf("api.admins[%d]", i), "%v", err)

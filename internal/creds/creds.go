@@ -88,22 +88,31 @@ func (s Store) Lookup(id string) (Cred, error) {
 
 // Files writes the files user c sources: USER.credentials (the AWS shared
 // credentials file, profile booted-ENV), USER.config (region and output),
-// and USER.rc, which points the AWS CLI and boto3 at them and at endpoint.
-// The secret is in the credentials file alone. It returns the rc file.
-func (s Store) Files(env string, c Cred, endpoint, region string) (string, error) {
+// and USER.rc, which points the AWS CLI and boto3 at them and at endpoint,
+// trusting the certificates of caBundle (empty: the system's); and
+// USER.curlrc, curl's. The secret is in the credentials file and the curlrc
+// alone. It returns the rc file.
+func (s Store) Files(env string, c Cred, endpoint, region, caBundle string) (string, error) {
 	profile := "booted-" + env
 	base := filepath.Join(s.Dir, c.User)
 	credFile, confFile, rc := base+".credentials", base+".config", base+".rc"
 	if err := atomicfile.Write(credFile, []byte(fmt.Sprintf("[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", profile, c.AccessKey, c.Secret)), 0o600); err != nil {
 		return "", err
 	}
-	if err := atomicfile.Write(confFile, []byte(fmt.Sprintf("[profile %s]\nregion = %s\noutput = json\nendpoint_url = %s\n", profile, region, endpoint)), 0o600); err != nil {
+	conf := fmt.Sprintf("[profile %s]\nregion = %s\noutput = json\nendpoint_url = %s\n", profile, region, endpoint)
+	if caBundle != "" {
+		conf += "ca_bundle = " + caBundle + "\n"
+	}
+	if err := atomicfile.Write(confFile, []byte(conf), 0o600); err != nil {
 		return "", err
 	}
 	// curl's config for the REST API: curl -K USER.curlrc URL (the
 	// secret stays off the command line).
 	curlrc := fmt.Sprintf("# booted: the REST API of environment %s for user %s: curl -K %s %s/api/v1/hosts\nuser = \"%s:%s\"\naws-sigv4 = \"aws:amz:%s:booted\"\nfail-with-body\n",
 		env, c.User, base+".curlrc", endpoint, c.AccessKey, c.Secret, region)
+	if caBundle != "" {
+		curlrc += fmt.Sprintf("cacert = \"%s\"\n", caBundle)
+	}
 	if err := atomicfile.Write(base+".curlrc", []byte(curlrc), 0o600); err != nil {
 		return "", err
 	}
@@ -111,6 +120,9 @@ func (s Store) Files(env string, c Cred, endpoint, region string) (string, error
 	fmt.Fprintf(&b, "# booted: the EC2 API of environment %s for user %s (source this file).\n", env, c.User)
 	fmt.Fprintf(&b, "export AWS_SHARED_CREDENTIALS_FILE=%s\nexport AWS_CONFIG_FILE=%s\nexport AWS_PROFILE=%s\n", credFile, confFile, profile)
 	fmt.Fprintf(&b, "export AWS_DEFAULT_REGION=%s\n", region)
+	if caBundle != "" {
+		fmt.Fprintf(&b, "# the certificate authority that signed the API's certificate\nexport AWS_CA_BUNDLE=%s\n", caBundle)
+	}
 	fmt.Fprintf(&b, "# AWS CLI 1.30+/2.13+ and boto3 read the endpoint from the profile (and from this variable);\n# older ones need --endpoint-url \"$EC2_URL\".\nexport AWS_ENDPOINT_URL_EC2=%s\nexport EC2_URL=%s\n", endpoint, endpoint)
 	return rc, atomicfile.Write(rc, []byte(b.String()), 0o600)
 }

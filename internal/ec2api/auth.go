@@ -113,6 +113,29 @@ func Authenticate(ctx context.Context, r *http.Request, body []byte, secrets Sec
 	return fail("AWS was not able to validate the provided access credentials")
 }
 
+// AuthenticatePage checks the credentials of a request for a page, a GET
+// a browser makes: HTTP Basic with the access key ID as the user name and
+// its secret as the password, taken over TLS alone (a plain request that
+// carries them is refused, so a secret is never taken from the clear), or
+// a Signature Version 4 for service as Authenticate checks it. It returns
+// the user.
+func AuthenticatePage(ctx context.Context, r *http.Request, secrets Secrets, now time.Time, service string) (string, *Error) {
+	akid, secret, ok := r.BasicAuth()
+	if !ok {
+		return Authenticate(ctx, r, nil, secrets, now, service)
+	}
+	fail := &Error{Status: http.StatusUnauthorized, Code: "AuthFailure", Message: "AWS was not able to validate the provided access credentials"}
+	if r.TLS == nil {
+		fail.Message += ": a password is taken over HTTPS alone"
+		return "", fail
+	}
+	user, want, err := secrets.Secret(akid)
+	if err != nil || subtle.ConstantTimeCompare([]byte(want), []byte(secret)) != 1 {
+		return "", fail
+	}
+	return user, nil
+}
+
 // signRaw is the SigV4 signature of r with its query string as sent.
 func signRaw(r *http.Request, signed, payload, secret, day, region, service string) string {
 	var canon strings.Builder

@@ -196,7 +196,7 @@ func instances(ctx context.Context, e Env, user string, ids []string) ([]invento
 	mine := map[string]inventory.Host{}
 	var all []inventory.Host
 	for _, h := range hosts {
-		if h.Role == ec2host.Role && h.Attrs[ec2host.AttrOwner] == user {
+		if ec2host.Of(h, user) {
 			mine[ec2host.ID(h)] = h
 			all = append(all, h)
 		}

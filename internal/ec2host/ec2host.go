@@ -32,3 +32,6 @@ func ID(h inventory.Host) string {
 
 // Holds says whether h is an instance that runs (or will): not terminated.
 func Holds(h inventory.Host) bool { return h.Role == Role && h.State != inventory.Terminated }
+
+// Of says whether h is an instance of user's.
+func Of(h inventory.Host, user string) bool { return h.Role == Role && h.Attrs[AttrOwner] == user }

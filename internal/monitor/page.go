@@ -23,6 +23,23 @@ type Overview struct {
 	Events []inventory.Event
 }
 
+// Only is the part of o about the hosts named in names: those hosts and
+// their events.
+func (o Overview) Only(names map[string]bool) Overview {
+	var out Overview
+	for _, h := range o.Hosts {
+		if names[h.Name] {
+			out.Hosts = append(out.Hosts, h)
+		}
+	}
+	for _, e := range o.Events {
+		if names[e.Host] {
+			out.Events = append(out.Events, e)
+		}
+	}
+	return out
+}
+
 // PageHost is one host on the status page.
 type PageHost struct {
 	Name, Role, State string

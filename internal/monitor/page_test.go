@@ -122,3 +122,23 @@ func TestStatusPage_OneOverviewForManyRequests(t *testing.T) {
 		t.Fatalf("20 requests made %d looks at the hosts, want 1", n)
 	}
 }
+
+// A tenant's page is made of their hosts and those hosts' events alone.
+func TestOverview_Only(t *testing.T) {
+	ov := Overview{Hosts: []PageHost{{Name: "i-1"}, {Name: "w1"}, {Name: "i-2"}},
+		Events: []inventory.Event{{Host: "i-1", Kind: "a"}, {Host: "w1", Kind: "b"}, {Host: "", Kind: "c"}, {Host: "i-2", Kind: "d"}}}
+	got := ov.Only(map[string]bool{"i-1": true, "i-2": true})
+	var names, kinds []string
+	for _, h := range got.Hosts {
+		names = append(names, h.Name)
+	}
+	for _, e := range got.Events {
+		kinds = append(kinds, e.Kind)
+	}
+	if strings.Join(names, ",") != "i-1,i-2" || strings.Join(kinds, ",") != "a,d" {
+		t.Errorf("Only: hosts %v events %v, want i-1,i-2 and a,d", names, kinds)
+	}
+	if got := ov.Only(nil); len(got.Hosts)+len(got.Events) != 0 {
+		t.Errorf("Only(nothing): %+v", got)
+	}
+}

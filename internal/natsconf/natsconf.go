@@ -7,15 +7,8 @@
 package natsconf
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -28,6 +21,7 @@ import (
 
 	"booted/internal/atomicfile"
 	"booted/internal/conductor"
+	"booted/internal/tlsca"
 )
 
 // Files are where an environment's NATS trust lives (under its inventory
@@ -88,7 +82,7 @@ func Make(f Files, spec Spec) ([]string, error) {
 		}
 		hosts = append(hosts, h)
 	}
-	if err := makeCerts(f, hosts); err != nil {
+	if err := (tlsca.Files{Dir: f.Dir}).Ensure("booted NATS", hosts, 2*365*24*time.Hour); err != nil {
 		return nil, err
 	}
 	ctl, err := seed(f.Controller())
@@ -118,7 +112,7 @@ func Make(f Files, spec Spec) ([]string, error) {
 		}
 		tls := ""
 		if strings.HasPrefix(u, "tls://") {
-			tls = fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, timeout: 5 }\n", filepath.Join(f.Dir, "server.pem"), filepath.Join(f.Dir, "server-key.pem"), f.CA())
+			tls = fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, timeout: 5 }\n", tlsca.Files{Dir: f.Dir}.Cert(), tlsca.Files{Dir: f.Dir}.Key(), f.CA())
 		}
 		cluster := ""
 		if len(spec.URLs) > 1 { // one server alone is no cluster
@@ -129,7 +123,7 @@ func Make(f Files, spec Spec) ([]string, error) {
   tls { cert_file: %q, key_file: %q, ca_file: %q, timeout: 5 }
 }
 `, spec.Env, net.JoinHostPort(rh, strconv.Itoa(rp)), strings.Join(peers, ", "),
-				filepath.Join(f.Dir, "server.pem"), filepath.Join(f.Dir, "server-key.pem"), f.CA())
+				tlsca.Files{Dir: f.Dir}.Cert(), tlsca.Files{Dir: f.Dir}.Key(), f.CA())
 		}
 		conf := fmt.Sprintf(`# NATS server %d of environment %s, written by booted's nats:config
 # (run: nats-server -c %s).
@@ -188,110 +182,4 @@ func seed(path string) (string, error) {
 		return "", err
 	}
 	return kp.PublicKey()
-}
-
-// makeCerts makes the CA (once) and the servers' certificate, for hosts
-// (made again when a host is new to it), good for server and client use
-// (the servers' routes use it both ways).
-func makeCerts(f Files, hosts []string) error {
-	caKeyPath := filepath.Join(f.Dir, "ca-key.pem")
-	var ca *x509.Certificate
-	var caKey *ecdsa.PrivateKey
-	if cb, err := os.ReadFile(f.CA()); err == nil {
-		kb, err := os.ReadFile(caKeyPath)
-		if err != nil {
-			return err
-		}
-		if ca, caKey, err = parse(cb, kb); err != nil {
-			return fmt.Errorf("%s: %w", f.CA(), err)
-		}
-	} else {
-		var err error
-		if caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-			return err
-		}
-		tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "booted NATS CA"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &caKey.PublicKey, caKey)
-		if err != nil {
-			return err
-		}
-		if ca, err = x509.ParseCertificate(der); err != nil {
-			return err
-		}
-		if err := writeKey(caKeyPath, caKey); err != nil {
-			return err
-		}
-		if err := atomicfile.Write(f.CA(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-			return err
-		}
-	}
-	certPath, keyPath := filepath.Join(f.Dir, "server.pem"), filepath.Join(f.Dir, "server-key.pem")
-	if cb, err := os.ReadFile(certPath); err == nil {
-		if c, _ := x509.ParseCertificate(pemBytes(cb)); c != nil && covers(c, hosts) && c.CheckSignatureFrom(ca) == nil && time.Until(c.NotAfter) > 30*24*time.Hour {
-			return nil
-		}
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "booted NATS server"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(2, 0, 0),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	for _, h := range append(hosts, "localhost", "127.0.0.1") {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	if err := writeKey(keyPath, key); err != nil {
-		return err
-	}
-	return atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-}
-
-func covers(c *x509.Certificate, hosts []string) bool {
-	for _, h := range hosts {
-		if c.VerifyHostname(h) != nil {
-			return false
-		}
-	}
-	return true
-}
-
-func pemBytes(b []byte) []byte {
-	if p, _ := pem.Decode(b); p != nil {
-		return p.Bytes
-	}
-	return nil
-}
-
-func parse(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	c, err := x509.ParseCertificate(pemBytes(certPEM))
-	if err != nil {
-		return nil, nil, err
-	}
-	k, err := x509.ParseECPrivateKey(pemBytes(keyPEM))
-	return c, k, err
-}
-
-func writeKey(path string, k *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
-}
-
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	return n
 }

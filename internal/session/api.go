@@ -25,6 +25,7 @@ import (
 	"booted/internal/report"
 	"booted/internal/restapi"
 	"booted/internal/restbackend"
+	"booted/internal/tlsca"
 )
 
 // APIRegion is the region the rc files name (any region signs; booted
@@ -47,14 +48,34 @@ func CredsCreate(ctx context.Context, o Options, envName, user string) error {
 		if err != nil {
 			return err
 		}
-		rc, err := st.Files(s.Env.Name, c, "http://"+o.APIListen, APIRegion)
+		_, _, ca, err := s.apiTLS()
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(o.Out, "%s: access key %s for %s; `source %s` points the AWS CLI and boto3 at http://%s/; `curl -K %s http://%s/api/v1/instances` reaches the REST API\n",
-			envName, c.AccessKey, user, rc, o.APIListen, strings.TrimSuffix(rc, ".rc")+".curlrc", o.APIListen)
+		url := apiserver.URL(o.APIListen)
+		rc, err := st.Files(s.Env.Name, c, url, APIRegion, ca)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "%s: access key %s for %s; `source %s` points the AWS CLI and boto3 at %s/; `curl -K %s %s/api/v1/instances` reaches the REST API\n",
+			envName, c.AccessKey, user, rc, url, strings.TrimSuffix(rc, ".rc")+".curlrc", url)
 		return nil
 	})
+}
+
+// apiTLS returns the API's certificate, its key and the CA file its
+// clients trust: the env file's api.tls, or those booted makes under
+// inventory/ENV/api-tls (the CA once; the certificate again when
+// BOOTED_API_LISTEN names an address it does not carry, valid a year).
+func (s *Session) apiTLS() (cert, key, ca string, err error) {
+	if t := s.Env.API.TLS; t.Cert != "" {
+		return s.Env.ProjectPath(t.Cert), s.Env.ProjectPath(t.Key), s.Env.ProjectPath(t.CA), nil
+	}
+	f := tlsca.Files{Dir: filepath.Join(s.Dir, "api-tls")}
+	if err := f.Ensure("booted API "+s.Env.Name, apiserver.Names(s.APIListen), 365*24*time.Hour); err != nil {
+		return "", "", "", fmt.Errorf("the API's certificate in %s: %w", f.Dir, err)
+	}
+	return f.Cert(), f.Key(), f.CA(), nil
 }
 
 // ServeAPI serves the EC2 Query API of ENV on BOOTED_API_LISTEN until it
@@ -84,6 +105,14 @@ func (s *Session) serveAPI(ctx context.Context) error {
 			}
 		}()
 	}
+	cert, key, _, err := s.apiTLS()
+	if err != nil {
+		return err
+	}
+	tlsConf, err := apiserver.TLSConfig(cert, key)
+	if err != nil {
+		return fmt.Errorf("api:serve %s: %w (api.tls in %s names them; leave it out for a certificate booted makes)", envName, err, s.Env.Path)
+	}
 	ln, err := net.Listen("tcp", s.APIListen)
 	if err != nil {
 		return fmt.Errorf("api:serve %s: %w (BOOTED_API_LISTEN chooses another address)", envName, err)
@@ -104,8 +133,9 @@ func (s *Session) serveAPI(ctx context.Context) error {
 		return restChange(ctx, s.Options, envName, what, name, arg)
 	}}
 	srv := &apiserver.Server{EC2: b, REST: rest, Secrets: ec2backend.Secrets{Store: creds.Store{Dir: filepath.Join(s.Dir, "creds")}},
-		Status: s.statusPage(), Admin: admin, Log: logf}
-	fmt.Fprintf(s.Out, "%s: EC2 API on http://%s/, REST API on http://%s/api/v1/ (described at /openapi.json), status page at /status (creds:create %s USER makes a user; api.admins in the env file may use the inventory)\n", envName, ln.Addr(), ln.Addr(), envName)
+		Status: s.statusPage(), Admin: admin, Log: logf, TLS: tlsConf}
+	url := apiserver.URL(ln.Addr().String())
+	fmt.Fprintf(s.Out, "%s: EC2 API on %s/, REST API on %s/api/v1/ (described at /openapi.json), status page at /status; HTTPS with the certificate %s (creds:create %s USER makes a user and hands them the CA; api.admins in the env file may use the inventory)\n", envName, url, url, cert, envName)
 	err = srv.Serve(ctx, ln)
 	cancel() // launches in flight stop; their instances end failed or terminated
 	wg.Wait()
@@ -127,28 +157,38 @@ func restChange(ctx context.Context, o Options, envName, what, name, arg string)
 }
 
 // statusPage serves the status page (the monitor's) from what the monitor
-// kept, each host linking to its JSON in the REST API.
-func (s *Session) statusPage() http.Handler {
+// kept, each host linking to its JSON in the REST API: all of it to an
+// administrator (api.admins), and to any other user their own instances
+// and their events alone.
+func (s *Session) statusPage() apiserver.StatusPage {
 	// what it shows of the hosts is looked at once per 5 s at most, not
 	// once per request (each look logs in to the hosts)
 	hosts := &monitor.OverviewCache{Get: func(ctx context.Context) (monitor.Overview, error) { return NewMonitorEnv(s).Overview(ctx) }}
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	return func(w http.ResponseWriter, req *http.Request, user string, admin bool) {
 		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 		defer cancel()
 		var in monitor.PageInput
 		err := func() error {
 			m := NewMonitorEnv(s)
-			saved, err := m.Load(ctx)
-			if err != nil {
-				return err
-			}
 			ov, err := hosts.Overview(ctx)
 			if err != nil {
 				return err
 			}
+			in = monitor.PageInput{Env: s.Env.Name, HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
+			if !admin {
+				own, err := s.ownInstances(ctx, user)
+				if err != nil {
+					return err
+				}
+				in.Overview = ov.Only(own)
+				in.Notices = append(in.Notices, fmt.Sprintf("%s: your instances and their events; the service's figures and the other hosts are for the administrators (api.admins).", user))
+				return nil
+			}
+			if in.Saved, err = m.Load(ctx); err != nil {
+				return err
+			}
 			p, _, _, _ := m.Policy()
-			in = monitor.PageInput{Env: s.Env.Name, SLAP95: p.SLA.P95.D(), SLAErr: p.SLA.ErrorRate, Saved: saved, Overview: ov,
-				HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
+			in.SLAP95, in.SLAErr, in.Overview = p.SLA.P95.D(), p.SLA.ErrorRate, ov
 			if img, _ := registry.Image("local"); s.Env.Provider.Type == "local" {
 				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): namespaces on this controller, not isolated from it, so the EC2 and REST APIs run them for the users api.admins names in envs/%s.yaml alone (%s) and refuse every other user.",
 					s.Env.Name, img, s.Env.Name, report.OrNone(s.Env.API.Admins)))
@@ -160,7 +200,22 @@ func (s *Session) statusPage() http.Handler {
 			return
 		}
 		monitor.RenderPage(w, in)
-	})
+	}
+}
+
+// ownInstances are the names of user's instances.
+func (s *Session) ownInstances(ctx context.Context, user string) (map[string]bool, error) {
+	hs, err := s.Store.Hosts(ctx, s.Env.Name)
+	if err != nil {
+		return nil, err
+	}
+	own := map[string]bool{}
+	for _, h := range hs {
+		if ec2host.Of(h, user) {
+			own[h.Name] = true
+		}
+	}
+	return own, nil
 }
 
 // pendingInstances are the env's instances whose launch has not ended

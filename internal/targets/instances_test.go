@@ -411,7 +411,7 @@ func serveAPI(t *testing.T, f *fixture, users ...string) (string, string) {
 		t.Error("creds:create printed the secret")
 	}
 	startAPIServe(t, f.r, env, stop)
-	return credsDir, "http://" + f.r.APIListen
+	return credsDir, "https://" + f.r.APIListen
 }
 
 // startAPIServe runs r's api:serve of env (on r.APIListen) until the

@@ -3,6 +3,7 @@ package targets
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,12 +47,20 @@ func TestFake_RESTAPI(t *testing.T) {
 		return open(ctx, env, o)
 	}
 	startAPIServe(t, f.r, f.env, stop)
-	base := "http://" + f.r.APIListen
+	// HTTPS, with a certificate signed by the environment's own CA, the
+	// file each user's curlrc and rc name
+	base := "https://" + f.r.APIListen
+	ca := filepath.Join(f.root, "inventory", f.env, "api-tls", "ca.pem")
+	if rc, err := os.ReadFile(filepath.Join(credsDir, "ops.curlrc")); err != nil || !strings.Contains(string(rc), `cacert = "`+ca+`"`) {
+		t.Errorf("ops.curlrc does not name the CA %s: %s %v", ca, rc, err)
+	}
 	curl := func(user string, args ...string) (string, int) {
 		t.Helper()
 		a := []string{"-s", "-o", "-", "-w", "\n%{http_code}"}
 		if user != "" {
 			a = append(a, "-K", filepath.Join(credsDir, user+".curlrc"))
+		} else {
+			a = append(a, "--cacert", ca)
 		}
 		out, err := exec.Command("curl", append(a, args...)...).Output()
 		if err != nil && user == "" {
@@ -134,13 +143,20 @@ func TestFake_RESTAPI(t *testing.T) {
 	if body, code = curl("bob", base+"/api/v1/instances"); code != 200 || body != "[]" {
 		t.Errorf("GET /api/v1/instances by bob after a refused run: %d %s", code, body)
 	}
-	// api:serve's real /status, as Chromium builds it: the hosts by role,
-	// each linking to its JSON, and who may run local hosts.
-	dom := testutil.Chromium(t, "--dump-dom", base+"/status")
+	// api:serve's real /status, as Chromium builds it for ops (the access
+	// key ID and secret a browser asks for, the API's certificate trusted):
+	// the hosts by role, each linking to its JSON, and who may run local
+	// hosts. Chromium without the certificate gets no page.
+	ak, secret := readCreds(t, filepath.Join(credsDir, "ops.credentials"))
+	withCreds := (&url.URL{Scheme: "https", User: url.UserPassword(ak, secret), Host: f.r.APIListen}).String()
+	dom := testutil.Chromium(t, testutil.ChromiumTrust(t, filepath.Join(f.root, "inventory", f.env, "api-tls", "server.pem")), "--dump-dom", withCreds+"/status")
 	for _, want := range []string{"not isolated from it", "api.admins names in envs/fake.yaml alone (ops)", `<a href="/api/v1/hosts/w1">w1</a>`, "<h3>workers</h3>"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the status page Chromium built lacks %q:\n%s", want, dom)
 		}
+	}
+	if dom := testutil.Chromium(t, "--dump-dom", withCreds+"/status"); strings.Contains(dom, "w1") {
+		t.Errorf("Chromium built the status page without trusting the API's certificate:\n%s", dom)
 	}
 
 	// Changes through the API are the targets' own: power a worker off
@@ -169,9 +185,40 @@ func TestFake_RESTAPI(t *testing.T) {
 		t.Errorf("a rebuild by bob: %d %s", code, body)
 	}
 
-	// The status page, served by the same server, links each host to its JSON.
-	page, code := curl("", base+"/status")
+	// The status page, served by the same server, links each host to its
+	// JSON, for an administrator; bob (no administrator, no instances)
+	// sees none of the hosts; without credentials, nothing.
+	page, code := curl("ops", base+"/status")
 	if code != 200 || !strings.Contains(page, `<a href="/api/v1/hosts/w1">w1</a>`) || !strings.Contains(page, `<a href="/api/v1/hosts/lb1">lb1</a>`) {
-		t.Errorf("/status: %d\n%s", code, page)
+		t.Errorf("/status for ops: %d\n%s", code, page)
 	}
+	if page, code = curl("bob", base+"/status"); code != 200 || strings.Contains(page, "w1") || strings.Contains(page, "lb1") || !strings.Contains(page, "bob: your instances") {
+		t.Errorf("/status for bob: %d\n%s", code, page)
+	}
+	if page, code = curl("", base+"/status"); code != 401 || strings.Contains(page, "w1") {
+		t.Errorf("/status without credentials: %d\n%s", code, page)
+	}
+}
+
+// readCreds reads the access key ID and secret of an AWS credentials file.
+func readCreds(t *testing.T, path string) (string, string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ak, secret string
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(l, " = ")
+		switch k {
+		case "aws_access_key_id":
+			ak = v
+		case "aws_secret_access_key":
+			secret = v
+		}
+	}
+	if ak == "" || secret == "" {
+		t.Fatalf("%s: no access key", path)
+	}
+	return ak, secret
 }

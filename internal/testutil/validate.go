@@ -2,6 +2,10 @@ package testutil
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +42,27 @@ func CheckMetrics(t testing.TB, body string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s\n%s", err, out, body)
 	}
+}
+
+// ChromiumTrust is the flag that makes Chromium trust the server
+// certificate in certFile (PEM), as a user who imported it would; any
+// other certificate still fails.
+func ChromiumTrust(t testing.TB, certFile string) string {
+	t.Helper()
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := pem.Decode(b)
+	if p == nil {
+		t.Fatalf("%s: not PEM", certFile)
+	}
+	c, err := x509.ParseCertificate(p.Bytes)
+	if err != nil {
+		t.Fatalf("%s: %v", certFile, err)
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return "--ignore-certificate-errors-spki-list=" + base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // Chromium runs headless Chromium with args (a URL last) and returns what
