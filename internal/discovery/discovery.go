@@ -351,6 +351,12 @@ func (d *Discoverer) take(tx *inventory.Tx, line []byte) (string, error) {
 			return "", err
 		}
 		return d.boot(tx, cb.Name, role, key, remote, exists)
+	case e.Revoked && (signedByPin || key == e.Key):
+		// the machine this key was made on was deleted: whoever still has
+		// it (the last tenant of a re-leased node, an intruder of a host
+		// rebuilt) is not the host
+		return reject(CountMismatch, cb.Name, fmt.Sprintf("callback for %s from %s with key %s: refused, that key was %s's before its instance was deleted; it enrolls with its new provisioning's token alone",
+			cb.Name, remote, fingerprint(e.Key), cb.Name))
 	case e.Key != "" && (key != "" && key != e.Key || (signedByPin || key == e.Key) && remote != e.KeyAddr):
 		why := fmt.Sprintf("callback for %s from %s with key %s: refused, %s stays pinned to %s at %s (a new key needs a new provisioning)",
 			cb.Name, remote, fingerprint(key), cb.Name, fingerprint(e.Key), e.KeyAddr)

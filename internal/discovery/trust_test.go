@@ -278,3 +278,43 @@ func TestAlerts_NotPushedOutByJunk(t *testing.T) {
 		t.Fatalf("alerts after 2,500 junk events: %+v %v", a, err)
 	}
 }
+
+// A host whose instance was deleted (hosts:rebuild, a terminated instance
+// of a node leased again) has its pinned key revoked: while its new
+// provisioning is pending, a callback signed with the old key (whoever
+// kept a copy of it) is refused with a host-key alert, not marked booted;
+// the new provisioning's token pins the new key.
+func TestTrust_DeletedHostsKeyRefused(t *testing.T) {
+	tr := newTrust(t)
+	ctx := context.Background()
+	tok := enroll(t, tr.d, "w1")["w1"]
+	old := newSigner(t)
+	now := time.Now().Unix()
+	tr.send("/booted/", "10.77.0.10", tr.signed("w1", tok, old, now-100))
+	tr.d.Store.Advance(ctx, "local", "w1", inventory.Ready, "")
+	// deleted and provisioned again (what lifecycle's DeleteWith and Start do)
+	if err := tr.d.Store.Update(ctx, func(tx *inventory.Tx) error { return tx.Revoke("local", "w1") }); err != nil {
+		t.Fatal(err)
+	}
+	tr.d.Store.Advance(ctx, "local", "w1", inventory.Terminated, "rebuild")
+	tok2 := enroll(t, tr.d, "w1")["w1"]
+	tr.d.Store.Advance(ctx, "local", "w1", inventory.Booting, "")
+	tr.send("/booted/", "10.77.0.10", tr.signed("w1", "", old, now))
+	if h := tr.host("w1"); h.State != inventory.Booting {
+		t.Fatalf("a callback signed with the deleted instance's key moved w1 to %s", h.State)
+	}
+	if al := tr.events(discovery.AlertKeyMismatch); len(al) != 1 || !strings.Contains(al[0].Detail, "before its instance was deleted") {
+		t.Errorf("alerts %+v, want one naming the deleted instance's key", al)
+	}
+	fresh := newSigner(t)
+	tr.send("/booted/", "10.77.0.10", tr.signed("w1", tok2, fresh, now+10))
+	if h := tr.host("w1"); h.State != inventory.Booted || h.HostKey != authorized(fresh.PublicKey()) {
+		t.Fatalf("the new provisioning's callback: %+v", h)
+	}
+	// pinned anew: its own signed reboots are taken again
+	tr.d.Store.Advance(ctx, "local", "w1", inventory.Ready, "")
+	tr.send("/booted/", "10.77.0.10", tr.signed("w1", "", fresh, now+20))
+	if h := tr.host("w1"); h.State != inventory.Booted {
+		t.Errorf("a signed reboot with the new key: w1 is %s", h.State)
+	}
+}

@@ -30,6 +30,10 @@ type Enrollment struct {
 	// UsedHash is the hash of the token the pin was made with: reading its
 	// callback again (after hosts:clear) finds the host again, nothing more.
 	UsedHash string
+	// Revoked: the machine the pinned key was made on is gone (its
+	// instance was deleted); the key proves nothing until a new
+	// provisioning's token pins one again.
+	Revoked bool
 }
 
 // Issue records a new pending token for host name (a new provisioning),
@@ -52,8 +56,8 @@ func (tx *Tx) Issue(env, name, tokenHash string, expires time.Time, from string)
 // none (it was never provisioned by booted).
 func (tx *Tx) Enrollment(env, name string) (e Enrollment, found bool, err error) {
 	var issued, expires, pinned int64
-	err = tx.tx.QueryRowContext(tx.ctx, `SELECT env, name, token_hash, issued, expires, from_addr, key, key_addr, pinned, last_signed, used_hash
-		FROM enrollments WHERE env = ? AND name = ?`, env, name).Scan(&e.Env, &e.Name, &e.TokenHash, &issued, &expires, &e.FromAddr, &e.Key, &e.KeyAddr, &pinned, &e.LastSigned, &e.UsedHash)
+	err = tx.tx.QueryRowContext(tx.ctx, `SELECT env, name, token_hash, issued, expires, from_addr, key, key_addr, pinned, last_signed, used_hash, revoked
+		FROM enrollments WHERE env = ? AND name = ?`, env, name).Scan(&e.Env, &e.Name, &e.TokenHash, &issued, &expires, &e.FromAddr, &e.Key, &e.KeyAddr, &pinned, &e.LastSigned, &e.UsedHash, &e.Revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, false, nil
 	}
@@ -73,12 +77,29 @@ func (tx *Tx) Pin(env, name, key, addr string, signedAt int64) error {
 	if err := tx.write(); err != nil {
 		return err
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `UPDATE enrollments SET used_hash = token_hash, token_hash = '', key = ?, key_addr = ?, pinned = ?, last_signed = max(last_signed, ?)
+	_, err := tx.tx.ExecContext(tx.ctx, `UPDATE enrollments SET used_hash = token_hash, token_hash = '', key = ?, key_addr = ?, pinned = ?, last_signed = max(last_signed, ?), revoked = 0
 		WHERE env = ? AND name = ?`, key, addr, tx.now.UnixNano(), signedAt, env, name)
 	if err != nil {
 		return fmt.Errorf("inventory: pin %s: %w", name, err)
 	}
 	return nil
+}
+
+// Revoke makes host name's pinned key prove nothing (the machine it was
+// made on is gone: its instance was deleted): only a new provisioning's
+// token pins a key for it again.
+func (tx *Tx) Revoke(env, name string) error {
+	if err := tx.write(); err != nil {
+		return err
+	}
+	res, err := tx.tx.ExecContext(tx.ctx, `UPDATE enrollments SET revoked = 1 WHERE env = ? AND name = ? AND key != '' AND revoked = 0`, env, name)
+	if err != nil {
+		return fmt.Errorf("inventory: revoke the key of %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil
+	}
+	return tx.Record(Event{Env: env, Host: name, Kind: "host-key-revoked", Detail: "its instance was deleted: the pinned key proves nothing until a new provisioning pins one"})
 }
 
 // Signed records the host's time of a signed callback taken.

@@ -95,8 +95,16 @@ CREATE TABLE IF NOT EXISTS enrollments (
 	from_addr TEXT NOT NULL DEFAULT '',
 	key TEXT NOT NULL DEFAULT '', key_addr TEXT NOT NULL DEFAULT '', pinned INTEGER NOT NULL DEFAULT 0,
 	last_signed INTEGER NOT NULL DEFAULT 0, used_hash TEXT NOT NULL DEFAULT '',
+	revoked INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (env, name));
 `
+
+// added are the columns added to a table since its first release, each
+// added to an older file when it opens (an ALTER that finds the column
+// there already changes nothing).
+var added = []struct{ table, column, def string }{
+	{"enrollments", "revoked", "INTEGER NOT NULL DEFAULT 0"},
+}
 
 // Open opens (creating if needed) the store at path, e.g. inventory/booted.db.
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -116,6 +124,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
 		return nil, s.damaged(fmt.Errorf("inventory %s: %w", path, err))
+	}
+	for _, a := range added {
+		if _, err := db.ExecContext(ctx, "ALTER TABLE "+a.table+" ADD COLUMN "+a.column+" "+a.def); err != nil && !strings.Contains(err.Error(), "duplicate column name") {
+			db.Close()
+			return nil, s.damaged(fmt.Errorf("inventory %s: adding %s.%s: %w", path, a.table, a.column, err))
+		}
 	}
 	return s, nil
 }

@@ -393,3 +393,40 @@ func TestEvents_PrunedAndByKind(t *testing.T) {
 		t.Errorf("alerts by kind: %v %v", a, err)
 	}
 }
+
+// An inventory written before enrollments had the revoked column opens,
+// gets the column, keeps its pins, and revokes.
+func TestOpen_AddsColumnsToAnOlderFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "booted.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE enrollments (env TEXT NOT NULL, name TEXT NOT NULL,
+	token_hash TEXT NOT NULL DEFAULT '', issued INTEGER NOT NULL DEFAULT 0, expires INTEGER NOT NULL DEFAULT 0,
+	from_addr TEXT NOT NULL DEFAULT '', key TEXT NOT NULL DEFAULT '', key_addr TEXT NOT NULL DEFAULT '', pinned INTEGER NOT NULL DEFAULT 0,
+	last_signed INTEGER NOT NULL DEFAULT 0, used_hash TEXT NOT NULL DEFAULT '', PRIMARY KEY (env, name));
+	INSERT INTO enrollments (env, name, key, key_addr) VALUES ('e', 'w1', 'ssh-ed25519 AAAA', '10.0.0.1')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for range 2 { // and again, once it has it
+		s, err := Open(ctx, path)
+		if err != nil {
+			t.Fatalf("opening an older inventory: %v", err)
+		}
+		var e Enrollment
+		err = s.Update(ctx, func(tx *Tx) error {
+			if err := tx.Revoke("e", "w1"); err != nil {
+				return err
+			}
+			e, _, err = tx.Enrollment("e", "w1")
+			return err
+		})
+		s.Close()
+		if err != nil || e.Key != "ssh-ed25519 AAAA" || !e.Revoked {
+			t.Fatalf("after opening: %+v %v", e, err)
+		}
+	}
+}

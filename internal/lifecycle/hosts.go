@@ -105,5 +105,7 @@ func (h *Hosts) DeleteWith(ctx context.Context, prov provider.Provider, name str
 		}
 		return err
 	}
-	return nil
+	// The machine its key was made on is gone: a copy of that key must
+	// not pass for the host its next provisioning makes.
+	return h.Store.Update(ctx, func(tx *inventory.Tx) error { return tx.Revoke(h.Env.Name, name) })
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"booted/internal/config"
 	"booted/internal/inventory"
@@ -120,19 +121,44 @@ func TestPowerlessAndOwnerless(t *testing.T) {
 }
 
 // A running VM is not deleted unless forced, and the refusal says what to
-// run; forced, it is powered off first.
+// run; forced, it is powered off first, and its pinned key is revoked (the
+// machine it was made on is gone); a refused delete revokes nothing.
 func TestDelete_RunningNeedsForce(t *testing.T) {
 	ctx := context.Background()
 	h, mem, _, _ := hosts(t)
 	up(t, h, mem, "w1", inventory.Ready)
+	revoked := func() bool {
+		t.Helper()
+		var e inventory.Enrollment
+		h.Store.Update(ctx, func(tx *inventory.Tx) error {
+			var err error
+			e, _, err = tx.Enrollment("e", "w1")
+			return err
+		})
+		return e.Revoked
+	}
+	if err := h.Store.Update(ctx, func(tx *inventory.Tx) error {
+		if err := tx.Issue("e", "w1", "h", time.Now().Add(time.Minute), ""); err != nil {
+			return err
+		}
+		return tx.Pin("e", "w1", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl", "10.0.0.1", 0)
+	}); err != nil {
+		t.Fatal(err)
+	}
 	mem.FailOn("delete", "w1", provider.ErrRunning)
 	err := h.Delete(ctx, "w1", false)
 	if !errors.Is(err, provider.ErrRunning) || !strings.Contains(err.Error(), "(image:stop e w1)") {
 		t.Errorf("deleting a running host: %v", err)
 	}
+	if revoked() {
+		t.Error("a refused delete revoked w1's key")
+	}
 	mem.FailOn("delete", "w1", nil)
 	if err := h.Delete(ctx, "w1", true); err != nil {
 		t.Fatal(err)
+	}
+	if !revoked() {
+		t.Error("w1 was deleted and its pinned key is not revoked")
 	}
 	calls := strings.Join(mem.Calls(), ",")
 	if i, j := strings.LastIndex(calls, "stop w1"), strings.LastIndex(calls, "delete w1"); i < 0 || j < i {
