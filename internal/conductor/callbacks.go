@@ -27,10 +27,11 @@ type Callback struct {
 
 // PublishCallback publishes one line of site's boot log; id names it
 // (its place in the log) so that a line published twice (a conductor that
-// died before saying how far it got, another after it) is kept once.
+// died before saying how far it got, another after it) is kept once; with
+// the line's hash, so that no other site can have it dropped (msgID).
 func PublishCallback(ctx context.Context, js jetstream.JetStream, env, site, id string, line []byte) error {
 	return retry(ctx, func(ctx context.Context) error {
-		_, err := js.Publish(ctx, CallbackSubject(env, site), line, jetstream.WithMsgID(env+"."+site+"."+id))
+		_, err := js.Publish(ctx, CallbackSubject(env, site), line, jetstream.WithMsgID(msgID(env+"."+site+"."+id, line)))
 		return err
 	})
 }

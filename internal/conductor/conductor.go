@@ -17,6 +17,8 @@ package conductor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -632,10 +634,21 @@ func fit(r Result, limit int) Result {
 	return r
 }
 
+// msgID names a message for JetStream's de-duplication: what it is (a
+// job's result, a line's place in a boot log) and the hash of its body.
+// The de-duplication window is the stream's, shared by every site: with an
+// ID another site's conductors could guess, they could publish first under
+// it and have the real message dropped as a repeat; with the body's hash
+// in it, only the same message is a repeat.
+func msgID(what string, body []byte) string {
+	sum := sha256.Sum256(body)
+	return what + "-" + hex.EncodeToString(sum[:16])
+}
+
 func (c *Conductor) publish(ctx context.Context, j Job, r Result) {
 	b, _ := json.Marshal(r)
 	err := retry(ctx, func(ctx context.Context) error { // its ID makes a second one a no-op
-		_, err := c.JS.Publish(ctx, ResultSubject(j.Env, j.Site, j.Run, j.Host.Name), b, jetstream.WithMsgID("result-"+j.ID))
+		_, err := c.JS.Publish(ctx, ResultSubject(j.Env, j.Site, j.Run, j.Host.Name), b, jetstream.WithMsgID(msgID("result-"+j.ID, b)))
 		return err
 	})
 	if err != nil {

@@ -443,3 +443,50 @@ func TestConductors_BeatIsItsKeysSite(t *testing.T) {
 		t.Fatalf("beats %+v; want c1 of site a alone", beats)
 	}
 }
+
+// Another site's conductor cannot have a site's messages dropped: it may
+// publish first, on its own subjects, under the IDs JetStream's stream-wide
+// de-duplication would take for site a's result and site a's callback, and
+// a's real ones still arrive (before, a's result was dropped as a repeat
+// and the host failed with "no result", and a's callback was lost).
+func TestDedup_AnotherSiteCannotDropAResult(t *testing.T) {
+	c := startCluster(t, 1)
+	js, _ := jetstream.New(c.connect(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// the forger (site b) guesses the IDs of run r1's job on h00 and of
+	// the first line of a's boot log
+	for _, id := range []string{"result-r1.h00", "e.a.1"} {
+		if _, err := js.Publish(ctx, ResultSubject("e", "b", "r1", "h00"), []byte(`{"host":"h00","status":"ok","stdout":"forged"}`), jetstream.WithMsgID(id)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, CallbackSubject("e", "b"), []byte("forged"), jetstream.WithMsgID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cd := &Conductor{JS: js, Env: "e", Site: "a", Name: "c1", AckWait: 2 * time.Second, Log: t.Logf,
+		Do: func(ctx context.Context, j Job) Result { return Result{Status: "ok", Stdout: "real"} }}
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
+	go cd.Run(rctx)
+	dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer dcancel()
+	res, err := Dispatch(dctx, js, "e", "r1", jobs("r1", 1, false), nil)
+	if err != nil || len(res) != 1 || res[0].Status != "ok" || res[0].Stdout != "real" {
+		t.Errorf("site a's result after site b published under its ID: %v %+v", err, res)
+	}
+	if err := PublishCallback(ctx, js, "e", "a", "1", []byte("the real line")); err != nil {
+		t.Fatal(err)
+	}
+	cbs, err := Callbacks(ctx, js, "e", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, cb := range cbs {
+		found = found || (cb.Site == "a" && string(cb.Line) == "the real line")
+	}
+	if !found {
+		t.Errorf("site a's callback was dropped: %+v", cbs)
+	}
+}
