@@ -9,9 +9,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// FilesBucket is the object store a site's conductors put the files they
-// bring back from its hosts in (hosts:get, files too large for a result):
-// one per site, which only that site's conductors may write.
+// FilesBucket is the object store of the files between the controller and
+// a site's hosts: those its conductors bring back (hosts:get, files too
+// large for a result) and those the controller sends them (hosts:put):
+// one per site, which only that site's conductors (and the controller) may
+// read and write.
 func FilesBucket(env, site string) string {
 	clean := func(s string) string {
 		return strings.Map(func(r rune) rune {
@@ -33,7 +35,8 @@ func SetupSite(ctx context.Context, js jetstream.JetStream, env, site string, re
 	})
 }
 
-// PutFile puts the file at path in site's files bucket as name.
+// PutFile puts the file at path in site's files bucket as name, unless an
+// object of that name with that SHA-256 is there.
 func PutFile(ctx context.Context, js jetstream.JetStream, env, site, name, path, sha256hex string) error {
 	return putObject(ctx, js, FilesBucket(env, site), name, path, sha256hex)
 }
@@ -50,9 +53,17 @@ func GetFile(ctx context.Context, js jetstream.JetStream, env, site, name, path,
 	return nil
 }
 
+// ReadFile writes the object name of site's files bucket to path (with
+// mode), checking its SHA-256, and leaves it there for the site's other
+// conductors: what the controller put for the site's hosts (hosts:put).
+func ReadFile(ctx context.Context, js jetstream.JetStream, env, site, name, path, sha256hex string, mode os.FileMode) error {
+	return getObject(ctx, js, FilesBucket(env, site), name, path, sha256hex, mode)
+}
+
 // filesPermissions are what site's conductors may do with its files
 // bucket: put objects (chunks, then the metadata, replacing an object of
-// that name), read its metadata, and nothing of another site's.
+// that name), read its metadata and its objects (an ordered consumer of an
+// object's chunks, its flow control), and nothing of another site's.
 func filesPermissions(env, site string) []string {
 	b := FilesBucket(env, site)
 	obj := "OBJ_" + b
@@ -63,5 +74,9 @@ func filesPermissions(env, site string) []string {
 		"$JS.API.DIRECT.GET." + obj + ".>",
 		"$JS.API.STREAM.MSG.GET." + obj,
 		"$JS.API.STREAM.PURGE." + obj,
+		"$JS.API.CONSUMER.CREATE." + obj,
+		"$JS.API.CONSUMER.CREATE." + obj + ".>",
+		"$JS.API.CONSUMER.DELETE." + obj + ".>",
+		"$JS.FC." + obj + ".>",
 	}
 }

@@ -282,6 +282,38 @@ func TestMake_ASitePutsFilesInItsOwnBucket(t *testing.T) {
 	}
 }
 
+// A file the controller sends a site's hosts (hosts:put) goes into that
+// site's files bucket alone: site b's key reads what was put for b (its
+// sum checked), and not what was put for a (before, hosts:put used the
+// releases' bucket, which every site reads).
+func TestMake_ASiteReadsOnlyItsOwnPuts(t *testing.T) {
+	ctx, js, bjs := start(t).controllerAndSiteB(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "motd")
+	body := strings.Repeat("for the hosts ", 100000)
+	sumHex := writeSummed(t, src, body)
+	for _, site := range []string{"a", "b"} {
+		if err := conductor.PutFile(ctx, js, "e", site, "file-"+sumHex, src, sumHex); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := filepath.Join(dir, "b", "motd")
+	if err := conductor.ReadFile(ctx, bjs, "e", "b", "file-"+sumHex, got, sumHex, 0o640); err != nil {
+		t.Fatalf("site b reading what was put for it: %v", err)
+	}
+	if b, _ := os.ReadFile(got); string(b) != body {
+		t.Errorf("site b's copy differs (%d bytes of %d)", len(b), len(body))
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 4*time.Second)
+	defer pcancel()
+	if err := conductor.ReadFile(pctx, bjs, "e", "a", "file-"+sumHex, filepath.Join(dir, "b", "stolen"), sumHex, 0o600); err == nil {
+		t.Error("site b's key read a file put for site a")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "b", "stolen")); err == nil {
+		t.Error("site b's key wrote a file put for site a")
+	}
+}
+
 // controllerAndSiteB connects as the controller (the streams and buckets
 // set up, env e's sites a and b too) and as site b's conductor; ctx bounds
 // the test.

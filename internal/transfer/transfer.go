@@ -9,9 +9,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -41,15 +43,27 @@ func (x *Hosts) Put(ctx context.Context, hosts []inventory.Host, src, dst string
 	if err != nil {
 		return fmt.Errorf("hosts:put: %w", err)
 	}
-	// A site's hosts get it from its conductors, which take it from
-	// JetStream's object store (put there once, checked by SHA-256).
+	// A site's hosts get it from its conductors, which take it from their
+	// site's files bucket (put there once per site, checked by SHA-256;
+	// no other site may read it).
 	sum, err := files.Sum(src)
 	if err != nil {
 		return fmt.Errorf("hosts:put: %w", err)
 	}
 	object := "file-" + sum
+	sites := map[string]bool{}
+	for _, h := range hosts {
+		if site := x.Env.SiteOf(h.Name, h.Role); site != "" {
+			sites[site] = true
+		}
+	}
 	o, step := putJob.Halves(jobs.Op{Live: true, BeforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
-		return conductor.PutArtifact(ctx, js, object, src, sum)
+		for _, site := range slices.Sorted(maps.Keys(sites)) {
+			if err := conductor.PutFile(ctx, js, x.Env.Name, site, object, src, sum); err != nil {
+				return fmt.Errorf("hosts:put: %s for site %s: %w", src, site, err)
+			}
+		}
+		return nil
 	}}, putArgs{Object: object, SHA256: sum, Mode: st.Mode().Perm(), Dst: dst}, putHost(src, dst),
 		func(_ context.Context, h inventory.Host, n int64, err error) (string, error) {
 			if err != nil {
@@ -205,13 +219,13 @@ func fileMode(m os.FileMode) os.FileMode {
 
 // The job kinds of a transfer.
 var (
-	putJob = jobs.Define("put", true, func(w jobs.Worker, ctx context.Context, js jetstream.JetStream, _ conductor.Job, a putArgs) (jobs.Host[int64], error) {
+	putJob = jobs.Define("put", true, func(w jobs.Worker, ctx context.Context, js jetstream.JetStream, j conductor.Job, a putArgs) (jobs.Host[int64], error) {
 		if !jobs.SHA256Hex.MatchString(a.SHA256) {
 			return nil, fmt.Errorf("put job: sha256 %q is not 64 hex digits", a.SHA256)
 		}
 		a.Mode &= os.ModePerm // permissions only, no set-id or other bits
 		local := filepath.Join(w.Artifacts(), "conducted", "files", a.SHA256, a.Mode.String())
-		if err := conductor.GetArtifact(ctx, js, a.Object, local, a.SHA256); err != nil {
+		if err := conductor.ReadFile(ctx, js, j.Env, j.Site, a.Object, local, a.SHA256, a.Mode); err != nil {
 			return nil, err
 		}
 		if err := os.Chmod(local, a.Mode); err != nil {
