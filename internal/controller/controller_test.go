@@ -274,3 +274,54 @@ func TestController_ReloadsSeedAccess(t *testing.T) {
 		t.Errorf("after a refused list: %d %q", code, body)
 	}
 }
+
+// A flood of callbacks from one address is bounded: past a burst of 50 and
+// 5 a second, nginx answers 429 and writes nothing to the boot log (before,
+// every request became a line); failure and install reports count with
+// them. This machine itself (127.0.0.1) is not limited.
+func TestController_CallbacksRateLimited(t *testing.T) {
+	c := newController(t)
+	if err := c.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	from := func(src string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	}
+	flood := func(cl *http.Client, n int) map[int]int {
+		codes := map[int]int{}
+		for i := range n {
+			path := []string{"/booted/", "/booted/failed", "/booted/installed"}[i%3]
+			resp, err := cl.Get(fmt.Sprintf("http://%s%s?name=flood%d&token=t", c.Listen, path, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && string(b) != "ok\n" {
+				t.Fatalf("a callback answered %q", b)
+			}
+			codes[resp.StatusCode]++
+		}
+		return codes
+	}
+	start := time.Now()
+	codes := flood(from("127.0.0.2"), 300)
+	allowed := 50 + 5*int(time.Since(start).Seconds()+1)
+	if codes[200] > allowed || codes[429] < 300-allowed || codes[200]+codes[429] != 300 {
+		t.Errorf("300 callbacks from 127.0.0.2 in %v: %v, want at most %d answered 200, the rest 429", time.Since(start), codes, allowed)
+	}
+	time.Sleep(200 * time.Millisecond)
+	logged := 0
+	for _, l := range readLines(t, c.BootLog) {
+		if strings.Contains(l, `"remote":"127.0.0.2"`) {
+			logged++
+		}
+	}
+	if logged != codes[200] {
+		t.Errorf("%d lines in the boot log from 127.0.0.2, want %d (the callbacks answered 200 alone)", logged, codes[200])
+	}
+	if codes := flood(from("127.0.0.1"), 150); codes[200] != 150 {
+		t.Errorf("150 callbacks from 127.0.0.1: %v, want all answered", codes)
+	}
+}
