@@ -28,3 +28,40 @@ func Tail(path string, n int64) ([]byte, error) {
 	off := max(0, st.Size()-n)
 	return io.ReadAll(io.NewSectionReader(f, off, st.Size()-off))
 }
+
+// Cap bounds the local file at path, a log another process appends to:
+// past max bytes, it keeps the last max/2 (after a line saying how much was
+// cut), in place, so that the writer's next append lands after them. It
+// never follows a link at path, and leaves a file at or under max alone.
+// It returns the bytes cut.
+func Cap(path string, max int64) (int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return 0, fmt.Errorf("%s: not a regular file", path)
+	}
+	if st.Size() <= max {
+		return 0, nil
+	}
+	keep := max / 2
+	tail := make([]byte, keep)
+	if _, err := f.ReadAt(tail, st.Size()-keep); err != nil && err != io.EOF {
+		return 0, err
+	}
+	if err := f.Truncate(0); err != nil {
+		return 0, err
+	}
+	cut := st.Size() - keep
+	if _, err := fmt.Fprintf(f, "[booted: %d bytes of this log cut; it keeps its last %d]\n", cut, keep); err != nil {
+		return 0, err
+	}
+	_, err = f.Write(tail)
+	return cut, err
+}

@@ -2,7 +2,9 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -149,4 +151,30 @@ func (h *Hosts) consoleTail(name string) string {
 		return ""
 	}
 	return fmt.Sprintf("; see %s; console: %s", c.ConsoleLog(name), provider.ConsoleTail(b, 5))
+}
+
+// ConsoleMax is how large a host's console log grows before CapConsoles
+// cuts it to its newest half.
+const ConsoleMax = 8 << 20
+
+// CapConsoles keeps the console log of each host whose provider has one
+// under ConsoleMax (files.Cap, in place, never through a link): what a
+// host prints must not fill the controller's disk. It returns the errors
+// of the hosts it could not cap, each naming its host.
+func (h *Hosts) CapConsoles(ctx context.Context) error {
+	hosts, err := h.Store.Hosts(ctx, h.Env.Name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, host := range hosts {
+		c, ok := h.Provs.Of(host.Name).(provider.Console)
+		if !ok || c.ConsoleLog(host.Name) == "" {
+			continue
+		}
+		if _, err := files.Cap(c.ConsoleLog(host.Name), ConsoleMax); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("host %s: console log: %w", host.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }

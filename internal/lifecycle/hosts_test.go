@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -169,5 +170,42 @@ func TestDelete_RunningNeedsForce(t *testing.T) {
 	}
 	if err := h.Retire(ctx, "w9", inventory.Terminated, ""); err != nil {
 		t.Errorf("retiring a host not recorded: %v", err)
+	}
+}
+
+// consoled is phoning with console logs, in dir.
+type consoled struct {
+	phoning
+	dir string
+}
+
+func (c consoled) ConsoleLog(name string) string { return filepath.Join(c.dir, name+".log") }
+
+// CapConsoles keeps every host's console log under ConsoleMax, its newest
+// half kept; a log under it, or a host without one, is left alone; a log a
+// host made a link is not followed, and the error names the host.
+func TestCapConsoles(t *testing.T) {
+	ctx := context.Background()
+	h, mem, _, _ := hosts(t)
+	dir := t.TempDir()
+	h.Provs.ByType["qemu"] = consoled{phoning{mem}, dir}
+	for _, n := range []string{"w1", "w2"} {
+		up(t, h, mem, n, inventory.Ready)
+	}
+	big := strings.Repeat("x", lifecycle.ConsoleMax-10) + strings.Repeat("y", 20)
+	os.WriteFile(filepath.Join(dir, "w1.log"), []byte(big), 0o600)
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte(big), 0o600)
+	os.Symlink(secret, filepath.Join(dir, "w2.log"))
+	err := h.CapConsoles(ctx)
+	if err == nil || !strings.Contains(err.Error(), "host w2: console log") {
+		t.Errorf("capping a console log that is a link: %v, want an error naming w2", err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "w1.log"))
+	if len(b) > lifecycle.ConsoleMax/2+100 || !strings.HasSuffix(string(b), strings.Repeat("y", 20)) || !strings.HasPrefix(string(b), "[booted: ") {
+		t.Errorf("w1's console log after the cap: %d bytes, %.60q…", len(b), b)
+	}
+	if st, _ := os.Stat(secret); st.Size() != int64(len(big)) {
+		t.Errorf("the file behind w2's link is %d bytes now", st.Size())
 	}
 }

@@ -134,6 +134,8 @@ func (s *Session) serveAPI(ctx context.Context) error {
 	}}
 	srv := &apiserver.Server{EC2: b, REST: rest, Secrets: ec2backend.Secrets{Store: creds.Store{Dir: filepath.Join(s.Dir, "creds")}},
 		Status: s.statusPage(), Admin: admin, Log: logf, TLS: tlsConf}
+	wg.Add(1)
+	go func() { defer wg.Done(); s.capConsoles(lctx) }()
 	url := apiserver.URL(ln.Addr().String())
 	fmt.Fprintf(s.Out, "%s: EC2 API on %s/, REST API on %s/api/v1/ (described at /openapi.json), status page at /status; HTTPS with the certificate %s (creds:create %s USER makes a user and hands them the CA; api.admins in the env file may use the inventory)\n", envName, url, url, cert, envName)
 	err = srv.Serve(ctx, ln)

@@ -255,6 +255,10 @@ func (m *MonitorEnv) Overview(ctx context.Context) (monitor.Overview, error) {
 func RunMonitor(ctx context.Context, o Options, envName string) error {
 	return View(ctx, o, envName, func(s *Session) error {
 		d := &monitor.Daemon{Env: NewMonitorEnv(s), Name: envName, DryRun: o.DryRun, Log: slog.New(slog.NewTextHandler(o.Err, nil)).With("env", envName)}
+		cctx, stop := context.WithCancel(ctx)
+		capped := make(chan struct{})
+		go func() { defer close(capped); s.capConsoles(cctx) }()
+		defer func() { stop(); <-capped }()
 		return monitor.RunWithSignals(ctx, d, s.Reload, o.Err)
 	})
 }

@@ -266,7 +266,7 @@ func TestMetal_NetCreateDel(t *testing.T) {
 	startAPIServe(t, m.r, env, func() {})
 	get := func(path string) []byte {
 		t.Helper()
-		out, err := exec.Command("curl", "-fsS", "-m", "10", "-K", filepath.Join(m.proj.Inventory, env, "creds", "ops.curlrc"), "http://"+m.r.APIListen+path).Output()
+		out, err := exec.Command("curl", "-fsS", "-m", "10", "-K", filepath.Join(m.proj.Inventory, env, "creds", "ops.curlrc"), "https://"+m.r.APIListen+path).Output()
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}

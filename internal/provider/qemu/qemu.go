@@ -283,7 +283,8 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 	}
 	args := []string{"-name", "booted-" + p.env.Name + "-" + s.Name, "-machine", "pc", "-accel", accel, "-cpu", cpu,
 		"-m", strconv.Itoa(mem), "-smp", strconv.Itoa(cpus), "-display", "none", "-vga", "none", "-nodefaults",
-		"-serial", "file:" + p.ConsoleLog(s.Name),
+		// appended to (a console log booted caps in place keeps its writer)
+		"-chardev", "file,id=console,append=on,path=" + p.ConsoleLog(s.Name), "-serial", "chardev:console",
 		"-qmp", "unix:" + filepath.Join(dir, "qmp.sock") + ",server=on,wait=off",
 		"-kernel", img.Kernel, "-initrd", img.Initrd,
 		"-append", strings.TrimSpace(kargs),
