@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"booted/internal/bridge"
 	"booted/internal/ec2backend"
 	sess "booted/internal/session"
 
@@ -816,4 +818,72 @@ func backendFor(t *testing.T, r *Runner, env string) (*ec2backend.Backend, *[]st
 	t.Cleanup(func() { s.Close() })
 	var pending []string
 	return &ec2backend.Backend{Envs: s.EC2Envs(), Launch: func(ids []string) { pending = append(pending, ids...) }}, &pending
+}
+
+// Two local instances on one bridge, their users root in them: i1's
+// answers ARP for the gateway to i0, and once i0 is stopped takes i0's
+// address (announcing it to the gateway) and asks the metadata service for
+// i0's user data. i0 keeps the gateway's MAC, and i1 gets nothing; from its
+// own address it reads its own (before, i1 read i0's user data and i0 sent
+// its traffic for the gateway to i1).
+func TestInstances_NoSpoofing(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	env := f.proj.Env
+	var rows []instanceRow
+	for i := range 2 {
+		ud := filepath.Join(t.TempDir(), "user-data")
+		os.WriteFile(ud, []byte(fmt.Sprintf("#!/bin/sh\necho user data of instance %d\n", i)), 0o600)
+		f.r.UserData, f.r.JSON = ud, true
+		f.out.Reset()
+		f.must(t, f.r.InstancesRun(ctx, env, "ami-local", 1))
+		var rs []instanceRow
+		if err := unmarshalRows([]byte(f.out.String()), &rs); err != nil || len(rs) != 1 {
+			t.Fatalf("instances:run printed %v %s", err, f.out)
+		}
+		rows = append(rows, rs[0])
+	}
+	f.r.UserData, f.r.JSON = "", false
+	ns := func(i int) string { return "booted-" + env + "-" + rows[i].ID }
+	in := func(i int, args ...string) (string, error) {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", ns(i)}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	mac := func(i int) string {
+		b, err := os.ReadFile("/sys/class/net/" + bridge.Name(env) + "/address")
+		if i >= 0 {
+			var out string
+			out, err = in(i, "cat", "/sys/class/net/eth0/address")
+			b = []byte(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	gw, gwMAC := f.proj.Gateway, mac(-1)
+	if got, err := in(1, "curl", "-sS", "-m", "5", "http://169.254.169.254/latest/user-data"); err != nil || !strings.Contains(got, "user data of instance 1") {
+		t.Fatalf("instance 1's own user data: %v %q", err, got)
+	}
+	// i1 tells i0 the gateway is at i1's MAC.
+	in(0, "ping", "-c", "1", "-W", "2", gw)
+	time.Sleep(1200 * time.Millisecond) // past the entry's locktime
+	testutil.SendARPReply(t, ns(1), mac(1), gw, mac(0), rows[0].Address)
+	time.Sleep(200 * time.Millisecond)
+	if neigh, _ := in(0, "ip", "neigh", "show", gw); !strings.Contains(neigh, gwMAC) || strings.Contains(neigh, mac(1)) {
+		t.Errorf("instance 0's entry for the gateway after instance 1 answered for it: %q, want the gateway's %s", neigh, gwMAC)
+	}
+	// i0 stops; i1 takes its address.
+	f.must(t, f.r.InstancesStop(ctx, env, rows[0].ID))
+	if _, err := in(1, "ip", "addr", "add", rows[0].Address+"/32", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SendARPReply(t, ns(1), mac(1), rows[0].Address, gwMAC, gw)
+	time.Sleep(200 * time.Millisecond)
+	if got, err := in(1, "curl", "-sS", "-m", "5", "--interface", rows[0].Address, "http://169.254.169.254/latest/user-data"); err == nil || strings.Contains(got, "instance 0") {
+		t.Errorf("instance 1 as instance 0 (%s) asked for its user data: %v %q", rows[0].Address, err, got)
+	}
+	if got, err := in(1, "curl", "-sS", "-m", "5", "http://169.254.169.254/latest/meta-data/instance-id"); err != nil || got != rows[1].ID {
+		t.Errorf("instance 1 from its own address: %v %q", err, got)
+	}
 }

@@ -303,8 +303,20 @@ func (p *Provider) writeFiles(r record, s provider.Spec) error {
 
 func (p *Provider) ensureNetns(ctx context.Context, r record) error {
 	l := p.lanOf(r)
-	if bridge.NetnsInode(r.Netns) != 0 && linkIn(ctx, l.ns, r.Veth) {
+	// Its port passes only its own MAC and address (bridge.Guard): a
+	// host's root cannot take another's address or answer for the gateway.
+	guard := func() error {
+		addr, err := netip.ParseAddr(r.Addr)
+		if err != nil {
+			return fmt.Errorf("host %s: address %q: %w", r.Name, r.Addr, err)
+		}
+		if err := bridge.Guard(ctx, l.ns, p.env, r.Veth, r.MAC, addr); err != nil {
+			return fmt.Errorf("host %s: %w", r.Name, err)
+		}
 		return nil
+	}
+	if bridge.NetnsInode(r.Netns) != 0 && linkIn(ctx, l.ns, r.Veth) {
+		return guard()
 	}
 	if bridge.NetnsInode(r.Netns) != 0 { // half made: start again
 		bridge.IP(ctx, "", "netns", "del", r.Netns)
@@ -320,6 +332,9 @@ func (p *Provider) ensureNetns(ctx context.Context, r record) error {
 	if err == nil {
 		err = bridge.IP(ctx, fmt.Sprintf("link set %sp name eth0\nlink set eth0 address %s\naddr add %s/%d dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via %s\n",
 			r.Veth, r.MAC, r.Addr, l.subnet.Bits(), l.gateway.Addr()), "-n", r.Netns)
+	}
+	if err == nil {
+		err = guard()
 	}
 	if err != nil {
 		bridge.IP(context.WithoutCancel(ctx), "", "netns", "del", r.Netns)
@@ -473,6 +488,11 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 	if p.lanOf(r).ns == "" { // (in a site's namespace, it went with the host's)
 		bridge.Remove(ctx, r.Veth)
 	}
+	if ns := p.lanOf(r).ns; ns == "" || bridge.NetnsInode(ns) != 0 { // (a site's namespace gone: its rules with it)
+		if err := bridge.Unguard(ctx, ns, p.env, r.Veth); err != nil {
+			return fmt.Errorf("host %s: %w", name, err)
+		}
+	}
 	return os.RemoveAll(p.hostDir(name))
 }
 
@@ -508,7 +528,7 @@ func (p *Provider) Teardown(ctx context.Context) error {
 	for _, ns := range sites {
 		errs = append(errs, removeSite(ctx, ns))
 	}
-	errs = append(errs, bridge.Remove(ctx, p.bridge))
+	errs = append(errs, bridge.Remove(ctx, p.bridge), bridge.Unguarded(ctx, "", p.env))
 	return errors.Join(errs...)
 }
 

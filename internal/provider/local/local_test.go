@@ -70,6 +70,7 @@ func TestConformance(t *testing.T) {
 			Provider: f.prov,
 			Spec:     f.spec,
 			Run:      func(in provider.Instance, cmd string) (string, error) { return f.run(in.Name, in.Addr, cmd) },
+			Guarded:  func(port string) bool { return testutil.PortGuarded("", f.proj.Env, port) },
 		}
 	})
 }

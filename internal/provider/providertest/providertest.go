@@ -33,6 +33,10 @@ type Subject struct {
 	// BootTimeout bounds waiting for a started host to answer SSH and
 	// write its console (default 10s; VMs take longer).
 	BootTimeout time.Duration
+	// Guarded, for a provider whose hosts sit on booted's bridges, says
+	// whether a port passes only its host's own MAC and address
+	// (bridge.Guard); nil: the suite does not check.
+	Guarded func(port string) bool
 }
 
 func (s Subject) names() []string {
@@ -161,6 +165,11 @@ func Run(t *testing.T, newSubject func(t *testing.T) Subject) {
 		}
 		if got, ok := find(t, s.Provider, name); !ok || got.State != provider.Running {
 			t.Errorf("started host listed as %+v", got)
+		}
+		if l, ok := s.Provider.(provider.Locator); ok && s.Guarded != nil {
+			if loc, err := l.Locate(name); err != nil || !s.Guarded(loc.Port) {
+				t.Errorf("started host %s: its port %q passes any MAC and address (%v)", name, loc.Port, err)
+			}
 		}
 		if s.Run == nil {
 			t.Skipf("%s the subject has no way into its hosts: started, not logged in", NotApplicable)

@@ -261,6 +261,14 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 			return in, fmt.Errorf("host %s: %w", s.Name, err)
 		}
 	}
+	// Its port passes only its own MAC and address (bridge.Guard): a
+	// VM's root cannot take another's address or answer for the gateway.
+	if addr, err := netip.ParseAddr(v.Addr); err != nil {
+		return in, fmt.Errorf("host %s: address %q: %w", s.Name, v.Addr, err)
+	} else if err := bridge.Guard(ctx, "", p.env.Name, v.Tap, v.MAC, addr); err != nil {
+		bridge.Remove(context.WithoutCancel(ctx), v.Tap)
+		return in, fmt.Errorf("host %s: %w", s.Name, err)
+	}
 	img, err := p.Image(ctx, p.Log)
 	if err != nil {
 		return in, err
@@ -408,6 +416,11 @@ func (p *Provider) remove(ctx context.Context, name string) error {
 	if err := p.Stop(ctx, name); err != nil {
 		return err
 	}
+	if v, err := p.load(name); err == nil {
+		if err := bridge.Unguard(ctx, "", p.env.Name, v.Tap); err != nil {
+			return fmt.Errorf("host %s: %w", name, err)
+		}
+	}
 	os.Remove(p.ConsoleLog(name))
 	return os.RemoveAll(p.vmDir(name))
 }
@@ -444,7 +457,7 @@ func (p *Provider) Teardown(ctx context.Context) error {
 	for _, v := range vms {
 		errs = append(errs, p.remove(ctx, v.Name))
 	}
-	return errors.Join(append(errs, bridge.Remove(ctx, p.bridge))...)
+	return errors.Join(append(errs, bridge.Remove(ctx, p.bridge), bridge.Unguarded(ctx, "", p.env.Name))...)
 }
 
 func (p *Provider) instance(v vm) provider.Instance {

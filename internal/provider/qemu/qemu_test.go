@@ -58,7 +58,8 @@ func TestConformance(t *testing.T) {
 			Spec: func(name string) provider.Spec {
 				return provider.Spec{Name: name, AuthorizedKey: pub, PhoneHome: []byte("#!/bin/sh\necho \"booted-test-key $(cat /etc/ssh/ssh_host_ed25519_key.pub)\" > /dev/console\n")}
 			},
-			Run: func(in provider.Instance, cmd string) (string, error) { return run(p, in, signer, cmd) },
+			Run:     func(in provider.Instance, cmd string) (string, error) { return run(p, in, signer, cmd) },
+			Guarded: func(port string) bool { return testutil.PortGuarded("", proj.Env, port) },
 		}
 	})
 }
