@@ -138,27 +138,64 @@ func Remove(dir, addr string) error {
 // table is the nftables table of an environment's DNAT.
 func table(env string) string { return nftables.Table("booted_md_", env) }
 
+// inTable is the nftables table of what an environment's instances may
+// reach on this machine.
+func inTable(env string) string { return nftables.Table("booted_in_", env) }
+
 // Route makes 169.254.169.254:80 on the bridges (those of the
 // environment's hosts) reach to (the controller's nginx, ADDRESS:PORT),
-// replacing the environment's earlier rules.
+// and keeps what comes in from them to what a host needs of this machine:
+// that nginx (callbacks, metadata, netboot files), DHCP, DNS and TFTP,
+// ping, and the answers to what this machine opened (SSH to the hosts);
+// the controller's own SSH, NATS, APIs and anything else listening here
+// are out of the instances' reach. It replaces the environment's earlier
+// rules.
 func Route(ctx context.Context, env string, bridges []string, to string) error {
 	if len(bridges) == 0 {
 		return nil
 	}
-	var rules strings.Builder
-	for _, br := range bridges {
+	ap, err := netip.ParseAddrPort(to)
+	if err != nil {
+		return fmt.Errorf("metadata service of %s: %q is not ADDRESS:PORT", env, to)
+	}
+	var rules, names strings.Builder
+	for i, br := range bridges {
 		fmt.Fprintf(&rules, "\t\tiifname %q ip daddr %s tcp dport 80 dnat to %s\n", br, Addr, to)
+		if i > 0 {
+			names.WriteString(", ")
+		}
+		fmt.Fprintf(&names, "%q", br)
 	}
 	if err := nftables.Replace(ctx, "ip", table(env), "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"+rules.String()+"\t}\n"); err != nil {
 		return fmt.Errorf("metadata service of %s: %w", env, err)
 	}
+	in := fmt.Sprintf(`	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname { %s } jump from_hosts
+	}
+	chain from_hosts {
+		ct state established,related accept
+		meta l4proto { icmp, ipv6-icmp } accept
+		tcp dport %d accept
+		udp dport { 53, 67, 69 } accept
+		tcp dport 53 accept
+		counter drop
+	}
+`, names.String(), ap.Port())
+	if err := nftables.Replace(ctx, "inet", inTable(env), in); err != nil {
+		return fmt.Errorf("what the hosts of %s may reach here: %w", env, err)
+	}
 	return nil
 }
 
-// Unroute removes the environment's DNAT (none: nothing to do).
+// Unroute removes the environment's DNAT and its filter (none: nothing to
+// do).
 func Unroute(ctx context.Context, env string) error {
 	if err := nftables.Delete(ctx, "ip", table(env)); err != nil {
 		return fmt.Errorf("metadata service of %s: %w", env, err)
+	}
+	if err := nftables.Delete(ctx, "inet", inTable(env)); err != nil {
+		return fmt.Errorf("what the hosts of %s may reach here: %w", env, err)
 	}
 	return nil
 }

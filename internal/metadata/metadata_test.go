@@ -77,10 +77,17 @@ func TestRoute_EveryBridge(t *testing.T) {
 			t.Errorf("no DNAT on %s:\n%s", br, out)
 		}
 	}
+	in, err := exec.Command("nft", "list", "table", "inet", inTable(env)).Output()
+	if err != nil || !strings.Contains(string(in), `iifname { "bt-a", "bq-b" } jump from_hosts`) || !strings.Contains(string(in), "tcp dport 8077 accept") {
+		t.Errorf("the hosts' filter: %v\n%s", err, in)
+	}
 	if err := Unroute(ctx, env); err != nil {
 		t.Fatal(err)
 	}
 	if err := exec.Command("nft", "list", "table", "ip", table(env)).Run(); err == nil {
 		t.Error("Unroute left the table")
+	}
+	if err := exec.Command("nft", "list", "table", "inet", inTable(env)).Run(); err == nil {
+		t.Error("Unroute left the hosts' filter")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -872,6 +873,26 @@ func TestInstances_NoSpoofing(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if neigh, _ := in(0, "ip", "neigh", "show", gw); !strings.Contains(neigh, gwMAC) || strings.Contains(neigh, mac(1)) {
 		t.Errorf("instance 0's entry for the gateway after instance 1 answered for it: %q, want the gateway's %s", neigh, gwMAC)
+	}
+	// The controller's own services on the bridge's address (its SSH,
+	// NATS, the APIs, anything listening there) are out of reach; its
+	// nginx (callbacks, metadata) is not.
+	ln, err := net.Listen("tcp", gw+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "controller service") }))
+	if got, err := in(1, "curl", "-sS", "-m", "3", "http://"+ln.Addr().String()+"/"); err == nil || strings.Contains(got, "controller service") {
+		t.Errorf("instance 1 reached a service of the controller's on %s: %v %q", ln.Addr(), err, got)
+	}
+	if res, err := http.Get("http://" + ln.Addr().String() + "/"); err != nil {
+		t.Errorf("the service from the controller itself: %v", err)
+	} else {
+		res.Body.Close()
+	}
+	if got, err := in(1, "curl", "-sS", "-m", "3", "http://"+f.proj.Config(t).CallbackAddr()+"/booted/?name=x"); err != nil || got != "ok" {
+		t.Errorf("instance 1 to the controller's nginx: %v %q", err, got)
 	}
 	// i0 stops; i1 takes its address.
 	f.must(t, f.r.InstancesStop(ctx, env, rows[0].ID))

@@ -66,7 +66,7 @@ var (
 	staleMetal = regexp.MustCompile(`/inventory/(t[0-9a-f]{6})/(?:lab|metal/net)/`)
 	// The metadata service's DNAT of an environment; the conductors
 	// test's rule that keeps the controller from the hosts.
-	staleMetadata = regexp.MustCompile(`^table (ip|inet|bridge) (booted_(?:md|iso|sites|ps)_(t[0-9a-f]{6}))$`)
+	staleMetadata = regexp.MustCompile(`^table (ip|inet|bridge) (booted_(?:md|in|iso|sites|ps)_(t[0-9a-f]{6}))$`)
 )
 
 // Sweep removes what test runs that were killed before their cleanup left
