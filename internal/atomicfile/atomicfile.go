@@ -3,21 +3,132 @@
 package atomicfile
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Write writes b to path with mode (its directory made, 0700, if missing).
+// The temporary file is made new (never opened through a link or an
+// existing file).
 func Write(path string, b []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, mode); err != nil { // WriteFile keeps an existing file's mode
-		return err
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(mode)
 	}
-	return os.Rename(tmp, path)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// beneath is how a path under a tree someone else controls is resolved:
+// within the tree, through no link at all.
+const beneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+
+// WriteIn writes b to rel (slash-separated, relative) under the directory
+// root with mode, as Write does, for a tree whose contents another party
+// controls (a local host's own files): no component of rel is followed if
+// it is a link or leads out of root (an error, nothing written), missing
+// directories are made (0700), and the file is made new and renamed into
+// place.
+func WriteIn(root, rel string, b []byte, mode os.FileMode) error {
+	rel = filepath.Clean(rel)
+	if filepath.IsAbs(rel) || rel == "." || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("%s: %q is not a path below it", root, rel)
+	}
+	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", root, err)
+	}
+	defer unix.Close(rootfd)
+	dirfd, err := dirIn(rootfd, filepath.Dir(rel))
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(root, rel), err)
+	}
+	defer unix.Close(dirfd)
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	name, tmp := filepath.Base(rel), "."+filepath.Base(rel)+".tmp"+hex.EncodeToString(rnd[:])
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(root, rel), err)
+	}
+	f := os.NewFile(uintptr(fd), tmp)
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(dirfd, tmp, dirfd, name)
+	}
+	if err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		return fmt.Errorf("%s: %w", filepath.Join(root, rel), err)
+	}
+	return nil
+}
+
+// OpenIn opens rel under the directory root for reading as WriteIn
+// resolves it: within root, through no link.
+func OpenIn(root, rel string) (*os.File, error) {
+	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", root, err)
+	}
+	defer unix.Close(rootfd)
+	fd, err := unix.Openat2(rootfd, filepath.Clean(rel), &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK, Resolve: beneath})
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: filepath.Join(root, rel), Err: err}
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(root, rel)), nil
+}
+
+// dirIn opens directory rel below rootfd, making what is missing (0700),
+// through no link and never out of the tree.
+func dirIn(rootfd int, rel string) (int, error) {
+	fd, err := unix.Dup(rootfd)
+	if err != nil {
+		return -1, err
+	}
+	if rel == "." {
+		return fd, nil
+	}
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		next, err := unix.Openat2(fd, part, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: beneath})
+		if err == unix.ENOENT {
+			if err = unix.Mkdirat(fd, part, 0o700); err == nil || err == unix.EEXIST {
+				next, err = unix.Openat2(fd, part, &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: beneath})
+			}
+		}
+		unix.Close(fd)
+		if err != nil {
+			return -1, err
+		}
+		fd = next
+	}
+	return fd, nil
 }

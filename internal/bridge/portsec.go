@@ -25,7 +25,9 @@ import (
 func guardTable(env string) string { return nftables.Table("booted_ps_", env) }
 
 // guardChain is port's chain.
-func guardChain(port string) string { return "port_" + strings.NewReplacer("-", "_", ".", "_").Replace(port) }
+func guardChain(port string) string {
+	return "port_" + strings.NewReplacer("-", "_", ".", "_").Replace(port)
+}
 
 // Guard makes port (a bridge port in network namespace ns, "" for this
 // machine's) pass only what the host with mac and ip sends. Guarding a

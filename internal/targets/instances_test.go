@@ -19,6 +19,7 @@ import (
 	"booted/internal/bridge"
 	"booted/internal/ec2backend"
 	sess "booted/internal/session"
+	"booted/internal/shell"
 
 	"booted/internal/ec2api"
 	"booted/internal/metaladmin"
@@ -906,5 +907,118 @@ func TestInstances_NoSpoofing(t *testing.T) {
 	}
 	if got, err := in(1, "curl", "-sS", "-m", "5", "http://169.254.169.254/latest/meta-data/instance-id"); err != nil || got != rows[1].ID {
 		t.Errorf("instance 1 from its own address: %v %q", err, got)
+	}
+}
+
+// escapeAttempt is what a tenant root on an instance tries against the
+// controller; each must fail.
+type escapeAttempt struct{ what, cmd string }
+
+// controllerPorts are the attempts to reach services of the controller's
+// listening on the bridge's address at ports (its SSH, NATS, APIs).
+func controllerPorts(gw string, ports map[string]int) []escapeAttempt {
+	var out []escapeAttempt
+	for what, port := range ports {
+		out = append(out, escapeAttempt{"reach the controller's " + what, fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && echo connected", gw, port)})
+	}
+	return out
+}
+
+// tryEscapes runs each attempt on the instance (as root there, with bash)
+// and reports any that worked.
+func tryEscapes(t *testing.T, run func(cmd string) (string, error), attempts []escapeAttempt) {
+	t.Helper()
+	for _, a := range attempts {
+		out, err := run("timeout 5 bash -c " + shell.Quote(a.cmd))
+		if err == nil {
+			t.Errorf("a tenant could %s (%s): %s", a.what, a.cmd, out)
+		} else {
+			t.Logf("%s: refused: %s", a.what, strings.TrimSpace(out))
+		}
+	}
+}
+
+// The escape suite against a tenant's local instance: root in it, with
+// its key, the tenant tries to write outside its tree, read inventory/,
+// load a module, mount, make and use a raw device, write /proc/sys, take
+// network administration, signal or ptrace a controller process, and reach
+// the controller's SSH, NATS and API ports. Every attempt fails and the
+// controller is unchanged (before, a local host shared the controller's
+// root filesystem with every capability: most of them worked).
+func TestInstances_Escape(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	env := f.proj.Env
+	key := newSSHKey(t)
+	f.r.User = "mallory"
+	f.must(t, f.r.KeypairImport(ctx, env, "k", key+".pub"))
+	f.r.KeyName, f.r.JSON = "k", true
+	f.out.Reset()
+	f.must(t, f.r.InstancesRun(ctx, env, "ami-local", 1))
+	var rows []instanceRow
+	if err := unmarshalRows([]byte(f.out.String()), &rows); err != nil || len(rows) != 1 {
+		t.Fatalf("instances:run printed %v %s", err, f.out)
+	}
+	f.r.JSON = false
+	in := rows[0]
+	known := filepath.Join(f.proj.Inventory, env, "known_hosts")
+	run := func(cmd string) (string, error) { return sshKey(key, known, in.Address, cmd) }
+	if out, err := run("id -u; hostname"); err != nil || out != "0\n"+in.ID {
+		t.Fatalf("the tenant on its instance: %v %q", err, out)
+	}
+	deployKey := filepath.Join(f.proj.Inventory, env, "id_ed25519")
+	before, _ := os.ReadFile(deployKey)
+	// the controller's services on the bridge's address
+	ports := map[string]int{}
+	for _, what := range []string{"SSH", "NATS", "API"} {
+		ln, err := net.Listen("tcp", f.proj.Gateway+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		ports[what] = ln.Addr().(*net.TCPAddr).Port
+	}
+	attempts := append([]escapeAttempt{
+		{"write the controller's /usr", "echo x > /usr/bin/booted-escape"},
+		{"write the controller's /etc", "echo x > /etc/booted-escape"},
+		{"write the project's tree", "echo x > " + shell.Quote(filepath.Join(f.proj.Root, "escape"))},
+		{"read the deploy key in inventory/", "cat " + shell.Quote(deployKey)},
+		{"read the controller's root", "ls /proc/1/root/" + shell.Quote(strings.TrimPrefix(f.proj.Inventory, "/"))},
+		// (no module tools here: the capability a module load needs, CAP_SYS_MODULE)
+		{"load a kernel module", "cap=$(awk '/^CapEff/ {print $2}' /proc/self/status); [ $(( 0x$cap >> 16 & 1 )) = 1 ]"},
+		{"mount a filesystem", "mount -t tmpfs none /tmp"},
+		{"make a raw device", "mknod /tmp/sda b 8 0"},
+		{"read a raw device", "head -c1 /dev/vda || head -c1 /dev/sda || head -c1 /dev/mem || head -c1 /dev/kmsg"},
+		{"write /proc/sys", "echo 1 > /proc/sys/vm/drop_caches"},
+		{"write its network's kernel knobs", "echo 1 > /proc/sys/net/ipv4/ip_forward"},
+		{"write /sys", "echo 1 > /sys/kernel/profiling"},
+		{"administer its network", "ip addr add 10.250.250.250/32 dev eth0"},
+		{"signal a controller process", fmt.Sprintf("kill -0 %d", os.Getpid())},
+		{"ptrace a controller process", fmt.Sprintf("cat /proc/%d/environ", os.Getpid())},
+		{"make namespaces of its own", "unshare --mount --pid --fork true"},
+	}, controllerPorts(f.proj.Gateway, ports)...)
+	tryEscapes(t, run, attempts)
+	for _, p := range []string{"/usr/bin/booted-escape", "/etc/booted-escape", filepath.Join(f.proj.Root, "escape")} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("the instance wrote %s on the controller", p)
+			os.Remove(p)
+		}
+	}
+	if after, _ := os.ReadFile(deployKey); string(after) != string(before) {
+		t.Error("the deploy key changed")
+	}
+	// and the instance still works for its tenant: its own files, its
+	// services, its processes
+	if out, err := run("echo mine > /root/f && cat /root/f && echo tmp > /tmp/f && cat /tmp/f && kill -0 $$ && echo alive"); err != nil || out != "mine\ntmp\nalive" {
+		t.Errorf("the tenant's own work on its instance: %v %q", err, out)
 	}
 }

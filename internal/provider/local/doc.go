@@ -1,12 +1,19 @@
 // Package local provides light hosts on this Linux machine (root needed).
 //
 // A host is a network namespace with a veth on the environment's bridge and
-// an address of the environment's subnet; a mount namespace that gives it its
-// own /root, /opt, /etc/booted, /etc/ssh, /var/log and /tmp (directories under
-// inventory/ENV/hosts/NAME/fs, kept across reboots like a disk); its own
-// hostname (a UTS namespace); and a real OpenSSH sshd with its own host key
-// that takes only the environment's deploy key. Booting runs the phone-home
-// script, as a kickstart install does in %post.
+// an address of the environment's subnet (its port guarded: its own MAC and
+// address alone); its own mount, PID, UTS and IPC namespaces; its own root,
+// a tmpfs holding this machine's /usr and /etc read-only and the host's own
+// /root, /opt, /etc/booted, /etc/ssh, /var/log and /tmp (directories under
+// inventory/ENV/hosts/NAME/fs, kept across reboots like a disk), a minimal
+// /dev, its own /proc (kernel knobs read-only) and /sys read-only, nothing
+// else of this machine; a container's capabilities alone (setpriv, no new
+// privileges); and a real OpenSSH sshd with its own host key that takes
+// only the environment's deploy key. Booting runs the phone-home script, as
+// a kickstart install does in %post. booted writes into a host's files
+// through no link the host made (atomicfile.WriteIn). Its root is this
+// machine's root user: user namespaces do not work where booted is
+// developed.
 //
 // Stopping a host kills every process in its network namespace (found by
 // namespace, killed by PID) and takes its link down; starting it boots it

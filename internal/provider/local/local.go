@@ -268,30 +268,34 @@ func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instanc
 	return p.instance(r), nil
 }
 
+// writeFiles writes what booted gives the host into its own files, which
+// the host may have changed: nothing is written through a link it made
+// (atomicfile.WriteIn).
 func (p *Provider) writeFiles(r record, s provider.Spec) error {
 	dir := p.hostDir(r.Name)
 	fs := filepath.Join(dir, "fs")
 	if len(s.AuthorizedKey) > 0 {
-		if err := atomicfile.Write(filepath.Join(fs, "root/.ssh/authorized_keys"), s.AuthorizedKey, 0o600); err != nil {
+		if err := atomicfile.WriteIn(fs, "root/.ssh/authorized_keys", s.AuthorizedKey, 0o600); err != nil {
 			return err
 		}
 	}
 	if len(s.PhoneHome) > 0 {
-		if err := atomicfile.Write(filepath.Join(fs, "etc-booted/phone-home.sh"), s.PhoneHome, 0o700); err != nil {
+		if err := atomicfile.WriteIn(fs, "etc-booted/phone-home.sh", s.PhoneHome, 0o700); err != nil {
 			return err
 		}
 	}
 	if s.Token != "" { // this provisioning's enrollment token, for this host alone
-		if err := atomicfile.Write(filepath.Join(fs, "etc-booted/enroll-token"), []byte(s.Token), 0o600); err != nil {
+		if err := atomicfile.WriteIn(fs, "etc-booted/enroll-token", []byte(s.Token), 0o600); err != nil {
 			return err
 		}
 	}
-	data := map[string]any{"Name": r.Name, "Env": p.env, "Addr": r.Addr, "Port": p.sshPort, "FS": fs, "Mounts": mountOrder(fs)}
+	data := map[string]any{"Name": r.Name, "Env": p.env, "Addr": r.Addr, "Port": p.sshPort, "FS": fs, "Root": filepath.Join(dir, "root"),
+		"Mounts": privateDirs, "Caps": "+" + strings.Join(Caps, ",+")}
 	var b bytes.Buffer
 	if err := sshdConfig.Execute(&b, data); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(fs, "etc-ssh/sshd_config"), b.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteIn(fs, "etc-ssh/sshd_config", b.Bytes(), 0o644); err != nil {
 		return err
 	}
 	b.Reset()
@@ -374,11 +378,11 @@ const bootTimeout = 30 * time.Second
 // bootDone is the line boot.sh writes to its log when the host is up.
 const bootDone = "boot.sh: done\n"
 
-// boot runs boot.sh in the host's own mount, UTS and PID namespaces (its
-// processes see only each other; /proc is its own), under tini as the
-// host's init, which reaps orphans and lives as long as the host. boot.sh
-// says it is done in its log (its own mounts hide the host's directory
-// from it), then stays as init's child.
+// boot runs boot.sh as PID 1 of the host's own PID namespace, in its own
+// mount, UTS and IPC namespaces (its processes see only each other; /proc
+// is its own): boot.sh makes the host's root and moves into it, says it is
+// done in its log, then becomes tini, the host's init, which reaps orphans
+// and lives as long as the host, with the host's capabilities alone.
 func (p *Provider) boot(ctx context.Context, r record) error {
 	dir := p.hostDir(r.Name)
 	logPath := filepath.Join(dir, "boot.log")
@@ -386,9 +390,12 @@ func (p *Provider) boot(ctx context.Context, r record) error {
 	if err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Join(dir, "root"), 0o700); err != nil { // the new root's mount point
+		return err
+	}
 	cmd := exec.Command("ip", "netns", "exec", r.Netns,
-		"unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--propagation", "private",
-		"tini", "--", "/bin/sh", filepath.Join(dir, "boot.sh"))
+		"unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--mount-proc", "--propagation", "private",
+		"/bin/sh", filepath.Join(dir, "boot.sh"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // the host outlives this process
 	if err := cmd.Start(); err != nil {
@@ -570,42 +577,70 @@ Subsystem sftp internal-sftp
 `))
 
 var bootScript = template.Must(template.New("boot").Funcs(funcs).Parse(`#!/bin/sh
-# Boot of local host {{.Name}} ({{.Env}}), written by booted. It runs inside
-# the host's own network, mount, UTS and PID namespaces, under tini (PID 1).
+# Boot of local host {{.Name}} ({{.Env}}), written by booted. It runs as
+# PID 1 of the host's own PID namespace, in its own network, mount, UTS and
+# IPC namespaces. It makes the host's root (a tmpfs holding this machine's
+# /usr and /etc read-only, the host's own directories, a minimal /dev, its
+# own /proc with its kernel knobs read-only, /sys read-only), moves into it
+# (nothing else of this machine is left in sight), and starts tini, sshd
+# and the phone-home script with a container's capabilities alone (no
+# mounts, modules, device nodes, network administration, ptrace or raw I/O)
+# and no way to gain more (setpriv --no-new-privs).
 set -eu
 fs={{q .FS}}
+R={{q .Root}}
+mount --make-rprivate /
+mount -t tmpfs -o mode=755,size=64m,nosuid,nodev booted-root "$R"
+for d in usr etc proc sys dev run tmp var/log root opt .old; do mkdir -p "$R/$d"; done
+for l in bin sbin lib lib64; do ln -s "usr/$l" "$R/$l"; done
+ro() { mount --bind "$1" "$2" && mount -o remount,bind,ro,nosuid "$2"; }
+ro /usr "$R/usr"
+ro /etc "$R/etc"
 for d in{{range .Mounts}} {{.}}{{end}}; do
-	mount --bind "$fs/$(echo "$d" | tr / -)" "/$d"
+	mount --bind "$fs/$(echo "$d" | tr / -)" "$R/$d"
 done
+mount -t tmpfs -o mode=755,size=1m,nosuid,noexec booted-dev "$R/dev"
+for d in null zero full random urandom tty; do
+	touch "$R/dev/$d" && mount --bind "/dev/$d" "$R/dev/$d"
+done
+mkdir "$R/dev/pts" "$R/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620,nosuid,noexec devpts "$R/dev/pts"
+ln -s pts/ptmx "$R/dev/ptmx"
+ln -s /proc/self/fd "$R/dev/fd"
+mount -t tmpfs -o mode=1777,size=64m,nosuid,nodev booted-shm "$R/dev/shm"
+mount -t tmpfs -o mode=755,size=16m,nosuid,nodev booted-run "$R/run"
+mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
+for d in sys bus fs irq sysrq-trigger; do [ ! -e "$R/proc/$d" ] || ro "$R/proc/$d" "$R/proc/$d"; done
+for f in kcore keys timer_list; do [ ! -e "$R/proc/$f" ] || mount --bind /dev/null "$R/proc/$f"; done
+ro /sys "$R/sys"
 hostname {{.Name}}
+cd "$R"
+pivot_root . .old
+umount -l /.old
+rmdir /.old
+cd /
+mkdir -p /run/sshd
 [ -s /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -C root@{{.Name}} -f /etc/ssh/ssh_host_ed25519_key
+echo "boot.sh: done"
+exec >>/var/log/booted-boot.log 2>&1 </dev/null
+exec setpriv --bounding-set=-all,{{.Caps}} --inh-caps=-all --no-new-privs -- tini -s -- /bin/sh -c '
 /usr/sbin/sshd -f /etc/ssh/sshd_config -E /var/log/sshd.log
 if [ -x /etc/booted/phone-home.sh ]; then # a child of init (reaped there), not of this script
 	(setsid /etc/booted/phone-home.sh </dev/null >>/var/log/booted-phone-home.log 2>&1 &)
 fi
-echo "boot.sh: done"
-exec sleep infinity
+exec sleep infinity'
 `))
 
-// privateDirs are the directories a local host has of its own, bound
-// over this machine's from the host's files.
-var privateDirs = []string{"root", "opt", "etc/booted", "etc/ssh", "var/log", "tmp"}
+// Caps are the capabilities a local host's processes keep (Docker's
+// default set without mknod and setfcap): enough for sshd, services that
+// bind low ports and drop to their own users, ping; nothing that reaches
+// past the host (CAP_SYS_ADMIN, CAP_SYS_MODULE, CAP_NET_ADMIN,
+// CAP_SYS_PTRACE, CAP_SYS_RAWIO, CAP_DAC_READ_SEARCH, CAP_MKNOD, …).
+var Caps = []string{"chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap", "net_bind_service", "net_raw", "sys_chroot", "audit_write"}
 
-// mountOrder is privateDirs in the order the boot script binds them: one
-// that holds the host's files (the project under /root, as root's clone
-// of booted is, or under /tmp) last, for once bound over, the files below
-// it are out of the script's sight ("special device … does not exist").
-func mountOrder(fs string) []string {
-	var first, last []string
-	for _, d := range privateDirs {
-		if strings.HasPrefix(fs, "/"+d+"/") {
-			last = append(last, d)
-		} else {
-			first = append(first, d)
-		}
-	}
-	return append(first, last...)
-}
+// privateDirs are the directories a local host has of its own, bound into
+// its root from the host's files (fs/ROOT-DIR with '/' as '-').
+var privateDirs = []string{"root", "opt", "etc/booted", "etc/ssh", "var/log", "tmp"}
 
 // Prepare creates the environment's bridge, which the controller's nginx
 // listens on, and its sites' networks.
