@@ -65,7 +65,7 @@ func TestWriteIn_StaysInTheTree(t *testing.T) {
 	if _, err := OpenIn(root, "log"); err == nil {
 		t.Error("OpenIn went through a link")
 	}
-	for _, rel := range []string{"../escape", "/etc/x", "root/../../escape"} {
+	for _, rel := range []string{"../escape", "/tmp/x", "root/../../escape"} {
 		if err := WriteIn(root, rel, []byte("x"), 0o600); err == nil {
 			t.Errorf("WriteIn %q: no error", rel)
 		}

@@ -989,7 +989,7 @@ func TestInstances_Escape(t *testing.T) {
 	}
 	attempts := append([]escapeAttempt{
 		{"write the controller's /usr", "echo x > /usr/bin/booted-escape"},
-		{"write the controller's /etc", "echo x > /etc/booted-escape"},
+		{"write the controller's /etc", "echo x > /etc/booted.escape"},
 		{"write the project's tree", "echo x > " + shell.Quote(filepath.Join(f.proj.Root, "escape"))},
 		{"read the deploy key in inventory/", "cat " + shell.Quote(deployKey)},
 		{"read the controller's root", "ls /proc/1/root/" + shell.Quote(strings.TrimPrefix(f.proj.Inventory, "/"))},
@@ -1007,7 +1007,7 @@ func TestInstances_Escape(t *testing.T) {
 		{"make namespaces of its own", "unshare --mount --pid --fork true"},
 	}, controllerPorts(f.proj.Gateway, ports)...)
 	tryEscapes(t, run, attempts)
-	for _, p := range []string{"/usr/bin/booted-escape", "/etc/booted-escape", filepath.Join(f.proj.Root, "escape")} {
+	for _, p := range []string{"/usr/bin/booted-escape", "/etc/booted.escape", filepath.Join(f.proj.Root, "escape")} {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("the instance wrote %s on the controller", p)
 			os.Remove(p)
