@@ -64,7 +64,8 @@ var (
 var Needs = pkgs.Need{
 	"/usr/sbin/sshd": "openssh-server", "ssh-keygen": "openssh-client", "ip": "iproute2", "/bin/sh": "dash",
 	"unshare": "util-linux", "setsid": "util-linux", "curl": "curl", "tini": "tini",
-	"nft": "nftables", // the routing between sites' bridges
+	"setpriv": "util-linux", "pivot_root": "util-linux", "mount": "mount", // the host's sandbox
+	"nft": "nftables", // the routing between sites' bridges, the ports' security
 }
 
 // Open returns the local provider of env, installing what it needs; the

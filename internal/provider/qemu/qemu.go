@@ -61,7 +61,7 @@ var (
 )
 
 // Needs are the commands the qemu provider runs, and their Debian packages.
-var Needs = pkgs.Need{"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ip": "iproute2", "chroot": "coreutils"}
+var Needs = pkgs.Need{"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ip": "iproute2", "chroot": "coreutils", "nft": "nftables"}
 
 // Open returns the qemu provider of env, installing what it needs; its
 // files go under o.Dir (vms/, console/).
