@@ -92,7 +92,14 @@ const (
 
 // Handler routes the APIs and the status page.
 func (s *Server) Handler() http.Handler {
-	rest := &restapi.Server{Backend: s.REST, Instances: s.EC2, Secrets: s.Secrets, Log: s.Log, Admin: s.Admin}
+	h, _ := s.handler(nil)
+	return h
+}
+
+// handler routes the APIs and the status page; the REST API's long changes
+// run under background.
+func (s *Server) handler(background context.Context) (http.Handler, *restapi.Server) {
+	rest := &restapi.Server{Backend: s.REST, Instances: s.EC2, Secrets: s.Secrets, Log: s.Log, Admin: s.Admin, Background: background}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", rest)
 	mux.Handle("GET /openapi.json", rest)
@@ -100,7 +107,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /status", s.status())
 	}
 	mux.Handle("/", &ec2api.Server{Backend: s.EC2, Secrets: s.Secrets, Log: s.Log})
-	return mux
+	return mux, rest
 }
 
 // StatusPage writes the status page for user (admin: may see every host).
@@ -123,10 +130,14 @@ func (s *Server) status() http.Handler {
 	})
 }
 
-// Serve answers on ln until ctx ends, then stops taking requests and
-// waits up to ShutdownTimeout for those in flight.
+// Serve answers on ln until ctx ends, then stops taking requests, waits up
+// to ShutdownTimeout for those in flight, and stops the REST API's long
+// changes (their operations end failed) and waits for them.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout, WriteTimeout: WriteTimeout, Handler: s.Handler()}
+	bg, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	handler, rest := s.handler(bg)
+	defer func() { stopOps(); rest.Wait() }()
+	srv := &http.Server{ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout, WriteTimeout: WriteTimeout, Handler: handler}
 	if s.Log != nil { // failed handshakes and the like, with the request lines
 		srv.ErrorLog = log.New(logWriter(s.Log), "", 0)
 	}

@@ -13,7 +13,6 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,7 +23,6 @@ import (
 
 	"booted/internal/ec2api"
 	"booted/internal/inventory"
-	"booted/internal/query"
 )
 
 // Service is the service name requests are signed for.
@@ -136,9 +134,28 @@ type Server struct {
 	Log   func(format string, args ...any)
 	Now   func() time.Time
 
+	// Background is the context long changes (Long) run under: it ends
+	// when the server stops (nil: they run until they end).
+	Background context.Context
+
 	mux *http.ServeMux
 	// replays are the changes' signatures seen within their window.
 	replays ec2api.Replays
+	ops     operations
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) background() context.Context {
+	if s.Background != nil {
+		return s.Background
+	}
+	return context.Background()
 }
 
 //go:embed openapi.json
@@ -193,7 +210,7 @@ func (s *Server) routes() {
 		}))
 	}
 	change := func(what string, arg func(body []byte) (string, error)) handler {
-		return admin(func(ctx context.Context, _ string, r *http.Request, body []byte) (int, any, error) {
+		return admin(func(ctx context.Context, user string, r *http.Request, body []byte) (int, any, error) {
 			a := ""
 			if arg != nil {
 				var err error
@@ -201,7 +218,14 @@ func (s *Server) routes() {
 					return 0, nil, err
 				}
 			}
-			out, err := s.Backend.Change(ctx, what, r.PathValue("name"), a)
+			name := r.PathValue("name")
+			if Long[what] { // answered at once; done in the server's context, not the request's
+				op, err := s.ops.start(s.background(), user, what, name, s.now(), func(ctx context.Context) (string, error) {
+					return s.Backend.Change(ctx, what, name, a)
+				})
+				return http.StatusAccepted, op, err
+			}
+			out, err := s.Backend.Change(ctx, what, name, a)
 			return http.StatusOK, Result{Output: out}, err
 		})
 	}
@@ -243,6 +267,8 @@ func (s *Server) routes() {
 	route("DELETE /api/v1/osimages/{name}", change("osimage.delete", nil))
 	route("POST /api/v1/hosts/{name}/power", change("host.power", field("action", "on", "off", "cycle")))
 	route("POST /api/v1/hosts/{name}/rebuild", change("host.rebuild", nil))
+	route("GET /api/v1/operations", admin(s.operationList))
+	route("GET /api/v1/operations/{id}", admin(s.operation))
 	route("GET /api/v1/instances", s.instances)
 	route("POST /api/v1/instances", s.runInstances)
 	route("DELETE /api/v1/instances/{id}", s.terminate)
@@ -256,10 +282,7 @@ func (s *Server) routes() {
 // as JSON.
 func (s *Server) wrap(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		now := time.Now()
-		if s.Now != nil {
-			now = s.Now()
-		}
+		now := s.now()
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 		if err != nil || len(body) > maxBody {
 			s.write(w, r, "", 0, nil, Errorf("InvalidRequest", "the body is larger than %d bytes", maxBody))
@@ -280,20 +303,7 @@ func (s *Server) wrap(h handler) http.Handler {
 
 func (s *Server) write(w http.ResponseWriter, r *http.Request, user string, status int, v any, err error) {
 	if err != nil {
-		var e *Error
-		var se *query.SyntaxError
-		var ee *ec2api.Error
-		switch {
-		case errors.As(err, &e):
-		case errors.As(err, &se):
-			e = &Error{Status: http.StatusBadRequest, Code: "InvalidQuery", Message: se.Error()}
-		case errors.As(err, &ee):
-			e = &Error{Status: ee.Status, Code: ee.Code, Message: ee.Message}
-		case errors.Is(err, inventory.ErrNotFound):
-			e = &Error{Status: http.StatusNotFound, Code: "NotFound", Message: err.Error()}
-		default:
-			e = &Error{Status: http.StatusInternalServerError, Code: "InternalError", Message: err.Error()}
-		}
+		e := toError(err)
 		if s.Log != nil {
 			s.Log("%s %s by %q: %d %s: %s", r.Method, r.URL.Path, user, e.Status, e.Code, e.Message)
 		}

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,9 +39,21 @@ func (s secrets) Secret(akid string) (string, string, error) {
 
 // memBackend is an inventory in memory.
 type memBackend struct {
-	hosts   []Host
-	pools   map[string][]string
+	hosts []Host
+	pools map[string][]string
+
+	mu      sync.Mutex
 	changes []string
+	// hold, when set, keeps a change from ending until it is closed;
+	// fail makes it fail.
+	hold chan struct{}
+	fail error
+}
+
+func (b *memBackend) did() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.changes...)
 }
 
 func (b *memBackend) Hosts(ctx context.Context, q string) ([]Host, error) {
@@ -108,7 +121,20 @@ func (b *memBackend) Listing(ctx context.Context, kind string) ([]json.RawMessag
 }
 
 func (b *memBackend) Change(ctx context.Context, what, name, arg string) (string, error) {
+	b.mu.Lock()
 	b.changes = append(b.changes, what+" "+name+" "+arg)
+	hold, fail := b.hold, b.fail
+	b.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	if fail != nil {
+		return "half done", fail
+	}
 	return "done: " + what, nil
 }
 
@@ -166,6 +192,20 @@ func newFixture(t *testing.T) *fixture {
 // do sends a request signed with key (none when key is ""), checks the
 // request and the answer against the OpenAPI description, and returns the
 // status and body.
+// await polls the operation at href until it ended, and returns it.
+func (f *fixture) await(href string) []byte {
+	f.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := f.do("AKIAADMIN", http.MethodGet, href, nil)
+		var op Operation
+		if json.Unmarshal(body, &op); code != 200 || op.Status != OpRunning || time.Now().After(deadline) {
+			return body
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (f *fixture) do(key, method, path string, body any) (int, []byte) {
 	f.t.Helper()
 	var b []byte
@@ -287,10 +327,22 @@ func TestAPI(t *testing.T) {
 		{http.MethodPost, "/api/v1/hosts/w1/power", map[string]string{"action": "cycle"}, "host.power w1 cycle"},
 		{http.MethodPost, "/api/v1/hosts/w1/rebuild", nil, "host.rebuild w1 "},
 	} {
+		f.b.mu.Lock()
 		f.b.changes = nil
+		f.b.mu.Unlock()
 		code, body := f.do("AKIAADMIN", c.method, c.path, c.body)
-		if code != 200 || len(f.b.changes) != 1 || f.b.changes[0] != c.want || !strings.Contains(string(body), `"output":"done: `) {
-			t.Errorf("%s %s: %d %s; did %q, want %q", c.method, c.path, code, body, f.b.changes, c.want)
+		if what, _, _ := strings.Cut(c.want, " "); Long[what] { // an operation, polled to its end
+			var op Operation
+			if json.Unmarshal(body, &op); code != http.StatusAccepted || op.Href == "" {
+				t.Errorf("%s %s: %d %s, want 202 and an operation", c.method, c.path, code, body)
+				continue
+			}
+			body = f.await(op.Href)
+		} else if code != 200 {
+			t.Errorf("%s %s: %d %s", c.method, c.path, code, body)
+		}
+		if did := f.b.did(); len(did) != 1 || did[0] != c.want || !strings.Contains(string(body), `"output":"done: `) {
+			t.Errorf("%s %s: %d %s; did %q, want %q", c.method, c.path, code, body, did, c.want)
 		}
 	}
 	f.b.changes = nil
@@ -412,5 +464,53 @@ func TestReplayedChangeRefused(t *testing.T) {
 	}
 	if codes[0] != 200 || codes[1] != 401 {
 		t.Fatalf("the change, then its replay: %v; want 200, 401", codes)
+	}
+}
+
+// A long change (a node's install, an ISO's import, a rebuild) is answered
+// at once with an operation, and goes on without the request: the client
+// that hung up polls it running, then done with what the target printed,
+// or failed with the error's code; operations are an administrator's, and
+// an unknown one is 404 (before, the change answered only when done, and a
+// lost connection lost its outcome).
+func TestOperations_LongChangesArePolled(t *testing.T) {
+	f := newFixture(t)
+	f.b.mu.Lock()
+	f.b.hold = make(chan struct{})
+	f.b.mu.Unlock()
+	start := time.Now()
+	code, body := f.do("AKIAADMIN", http.MethodPost, "/api/v1/hosts/w1/rebuild", nil)
+	var op Operation
+	if json.Unmarshal(body, &op); code != http.StatusAccepted || op.Status != OpRunning || op.Change != "host.rebuild" || op.Name != "w1" || op.User != "ops" {
+		t.Fatalf("POST rebuild while the change runs: %d %s", code, body)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("the answer waited for the change")
+	}
+	if code, body = f.do("AKIAADMIN", http.MethodGet, op.Href, nil); code != 200 || !strings.Contains(string(body), `"status":"running"`) {
+		t.Errorf("GET the operation while it runs: %d %s", code, body)
+	}
+	close(f.b.hold)
+	body = f.await(op.Href)
+	if json.Unmarshal(body, &op); op.Status != OpDone || op.Output != "done: host.rebuild" || op.Ended == nil || op.Error != nil {
+		t.Errorf("the operation once done: %s", body)
+	}
+	f.b.mu.Lock()
+	f.b.hold, f.b.fail = nil, &Error{Status: 404, Code: "NotFound", Message: "no node n9"}
+	f.b.mu.Unlock()
+	_, body = f.do("AKIAADMIN", http.MethodPost, "/api/v1/nodes/n9/deploy", map[string]string{"osimage": "debian12"})
+	json.Unmarshal(body, &op)
+	body = f.await(op.Href)
+	if json.Unmarshal(body, &op); op.Status != OpFailed || op.Error == nil || op.Error.Code != "NotFound" || op.Output != "half done" {
+		t.Errorf("a failed operation: %s", body)
+	}
+	if code, body = f.do("AKIAADMIN", http.MethodGet, "/api/v1/operations", nil); code != 200 || strings.Count(string(body), `"id":"op-`) != 2 {
+		t.Errorf("GET /api/v1/operations: %d %s", code, body)
+	}
+	if code, _ = f.do("AKIAUSER", http.MethodGet, op.Href, nil); code != 403 {
+		t.Errorf("a user who is not an administrator reading an operation: %d", code)
+	}
+	if code, _ = f.do("AKIAADMIN", http.MethodGet, "/api/v1/operations/op-nosuch", nil); code != 404 {
+		t.Errorf("an unknown operation: %d", code)
 	}
 }

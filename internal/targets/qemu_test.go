@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -191,6 +192,25 @@ func TestQemu_Instance(t *testing.T) {
 	if mb, _ := strconv.Atoi(lines[5]); mb < 550 || mb > 700 {
 		t.Errorf("MemTotal %s MiB, want about q.small's 700", lines[5])
 	}
+	// The escape suite's part for a VM: qemu runs as nobody under its
+	// seccomp filter, and the tenant, root in the VM, reaches none of the
+	// controller's services on the bridge's address.
+	pid, _ := os.ReadFile(filepath.Join(f.proj.Inventory, env, "vms", in.ID, "qemu.pid"))
+	status, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/status")
+	if err != nil || !regexp.MustCompile(`(?m)^Uid:\t65534\t`).Match(status) || !regexp.MustCompile(`(?m)^Seccomp:\t2$`).Match(status) {
+		t.Errorf("%s's qemu (pid %s) runs as root or without its seccomp filter: %v\n%s", in.ID, pid, err, status)
+	}
+	gw, _, _ := net.SplitHostPort(f.proj.Config(t).CallbackAddr())
+	ports := map[string]int{}
+	for _, what := range []string{"SSH", "NATS", "API"} {
+		ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports[what] = ln.Addr().(*net.TCPAddr).Port
+	}
+	tryEscapes(t, func(cmd string) (string, error) { return sshKey(key, known, in.Address, cmd) }, controllerPorts(gw, ports))
 	f.out.Reset()
 	f.must(t, f.r.InstancesConsole(ctx, env, in.ID))
 	if c := f.out.String(); !strings.Contains(c, "Cloud-init v.") || !strings.Contains(c, "finished at") {

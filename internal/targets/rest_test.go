@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
@@ -171,8 +172,19 @@ func TestFake_RESTAPI(t *testing.T) {
 		t.Errorf("POST /api/v1/hosts/w2/power on: %d %s", code, body)
 	}
 	before, _ := curl("ops", base+"/api/v1/hosts/w3")
-	if body, code = curl("ops", "-X", "POST", base+"/api/v1/hosts/w3/rebuild"); code != 200 || !strings.Contains(body, "w3: rebuilt in") {
-		t.Errorf("POST /api/v1/hosts/w3/rebuild: %d %s", code, body)
+	// a rebuild is long: answered at once with an operation, polled to its end
+	var op struct{ Href, Status, Output string }
+	if body, code = curl("ops", "-X", "POST", base+"/api/v1/hosts/w3/rebuild"); code != 202 || json.Unmarshal([]byte(body), &op) != nil || op.Href == "" {
+		t.Fatalf("POST /api/v1/hosts/w3/rebuild: %d %s, want 202 and an operation", code, body)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		body, code = curl("ops", base+op.Href)
+		if json.Unmarshal([]byte(body), &op) != nil || op.Status != "running" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if op.Status != "done" || !strings.Contains(op.Output, "w3: rebuilt in") {
+		t.Errorf("GET %s: %s", op.Href, body)
 	}
 	after, _ := curl("ops", base+"/api/v1/hosts/w3")
 	var b, a struct{ HostKey, State string }
