@@ -170,46 +170,57 @@ func signRaw(r *http.Request, signed, payload, secret, day, region, service stri
 // ready; it holds at most maxReplays signatures.
 type Replays struct {
 	mu   sync.Mutex
-	seen map[string]time.Time // signature → when its window ends
+	seen map[string]map[string]time.Time // access key → signature → when its window ends
 }
 
 // replayGrace is how long after its signing time a repeated signature is
 // still a client's own repeat, not a replay.
 const replayGrace = 2 * time.Second
 
-// maxReplays bounds Replays: 100,000 changes within 15 minutes (about
-// 110 a second) before it refuses more.
-const maxReplays = 100_000
+// maxReplays bounds what Replays keeps of one access key: 10,000 changes
+// within 15 minutes (about 11 a second) before that key's next ones are
+// refused; another key's are not.
+const maxReplays = 10_000
 
 // First records r's signature and says whether it is the first time it
-// is seen within its window (now: the server's time). A full cache (after
-// the expired are dropped) refuses with RequestLimitExceeded.
+// is seen within its window (now: the server's time). An access key whose
+// signatures fill its part (after the expired are dropped) is refused
+// with RequestLimitExceeded.
 func (c *Replays) First(r *http.Request, now time.Time) *Error {
-	sig := ""
-	for _, kv := range strings.Split(r.Header.Get("Authorization"), ",") {
-		if k, v, _ := strings.Cut(strings.TrimSpace(kv), "="); k == "Signature" {
+	sig, akid := "", ""
+	for _, kv := range strings.Split(strings.TrimPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 "), ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch k {
+		case "Signature":
 			sig = v
+		case "Credential":
+			akid, _, _ = strings.Cut(v, "/")
 		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.seen == nil {
-		c.seen = map[string]time.Time{}
+		c.seen = map[string]map[string]time.Time{}
+	}
+	seen := c.seen[akid]
+	if seen == nil {
+		seen = map[string]time.Time{}
+		c.seen[akid] = seen
 	}
 	at, _ := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
-	if end, ok := c.seen[sig]; ok && now.Before(end) && now.Sub(at) > replayGrace {
+	if end, ok := seen[sig]; ok && now.Before(end) && now.Sub(at) > replayGrace {
 		return &Error{Status: http.StatusUnauthorized, Code: "AuthFailure", Message: "AWS was not able to validate the provided access credentials: this signed request was sent before (a replay); sign each request anew"}
 	}
-	if len(c.seen) >= maxReplays {
-		for s, end := range c.seen {
+	if len(seen) >= maxReplays {
+		for s, end := range seen {
 			if !now.Before(end) {
-				delete(c.seen, s)
+				delete(seen, s)
 			}
 		}
-		if len(c.seen) >= maxReplays {
-			return &Error{Status: http.StatusServiceUnavailable, Code: "RequestLimitExceeded", Message: "too many changes within the signature window; retry later"}
+		if len(seen) >= maxReplays {
+			return &Error{Status: http.StatusServiceUnavailable, Code: "RequestLimitExceeded", Message: "too many changes by this access key within the signature window (10,000 in 15 minutes); retry later"}
 		}
 	}
-	c.seen[sig] = now.Add(2 * maxSkew) // signed up to maxSkew before or after now
+	seen[sig] = now.Add(2 * maxSkew) // signed up to maxSkew before or after now
 	return nil
 }

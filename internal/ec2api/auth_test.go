@@ -2,6 +2,7 @@ package ec2api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -47,5 +48,35 @@ func TestAuthenticate_CurlRawQuery(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "ops ops refused refused" {
 		t.Errorf("curl's requests: %v; want the two signed ones taken, the tampered and the other service's refused", got)
+	}
+}
+
+// One access key that sends changes without end fills its own part of the
+// replay cache and is refused (RequestLimitExceeded); another key's changes
+// are still taken (before, the cache was one for every key: one user
+// filled it for all).
+func TestReplays_BoundPerAccessKey(t *testing.T) {
+	var c Replays
+	now := time.Now().UTC()
+	req := func(akid string, n int) *http.Request {
+		r, _ := http.NewRequest(http.MethodPost, "http://api/", nil)
+		r.Header.Set("X-Amz-Date", now.Format("20060102T150405Z"))
+		r.Header.Set("Authorization", fmt.Sprintf("AWS4-HMAC-SHA256 Credential=%s/%s/booted/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=%064x", akid, now.Format("20060102"), n))
+		return r
+	}
+	for i := range maxReplays {
+		if err := c.First(req("AKIAFLOOD", i), now); err != nil {
+			t.Fatalf("change %d of the flooding key: %v", i, err)
+		}
+	}
+	if err := c.First(req("AKIAFLOOD", maxReplays), now); err == nil || err.Code != "RequestLimitExceeded" {
+		t.Errorf("the flooding key past its bound: %v, want RequestLimitExceeded", err)
+	}
+	if err := c.First(req("AKIAOTHER", 1), now); err != nil {
+		t.Errorf("another key's change while one key is at its bound: %v", err)
+	}
+	// its window over, the flooding key's changes are taken again
+	if err := c.First(req("AKIAFLOOD", maxReplays+1), now.Add(2*maxSkew+time.Second)); err != nil {
+		t.Errorf("the flooding key once its signatures expired: %v", err)
 	}
 }
