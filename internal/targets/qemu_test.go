@@ -200,7 +200,10 @@ func TestQemu_Instance(t *testing.T) {
 	if err != nil || !regexp.MustCompile(`(?m)^Uid:\t65534\t`).Match(status) || !regexp.MustCompile(`(?m)^Seccomp:\t2$`).Match(status) {
 		t.Errorf("%s's qemu (pid %s) runs as root or without its seccomp filter: %v\n%s", in.ID, pid, err, status)
 	}
-	gw, _, _ := net.SplitHostPort(f.proj.Config(t).CallbackAddr())
+	gw, err := sshKey(key, known, in.Address, "ip route show default | awk '{print $3}'") // the bridge's address
+	if err != nil || net.ParseIP(gw) == nil {
+		t.Fatalf("the instance's gateway: %v %q", err, gw)
+	}
 	ports := map[string]int{}
 	for _, what := range []string{"SSH", "NATS", "API"} {
 		ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
