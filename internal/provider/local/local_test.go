@@ -440,3 +440,41 @@ func TestLocal_SiteNetworks(t *testing.T) {
 		t.Errorf("after teardown, left: namespaces\n%s\ntables\n%s\nlinks\n%s", out, tables, links)
 	}
 }
+
+// A host's root makes /root/.ssh a link to a directory of the controller's
+// (and /etc/booted/enroll-token a link to a file of it); when booted gives
+// the host its files again (a new provisioning: key, token), nothing is
+// written there (before, authorized_keys landed in the controller's
+// directory, through the link).
+func TestLocal_NoWritesThroughTheHostsLinks(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	s := f.spec("l1")
+	in, err := f.prov.Start(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSSH(t, f, in)
+	target := t.TempDir() // a directory of the controller's
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("the controller's"), 0o600)
+	// what root on the host can do to its own files (here from outside,
+	// through the same directory the host's /root is)
+	fs := filepath.Join(f.proj.Inventory, f.proj.Env, "hosts", "l1", "fs")
+	os.RemoveAll(filepath.Join(fs, "root/.ssh"))
+	if err := os.Symlink(target, filepath.Join(fs, "root/.ssh")); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(secret, filepath.Join(fs, "etc-booted/enroll-token.tmp"))
+	s.Token = strings.Repeat("ab", 32)
+	f.prov.Stop(ctx, "l1")
+	if _, err := f.prov.Start(ctx, s); err == nil {
+		t.Log("started again") // refusing is as good: what matters is where it wrote
+	}
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Errorf("booted wrote %s into the controller's directory through the host's link", ents[0].Name())
+	}
+	if b, _ := os.ReadFile(secret); string(b) != "the controller's" {
+		t.Errorf("booted wrote the token into the controller's file through the host's link: %q", b)
+	}
+}
