@@ -34,12 +34,15 @@ import (
 )
 
 // Needs are the commands the lab runs, and their Debian packages.
-var Needs = map[string]string{"ipmi_sim": "openipmi", "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "ip": "iproute2"}
+var Needs = map[string]string{"ipmi_sim": "openipmi", "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "ip": "iproute2", "nft": "nftables"}
 
 // Machine is one emulated node.
 type Machine struct {
 	Name string
 	MAC  string
+	// IP is the address its NIC gets (from the env file; its port passes
+	// that address alone, as a switch's port security would).
+	IP string
 	// BMCPort is the port its BMC listens on, on 127.0.0.1.
 	BMCPort int
 	// User and Password log in to its BMC.
@@ -92,6 +95,14 @@ func (l *Lab) Up(ctx context.Context, m Machine) error {
 	}
 	if err := os.WriteFile(filepath.Join(d, "netns"), []byte(m.Netns), 0o600); err != nil {
 		return err
+	}
+	// Its port passes its own MAC and address alone (bridge.Guard), as a
+	// switch's port security would: a tenant of one node cannot take
+	// another's address or answer for the gateway.
+	if ip, err := netip.ParseAddr(m.IP); err == nil {
+		if err := bridge.Guard(ctx, m.Netns, l.Env, l.tap(m.Name), m.MAC, ip); err != nil {
+			return fmt.Errorf("lab %s: %w", m.Name, err)
+		}
 	}
 	data := map[string]any{"M": m, "Dir": d, "Tap": l.tap(m.Name), "Bridge": br, "Console": l.Console(m.Name),
 		"Name": "booted-lab-" + l.Env + "-" + m.Name, "Memory": max(m.MemoryMB, 512)}
@@ -156,8 +167,12 @@ func (l *Lab) Down(ctx context.Context, name string, purge bool) error {
 		pidfile.Stop(ctx, filepath.Join(d, "ipmi_sim.pid"), d, syscall.SIGTERM, 3*time.Second))
 	if ns := readFile(filepath.Join(d, "netns")); ns != "" {
 		exec.CommandContext(ctx, "ip", "-n", ns, "link", "del", l.tap(name)).Run() // (gone with the namespace, if it is)
+		if bridge.NetnsInode(ns) != 0 {
+			err = errors.Join(err, bridge.Unguard(ctx, ns, l.Env, l.tap(name)))
+		}
 	} else {
 		bridge.Remove(ctx, l.tap(name))
+		err = errors.Join(err, bridge.Unguard(ctx, "", l.Env, l.tap(name)))
 	}
 	if purge {
 		err = errors.Join(err, os.RemoveAll(d))
@@ -220,6 +235,7 @@ start() {
 	ip link show {{.Tap}} >/dev/null 2>&1 || { ip tuntap add {{.Tap}} mode tap && ip link set {{.Tap}} master {{.Bridge}} up; }
 	qemu-system-x86_64 -name {{.Name}} -machine pc -accel tcg -cpu qemu64 -m {{.Memory}} -smp 1 \
 		-display none -vga none -serial file:{{q .Console}} -fw_cfg name=etc/sercon-port,file="$dir/sercon-port" \
+		-sandbox on,obsolete=deny,resourcecontrol=deny -runas nobody \
 		-drive file="$dir/disk.qcow2",if=virtio,format=qcow2 \
 		-netdev tap,id=n0,ifname={{.Tap}},script=no,downscript=no -device virtio-net-pci,netdev=n0,mac={{.M.MAC}} \
 		-boot order=$order -daemonize -pidfile "$pidf" >>"$dir/qemu.log" 2>&1
@@ -322,7 +338,7 @@ func ForEnv(env *config.Env, dir string) (*Env, error) {
 	for _, n := range set.Nodes {
 		nic := n.Primary()
 		br = bridgeOf[nic.Network]
-		e.Machines = append(e.Machines, Machine{Name: n.Name, MAC: strings.ToLower(nic.MAC), BMCPort: n.BMC.Port, User: n.BMC.User, DiskGB: n.DiskGB, MemoryMB: n.MemoryMB,
+		e.Machines = append(e.Machines, Machine{Name: n.Name, MAC: strings.ToLower(nic.MAC), IP: nic.IP, BMCPort: n.BMC.Port, User: n.BMC.User, DiskGB: n.DiskGB, MemoryMB: n.MemoryMB,
 			Bridge: bridgeOf[nic.Network], Netns: netnsOf[nic.Network]})
 	}
 	e.Lab = &Lab{Env: env.Name, Dir: filepath.Join(dir, "lab"), Bridge: br,

@@ -226,6 +226,12 @@ func TestMetal_DeployStagesAndPowerCycle(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(m.proj.Inventory, env, "bmc", n)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: the BMC password file: %v %v", n, fi, err)
 		}
+		// its port on the provisioning network passes its MAC and address
+		// alone, as a switch's port security would (on this machine's
+		// bridge, or its site's)
+		if tap := bridge.ShortName("bm", env, n); !testutil.PortGuarded("", env, tap) && !testutil.PortGuarded(bridge.SiteNetns(env, "s"), env, tap) {
+			t.Errorf("%s: its lab port %s is not guarded", n, tap)
+		}
 	}
 	m.out.Reset()
 	m.must(t, m.r.Power(ctx, "status", env, "n1"))
