@@ -26,18 +26,24 @@ func Write(path string, b []byte, mode os.FileMode) error {
 		return err
 	}
 	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = fill(f, b, mode)
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)
+	}
+	return err
+}
+
+// fill writes b to the new file f, gives it mode and closes it.
+func fill(f *os.File, b []byte, mode os.FileMode) error {
+	_, err := f.Write(b)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	return err
 }
@@ -74,14 +80,7 @@ func WriteIn(root, rel string, b []byte, mode os.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", filepath.Join(root, rel), err)
 	}
-	f := os.NewFile(uintptr(fd), tmp)
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = fill(os.NewFile(uintptr(fd), tmp), b, mode)
 	if err == nil {
 		err = unix.Renameat(dirfd, tmp, dirfd, name)
 	}

@@ -176,8 +176,8 @@ func (s *Session) statusPage() apiserver.StatusPage {
 			if err != nil {
 				return err
 			}
-			in = monitor.PageInput{Env: s.Env.Name, HostLink: func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }}
-			if !admin {
+			in = monitor.PageInput{Env: s.Env.Name}
+			if !admin { // (the hosts' JSON is the administrators')
 				own, err := s.ownInstances(ctx, user)
 				if err != nil {
 					return err
@@ -191,6 +191,7 @@ func (s *Session) statusPage() apiserver.StatusPage {
 			}
 			p, _, _, _ := m.Policy()
 			in.SLAP95, in.SLAErr, in.Overview = p.SLA.P95.D(), p.SLA.ErrorRate, ov
+			in.HostLink = func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }
 			if img, _ := registry.Image("local"); s.Env.Provider.Type == "local" {
 				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): namespaces on this controller, not isolated from it, so the EC2 and REST APIs run them for the users api.admins names in envs/%s.yaml alone (%s) and refuse every other user.",
 					s.Env.Name, img, s.Env.Name, report.OrNone(s.Env.API.Admins)))
