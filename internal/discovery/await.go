@@ -53,7 +53,12 @@ func (d *Discoverer) Await(ctx context.Context, late func(h inventory.Host) stri
 		if d.Waiting != nil {
 			d.Waiting(waiting)
 		}
-		if err := watch.Wait(ctx, 100*time.Millisecond); err != nil {
+		wait := func() error { return watch.Wait(ctx, 100*time.Millisecond) }
+		if d.Pause != nil {
+			if err := d.Pause(wait); err != nil {
+				return err
+			}
+		} else if err := wait(); err != nil {
 			return err
 		}
 	}

@@ -74,6 +74,10 @@ type Discoverer struct {
 	// OnInstalled, if set, is called after a batch with the hosts whose
 	// installer reported the disk written (netboot is turned off for them).
 	OnInstalled func(names []string)
+	// Pause, if set, runs each of Await's waits between its rounds (a
+	// launch lets the environment's lock go while it waits for its hosts,
+	// and takes it again before the next round).
+	Pause func(wait func() error) error
 
 	// Sited, if set, gives the callbacks the sites' conductors took from
 	// their hosts (their sites' boot logs, as one sequence), after a

@@ -16,6 +16,7 @@ import (
 
 	"booted/internal/apiserver"
 	"booted/internal/creds"
+	"booted/internal/discovery"
 	"booted/internal/ec2backend"
 	"booted/internal/ec2host"
 	"booted/internal/inventory"
@@ -241,7 +242,16 @@ func (s *Session) pendingInstances(ctx context.Context) ([]string, error) {
 // with the pinned key); one that does not get there is deleted and left
 // terminated with the reason: nothing half-made.
 func (s *Session) LaunchInstances(ctx context.Context, ids []string) error {
-	return s.Change(ctx, "instances:run "+s.Env.Name, func(s *Session) error {
+	what := "instances:run " + s.Env.Name
+	if err := dryRunGate(s.Options, what); err != nil {
+		return err
+	}
+	l, err := s.Lock(ctx, what)
+	if err != nil {
+		return err
+	}
+	defer func() { l.Release() }()
+	err = func() error {
 		if err := s.StartController(ctx); err != nil {
 			return err
 		}
@@ -255,7 +265,24 @@ func (s *Session) LaunchInstances(ctx context.Context, ids []string) error {
 				failed[id] = err.Error()
 			}
 		}
-		if err := s.Logged(ctx); err != nil {
+		// While the instances boot (minutes for a VM or a node), the
+		// environment's lock goes between the rounds of the wait: an
+		// operator's operation runs in between instead of waiting for
+		// the launch; each round (the boot log read, the hosts checked)
+		// holds it.
+		// (taken again however long an operator's operation holds it:
+		// the launch is bounded by its context, not by BOOTED_LOCK_WAIT)
+		pause := func(wait func() error) error {
+			l.Release()
+			werr := wait()
+			nl, err := s.lockWaiting(ctx, what, launchTimeout)
+			if err != nil {
+				return err
+			}
+			l = nl
+			return werr
+		}
+		if err := s.Life().AwaitPhoneHome(ctx, func() *discovery.Discoverer { d := s.Discoverer(); d.Pause = pause; return d }); err != nil {
 			return err
 		}
 		if err := s.Filter(ctx); err != nil {
@@ -284,7 +311,8 @@ func (s *Session) LaunchInstances(ctx context.Context, ids []string) error {
 			errs = append(errs, fmt.Errorf("instance %s: %s", id, why))
 		}
 		return errors.Join(errs...)
-	})
+	}()
+	return err
 }
 
 // restChanges do restapi.Changes, by change, as their targets do.

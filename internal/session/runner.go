@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -211,9 +212,14 @@ func (s *Session) LoadService(svc string) (*service.Def, error) {
 	return service.Load(s.Root, svc)
 }
 
-// Lock takes the environment's lock for what.
+// Lock takes the environment's lock for what, waiting up to BOOTED_LOCK_WAIT.
 func (s *Session) Lock(ctx context.Context, what string) (*envlock.Lock, error) {
-	return envlock.Acquire(ctx, filepath.Join(s.Dir, "lock"), what, s.LockWait, func(holder string) {
-		fmt.Fprintf(s.Err, "%s: waiting (up to %v) for the operation holding %s: %s\n", what, s.LockWait, s.Env.Name, holder)
+	return s.lockWaiting(ctx, what, s.LockWait)
+}
+
+// lockWaiting takes the environment's lock for what, waiting up to wait.
+func (s *Session) lockWaiting(ctx context.Context, what string, wait time.Duration) (*envlock.Lock, error) {
+	return envlock.Acquire(ctx, filepath.Join(s.Dir, "lock"), what, wait, func(holder string) {
+		fmt.Fprintf(s.Err, "%s: waiting (up to %v) for the operation holding %s: %s\n", what, wait, s.Env.Name, holder)
 	})
 }

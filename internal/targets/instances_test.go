@@ -1022,3 +1022,46 @@ func TestInstances_Escape(t *testing.T) {
 		t.Errorf("the tenant's own work on its instance: %v %q", err, out)
 	}
 }
+
+// A launch lets the environment's lock go while its instances boot: an
+// operator's change made meanwhile (hosts:attr, waiting 3 s at most for
+// the lock) is done at once, and the launch still ends with its instance
+// running (before, the launch held the lock for the whole boot, and the
+// change gave up: another operation holds the environment).
+func TestInstances_LaunchLetsOperatorsIn(t *testing.T) {
+	f := newFixture(t, testutil.DefaultEnv)
+	ctx := context.Background()
+	env := f.proj.Env
+	ud := filepath.Join(t.TempDir(), "user-data")
+	os.WriteFile(ud, []byte("#!/bin/sh\nsleep 8\n"), 0o600) // the first-boot step: phone-home comes 8 s after boot
+	launch := *f.r
+	var launchOut testutil.SyncBuffer
+	launch.UserData, launch.Out, launch.Err = ud, &launchOut, &launchOut
+	launched := make(chan error, 1)
+	go func() { launched <- launch.InstancesRun(ctx, env, "ami-local", 1) }()
+	var id string
+	f.waitFor(t, "the instance booting", 20*time.Second, func() bool {
+		for name, h := range f.hosts(t) {
+			if strings.HasPrefix(name, "i-") && h.State == "booting" {
+				id = name
+				return true
+			}
+		}
+		return false
+	})
+	op := *f.r
+	var opOut testutil.SyncBuffer
+	op.LockWait, op.Out, op.Err = 3*time.Second, &opOut, &opOut
+	if err := op.HostsAttr(ctx, env, id, "add team blue"); err != nil {
+		t.Errorf("an operator's hosts:attr while the instance boots: %v\n%s", err, opOut.String())
+	}
+	if h := f.hosts(t)[id]; h.State != "booting" {
+		t.Errorf("the change was made after the launch, not while the instance booted (it is %s)", h.State)
+	}
+	if err := <-launched; err != nil {
+		t.Fatalf("instances:run: %v\n%s", err, launchOut.String())
+	}
+	if h := f.hosts(t)[id]; h.State != "ready" && h.State != "serving" {
+		t.Errorf("the instance after its launch: %+v", h)
+	}
+}
