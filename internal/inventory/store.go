@@ -121,11 +121,29 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("inventory %s: %w", path, err)
 	}
 	s := &Store{db: db, now: time.Now, path: path}
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, s.damaged(fmt.Errorf("inventory %s: %w", path, err))
+	// Another process opening the file at the same moment can have SQLite
+	// answer "locked" at once (not after busy_timeout): tried again, for
+	// up to 10 s.
+	for try := 0; ; try++ {
+		_, err := db.ExecContext(ctx, schema)
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "database is locked") || try == 50 || ctx.Err() != nil {
+			db.Close()
+			return nil, s.damaged(fmt.Errorf("inventory %s: %w", path, err))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	for _, a := range added {
+		var n int // (read first: a file that has the column is not written to)
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", a.table, a.column).Scan(&n); err != nil {
+			db.Close()
+			return nil, s.damaged(fmt.Errorf("inventory %s: %w", path, err))
+		}
+		if n > 0 {
+			continue
+		}
 		if _, err := db.ExecContext(ctx, "ALTER TABLE "+a.table+" ADD COLUMN "+a.column+" "+a.def); err != nil && !strings.Contains(err.Error(), "duplicate column name") {
 			db.Close()
 			return nil, s.damaged(fmt.Errorf("inventory %s: adding %s.%s: %w", path, a.table, a.column, err))

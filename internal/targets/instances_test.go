@@ -1040,15 +1040,25 @@ func TestInstances_LaunchLetsOperatorsIn(t *testing.T) {
 	launched := make(chan error, 1)
 	go func() { launched <- launch.InstancesRun(ctx, env, "ami-local", 1) }()
 	var id string
-	f.waitFor(t, "the instance booting", 20*time.Second, func() bool {
+	seen := map[string]bool{}
+	for deadline := time.Now().Add(20 * time.Second); id == ""; time.Sleep(20 * time.Millisecond) {
 		for name, h := range f.hosts(t) {
-			if strings.HasPrefix(name, "i-") && h.State == "booting" {
-				id = name
-				return true
+			if strings.HasPrefix(name, "i-") {
+				seen[h.State] = true
+				if h.State == "booting" {
+					id = name
+				}
 			}
 		}
-		return false
-	})
+		select {
+		case err := <-launched:
+			t.Fatalf("instances:run ended before the test saw its instance booting (states seen: %v): %v\n%s", seen, err, launchOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the instance is not booting within 20 s (states seen: %v)\n%s", seen, launchOut.String())
+		}
+	}
 	op := *f.r
 	var opOut testutil.SyncBuffer
 	op.LockWait, op.Out, op.Err = 3*time.Second, &opOut, &opOut
