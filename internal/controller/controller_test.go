@@ -325,3 +325,33 @@ func TestController_CallbacksRateLimited(t *testing.T) {
 		t.Errorf("150 callbacks from 127.0.0.1: %v, want all answered", codes)
 	}
 }
+
+// The osimages' trees are served through no link but the one booted makes
+// to each image: a file is served, a link in the tree (to a file of it, or
+// out of it) is refused (before, nginx, as root, followed any link there).
+func TestController_ImagesThroughNoLink(t *testing.T) {
+	c := newController(t)
+	if err := c.Ensure(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// images/deb is booted's link to the image's directory, as the
+	// bare-metal provider makes it
+	img := t.TempDir()
+	tree := filepath.Join(img, "tree")
+	os.MkdirAll(tree, 0o755)
+	os.MkdirAll(filepath.Join(filepath.Dir(c.KickstartDir), "metal", "images"), 0o700)
+	os.Symlink(img, filepath.Join(filepath.Dir(c.KickstartDir), "metal", "images", "deb"))
+	os.WriteFile(filepath.Join(tree, "vmlinuz"), []byte("kernel"), 0o644)
+	os.Symlink("vmlinuz", filepath.Join(tree, "linux"))
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("the controller's"), 0o600)
+	os.Symlink(secret, filepath.Join(tree, "evil"))
+	if code, body := get(t, c, "/metal/images/deb/tree/vmlinuz"); code != 200 || body != "kernel" {
+		t.Errorf("a file of the tree: %d %q", code, body)
+	}
+	for _, p := range []string{"linux", "evil"} {
+		if code, body := get(t, c, "/metal/images/deb/tree/"+p); code == 200 || strings.Contains(body, "the controller's") || strings.Contains(body, "kernel") {
+			t.Errorf("the link %s: %d %q, want it refused", p, code, body)
+		}
+	}
+}

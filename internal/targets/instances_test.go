@@ -1037,8 +1037,10 @@ func TestInstances_LaunchLetsOperatorsIn(t *testing.T) {
 	launch := *f.r
 	var launchOut testutil.SyncBuffer
 	launch.UserData, launch.Out, launch.Err = ud, &launchOut, &launchOut
-	launched := make(chan error, 1)
-	go func() { launched <- launch.InstancesRun(ctx, env, "ami-local", 1) }()
+	launched, done := make(chan error, 1), make(chan struct{})
+	lctx, stop := context.WithCancel(ctx)
+	go func() { defer close(done); launched <- launch.InstancesRun(lctx, env, "ami-local", 1) }()
+	t.Cleanup(func() { stop(); <-done }) // before the fixture's: nothing of the launch outlives the test
 	var id string
 	seen := map[string]bool{}
 	for deadline := time.Now().Add(20 * time.Second); id == ""; time.Sleep(20 * time.Millisecond) {
