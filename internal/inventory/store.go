@@ -66,8 +66,15 @@ type Store struct {
 	path string
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS hosts (
+// migrations are the inventory's schema, in order: migration i takes a
+// file at version i to version i+1 (its version is PRAGMA user_version; a
+// file from before versions has its tables and version 0, which the first
+// migration, all CREATE … IF NOT EXISTS, takes as it is). Each runs in
+// one transaction with its version, so a file is at one version or the
+// next, never between. Add a migration; never change one that shipped.
+var migrations = []string{
+	// 1: the tables as of 2026-12-06.
+	`CREATE TABLE IF NOT EXISTS hosts (
 	env TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL DEFAULT '',
 	provider TEXT NOT NULL DEFAULT '', provider_id TEXT NOT NULL DEFAULT '',
 	addr TEXT NOT NULL DEFAULT '', port INTEGER NOT NULL DEFAULT 0, mac TEXT NOT NULL DEFAULT '',
@@ -95,15 +102,9 @@ CREATE TABLE IF NOT EXISTS enrollments (
 	from_addr TEXT NOT NULL DEFAULT '',
 	key TEXT NOT NULL DEFAULT '', key_addr TEXT NOT NULL DEFAULT '', pinned INTEGER NOT NULL DEFAULT 0,
 	last_signed INTEGER NOT NULL DEFAULT 0, used_hash TEXT NOT NULL DEFAULT '',
-	revoked INTEGER NOT NULL DEFAULT 0,
-	PRIMARY KEY (env, name));
-`
-
-// added are the columns added to a table since its first release, each
-// added to an older file when it opens (an ALTER that finds the column
-// there already changes nothing).
-var added = []struct{ table, column, def string }{
-	{"enrollments", "revoked", "INTEGER NOT NULL DEFAULT 0"},
+	PRIMARY KEY (env, name));`,
+	// 2: a deleted instance's pinned key is revoked (issue 27).
+	`ALTER TABLE enrollments ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // Open opens (creating if needed) the store at path, e.g. inventory/booted.db.
@@ -121,35 +122,57 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("inventory %s: %w", path, err)
 	}
 	s := &Store{db: db, now: time.Now, path: path}
-	// Another process opening the file at the same moment can have SQLite
-	// answer "locked" at once (not after busy_timeout): tried again, for
-	// up to 10 s.
-	for try := 0; ; try++ {
-		_, err := db.ExecContext(ctx, schema)
-		if err == nil {
-			break
-		}
-		if !strings.Contains(err.Error(), "database is locked") || try == 50 || ctx.Err() != nil {
-			db.Close()
-			return nil, s.damaged(fmt.Errorf("inventory %s: %w", path, err))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	for _, a := range added {
-		var n int // (read first: a file that has the column is not written to)
-		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pragma_table_info(?) WHERE name = ?", a.table, a.column).Scan(&n); err != nil {
-			db.Close()
-			return nil, s.damaged(fmt.Errorf("inventory %s: %w", path, err))
-		}
-		if n > 0 {
-			continue
-		}
-		if _, err := db.ExecContext(ctx, "ALTER TABLE "+a.table+" ADD COLUMN "+a.column+" "+a.def); err != nil && !strings.Contains(err.Error(), "duplicate column name") {
-			db.Close()
-			return nil, s.damaged(fmt.Errorf("inventory %s: adding %s.%s: %w", path, a.table, a.column, err))
-		}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, s.damaged(fmt.Errorf("inventory %s: %w", path, err))
 	}
 	return s, nil
+}
+
+// SchemaVersion is the version of the inventory this booted reads and
+// writes.
+func SchemaVersion() int { return len(migrations) }
+
+// migrate brings the file to SchemaVersion, one migration per
+// transaction; a file at it is only read. A file from a newer booted is
+// refused: this one would not know its columns.
+func (s *Store) migrate(ctx context.Context) error {
+	var v int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return err
+	}
+	for ; v < len(migrations); v++ {
+		err := func() error {
+			tx, err := s.db.BeginTx(ctx, nil) // immediate (_txlock): one process migrates, the others wait
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			var cur int // another process may have migrated while this one waited
+			if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
+				return err
+			}
+			if cur > v {
+				v = cur - 1
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil && !(v == 1 && strings.Contains(err.Error(), "duplicate column name")) {
+				// (a file made on 2026-12-07 before versions has revoked already)
+				return fmt.Errorf("schema version %d to %d: %w", v, v+1, err)
+			}
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d, made by a newer booted (this one reads version %d): use that booted, or restore the file from a backup", v, len(migrations))
+	}
+	return nil
 }
 
 // ErrDamaged is wrapped by the errors of a store whose file SQLite finds

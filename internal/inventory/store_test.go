@@ -430,3 +430,47 @@ func TestOpen_AddsColumnsToAnOlderFile(t *testing.T) {
 		}
 	}
 }
+
+// A new inventory is at this booted's schema version; ten processes'
+// worth of opens at once of a new file all succeed (one migrates, the
+// others wait and find it done); a file from a newer booted is refused,
+// saying so, and left as it was.
+func TestOpen_SchemaVersions(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "booted.db")
+	var wg sync.WaitGroup
+	errs := make([]error, 10)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(ctx, path)
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("open %d of a new file at once with nine others: %v", i, err)
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v int
+	if db.QueryRow("PRAGMA user_version").Scan(&v); v != SchemaVersion() {
+		t.Errorf("schema version %d, want %d", v, SchemaVersion())
+	}
+	db.Exec("PRAGMA user_version = 99")
+	if _, err := Open(ctx, path); err == nil || !strings.Contains(err.Error(), "schema version 99, made by a newer booted") {
+		t.Errorf("a file from a newer booted: %v", err)
+	}
+	if db.QueryRow("PRAGMA user_version").Scan(&v); v != 99 {
+		t.Errorf("the newer file's version is %d now", v)
+	}
+}
