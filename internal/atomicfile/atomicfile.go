@@ -91,21 +91,6 @@ func WriteIn(root, rel string, b []byte, mode os.FileMode) error {
 	return nil
 }
 
-// OpenIn opens rel under the directory root for reading as WriteIn
-// resolves it: within root, through no link.
-func OpenIn(root, rel string) (*os.File, error) {
-	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", root, err)
-	}
-	defer unix.Close(rootfd)
-	fd, err := unix.Openat2(rootfd, filepath.Clean(rel), &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK, Resolve: beneath})
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: filepath.Join(root, rel), Err: err}
-	}
-	return os.NewFile(uintptr(fd), filepath.Join(root, rel)), nil
-}
-
 // dirIn opens directory rel below rootfd, making what is missing (0700),
 // through no link and never out of the tree.
 func dirIn(rootfd int, rel string) (int, error) {

@@ -2,7 +2,6 @@ package atomicfile
 
 import (
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +31,7 @@ func TestWrite_NoTrapAtTheTemporaryName(t *testing.T) {
 	}
 }
 
-// WriteIn and OpenIn stay in their tree and follow no link: a directory a
+// WriteIn stays in its tree and follows no link: a directory a
 // host replaced with a link (to the controller's /etc, say) or a ".." is
 // refused and nothing is written out of the tree; missing directories are
 // made; a file is replaced whole.
@@ -45,13 +44,7 @@ func TestWriteIn_StaysInTheTree(t *testing.T) {
 	if err := WriteIn(root, "root/.ssh/authorized_keys", []byte("k2"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := OpenIn(root, "root/.ssh/authorized_keys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(f)
-	f.Close()
-	if string(b) != "k2" {
+	if b, _ := os.ReadFile(filepath.Join(root, "root/.ssh/authorized_keys")); string(b) != "k2" {
 		t.Errorf("read back %q", b)
 	}
 	// the host makes .ssh a link out of its tree
@@ -60,11 +53,7 @@ func TestWriteIn_StaysInTheTree(t *testing.T) {
 	if err := WriteIn(root, "root/.ssh/authorized_keys", []byte("k3"), 0o600); err == nil {
 		t.Error("WriteIn went through a link")
 	}
-	os.Symlink(filepath.Join(outside, "f"), filepath.Join(root, "log"))
 	os.WriteFile(filepath.Join(outside, "f"), []byte("secret"), 0o600)
-	if _, err := OpenIn(root, "log"); err == nil {
-		t.Error("OpenIn went through a link")
-	}
 	for _, rel := range []string{"../escape", "/tmp/x", "root/../../escape"} {
 		if err := WriteIn(root, rel, []byte("x"), 0o600); err == nil {
 			t.Errorf("WriteIn %q: no error", rel)

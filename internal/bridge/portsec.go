@@ -21,8 +21,8 @@ import (
 // and network namespace holds a chain per port and a map from each port
 // to its chain.
 
-// guardTable is env's port-security table.
-func guardTable(env string) string { return nftables.Table("booted_ps_", env) }
+// GuardTable is env's port-security table (of the bridge family).
+func GuardTable(env string) string { return nftables.Table("booted_ps_", env) }
 
 // guardChain is port's chain.
 func guardChain(port string) string {
@@ -37,7 +37,7 @@ func Guard(ctx context.Context, ns, env, port, mac string, ip netip.Addr) error 
 	if err != nil || !ip.Is4() || !validPort(port) {
 		return fmt.Errorf("port security for %s: MAC %q, address %s: want a MAC and an IPv4 address", port, mac, ip)
 	}
-	t, c := guardTable(env), guardChain(port)
+	t, c := GuardTable(env), guardChain(port)
 	var b strings.Builder
 	fmt.Fprintf(&b, "add table bridge %s\n", t)
 	fmt.Fprintf(&b, "add map bridge %s ports { type ifname : verdict; }\n", t)
@@ -65,7 +65,7 @@ func Unguard(ctx context.Context, ns, env, port string) error {
 	if !validPort(port) {
 		return fmt.Errorf("port security: %q is not an interface name", port)
 	}
-	t, c := guardTable(env), guardChain(port)
+	t, c := GuardTable(env), guardChain(port)
 	// Each made first, so that removing it cannot fail for its absence.
 	return nft(ctx, ns, fmt.Sprintf(`add table bridge %[1]s
 add map bridge %[1]s ports { type ifname : verdict; }
@@ -79,7 +79,7 @@ delete chain bridge %[1]s %[2]s
 
 // Unguarded removes env's port-security table in ns (once its bridge is gone).
 func Unguarded(ctx context.Context, ns, env string) error {
-	return nft(ctx, ns, fmt.Sprintf("add table bridge %[1]s\ndelete table bridge %[1]s\n", guardTable(env)))
+	return nft(ctx, ns, fmt.Sprintf("add table bridge %[1]s\ndelete table bridge %[1]s\n", GuardTable(env)))
 }
 
 // validPort says whether port is an interface name nft can take as is.

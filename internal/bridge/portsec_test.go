@@ -118,7 +118,7 @@ func TestGuard_NoSpoofing(t *testing.T) {
 	bridge.IP(ctx, "", "-n", h2.ns, "neigh", "flush", "all") // and h2 the gateway's (its tries failed)
 	if got, err := call(h2); err != nil || got != h2.addr {
 		t.Errorf("h2 (another MAC) on an unguarded port: %q %v", got, err)
-		rules, _ := exec.Command("nft", "list", "table", "bridge", "booted_ps_"+env).CombinedOutput()
+		rules, _ := exec.Command("nft", "list", "table", "bridge", bridge.GuardTable(env)).CombinedOutput()
 		neigh, _ := exec.Command("ip", "neigh", "show", "dev", br).CombinedOutput()
 		n2, _ := exec.Command("ip", "-n", h2.ns, "neigh").CombinedOutput()
 		a2, _ := exec.Command("ip", "-n", h2.ns, "addr").CombinedOutput()

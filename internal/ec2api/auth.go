@@ -38,11 +38,7 @@ func Authenticate(ctx context.Context, r *http.Request, body []byte, secrets Sec
 	if !strings.HasPrefix(h, algo) {
 		return fail("AWS was not able to validate the provided access credentials: sign requests with Signature Version 4")
 	}
-	fields := map[string]string{}
-	for _, kv := range strings.Split(strings.TrimPrefix(h, algo), ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		fields[k] = v
-	}
+	fields := authFields(h)
 	scope := strings.Split(fields["Credential"], "/")
 	if len(scope) != 5 || scope[4] != "aws4_request" || fields["SignedHeaders"] == "" || fields["Signature"] == "" {
 		return fail("AWS was not able to validate the provided access credentials: a malformed Authorization header")
@@ -111,6 +107,17 @@ func Authenticate(ctx context.Context, r *http.Request, body []byte, secrets Sec
 		}
 	}
 	return fail("AWS was not able to validate the provided access credentials")
+}
+
+// authFields are the KEY=VALUE fields of a Signature Version 4
+// Authorization header (Credential, SignedHeaders, Signature).
+func authFields(h string) map[string]string {
+	fields := map[string]string{}
+	for _, kv := range strings.Split(strings.TrimPrefix(h, "AWS4-HMAC-SHA256 "), ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		fields[k] = v
+	}
+	return fields
 }
 
 // AuthenticatePage checks the credentials of a request for a page, a GET
@@ -187,16 +194,9 @@ const maxReplays = 10_000
 // signatures fill its part (after the expired are dropped) is refused
 // with RequestLimitExceeded.
 func (c *Replays) First(r *http.Request, now time.Time) *Error {
-	sig, akid := "", ""
-	for _, kv := range strings.Split(strings.TrimPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 "), ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-		switch k {
-		case "Signature":
-			sig = v
-		case "Credential":
-			akid, _, _ = strings.Cut(v, "/")
-		}
-	}
+	fields := authFields(r.Header.Get("Authorization"))
+	sig := fields["Signature"]
+	akid, _, _ := strings.Cut(fields["Credential"], "/")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.seen == nil {

@@ -13,18 +13,11 @@ import (
 // it a link to another file must not have that file read for it. A file
 // that is not there is an error fs.ErrNotExist matches.
 func Tail(path string, n int64) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, st, err := openLog(path, os.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
 	off := max(0, st.Size()-n)
 	return io.ReadAll(io.NewSectionReader(f, off, st.Size()-off))
 }
@@ -35,18 +28,11 @@ func Tail(path string, n int64) ([]byte, error) {
 // never follows a link at path, and leaves a file at or under max alone.
 // It returns the bytes cut.
 func Cap(path string, max int64) (int64, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, st, err := openLog(path, os.O_RDWR|os.O_APPEND)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if !st.Mode().IsRegular() {
-		return 0, fmt.Errorf("%s: not a regular file", path)
-	}
 	if st.Size() <= max {
 		return 0, nil
 	}
@@ -64,4 +50,22 @@ func Cap(path string, max int64) (int64, error) {
 	}
 	_, err = f.Write(tail)
 	return cut, err
+}
+
+// openLog opens the regular file at path with flag, never through a link
+// at path (nor blocking on a FIFO put there), and returns its state.
+func openLog(path string, flag int) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s: not a regular file", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
 }

@@ -30,6 +30,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/pidfile"
 	"booted/internal/provider/baremetal"
+	"booted/internal/provider/qemu"
 	"booted/internal/shell"
 )
 
@@ -104,7 +105,7 @@ func (l *Lab) Up(ctx context.Context, m Machine) error {
 			return fmt.Errorf("lab %s: %w", m.Name, err)
 		}
 	}
-	data := map[string]any{"M": m, "Dir": d, "Tap": l.tap(m.Name), "Bridge": br, "Console": l.Console(m.Name),
+	data := map[string]any{"M": m, "Dir": d, "Tap": l.tap(m.Name), "Bridge": br, "Console": l.Console(m.Name), "Confined": strings.Join(qemu.Confined, " "),
 		"Name": "booted-lab-" + l.Env + "-" + m.Name, "Memory": max(m.MemoryMB, 512)}
 	for file, t := range map[string]*template.Template{"chassis": chassisTmpl, "lan.conf": lanTmpl} {
 		var b bytes.Buffer
@@ -235,7 +236,7 @@ start() {
 	ip link show {{.Tap}} >/dev/null 2>&1 || { ip tuntap add {{.Tap}} mode tap && ip link set {{.Tap}} master {{.Bridge}} up; }
 	qemu-system-x86_64 -name {{.Name}} -machine pc -accel tcg -cpu qemu64 -m {{.Memory}} -smp 1 \
 		-display none -vga none -serial file:{{q .Console}} -fw_cfg name=etc/sercon-port,file="$dir/sercon-port" \
-		-sandbox on,obsolete=deny,resourcecontrol=deny -runas nobody \
+		{{.Confined}} \
 		-drive file="$dir/disk.qcow2",if=virtio,format=qcow2 \
 		-netdev tap,id=n0,ifname={{.Tap}},script=no,downscript=no -device virtio-net-pci,netdev=n0,mac={{.M.MAC}} \
 		-boot order=$order -daemonize -pidfile "$pidf" >>"$dir/qemu.log" 2>&1

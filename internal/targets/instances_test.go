@@ -393,6 +393,22 @@ func TestInstances_AWSCLI(t *testing.T) {
 	}
 }
 
+// runInstances runs instances:run of n instances of image in f's
+// environment, with f.r's settings, and returns the rows it printed.
+func runInstances(t *testing.T, f *fixture, image string, n int) []instanceRow {
+	t.Helper()
+	json := f.r.JSON
+	f.r.JSON = true
+	defer func() { f.r.JSON = json }()
+	f.out.Reset()
+	f.must(t, f.r.InstancesRun(context.Background(), f.proj.Env, image, n))
+	var rows []instanceRow
+	if err := unmarshalRows([]byte(f.out.String()), &rows); err != nil || len(rows) != n {
+		t.Fatalf("instances:run printed %v %s", err, f.out)
+	}
+	return rows
+}
+
 // serveAPI makes users with creds:create and runs api:serve for the
 // test's environment; it returns the creds directory and the endpoint.
 func serveAPI(t *testing.T, f *fixture, users ...string) (string, string) {
@@ -510,12 +526,7 @@ func TestInstances_Targets(t *testing.T) {
 	}
 	f.r.KeyName, f.r.InstanceType, f.r.Tags = "laptop", "t2.small", map[string]string{"team": "green"}
 	f.r.JSON = true
-	f.out.Reset()
-	f.must(t, f.r.InstancesRun(ctx, env, "ami-local", 2))
-	var rows []instanceRow
-	if err := unmarshalRows([]byte(f.out.String()), &rows); err != nil || len(rows) != 2 {
-		t.Fatalf("instances:run printed %v %s", err, f.out)
-	}
+	rows := runInstances(t, f, "ami-local", 2)
 	for _, r := range rows {
 		if r.State != "running" || r.Address == "" || r.Type != "t2.small" || r.Key != "laptop" || r.Tags["team"] != "green" {
 			t.Errorf("after instances:run: %+v", r)
@@ -836,14 +847,8 @@ func TestInstances_NoSpoofing(t *testing.T) {
 	for i := range 2 {
 		ud := filepath.Join(t.TempDir(), "user-data")
 		os.WriteFile(ud, []byte(fmt.Sprintf("#!/bin/sh\necho user data of instance %d\n", i)), 0o600)
-		f.r.UserData, f.r.JSON = ud, true
-		f.out.Reset()
-		f.must(t, f.r.InstancesRun(ctx, env, "ami-local", 1))
-		var rs []instanceRow
-		if err := unmarshalRows([]byte(f.out.String()), &rs); err != nil || len(rs) != 1 {
-			t.Fatalf("instances:run printed %v %s", err, f.out)
-		}
-		rows = append(rows, rs[0])
+		f.r.UserData = ud
+		rows = append(rows, runInstances(t, f, "ami-local", 1)...)
 	}
 	f.r.UserData, f.r.JSON = "", false
 	ns := func(i int) string { return "booted-" + env + "-" + rows[i].ID }
@@ -915,11 +920,27 @@ func TestInstances_NoSpoofing(t *testing.T) {
 type escapeAttempt struct{ what, cmd string }
 
 // controllerPorts are the attempts to reach services of the controller's
-// listening on the bridge's address at ports (its SSH, NATS, APIs).
-func controllerPorts(gw string, ports map[string]int) []escapeAttempt {
+// listening on the bridge's address gw (stand-ins for its SSH, NATS and
+// API, listening until the test ends).
+func controllerPorts(t *testing.T, gw string) []escapeAttempt {
+	t.Helper()
 	var out []escapeAttempt
-	for what, port := range ports {
-		out = append(out, escapeAttempt{"reach the controller's " + what, fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && echo connected", gw, port)})
+	for _, what := range []string{"SSH", "NATS", "API"} {
+		ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		out = append(out, escapeAttempt{"reach the controller's " + what, fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && echo connected", gw, ln.Addr().(*net.TCPAddr).Port)})
 	}
 	return out
 }
@@ -952,15 +973,8 @@ func TestInstances_Escape(t *testing.T) {
 	key := newSSHKey(t)
 	f.r.User = "mallory"
 	f.must(t, f.r.KeypairImport(ctx, env, "k", key+".pub"))
-	f.r.KeyName, f.r.JSON = "k", true
-	f.out.Reset()
-	f.must(t, f.r.InstancesRun(ctx, env, "ami-local", 1))
-	var rows []instanceRow
-	if err := unmarshalRows([]byte(f.out.String()), &rows); err != nil || len(rows) != 1 {
-		t.Fatalf("instances:run printed %v %s", err, f.out)
-	}
-	f.r.JSON = false
-	in := rows[0]
+	f.r.KeyName = "k"
+	in := runInstances(t, f, "ami-local", 1)[0]
 	known := filepath.Join(f.proj.Inventory, env, "known_hosts")
 	run := func(cmd string) (string, error) { return sshKey(key, known, in.Address, cmd) }
 	if out, err := run("id -u; hostname"); err != nil || out != "0\n"+in.ID {
@@ -968,25 +982,6 @@ func TestInstances_Escape(t *testing.T) {
 	}
 	deployKey := filepath.Join(f.proj.Inventory, env, "id_ed25519")
 	before, _ := os.ReadFile(deployKey)
-	// the controller's services on the bridge's address
-	ports := map[string]int{}
-	for _, what := range []string{"SSH", "NATS", "API"} {
-		ln, err := net.Listen("tcp", f.proj.Gateway+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-		ports[what] = ln.Addr().(*net.TCPAddr).Port
-	}
 	attempts := append([]escapeAttempt{
 		{"write the controller's /usr", "echo x > /usr/bin/booted-escape"},
 		{"write the controller's /etc", "echo x > /etc/booted.escape"},
@@ -1005,7 +1000,7 @@ func TestInstances_Escape(t *testing.T) {
 		{"signal a controller process", fmt.Sprintf("kill -0 %d", os.Getpid())},
 		{"ptrace a controller process", fmt.Sprintf("cat /proc/%d/environ", os.Getpid())},
 		{"make namespaces of its own", "unshare --mount --pid --fork true"},
-	}, controllerPorts(f.proj.Gateway, ports)...)
+	}, controllerPorts(t, f.proj.Gateway)...)
 	tryEscapes(t, run, attempts)
 	for _, p := range []string{"/usr/bin/booted-escape", "/etc/booted.escape", filepath.Join(f.proj.Root, "escape")} {
 		if _, err := os.Stat(p); err == nil {

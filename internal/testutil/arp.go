@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"booted/internal/bridge"
 	"encoding/binary"
 	"net"
 	"os"
@@ -67,7 +68,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // PortGuarded says whether port has env's port security (bridge.Guard) in
 // network namespace ns ("": this machine's).
 func PortGuarded(ns, env, port string) bool {
-	args := []string{"nft", "list", "map", "bridge", "booted_ps_" + strings.NewReplacer("-", "_", ".", "_").Replace(env), "ports"}
+	args := []string{"nft", "list", "map", "bridge", bridge.GuardTable(env), "ports"}
 	if ns != "" {
 		args = append([]string{"ip", "netns", "exec", ns}, args...)
 	}

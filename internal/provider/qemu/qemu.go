@@ -236,6 +236,12 @@ func (p *Provider) pid(name string) int {
 	return pidfile.Read(filepath.Join(p.vmDir(name), "qemu.pid"), p.vmDir(name))
 }
 
+// Confined are the arguments that make a qemu run as nobody under its
+// seccomp filter once its devices are open: a guest that breaks out of
+// the emulator is not root here. (spawn=deny and elevateprivileges=deny
+// kill qemu 7.2 with SIGSYS under -daemonize and -runas.)
+var Confined = []string{"-sandbox", "on,obsolete=deny,resourcecontrol=deny", "-runas", "nobody"}
+
 // ConsoleLog is the file the VM's serial console is written to.
 func (p *Provider) ConsoleLog(name string) string { return filepath.Join(p.ConsoleDir, name+".log") }
 
@@ -300,10 +306,8 @@ func (p *Provider) Start(ctx context.Context, s provider.Spec) (provider.Instanc
 		"-drive", "file=" + filepath.Join(dir, "seed.img") + ",if=virtio,format=raw",
 		"-netdev", "tap,id=n0,ifname=" + v.Tap + ",script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac=" + v.MAC,
-		"-daemonize", "-pidfile", filepath.Join(dir, "qemu.pid"),
-		// once its devices are open, qemu runs as nobody under its seccomp
-		// filter: a guest that breaks out of the emulator is not root here
-		"-sandbox", "on,obsolete=deny,resourcecontrol=deny", "-runas", "nobody"}
+		"-daemonize", "-pidfile", filepath.Join(dir, "qemu.pid")}
+	args = append(args, Confined...)
 	if out, err := exec.CommandContext(ctx, "qemu-system-x86_64", args...).CombinedOutput(); err != nil {
 		bridge.Remove(context.WithoutCancel(ctx), v.Tap)
 		return in, fmt.Errorf("host %s: qemu: %v: %s", s.Name, err, strings.TrimSpace(string(out)))
