@@ -35,7 +35,7 @@ func (tx *Tx) attrs(env, host string) (map[string]map[string][]string, error) {
 		q += ` AND host = ?`
 		args = append(args, host)
 	}
-	rows, err := tx.tx.QueryContext(tx.ctx, q+` ORDER BY host, key, pos`, args...)
+	rows, err := tx.query(q+` ORDER BY host, key, pos`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: attributes: %w", err)
 	}
@@ -89,11 +89,11 @@ func (tx *Tx) ChangeAttr(env, host string, op AttrOp, key string, values []strin
 	if slices.Equal(vs, cur[key]) {
 		return nil // nothing changes: no write, no event
 	}
-	if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM host_attrs WHERE env = ? AND host = ? AND key = ?`, env, host, key); err != nil {
+	if _, err := tx.exec(`DELETE FROM host_attrs WHERE env = ? AND host = ? AND key = ?`, env, host, key); err != nil {
 		return fmt.Errorf("inventory: attributes: %w", err)
 	}
 	for i, v := range vs {
-		if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO host_attrs (env, host, key, pos, value) VALUES (?,?,?,?,?)`, env, host, key, i, v); err != nil {
+		if _, err := tx.exec(`INSERT INTO host_attrs (env, host, key, pos, value) VALUES (?,?,?,?,?)`, env, host, key, i, v); err != nil {
 			return fmt.Errorf("inventory: attributes: %w", err)
 		}
 	}
@@ -117,9 +117,9 @@ func (tx *Tx) ChangePool(env, pool string, add bool, hosts []string) error {
 			if _, err := tx.Host(env, h); err != nil {
 				return err
 			}
-			q = `INSERT OR IGNORE INTO pools (env, pool, host) VALUES (?,?,?)`
+			q = `INSERT INTO pools (env, pool, host) VALUES (?,?,?) ON CONFLICT DO NOTHING`
 		}
-		if _, err := tx.tx.ExecContext(tx.ctx, q, env, pool, h); err != nil {
+		if _, err := tx.exec(q, env, pool, h); err != nil {
 			return fmt.Errorf("inventory: pools: %w", err)
 		}
 		what := "added to"
@@ -135,7 +135,7 @@ func (tx *Tx) ChangePool(env, pool string, add bool, hosts []string) error {
 
 // Pools returns the pools of env, each with its hosts (sorted).
 func (s *Store) Pools(ctx context.Context, env string) (map[string][]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT pool, host FROM pools WHERE env = ? ORDER BY pool, host`, env)
+	rows, err := s.query(ctx, `SELECT pool, host FROM pools WHERE env = ? ORDER BY pool, host`, env)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: pools: %w", err)
 	}
@@ -162,11 +162,11 @@ func (tx *Tx) SetFacts(env, host string, facts map[string][]string) error {
 	}
 	var parts []string
 	for _, k := range sortedKeys(facts) {
-		if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM host_attrs WHERE env = ? AND host = ? AND key = ?`, env, host, k); err != nil {
+		if _, err := tx.exec(`DELETE FROM host_attrs WHERE env = ? AND host = ? AND key = ?`, env, host, k); err != nil {
 			return fmt.Errorf("inventory: facts: %w", err)
 		}
 		for i, v := range facts[k] {
-			if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO host_attrs (env, host, key, pos, value) VALUES (?,?,?,?,?)`, env, host, k, i, v); err != nil {
+			if _, err := tx.exec(`INSERT INTO host_attrs (env, host, key, pos, value) VALUES (?,?,?,?,?)`, env, host, k, i, v); err != nil {
 				return fmt.Errorf("inventory: facts: %w", err)
 			}
 		}

@@ -43,7 +43,7 @@ func (tx *Tx) Issue(env, name, tokenHash string, expires time.Time, from string)
 	if err := tx.write(); err != nil {
 		return err
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO enrollments (env, name, token_hash, issued, expires, from_addr) VALUES (?,?,?,?,?,?)
+	_, err := tx.exec(`INSERT INTO enrollments (env, name, token_hash, issued, expires, from_addr) VALUES (?,?,?,?,?,?)
 		ON CONFLICT (env, name) DO UPDATE SET token_hash=excluded.token_hash, issued=excluded.issued, expires=excluded.expires, from_addr=excluded.from_addr`,
 		env, name, tokenHash, tx.now.UnixNano(), expires.UnixNano(), from)
 	if err != nil {
@@ -56,7 +56,7 @@ func (tx *Tx) Issue(env, name, tokenHash string, expires time.Time, from string)
 // none (it was never provisioned by booted).
 func (tx *Tx) Enrollment(env, name string) (e Enrollment, found bool, err error) {
 	var issued, expires, pinned int64
-	err = tx.tx.QueryRowContext(tx.ctx, `SELECT env, name, token_hash, issued, expires, from_addr, key, key_addr, pinned, last_signed, used_hash, revoked
+	err = tx.queryRow(`SELECT env, name, token_hash, issued, expires, from_addr, key, key_addr, pinned, last_signed, used_hash, revoked
 		FROM enrollments WHERE env = ? AND name = ?`, env, name).Scan(&e.Env, &e.Name, &e.TokenHash, &issued, &expires, &e.FromAddr, &e.Key, &e.KeyAddr, &pinned, &e.LastSigned, &e.UsedHash, &e.Revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, false, nil
@@ -77,7 +77,7 @@ func (tx *Tx) Pin(env, name, key, addr string, signedAt int64) error {
 	if err := tx.write(); err != nil {
 		return err
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `UPDATE enrollments SET used_hash = token_hash, token_hash = '', key = ?, key_addr = ?, pinned = ?, last_signed = max(last_signed, ?), revoked = 0
+	_, err := tx.exec(`UPDATE enrollments SET used_hash = token_hash, token_hash = '', key = ?, key_addr = ?, pinned = ?, last_signed = `+tx.e.greatest+`(last_signed, ?), revoked = 0
 		WHERE env = ? AND name = ?`, key, addr, tx.now.UnixNano(), signedAt, env, name)
 	if err != nil {
 		return fmt.Errorf("inventory: pin %s: %w", name, err)
@@ -92,7 +92,7 @@ func (tx *Tx) Revoke(env, name string) error {
 	if err := tx.write(); err != nil {
 		return err
 	}
-	res, err := tx.tx.ExecContext(tx.ctx, `UPDATE enrollments SET revoked = 1 WHERE env = ? AND name = ? AND key != '' AND revoked = 0`, env, name)
+	res, err := tx.exec(`UPDATE enrollments SET revoked = 1 WHERE env = ? AND name = ? AND key != '' AND revoked = 0`, env, name)
 	if err != nil {
 		return fmt.Errorf("inventory: revoke the key of %s: %w", name, err)
 	}
@@ -107,7 +107,7 @@ func (tx *Tx) Signed(env, name string, at int64) error {
 	if err := tx.write(); err != nil {
 		return err
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `UPDATE enrollments SET last_signed = max(last_signed, ?) WHERE env = ? AND name = ?`, at, env, name)
+	_, err := tx.exec(`UPDATE enrollments SET last_signed = `+tx.e.greatest+`(last_signed, ?) WHERE env = ? AND name = ?`, at, env, name)
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
@@ -120,7 +120,7 @@ func (tx *Tx) Expect(env, name, addr string) error {
 	if err := tx.write(); err != nil {
 		return err
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `UPDATE enrollments SET from_addr = ? WHERE env = ? AND name = ? AND token_hash != ''`, addr, env, name)
+	_, err := tx.exec(`UPDATE enrollments SET from_addr = ? WHERE env = ? AND name = ? AND token_hash != ''`, addr, env, name)
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}

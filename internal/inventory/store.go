@@ -6,12 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 )
 
 // ErrNotFound is returned when a host is not in the inventory.
@@ -62,118 +61,48 @@ type Event struct {
 // Store is the inventory database.
 type Store struct {
 	db   *sql.DB
+	e    *engine
 	now  func() time.Time
 	path string
 }
 
-// migrations are the inventory's schema, in order: migration i takes a
-// file at version i to version i+1 (its version is PRAGMA user_version; a
-// file from before versions has its tables and version 0, which the first
-// migration, all CREATE … IF NOT EXISTS, takes as it is). Each runs in
-// one transaction with its version, so a file is at one version or the
-// next, never between. Add a migration; never change one that shipped.
-var migrations = []string{
-	// 1: the tables as of 2026-12-06.
-	`CREATE TABLE IF NOT EXISTS hosts (
-	env TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL DEFAULT '',
-	provider TEXT NOT NULL DEFAULT '', provider_id TEXT NOT NULL DEFAULT '',
-	addr TEXT NOT NULL DEFAULT '', port INTEGER NOT NULL DEFAULT 0, mac TEXT NOT NULL DEFAULT '',
-	host_key TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
-	attrs TEXT NOT NULL DEFAULT '{}', since INTEGER NOT NULL, updated INTEGER NOT NULL,
-	PRIMARY KEY (env, name));
-CREATE TABLE IF NOT EXISTS events (
-	id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, env TEXT NOT NULL,
-	host TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL, from_state TEXT NOT NULL DEFAULT '',
-	to_state TEXT NOT NULL DEFAULT '', detail TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS events_env_host ON events (env, host, id);
-CREATE INDEX IF NOT EXISTS events_env_kind ON events (env, kind, id);
-CREATE TABLE IF NOT EXISTS counters (
-	env TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (env, name));
-CREATE TABLE IF NOT EXISTS kv (
-	env TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (env, key));
-CREATE TABLE IF NOT EXISTS host_attrs (
-	env TEXT NOT NULL, host TEXT NOT NULL, key TEXT NOT NULL, pos INTEGER NOT NULL, value TEXT NOT NULL,
-	PRIMARY KEY (env, host, key, pos));
-CREATE TABLE IF NOT EXISTS pools (
-	env TEXT NOT NULL, pool TEXT NOT NULL, host TEXT NOT NULL, PRIMARY KEY (env, pool, host));
-CREATE TABLE IF NOT EXISTS enrollments (
-	env TEXT NOT NULL, name TEXT NOT NULL,
-	token_hash TEXT NOT NULL DEFAULT '', issued INTEGER NOT NULL DEFAULT 0, expires INTEGER NOT NULL DEFAULT 0,
-	from_addr TEXT NOT NULL DEFAULT '',
-	key TEXT NOT NULL DEFAULT '', key_addr TEXT NOT NULL DEFAULT '', pinned INTEGER NOT NULL DEFAULT 0,
-	last_signed INTEGER NOT NULL DEFAULT 0, used_hash TEXT NOT NULL DEFAULT '',
-	PRIMARY KEY (env, name));`,
-	// 2: a deleted instance's pinned key is revoked (issue 27).
-	`ALTER TABLE enrollments ADD COLUMN revoked INTEGER NOT NULL DEFAULT 0;`,
-}
-
-// Open opens (creating if needed) the store at path, e.g. inventory/booted.db.
-func Open(ctx context.Context, path string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("inventory: %w", err)
-	}
-	// Create the file ourselves so that it is private from the start.
-	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
-		f.Close()
-	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+// Open opens (creating if needed) the inventory at where: a file's path,
+// e.g. inventory/booted.db (SQLite), or a postgres:// URL (see CheckURL).
+func Open(ctx context.Context, where string) (*Store, error) {
+	e, dsn, err := engineOf(where)
 	if err != nil {
-		return nil, fmt.Errorf("inventory %s: %w", path, err)
+		return nil, err
 	}
-	s := &Store{db: db, now: time.Now, path: path}
-	if err := s.migrate(ctx); err != nil {
+	name := where
+	if e == sqlite {
+		if err := os.MkdirAll(filepath.Dir(where), 0o700); err != nil {
+			return nil, fmt.Errorf("inventory: %w", err)
+		}
+		// Create the file ourselves so that it is private from the start.
+		if f, err := os.OpenFile(where, os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+			f.Close()
+		}
+	} else if u, err := url.Parse(where); err == nil {
+		name = u.Redacted()
+	}
+	db, err := sql.Open(e.driver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("inventory %s: %w", name, err)
+	}
+	s := &Store{db: db, e: e, now: time.Now, path: name}
+	if err := e.migrate(ctx, db); err != nil {
 		db.Close()
-		return nil, s.damaged(fmt.Errorf("inventory %s: %w", path, err))
+		return nil, s.damaged(fmt.Errorf("inventory %s: %w", name, err))
 	}
 	return s, nil
 }
 
 // SchemaVersion is the version of the inventory this booted reads and
 // writes.
-func SchemaVersion() int { return len(migrations) }
+func SchemaVersion() int { return len(sqliteMigrations) }
 
-// migrate brings the file to SchemaVersion, one migration per
-// transaction; a file at it is only read. A file from a newer booted is
-// refused: this one would not know its columns.
-func (s *Store) migrate(ctx context.Context) error {
-	var v int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return err
-	}
-	for ; v < len(migrations); v++ {
-		err := func() error {
-			tx, err := s.db.BeginTx(ctx, nil) // immediate (_txlock): one process migrates, the others wait
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			var cur int // another process may have migrated while this one waited
-			if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&cur); err != nil {
-				return err
-			}
-			if cur > v {
-				v = cur - 1
-				return nil
-			}
-			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil && !(v == 1 && strings.Contains(err.Error(), "duplicate column name")) {
-				// (a file made on 2026-12-07 before versions has revoked already)
-				return fmt.Errorf("schema version %d to %d: %w", v, v+1, err)
-			}
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
-				return err
-			}
-			return tx.Commit()
-		}()
-		if err != nil {
-			return err
-		}
-	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d, made by a newer booted (this one reads version %d): use that booted, or restore the file from a backup", v, len(migrations))
-	}
-	return nil
-}
+// Engine names the database the store is in: SQLite or PostgreSQL.
+func (s *Store) Engine() string { return s.e.name }
 
 // ErrDamaged is wrapped by the errors of a store whose file SQLite finds
 // damaged.
@@ -186,7 +115,7 @@ func (s *Store) damaged(err error) error {
 		return nil
 	}
 	m := err.Error()
-	if !strings.Contains(m, "malformed") && !strings.Contains(m, "not a database") && !strings.Contains(m, "corrupt") {
+	if s.e != sqlite || !strings.Contains(m, "malformed") && !strings.Contains(m, "not a database") && !strings.Contains(m, "corrupt") {
 		return err
 	}
 	return fmt.Errorf("%w: %s: %v; restore it from a backup (a copy taken while no booted ran), or see what is wrong with: sqlite3 %s 'PRAGMA integrity_check'",
@@ -199,6 +128,7 @@ func (s *Store) Close() error { return s.db.Close() }
 // Tx is one transaction: everything done through it is committed together.
 type Tx struct {
 	tx       *sql.Tx
+	e        *engine
 	ctx      context.Context
 	now      time.Time
 	writable bool
@@ -217,9 +147,19 @@ func (s *Store) View(ctx context.Context, fn func(tx *Tx) error) error {
 }
 
 func (s *Store) run(ctx context.Context, writable bool, fn func(tx *Tx) error) (err error) {
-	t, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: !writable})
+	opts := &s.e.readOnly
+	if writable {
+		opts = nil
+	}
+	t, err := s.db.BeginTx(ctx, opts)
 	if err != nil {
 		return s.damaged(fmt.Errorf("inventory: %w", err))
+	}
+	if writable && s.e.lockWrites != "" {
+		if _, err := t.ExecContext(ctx, s.e.lockWrites); err != nil {
+			t.Rollback()
+			return fmt.Errorf("inventory: %w", err)
+		}
 	}
 	defer func() {
 		err = s.damaged(err)
@@ -235,7 +175,7 @@ func (s *Store) run(ctx context.Context, writable bool, fn func(tx *Tx) error) (
 		}
 		err = t.Commit()
 	}()
-	return fn(&Tx{tx: t, ctx: ctx, now: s.now(), writable: writable})
+	return fn(&Tx{tx: t, e: s.e, ctx: ctx, now: s.now(), writable: writable})
 }
 
 func (tx *Tx) write() error {
@@ -286,7 +226,7 @@ func (s *Store) EventsOfKind(ctx context.Context, env, kind string, limit int) (
 // events returns the last events where where holds (its arguments, then
 // the limit), oldest first.
 func (s *Store) events(ctx context.Context, where string, args ...any) ([]Event, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, time, env, host, kind, from_state, to_state, detail FROM events WHERE `+where+` ORDER BY id DESC LIMIT ?`, args...)
+	rows, err := s.query(ctx, `SELECT id, time, env, host, kind, from_state, to_state, detail FROM events WHERE `+where+` ORDER BY id DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
@@ -309,7 +249,7 @@ func (s *Store) events(ctx context.Context, where string, args ...any) ([]Event,
 
 // Counters returns the counters of env.
 func (s *Store) Counters(ctx context.Context, env string) (map[string]int64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, value FROM counters WHERE env = ?`, env)
+	rows, err := s.query(ctx, `SELECT name, value FROM counters WHERE env = ?`, env)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
@@ -439,7 +379,7 @@ func scanHost(sc interface{ Scan(...any) error }) (Host, error) {
 
 // Hosts returns the hosts of env by name.
 func (tx *Tx) Hosts(env string) ([]Host, error) {
-	rows, err := tx.tx.QueryContext(tx.ctx, `SELECT `+hostCols+` FROM hosts WHERE env = ? ORDER BY name`, env)
+	rows, err := tx.query(`SELECT `+hostCols+` FROM hosts WHERE env = ? ORDER BY name`, env)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
@@ -457,7 +397,7 @@ func (tx *Tx) Hosts(env string) ([]Host, error) {
 
 // Host returns one host, or an error wrapping ErrNotFound.
 func (tx *Tx) Host(env, name string) (Host, error) {
-	h, err := scanHost(tx.tx.QueryRowContext(tx.ctx, `SELECT `+hostCols+` FROM hosts WHERE env = ? AND name = ?`, env, name))
+	h, err := scanHost(tx.queryRow(`SELECT `+hostCols+` FROM hosts WHERE env = ? AND name = ?`, env, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, fmt.Errorf("host %s of %s: %w", name, env, ErrNotFound)
 	}
@@ -525,7 +465,7 @@ func (tx *Tx) save(h, old Host, exists bool) error {
 	if h.Attrs == nil {
 		attrs = []byte("{}")
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+	_, err := tx.exec(`INSERT INTO hosts (`+hostCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT (env, name) DO UPDATE SET role=excluded.role, provider=excluded.provider, provider_id=excluded.provider_id,
 		addr=excluded.addr, port=excluded.port, mac=excluded.mac, host_key=excluded.host_key, state=excluded.state, reason=excluded.reason,
 		attrs=excluded.attrs, since=excluded.since, updated=excluded.updated`,
@@ -542,7 +482,7 @@ func (tx *Tx) Forget(env, name, why string) error {
 		return err
 	}
 	for _, q := range []string{`DELETE FROM hosts WHERE env = ? AND name = ?`, `DELETE FROM host_attrs WHERE env = ? AND host = ?`, `DELETE FROM pools WHERE env = ? AND host = ?`} {
-		if _, err := tx.tx.ExecContext(tx.ctx, q, env, name); err != nil {
+		if _, err := tx.exec(q, env, name); err != nil {
 			return fmt.Errorf("inventory: %w", err)
 		}
 	}
@@ -557,12 +497,13 @@ func (tx *Tx) Record(e Event) error {
 	if e.Time.IsZero() {
 		e.Time = tx.now
 	}
-	res, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO events (time, env, host, kind, from_state, to_state, detail) VALUES (?,?,?,?,?,?,?)`,
-		e.Time.UnixNano(), e.Env, e.Host, e.Kind, string(e.From), string(e.To), e.Detail)
+	var id int64
+	err := tx.queryRow(`INSERT INTO events (time, env, host, kind, from_state, to_state, detail) VALUES (?,?,?,?,?,?,?) RETURNING id`,
+		e.Time.UnixNano(), e.Env, e.Host, e.Kind, string(e.From), string(e.To), e.Detail).Scan(&id)
 	if err != nil {
 		return fmt.Errorf("inventory: event: %w", err)
 	}
-	if id, err := res.LastInsertId(); err == nil && id%pruneEvery == 0 {
+	if id%pruneEvery == 0 {
 		return tx.pruneEvents(e.Env)
 	}
 	return nil
@@ -578,7 +519,7 @@ var (
 )
 
 func (tx *Tx) pruneEvents(env string) error {
-	_, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM events WHERE env = ? AND (time < ? OR id < (
+	_, err := tx.exec(`DELETE FROM events WHERE env = ? AND (time < ? OR id < (
 		SELECT id FROM events WHERE env = ? ORDER BY id DESC LIMIT 1 OFFSET ?))`,
 		env, tx.now.Add(-maxEventAge).UnixNano(), env, maxEvents-1)
 	if err != nil {
@@ -592,8 +533,8 @@ func (tx *Tx) Count(env, name string, n int64) error {
 	if err := tx.write(); err != nil {
 		return err
 	}
-	_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO counters (env, name, value) VALUES (?,?,?)
-		ON CONFLICT (env, name) DO UPDATE SET value = value + excluded.value`, env, name, n)
+	_, err := tx.exec(`INSERT INTO counters (env, name, value) VALUES (?,?,?)
+		ON CONFLICT (env, name) DO UPDATE SET value = counters.value + excluded.value`, env, name, n)
 	if err != nil {
 		return fmt.Errorf("inventory: counter: %w", err)
 	}
@@ -603,7 +544,7 @@ func (tx *Tx) Count(env, name string, n int64) error {
 // Get reads a value stored with Put into v; found is false when there is none.
 func (tx *Tx) Get(env, key string, v any) (found bool, err error) {
 	var s string
-	err = tx.tx.QueryRowContext(tx.ctx, `SELECT value FROM kv WHERE env = ? AND key = ?`, env, key).Scan(&s)
+	err = tx.queryRow(`SELECT value FROM kv WHERE env = ? AND key = ?`, env, key).Scan(&s)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -622,7 +563,7 @@ func (tx *Tx) Put(env, key string, v any) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.tx.ExecContext(tx.ctx, `INSERT INTO kv (env, key, value) VALUES (?,?,?)
+	_, err = tx.exec(`INSERT INTO kv (env, key, value) VALUES (?,?,?)
 		ON CONFLICT (env, key) DO UPDATE SET value = excluded.value`, env, key, string(b))
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
@@ -635,7 +576,7 @@ func (tx *Tx) Delete(env, key string) error {
 	if err := tx.write(); err != nil {
 		return err
 	}
-	if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM kv WHERE env = ? AND key = ?`, env, key); err != nil {
+	if _, err := tx.exec(`DELETE FROM kv WHERE env = ? AND key = ?`, env, key); err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
 	return nil
@@ -644,7 +585,7 @@ func (tx *Tx) Delete(env, key string) error {
 // List returns the values stored under the keys of env that begin with
 // prefix, by key.
 func (tx *Tx) List(env, prefix string) (map[string]json.RawMessage, error) {
-	rows, err := tx.tx.QueryContext(tx.ctx, `SELECT key, value FROM kv WHERE env = ? AND substr(key, 1, ?) = ? ORDER BY key`, env, len(prefix), prefix)
+	rows, err := tx.query(`SELECT key, value FROM kv WHERE env = ? AND substr(key, 1, ?) = ? ORDER BY key`, env, len(prefix), prefix)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
@@ -658,6 +599,23 @@ func (tx *Tx) List(env, prefix string) (map[string]json.RawMessage, error) {
 		out[k] = json.RawMessage(v)
 	}
 	return out, rows.Err()
+}
+
+func (tx *Tx) exec(q string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(tx.ctx, tx.e.bind(q), args...)
+}
+
+func (tx *Tx) query(q string, args ...any) (*sql.Rows, error) {
+	return tx.tx.QueryContext(tx.ctx, tx.e.bind(q), args...)
+}
+
+func (tx *Tx) queryRow(q string, args ...any) *sql.Row {
+	return tx.tx.QueryRowContext(tx.ctx, tx.e.bind(q), args...)
+}
+
+// query runs q outside a transaction.
+func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return s.db.QueryContext(ctx, s.e.bind(q), args...)
 }
 
 // Now is the time of the transaction.

@@ -23,6 +23,7 @@ import (
 	"booted/internal/freshcheck"
 	"booted/internal/metadata"
 	"booted/internal/metallab"
+	"booted/internal/pgtest"
 	"booted/internal/pkgs"
 	"booted/internal/provider/registry"
 	"booted/internal/service"
@@ -151,6 +152,8 @@ var testNeeds = pkgs.Need{
 	"nats-server": "nats-server", "xorriso": "xorriso", "setpriv": "util-linux", "nsenter": "util-linux",
 	"ping": "iputils-ping", "kill": "procps", "grep": "grep", "cp": "coreutils", "sh": "dash",
 	"/bin/true": "coreutils", "/etc/passwd": "base-passwd",
+	// the inventory's tests on PostgreSQL (pgtest.Server)
+	pgtest.Server: pgtest.Package, "mount": "mount", "chroot": "coreutils",
 }
 
 // racePackages run whole under the race detector by the test target.

@@ -67,7 +67,11 @@ func Open(ctx context.Context, r Options, envName string) (*Session, error) {
 			return nil, err
 		}
 	}
-	store, err := inventory.Open(ctx, filepath.Join(r.Inventory, "booted.db"))
+	db := r.Database
+	if db == "" {
+		db = filepath.Join(r.Inventory, "booted.db")
+	}
+	store, err := inventory.Open(ctx, db)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,12 @@ const (
 	Output = "BOOTED_OUTPUT"
 	// Inventory is the runtime state directory; default ROOT/inventory.
 	Inventory = "BOOTED_INVENTORY"
+	// Database is where the inventory's database is: a postgres:// URL
+	// (PostgreSQL, which several controllers can share; no password in
+	// it: a passfile or a client certificate) or a SQLite file's path;
+	// default the file INVENTORY/booted.db. Keys, tokens and logs stay
+	// in the inventory directory either way.
+	Database = "BOOTED_DATABASE"
 	// Root is the project directory holding envs/, kickstart/, nginx/ and
 	// services/; default the current directory.
 	Root = "BOOTED_ROOT"
@@ -97,7 +103,10 @@ const (
 type Settings struct {
 	Root      string
 	Inventory string
-	JSON      bool
+	// Database is the inventory's database: a URL or a file ("": the
+	// file booted.db in Inventory).
+	Database string
+	JSON     bool
 	// Parallel bounds concurrent hosts; zero means 64.
 	Parallel    int
 	RetryFailed bool
@@ -161,7 +170,7 @@ func From(getenv func(string) string) (Settings, error) {
 		return n
 	}
 	s := Settings{
-		Root: getenv(Root), Inventory: getenv(Inventory), JUnit: getenv(JUnit), Batch: getenv(Batch),
+		Root: getenv(Root), Inventory: getenv(Inventory), Database: getenv(Database), JUnit: getenv(JUnit), Batch: getenv(Batch),
 		VBoxManage: getenv(VBoxManage), VBoxTFTP: getenv(VBoxTFTP), QemuAppend: getenv(QemuAppend), LoadPath: getenv(LoadPath),
 		NATSCredentials: getenv(NATSCredentials),
 	}
@@ -171,6 +180,7 @@ func From(getenv func(string) string) (Settings, error) {
 	if s.Inventory == "" {
 		s.Inventory = filepath.Join(s.Root, "inventory")
 	}
+
 	switch v := getenv(Output); strings.ToLower(v) {
 	case "", "text":
 	case "json":

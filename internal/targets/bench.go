@@ -88,7 +88,7 @@ func (r *Runner) BenchList(ctx context.Context, n int) error {
 		fmt.Fprintf(r.Err, "bench: %v (ansible-inventory is left out)\n", err)
 	}
 	q := *r
-	q.Root, q.Inventory, q.Out, q.JSON = dir, filepath.Join(dir, "inventory"), io.Discard, false
+	q.Root, q.Inventory, q.Database, q.Out, q.JSON = dir, filepath.Join(dir, "inventory"), "", io.Discard, false
 	return bench.List(ctx, r.Out, r.Err, n, r.BenchRuns, []bench.Listing{
 		{Name: "hosts:list", Run: func(ctx context.Context) error { return q.HostsList(ctx, bench.ListEnv) }},
 		{Name: "hosts:query role:fleet", Run: func(ctx context.Context) error { return q.HostsQuery(ctx, bench.ListEnv, "role:fleet") }},

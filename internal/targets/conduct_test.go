@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"booted/internal/pgtest"
 	sess "booted/internal/session"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -52,7 +53,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	code := m.Run()
+	code := pgtest.Main(m)
 	if helloRoot != "" { // the fake tests' shared builds: gone with the run
 		os.RemoveAll(helloRoot)
 	}

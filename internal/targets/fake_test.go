@@ -23,6 +23,7 @@ import (
 	"booted/internal/fleet"
 	"booted/internal/inventory"
 	"booted/internal/lb"
+	"booted/internal/pgtest"
 	"booted/internal/provider"
 	"booted/internal/provider/memory"
 	"booted/internal/remote"
@@ -346,6 +347,41 @@ func (f *fakeIO) with(change func()) {
 	change()
 }
 
+// fakeDatabase, when set, gives each fake project its inventory's
+// database (BOOTED_DATABASE) instead of the SQLite file.
+var fakeDatabase func(t testing.TB) string
+
+// The fake tests again with the inventory on PostgreSQL (BOOTED_DATABASE
+// set as a user sets it): the targets behave as they do on SQLite. All of
+// them but the one that damages a SQLite file's row by hand.
+func TestFake_OnPostgreSQL(t *testing.T) {
+	fakeDatabase = pgtest.URL
+	defer func() { fakeDatabase = nil }()
+	for _, tc := range []struct {
+		name string
+		test func(*testing.T)
+	}{
+		{"StartDeployUnreachableRetry", TestFake_StartDeployUnreachableRetry},
+		{"FailedBatchRollsBack", TestFake_FailedBatchRollsBack},
+		{"StopOrder", TestFake_StopOrder},
+		{"RoleFollowsEnvFile", TestFake_RoleFollowsEnvFile},
+		{"TwoLoadBalancers", TestFake_TwoLoadBalancers},
+		{"ImageDelUpdatesLB", TestFake_ImageDelUpdatesLB},
+		{"LBErrorIsWrapped", TestFake_LBErrorIsWrapped},
+		{"HostsRun", TestFake_HostsRun},
+		{"StartAllTwiceIsANoOp", TestFake_StartAllTwiceIsANoOp},
+		{"Limit", TestFake_Limit},
+		{"LoggedPrintsWithoutTheLock", TestFake_LoggedPrintsWithoutTheLock},
+		{"QueryAttrsPools", TestFake_QueryAttrsPools},
+		{"FactsAndClasses", TestFake_FactsAndClasses},
+		{"PowerWithoutBMC", TestFake_PowerWithoutBMC},
+		{"Rebuild", TestFake_Rebuild},
+		{"RESTAPI", TestFake_RESTAPI},
+	} {
+		t.Run(tc.name, tc.test)
+	}
+}
+
 func fakeProject(t *testing.T, roles string) *fakeFixture {
 	t.Helper()
 	root := t.TempDir()
@@ -376,6 +412,14 @@ func fakeProject(t *testing.T, roles string) *fakeFixture {
 	out := &testutil.SyncBuffer{}
 	f := &fakeFixture{io: newFakeIO(), prov: memory.New(netip.MustParseAddr("192.0.2.10")), env: "fake", root: root, out: out}
 	f.r = newRunner(root, filepath.Join(root, "inventory"), out, testWriter{t})
+	if fakeDatabase != nil {
+		f.r.Database = fakeDatabase(t)
+		t.Cleanup(func() {
+			if _, err := os.Stat(filepath.Join(root, "inventory", "booted.db")); err == nil {
+				t.Errorf("BOOTED_DATABASE=%s, but the inventory went to a SQLite file", f.r.Database)
+			}
+		})
+	}
 	// Builds are cached by version and commit: one artifact directory for
 	// every fake test keeps the hello builds to one per version.
 	helloOnce.Do(func() { helloRoot, helloErr = os.MkdirTemp("", "booted-fake-artifacts-") })
@@ -800,6 +844,7 @@ func TestFake_LoggedPrintsWithoutTheLock(t *testing.T) {
 	var during error
 	probed := false
 	other := newRunner(f.root, filepath.Join(f.root, "inventory"), io.Discard, io.Discard)
+	other.Database = f.r.Database
 	other.LockWait = 100 * time.Millisecond // (the environment is held by the very call that prints: waiting longer changes nothing)
 	f.r.Out = &probeWriter{probe: func() {
 		probed = true
