@@ -534,4 +534,9 @@ func onEngines(t *testing.T, fn func(t *testing.T, where string)) {
 	t.Run("PostgreSQL", func(t *testing.T) { fn(t, pgtest.URL(t)) })
 }
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	if where := os.Getenv("BOOTED_TEST_LEASE"); where != "" {
+		leaseHelper(where)
+	}
+	os.Exit(pgtest.Main(m))
+}

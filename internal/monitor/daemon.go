@@ -70,9 +70,14 @@ type Daemon struct {
 	Log    *slog.Logger
 	// Reload, when it receives, makes the daemon read its policy again.
 	Reload <-chan struct{}
+	// Acquire, when set, waits until this daemon holds the environment's
+	// lease (one daemon acts among several controllers'); lost closes
+	// when it no longer does, release lets it go.
+	Acquire func(ctx context.Context) (lost <-chan struct{}, release func(), err error)
 
 	mu        sync.Mutex
 	saved     Saved
+	active    bool
 	unhealthy map[string]int
 	metrics   *metrics
 	wg        sync.WaitGroup
@@ -84,6 +89,10 @@ type Daemon struct {
 // Run measures, decides and acts every interval until ctx ends. An action
 // in flight when the daemon stopped (or died) is carried out again first:
 // actions are idempotent, so this finishes it rather than repeating it.
+// With Acquire set, the daemon serves its page and /metrics at once but
+// acts only while it holds the lease: it waits for it, and when the lease
+// is lost it stops acting (the action in flight stays recorded, for the
+// next holder to finish) and waits again.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.unhealthy, d.metrics = map[string]int{}, newMetrics()
 	saved, err := d.Env.Load(ctx)
@@ -91,16 +100,73 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.saved = saved
-	p, min, max, names := d.Env.Policy()
+	p, _, _, _ := d.Env.Policy()
 	srv, err := d.serve(p.Listen)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	if d.Acquire == nil {
+		d.setActive(true)
+		return d.act(ctx)
+	}
+	for {
+		d.Log.Info("standing by: waiting for the lease (another controller's daemon acts)")
+		lost, release, err := d.Acquire(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		d.Log.Info("holding the lease: acting")
+		actx, stop := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lost:
+				d.Log.Error("lost the lease: no longer acting")
+				stop()
+			case <-actx.Done():
+			}
+		}()
+		d.setActive(true)
+		err = d.act(actx)
+		stop()
+		d.setActive(false)
+		release()
+		if ctx.Err() != nil || err != nil {
+			return err
+		}
+	}
+}
+
+// setActive says whether this daemon acts (holds the lease), for
+// /status.json and /metrics.
+func (d *Daemon) setActive(on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.active = on
+	d.metrics.setActive(on)
+}
+
+// act is the loop of a daemon that acts: the state as the last holder
+// left it, the action it had in flight, then an interval after another
+// until ctx ends.
+func (d *Daemon) act(ctx context.Context) error {
+	saved, err := d.Env.Load(ctx)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.saved = saved
+	d.mu.Unlock()
+	p, min, max, names := d.Env.Policy()
 	if a := saved.InFlight; a != nil {
 		d.Log.Info("reconciling the action in flight when the daemon stopped", "kind", a.Kind, "host", a.Host)
 		d.Env.Event(ctx, "monitor-reconcile", a.Host, fmt.Sprintf("%s started %s before a restart: carrying it out again", a.Kind, a.Start.Format(time.RFC3339)))
+		d.mu.Lock()
 		d.start(ctx, *a)
+		d.mu.Unlock()
 	}
 	defer d.wg.Wait()
 	for {
@@ -205,9 +271,9 @@ func (d *Daemon) start(ctx context.Context, a Action) {
 		d.Env.Event(ctx, "monitor-action", a.Host, a.Kind+" started: "+a.Reason)
 		err := d.Env.Do(ctx, a)
 		if ctx.Err() != nil {
-			// Abandoned on shutdown: InFlight stays saved and the next
-			// start carries it out again.
-			d.Env.Event(context.WithoutCancel(ctx), "monitor-action", a.Host, a.Kind+" abandoned on shutdown; it resumes when the daemon starts again")
+			// Abandoned on shutdown or with the lease: InFlight stays
+			// saved and the next daemon to act carries it out again.
+			d.Env.Event(context.WithoutCancel(ctx), "monitor-action", a.Host, a.Kind+" abandoned (the daemon stopped, or lost its lease); it resumes when a daemon acts again")
 			return
 		}
 		d.mu.Lock()

@@ -204,3 +204,75 @@ func TestDaemon_DryRunAndReload(t *testing.T) {
 		t.Errorf("at max 1 nothing to do, after reload (max 2) a dry-run scale-up: %v", f.events)
 	}
 }
+
+// Ensure that of two daemons (two controllers') one acts at a time: the
+// other stands by; when the active one loses its lease, it stops acting
+// (its action in flight abandoned, still recorded) and the other takes
+// the lease, carries that action out, and goes on; the action is done
+// once.
+func TestDaemon_OneActsAmongSeveral(t *testing.T) {
+	f := newFake()
+	token := make(chan struct{}, 1) // the lease, free
+	token <- struct{}{}
+	var mu sync.Mutex
+	var holders []string
+	lose := map[string]chan struct{}{}
+	start := func(name string) (*Daemon, func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		d := &Daemon{Env: f, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		d.Acquire = func(ctx context.Context) (<-chan struct{}, func(), error) {
+			select {
+			case <-token:
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			holders = append(holders, name)
+			lost := make(chan struct{})
+			lose[name] = lost
+			return lost, func() { token <- struct{}{} }, nil
+		}
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		return d, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	a, stopA := start("a")
+	defer stopA()
+	b, stopB := start("b")
+	defer stopB()
+	eventually(t, f, "a scale-up of w2 in flight", func() bool { return f.saved.InFlight != nil })
+	mu.Lock()
+	first := holders[0]
+	mu.Unlock()
+	active := func(d *Daemon) bool { d.mu.Lock(); defer d.mu.Unlock(); return d.active }
+	if n := len(holders); n != 1 || active(a) == active(b) {
+		t.Fatalf("holders %v, a active %v, b active %v: want one", holders, active(a), active(b))
+	}
+	close(lose[first]) // its connection to the database ended, say
+	eventually(t, f, "the other daemon reconciling w2", func() bool {
+		for _, e := range f.events {
+			if strings.HasPrefix(e, "monitor-reconcile w2") {
+				return true
+			}
+		}
+		return false
+	})
+	mu.Lock()
+	if len(holders) != 2 || holders[1] == first {
+		t.Errorf("holders %v: want the other one second", holders)
+	}
+	mu.Unlock()
+	f.release <- struct{}{} // w2 comes up
+	eventually(t, f, "w2 done", func() bool { return len(f.done) == 1 })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.done[0].Host != "w2" {
+		t.Errorf("done %v, want w2 once", f.done)
+	}
+}

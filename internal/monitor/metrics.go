@@ -25,6 +25,7 @@ type metrics struct {
 	errRate  prometheus.Gauge
 	actions  *prometheus.CounterVec
 	inFlight prometheus.Gauge
+	active   prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -46,8 +47,10 @@ func newMetrics() *metrics {
 			Help: "Scaling actions carried out, by kind."}, []string{"kind"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "booted_action_in_flight",
 			Help: "Whether a scaling action is under way."}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "booted_monitor_active",
+			Help: "1 when this daemon acts (holds the environment's lease), 0 when it stands by for another controller's."}),
 	}
-	m.reg.MustRegister(m.workers, m.healthy, m.latency, m.requests, m.failed, m.errRate, m.actions, m.inFlight)
+	m.reg.MustRegister(m.workers, m.healthy, m.latency, m.requests, m.failed, m.errRate, m.actions, m.inFlight, m.active)
 	for _, s := range inventory.States {
 		m.workers.WithLabelValues(string(s))
 	}
@@ -82,6 +85,15 @@ func (m *metrics) interval(meas Measure, workers []Worker, healthy map[string]bo
 
 // action counts a finished action.
 func (m *metrics) action(kind string) { m.actions.WithLabelValues(kind).Inc() }
+
+// setActive says whether this daemon acts.
+func (m *metrics) setActive(on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	m.active.Set(v)
+}
 
 // setInFlight says whether an action is under way.
 func (m *metrics) setInFlight(on bool) {

@@ -254,7 +254,9 @@ func (d *Daemon) statusJSON(w http.ResponseWriter, r *http.Request) {
 		Requests   int       `json:"requests"`
 	}
 	type out struct {
-		Env      string            `json:"env"`
+		Env string `json:"env"`
+		// Active: this daemon acts (holds the lease); false, it stands by.
+		Active   bool              `json:"active"`
 		Last     *point            `json:"last,omitempty"`
 		Decision string            `json:"decision,omitempty"`
 		Workers  map[string]string `json:"workers,omitempty"`
@@ -267,7 +269,7 @@ func (d *Daemon) statusJSON(w http.ResponseWriter, r *http.Request) {
 		return point{s.Time, s.Measure.P50.Seconds(), s.Measure.P95.Seconds(), s.Measure.ErrorRate, s.Measure.Requests}
 	}
 	d.mu.Lock()
-	o := out{Env: d.Name, InFlight: d.saved.InFlight, History: []point{}}
+	o := out{Env: d.Name, Active: d.active, InFlight: d.saved.InFlight, History: []point{}}
 	if l := d.saved.Last; l != nil {
 		p := pt(*l)
 		o.Last, o.Decision, o.Workers = &p, l.Decision, l.Health

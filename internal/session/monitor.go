@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -255,6 +256,18 @@ func (m *MonitorEnv) Overview(ctx context.Context) (monitor.Overview, error) {
 func RunMonitor(ctx context.Context, o Options, envName string) error {
 	return View(ctx, o, envName, func(s *Session) error {
 		d := &monitor.Daemon{Env: NewMonitorEnv(s), Name: envName, DryRun: o.DryRun, Log: slog.New(slog.NewTextHandler(o.Err, nil)).With("env", envName)}
+		// One daemon of an environment acts, whichever controller runs
+		// it: the others (on one PostgreSQL inventory, or a second one
+		// here) serve their pages and stand by.
+		host, _ := os.Hostname()
+		holder := fmt.Sprintf("%s pid %d", host, os.Getpid())
+		d.Acquire = func(ctx context.Context) (<-chan struct{}, func(), error) {
+			l, err := s.Store.AcquireLease(ctx, envName, "monitor", holder)
+			if err != nil {
+				return nil, nil, err
+			}
+			return l.Lost(), l.Release, nil
+		}
 		cctx, stop := context.WithCancel(ctx)
 		capped := make(chan struct{})
 		go func() { defer close(capped); s.capConsoles(cctx) }()
