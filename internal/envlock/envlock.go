@@ -20,7 +20,14 @@ import (
 var ErrBusy = errors.New("another operation holds the environment")
 
 // Lock is a held environment lock.
-type Lock struct{ f *os.File }
+type Lock struct {
+	f    *os.File
+	also []func()
+}
+
+// Also makes Release call release too, first (a lock taken with this one
+// elsewhere: the inventory's, when other machines share it).
+func (l *Lock) Also(release func()) { l.also = append(l.also, release) }
 
 // Acquire takes the lock at path for what ("service:deploy local hello
 // v2"), waiting up to wait for another operation to finish; waiting, if
@@ -78,6 +85,10 @@ func (l *Lock) Release() {
 	if l == nil || l.f == nil {
 		return
 	}
+	for _, r := range l.also {
+		r()
+	}
+	l.also = nil
 	l.f.Truncate(0)
 	syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
 	l.f.Close()

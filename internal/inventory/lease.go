@@ -46,6 +46,22 @@ var leaseCheck = time.Second
 // a PID), recorded for the others to show. Lost closes when the lease is
 // no longer held (its connection failed): the holder must stop acting.
 func (s *Store) AcquireLease(ctx context.Context, env, name, holder string) (*Lease, error) {
+	return s.acquire(ctx, env, name, holder, true)
+}
+
+// Shared reports whether other machines may use this inventory at once
+// (PostgreSQL): their locks of a file here do not keep them out.
+func (s *Store) Shared() bool { return s.e == postgres }
+
+// LockEnv takes env's operations lock in the database, for an inventory
+// other machines share (see Shared): what an flock of a local file is
+// on one machine. holder says which operation, where; the wait is ctx's.
+// Unlike a lease's, its taking is not an event (every operation takes it).
+func (s *Store) LockEnv(ctx context.Context, env, holder string) (*Lease, error) {
+	return s.acquire(ctx, env, "operations", holder, false)
+}
+
+func (s *Store) acquire(ctx context.Context, env, name, holder string, event bool) (*Lease, error) {
 	l := &Lease{name: name, holder: holder, lost: make(chan struct{}), done: make(chan struct{})}
 	key := "lease/" + name
 	t := time.NewTicker(leaseCheck)
@@ -65,7 +81,7 @@ func (s *Store) AcquireLease(ctx context.Context, env, name, holder string) (*Le
 		}
 	}
 	if err := s.Update(ctx, func(tx *Tx) error {
-		if err := tx.Put(env, key, LeaseHolder{Holder: holder, Since: tx.Now()}); err != nil {
+		if err := tx.Put(env, key, LeaseHolder{Holder: holder, Since: tx.Now()}); err != nil || !event {
 			return err
 		}
 		return tx.Record(Event{Env: env, Kind: "lease-taken", Detail: fmt.Sprintf("%s holds the lease %s", holder, name)})

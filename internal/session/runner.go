@@ -2,8 +2,10 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -217,9 +219,30 @@ func (s *Session) Lock(ctx context.Context, what string) (*envlock.Lock, error) 
 	return s.lockWaiting(ctx, what, s.LockWait)
 }
 
-// lockWaiting takes the environment's lock for what, waiting up to wait.
+// lockWaiting takes the environment's lock for what, waiting up to wait:
+// the flock of a file in its directory here and, when other machines
+// share the inventory (PostgreSQL), the inventory's lock of it too.
 func (s *Session) lockWaiting(ctx context.Context, what string, wait time.Duration) (*envlock.Lock, error) {
-	return envlock.Acquire(ctx, filepath.Join(s.Dir, "lock"), what, wait, func(holder string) {
+	start := time.Now()
+	l, err := envlock.Acquire(ctx, filepath.Join(s.Dir, "lock"), what, wait, func(holder string) {
 		fmt.Fprintf(s.Err, "%s: waiting (up to %v) for the operation holding %s: %s\n", what, wait, s.Env.Name, holder)
 	})
+	if err != nil || !s.Store.Shared() {
+		return l, err
+	}
+	host, _ := os.Hostname()
+	holder := fmt.Sprintf("%s, pid %d on %s since %s", what, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
+	wctx, cancel := context.WithTimeout(ctx, max(wait-time.Since(start), time.Second))
+	defer cancel()
+	shared, err := s.Store.LockEnv(wctx, s.Env.Name, holder)
+	if err != nil {
+		l.Release()
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			h, _, _ := s.Store.Holder(ctx, s.Env.Name, "operations")
+			return nil, fmt.Errorf("%w: %s (on a controller sharing the inventory; waited %v; BOOTED_LOCK_WAIT waits longer)", envlock.ErrBusy, h.Holder, wait)
+		}
+		return nil, err
+	}
+	l.Also(shared.Release)
+	return l, nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"booted/internal/config"
+	"booted/internal/envlock"
 	"booted/internal/fanout"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
@@ -379,6 +380,37 @@ func TestFake_OnPostgreSQL(t *testing.T) {
 		{"RESTAPI", TestFake_RESTAPI},
 	} {
 		t.Run(tc.name, tc.test)
+	}
+}
+
+// Two controllers (each its own inventory directory, as two machines
+// have) sharing one PostgreSQL inventory: while one runs an operation on
+// an environment, the other's waits and then fails naming it (an flock
+// here would not see the other machine's); once it is done, the other's
+// runs.
+func TestFake_SharedInventoryOneOperationAtATime(t *testing.T) {
+	fakeDatabase = pgtest.URL
+	defer func() { fakeDatabase = nil }()
+	f := fakeProject(t, fakeRoles)
+	ctx := context.Background()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	other := newRunner(f.root, filepath.Join(t.TempDir(), "inventory"), io.Discard, io.Discard)
+	other.Database, other.LockWait = f.r.Database, 2*time.Second
+	held, finish, first := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		first <- f.r.withLock(ctx, f.env, "service:deploy fake hello v2", func(*session) error { close(held); <-finish; return nil })
+	}()
+	<-held
+	err := other.withLock(ctx, f.env, "env:stop fake", func(*session) error { return nil })
+	close(finish)
+	if !errors.Is(err, envlock.ErrBusy) || !strings.Contains(err.Error(), "service:deploy fake hello v2") {
+		t.Errorf("the other controller's operation during the first: %v", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := other.withLock(ctx, f.env, "env:stop fake", func(*session) error { return nil }); err != nil {
+		t.Errorf("the other controller's operation after the first: %v", err)
 	}
 }
 
