@@ -74,6 +74,10 @@ type Daemon struct {
 	// lease (one daemon acts among several controllers'); lost closes
 	// when it no longer does, release lets it go.
 	Acquire func(ctx context.Context) (lost <-chan struct{}, release func(), err error)
+	// Resume, when set, is called when the daemon starts acting and
+	// before every interval: it carries out an operation whose process
+	// died (journal), and says whether it did.
+	Resume func(ctx context.Context) (bool, error)
 
 	mu        sync.Mutex
 	saved     Saved
@@ -178,6 +182,14 @@ func (d *Daemon) act(ctx context.Context) error {
 			d.Log.Info("policy reloaded", "min", min, "max", max, "sla", p.SLA.P95.D())
 			d.Env.Event(ctx, "monitor-reload", "", fmt.Sprintf("policy reloaded: min %d, max %d, SLA p95 %v", min, max, p.SLA.P95.D()))
 		default:
+		}
+		if d.Resume != nil {
+			if resumed, err := d.Resume(ctx); err != nil && ctx.Err() == nil {
+				d.Log.Error("resuming an operation whose process died", "err", err)
+				d.Env.Event(ctx, "monitor-error", "", err.Error())
+			} else if resumed {
+				d.Log.Info("resumed an operation whose process died")
+			}
 		}
 		if err := d.interval(ctx, p, min, max, names); err != nil && ctx.Err() == nil {
 			d.Log.Error("interval failed", "err", err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -259,10 +258,10 @@ func RunMonitor(ctx context.Context, o Options, envName string) error {
 		// One daemon of an environment acts, whichever controller runs
 		// it: the others (on one PostgreSQL inventory, or a second one
 		// here) serve their pages and stand by.
-		host, _ := os.Hostname()
-		holder := fmt.Sprintf("%s pid %d", host, os.Getpid())
+		me := holder()
+		d.Resume = s.ResumeOrphan
 		d.Acquire = func(ctx context.Context) (<-chan struct{}, func(), error) {
-			l, err := s.Store.AcquireLease(ctx, envName, "monitor", holder)
+			l, err := s.Store.AcquireLease(ctx, envName, "monitor", me)
 			if err != nil {
 				return nil, nil, err
 			}

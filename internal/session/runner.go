@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -230,11 +229,9 @@ func (s *Session) lockWaiting(ctx context.Context, what string, wait time.Durati
 	if err != nil || !s.Store.Shared() {
 		return l, err
 	}
-	host, _ := os.Hostname()
-	holder := fmt.Sprintf("%s, pid %d on %s since %s", what, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
 	wctx, cancel := context.WithTimeout(ctx, max(wait-time.Since(start), time.Second))
 	defer cancel()
-	shared, err := s.Store.LockEnv(wctx, s.Env.Name, holder)
+	shared, err := s.Store.LockEnv(wctx, s.Env.Name, fmt.Sprintf("%s, %s since %s", what, holder(), time.Now().UTC().Format(time.RFC3339)))
 	if err != nil {
 		l.Release()
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {

@@ -23,6 +23,7 @@ import (
 	"booted/internal/fanout"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
+	"booted/internal/journal"
 	"booted/internal/lb"
 	"booted/internal/pgtest"
 	"booted/internal/provider"
@@ -886,5 +887,79 @@ func TestFake_LoggedPrintsWithoutTheLock(t *testing.T) {
 	f.must(t, f.r.HostsLogged(ctx, f.env))
 	if !probed || during != nil {
 		t.Errorf("while hosts:logged printed, the environment was not free (printed: %v): %v", probed, during)
+	}
+}
+
+// A rolling deploy whose process died on the way (kill -9 leaves its
+// journal entry and no lock) is finished by the monitor daemon (not
+// while the process lives and holds the lock): the hosts
+// it had not reached get the version, the one it had is left alone, and
+// an event says whose operation was resumed. (No load balancer: the
+// daemon's probes would go to the fake hosts' addresses.)
+func TestFake_DaemonFinishesAnOrphanedDeploy(t *testing.T) {
+	f := fakeProject(t, "  workers: {prefix: w, count: 3, min: 1, max: 4, service: hello, version: v1}\nmonitor: {listen: '127.0.0.1:0', interval: 500ms}\n")
+	ctx := context.Background()
+	f.must(t, f.r.EnvStartAll(ctx, f.env))
+	f.r.Limit = []string{"w1"}
+	f.must(t, f.r.ServiceDeploy(ctx, f.env, "hello", "v2"))
+	f.r.Limit = nil
+	// what a service:deploy of w1, w2, w3 killed after w1 leaves behind
+	f.must(t, f.r.withEnv(ctx, f.env, func(s *session) error {
+		return journal.Begin(ctx, s.Store, f.env, journal.Entry{Kind: journal.Deploy, Service: "hello", Version: "v2",
+			Hosts: []string{"w1", "w2", "w3"}, Holder: "pid 4242 on gone", Started: time.Now()})
+	}))
+	f.io.with(func() { f.io.log = nil })
+	// While its process lives (it holds the environment's lock), the
+	// daemon leaves it alone.
+	held, finish, owner := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		owner <- f.r.withLock(ctx, f.env, "service:deploy fake hello v2", func(*session) error { close(held); <-finish; return nil })
+	}()
+	<-held
+	dctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.r.MonitorRun(dctx, f.env) }()
+	time.Sleep(2 * time.Second) // four intervals
+	if got := f.io.logged("deploy "); len(got) != 0 {
+		t.Errorf("the daemon deployed %v while the deploy's process lived", got)
+	}
+	close(finish) // now it is gone
+	if err := <-owner; err != nil {
+		t.Fatal(err)
+	}
+	pending := true
+	for start := time.Now(); pending && time.Since(start) < 30*time.Second; time.Sleep(100 * time.Millisecond) {
+		f.must(t, f.r.withEnv(ctx, f.env, func(s *session) (err error) {
+			_, pending, err = journal.Pending(ctx, s.Store, f.env)
+			return err
+		}))
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("monitor:run: %v", err)
+	}
+	if pending {
+		t.Fatalf("the orphaned deploy is still pending after 30 s; output:\n%s", f.out)
+	}
+	if got := f.io.logged("deploy "); fmt.Sprint(got) != "[deploy w2 v2 deploy w3 v2]" {
+		t.Errorf("the daemon deployed %v, want w2 and w3 (w1 was done)", got)
+	}
+	f.io.mu.Lock()
+	for _, n := range []string{"w1", "w2", "w3"} {
+		if got := f.io.host(n).running; got != "v2" {
+			t.Errorf("%s runs %s, want v2", n, got)
+		}
+	}
+	f.io.mu.Unlock()
+	var resumed []string
+	f.must(t, f.r.withEnv(ctx, f.env, func(s *session) error {
+		evs, err := s.Store.EventsOfKind(ctx, f.env, "operation-resumed", 10)
+		for _, e := range evs {
+			resumed = append(resumed, e.Detail)
+		}
+		return err
+	}))
+	if len(resumed) != 1 || !strings.Contains(resumed[0], "service:deploy hello v2 (3 hosts), started by pid 4242 on gone") {
+		t.Errorf("operation-resumed events: %q", resumed)
 	}
 }

@@ -122,7 +122,7 @@ func (s *session) awaitReady(ctx context.Context, wait bool, hosts []inventory.H
 // to it and (re)starts it; hosts that pass the health check are serving.
 func (r *Runner) ServiceDeploy(ctx context.Context, sel, svc, version string) error {
 	return r.withService(ctx, "service:deploy", sel, svc, func(s *session, def *service.Def, hosts []inventory.Host) error {
-		return s.Deploys().Deploy(ctx, def, version, hosts)
+		return s.Deploy(ctx, def, version, hosts)
 	})
 }
 
