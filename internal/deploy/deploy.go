@@ -36,6 +36,7 @@ import (
 type Store interface {
 	Host(ctx context.Context, env, name string) (inventory.Host, error)
 	Advance(ctx context.Context, env, name string, to inventory.State, reason string) error
+	Update(ctx context.Context, fn func(tx *inventory.Tx) error) error
 }
 
 // Env is an environment's services and load balancers as an operation
@@ -184,7 +185,7 @@ func (x *rollouter) Change(ctx context.Context, title string, names []string) (m
 		deployHost(x.e.Worker, x.def, x.a),
 		func(ctx context.Context, h inventory.Host, out deployOutcome, err error) (string, error) {
 			keep(h.Name, out)
-			if rerr := x.e.recordDeploy(ctx, h, out); err == nil {
+			if rerr := x.e.recordDeploy(ctx, h, out, x.def.Name+" "+x.a.Version+" ("+x.a.SHA256[:min(12, len(x.a.SHA256))]+")"); err == nil {
 				err = rerr
 			}
 			if err != nil {
@@ -275,7 +276,15 @@ func deployHost(w jobs.Worker, def *service.Def, a *service.Artifact) jobs.Host[
 
 // recordDeploy writes what a deploy did on h in the inventory: serving
 // once healthy, draining again when a check failed.
-func (e *Env) recordDeploy(ctx context.Context, h inventory.Host, out deployOutcome) error {
+func (e *Env) recordDeploy(ctx context.Context, h inventory.Host, out deployOutcome, release string) error {
+	if out.Switched { // one event per host a deploy switched: how many times each was deployed
+		err := e.Store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error {
+			return tx.Record(inventory.Event{Env: e.Env.Name, Host: h.Name, Kind: "deployed", Detail: release})
+		})
+		if err != nil {
+			return err
+		}
+	}
 	if !out.Healthy {
 		return nil
 	}

@@ -53,6 +53,20 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if spec := os.Getenv("BOOTED_TEST_DEPLOY"); spec != "" { // ENV|SVC|VERSION: service:deploy in a process a test kills
+		f := strings.Split(spec, "|")
+		st, err := settings.FromEnviron() // BOOTED_ROOT, BOOTED_INVENTORY, BOOTED_DATABASE
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		r := &Runner{sess.Options{Settings: st, Out: os.Stdout, Err: os.Stderr}}
+		if err := r.ServiceDeploy(context.Background(), f[0], f[1], f[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	code := pgtest.Main(m)
 	if helloRoot != "" { // the fake tests' shared builds: gone with the run
 		os.RemoveAll(helloRoot)

@@ -962,4 +962,26 @@ func TestFake_DaemonFinishesAnOrphanedDeploy(t *testing.T) {
 	if len(resumed) != 1 || !strings.Contains(resumed[0], "service:deploy hello v2 (3 hosts), started by pid 4242 on gone") {
 		t.Errorf("operation-resumed events: %q", resumed)
 	}
+	if got := deployedEvents(t, f.r, f.env, "v2"); fmt.Sprint(got) != "map[w1:1 w2:1 w3:1]" {
+		t.Errorf("deployed events of v2 by host: %v, want one each", got)
+	}
+}
+
+// deployedEvents counts the deployed events of version by host.
+func deployedEvents(t *testing.T, r *Runner, env, version string) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	err := r.withEnv(context.Background(), env, func(s *session) error {
+		evs, err := s.Store.EventsOfKind(context.Background(), env, "deployed", 1000)
+		for _, e := range evs {
+			if strings.Contains(e.Detail, " "+version+" ") {
+				n[e.Host]++
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
