@@ -25,7 +25,9 @@ var ListNeeds = pkgs.Need{"ansible-inventory": "ansible-core"}
 // role fleet (prefix h, max n) holding n recorded hosts, as booted keeps
 // them after they came up, and the same hosts as an ansible inventory
 // (INI, one group); it returns the inventory's path. Nothing is started.
-func ListProject(ctx context.Context, dir string, n int) (string, error) {
+// The hosts are recorded in database (BOOTED_DATABASE) when it is set, in
+// which ListEnv must have no hosts yet; else in the project's file.
+func ListProject(ctx context.Context, dir string, n int, database string) (string, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "envs"), 0o755); err != nil {
 		return "", err
 	}
@@ -44,11 +46,20 @@ roles:
 	if err := os.MkdirAll(inv, 0o700); err != nil {
 		return "", err
 	}
-	st, err := inventory.Open(ctx, filepath.Join(inv, "booted.db"))
+	if database == "" {
+		database = filepath.Join(inv, "booted.db")
+	}
+	st, err := inventory.Open(ctx, database)
 	if err != nil {
 		return "", err
 	}
 	defer st.Close()
+	if hs, err := st.Hosts(ctx, ListEnv); err != nil || len(hs) > 0 {
+		if err == nil {
+			err = fmt.Errorf("bench: the inventory's environment %s has %d hosts already: give the bench a database of its own (BOOTED_DATABASE)", ListEnv, len(hs))
+		}
+		return "", err
+	}
 	var ini strings.Builder
 	ini.WriteString("[fleet]\n")
 	err = st.Update(ctx, func(tx *inventory.Tx) error {
@@ -85,7 +96,9 @@ type Listing struct {
 // List times booted's listings and `ansible-inventory --list` of the same
 // hosts (the ansible inventory at ini), runs times each, and prints the
 // medians side by side. A missing ansible-inventory is left out, saying so.
-func List(ctx context.Context, out, log io.Writer, n, runs int, booted []Listing, ini string) error {
+//
+// It ends with the inventory's engine and size (the database at where).
+func List(ctx context.Context, out, log io.Writer, n, runs int, booted []Listing, ini, where string) error {
 	s := &Setup{Runs: runs, Log: log}
 	if s.Runs < 1 {
 		s.Runs = 1
@@ -119,5 +132,18 @@ func List(ctx context.Context, out, log io.Writer, n, runs int, booted []Listing
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\t%v\n", r.tool, r.what, r.median.Round(time.Millisecond))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	st, err := inventory.Open(ctx, where)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	size, err := st.Size(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "inventory: %s, %.1f MB\n", st.Engine(), float64(size)/1e6)
+	return err
 }

@@ -21,6 +21,7 @@ import (
 	"booted/internal/controller"
 	"booted/internal/discovery"
 	"booted/internal/inventory"
+	"booted/internal/pgtest"
 	"booted/internal/testutil"
 )
 
@@ -39,7 +40,12 @@ func logLine(remote, args string) string {
 }
 
 func newDiscoverer(t testing.TB, log string) *discovery.Discoverer {
-	store, err := inventory.Open(context.Background(), filepath.Join(t.TempDir(), "booted.db"))
+	return newDiscovererIn(t, log, filepath.Join(t.TempDir(), "booted.db"))
+}
+
+// newDiscovererIn is newDiscoverer with its inventory at where.
+func newDiscovererIn(t testing.TB, log, where string) *discovery.Discoverer {
+	store, err := inventory.Open(context.Background(), where)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +219,7 @@ func assertBootedOnce(t *testing.T, d *discovery.Discoverer, n int) {
 // sendCallbacks sends the enrollment callbacks of hosts h0..h(n-1) to the
 // controller's nginx from 8 clients (each retrying, as the phone-home
 // script does), restarting nginx (a new boot log) at each of restartAt.
-func sendCallbacks(t *testing.T, ctx context.Context, ctl *controller.Controller, tok map[string]string, n int, restartAt ...int) {
+func sendCallbacks(t testing.TB, ctx context.Context, ctl *controller.Controller, tok map[string]string, n int, restartAt ...int) {
 	key := newKey(t)
 	client := &http.Client{Timeout: 5 * time.Second}
 	jobs := make(chan int)
@@ -259,7 +265,7 @@ func sendCallbacks(t *testing.T, ctx context.Context, ctl *controller.Controller
 	failed.Range(func(k, v any) bool { t.Errorf("callback %v not sent: %v", k, v); return true })
 }
 
-func startController(t *testing.T) *controller.Controller {
+func startController(t testing.TB) *controller.Controller {
 	testutil.RequireLocalHosts(t)
 	proj := testutil.NewProject(t, testutil.DefaultEnv)
 	ctl := proj.Controller(t)
@@ -309,6 +315,50 @@ func TestDiscoverer_TenThousandColdAcrossRestarts(t *testing.T) {
 	t.Logf("caught up with %d callbacks in 3 logs in %v", n, time.Since(start).Round(time.Millisecond))
 	assertBootedOnce(t, d, n)
 }
+
+// BenchmarkDiscoveryCatchUp measures discovery of 1,000 and 10,000
+// callbacks (sent to a real nginx beforehand, across two restarts) into a
+// SQLite file and into PostgreSQL: the time to record them all (each
+// verified, its token used, the host booted, its key pinned), reported as
+// callbacks a second, and the inventory's size after.
+func BenchmarkDiscoveryCatchUp(b *testing.B) {
+	ctl := startController(b)
+	ctx := context.Background()
+	for _, n := range []int{1000, 10000} {
+		for _, engine := range []string{"SQLite", "PostgreSQL"} {
+			b.Run(fmt.Sprintf("%s/%d", engine, n), func(b *testing.B) {
+				for b.Loop() {
+					b.StopTimer()
+					where := filepath.Join(b.TempDir(), "booted.db")
+					if engine == "PostgreSQL" {
+						where = pgtest.URL(b)
+					}
+					if _, err := ctl.Restart(ctx); err != nil { // the last run's callbacks to a rotated log
+						b.Fatal(err)
+					}
+					rotated, _ := filepath.Glob(ctl.BootLog + ".*")
+					for _, r := range rotated {
+						os.Remove(r)
+					}
+					d := newDiscovererIn(b, ctl.BootLog, where)
+					sendCallbacks(b, ctx, ctl, enroll(b, d, hostNames(n)...), n, n/3, 2*n/3)
+					b.StartTimer()
+					start := time.Now()
+					if err := d.CatchUp(ctx); err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(float64(n)/time.Since(start).Seconds(), "callbacks/s")
+					b.StopTimer()
+					size, _ := d.Store.Size(ctx)
+					b.ReportMetric(float64(size)/1e6, "inventory-MB")
+					b.StartTimer()
+				}
+			})
+		}
+	}
+}
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // BenchmarkDiscoveryLatency measures the time from a callback sent to the
 // controller's nginx to the host recorded as booted; it reports p50 and p99.

@@ -122,6 +122,23 @@ func (s *Store) damaged(err error) error {
 		ErrDamaged, s.path, err, s.path)
 }
 
+// Size is how many bytes the inventory takes: the file and its
+// write-ahead log (SQLite), the database (PostgreSQL).
+func (s *Store) Size(ctx context.Context) (int64, error) {
+	if s.e == postgres {
+		var n int64
+		err := s.db.QueryRowContext(ctx, `SELECT pg_database_size(current_database())`).Scan(&n)
+		return n, err
+	}
+	var n int64
+	for _, p := range []string{s.path, s.path + "-wal"} {
+		if st, err := os.Stat(p); err == nil {
+			n += st.Size()
+		}
+	}
+	return n, nil
+}
+
 // Close closes the store.
 func (s *Store) Close() error { return s.db.Close() }
 

@@ -68,7 +68,9 @@ const MaxBenchList = 60000
 // BenchList records n hosts in a throw-away project (environment
 // benchlist, role fleet) and times hosts:list, hosts:query and env:status
 // of them beside ansible-inventory --list of the same hosts (installing
-// ansible-core when missing), printing medians side by side. Nothing
+// ansible-core when missing), printing medians side by side, and the
+// inventory's engine and size. The hosts are recorded in BOOTED_DATABASE
+// when it is set (its environment benchlist must have none). Nothing
 // starts; the project is removed afterwards.
 func (r *Runner) BenchList(ctx context.Context, n int) error {
 	if n < 1 || n > MaxBenchList {
@@ -80,7 +82,7 @@ func (r *Runner) BenchList(ctx context.Context, n int) error {
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(r.Err, "bench: recording %d hosts\n", n)
-	ini, err := bench.ListProject(ctx, dir, n)
+	ini, err := bench.ListProject(ctx, dir, n, r.Database)
 	if err != nil {
 		return err
 	}
@@ -88,12 +90,16 @@ func (r *Runner) BenchList(ctx context.Context, n int) error {
 		fmt.Fprintf(r.Err, "bench: %v (ansible-inventory is left out)\n", err)
 	}
 	q := *r
-	q.Root, q.Inventory, q.Database, q.Out, q.JSON = dir, filepath.Join(dir, "inventory"), "", io.Discard, false
+	q.Root, q.Inventory, q.Out, q.JSON = dir, filepath.Join(dir, "inventory"), io.Discard, false
+	where := q.Database
+	if where == "" {
+		where = filepath.Join(q.Inventory, "booted.db")
+	}
 	return bench.List(ctx, r.Out, r.Err, n, r.BenchRuns, []bench.Listing{
 		{Name: "hosts:list", Run: func(ctx context.Context) error { return q.HostsList(ctx, bench.ListEnv) }},
 		{Name: "hosts:query role:fleet", Run: func(ctx context.Context) error { return q.HostsQuery(ctx, bench.ListEnv, "role:fleet") }},
 		{Name: "env:status", Run: func(ctx context.Context) error { return q.EnvStatus(ctx, bench.ListEnv) }},
-	}, ini)
+	}, ini, where)
 }
 
 // benchOpts are the benchmarks' that run booted's own command.
