@@ -27,7 +27,7 @@ func monitorEnvFile(t *testing.T) testutil.EnvFile {
   sla: {p95: 30ms, error_rate: 0.01}
   breach_intervals: 2
   calm_intervals: 3
-  low_water: 0.6
+  low_water: 0.5
   cooldown_up: 3s
   cooldown_down: 3s
   warmup: 2s
@@ -39,8 +39,10 @@ func monitorEnvFile(t *testing.T) testutil.EnvFile {
 // newMonitorFixture: a load balancer and one worker running a hello whose
 // response time grows with its load (10 ms up to 20 requests a second, then
 // in proportion). At 80 requests a second one worker answers in ~45 ms (SLA
-// 30 ms), two in ~23 ms, and the probes alone (10/s) in ~10 ms, under the
-// low-water mark (18 ms), with room for this machine's noise either side.
+// 30 ms), two in ~17-23 ms, and the probes alone (10/s) in ~10 ms, under the
+// low-water mark (15 ms), with room for this machine's noise either side.
+// (At 0.6, 18 ms, two workers under the load measured 17 ms once in CI and
+// were scaled down before the kill of one of them.)
 func newMonitorFixture(t *testing.T) *fixture {
 	testutil.RequireLocalHosts(t)
 	testutil.ExclusiveCPU(t) // it measures latency: no TCG VM meanwhile
