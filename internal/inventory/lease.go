@@ -102,6 +102,14 @@ func (s *Store) tryLease(ctx context.Context, l *Lease, env, name string) (bool,
 		if err != nil {
 			return false, fmt.Errorf("inventory: lease %s: %w", name, err)
 		}
+		// A holder whose machine dies sends nothing more: the server
+		// must notice by itself that the connection is gone to let the
+		// lock go, within about 10 s, not TCP's two hours (ignored on a
+		// Unix socket, where the kernel tells it at once).
+		if _, err := conn.ExecContext(ctx, `SET tcp_keepalives_idle = 3; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 9000`); err != nil {
+			conn.Close()
+			return false, fmt.Errorf("inventory: lease %s: %w", name, err)
+		}
 		var ok bool
 		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, leaseKey(env, name)).Scan(&ok); err != nil || !ok {
 			conn.Close()
