@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ func TestLease_TakenOverWhenTheHolderDies(t *testing.T) {
 		s := openTest(t, where) // migrated before the helper opens it
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "BOOTED_TEST_LEASE="+where)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with the test, however it ends
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)

@@ -10,11 +10,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -33,6 +35,7 @@ var server struct {
 	sync.Mutex
 	dir, bin string
 	cmd      *exec.Cmd
+	stdin    io.Closer
 	n        int
 	err      error
 }
@@ -44,12 +47,17 @@ func Main(m *testing.M) int {
 	server.Lock()
 	defer server.Unlock()
 	if server.cmd != nil {
-		server.cmd.Process.Signal(syscall.SIGINT) // a fast shutdown
+		server.stdin.Close() // the server's shell stops it
 		done := make(chan struct{})
 		go func() { server.cmd.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(30 * time.Second):
+		case <-time.After(30 * time.Second): // by PID: the server's (its pid file), then its shell's
+			if b, err := os.ReadFile(filepath.Join(server.dir, "data", "postmaster.pid")); err == nil {
+				if pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0]); err == nil && pid > 1 {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
 			server.cmd.Process.Kill()
 			<-done
 		}
@@ -149,9 +157,19 @@ func start() error {
 	defer log.Close()
 	// Only the socket in dir (no TCP port); durability is not what the
 	// tests are about (fsync off).
+	// The server runs until its standard input (a pipe from this
+	// process) closes: when Main closes it, or when this process dies
+	// however it dies (a test's timeout, kill -9), so that no server is
+	// left behind. Then the shell asks it for a fast shutdown and waits.
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-euc", ownRoot, "pgtest", dir, server.bin,
-		server.bin+"/initdb -D /pg/data -U postgres --auth=trust --no-sync -E UTF8 --locale=C.UTF-8 >/pg/initdb.log 2>&1 && exec "+
-			server.bin+"/postgres -D /pg/data -k /pg -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB")
+		server.bin+"/initdb -D /pg/data -U postgres --auth=trust --no-sync -E UTF8 --locale=C.UTF-8 >/pg/initdb.log 2>&1 && { "+
+			server.bin+"/postgres -D /pg/data -k /pg -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB </dev/null & "+
+			"pid=$!; read -r _ || true; kill -INT $pid; wait $pid || true; }")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	server.stdin = stdin
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

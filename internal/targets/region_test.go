@@ -55,6 +55,7 @@ monitor:
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "BOOTED_TEST_DEPLOY="+f.proj.Env+"|hello|v2", "BOOTED_ROOT="+f.proj.Root,
 		"BOOTED_INVENTORY="+f.proj.Inventory, "BOOTED_DATABASE="+db)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with the test, however it ends
 	log := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
