@@ -59,6 +59,13 @@ const beneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_N
 // directories are made (0700), and the file is made new and renamed into
 // place.
 func WriteIn(root, rel string, b []byte, mode os.FileMode) error {
+	return WriteInAs(root, rel, b, mode, -1)
+}
+
+// WriteInAs is WriteIn making the file owned by uid (its group the same
+// id) when uid is not -1: the tree's party's (a local host's root, an id
+// of its own here), set on the new file before it takes rel's place.
+func WriteInAs(root, rel string, b []byte, mode os.FileMode, uid int) error {
 	rel = filepath.Clean(rel)
 	if filepath.IsAbs(rel) || rel == "." || strings.HasPrefix(rel, "..") {
 		return fmt.Errorf("%s: %q is not a path below it", root, rel)
@@ -79,6 +86,13 @@ func WriteIn(root, rel string, b []byte, mode os.FileMode) error {
 	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
 	if err != nil {
 		return fmt.Errorf("%s: %w", filepath.Join(root, rel), err)
+	}
+	if uid != -1 {
+		if err := unix.Fchown(fd, uid, uid); err != nil {
+			unix.Close(fd)
+			unix.Unlinkat(dirfd, tmp, 0)
+			return fmt.Errorf("%s: %w", filepath.Join(root, rel), err)
+		}
 	}
 	err = fill(os.NewFile(uintptr(fd), tmp), b, mode)
 	if err == nil {

@@ -18,6 +18,7 @@ import (
 
 	"booted/internal/bridge"
 	"booted/internal/ec2backend"
+	"booted/internal/provider/local"
 	sess "booted/internal/session"
 	"booted/internal/shell"
 
@@ -1010,6 +1011,11 @@ func TestInstances_Escape(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(deployKey); string(after) != string(before) {
 		t.Error("the deploy key changed")
+	}
+	// Its root is root in a user namespace of its own only: an id of its
+	// own here (on the code before, the controller's root: "0 0 4294967295").
+	if out, err := run("cat /proc/self/uid_map"); err != nil || strings.Join(strings.Fields(out), " ") != fmt.Sprintf("0 %d %d", local.HostUID(env, in.ID), local.UIDs) {
+		t.Errorf("the instance's root maps to %q (%v), want 0 %d %d", out, err, local.HostUID(env, in.ID), local.UIDs)
 	}
 	// and the instance still works for its tenant: its own files, its
 	// services, its processes

@@ -11,9 +11,10 @@
 // privileges); and a real OpenSSH sshd with its own host key that takes
 // only the environment's deploy key. Booting runs the phone-home script, as
 // a kickstart install does in %post. booted writes into a host's files
-// through no link the host made (atomicfile.WriteIn). Its root is this
-// machine's root user: user namespaces do not work where booted is
-// developed.
+// through no link the host made (atomicfile.WriteIn). Its processes run in
+// a user namespace of their own: its root is root there and HostUID here,
+// an unprivileged id that owns the host's files; its network lets it bind
+// low ports. It shares this machine's kernel, unbounded (no cgroups).
 //
 // Stopping a host kills every process in its network namespace (found by
 // namespace, killed by PID) and takes its link down; starting it boots it

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -64,7 +65,7 @@ var (
 var Needs = pkgs.Need{
 	"/usr/sbin/sshd": "openssh-server", "ssh-keygen": "openssh-client", "ip": "iproute2", "/bin/sh": "dash",
 	"unshare": "util-linux", "setsid": "util-linux", "curl": "curl", "tini": "tini",
-	"setpriv": "util-linux", "pivot_root": "util-linux", "mount": "mount", // the host's sandbox
+	"setpriv": "util-linux", "pivot_root": "util-linux", "mount": "mount", "awk": "mawk", "chown": "coreutils", // the host's sandbox
 	"nft": "nftables", // the routing between sites' bridges, the ports' security
 }
 
@@ -275,28 +276,29 @@ func (p *Provider) Build(ctx context.Context, s provider.Spec) (provider.Instanc
 func (p *Provider) writeFiles(r record, s provider.Spec) error {
 	dir := p.hostDir(r.Name)
 	fs := filepath.Join(dir, "fs")
+	uid := HostUID(p.env, r.Name) // its root's, which may be running: the file is its own at once
 	if len(s.AuthorizedKey) > 0 {
-		if err := atomicfile.WriteIn(fs, "root/.ssh/authorized_keys", s.AuthorizedKey, 0o600); err != nil {
+		if err := atomicfile.WriteInAs(fs, "root/.ssh/authorized_keys", s.AuthorizedKey, 0o600, uid); err != nil {
 			return err
 		}
 	}
 	if len(s.PhoneHome) > 0 {
-		if err := atomicfile.WriteIn(fs, "etc-booted/phone-home.sh", s.PhoneHome, 0o700); err != nil {
+		if err := atomicfile.WriteInAs(fs, "etc-booted/phone-home.sh", s.PhoneHome, 0o700, uid); err != nil {
 			return err
 		}
 	}
 	if s.Token != "" { // this provisioning's enrollment token, for this host alone
-		if err := atomicfile.WriteIn(fs, "etc-booted/enroll-token", []byte(s.Token), 0o600); err != nil {
+		if err := atomicfile.WriteInAs(fs, "etc-booted/enroll-token", []byte(s.Token), 0o600, uid); err != nil {
 			return err
 		}
 	}
 	data := map[string]any{"Name": r.Name, "Env": p.env, "Addr": r.Addr, "Port": p.sshPort, "FS": fs, "Root": filepath.Join(dir, "root"),
-		"Mounts": privateDirs, "Caps": "+" + strings.Join(Caps, ",+")}
+		"Mounts": privateDirs, "Caps": "+" + strings.Join(Caps, ",+"), "UID": uid}
 	var b bytes.Buffer
 	if err := sshdConfig.Execute(&b, data); err != nil {
 		return err
 	}
-	if err := atomicfile.WriteIn(fs, "etc-ssh/sshd_config", b.Bytes(), 0o644); err != nil {
+	if err := atomicfile.WriteInAs(fs, "etc-ssh/sshd_config", b.Bytes(), 0o644, uid); err != nil {
 		return err
 	}
 	b.Reset()
@@ -583,20 +585,33 @@ var bootScript = template.Must(template.New("boot").Funcs(funcs).Parse(`#!/bin/s
 # IPC namespaces. It makes the host's root (a tmpfs holding this machine's
 # /usr and /etc read-only, the host's own directories, a minimal /dev, its
 # own /proc with its kernel knobs read-only, /sys read-only), moves into it
-# (nothing else of this machine is left in sight), and starts tini, sshd
-# and the phone-home script with a container's capabilities alone (no
-# mounts, modules, device nodes, network administration, ptrace or raw I/O)
-# and no way to gain more (setpriv --no-new-privs).
+# (nothing else of this machine is left in sight), and starts the host's
+# processes in a user namespace of their own: root there is uid {{.UID}}
+# here, unprivileged, its own files theirs; they keep a container's
+# capabilities alone (no mounts, modules, device nodes, network
+# administration, ptrace or raw I/O), and no way to gain more (setpriv
+# --no-new-privs).
 set -eu
 fs={{q .FS}}
 R={{q .Root}}
+U={{.UID}}
+# Its root is not root here: the host's network lets it bind any port
+# (sshd's 22, a load balancer's 80) and ping.
+echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start
+echo "0 2147483647" > /proc/sys/net/ipv4/ping_group_range
 mount --make-rprivate /
-mount -t tmpfs -o mode=755,size=64m,nosuid,nodev booted-root "$R"
+mount -t tmpfs -o mode=755,size=64m,nosuid,nodev,uid=$U,gid=$U booted-root "$R" # its root's (sshd's StrictModes checks /)
 for d in usr etc proc sys dev run tmp var/log root opt .old; do mkdir -p "$R/$d"; done
 for l in bin sbin lib lib64; do ln -s "usr/$l" "$R/$l"; done
 ro() { mount --bind "$1" "$2" && mount -o remount,bind,ro,nosuid "$2"; }
 ro /usr "$R/usr"
 ro /etc "$R/etc"
+# Its own shadow file: this machine's is not its root's to read (sshd, not
+# able to read an account's entry, takes it as locked); every account of
+# it locked for passwords, as logins are by key alone.
+awk -F: '{ print $1 ":*:19000:0:99999:7:::" }' /etc/passwd > "$R/.shadow"
+chown "$U:$U" "$R/.shadow" && chmod 600 "$R/.shadow"
+mount --bind "$R/.shadow" "$R/etc/shadow"
 for d in{{range .Mounts}} {{.}}{{end}}; do
 	mount --bind "$fs/$(echo "$d" | tr / -)" "$R/$d"
 done
@@ -609,7 +624,7 @@ mount -t devpts -o newinstance,ptmxmode=0666,mode=620,nosuid,noexec devpts "$R/d
 ln -s pts/ptmx "$R/dev/ptmx"
 ln -s /proc/self/fd "$R/dev/fd"
 mount -t tmpfs -o mode=1777,size=64m,nosuid,nodev booted-shm "$R/dev/shm"
-mount -t tmpfs -o mode=755,size=16m,nosuid,nodev booted-run "$R/run"
+mount -t tmpfs -o mode=755,size=16m,nosuid,nodev,uid=$U,gid=$U booted-run "$R/run"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 for d in sys bus fs irq sysrq-trigger; do [ ! -e "$R/proc/$d" ] || ro "$R/proc/$d" "$R/proc/$d"; done
 for f in kcore keys timer_list; do [ ! -e "$R/proc/$f" ] || mount --bind /dev/null "$R/proc/$f"; done
@@ -622,15 +637,57 @@ rmdir /.old
 cd /
 mkdir -p /run/sshd
 [ -s /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -C root@{{.Name}} -f /etc/ssh/ssh_host_ed25519_key
-echo "boot.sh: done"
-exec >>/var/log/booted-boot.log 2>&1 </dev/null
-exec setpriv --bounding-set=-all,{{.Caps}} --inh-caps=-all --no-new-privs -- tini -s -- /bin/sh -c '
-/usr/sbin/sshd -f /etc/ssh/sshd_config -E /var/log/sshd.log
+# The host's own directories are its root's (links themselves, never
+# what they point to).
+chown -R -h -P "$U:$U" /root /opt /etc/booted /etc/ssh /var/log /tmp /run
+chmod 1777 /tmp
+# The host's init: sshd (listening when it returns), the phone-home
+# script; then it says the boot is done on fd 3 (the boot log booted
+# reads, which nothing of the host keeps open).
+cat > /booted-init <<'INIT'
+/usr/sbin/sshd -f /etc/ssh/sshd_config -E /var/log/sshd.log 3>&-
 if [ -x /etc/booted/phone-home.sh ]; then # a child of init (reaped there), not of this script
-	(setsid /etc/booted/phone-home.sh </dev/null >>/var/log/booted-phone-home.log 2>&1 &)
+	(setsid /etc/booted/phone-home.sh </dev/null >>/var/log/booted-phone-home.log 2>&1 3>&- &)
 fi
-exec sleep infinity'
+echo "boot.sh: done" >&3
+exec 3>&- sleep infinity
+INIT
+mkfifo -m 644 /booted-go
+exec 3>&1 >>/var/log/booted-boot.log 2>&1 </dev/null
+# tini, the host's init, reaps orphans. Under it: a user namespace made
+# by the host's first id (so that, once this script, root here, maps the
+# host's range to it, that process is root there without changing ids);
+# then the host's root takes its capabilities there as it execs setpriv
+# (after the mapping: with no-new-privs set before it, it would get none).
+exec tini -s -- /bin/sh -c '
+setpriv --reuid="$0" --regid="$0" --clear-groups -- unshare --user -- /bin/sh -c "read go </booted-go && exec setpriv --bounding-set=-all,{{.Caps}} --inh-caps=-all --no-new-privs -- /bin/sh /booted-init" &
+pid=$!
+self=$(readlink /proc/self/ns/user)
+n=0
+while [ "$(readlink /proc/$pid/ns/user)" = "$self" ]; do
+	n=$((n+1)); [ $n -lt 1000 ] || { echo "boot.sh: no user namespace after 10 s"; exit 1; }
+	sleep 0.01
+done
+echo "0 $0 65536" > /proc/$pid/uid_map
+echo "0 $0 65536" > /proc/$pid/gid_map
+echo go > /booted-go
+wait $pid' "$U"
 `))
+
+// UIDs is how many ids a local host's user namespace maps (its root, 0,
+// to the first): Debian's default range for a container.
+const UIDs = 65536
+
+// HostUID is the first id of this machine that host name of env's user
+// namespace maps to: one range of UIDs per host, from 2^20 up (above any
+// user's id), chosen by a hash of the host's environment and name (two
+// hosts sharing a range by chance would share no files or processes: each
+// has its own root, PID namespace and directories).
+func HostUID(env, name string) int {
+	h := fnv.New32a()
+	h.Write([]byte(env + "/" + name))
+	return 1<<20 + int(h.Sum32()%30000)*UIDs
+}
 
 // Caps are the capabilities a local host's processes keep (Docker's
 // default set without mknod and setfcap): enough for sshd, services that
