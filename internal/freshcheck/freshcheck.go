@@ -34,7 +34,7 @@ import (
 )
 
 // Needs are what the check runs on this machine.
-var Needs = pkgs.Need{"debootstrap": "debootstrap", "unshare": "util-linux", "chroot": "coreutils", "git": "git", "mount": "mount", trustStore: "ca-certificates"}
+var Needs = pkgs.Need{"debootstrap": "debootstrap", "unshare": "util-linux", "chroot": "coreutils", "pivot_root": "util-linux", "umount": "mount", "git": "git", "mount": "mount", trustStore: "ca-certificates"}
 
 // trustStore is the machine's bundle of authorities.
 const trustStore = "/etc/ssl/certs/ca-certificates.crt"
@@ -167,8 +167,17 @@ echo "fresh: phase two, in a network namespace of its own: go run mage.go (the d
 exec unshare --net /bin/sh -eu -c '
 R=$1
 mount -t sysfs sys "$R/sys"
-in_root() { chroot "$R" /usr/bin/env -i $FRESH_ENV GOPROXY=off GOFLAGS=-mod=mod /bin/sh -c "cd /root/booted && $1"; }
-chroot "$R" ip link set lo up
+# The root becomes / (pivot_root, not chroot): a machine's processes are
+# not chrooted, and the kernel refuses a chrooted one a user namespace,
+# which local hosts make.
+cd "$R"
+mkdir -p .fresh-old
+pivot_root . .fresh-old
+umount -l /.fresh-old
+rmdir /.fresh-old
+cd /
+in_root() { /usr/bin/env -i $FRESH_ENV GOPROXY=off GOFLAGS=-mod=mod /bin/sh -c "cd /root/booted && $1"; }
+ip link set lo up
 trap "in_root \"go run mage.go env:destroy local\" || true" EXIT
 in_root "go run mage.go"
 in_root "curl -fsS -m 10 http://10.77.0.10:8080/ | grep -x \"Hello World!\""
