@@ -167,9 +167,9 @@ echo "fresh: phase two, in a network namespace of its own: go run mage.go (the d
 exec unshare --net /bin/sh -eu -c '
 R=$1
 mount -t sysfs sys "$R/sys"
-# The root becomes / (pivot_root, not chroot): a machine's processes are
-# not chrooted, and the kernel refuses a chrooted one a user namespace,
-# which local hosts make.
+# The root becomes / (pivot_root, not chroot): the processes of a machine
+# are not chrooted, and the kernel refuses a chrooted one a user namespace,
+# which local hosts make. (No quote mark in here: this is a quoted word.)
 cd "$R"
 mkdir -p .fresh-old
 pivot_root . .fresh-old
