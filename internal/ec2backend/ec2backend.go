@@ -1,9 +1,8 @@
 // Package ec2backend is the EC2 API's backend over an environment:
 // instances (run, describe, stop, start, reboot, terminate, console, tags),
 // key pairs, images and sizes, and the rules that keep tenants apart
-// (each user sees and changes only their own instances and key pairs; a
-// local host, which is not isolated from the controller, is only the
-// admins'), dry runs and client tokens. What boots, stops and deletes
+// (each user sees and changes only their own instances and key pairs),
+// dry runs and client tokens. What boots, stops and deletes
 // hosts is the environment's (Env): the backend decides, the lifecycle
 // acts.
 package ec2backend
@@ -18,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -153,9 +151,6 @@ type Backend struct {
 	// answers pending at once, as EC2 does), collected for the targets
 	// (which wait for it).
 	Launch func(names []string)
-	// Admin tells whether an API user is one of the env file's api.admins;
-	// nil for the targets (the operator at the terminal).
-	Admin func(user string) bool
 }
 
 // errDryRun rolls back a dry run's transaction (ec2api.DryRun): every
@@ -168,18 +163,6 @@ func dryRunDone(err error) error {
 		return nil
 	}
 	return err
-}
-
-// mayLaunch refuses to boot a local host for an API user who is not an
-// admin: a local host is a set of namespaces in the controller's own root
-// filesystem, run as root with its capabilities, so its user would own
-// the controller (its deploy key, every user's credentials).
-func (b *Backend) mayLaunch(e Env, user, image string) error {
-	if e.Config().Provider.Type != "local" || b.Admin == nil || b.Admin(user) {
-		return nil
-	}
-	return &ec2api.Error{Status: http.StatusForbidden, Code: "UnauthorizedOperation", Message: fmt.Sprintf(
-		"You are not authorized to run image '%s': its instances are local hosts, namespaces on the controller itself that are not isolated from it, so only the users api.admins names in envs/%s.yaml may run them (ask the operator for an instance of a qemu or bare-metal environment)", image, e.Config().Name)}
 }
 
 var _ ec2api.Backend = (*Backend)(nil)
@@ -271,9 +254,6 @@ func (b *Backend) Run(ctx context.Context, user string, req ec2api.RunRequest) (
 			return ec2api.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist (the %s provider of this environment makes no instances)", req.ImageID, e.Config().Provider.Type)
 		} else if req.ImageID != want {
 			return ec2api.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist (this environment's instances run %s)", req.ImageID, want)
-		}
-		if err := b.mayLaunch(e, user, req.ImageID); err != nil {
-			return err
 		}
 		if req.Type == "" {
 			req.Type = Types(e.Config())[0].Name
@@ -550,10 +530,10 @@ func (s Secrets) Secret(id string) (string, string, error) {
 }
 
 // change applies do to each of user's instances ids under the
-// environment's lock and says what each went from and to; launches: the
-// instances are booted again after it (start, reboot). A dry run makes the
-// checks alone.
-func (b *Backend) change(ctx context.Context, what, user string, ids []string, launches bool, do func(e Env, h inventory.Host) error) ([]ec2api.StateChange, []string, error) {
+// environment's lock and says what each went from and to, and the names of
+// the instances (start and reboot boot them again after it). A dry run
+// makes the checks alone.
+func (b *Backend) change(ctx context.Context, what, user string, ids []string, do func(e Env, h inventory.Host) error) ([]ec2api.StateChange, []string, error) {
 	var out []ec2api.StateChange
 	var names []string
 	err := b.Envs.Change(ctx, what, func(e Env) error {
@@ -564,11 +544,6 @@ func (b *Backend) change(ctx context.Context, what, user string, ids []string, l
 		for _, h := range hosts {
 			if h.State == inventory.Terminated {
 				return ec2api.Errorf("IncorrectInstanceState", "The instance '%s' is terminated", h.Name)
-			}
-			if launches {
-				if err := b.mayLaunch(e, user, h.Attrs[ec2host.AttrImage]); err != nil {
-					return err
-				}
 			}
 		}
 		if ec2api.DryRun(ctx) {
@@ -590,12 +565,12 @@ func (b *Backend) change(ctx context.Context, what, user string, ids []string, l
 }
 
 func (b *Backend) Stop(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
-	ch, _, err := b.change(ctx, "instances:stop", user, ids, false, func(e Env, h inventory.Host) error { return e.Stop(ctx, h.Name) })
+	ch, _, err := b.change(ctx, "instances:stop", user, ids, func(e Env, h inventory.Host) error { return e.Stop(ctx, h.Name) })
 	return ch, err
 }
 
 func (b *Backend) Start(ctx context.Context, user string, ids []string) ([]ec2api.StateChange, error) {
-	ch, names, err := b.change(ctx, "instances:start", user, ids, true, func(e Env, h inventory.Host) error { return nil })
+	ch, names, err := b.change(ctx, "instances:start", user, ids, func(e Env, h inventory.Host) error { return nil })
 	if err != nil {
 		return nil, err
 	}
@@ -613,7 +588,7 @@ func (b *Backend) Start(ctx context.Context, user string, ids []string) ([]ec2ap
 }
 
 func (b *Backend) Reboot(ctx context.Context, user string, ids []string) error {
-	_, names, err := b.change(ctx, "instances:reboot", user, ids, true, func(e Env, h inventory.Host) error { return e.Stop(ctx, h.Name) })
+	_, names, err := b.change(ctx, "instances:reboot", user, ids, func(e Env, h inventory.Host) error { return e.Stop(ctx, h.Name) })
 	if err != nil || len(names) == 0 {
 		return err
 	}
@@ -688,9 +663,6 @@ func (b *Backend) Images(ctx context.Context, user string) ([]ec2api.Image, erro
 	err := b.Envs.View(ctx, func(e Env) error {
 		if id := e.Image(); id != "" {
 			desc := "the " + e.Config().Provider.Type + " hosts of environment " + e.Config().Name
-			if b.mayLaunch(e, user, id) != nil {
-				desc += " (not for you: local hosts are not isolated from the controller, so only api.admins may run them)"
-			}
 			out = append(out, ec2api.Image{ID: id, Name: e.Config().Provider.Type, Description: desc})
 		}
 		return nil

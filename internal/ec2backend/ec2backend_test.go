@@ -88,17 +88,9 @@ func (f *fakeEnv) Change(ctx context.Context, what string, fn func(Env) error) e
 	return fn(f)
 }
 
-func backend(f *fakeEnv, admins ...string) (*Backend, *[]string) {
+func backend(f *fakeEnv) (*Backend, *[]string) {
 	var launched []string
-	return &Backend{Envs: f, Launch: func(names []string) { launched = append(launched, names...) },
-		Admin: func(u string) bool {
-			for _, a := range admins {
-				if a == u {
-					return true
-				}
-			}
-			return false
-		}}, &launched
+	return &Backend{Envs: f, Launch: func(names []string) { launched = append(launched, names...) }}, &launched
 }
 
 func code(err error) string {
@@ -110,8 +102,7 @@ func code(err error) string {
 }
 
 // A tenant gets their instances and nothing more: another user's ID is
-// not found, as an unknown one; a local host (not isolated from the
-// controller) is only the admins'.
+// not found, as an unknown one, local hosts included.
 func TestTenantsAreApart(t *testing.T) {
 	ctx := context.Background()
 	f := newFake(t, "qemu")
@@ -136,16 +127,21 @@ func TestTenantsAreApart(t *testing.T) {
 		t.Errorf("bob's refused calls acted: %v", f.acts)
 	}
 
+	// A local host is a tenant's as any instance is (it is sandboxed: its
+	// own user namespace, root and cgroup; before, only api.admins').
 	local := newFake(t, "local")
-	lb, _ := backend(local, "ops")
-	if _, err := lb.Run(ctx, "mallory", ec2api.RunRequest{ImageID: "ami-local", Count: 1}); code(err) != "UnauthorizedOperation" {
-		t.Errorf("a tenant running a local host: %v, want UnauthorizedOperation", err)
+	lb, _ := backend(local)
+	mine, err := lb.Run(ctx, "mallory", ec2api.RunRequest{ImageID: "ami-local", Count: 1})
+	if err != nil || len(mine) != 1 || mine[0].Owner != "mallory" {
+		t.Errorf("a tenant running a local host: %+v %v", mine, err)
 	}
-	if _, err := lb.Run(ctx, "ops", ec2api.RunRequest{ImageID: "ami-local", Count: 1}); err != nil {
-		t.Errorf("an admin running a local host: %v", err)
+	if err == nil {
+		if _, err := lb.Describe(ctx, "ops", []string{mine[0].ID}); code(err) != "InvalidInstanceID.NotFound" {
+			t.Errorf("another user describing mallory's local host: %v", err)
+		}
 	}
 	imgs, err := lb.Images(ctx, "mallory")
-	if err != nil || len(imgs) != 1 || !strings.Contains(imgs[0].Description, "not for you") {
+	if err != nil || len(imgs) != 1 || strings.Contains(imgs[0].Description, "not for you") {
 		t.Errorf("images for a tenant of a local environment: %+v %v", imgs, err)
 	}
 }

@@ -167,6 +167,7 @@ echo "fresh: phase two, in a network namespace of its own: go run mage.go (the d
 exec unshare --net /bin/sh -eu -c '
 R=$1
 mount -t sysfs sys "$R/sys"
+mount --rbind /sys/fs/cgroup "$R/sys/fs/cgroup"   # as on a machine: local hosts are bounded by cgroups
 # The root becomes / (pivot_root, not chroot): the processes of a machine
 # are not chrooted, and the kernel refuses a chrooted one a user namespace,
 # which local hosts make. (No quote mark in here: this is a quoted word.)

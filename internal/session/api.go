@@ -22,8 +22,8 @@ import (
 	"booted/internal/inventory"
 	"booted/internal/metadata"
 	"booted/internal/monitor"
+	"booted/internal/provider/local"
 	"booted/internal/provider/registry"
-	"booted/internal/report"
 	"booted/internal/restapi"
 	"booted/internal/restbackend"
 	"booted/internal/tlsca"
@@ -94,7 +94,7 @@ func (s *Session) serveAPI(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	admin := func(user string) bool { return slices.Contains(s.Env.API.Admins, user) }
-	b := &ec2backend.Backend{Envs: s.EC2Envs(), Admin: admin}
+	b := &ec2backend.Backend{Envs: s.EC2Envs()}
 	b.Launch = func(ids []string) { // pending at once, as EC2 answers; booted in the background
 		wg.Add(1)
 		go func() {
@@ -194,8 +194,8 @@ func (s *Session) statusPage() apiserver.StatusPage {
 			in.SLAP95, in.SLAErr, in.Overview = p.SLA.P95.D(), p.SLA.ErrorRate, ov
 			in.HostLink = func(h string) string { return "/api/v1/hosts/" + url.PathEscape(h) }
 			if img, _ := registry.Image("local"); s.Env.Provider.Type == "local" {
-				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): namespaces on this controller, not isolated from it, so the EC2 and REST APIs run them for the users api.admins names in envs/%s.yaml alone (%s) and refuse every other user.",
-					s.Env.Name, img, s.Env.Name, report.OrNone(s.Env.API.Admins)))
+				in.Notices = append(in.Notices, fmt.Sprintf("Instances of %s are local hosts (image %s): each in namespaces and a root of its own on this controller, its root an unprivileged id here, bounded to %d MiB, %d processes and %d CPU.",
+					s.Env.Name, img, local.MemoryLimit>>20, local.PidsLimit, local.CPUs))
 			}
 			return nil
 		}()

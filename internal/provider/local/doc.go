@@ -13,8 +13,10 @@
 // a kickstart install does in %post. booted writes into a host's files
 // through no link the host made (atomicfile.WriteIn). Its processes run in
 // a user namespace of their own: its root is root there and HostUID here,
-// an unprivileged id that owns the host's files; its network lets it bind
-// low ports. It shares this machine's kernel, unbounded (no cgroups).
+// an unprivileged id that owns the host's files, and it may make no user
+// namespace of its own; its network lets it bind low ports. A cgroup of
+// its own bounds its memory, processes and CPU (MemoryLimit, PidsLimit,
+// CPUs). It shares this machine's kernel (no seccomp filter).
 //
 // Stopping a host kills every process in its network namespace (found by
 // namespace, killed by PID) and takes its link down; starting it boots it

@@ -65,7 +65,7 @@ var (
 var Needs = pkgs.Need{
 	"/usr/sbin/sshd": "openssh-server", "ssh-keygen": "openssh-client", "ip": "iproute2", "/bin/sh": "dash",
 	"unshare": "util-linux", "setsid": "util-linux", "curl": "curl", "tini": "tini",
-	"setpriv": "util-linux", "pivot_root": "util-linux", "mount": "mount", "awk": "mawk", "chown": "coreutils", // the host's sandbox
+	"setpriv": "util-linux", "pivot_root": "util-linux", "mount": "mount", "awk": "mawk", "chown": "coreutils", "nsenter": "util-linux", // the host's sandbox
 	"nft": "nftables", // the routing between sites' bridges, the ports' security
 }
 
@@ -396,9 +396,22 @@ func (p *Provider) boot(ctx context.Context, r record) error {
 	if err := os.MkdirAll(filepath.Join(dir, "root"), 0o700); err != nil { // the new root's mount point
 		return err
 	}
-	cmd := exec.Command("ip", "netns", "exec", r.Netns,
+	procs, err := bound(r.Netns)
+	if err != nil {
+		logf.Close()
+		return fmt.Errorf("host %s: %w", r.Name, err)
+	}
+	if len(procs) == 0 {
+		fmt.Fprintf(logf, "boot: no cgroup to make under /sys/fs/cgroup: the host's memory, processes and CPU are not bounded\n")
+	}
+	// The boot joins the host's cgroups first (a shell here, where the
+	// cgroup files are: ip netns exec mounts a /sys of its own), and
+	// everything of the host descends from it.
+	cmd := exec.Command("/bin/sh", "-ec", `for p in $BOOTED_CGROUPS; do echo $$ > "$p"; done; exec "$@"`, "boot",
+		"ip", "netns", "exec", r.Netns,
 		"unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--mount-proc", "--propagation", "private",
 		"/bin/sh", filepath.Join(dir, "boot.sh"))
+	cmd.Env = append(os.Environ(), "BOOTED_CGROUPS="+strings.Join(procs, " "))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // the host outlives this process
 	if err := cmd.Start(); err != nil {
@@ -472,6 +485,7 @@ func (p *Provider) Stop(ctx context.Context, name string) error {
 	if err := killAll(ctx, ino, 3*time.Second); err != nil {
 		return fmt.Errorf("host %s: %w", name, err)
 	}
+	removeCgroups(r.Netns)
 	if err := bridge.IP(ctx, "", "-n", r.Netns, "link", "set", "eth0", "down"); err != nil {
 		return fmt.Errorf("host %s: %w", name, err)
 	}
@@ -491,6 +505,7 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 		if err := killAll(ctx, ino, 3*time.Second); err != nil {
 			return fmt.Errorf("host %s: %w", name, err)
 		}
+		removeCgroups(r.Netns)
 		if err := bridge.IP(ctx, "", "netns", "del", r.Netns); err != nil {
 			return fmt.Errorf("host %s: %w", name, err)
 		}
@@ -670,9 +685,79 @@ while [ "$(readlink /proc/$pid/ns/user)" = "$self" ]; do
 done
 echo "0 $0 65536" > /proc/$pid/uid_map
 echo "0 $0 65536" > /proc/$pid/gid_map
+# No user namespaces of its own (a kernel surface a container does not
+# get): the limit of its namespace set to 0, through a proc of this
+# script (the host sees its /proc/sys read-only).
+mkdir /run/booted-proc && mount -t proc -o nosuid,nodev,noexec proc /run/booted-proc &&
+	nsenter --target $pid --user -- /bin/sh -c "echo 0 > /run/booted-proc/sys/user/max_user_namespaces" &&
+	umount /run/booted-proc && rmdir /run/booted-proc || { echo "boot.sh: could not bar user namespaces"; kill $pid; exit 1; }
 echo go > /booted-go
 wait $pid' "$U"
 `))
+
+// A local host's bounds (its cgroup's): memory in bytes, processes and
+// threads, CPUs.
+const (
+	MemoryLimit = 1 << 30
+	PidsLimit   = 1024
+	CPUs        = 1
+)
+
+// cgroupDirs are where a host's cgroup may be, by its network namespace's
+// name: cgroup v2's, or each v1 controller's.
+func cgroupDirs(netns string) []string {
+	var out []string
+	for _, c := range []string{"", "memory", "pids", "cpu"} {
+		out = append(out, filepath.Join("/sys/fs/cgroup", c, "booted", netns))
+	}
+	return out
+}
+
+// bound makes the host's cgroup (v2's, or v1's memory, pids and cpu) with
+// its bounds and returns the files its boot joins them through; none
+// where this machine has no cgroup to make (a warning in its boot log).
+func bound(netns string) ([]string, error) {
+	set := func(dir string, files map[string]string) error {
+		for f, v := range files {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte(v), 0o644); err != nil {
+				return fmt.Errorf("cgroup: %w", err)
+			}
+		}
+		return nil
+	}
+	dirs := cgroupDirs(netns)
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil { // v2
+		if os.MkdirAll(dirs[0], 0o755) != nil {
+			return nil, nil
+		}
+		os.WriteFile(filepath.Join(filepath.Dir(dirs[0]), "cgroup.subtree_control"), []byte("+memory +pids +cpu"), 0o644)
+		return []string{filepath.Join(dirs[0], "cgroup.procs")}, set(dirs[0], map[string]string{
+			"memory.max": strconv.Itoa(MemoryLimit), "pids.max": strconv.Itoa(PidsLimit), "cpu.max": fmt.Sprintf("%d 100000", 100000*CPUs)})
+	}
+	var procs []string
+	for i, files := range []map[string]string{
+		{"memory.limit_in_bytes": strconv.Itoa(MemoryLimit)}, {"pids.max": strconv.Itoa(PidsLimit)}, {"cpu.cfs_quota_us": strconv.Itoa(100000 * CPUs)},
+	} {
+		d := dirs[i+1]
+		if os.MkdirAll(d, 0o755) != nil {
+			return nil, nil
+		}
+		if err := set(d, files); err != nil {
+			return nil, err
+		}
+		procs = append(procs, filepath.Join(d, "cgroup.procs"))
+	}
+	return procs, nil
+}
+
+// removeCgroups removes a stopped host's cgroups (empty once its
+// processes are gone).
+func removeCgroups(netns string) {
+	for _, d := range cgroupDirs(netns) {
+		os.Remove(d)
+		os.Remove(filepath.Dir(d)) // booted's own, once no host has one
+	}
+}
 
 // UIDs is how many ids a local host's user namespace maps (its root, 0,
 // to the first): Debian's default range for a container.

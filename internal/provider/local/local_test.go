@@ -2,6 +2,7 @@ package local_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -476,5 +477,52 @@ func TestLocal_NoWritesThroughTheHostsLinks(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(secret); string(b) != "the controller's" {
 		t.Errorf("booted wrote the token into the controller's file through the host's link: %q", b)
+	}
+}
+
+// A host's memory, processes and CPU are bounded by a cgroup of its own,
+// which its processes (sshd's session included) are in: a tenant's fork
+// bomb ends at the bound, not at this machine's; the cgroup goes with
+// the host.
+func TestLocal_Bounded(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	in, err := f.prov.Start(ctx, f.spec("b1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSSH(t, f, in)
+	netns := "booted-" + f.proj.Env + "-b1"
+	pids := "/sys/fs/cgroup/pids/booted/" + netns // cgroup v1, as on the machine booted is developed on
+	files := map[string]string{
+		pids + "/pids.max": fmt.Sprint(local.PidsLimit),
+		"/sys/fs/cgroup/memory/booted/" + netns + "/memory.limit_in_bytes": fmt.Sprint(local.MemoryLimit),
+		"/sys/fs/cgroup/cpu/booted/" + netns + "/cpu.cfs_quota_us":         fmt.Sprint(100000 * local.CPUs),
+	}
+	inCgroup := "pids:/booted/" + netns
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil { // v2
+		pids = "/sys/fs/cgroup/booted/" + netns
+		files = map[string]string{pids + "/pids.max": fmt.Sprint(local.PidsLimit), pids + "/memory.max": fmt.Sprint(local.MemoryLimit),
+			pids + "/cpu.max": fmt.Sprint(100000*local.CPUs) + " 100000"}
+		inCgroup = "0::/booted/" + netns
+	}
+	for file, want := range files {
+		if b, err := os.ReadFile(file); err != nil || strings.TrimSpace(string(b)) != want {
+			t.Errorf("%s: %q %v, want %s", file, b, err, want)
+		}
+	}
+	if out, err := f.run("b1", in.Addr, "cat /proc/self/cgroup"); err != nil || !strings.Contains(out, inCgroup) {
+		t.Errorf("a login's cgroups: %q %v", out, err)
+	}
+	out, err := f.run("b1", in.Addr, "sh -c 'i=0; while [ $i -lt 1500 ]; do sleep 60 >/dev/null 2>&1 & i=$((i+1)); done; echo all 1500 started' 2>&1 | tail -3")
+	if strings.Contains(out, "all 1500 started") {
+		t.Errorf("1,500 processes started on a host bounded to %d: %q %v", local.PidsLimit, out, err)
+	}
+	t.Logf("the bomb: %q", strings.TrimSpace(out))
+	if err := f.prov.Delete(ctx, "b1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pids); err == nil {
+		t.Errorf("%s outlived its host", pids)
 	}
 }
