@@ -22,6 +22,7 @@ import (
 // the server when the connection ends, as when its process dies), and an
 // flock of a file beside a SQLite inventory (let go of by the kernel).
 type Lease struct {
+	key    int64 // the advisory lock's (PostgreSQL)
 	name   string
 	holder string
 	lost   chan struct{}
@@ -62,9 +63,13 @@ func (s *Store) LockEnv(ctx context.Context, env, holder string) (*Lease, error)
 }
 
 func (s *Store) acquire(ctx context.Context, env, name, holder string, event bool) (*Lease, error) {
-	l := &Lease{name: name, holder: holder, lost: make(chan struct{}), done: make(chan struct{})}
+	l := &Lease{key: leaseKey(env, name), name: name, holder: holder, lost: make(chan struct{}), done: make(chan struct{})}
 	key := "lease/" + name
-	t := time.NewTicker(leaseCheck)
+	retry := leaseCheck
+	if !event { // an operation's lock: as often as the flock's
+		retry = 100 * time.Millisecond
+	}
+	t := time.NewTicker(retry)
 	defer t.Stop()
 	for {
 		ok, err := s.tryLease(ctx, l, env, name)
@@ -111,7 +116,7 @@ func (s *Store) tryLease(ctx context.Context, l *Lease, env, name string) (bool,
 			return false, fmt.Errorf("inventory: lease %s: %w", name, err)
 		}
 		var ok bool
-		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, leaseKey(env, name)).Scan(&ok); err != nil || !ok {
+		if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&ok); err != nil || !ok {
 			conn.Close()
 			if err != nil {
 				return false, fmt.Errorf("inventory: lease %s: %w", name, err)
@@ -177,8 +182,12 @@ func (l *Lease) Release() {
 
 func (l *Lease) release() {
 	if l.conn != nil {
-		// Closed, not put back in the pool: the session's advisory lock
-		// goes with it.
+		// Unlocked at once (the server lets a closed connection's locks
+		// go only when it has noticed: another waiter could miss it), then
+		// closed, not put back in the pool.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, l.key)
+		cancel()
 		l.conn.Raw(func(any) error { return driver.ErrBadConn })
 		l.conn.Close()
 		l.conn = nil
