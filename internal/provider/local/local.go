@@ -505,11 +505,11 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 		if err := killAll(ctx, ino, 3*time.Second); err != nil {
 			return fmt.Errorf("host %s: %w", name, err)
 		}
-		removeCgroups(r.Netns)
 		if err := bridge.IP(ctx, "", "netns", "del", r.Netns); err != nil {
 			return fmt.Errorf("host %s: %w", name, err)
 		}
 	}
+	removeCgroups(r.Netns) // (its namespace may have gone with its site's: its cgroup has not)
 	if p.lanOf(r).ns == "" { // (in a site's namespace, it went with the host's)
 		bridge.Remove(ctx, r.Veth)
 	}

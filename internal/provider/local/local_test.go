@@ -437,8 +437,9 @@ func TestLocal_SiteNetworks(t *testing.T) {
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	links, _ := exec.Command("ip", "-br", "link").Output()
 	tables, _ := exec.Command("nft", "list", "tables").Output()
-	if strings.Contains(string(out), env.Name) || strings.Contains(string(tables), env.Name) || strings.Contains(string(links), "bt-"+env.Name) {
-		t.Errorf("after teardown, left: namespaces\n%s\ntables\n%s\nlinks\n%s", out, tables, links)
+	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/booted/booted-" + env.Name + "-*")
+	if strings.Contains(string(out), env.Name) || strings.Contains(string(tables), env.Name) || strings.Contains(string(links), "bt-"+env.Name) || len(cgroups) > 0 {
+		t.Errorf("after teardown, left: namespaces\n%s\ntables\n%s\nlinks\n%s\ncgroups %v", out, tables, links, cgroups)
 	}
 }
 
