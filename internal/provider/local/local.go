@@ -509,7 +509,7 @@ func (p *Provider) Delete(ctx context.Context, name string) error {
 			return fmt.Errorf("host %s: %w", name, err)
 		}
 	}
-	removeCgroups(r.Netns) // (its namespace may have gone with its site's: its cgroup has not)
+	removeCgroups(r.Netns)   // (its namespace may have gone with its site's: its cgroup has not)
 	if p.lanOf(r).ns == "" { // (in a site's namespace, it went with the host's)
 		bridge.Remove(ctx, r.Veth)
 	}
