@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -396,7 +397,7 @@ func (p *Provider) boot(ctx context.Context, r record) error {
 	if err := os.MkdirAll(filepath.Join(dir, "root"), 0o700); err != nil { // the new root's mount point
 		return err
 	}
-	procs, err := bound(r.Netns)
+	procs, err := bound(r.Netns, logf)
 	if err != nil {
 		logf.Close()
 		return fmt.Errorf("host %s: %w", r.Name, err)
@@ -715,10 +716,16 @@ func cgroupDirs(netns string) []string {
 
 // bound makes the host's cgroup (v2's, or v1's memory, pids and cpu) with
 // its bounds and returns the files its boot joins them through; none
-// where this machine has no cgroup to make (a warning in its boot log).
-func bound(netns string) ([]string, error) {
+// where this machine has no cgroup to make (a warning in its boot log). A
+// bound whose controller this machine's cgroups lack (no such file) is
+// left out, named in the log.
+func bound(netns string, log io.Writer) ([]string, error) {
 	set := func(dir string, files map[string]string) error {
 		for f, v := range files {
+			if _, err := os.Stat(filepath.Join(dir, f)); errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(log, "boot: no %s in %s (its controller is not enabled here): that bound is left out\n", f, dir)
+				continue
+			}
 			if err := os.WriteFile(filepath.Join(dir, f), []byte(v), 0o644); err != nil {
 				return fmt.Errorf("cgroup: %w", err)
 			}
