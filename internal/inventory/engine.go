@@ -235,20 +235,10 @@ func (e *engine) bind(q string) string {
 // booted is refused: this one would not know its columns.
 func (e *engine) migrate(ctx context.Context, db *sql.DB) error {
 	if e.prepare != "" { // under the migrations' lock: two CREATE … IF NOT EXISTS at once can both create
-		err := func() error {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			if _, err := tx.ExecContext(ctx, e.lockMigrations); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, e.prepare); err != nil {
-				return err
-			}
-			return tx.Commit()
-		}()
+		err := e.locked(ctx, db, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, e.prepare)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -258,17 +248,7 @@ func (e *engine) migrate(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	for ; v < len(e.migrations); v++ {
-		err := func() error {
-			tx, err := db.BeginTx(ctx, nil) // SQLite's is immediate (_txlock): one process migrates, the others wait
-			if err != nil {
-				return err
-			}
-			defer tx.Rollback()
-			if e.lockMigrations != "" {
-				if _, err := tx.ExecContext(ctx, e.lockMigrations); err != nil {
-					return err
-				}
-			}
+		err := e.locked(ctx, db, func(tx *sql.Tx) error {
 			var cur int // another process may have migrated while this one waited
 			if err := tx.QueryRowContext(ctx, e.version).Scan(&cur); err != nil {
 				return err
@@ -281,11 +261,9 @@ func (e *engine) migrate(ctx context.Context, db *sql.DB) error {
 				// (a file made on 2026-12-07 before versions has revoked already)
 				return fmt.Errorf("schema version %d to %d: %w", v, v+1, err)
 			}
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf(e.setVersion, v+1)); err != nil {
-				return err
-			}
-			return tx.Commit()
-		}()
+			_, err := tx.ExecContext(ctx, fmt.Sprintf(e.setVersion, v+1))
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -294,4 +272,24 @@ func (e *engine) migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("schema version %d, made by a newer booted (this one reads version %d): use that booted, or restore the database from a backup", v, len(e.migrations))
 	}
 	return nil
+}
+
+// locked runs fn in a transaction that keeps other processes' migrations
+// out until it commits (SQLite's is immediate: _txlock; PostgreSQL's
+// takes lockMigrations first), committed if fn returns nil.
+func (e *engine) locked(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if e.lockMigrations != "" {
+		if _, err := tx.ExecContext(ctx, e.lockMigrations); err != nil {
+			return err
+		}
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }

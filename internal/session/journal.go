@@ -10,6 +10,7 @@ import (
 	"booted/internal/envlock"
 	"booted/internal/inventory"
 	"booted/internal/journal"
+	"booted/internal/monitor"
 	"booted/internal/service"
 )
 
@@ -57,7 +58,7 @@ func (s *Session) ResumeOrphan(ctx context.Context) (resumed bool, err error) {
 		return false, fmt.Errorf("the operation in flight on %s is %s, which this booted cannot carry out: run it again by hand", s.Env.Name, e.Kind)
 	}
 	me := holder()
-	s.event(ctx, "operation-resumed", fmt.Sprintf("%s, started by %s at %s, whose process is gone: %s carries it out (hosts already serving %s are left alone)",
+	monitor.Kept{Store: s.Store, Env: s.Env.Name}.Event(ctx, "operation-resumed", "", fmt.Sprintf("%s, started by %s at %s, whose process is gone: %s carries it out (hosts already serving %s are left alone)",
 		e.What(), e.Holder, e.Started.Format(time.RFC3339), me, e.Version))
 	def, err := s.LoadService(e.Service)
 	if err != nil {
@@ -80,11 +81,4 @@ func (s *Session) ResumeOrphan(ctx context.Context) (resumed bool, err error) {
 		return true, fmt.Errorf("resuming %s: %w", e.What(), err)
 	}
 	return true, nil
-}
-
-// event records an event of the environment.
-func (s *Session) event(ctx context.Context, kind, detail string) error {
-	return s.Store.Update(context.WithoutCancel(ctx), func(tx *inventory.Tx) error {
-		return tx.Record(inventory.Event{Env: s.Env.Name, Kind: kind, Detail: detail})
-	})
 }
