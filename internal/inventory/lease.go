@@ -73,6 +73,9 @@ func (s *Store) acquire(ctx context.Context, env, name, holder string, event boo
 	defer t.Stop()
 	for {
 		ok, err := s.tryLease(ctx, l, env, name)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err() // the wait ended during a try (the driver says "bad connection")
+		}
 		if err != nil {
 			return nil, err
 		}
