@@ -94,7 +94,7 @@ func (s *Setup) Booted(ctx context.Context, payload string) (first, second, cp t
 	}
 	var firsts, seconds []time.Duration
 	for i := 0; i < s.Runs; i++ {
-		pool := remote.NewPool(remote.Auth{User: s.User, Signer: s.Signer}, 10*time.Second)
+		pool := remote.NewPool(remote.Auth{User: s.User, Signer: s.Signer}, 10*time.Second, 0)
 		start := time.Now()
 		err = eachOK(pool.Each(ctx, s.Hosts, remote.Options{}, uname))
 		firsts = append(firsts, time.Since(start))
@@ -112,7 +112,7 @@ func (s *Setup) Booted(ctx context.Context, payload string) (first, second, cp t
 	fmt.Fprintf(s.Log, "  %-32s median %v of %d runs\n", "booted: uname -r", first.Round(time.Millisecond), s.Runs)
 	fmt.Fprintf(s.Log, "  %-32s median %v\n", "booted: second step, same conns", second.Round(time.Millisecond))
 	cp, err = s.measure("booted: copy 10 MB (sftp)", func() error {
-		pool := remote.NewPool(remote.Auth{User: s.User, Signer: s.Signer}, 10*time.Second)
+		pool := remote.NewPool(remote.Auth{User: s.User, Signer: s.Signer}, 10*time.Second, 0)
 		defer pool.Close()
 		return eachOK(pool.Each(ctx, s.Hosts, remote.Options{}, func(ctx context.Context, rs *remote.Session) error {
 			c, err := rs.Client(ctx)

@@ -7,6 +7,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -58,18 +59,21 @@ type Conn interface {
 // login, services over HTTP. One connection per host serves every call
 // (the liveness login, then each Each's steps: a no-op env:startAll logs
 // in once per host, not once per phase); each is checked with a keepalive
-// before a later call reuses it. Close ends them.
+// before a later call reuses it. At most Parallel connections stay open
+// (the least recently used idle one closes first). Close ends them.
 type SSH struct {
 	Auth        remote.Auth
 	SSHTimeout  time.Duration
 	PingTimeout time.Duration
+	// Parallel bounds the connections kept (0: fanout.DefaultParallel).
+	Parallel int
 
 	once sync.Once
 	pool *remote.Pool
 }
 
 func (x *SSH) conns() *remote.Pool {
-	x.once.Do(func() { x.pool = remote.NewPool(x.Auth, x.SSHTimeout) })
+	x.once.Do(func() { x.pool = remote.NewPool(x.Auth, x.SSHTimeout, cmp.Or(x.Parallel, fanout.DefaultParallel)) })
 	return x.pool
 }
 

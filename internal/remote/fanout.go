@@ -138,6 +138,8 @@ func (p *Pool) one(ctx context.Context, t Target, opt Options, step func(ctx con
 			opt.OnDone(r)
 		}
 	}()
+	p.hold(t.Name)
+	defer p.release(t.Name)
 	p.check(hctx, t)
 	err := step(hctx, s)
 	r = Result{Host: t.Name, Status: OK, Note: s.Note, Stderr: tail.Tail(5)}

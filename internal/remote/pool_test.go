@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,6 +117,14 @@ type relay struct {
 	ln    net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
+	live  int // connections open through the relay
+}
+
+// open is how many connections are open through the relay.
+func (r *relay) open() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.live
 }
 
 func startRelay(t *testing.T, backend string) *relay {
@@ -139,9 +148,13 @@ func startRelay(t *testing.T, backend string) *relay {
 			}
 			r.mu.Lock()
 			r.conns = append(r.conns, c, b)
+			r.live++
 			r.mu.Unlock()
-			go func() { io.Copy(b, c); b.Close() }()
-			go func() { io.Copy(c, b); c.Close() }()
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(b, c); b.Close() }()
+			go func() { defer wg.Done(); io.Copy(c, b); c.Close() }()
+			go func() { wg.Wait(); r.mu.Lock(); r.live--; r.mu.Unlock() }()
 		}
 	}()
 	return r
@@ -168,7 +181,7 @@ func run(p *remote.Pool, t remote.Target, cmd string) remote.Result {
 // handshakes per host before).
 func TestPool_LoginServesLaterSteps(t *testing.T) {
 	s := startSSHD(t)
-	p := remote.NewPool(s.auth, 10*time.Second)
+	p := remote.NewPool(s.auth, 10*time.Second, 0)
 	defer p.Close()
 	if err := p.Login(context.Background(), s.target); err != nil {
 		t.Fatal(err)
@@ -188,7 +201,7 @@ func TestPool_LoginServesLaterSteps(t *testing.T) {
 // failing on a dead connection.
 func TestPool_RedialsWhenKeptConnectionDied(t *testing.T) {
 	s := startSSHD(t)
-	p := remote.NewPool(s.auth, 10*time.Second)
+	p := remote.NewPool(s.auth, 10*time.Second, 0)
 	defer p.Close()
 	if r := run(p, s.target, "true"); r.Status != remote.OK {
 		t.Fatalf("first step: %+v", r)
@@ -208,7 +221,7 @@ func TestPool_RedialsWhenKeptConnectionDied(t *testing.T) {
 // the step is refused).
 func TestPool_NewPinDialsAgain(t *testing.T) {
 	s := startSSHD(t)
-	p := remote.NewPool(s.auth, 10*time.Second)
+	p := remote.NewPool(s.auth, 10*time.Second, 0)
 	defer p.Close()
 	if err := p.Login(context.Background(), s.target); err != nil {
 		t.Fatal(err)
@@ -224,5 +237,58 @@ func TestPool_NewPinDialsAgain(t *testing.T) {
 	var hk *remote.HostKeyError
 	if r.Status == remote.OK || !errors.As(r.Err, &hk) {
 		t.Fatalf("step with a new pin: %+v; want the host key refused", r)
+	}
+}
+
+// An operation over more hosts than its parallelism keeps at most that
+// many connections open (memory follows the parallelism, not the number
+// of hosts: an operation over 1,000 hosts kept 1,000 open), and the ones
+// it keeps, the most recently used, serve the next step without a login.
+func TestPool_KeepsAtMostParallelConnections(t *testing.T) {
+	s := startSSHD(t)
+	const hosts, parallel = 10, 3
+	p := remote.NewPool(s.auth, 10*time.Second, parallel)
+	defer p.Close()
+	var targets []remote.Target
+	for i := range hosts {
+		tg := s.target
+		tg.Name = "h" + strconv.Itoa(i)
+		targets = append(targets, tg)
+	}
+	res := p.Each(context.Background(), targets, remote.Options{Parallel: parallel, Timeout: 10 * time.Second}, func(ctx context.Context, rs *remote.Session) error {
+		return rs.Run(ctx, "true")
+	})
+	if err := remote.Err(res); err != nil {
+		t.Fatal(err)
+	}
+	kept := p.Kept()
+	if len(kept) != parallel {
+		t.Errorf("the pool keeps connections to %v after a step on %d hosts at %d at a time; want %d", kept, hosts, parallel, parallel)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.relay.open() > parallel && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := s.relay.open(); n > parallel {
+		t.Errorf("%d connections still open to the hosts; want at most %d", n, parallel)
+	}
+	for s.logins(t) < hosts && time.Now().Before(deadline) { // sshd logs a login after it
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := s.logins(t)
+	var again []remote.Target
+	for _, tg := range targets {
+		if slices.Contains(kept, tg.Name) {
+			again = append(again, tg)
+		}
+	}
+	res = p.Each(context.Background(), again, remote.Options{Parallel: parallel, Timeout: 10 * time.Second}, func(ctx context.Context, rs *remote.Session) error {
+		return rs.Run(ctx, "true")
+	})
+	if err := remote.Err(res); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.logins(t) - before; n != 0 {
+		t.Errorf("a second step on %v logged in %d times; want 0 (their connections kept)", kept, n)
 	}
 }

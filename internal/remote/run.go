@@ -2,11 +2,14 @@ package remote
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -20,16 +23,23 @@ import (
 // handshake timing out), as opposed to a failure once connected.
 var ErrUnreachable = errors.New("unreachable")
 
-// Pool keeps one connection per host, so that the steps of one operation
+// Pool keeps a connection per host, so that the steps of one operation
 // (mkdir, upload, switch, start, check) share it, and the operations of one
-// session (liveness login, status read, load-balancer compare) too. Close
-// ends them all.
+// session (liveness login, status read, load-balancer compare) too; but at
+// most max of them: past that, the least recently used connection no step
+// is using is closed, so that an operation over 1,000 hosts holds as many
+// connections (and as much memory) as its parallelism, not as its hosts.
+// Close ends them all.
 type Pool struct {
 	auth    Auth
 	timeout time.Duration
+	max     int
 
 	mu    sync.Mutex
 	conns map[string]*pooled
+	// busy counts the steps running per host: their connection stays.
+	busy map[string]int
+	tick uint64
 }
 
 // pooled is a connection and what it was made for.
@@ -38,11 +48,74 @@ type pooled struct {
 	t Target
 	// fresh: not used by a step since it was dialed or last checked.
 	fresh bool
+	// used orders the connections by their last use (the pool's tick).
+	used uint64
 }
 
-// NewPool returns a pool that logs in with auth, giving each dial timeout.
-func NewPool(auth Auth, timeout time.Duration) *Pool {
-	return &Pool{auth: auth, timeout: timeout, conns: map[string]*pooled{}}
+// NewPool returns a pool that logs in with auth, giving each dial timeout,
+// and keeps at most max connections open (0: no bound).
+func NewPool(auth Auth, timeout time.Duration, max int) *Pool {
+	return &Pool{auth: auth, timeout: timeout, max: max, conns: map[string]*pooled{}, busy: map[string]int{}}
+}
+
+// Kept names the hosts the pool keeps a connection to, sorted.
+func (p *Pool) Kept() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.conns))
+}
+
+// hold marks a step running on host name (its connection is not closed
+// to make room); release ends it and closes what is over the bound.
+func (p *Pool) hold(name string) {
+	p.mu.Lock()
+	p.busy[name]++
+	p.mu.Unlock()
+}
+
+func (p *Pool) release(name string) {
+	p.mu.Lock()
+	if p.busy[name]--; p.busy[name] <= 0 {
+		delete(p.busy, name)
+	}
+	if pc := p.conns[name]; pc != nil {
+		p.tick++
+		pc.used = p.tick
+	}
+	idle := p.trim()
+	p.mu.Unlock()
+	closeAll(idle)
+}
+
+// trim takes out of the pool the least recently used connections of
+// hosts no step is using until at most max are left, and returns them
+// to be closed (outside the lock). Called with p.mu held.
+func (p *Pool) trim() []*ssh.Client {
+	if p.max <= 0 || len(p.conns) <= p.max {
+		return nil
+	}
+	var idle []string
+	for n := range p.conns {
+		if p.busy[n] == 0 {
+			idle = append(idle, n)
+		}
+	}
+	slices.SortFunc(idle, func(a, b string) int { return cmp.Compare(p.conns[a].used, p.conns[b].used) })
+	var out []*ssh.Client
+	for _, n := range idle {
+		if len(p.conns) <= p.max {
+			break
+		}
+		out = append(out, p.conns[n].c)
+		delete(p.conns, n)
+	}
+	return out
+}
+
+func closeAll(cs []*ssh.Client) {
+	for _, c := range cs {
+		c.Close()
+	}
 }
 
 // sameTarget tells whether a connection made for a still reaches b: the
@@ -56,6 +129,10 @@ func sameTarget(a, b Target) bool {
 func (p *Pool) Client(ctx context.Context, t Target) (*ssh.Client, error) {
 	p.mu.Lock()
 	pc := p.conns[t.Name]
+	if pc != nil {
+		p.tick++
+		pc.used = p.tick
+	}
 	p.mu.Unlock()
 	if pc != nil && sameTarget(pc.t, t) {
 		return pc.c, nil
@@ -77,15 +154,20 @@ func (p *Pool) Client(ctx context.Context, t Target) (*ssh.Client, error) {
 // using it; the next Each checks it before use).
 func (p *Pool) keep(t Target, c *ssh.Client, fresh bool) *ssh.Client {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.tick++
 	if old := p.conns[t.Name]; old != nil {
 		if sameTarget(old.t, t) {
+			old.used = p.tick
+			p.mu.Unlock()
 			c.Close()
 			return old.c
 		}
 		old.c.Close() // made for another address or key: never to be used
 	}
-	p.conns[t.Name] = &pooled{c: c, t: t, fresh: fresh}
+	p.conns[t.Name] = &pooled{c: c, t: t, fresh: fresh, used: p.tick}
+	idle := p.trim()
+	p.mu.Unlock()
+	closeAll(idle)
 	return c
 }
 

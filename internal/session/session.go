@@ -86,7 +86,7 @@ func Open(ctx context.Context, r Options, envName string) (*Session, error) {
 		return fail(err)
 	}
 	if s.IO == nil {
-		s.IO = &fleet.SSH{Auth: remote.Auth{User: env.SSH.User, Signer: s.Signer}, SSHTimeout: env.Timeouts.SSH.D(), PingTimeout: env.Timeouts.Ping.D()}
+		s.IO = &fleet.SSH{Auth: remote.Auth{User: env.SSH.User, Signer: s.Signer}, SSHTimeout: env.Timeouts.SSH.D(), PingTimeout: env.Timeouts.Ping.D(), Parallel: r.Parallel}
 	}
 	s.Ctl = &controller.Controller{
 		Env: env.Name, Listen: env.CallbackAddr(), Dir: filepath.Join(dir, "nginx"),
