@@ -39,10 +39,11 @@ type Conn interface {
 	Deploy(ctx context.Context, def *service.Def, a *service.Artifact) (uploaded bool, err error)
 	Start(ctx context.Context, def *service.Def, restart bool) (service.State, error)
 	Stop(ctx context.Context, def *service.Def) (pid int, err error)
-	// Put copies local file src to dst on the host, Get src on the host to
-	// local file dst, each unless the other side has that content already
-	// (0 bytes copied).
-	Put(ctx context.Context, src, dst string) (int64, error)
+	// Put copies a local file to the host unless it has that content
+	// there already (files.Put: 0 bytes copied), and says what is there
+	// now; Get copies src on the host to local file dst unless dst has
+	// that content already.
+	Put(ctx context.Context, p files.PutSpec) (int64, files.Placed, error)
 	Get(ctx context.Context, src, dst string) (int64, error)
 	// Status is the service's state on the host (running, version, checksum).
 	Status(ctx context.Context, def *service.Def) (service.State, error)
@@ -159,12 +160,12 @@ func (c *sshConn) Start(ctx context.Context, def *service.Def, restart bool) (se
 func (c *sshConn) Stop(ctx context.Context, def *service.Def) (int, error) {
 	return def.Stop(ctx, c.rs)
 }
-func (c *sshConn) Put(ctx context.Context, src, dst string) (int64, error) {
+func (c *sshConn) Put(ctx context.Context, p files.PutSpec) (int64, files.Placed, error) {
 	cl, err := c.rs.Client(ctx)
 	if err != nil {
-		return 0, err
+		return 0, files.Placed{}, err
 	}
-	return files.Put(ctx, cl, src, dst)
+	return files.Put(ctx, cl, p)
 }
 func (c *sshConn) Get(ctx context.Context, src, dst string) (int64, error) {
 	cl, err := c.rs.Client(ctx)

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -218,6 +220,29 @@ func (s *Store) Host(ctx context.Context, env, name string) (h Host, err error) 
 func (s *Store) Get(ctx context.Context, env, key string, v any) (found bool, err error) {
 	err = s.View(ctx, func(tx *Tx) error { found, err = tx.Get(env, key, v); return err })
 	return found, err
+}
+
+// List reads the values stored under the keys of env that begin with
+// prefix (see Tx.List).
+func (s *Store) List(ctx context.Context, env, prefix string) (m map[string]json.RawMessage, err error) {
+	err = s.View(ctx, func(tx *Tx) error { m, err = tx.List(env, prefix); return err })
+	return m, err
+}
+
+// PutAll stores each value (as JSON) under its key for env, in one
+// transaction (see Tx.Put).
+func (s *Store) PutAll(ctx context.Context, env string, kv map[string]any) error {
+	if len(kv) == 0 {
+		return nil
+	}
+	return s.Update(ctx, func(tx *Tx) error {
+		for _, k := range slices.Sorted(maps.Keys(kv)) {
+			if err := tx.Put(env, k, kv[k]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Advance moves a host to state to by the lifecycle's path (see Tx.Advance).

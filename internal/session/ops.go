@@ -79,5 +79,5 @@ func (s *Session) Advance(ctx context.Context, name string, to inventory.State, 
 
 // Transfer copies files to and from s's hosts (hosts:put, hosts:get).
 func (s *Session) Transfer() *transfer.Hosts {
-	return &transfer.Hosts{Env: s.Env, Op: s.Op, NATS: s.ControllerNATS}
+	return &transfer.Hosts{Env: s.Env, Op: s.Op, NATS: s.ControllerNATS, Records: s.Store, Verify: s.Verify}
 }

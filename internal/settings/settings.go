@@ -51,6 +51,9 @@ const (
 	AcceptNew = "BOOTED_ACCEPT_NEW"
 	// Force set to 1 lets image:del power a running VM off first.
 	Force = "BOOTED_FORCE"
+	// Verify set to 1 makes hosts:put read each host's file (sha256sum)
+	// even where one stat says it is what booted put there.
+	Verify = "BOOTED_VERIFY"
 	// DryRun set to 1 makes monitor:run log (and record) what it would do,
 	// and do nothing.
 	DryRun = "BOOTED_DRY_RUN"
@@ -114,6 +117,7 @@ type Settings struct {
 	Batch       string
 	AcceptNew   bool
 	Force       bool
+	Verify      bool
 	Follow      bool
 	DryRun      bool
 	VBoxManage  string
@@ -211,7 +215,7 @@ func From(getenv func(string) string) (Settings, error) {
 			errs = append(errs, err)
 		}
 	}
-	s.AcceptNew, s.Force, s.DryRun, s.Follow = flag(AcceptNew), flag(Force), flag(DryRun), flag(Follow)
+	s.AcceptNew, s.Force, s.DryRun, s.Follow, s.Verify = flag(AcceptNew), flag(Force), flag(DryRun), flag(Follow), flag(Verify)
 	if s.LoadPath == "" {
 		s.LoadPath = "/"
 	} else if !strings.HasPrefix(s.LoadPath, "/") {

@@ -21,6 +21,7 @@ import (
 	"booted/internal/config"
 	"booted/internal/envlock"
 	"booted/internal/fanout"
+	"booted/internal/files"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
 	"booted/internal/journal"
@@ -229,11 +230,11 @@ func (c *fakeConn) Stop(ctx context.Context, def *service.Def) (int, error) {
 	return pid, nil
 }
 
-func (c *fakeConn) Put(ctx context.Context, src, dst string) (int64, error) {
+func (c *fakeConn) Put(ctx context.Context, p files.PutSpec) (int64, files.Placed, error) {
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
-	c.f.record("put %s %s %s", c.h.Name, src, dst)
-	return 1, nil
+	c.f.record("put %s %s %s", c.h.Name, p.Src.Path, p.Dst)
+	return 1, files.Placed{SHA256: p.Src.SHA256}, nil
 }
 
 func (c *fakeConn) Get(ctx context.Context, src, dst string) (int64, error) {

@@ -15,8 +15,10 @@ import (
 )
 
 // hosts:put and hosts:get, as Fabric's put and get, over SFTP on real
-// hosts: the file lands on each host with its content and mode; a second
-// put or get copies nothing ("unchanged"); get writes DIR/HOST/NAME; a
+// hosts: the file lands on each host with its content and mode, hashed
+// once; a second put or get copies nothing ("unchanged"), a second put
+// reading neither the local file nor the hosts' (one stat per host), unless
+// a host's file changed or BOOTED_VERIFY=1; get writes DIR/HOST/NAME; a
 // source that does not exist is refused before any host is touched.
 func TestTargets_PutGet(t *testing.T) {
 	f := newFixture(t, testutil.DefaultEnv)
@@ -41,22 +43,64 @@ func TestTargets_PutGet(t *testing.T) {
 	f.r.JSON = true
 	defer func() { f.r.JSON = false }()
 	f.out.Reset()
+	srcOpens := testutil.Opens(t, src)
 	f.must(t, f.r.HostsPut(ctx, env, src, "/opt/app.conf"))
 	if n := notes(); !strings.HasPrefix(n["w1"], "ok: copied 12 bytes") || !strings.HasPrefix(n["w2"], "ok: copied 12 bytes") {
 		t.Errorf("the first put: %v", n)
 	}
+	// hashed once for both hosts, then read once per copy (the old code
+	// hashed it once more per host: 5 opens)
+	if n := srcOpens(); n != 3 {
+		t.Errorf("the first put to 2 hosts opened %s %d times; want 3 (one hash, two copies)", src, n)
+	}
+	onHost := map[string]string{}
 	for _, w := range []string{"w1", "w2"} {
 		p := filepath.Join(f.proj.Inventory, env, "hosts", w, "fs", "opt", "app.conf")
+		onHost[w] = p
 		if b, err := os.ReadFile(p); err != nil || string(b) != "port = 8080\n" {
 			t.Errorf("%s: /opt/app.conf = %q %v", w, b, err)
 		} else if st, _ := os.Stat(p); st.Mode().Perm() != 0o640 {
 			t.Errorf("%s: /opt/app.conf mode %v, want 0640", w, st.Mode().Perm())
 		}
 	}
+	// The same put again: neither the local file nor the hosts' files
+	// are read (one stat each against what booted recorded putting there).
+	w1Opens, w2Opens := testutil.Opens(t, onHost["w1"]), testutil.Opens(t, onHost["w2"])
 	f.out.Reset()
 	f.must(t, f.r.HostsPut(ctx, env, src, "/opt/app.conf"))
 	if n := notes(); !strings.HasPrefix(n["w1"], "ok: unchanged") || !strings.HasPrefix(n["w2"], "ok: unchanged") {
 		t.Errorf("the second put: %v", n)
+	}
+	if a, b, c := srcOpens(), w1Opens(), w2Opens(); a+b+c != 0 {
+		t.Errorf("an unchanged put opened the local file %d times, w1's %d, w2's %d; want none read", a, b, c)
+	}
+	// Changed behind booted's back (same size, its time set back): one
+	// stat sees it, and that host alone gets the file again.
+	if err := os.WriteFile(onHost["w1"], []byte("port = 9090\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(onHost["w2"]); err == nil {
+		os.Chtimes(onHost["w1"], st.ModTime(), st.ModTime())
+	}
+	f.out.Reset()
+	f.must(t, f.r.HostsPut(ctx, env, src, "/opt/app.conf"))
+	if n := notes(); !strings.HasPrefix(n["w1"], "ok: copied 12 bytes") || !strings.HasPrefix(n["w2"], "ok: unchanged") {
+		t.Errorf("the put after w1's file changed behind booted's back: %v", n)
+	}
+	if b, _ := os.ReadFile(onHost["w1"]); string(b) != "port = 8080\n" {
+		t.Errorf("w1: /opt/app.conf = %q after the put", b)
+	}
+	// BOOTED_VERIFY=1: each host's file is read to be sure.
+	f.r.Verify = true
+	w1Opens, w2Opens = testutil.Opens(t, onHost["w1"]), testutil.Opens(t, onHost["w2"])
+	f.out.Reset()
+	f.must(t, f.r.HostsPut(ctx, env, src, "/opt/app.conf"))
+	f.r.Verify = false
+	if n := notes(); !strings.HasPrefix(n["w1"], "ok: unchanged") || !strings.HasPrefix(n["w2"], "ok: unchanged") {
+		t.Errorf("the put with BOOTED_VERIFY=1: %v", n)
+	}
+	if a, b := w1Opens(), w2Opens(); a != 1 || b != 1 {
+		t.Errorf("BOOTED_VERIFY=1 read w1's file %d times, w2's %d; want once each", a, b)
 	}
 
 	dir := t.TempDir()

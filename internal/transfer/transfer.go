@@ -8,12 +8,15 @@ package transfer
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -35,44 +38,144 @@ type Hosts struct {
 	Op func(ctx context.Context, title string, hosts []inventory.Host, o jobs.Op, step jobs.Step) ([]remote.Result, error)
 	// NATS is the controller's connection to the env file's NATS cluster.
 	NATS func(ctx context.Context) (jetstream.JetStream, error)
+	// Records keeps, between operations, the local files' hashes and
+	// what each put left on each host (nil: nothing kept).
+	Records Records
+	// Verify reads each host's file even where one stat says it is what
+	// booted put there (BOOTED_VERIFY=1).
+	Verify bool
+}
+
+// Records is where a transfer keeps what it knows between operations
+// (the inventory's key-value records of the environment).
+type Records interface {
+	List(ctx context.Context, env, prefix string) (map[string]json.RawMessage, error)
+	PutAll(ctx context.Context, env string, kv map[string]any) error
+}
+
+// The records' keys: a local file's hash by its absolute path, and what a
+// put left on a host by destination and host name (a name has no newline;
+// a destination that does, only misses its record).
+func hashedKey(path string) string      { return "hashed\n" + path }
+func placedPrefix(dst string) string    { return "placed\n" + dst + "\n" }
+func placedKey(dst, host string) string { return placedPrefix(dst) + host }
+
+// hash returns src hashed: read once per operation at most, and not at
+// all while its stamp is the one recorded with its hash.
+func (x *Hosts) hash(ctx context.Context, src string) (files.Local, error) {
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return files.Local{}, err
+	}
+	var known *files.Local
+	if x.Records != nil {
+		if m, err := x.Records.List(ctx, x.Env.Name, hashedKey(abs)); err == nil {
+			if raw, ok := m[hashedKey(abs)]; ok {
+				var l files.Local
+				if json.Unmarshal(raw, &l) == nil {
+					known = &l
+				}
+			}
+		}
+	}
+	l, err := files.Hash(abs, known)
+	if err != nil {
+		return files.Local{}, err
+	}
+	if x.Records != nil && (known == nil || *known != l) {
+		if err := x.Records.PutAll(ctx, x.Env.Name, map[string]any{hashedKey(abs): l}); err != nil {
+			return files.Local{}, err
+		}
+	}
+	return l, nil
+}
+
+// placed reads what earlier puts to dst left on each host, by host name.
+func (x *Hosts) placed(ctx context.Context, dst string) (map[string]files.Placed, error) {
+	out := map[string]files.Placed{}
+	if x.Records == nil {
+		return out, nil
+	}
+	m, err := x.Records.List(ctx, x.Env.Name, placedPrefix(dst))
+	if err != nil {
+		return nil, err
+	}
+	for k, raw := range m {
+		var p files.Placed
+		if json.Unmarshal(raw, &p) == nil {
+			out[strings.TrimPrefix(k, placedPrefix(dst))] = p
+		}
+	}
+	return out, nil
 }
 
 // Put copies local file src to dst on hosts; the recap says what each got.
+// The file is hashed once, whatever the number of hosts; a host where
+// booted put that content before is checked with one stat (BOOTED_VERIFY:
+// its file read), any other with sha256sum there; what each host has then
+// is recorded for the next put.
 func (x *Hosts) Put(ctx context.Context, hosts []inventory.Host, src, dst string) error {
-	st, err := os.Stat(src)
+	local, err := x.hash(ctx, src)
+	if err != nil {
+		return fmt.Errorf("hosts:put: %w", err)
+	}
+	before, err := x.placed(ctx, dst)
 	if err != nil {
 		return fmt.Errorf("hosts:put: %w", err)
 	}
 	// A site's hosts get it from its conductors, which take it from their
 	// site's files bucket (put there once per site, checked by SHA-256;
 	// no other site may read it).
-	sum, err := files.Sum(src)
-	if err != nil {
-		return fmt.Errorf("hosts:put: %w", err)
-	}
-	object := "file-" + sum
+	object := "file-" + local.SHA256
 	sites := map[string]bool{}
 	for _, h := range hosts {
 		if site := x.Env.SiteOf(h.Name, h.Role); site != "" {
 			sites[site] = true
 		}
 	}
+	var mu sync.Mutex
+	after := map[string]any{}
 	o, step := putJob.Halves(jobs.Op{Live: true, BeforeJobs: func(ctx context.Context, js jetstream.JetStream) error {
 		for _, site := range slices.Sorted(maps.Keys(sites)) {
-			if err := conductor.PutFile(ctx, js, x.Env.Name, site, object, src, sum); err != nil {
+			if err := conductor.PutFile(ctx, js, x.Env.Name, site, object, local.Path, local.SHA256); err != nil {
 				return fmt.Errorf("hosts:put: %s for site %s: %w", src, site, err)
 			}
 		}
 		return nil
-	}}, putArgs{Object: object, SHA256: sum, Mode: st.Mode().Perm(), Dst: dst}, putHost(src, dst),
-		func(_ context.Context, h inventory.Host, n int64, err error) (string, error) {
+	}}, putArgs{Object: object, SHA256: local.SHA256, Mode: local.Mode, Dst: dst, Verify: x.Verify},
+		func(ctx context.Context, c fleet.Conn) (put, error) {
+			spec := files.PutSpec{Src: local, Dst: dst, Verify: x.Verify}
+			if p, ok := before[c.Host().Name]; ok {
+				spec.Known = &p
+			}
+			n, p, err := c.Put(ctx, spec)
+			return put{Bytes: n, Placed: p}, err
+		},
+		func(_ context.Context, h inventory.Host, got put, err error) (string, error) {
 			if err != nil {
 				return "", fmt.Errorf("host %s: %w", h.Name, err)
 			}
-			return copied(n, dst), nil
+			if got.Placed.SHA256 == local.SHA256 && got.Placed.Stat != "" && before[h.Name] != got.Placed {
+				mu.Lock()
+				after[placedKey(dst, h.Name)] = got.Placed
+				mu.Unlock()
+			}
+			return copied(got.Bytes, dst), nil
 		})
 	_, err = x.Op(ctx, "hosts:put "+src, hosts, o, step)
+	if x.Records != nil {
+		if rerr := x.Records.PutAll(context.WithoutCancel(ctx), x.Env.Name, after); rerr != nil && err == nil {
+			err = fmt.Errorf("hosts:put: recording what the hosts have: %w", rerr)
+		}
+	}
 	return err
+}
+
+// put is what a put did on a host: the bytes copied (0: unchanged) and
+// what the host has at the destination now.
+type put struct {
+	Bytes  int64        `json:"bytes"`
+	Placed files.Placed `json:"placed"`
 }
 
 // Get copies src from each host to dir/HOST/BASENAME.
@@ -117,12 +220,7 @@ type putArgs struct {
 	SHA256 string      `json:"sha256"`
 	Mode   os.FileMode `json:"mode"`
 	Dst    string      `json:"dst"`
-}
-
-// putHost copies local file src to dst on the host unless it has that
-// content (files.Put): the host's half of hosts:put; the bytes copied.
-func putHost(src, dst string) jobs.Host[int64] {
-	return func(ctx context.Context, c fleet.Conn) (int64, error) { return c.Put(ctx, src, dst) }
+	Verify bool        `json:"verify,omitempty"`
 }
 
 // getArgs are a get job's: the file on the host.
@@ -219,7 +317,7 @@ func fileMode(m os.FileMode) os.FileMode {
 
 // The job kinds of a transfer.
 var (
-	putJob = jobs.Define("put", true, func(w jobs.Worker, ctx context.Context, js jetstream.JetStream, j conductor.Job, a putArgs) (jobs.Host[int64], error) {
+	putJob = jobs.Define("put", true, func(w jobs.Worker, ctx context.Context, js jetstream.JetStream, j conductor.Job, a putArgs) (jobs.Host[put], error) {
 		if !jobs.SHA256Hex.MatchString(a.SHA256) {
 			return nil, fmt.Errorf("put job: sha256 %q is not 64 hex digits", a.SHA256)
 		}
@@ -231,7 +329,16 @@ var (
 		if err := os.Chmod(local, a.Mode); err != nil {
 			return nil, err
 		}
-		return putHost(local, a.Dst), nil
+		// (hashed here once for the job's hosts; the files bucket has
+		// checked it against a.SHA256)
+		l, err := files.Hash(local, nil)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, c fleet.Conn) (put, error) {
+			n, p, err := c.Put(ctx, files.PutSpec{Src: l, Dst: a.Dst, Verify: a.Verify})
+			return put{Bytes: n, Placed: p}, err
+		}, nil
 	})
 	getJob = jobs.Define("get", true, func(w jobs.Worker, _ context.Context, js jetstream.JetStream, j conductor.Job, a getArgs) (jobs.Host[fetched], error) {
 		dir := filepath.Join(w.Artifacts(), "conducted", "get")

@@ -10,6 +10,7 @@ import (
 
 	"booted/internal/conductor"
 	"booted/internal/config"
+	"booted/internal/files"
 	"booted/internal/fleet"
 	"booted/internal/inventory"
 	"booted/internal/jobs"
@@ -26,8 +27,8 @@ type conn struct {
 
 func (c *conn) Host() inventory.Host { return c.h }
 func (c *conn) Note(m string)        { c.note = m }
-func (c *conn) Put(_ context.Context, src, dst string) (int64, error) {
-	return c.put, nil
+func (c *conn) Put(_ context.Context, p files.PutSpec) (int64, files.Placed, error) {
+	return c.put, files.Placed{SHA256: p.Src.SHA256}, nil
 }
 
 // Each host's note says what it got; the job a site's host would get
