@@ -74,6 +74,9 @@ func Test(ctx context.Context) error { return selftest.Run(ctx, os.Stdout) }
 // TestInstall installs what `test` needs (as root, with apt-get) and checks that every declared file and command is there; it runs no test.
 func TestInstall(ctx context.Context) error { return selftest.Install(ctx, os.Stdout) }
 
+// TestScale runs the tests too long for test (TestScale_*: 1,000 local hosts on one bridge), with the table of what ran; CI runs it after test.
+func TestScale(ctx context.Context) error { return selftest.Scale(ctx, os.Stdout) }
+
 // TestFresh checks that a fresh Debian machine passes: in a minimal Debian root (debootstrap, kept in /var/cache/booted/fresh), chrooted, testInstall, then the default target and env:destroy in a network namespace of its own. As root; CI runs it before test.
 func TestFresh(ctx context.Context) error {
 	return freshcheck.Run(ctx, os.Stdout, freshcheck.Options{Repo: "."})

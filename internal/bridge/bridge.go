@@ -136,6 +136,9 @@ const globalLock = "/run/booted-local.lock"
 // gateway pointing at an address no longer the bridge's: their packets to
 // the controller (phone-home, NATS) were lost until the entry went stale,
 // 15 to 45 s later. A bridge made before this gets its address now.
+//
+// The kernel's neighbour tables are raised for the subnet's hosts (see
+// sizeNeigh) before the bridge is made, and lowered back when it goes.
 func Ensure(ctx context.Context, bridge string, gateway netip.Prefix, field string) error {
 	if LinkExists(bridge) {
 		return pinMAC(ctx, bridge)
@@ -150,6 +153,9 @@ func Ensure(ctx context.Context, bridge string, gateway netip.Prefix, field stri
 	}
 	if err := CheckSubnet(ctx, gateway.Masked(), bridge, field); err != nil {
 		return err
+	}
+	if err := sizeNeigh(bridge, gateway.Masked()); err != nil {
+		return fmt.Errorf("bridge %s for %s: %w", bridge, gateway.Masked(), err)
 	}
 	// quickack: this machine acknowledges the hosts' segments at once.
 	// sshd leaves Nagle on for sessions without a terminal, so each small
@@ -180,12 +186,24 @@ func FreeAddr(subnet netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error)
 	return a, nil
 }
 
-// Remove deletes the link name (a bridge, veth or tap) if it exists.
+// Remove deletes the link name (a bridge, veth or tap) if it exists; a
+// bridge's room in the neighbour tables goes with it.
 func Remove(ctx context.Context, name string) error {
-	if !LinkExists(name) {
-		return nil
+	var err error
+	if LinkExists(name) {
+		err = IP(ctx, "", "link", "del", name)
 	}
-	return IP(ctx, "", "link", "del", name)
+	if err == nil {
+		if _, serr := os.Stat(filepath.Join(neighDir, name)); serr == nil {
+			unlock, lerr := LockFile(globalLock)
+			if lerr != nil {
+				return lerr
+			}
+			defer unlock()
+			err = sizeNeigh(name, netip.Prefix{})
+		}
+	}
+	return err
 }
 
 // MAC makes a stable MAC address from a two-byte prefix ("02:b0") and a key.

@@ -176,6 +176,33 @@ const raceTests = "^TestFake|^TestSession"
 // its own, beside the rest, so that the suite's wall time is not the sum.
 const long = "^TestMetal_DeployStagesAndPowerCycle$"
 
+// scaleTests are the tests too long for the main suite (1,000 local
+// hosts: minutes to boot): the testScale target runs them, after it in CI.
+const scaleTests = "^TestScale_"
+
+// Scale runs the scale tests (scaleTests) and prints the table of what
+// ran; in CI a skipped one fails it, as in Run.
+func Scale(ctx context.Context, out io.Writer) error {
+	if err := Install(ctx, out); err != nil {
+		return err
+	}
+	rep := newReport(out)
+	err := rep.run(ctx, "scale", "", "-count=1", "-timeout", "40m", "-run", scaleTests, "./...")
+	fmt.Fprintln(out, "--- what ran:")
+	passed, failed, skipped, _ := rep.table(out)
+	fmt.Fprintf(out, "scale tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
+	if err != nil {
+		return err
+	}
+	if passed == 0 {
+		return errors.New("no scale test ran")
+	}
+	if skips := rep.skippedTests(); len(skips) > 0 && inCI() {
+		return fmt.Errorf("CI runs every test, and %d skipped: %s", len(skips), strings.Join(skips, "; "))
+	}
+	return nil
+}
+
 // runSplit runs every test: the long one in one go test, the others in
 // another, at once.
 func runSplit(ctx context.Context, rep *report) error {
@@ -187,7 +214,7 @@ func runSplit(ctx context.Context, rep *report) error {
 	// here), and the packages whose tests wait for the CPU lock (qemu and
 	// bare-metal conformance, ~5 min behind the long test) held both
 	// slots while idle, so the targets package started only after them.
-	restErr := rep.run(ctx, "main", "", "-count=1", "-p", "4", "-timeout", "30m", "-skip", long, "./...")
+	restErr := rep.run(ctx, "main", "", "-count=1", "-p", "4", "-timeout", "30m", "-skip", long+"|"+scaleTests, "./...")
 	lerr := <-longErr
 	if restErr != nil {
 		return fmt.Errorf("go test: %w", restErr)

@@ -24,8 +24,8 @@ import (
 // Debian packages when missing), printing medians side by side. The hosts
 // are deleted afterwards. BOOTED_BENCH_RUNS sets the runs per figure (5).
 func (r *Runner) BenchFanout(ctx context.Context, n int) error {
-	if n < 1 || n > 230 {
-		return fmt.Errorf("bench:fanout N: N must be 1..230 (the bench subnet's size), not %d", n)
+	if n < 1 || n > 1000 {
+		return fmt.Errorf("bench:fanout N: N must be 1..1000 (the bench subnet's size), not %d", n)
 	}
 	return r.withLock(ctx, "bench", "bench:fanout", func(s *session) error {
 		rl := s.Env.Roles["workers"]
@@ -57,7 +57,7 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 			fmt.Fprintf(r.Err, "bench: %v (the peers missing are left out)\n", err)
 		}
 		b := &bench.Setup{Hosts: targets, User: s.Env.SSH.User, Key: key, Signer: s.Signer,
-			KnownHosts: filepath.Join(s.Dir, "known_hosts"), Runs: r.BenchRuns, Log: r.Out}
+			KnownHosts: filepath.Join(s.Dir, "known_hosts"), Runs: r.BenchRuns, Log: r.Out, Parallel: r.Parallel}
 		return b.Run(ctx, r.Out, r.Err)
 	})
 }

@@ -151,6 +151,17 @@ const Hello EnvFile = `    service: hello
 // a unique name on a free subnet. Hosts, bridge and nginx go when t ends.
 func NewProject(t testing.TB, body EnvFile) *Project {
 	t.Helper()
+	return newProject(t, body, false)
+}
+
+// NewWideProject is NewProject on a /22 subnet (1,013 hosts).
+func NewWideProject(t testing.TB, body EnvFile) *Project {
+	t.Helper()
+	return newProject(t, body, true)
+}
+
+func newProject(t testing.TB, body EnvFile, wide bool) *Project {
+	t.Helper()
 	repo := RepoRoot(t)
 	root := t.TempDir()
 	// nginx workers run unprivileged and must reach served files.
@@ -183,6 +194,11 @@ func NewProject(t testing.TB, body EnvFile) *Project {
 		n := (seed + i*7919) % 4000
 		p.Subnet = fmt.Sprintf("10.%d.%d.0/24", 200+n/250, n%250)
 		p.Gateway = fmt.Sprintf("10.%d.%d.1", 200+n/250, n%250)
+		if wide { // 10.216.0.0 to 10.219.255.255, beside the /24s
+			n %= 256
+			p.Subnet = fmt.Sprintf("10.%d.%d.0/22", 216+n/64, n%64*4)
+			p.Gateway = fmt.Sprintf("10.%d.%d.1", 216+n/64, n%64*4)
+		}
 		p.WriteEnv(t, body)
 		env := p.Config(t)
 		prov, err := local.New(env, filepath.Join(p.Inventory, p.Env, "hosts"))
