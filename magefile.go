@@ -379,7 +379,7 @@ func (Bench) Daily(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.BenchDaily(ctx, env) })
 }
 
-// Conductors measures hosts:run on N hosts in the target's own process against the same run split over two sites with a conductor each (NATS JetStream): wall time and peak RSS of the target and of each conductor, side by side. The hosts are one sshd of the bench's on 127.0.0.1; all it starts is stopped and removed after.
+// Conductors measures hosts:run on N hosts (2 to 10,000) in the target's own process against the same run split over sites with a conductor each (10 sites from 100 hosts, else 2; NATS JetStream): wall time, CPU seconds and peak RSS of the target and of the conductors, and the inventory's size, side by side. The hosts are one sshd of the bench's on 127.0.0.1; all it starts is stopped and removed after.
 //
 // Settings: BOOTED_BENCH_RUNS (timed runs per figure, default 5), BOOTED_OUTPUT=json.
 func (Bench) Conductors(ctx context.Context, n int) error {

@@ -32,13 +32,29 @@ type conductorsRow struct {
 	// the runs); ConductorRSS each conductor's over all its runs.
 	ControllerRSS float64   `json:"controllerRssMB"`
 	ConductorRSS  []float64 `json:"conductorRssMB,omitempty"`
-	Note          string    `json:"note,omitempty"`
+	// ControllerCPU is the target process's CPU seconds (user and
+	// system) in its median run; ConductorsCPU all conductors' together,
+	// per run (their total over the runs, divided by the runs).
+	ControllerCPU float64 `json:"controllerCpuSeconds"`
+	ConductorsCPU float64 `json:"conductorsCpuSeconds,omitempty"`
+	// DBBytes is the inventory's size after the runs.
+	DBBytes int64  `json:"inventoryBytes"`
+	Note    string `json:"note,omitempty"`
+}
+
+// cpu is a finished process's CPU seconds, user and system.
+func cpu(st *os.ProcessState) float64 {
+	if st == nil {
+		return 0
+	}
+	return (st.UserTime() + st.SystemTime()).Seconds()
 }
 
 // Conductors measures hosts:run on n hosts done in the target's own
-// process against the same run split over two sites, each with a
-// conductor (a NATS server made by nats:config, TLS and nkeys): wall time
-// and peak RSS of the target and of each conductor. The hosts are static
+// process against the same run split over sites (10 from 100 hosts, else
+// 2), each with a conductor (a NATS server made by nats:config, TLS and
+// nkeys): wall time, CPU seconds and peak RSS of the target and of the
+// conductors, and the inventory's size. The hosts are static
 // hosts that are one sshd of the bench's on 127.0.0.1 (each its own SSH
 // connection and session, as n machines would be); everything it starts
 // runs in a temporary project and is stopped (by PID) and removed after.
@@ -46,8 +62,12 @@ type conductorsRow struct {
 // its site's hosts between runs, a target process makes them each time.
 // BOOTED_BENCH_RUNS sets the runs after it (5).
 func Conductors(ctx context.Context, r Opts, n int) error {
-	if n < 2 || n > 5000 {
-		return outcome.Refuse("bench:conductors: %d hosts: use 2 to 5000", n)
+	if n < 2 || n > 10000 {
+		return outcome.Refuse("bench:conductors: %d hosts: use 2 to 10000", n)
+	}
+	nsites := 2
+	if n >= 100 {
+		nsites = 10
 	}
 	root, err := filepath.Abs(r.Root)
 	if err != nil {
@@ -188,12 +208,17 @@ roles:
     max: %d
 `, filepath.Join(tmp, "known_hosts"), strings.Join(hosts, "\n"), key, strings.Join(names, ", "), n)
 	os.WriteFile(filepath.Join(proj, "envs", "inproc.yaml"), []byte(body), 0o644)
+	var siteNames, siteLines []string
+	for i := range nsites {
+		name := string(rune('a' + i))
+		siteNames = append(siteNames, name)
+		siteLines = append(siteLines, fmt.Sprintf("  %s: {hosts: [%s]}", name, strings.Join(names[i*n/nsites:(i+1)*n/nsites], ", ")))
+	}
 	os.WriteFile(filepath.Join(proj, "envs", "sites.yaml"), []byte(body+fmt.Sprintf(`nats:
   urls: [tls://127.0.0.1:%d]
 sites:
-  a: {hosts: [%s]}
-  b: {hosts: [%s]}
-`, natsPort, strings.Join(names[:n/2], ", "), strings.Join(names[n/2:], ", "))), 0o644)
+%s
+`, natsPort, strings.Join(siteLines, "\n"))), 0o644)
 	env := []string{"BOOTED_ROOT=" + proj, "BOOTED_INVENTORY=" + filepath.Join(proj, "inventory"), "BOOTED_OUTPUT=text"}
 	booted := func(args ...string) ([]byte, *os.ProcessState, error) {
 		c := exec.CommandContext(ctx, bin, args...)
@@ -214,18 +239,25 @@ sites:
 			return row, err
 		}
 		row.First, row.ControllerRSS = time.Since(t0).Seconds(), maxRSS(st)
-		var times []time.Duration
+		type run struct {
+			wall time.Duration
+			cpu  float64
+		}
+		var runs []run
 		for i := 0; i < r.BenchRuns; i++ {
 			t0 := time.Now()
 			_, st, err := booted("hosts:run", envName, "true")
 			if err != nil {
 				return row, err
 			}
-			times = append(times, time.Since(t0))
+			runs = append(runs, run{time.Since(t0), cpu(st)})
 			row.ControllerRSS = max(row.ControllerRSS, maxRSS(st))
 		}
-		slices.Sort(times)
-		row.Median, row.Min = times[len(times)/2].Seconds(), times[0].Seconds()
+		slices.SortFunc(runs, func(a, b run) int { return int(a.wall - b.wall) })
+		row.Median, row.Min, row.ControllerCPU = runs[len(runs)/2].wall.Seconds(), runs[0].wall.Seconds(), runs[len(runs)/2].cpu
+		if st, err := os.Stat(filepath.Join(proj, "inventory", "booted.db")); err == nil {
+			row.DBBytes = st.Size()
+		}
 		return row, nil
 	}
 	var rows []conductorsRow
@@ -246,7 +278,7 @@ sites:
 		return fmt.Errorf("bench:conductors: nats-server: %w", err)
 	}
 	var conductors []*exec.Cmd
-	for _, site := range []string{"a", "b"} {
+	for _, site := range siteNames {
 		c, err := start(bin, []string{"conductor:run", "sites", site}, append(env, "BOOTED_PARALLEL=32")...)
 		if err != nil {
 			return err
@@ -256,15 +288,15 @@ sites:
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out, _, err := booted("conductors:list", "sites")
-		if err == nil && strings.Count(string(out), " ago ") == 2 {
+		if err == nil && strings.Count(string(out), " ago ") == nsites {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("bench:conductors: the two conductors did not beat within 60 s (logs in %s): %v %s", tmp, err, report.TailLines(string(out), 5))
+			return fmt.Errorf("bench:conductors: the %d conductors did not beat within 60 s (logs in %s): %v %s", nsites, tmp, err, report.TailLines(string(out), 5))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	row, err = measure("two sites, a conductor each", "sites", "NATS JetStream (1 server, TLS, nkeys); each conductor BOOTED_PARALLEL 32")
+	row, err = measure(fmt.Sprintf("%d sites, a conductor each", nsites), "sites", "NATS JetStream (1 server, TLS, nkeys); each conductor BOOTED_PARALLEL 32")
 	if err != nil {
 		return err
 	}
@@ -272,17 +304,16 @@ sites:
 		c.Process.Signal(syscall.SIGTERM)
 		c.Wait()
 		row.ConductorRSS = append(row.ConductorRSS, maxRSS(c.ProcessState))
+		row.ConductorsCPU += cpu(c.ProcessState) / float64(r.BenchRuns+1)
 	}
 	rows = append(rows, row)
-	return report.Rows(r.Out, r.JSON, rows, []string{"HOSTS:RUN 'true'", "HOSTS", "FIRST", "RUNS", "MEDIAN", "MIN", "TARGET RSS", "CONDUCTORS RSS", "NOTE"}, func(x conductorsRow) []string {
-		var c []string
-		for _, m := range x.ConductorRSS {
-			c = append(c, fmt.Sprintf("%.0f MB", m))
+	return report.Rows(r.Out, r.JSON, rows, []string{"HOSTS:RUN 'true'", "HOSTS", "FIRST", "RUNS", "MEDIAN", "MIN", "TARGET CPU", "TARGET RSS", "CONDUCTORS CPU", "CONDUCTORS RSS (MAX)", "INVENTORY", "NOTE"}, func(x conductorsRow) []string {
+		ccpu, crss := "-", "-"
+		if len(x.ConductorRSS) > 0 {
+			ccpu, crss = fmt.Sprintf("%.1f s", x.ConductorsCPU), fmt.Sprintf("%.0f MB", slices.Max(x.ConductorRSS))
 		}
-		if len(c) == 0 {
-			c = []string{"-"}
-		}
-		return []string{x.What, fmt.Sprint(x.Hosts), seconds(x.First), fmt.Sprint(x.Runs), seconds(x.Median), seconds(x.Min), fmt.Sprintf("%.0f MB", x.ControllerRSS), strings.Join(c, ", "), x.Note}
+		return []string{x.What, fmt.Sprint(x.Hosts), seconds(x.First), fmt.Sprint(x.Runs), seconds(x.Median), seconds(x.Min),
+			fmt.Sprintf("%.1f s", x.ControllerCPU), fmt.Sprintf("%.0f MB", x.ControllerRSS), ccpu, crss, fmt.Sprintf("%.1f MB", float64(x.DBBytes)/1e6), x.Note}
 	})
 }
 

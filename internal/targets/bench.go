@@ -32,11 +32,11 @@ func (r *Runner) BenchFanout(ctx context.Context, n int) error {
 		names := rl.HostNames(n)
 		fmt.Fprintf(r.Out, "bench: starting %d local hosts\n", n)
 		start := time.Now()
+		defer s.Destroy(context.WithoutCancel(ctx), "bench done") // the bench hosts, their nginx and bridge go (those that came up too when some did not)
 		if err := s.BootHosts(ctx, names); err != nil {
 			return err
 		}
 		fmt.Fprintf(r.Out, "bench: %d hosts ready in %v\n", n, time.Since(start).Round(time.Millisecond))
-		defer s.Destroy(context.WithoutCancel(ctx), "bench done") // the bench hosts, their nginx and bridge go
 		hosts, err := s.Ops().Select(ctx, "workers", func(h inventory.Host) bool { return h.State == inventory.Ready })
 		if err != nil {
 			return err

@@ -34,7 +34,12 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	testutil.RequireLocalHosts(t)
-	proj := testutil.NewProject(t, testutil.DefaultEnv)
+	return fixtureOn(t, testutil.NewProject(t, testutil.DefaultEnv))
+}
+
+// fixtureOn is the fixture of a project made already.
+func fixtureOn(t testing.TB, proj *testutil.Project) *fixture {
+	t.Helper()
 	prov, err := local.New(proj.Config(t), filepath.Join(proj.Inventory, proj.Env, "hosts"))
 	if err != nil {
 		t.Fatal(err)

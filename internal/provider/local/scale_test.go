@@ -3,7 +3,6 @@ package local_test
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -11,8 +10,6 @@ import (
 	"time"
 
 	"booted/internal/fanout"
-	"booted/internal/provider/local"
-	"booted/internal/secrets"
 	"booted/internal/testutil"
 )
 
@@ -26,16 +23,8 @@ import (
 func TestScale_ThousandHostsOnOneBridge(t *testing.T) {
 	testutil.RequireLocalHosts(t)
 	const n = 1000
-	proj := testutil.NewWideProject(t, testutil.DefaultEnv)
-	prov, err := local.New(proj.Config(t), filepath.Join(proj.Inventory, proj.Env, "hosts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, pub, err := secrets.DeployKey(filepath.Join(proj.Inventory, proj.Env, "id_ed25519"), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{proj, prov, signer, pub}
+	f := fixtureOn(t, testutil.NewWideProject(t, testutil.DefaultEnv))
+	prov := f.prov
 	ctx := context.Background()
 	start := time.Now()
 	addrs := make([]string, n)
