@@ -69,35 +69,37 @@ func (s *Setup) copyHosts() []Host {
 type Row struct {
 	Tool    string
 	Command time.Duration
-	// Memory is the most the Go runtime held (heap objects and stacks)
-	// above what it held before, during the command's run (the Go loop
-	// and booted only; 0: not measured).
+	// Memory is the most the Go runtime held live (heap objects and
+	// stacks) above what it held before, during the command's run (the Go
+	// loop and booted only; 0: not measured).
 	Memory uint64
 	Copy   time.Duration
 	// Unchanged is a put again of what the hosts have (booted only).
 	Unchanged time.Duration
 }
 
-// peakMemory runs fn, sampling the memory the Go runtime holds for heap
-// objects and goroutine stacks every 2 ms, and returns the most above
-// what it held before (after a collection).
+// peakMemory runs fn and returns the most memory the Go runtime held
+// live meanwhile for heap objects and goroutine stacks, above what it
+// held before: it collects every 20 ms while fn runs and reads what
+// survived. What is held, not garbage yet to be collected (which follows
+// GOGC, not the program), as a process under GOMEMLIMIT would keep.
 func peakMemory(fn func() error) (uint64, error) {
-	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
 	read := func() uint64 {
+		runtime.GC()
 		metrics.Read(samples)
 		return samples[0].Value.Uint64() + samples[1].Value.Uint64()
 	}
-	runtime.GC()
 	base := read()
 	stop, done := make(chan struct{}), make(chan uint64)
 	go func() {
 		peak := base
-		t := time.NewTicker(2 * time.Millisecond)
+		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
-				done <- max(peak, read())
+				done <- peak
 				return
 			case <-t.C:
 				peak = max(peak, read())
@@ -406,6 +408,23 @@ func (s *Setup) Run(ctx context.Context, out, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sizes := []int{len(s.Hosts)}
+	if len(s.Hosts) > 100 { // the same figures on the first 100 as well, to compare
+		sizes = []int{100, len(s.Hosts)}
+	}
+	for _, n := range sizes {
+		sub := *s
+		sub.Hosts = s.Hosts[:n]
+		fmt.Fprintf(s.Log, "bench: %d hosts\n", n)
+		if err := sub.run(ctx, dir, payload, out, errw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run measures every tool on s.Hosts and prints their table.
+func (s *Setup) run(ctx context.Context, dir, payload string, out, errw io.Writer) error {
 	plain, err := s.PlainGo(ctx, payload)
 	if err != nil {
 		return err

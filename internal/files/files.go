@@ -171,7 +171,7 @@ func check(c *ssh.Client, path string, sum bool) (stat, sha string, err error) {
 	defer s.Close()
 	var out bytes.Buffer
 	s.Stdout = &out
-	cmd := "stat -c " + shell.Quote(statFormat) + " -- " + shell.Quote(path) + " 2>/dev/null || exit 0"
+	cmd := "stat -c " + shell.Quote(statFormat) + " -- " + shell.Quote(path) + " 2>/dev/null || echo"
 	if sum {
 		cmd += "; sha256sum -- " + shell.Quote(path) + " 2>/dev/null || true"
 	}
@@ -224,6 +224,9 @@ func Put(ctx context.Context, c *ssh.Client, p PutSpec) (int64, Placed, error) {
 	if stat != "" && statMode(stat) == fmt.Sprintf("%o", src.Mode.Perm()) &&
 		(known && stat == p.Known.Stat || !known && have == src.SHA256) {
 		return 0, Placed{SHA256: src.SHA256, Stat: stat}, nil
+	}
+	if stat == "" && have == src.SHA256 && have != "" {
+		return 0, Placed{SHA256: src.SHA256}, nil // a host whose stat is not GNU's: by content, as before
 	}
 	sc, closeFn, err := client(ctx, c)
 	if err != nil {
