@@ -8,7 +8,6 @@
 package files
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -118,8 +117,8 @@ func remoteSum(c *ssh.Client, path string) (string, error) {
 		return "", err
 	}
 	defer s.Close()
-	var out bytes.Buffer
-	s.Stdout = &out
+	out := &head{max: 4096}
+	s.Stdout = out
 	if err := s.Run("sha256sum -- " + shell.Quote(path) + " 2>/dev/null || true"); err != nil {
 		return "", err
 	}
@@ -129,6 +128,20 @@ func remoteSum(c *ssh.Client, path string) (string, error) {
 	}
 	return f[0], nil
 }
+
+// head keeps the first max bytes written to it (a host's answer, bounded:
+// a stat and a sum are a line each) and drops the rest.
+type head struct {
+	max int
+	b   []byte
+}
+
+func (h *head) Write(p []byte) (int, error) {
+	h.b = append(h.b, p[:min(len(p), max(h.max-len(h.b), 0))]...)
+	return len(p), nil
+}
+
+func (h *head) String() string { return string(h.b) }
 
 // client opens SFTP over c, closed when ctx ends (SFTP calls take no
 // context).
@@ -169,8 +182,8 @@ func check(c *ssh.Client, path string, sum bool) (stat, sha string, err error) {
 		return "", "", err
 	}
 	defer s.Close()
-	var out bytes.Buffer
-	s.Stdout = &out
+	out := &head{max: 4096}
+	s.Stdout = out
 	cmd := "stat -c " + shell.Quote(statFormat) + " -- " + shell.Quote(path) + " 2>/dev/null || echo"
 	if sum {
 		cmd += "; sha256sum -- " + shell.Quote(path) + " 2>/dev/null || true"
