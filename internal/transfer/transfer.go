@@ -49,6 +49,7 @@ type Hosts struct {
 // Records is where a transfer keeps what it knows between operations
 // (the inventory's key-value records of the environment).
 type Records interface {
+	Get(ctx context.Context, env, key string, v any) (bool, error)
 	List(ctx context.Context, env, prefix string) (map[string]json.RawMessage, error)
 	PutAll(ctx context.Context, env string, kv map[string]any) error
 }
@@ -69,13 +70,9 @@ func (x *Hosts) hash(ctx context.Context, src string) (files.Local, error) {
 	}
 	var known *files.Local
 	if x.Records != nil {
-		if m, err := x.Records.List(ctx, x.Env.Name, hashedKey(abs)); err == nil {
-			if raw, ok := m[hashedKey(abs)]; ok {
-				var l files.Local
-				if json.Unmarshal(raw, &l) == nil {
-					known = &l
-				}
-			}
+		var l files.Local
+		if found, err := x.Records.Get(ctx, x.Env.Name, hashedKey(abs), &l); err == nil && found {
+			known = &l
 		}
 	}
 	l, err := files.Hash(abs, known)
