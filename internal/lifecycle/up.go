@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"booted/internal/bootlog"
@@ -161,6 +162,15 @@ func (h *Hosts) boot(ctx context.Context, spec provider.Spec, built provider.Ins
 		switch host.State {
 		case inventory.Booting, inventory.Booted, inventory.Ready, inventory.Serving:
 			return nil // up already
+		}
+		// Running, but failed (or not up, as booted knows it): started
+		// as it is, it would not boot, nor phone home with the token
+		// made below, and its boot timed out. It is powered off first
+		// (by a provider that can).
+		if pw, ok := h.Provs.Of(name).(provider.Power); ok {
+			if err := pw.Stop(ctx, name); err != nil {
+				return fmt.Errorf("host %s: runs but is %s: powering it off to boot it again: %w", name, host.State, err)
+			}
 		}
 	}
 	// A new provisioning: a token for this boot alone. The boot timeout

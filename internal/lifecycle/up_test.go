@@ -61,6 +61,32 @@ func TestStart(t *testing.T) {
 	}
 }
 
+// A host that runs but failed (its liveness check, say) and is started
+// again is powered off first, then booted with a new token: started as it
+// was, it did not boot, never phoned home with the token, and its boot
+// timed out a minute later (found by bench:fanout on 1,000 hosts, where
+// one missed its ping).
+func TestStart_RebootsARunningHostThatFailed(t *testing.T) {
+	ctx := context.Background()
+	h, mem, _, _ := hosts(t)
+	h.Spec = func(name string) (provider.Spec, error) { return provider.Spec{Name: name, Role: "workers"}, nil }
+	if err := h.Provision(ctx, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Store.Advance(ctx, "e", "w1", inventory.Failed, "liveness: no reply to ping within 2s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(ctx, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	if calls := strings.Join(mem.Calls(), ","); calls != "build w1,start w1,build w1,stop w1,start w1" {
+		t.Errorf("provider calls: %s; want it powered off and on again", calls)
+	}
+	if st := state(t, h, "w1"); st != inventory.Booting {
+		t.Errorf("w1: %s, want booting", st)
+	}
+}
+
 // A build the provider refuses leaves a new host failed, with why.
 func TestBuild_FailedSaysWhy(t *testing.T) {
 	ctx := context.Background()
