@@ -41,6 +41,7 @@ var Catalog = []Target{
 	{"test", nil},
 	{"testInstall", nil},
 	{"testFresh", nil},
+	{"testScale", nil},
 	{"install", nil},
 	{"env:startAll", []Arg{s("env")}},
 	{"env:startMin", []Arg{s("env")}},
