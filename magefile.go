@@ -255,9 +255,9 @@ func (Pools) List(ctx context.Context, env string) error {
 	return run(func(r *targets.Runner) error { return r.PoolsList(ctx, env) })
 }
 
-// Put copies local file SRC to DST on every host of ENV (or ENV/ROLE) over SFTP, skipping hosts that have that content already.
+// Put copies local file SRC to DST on every host of ENV (or ENV/ROLE) over SFTP, skipping hosts that have that content already: SRC is hashed once, and a host where booted put it before is checked with one stat.
 //
-// Settings: BOOTED_LIMIT, BOOTED_PARALLEL, BOOTED_RETRY=failed, BOOTED_OUTPUT=json.
+// Settings: BOOTED_LIMIT, BOOTED_PARALLEL, BOOTED_RETRY=failed, BOOTED_OUTPUT=json, BOOTED_VERIFY=1 (read each host's file even so).
 func (Hosts) Put(ctx context.Context, env, src, dst string) error {
 	return run(func(r *targets.Runner) error { return r.HostsPut(ctx, env, src, dst) })
 }
