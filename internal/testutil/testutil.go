@@ -207,7 +207,11 @@ func newProject(t testing.TB, body EnvFile, wide bool) *Project {
 		}
 		if lastErr = prov.Prepare(ctx); lastErr == nil {
 			ctl := p.Controller(t)
-			t.Cleanup(func() { teardown(t, ctl, prov) })
+			limit := 30 * time.Second
+			if wide { // 1,000 hosts take minutes to tear down (namespaces)
+				limit = 15 * time.Minute
+			}
+			t.Cleanup(func() { teardown(t, ctl, prov, limit) })
 			return p
 		}
 	}
@@ -245,8 +249,8 @@ func (p *Project) Controller(t testing.TB) *controller.Controller {
 	}
 }
 
-func teardown(t testing.TB, ctl *controller.Controller, prov *local.Provider) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+func teardown(t testing.TB, ctl *controller.Controller, prov *local.Provider, limit time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	if err := ctl.Stop(ctx); err != nil {
 		t.Errorf("cleanup: stop nginx: %v", err)
