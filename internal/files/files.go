@@ -110,25 +110,6 @@ func Sum(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// remoteSum is the SHA-256 of path on the host, "" if it has no such file.
-func remoteSum(c *ssh.Client, path string) (string, error) {
-	s, err := c.NewSession()
-	if err != nil {
-		return "", err
-	}
-	defer s.Close()
-	out := &head{max: 4096}
-	s.Stdout = out
-	if err := s.Run("sha256sum -- " + shell.Quote(path) + " 2>/dev/null || true"); err != nil {
-		return "", err
-	}
-	f := strings.Fields(out.String())
-	if len(f) == 0 {
-		return "", nil
-	}
-	return f[0], nil
-}
-
 // head keeps the first max bytes written to it (a host's answer, bounded:
 // a stat and a sum are a line each) and drops the rest.
 type head struct {
@@ -287,7 +268,7 @@ func Put(ctx context.Context, c *ssh.Client, p PutSpec) (int64, Placed, error) {
 // unless dst has the same content already; it returns the bytes copied
 // (0: unchanged).
 func Get(ctx context.Context, c *ssh.Client, src, dst string) (int64, error) {
-	have, err := remoteSum(c, src)
+	_, have, err := check(c, src, true)
 	if err != nil {
 		return 0, err
 	}
