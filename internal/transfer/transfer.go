@@ -326,12 +326,10 @@ var (
 		if err := os.Chmod(local, a.Mode); err != nil {
 			return nil, err
 		}
-		// (hashed here once for the job's hosts; the files bucket has
-		// checked it against a.SHA256)
-		l, err := files.Hash(local, nil)
-		if err != nil {
-			return nil, err
-		}
+		// Not hashed again: ReadFile checked it against a.SHA256, and a
+		// copy checks what it sends against it. (Hashed here, it failed
+		// when another job of the same put rewrote this copy meanwhile.)
+		l := files.Local{Path: local, Mode: a.Mode, SHA256: a.SHA256}
 		return func(ctx context.Context, c fleet.Conn) (put, error) {
 			n, p, err := c.Put(ctx, files.PutSpec{Src: l, Dst: a.Dst, Verify: a.Verify})
 			return put{Bytes: n, Placed: p}, err
